@@ -1,0 +1,94 @@
+/// ferry/detail/buffer.hpp: the byte buffer values are encoded into, and the reader they are decoded from.
+/// Not thread-safe; each is owned by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <span>
+#include <utility>
+
+namespace ferry::detail {
+
+/// A growable byte buffer that, unlike std::vector<char>, never zero-fills what it is about to overwrite.
+/// Encoders ask for room with reserve(n), write through the pointer it returns, and commit the new end.
+class buffer {
+ public:
+  buffer() = default;
+  explicit buffer(std::size_t capacity) { grow(capacity); }
+  buffer(buffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)),
+        capacity_(std::exchange(other.capacity_, 0)) {}
+  buffer& operator=(buffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    std::swap(capacity_, other.capacity_);
+    return *this;
+  }
+  buffer(const buffer&) = delete;
+  buffer& operator=(const buffer&) = delete;
+  ~buffer() { std::free(data_); }
+
+  /// Room for at least n more bytes at the end; returns where they start. Invalidates earlier pointers.
+  char* reserve(std::size_t n) {
+    if (capacity_ - size_ < n) grow(size_ + n);
+    return data_ + size_;
+  }
+  /// Marks everything up to `end` (a pointer into the reserved room) as written.
+  void commit(char* end) noexcept { size_ = static_cast<std::size_t>(end - data_); }
+  void append(const void* bytes, std::size_t n) {
+    if (n == 0) return;
+    std::memcpy(reserve(n), bytes, n);
+    size_ += n;
+  }
+  void resize(std::size_t n) {
+    if (n > capacity_) grow(n);
+    size_ = n;
+  }
+  void clear() noexcept { size_ = 0; }
+  /// Gives memory back when a large payload has passed and the buffer is empty again.
+  void shrink_if_empty(std::size_t keep) {
+    if (size_ == 0 && capacity_ > keep) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = 0;
+    }
+  }
+
+  char* data() noexcept { return data_; }
+  const char* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  bool empty() const noexcept { return size_ == 0; }
+  std::span<const char> view() const noexcept { return {data_, size_}; }
+
+ private:
+  void grow(std::size_t at_least) {
+    std::size_t capacity = capacity_ ? capacity_ : 256;
+    while (capacity < at_least) capacity *= 2;
+    void* p = std::realloc(data_, capacity);
+    if (!p) throw std::bad_alloc{};
+    data_ = static_cast<char*>(p);
+    capacity_ = capacity;
+  }
+
+  char* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
+/// A cursor over encoded bytes that it does not own. Decoders check before every read that the bytes
+/// they need are there, so a truncated or hostile input is a DecodeError, never a read past `end`.
+struct reader {
+  const char* pos;
+  const char* end;
+
+  reader(const char* begin, const char* finish) : pos(begin), end(finish) {}
+  explicit reader(std::span<const char> bytes) : pos(bytes.data()), end(bytes.data() + bytes.size()) {}
+  bool at_end() const noexcept { return pos >= end; }
+  std::size_t remaining() const noexcept { return static_cast<std::size_t>(end - pos); }
+};
+
+}  // namespace ferry::detail

@@ -1,0 +1,120 @@
+/// ferry/errors.hpp: the exceptions ferry's public API throws.
+///
+/// Every failure of a remote call reaches the caller as an exception derived from ferry::Error, one type
+/// per kind of failure, with what a user needs to debug it in what(): the function, the call id and,
+/// for failures inside the body, the remote exception's type, message and stack. An exception of a
+/// standard type thrown by a remote body is rethrown as that type (std::out_of_range stays
+/// std::out_of_range); its remote details are reachable with ferry::remote_details(e).
+/// All types are immutable after construction and safe to share between threads.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace ferry {
+
+/// Base of every error ferry reports.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Where a remote exception came from. Mixed into RemoteError and into the standard exception types
+/// ferry rethrows, so `catch (const std::out_of_range& e)` still reaches these through remote_details().
+class RemoteDetails {
+ public:
+  RemoteDetails(std::string type, std::string message, std::string function, std::string call_id,
+                std::string stack)
+      : type_(std::move(type)), message_(std::move(message)), function_(std::move(function)),
+        call_id_(std::move(call_id)), stack_(std::move(stack)) {}
+  virtual ~RemoteDetails() = default;
+
+  /// The remote exception's type, demangled (`std::out_of_range`, `my::Error`).
+  const std::string& type() const noexcept { return type_; }
+  /// The remote exception's what().
+  const std::string& message() const noexcept { return message_; }
+  /// The function whose body threw.
+  const std::string& function() const noexcept { return function_; }
+  /// The id of the call that threw, as the server and its logs name it.
+  const std::string& call_id() const noexcept { return call_id_; }
+  /// The stack where the exception was thrown in the container, one frame a line.
+  const std::string& stack() const noexcept { return stack_; }
+
+ private:
+  std::string type_, message_, function_, call_id_, stack_;
+};
+
+/// An exception of a type ferry does not rethrow as itself, thrown by a remote body.
+class RemoteError : public Error, public RemoteDetails {
+ public:
+  RemoteError(std::string what, RemoteDetails details)
+      : Error(std::move(what)), RemoteDetails(std::move(details)) {}
+};
+
+/// The remote details of an exception that a remote body threw, or nullptr for a local exception.
+inline const RemoteDetails* remote_details(const std::exception& e) noexcept {
+  return dynamic_cast<const RemoteDetails*>(&e);
+}
+
+/// A value that does not decode as the type expected: names the expected and the received type, and
+/// where in a nested value the mismatch is (`[2].name`).
+class DecodeError : public Error {
+ public:
+  DecodeError(std::string expected, std::string received, std::string path = {})
+      : Error(describe(expected, received, path)), expected_(std::move(expected)),
+        received_(std::move(received)), path_(std::move(path)) {}
+  const std::string& expected() const noexcept { return expected_; }
+  const std::string& received() const noexcept { return received_; }
+  const std::string& path() const noexcept { return path_; }
+  /// The same error, one level further out: `prefix` goes before the current path.
+  DecodeError within(const std::string& prefix) const { return {expected_, received_, prefix + path_}; }
+
+ private:
+  static std::string describe(const std::string& expected, const std::string& received, const std::string& path) {
+    return (path.empty() ? std::string{} : "at " + path + ": ") + "expected " + expected + ", received " + received;
+  }
+  std::string expected_, received_, path_;
+};
+
+/// Arguments the function cannot take: a value that does not decode as the parameter's type, or the
+/// wrong number of arguments. Says which function, which argument, what it expected and what it got.
+class ArgumentError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The function is not declared by the app that was asked to run it.
+class UnknownFunctionError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The container running the call died before answering (crash, kill, abort). what() carries its exit
+/// status and the tail of its stderr.
+class ContainerCrashedError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// No container could be started for the function: the binary exited or failed before it connected to
+/// the server. what() carries the exit status and the tail of its stderr.
+class ContainerStartError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A payload (arguments or result) larger than the server accepts.
+class PayloadTooLargeError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The server cannot be reached, refused the connection (wrong token or protocol version), or the
+/// connection was lost while calls were in flight.
+class ConnectionError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace ferry

@@ -1,0 +1,15 @@
+/// ferry/ferry.hpp: everything a ferry program needs. See README.md for a tour.
+#pragma once
+
+#include <ferry/app.hpp>
+#include <ferry/codec.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/function.hpp>
+#include <ferry/options.hpp>
+
+namespace ferry {
+
+/// ferry's version, "MAJOR.MINOR.PATCH".
+const char* version() noexcept;
+
+}  // namespace ferry

@@ -1,0 +1,139 @@
+#include "cli/cli.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <ferry/ferry.hpp>
+
+#include "runtime/logging.hpp"
+#include "runtime/server_config.hpp"
+#include "server/server.hpp"
+
+namespace ferry::cli {
+
+namespace {
+
+constexpr const char* default_address = "127.0.0.1:7700";
+
+struct server_flags {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 7700;
+  std::string state_dir;
+  std::uint64_t max_frame_size = wire::default_max_frame_size;
+};
+
+int serve(const server_flags& flags) {
+  runtime::init_logging("info");
+  const std::filesystem::path state_dir = flags.state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(flags.state_dir);
+  server::server_options options;
+  options.host = flags.host;
+  options.port = flags.port;
+  options.max_frame_size = flags.max_frame_size;
+  options.token = runtime::load_or_create_token(state_dir);
+
+  // SIGINT/SIGTERM stop the server gracefully; block them everywhere and wait for them on one thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  server::server srv(options);
+  spdlog::info("ferry server {} listening on {} (state directory {})", ferry::version(), srv.address(),
+               state_dir.string());
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    srv.stop();
+  });
+  srv.run();
+  // run() also returns when the server stops for another reason: release the waiter.
+  pthread_kill(signal_waiter.native_handle(), SIGTERM);
+  signal_waiter.join();
+  return 0;
+}
+
+int run_app(const std::string& address, const std::string& state_dir, const std::string& app,
+            const std::vector<std::string>& args) {
+  ::setenv("FERRY_SERVER", address.c_str(), 1);
+  if (const char* token = std::getenv("FERRY_TOKEN"); !token || !*token) {
+    const std::string t = runtime::read_token(state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(state_dir));
+    ::setenv("FERRY_TOKEN", t.c_str(), 1);
+  }
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(app.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execvp(app.c_str(), argv.data());
+  std::cerr << "ferry run: cannot run " << app << ": " << std::strerror(errno) << '\n';
+  return 127;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App cli{"ferry: run C++ functions remotely, in containers managed by a ferry server"};
+  cli.require_subcommand(1);
+  cli.footer("Run `ferry COMMAND --help` for a command's options.");
+
+  server_flags flags;
+  auto* server_cmd = cli.add_subcommand("server", "Run the ferry server in the foreground");
+  server_cmd->add_option("--host", flags.host, "Address to listen on")->capture_default_str();
+  server_cmd->add_option("--port", flags.port, "Port to listen on (0: any free port)")->capture_default_str();
+  server_cmd->add_option("--state-dir", flags.state_dir,
+                         "Where the server keeps its token and state (default: $FERRY_HOME, or ~/.ferry)");
+  server_cmd->add_option("--max-frame-size", flags.max_frame_size,
+                         "Largest frame (and so payload) in bytes the server accepts")
+      ->capture_default_str();
+
+  std::string address;
+  std::string run_state_dir;
+  std::string app;
+  std::vector<std::string> app_args;
+  auto* run_cmd = cli.add_subcommand("run", "Run an app's entrypoint against a ferry server");
+  run_cmd->add_option("--server", address,
+                      std::string("Server address host:port (default: $FERRY_SERVER, or ") + default_address + ")");
+  run_cmd->add_option("--state-dir", run_state_dir,
+                      "State directory of that server, to read its token from when FERRY_TOKEN is unset");
+  run_cmd->add_option("app", app, "The app binary")->required();
+  run_cmd->add_option("args", app_args, "Arguments for the app");
+  run_cmd->prefix_command();
+
+  auto* version_cmd = cli.add_subcommand("version", "Print ferry's version");
+
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return cli.exit(e) == 0 ? 0 : 2;
+  }
+
+  try {
+    if (*version_cmd) {
+      std::cout << "ferry " << ferry::version() << '\n';
+      return 0;
+    }
+    if (*server_cmd) return serve(flags);
+    if (*run_cmd) {
+      if (address.empty()) {
+        const char* env = std::getenv("FERRY_SERVER");
+        address = env && *env ? env : default_address;
+      }
+      for (const auto& extra : run_cmd->remaining()) app_args.push_back(extra);
+      return run_app(address, run_state_dir, app, app_args);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "ferry: " << e.what() << '\n';
+    return 1;
+  }
+  return 2;
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,231 @@
+#include "client/client.hpp"
+
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <ferry/errors.hpp>
+
+#include "runtime/check.hpp"
+
+namespace ferry::client {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+endpoint endpoint::parse(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
+    throw ConnectionError("'" + text + "' is not a server address; write host:port, e.g. 127.0.0.1:7700");
+  }
+  endpoint e;
+  e.host = text.substr(0, colon);
+  if (e.host.size() > 2 && e.host.front() == '[' && e.host.back() == ']') e.host = e.host.substr(1, e.host.size() - 2);
+  try {
+    std::size_t used = 0;
+    const int port = std::stoi(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1 || port <= 0 || port > 65535) throw std::out_of_range("port");
+    e.port = static_cast<std::uint16_t>(port);
+  } catch (const std::exception&) {
+    throw ConnectionError("'" + text + "' has no valid port; write host:port with a port from 1 to 65535");
+  }
+  return e;
+}
+
+client::client() = default;
+
+std::shared_ptr<client> client::connect(const connect_options& options, input_handler on_input) {
+  std::shared_ptr<client> c(new client());
+  c->on_input_ = std::move(on_input);
+  c->server_ = options.server;
+
+  tcp::socket socket(c->io_);
+  try {
+    tcp::resolver resolver(c->io_);
+    asio::connect(socket, resolver.resolve(options.server.host, std::to_string(options.server.port)));
+  } catch (const boost::system::system_error& e) {
+    throw ConnectionError("cannot connect to the ferry server at " + options.server.to_string() + ": " +
+                          e.code().message() +
+                          "; start one with `ferry server`, or unset FERRY_SERVER to use an embedded server");
+  }
+  c->connection_ = std::make_shared<wire::connection>(std::move(socket), wire::default_max_frame_size);
+  c->connection_->start([raw = c.get()](const wire::frame& f) { raw->on_frame(f); },
+                        [raw = c.get()](const std::string& reason) { raw->on_close(reason); });
+  c->io_thread_ = std::thread([raw = c.get()] {
+    auto guard = asio::make_work_guard(raw->io_);
+    raw->io_.run();
+  });
+
+  c->connection_->send(wire::message_kind::hello,
+                       wire::hello_header{wire::protocol_version, options.token,
+                                          static_cast<std::uint8_t>(options.role), options.container_id,
+                                          static_cast<std::int64_t>(::getpid())});
+  pending_call& welcome = c->wait(c->handshake_);
+  if (!welcome.connection_error.empty()) {
+    throw ConnectionError("the ferry server at " + options.server.to_string() +
+                          " closed the connection during the handshake: " + welcome.connection_error);
+  }
+  if (welcome.status != wire::status::ok) {
+    throw ConnectionError("the ferry server at " + options.server.to_string() + " refused the connection: " +
+                          std::string(welcome.payload.data(), welcome.payload.size()));
+  }
+  return c;
+}
+
+client::~client() {
+  close();
+  io_.stop();
+  if (io_thread_.joinable()) io_thread_.join();
+}
+
+client::pending_call& client::wait(pending_call& call) {
+  FERRY_CHECK(std::this_thread::get_id() != io_thread_.get_id(), "a blocking ferry call on the client's I/O thread");
+  call.done.wait(false, std::memory_order_acquire);
+  return call;
+}
+
+void client::register_app(const std::string& app, const std::string& executable,
+                          const std::vector<std::shared_ptr<const detail::function_entry>>& functions) {
+  std::vector<wire::function_spec> specs;
+  specs.reserve(functions.size());
+  for (const auto& f : functions) {
+    specs.emplace_back(f->name, f->signature, f->options.max_inputs, f->options.max_containers);
+  }
+  handshake_.done.store(false);
+  if (!connection_->send(wire::message_kind::register_app, wire::register_app_header{app, executable, specs})) {
+    throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
+  }
+  pending_call& reply = wait(handshake_);
+  if (!reply.connection_error.empty()) {
+    throw ConnectionError("the ferry server at " + server_.to_string() +
+                          " closed the connection while registering app '" + app + "': " + reply.connection_error);
+  }
+  if (reply.status != wire::status::ok) throw_call_error(reply.status, wire::decode_error(reply.payload.view()));
+}
+
+detail::buffer client::call(const detail::function_entry& function,
+                            const std::function<void(detail::buffer&)>& encode_args) {
+  pending_call call;
+  std::uint64_t id = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!closed_reason_.empty()) {
+      throw ConnectionError("cannot call '" + function.name + "': the connection to the ferry server at " +
+                            server_.to_string() + " is closed (" + closed_reason_ + ")");
+    }
+    id = next_call_id_++;
+    pending_.emplace(id, &call);
+  }
+  try {
+    connection_->send(wire::message_kind::call, wire::call_header{id, function.app, function.name}, encode_args);
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    pending_.erase(id);
+    throw;
+  }
+  wait(call);
+  if (!call.connection_error.empty()) {
+    throw ConnectionError("lost the connection to the ferry server at " + server_.to_string() + " while calling '" +
+                          function.name + "': " + call.connection_error);
+  }
+  if (call.status != wire::status::ok) throw_call_error(call.status, wire::decode_error(call.payload.view()));
+  return std::move(call.payload);
+}
+
+void client::send_output(std::uint64_t input_id, wire::status status,
+                         const std::function<void(detail::buffer&)>& write) {
+  connection_->send(wire::message_kind::output, wire::output_header{input_id, static_cast<std::uint8_t>(status)},
+                    write);
+}
+
+void client::on_frame(const wire::frame& f) {
+  switch (f.kind) {
+    case wire::message_kind::result: {
+      auto [id, status] = f.decode_header<wire::result_header>();
+      pending_call* call = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        auto it = pending_.find(id);
+        if (it == pending_.end()) return;  // a call whose caller gave up; nothing waits for it
+        call = it->second;
+        pending_.erase(it);
+      }
+      call->status = static_cast<wire::status>(status);
+      call->payload.append(f.payload.data(), f.payload.size());
+      call->done.store(true, std::memory_order_release);
+      call->done.notify_one();
+      return;
+    }
+    case wire::message_kind::input: {
+      auto [id, call_id] = f.decode_header<wire::input_header>();
+      FERRY_CHECK(on_input_ != nullptr, "the server sent an input to a program that is not a container");
+      input in{id, std::move(call_id), {}};
+      in.arguments.append(f.payload.data(), f.payload.size());
+      on_input_(std::move(in));
+      return;
+    }
+    case wire::message_kind::welcome: {
+      auto [version, max_frame_size] = f.decode_header<wire::welcome_header>();
+      connection_->set_peer_max_frame_size(max_frame_size);
+      handshake_.status = wire::status::ok;
+      handshake_.done.store(true, std::memory_order_release);
+      handshake_.done.notify_one();
+      return;
+    }
+    case wire::message_kind::refused: {
+      auto [reason] = f.decode_header<wire::refused_header>();
+      handshake_.status = wire::status::internal;
+      handshake_.payload.clear();
+      handshake_.payload.append(reason.data(), reason.size());
+      handshake_.done.store(true, std::memory_order_release);
+      handshake_.done.notify_one();
+      return;
+    }
+    case wire::message_kind::app_registered: {
+      auto [status] = f.decode_header<wire::app_registered_header>();
+      handshake_.status = static_cast<wire::status>(status);
+      handshake_.payload.clear();
+      handshake_.payload.append(f.payload.data(), f.payload.size());
+      handshake_.done.store(true, std::memory_order_release);
+      handshake_.done.notify_one();
+      return;
+    }
+    default:
+      throw DecodeError("a message a client receives", wire::to_string(f.kind));
+  }
+}
+
+void client::on_close(const std::string& reason) {
+  std::unordered_map<std::uint64_t, pending_call*> failed;
+  {
+    std::lock_guard lock(mu_);
+    closed_reason_ = reason.empty() ? "closed" : reason;
+    failed.swap(pending_);
+  }
+  for (auto& [id, call] : failed) {
+    call->connection_error = closed_reason_;
+    call->done.store(true, std::memory_order_release);
+    call->done.notify_one();
+  }
+  if (!handshake_.done.load()) {
+    handshake_.connection_error = closed_reason_;
+    handshake_.done.store(true, std::memory_order_release);
+    handshake_.done.notify_one();
+  }
+  closed_.store(true);
+  closed_.notify_all();
+}
+
+void client::close() {
+  if (connection_) connection_->close("closed by this program");
+}
+
+std::string client::wait_closed() {
+  closed_.wait(false);
+  std::lock_guard lock(mu_);
+  return closed_reason_;
+}
+
+}  // namespace ferry::client

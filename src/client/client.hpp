@@ -1,0 +1,105 @@
+// The process's one connection to the server, shared by every call the process makes and, in a container,
+// by the inputs it serves. Calls are multiplexed by id.
+//
+// Concurrency: thread-safe. The connection and its handlers run on the client's own I/O thread; callers
+// block on their own pending_call without holding any lock while they wait.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include <ferry/detail/buffer.hpp>
+#include <ferry/detail/function_entry.hpp>
+
+#include "wire/connection.hpp"
+#include "wire/protocol.hpp"
+
+namespace ferry::client {
+
+struct endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  /// Parses "host:port"; throws ConnectionError naming the bad value.
+  static endpoint parse(const std::string& text);
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+struct connect_options {
+  endpoint server;
+  std::string token;
+  wire::peer_role role = wire::peer_role::client;
+  std::uint64_t container_id = 0;
+};
+
+/// An input the server hands a container.
+struct input {
+  std::uint64_t id;
+  std::string call_id;
+  detail::buffer arguments;
+};
+
+class client {
+ public:
+  using input_handler = std::function<void(input)>;
+
+  /// Connects and completes the handshake; throws ConnectionError when the server cannot be reached or
+  /// refuses. `on_input` (containers only) runs on the I/O thread for each input.
+  static std::shared_ptr<client> connect(const connect_options& options, input_handler on_input = {});
+  ~client();
+
+  /// Registers this program's app and its functions; blocks until the server confirms.
+  void register_app(const std::string& app, const std::string& executable,
+                    const std::vector<std::shared_ptr<const detail::function_entry>>& functions);
+
+  /// Calls `function` and blocks for its encoded result; throws the error the call ended with.
+  detail::buffer call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args);
+
+  /// Sends a container's output for an input. `write` appends the payload (the result, or an error record).
+  void send_output(std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write);
+
+  /// Closes the connection and fails the calls still waiting with ConnectionError. Idempotent.
+  void close();
+
+  /// Blocks until the connection has closed (containers wait on this), and returns why.
+  std::string wait_closed();
+
+ private:
+  struct pending_call {
+    std::atomic<bool> done{false};
+    wire::status status = wire::status::ok;
+    detail::buffer payload;
+    std::string connection_error;  // set when the connection closed first
+  };
+
+  client();
+  void on_frame(const wire::frame& f);
+  void on_close(const std::string& reason);
+  pending_call& wait(pending_call& call);
+
+  boost::asio::io_context io_;
+  std::shared_ptr<wire::connection> connection_;
+  std::thread io_thread_;
+  input_handler on_input_;
+  endpoint server_;
+
+  std::mutex mu_;
+  std::uint64_t next_call_id_ = 1;                           // guarded by mu_
+  std::unordered_map<std::uint64_t, pending_call*> pending_;  // guarded by mu_
+  pending_call handshake_;                                   // the welcome or app_registered being awaited
+  std::string closed_reason_;                                // guarded by mu_; non-empty once closed
+  std::atomic<bool> closed_{false};
+};
+
+/// Turns a failed call's status and error record into the exception the public API throws.
+[[noreturn]] void throw_call_error(wire::status status, const wire::error_record& error);
+
+}  // namespace ferry::client

@@ -1,0 +1,42 @@
+#include <ferry/codec.hpp>
+
+namespace ferry::detail {
+
+std::string describe_next(const reader& r) {
+  if (r.at_end()) return "end of input";
+  const char* p = r.pos;
+  switch (mp_typeof(*p)) {
+    case MP_NIL:
+      return "nil";
+    case MP_BOOL:
+      return "bool";
+    case MP_UINT:
+      if (mp_check_uint(p, r.end) > 0) return "a truncated integer";
+      return "integer " + std::to_string(mp_decode_uint(&p));
+    case MP_INT:
+      if (mp_check_int(p, r.end) > 0) return "a truncated integer";
+      return "integer " + std::to_string(mp_decode_int(&p));
+    case MP_FLOAT:
+    case MP_DOUBLE:
+      return "float";
+    case MP_STR:
+      return "string";
+    case MP_BIN:
+      return "bytes";
+    case MP_ARRAY:
+      if (mp_check_array(p, r.end) > 0) return "a truncated array";
+      return "array of " + std::to_string(mp_decode_array(&p));
+    case MP_MAP:
+      if (mp_check_map(p, r.end) > 0) return "a truncated map";
+      return "map of " + std::to_string(mp_decode_map(&p));
+    case MP_EXT:
+      return "extension value";
+  }
+  return "unknown value";
+}
+
+void throw_mismatch(std::string expected, const reader& r) {
+  throw DecodeError(std::move(expected), describe_next(r));
+}
+
+}  // namespace ferry::detail

@@ -1,0 +1,68 @@
+#include "container/throw_trace.hpp"
+
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <execinfo.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <typeinfo>
+
+namespace ferry::container {
+
+namespace {
+std::atomic<bool> recording{false};
+
+struct throw_stack {
+  void* frames[48];
+  int size = 0;
+};
+thread_local throw_stack last;
+}  // namespace
+
+void record_throw_stacks() { recording.store(true, std::memory_order_relaxed); }
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, decltype(&std::free)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), &std::free);
+  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
+}
+
+std::string last_throw_stack() {
+  if (last.size <= 1) return {};
+  std::unique_ptr<char*, decltype(&std::free)> symbols(backtrace_symbols(last.frames, last.size), &std::free);
+  if (!symbols) return {};
+  std::string out;
+  // Frame 0 is the throw hook itself.
+  for (int i = 1; i < last.size; ++i) {
+    std::string line = symbols.get()[i];
+    // "binary(mangled+0x1f) [0x...]": demangle the symbol when there is one.
+    const auto open = line.find('(');
+    const auto plus = line.find('+', open);
+    std::string where;
+    if (open != std::string::npos && plus != std::string::npos && plus > open + 1) {
+      where = demangle(line.substr(open + 1, plus - open - 1).c_str());
+    } else {
+      where = line;
+    }
+    out += "  #" + std::to_string(i - 1) + " " + where + "\n";
+  }
+  return out;
+}
+
+}  // namespace ferry::container
+
+// Interposes the C++ runtime's throw to record the thrower's stack, then throws as usual. The
+// executable's definition wins over libstdc++'s for every throw the program makes.
+namespace __cxxabiv1 {
+extern "C" void __cxa_throw(void* thrown, std::type_info* type, void(_GLIBCXX_CDTOR_CALLABI* destructor)(void*)) {
+  using real_throw = void (*)(void*, std::type_info*, void(_GLIBCXX_CDTOR_CALLABI*)(void*));
+  static const auto real = reinterpret_cast<real_throw>(dlsym(RTLD_NEXT, "__cxa_throw"));
+  if (ferry::container::recording.load(std::memory_order_relaxed)) {
+    ferry::container::last.size = backtrace(ferry::container::last.frames, 48);
+  }
+  real(thrown, type, destructor);
+  std::abort();  // unreachable: the real __cxa_throw does not return
+}
+}  // namespace __cxxabiv1

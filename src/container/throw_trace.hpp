@@ -1,0 +1,16 @@
+// Stacks of thrown exceptions, for the remote stack a caller sees. In a container, every throw records
+// the thrower's stack (a few hundred ns, on the exceptional path only); elsewhere nothing is recorded.
+#pragma once
+
+#include <string>
+
+namespace ferry::container {
+
+/// Starts recording the stack at every throw in this process.
+void record_throw_stacks();
+/// The stack of the exception most recently thrown on this thread, one frame a line, demangled.
+std::string last_throw_stack();
+/// A type's name, demangled: "std::out_of_range".
+std::string demangle(const char* mangled);
+
+}  // namespace ferry::container

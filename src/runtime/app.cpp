@@ -1,0 +1,152 @@
+#include <ferry/app.hpp>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <stdexcept>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include <ferry/ferry.hpp>
+
+#include "client/client.hpp"
+#include "container/container_runtime.hpp"
+#include "runtime/app_state.hpp"
+#include "runtime/logging.hpp"
+#include "runtime/process_client.hpp"
+#include "runtime/server_config.hpp"
+#include "server/server.hpp"
+
+namespace ferry {
+
+const char* version() noexcept { return FERRY_VERSION; }
+
+namespace detail {
+
+void throw_argument_error(const std::string& function, std::size_t position, const DecodeError& e) {
+  throw ArgumentError("'" + function + "': argument " + std::to_string(position) + ": " + e.what());
+}
+
+void throw_argument_count_error(const std::string& function, std::size_t expected, const reader& r) {
+  throw ArgumentError("'" + function + "' takes " + std::to_string(expected) + " argument" +
+                      (expected == 1 ? "" : "s") + ", received " + describe_next(r));
+}
+
+}  // namespace detail
+
+namespace {
+
+bool valid_name(const std::string& name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') return false;
+  }
+  return true;
+}
+
+void print_error(const std::exception& e) {
+  std::cerr << "error: " << e.what() << '\n';
+  if (const RemoteDetails* remote = remote_details(e); remote && !remote->stack().empty()) {
+    std::cerr << "remote stack of " << remote->type() << " in '" << remote->function() << "' (call "
+              << remote->call_id() << "):\n"
+              << remote->stack();
+  }
+}
+
+/// The embedded server: started in this process when no FERRY_SERVER is set, stopped when main ends.
+class embedded_server {
+ public:
+  embedded_server() {
+    server::server_options options;
+    options.token = runtime::random_token();
+    token_ = options.token;
+    server_ = std::make_unique<server::server>(std::move(options));
+    thread_ = std::thread([this] { server_->run(); });
+  }
+  ~embedded_server() {
+    server_->stop();
+    thread_.join();
+  }
+  std::string address() const { return server_->address(); }
+  const std::string& token() const { return token_; }
+
+ private:
+  std::string token_;
+  std::unique_ptr<server::server> server_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+App::App(std::string name) : state_(std::make_unique<detail::app_state>()) {
+  if (!valid_name(name)) {
+    throw std::invalid_argument("ferry::App: '" + name +
+                                "' is not a valid app name; use letters, digits, '-', '_' and '.'");
+  }
+  state_->name = std::move(name);
+}
+
+App::~App() = default;
+
+const std::string& App::name() const noexcept { return state_->name; }
+
+std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::function_entry> entry) {
+  if (!valid_name(entry->name)) {
+    throw std::invalid_argument("ferry: '" + entry->name +
+                                "' is not a valid function name; use letters, digits, '-', '_' and '.'");
+  }
+  if (state_->find(entry->name)) {
+    throw std::invalid_argument("ferry: app '" + state_->name + "' already declares a function '" + entry->name + "'");
+  }
+  if (entry->options.max_inputs < 1 || entry->options.max_containers < 1) {
+    throw std::invalid_argument("ferry: function '" + entry->name + "': max_inputs and max_containers must be at least 1");
+  }
+  entry->app = state_->name;
+  state_->functions.push_back(entry);
+  return entry;
+}
+
+int App::main(int argc, char** argv, std::function<void()> entry) {
+  (void)argc;
+  (void)argv;
+  if (container::in_container()) {
+    runtime::init_logging("warn");
+    return container::run_container(*state_);
+  }
+  runtime::init_logging("warn");
+
+  int exit_code = 0;
+  std::unique_ptr<embedded_server> embedded;
+  try {
+    client::connect_options options;
+    if (const char* address = std::getenv("FERRY_SERVER"); address && *address) {
+      options.server = client::endpoint::parse(address);
+      const char* token = std::getenv("FERRY_TOKEN");
+      options.token = token && *token ? token : runtime::read_token(runtime::default_state_dir());
+    } else {
+      embedded = std::make_unique<embedded_server>();
+      options.server = client::endpoint::parse(embedded->address());
+      options.token = embedded->token();
+    }
+    auto c = client::client::connect(options);
+    c->register_app(state_->name, std::filesystem::read_symlink("/proc/self/exe").string(), state_->functions);
+    runtime::set_process_client(c);
+    try {
+      entry();
+    } catch (...) {
+      runtime::set_process_client(nullptr);
+      throw;
+    }
+    runtime::set_process_client(nullptr);
+  } catch (const std::exception& e) {
+    print_error(e);
+    exit_code = 1;
+  }
+  embedded.reset();
+  return exit_code;
+}
+
+}  // namespace ferry

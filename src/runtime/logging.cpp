@@ -1,0 +1,20 @@
+#include "runtime/logging.hpp"
+
+#include <cstdlib>
+
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace ferry::runtime {
+
+void init_logging(const std::string& default_level) {
+  const char* env = std::getenv("FERRY_LOG_LEVEL");
+  const auto level = spdlog::level::from_str(env && *env ? env : default_level);
+  auto logger = spdlog::get("ferry");
+  if (!logger) logger = spdlog::stderr_logger_mt("ferry");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[ferry %H:%M:%S.%e] %l: %v");
+  spdlog::set_level(level);
+}
+
+}  // namespace ferry::runtime

@@ -1,0 +1,52 @@
+// How the server starts containers. A narrow interface, so that containers can later run on other hosts
+// (a cluster engine) without the scheduler changing; process_launcher runs them as local processes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+
+namespace ferry::server {
+
+/// What a container needs to start: the binary, which function it serves, and how to reach the server.
+struct container_spec {
+  std::uint64_t id = 0;
+  std::string executable;
+  std::string app;
+  std::string function;
+  std::string server_address;  // host:port the container connects to
+  std::string token;           // passed in the environment, never on the command line
+};
+
+/// A started container. Confined to the server's executor.
+class container_process {
+ public:
+  virtual ~container_process() = default;
+  virtual std::int64_t pid() const = 0;
+  /// Asks the container to stop (SIGTERM).
+  virtual void terminate() = 0;
+  /// Stops it at once (SIGKILL).
+  virtual void kill() = 0;
+  /// The last few KiB the container wrote to stderr.
+  virtual std::string stderr_tail() const = 0;
+};
+
+class container_launcher {
+ public:
+  /// Runs on the server's executor once the container has exited, with how ("exited with code 3",
+  /// "was killed by signal 9 (KILL)"); its stderr is complete by then.
+  using exit_handler = std::function<void(std::string how)>;
+
+  virtual ~container_launcher() = default;
+  /// Starts a container. Throws std::system_error when the process cannot be started at all.
+  virtual std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit) = 0;
+};
+
+/// Containers as child processes of the server: the app binary started again, in container mode, with
+/// its stderr captured (and passed through to the server's stderr) and its exit watched through a pidfd.
+std::unique_ptr<container_launcher> make_process_launcher(boost::asio::any_io_executor executor);
+
+}  // namespace ferry::server

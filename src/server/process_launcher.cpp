@@ -1,0 +1,199 @@
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include "server/container_launcher.hpp"
+
+extern char** environ;
+
+namespace ferry::server {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t stderr_tail_size = 8 * 1024;
+
+std::string describe_exit(int status) {
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* name = sigabbrev_np(sig);
+    return "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+  }
+  return "ended with status " + std::to_string(status);
+}
+
+class process final : public container_process, public std::enable_shared_from_this<process> {
+ public:
+  process(asio::any_io_executor executor, pid_t pid, int pidfd, int stderr_fd)
+      : pid_(pid), exit_watch_(executor, pidfd), stderr_(executor, stderr_fd) {}
+
+  std::int64_t pid() const override { return pid_; }
+  void terminate() override {
+    if (!exited_) ::kill(pid_, SIGTERM);
+  }
+  void kill() override {
+    if (!exited_) ::kill(pid_, SIGKILL);
+  }
+  std::string stderr_tail() const override { return tail_; }
+
+  void watch(container_launcher::exit_handler on_exit) {
+    on_exit_ = std::move(on_exit);
+    read_stderr();
+    exit_watch_.async_wait(asio::posix::descriptor_base::wait_read,
+                           [self = shared_from_this()](boost::system::error_code ec) {
+                             if (ec) return;  // cancelled: the server is being destroyed
+                             self->reap();
+                           });
+  }
+
+  void detach() {
+    on_exit_ = nullptr;
+    boost::system::error_code ec;
+    exit_watch_.cancel(ec);
+    stderr_.cancel(ec);
+  }
+
+ private:
+  void read_stderr() {
+    stderr_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      if (ec) return;
+      self->take(self->chunk_.data(), n);
+      self->read_stderr();
+    });
+  }
+
+  void take(const char* data, std::size_t n) {
+    // Pass through, as if the container wrote to the server's stderr itself.
+    for (std::size_t done = 0; done < n;) {
+      const ssize_t w = ::write(STDERR_FILENO, data + done, n - done);
+      if (w <= 0) break;
+      done += static_cast<std::size_t>(w);
+    }
+    tail_.append(data, n);
+    if (tail_.size() > stderr_tail_size) tail_.erase(0, tail_.size() - stderr_tail_size);
+  }
+
+  void reap() {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_) {
+      // Not ours to reap (someone else waited) or spurious: report what we know.
+      status = 0;
+    }
+    exited_ = true;
+    // The process is gone, so what it wrote is in the pipe: read it all before reporting the exit.
+    const int fd = stderr_.native_handle();
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    for (;;) {
+      const ssize_t n = ::read(fd, chunk_.data(), chunk_.size());
+      if (n <= 0) break;
+      take(chunk_.data(), static_cast<std::size_t>(n));
+    }
+    boost::system::error_code ec;
+    stderr_.cancel(ec);
+    if (auto handler = std::move(on_exit_)) handler(describe_exit(status));
+  }
+
+  pid_t pid_;
+  bool exited_ = false;
+  asio::posix::stream_descriptor exit_watch_;
+  asio::posix::stream_descriptor stderr_;
+  std::array<char, 4096> chunk_{};
+  std::string tail_;
+  container_launcher::exit_handler on_exit_;
+};
+
+/// Owns a process for the server; detaches its watchers when the server lets go of it.
+class process_handle final : public container_process {
+ public:
+  explicit process_handle(std::shared_ptr<process> p) : p_(std::move(p)) {}
+  ~process_handle() override { p_->detach(); }
+  std::int64_t pid() const override { return p_->pid(); }
+  void terminate() override { p_->terminate(); }
+  void kill() override { p_->kill(); }
+  std::string stderr_tail() const override { return p_->stderr_tail(); }
+
+ private:
+  std::shared_ptr<process> p_;
+};
+
+// glibc's <sys/pidfd.h> lacks extern "C" in Debian 12; the system call is stable.
+int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+[[noreturn]] void throw_errno(int err, const std::string& what) { throw std::system_error(err, std::generic_category(), what); }
+
+class process_launcher final : public container_launcher {
+ public:
+  explicit process_launcher(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+  std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit) override {
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno(errno, "pipe2");
+
+    std::vector<std::string> env_storage;
+    for (char** e = environ; *e; ++e) {
+      if (std::strncmp(*e, "FERRY_", 6) != 0) env_storage.emplace_back(*e);
+    }
+    env_storage.push_back("FERRY_CONTAINER_ID=" + std::to_string(spec.id));
+    env_storage.push_back("FERRY_SERVER=" + spec.server_address);
+    env_storage.push_back("FERRY_TOKEN=" + spec.token);
+    env_storage.push_back("FERRY_APP=" + spec.app);
+    env_storage.push_back("FERRY_FUNCTION=" + spec.function);
+    env_storage.push_back("FERRY_PARENT_PID=" + std::to_string(::getpid()));
+    std::vector<char*> envp;
+    for (auto& s : env_storage) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::string exe = spec.executable;
+    char* argv[] = {exe.data(), nullptr};
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+    // The server's sockets must not leak into containers: a container holding a client's socket would
+    // keep that connection open after the client dies.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    pid_t pid = 0;
+    const int err = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    ::close(pipe_fds[1]);
+    if (err != 0) {
+      ::close(pipe_fds[0]);
+      throw_errno(err, "cannot start " + spec.executable);
+    }
+    const int pidfd = open_pidfd(pid);
+    if (pidfd < 0) {
+      const int open_err = errno;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      ::close(pipe_fds[0]);
+      throw_errno(open_err, "pidfd_open");
+    }
+    auto p = std::make_shared<process>(executor_, pid, pidfd, pipe_fds[0]);
+    p->watch(std::move(on_exit));
+    return std::make_unique<process_handle>(std::move(p));
+  }
+
+ private:
+  asio::any_io_executor executor_;
+};
+
+}  // namespace
+
+std::unique_ptr<container_launcher> make_process_launcher(asio::any_io_executor executor) {
+  return std::make_unique<process_launcher>(std::move(executor));
+}
+
+}  // namespace ferry::server

@@ -1,0 +1,58 @@
+// The ferry server: accepts programs and containers, keeps a registry of apps and their functions, queues
+// inputs per function, starts containers and routes results back to callers. Embedded in a program by
+// App::main, or run as a daemon by `ferry server`.
+//
+// Concurrency: all state is confined to the server's one event-loop thread (the one that calls run());
+// stop() and endpoint() may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "server/container_launcher.hpp"
+#include "wire/protocol.hpp"
+
+namespace ferry::server {
+
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: any free port
+  /// Every connection must present it in its hello. Required.
+  std::string token;
+  std::uint64_t max_frame_size = wire::default_max_frame_size;
+  /// A container that has not connected this long after it started is killed and counts as failed.
+  std::chrono::milliseconds container_connect_timeout{30'000};
+  /// How long stop() lets containers exit after SIGTERM before it kills them.
+  std::chrono::milliseconds stop_grace{5'000};
+  /// A connection that has not said hello this long after it opened is closed.
+  std::chrono::milliseconds handshake_timeout{10'000};
+};
+
+class server {
+ public:
+  /// Binds the listening socket (throws std::system_error when it cannot). Containers are started by
+  /// `launcher`, or as local processes when it is null.
+  explicit server(server_options options, std::unique_ptr<container_launcher> launcher = nullptr);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// "host:port" that programs and containers connect to.
+  std::string address() const;
+
+  /// Serves until stop(); on the way out, stops every container it started.
+  void run();
+  /// Asks run() to stop: no new work, containers told to exit and killed after the grace period.
+  void stop();
+
+ private:
+  struct state;
+  std::unique_ptr<state> state_;
+};
+
+/// Compares two secrets in time that depends only on their lengths.
+bool constant_time_equal(const std::string& a, const std::string& b);
+
+}  // namespace ferry::server

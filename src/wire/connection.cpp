@@ -1,0 +1,185 @@
+#include "wire/connection.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include <ferry/errors.hpp>
+
+namespace ferry::wire {
+
+namespace {
+constexpr std::size_t read_chunk = 64 * 1024;
+// Buffers that grew for a large payload give their memory back once they are empty again.
+constexpr std::size_t keep_capacity = 1 << 20;
+
+std::string describe_endpoint(const tcp::socket& socket) {
+  boost::system::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  return ec ? std::string("unknown peer") : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+connection::connection(tcp::socket socket, std::uint64_t max_frame_size)
+    : socket_(std::move(socket)), max_frame_size_(max_frame_size), remote_address_(describe_endpoint(socket_)) {
+  boost::system::error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);
+}
+
+connection::~connection() = default;
+
+asio::any_io_executor connection::executor() const { return const_cast<tcp::socket&>(socket_).get_executor(); }
+
+void connection::start(frame_handler on_frame, close_handler on_close) {
+  on_frame_ = std::move(on_frame);
+  on_close_ = std::move(on_close);
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->read_more(); });
+}
+
+void connection::set_peer_max_frame_size(std::uint64_t n) {
+  std::lock_guard lock(mu_);
+  peer_max_frame_size_ = n;
+}
+
+std::uint64_t connection::peer_max_frame_size() const {
+  std::lock_guard lock(mu_);
+  return peer_max_frame_size_;
+}
+
+void connection::throw_too_large(message_kind kind, std::uint64_t size) const {
+  throw PayloadTooLargeError("a " + std::string(to_string(kind)) + " frame of " + std::to_string(size) +
+                             " bytes is larger than the server accepts (" + std::to_string(peer_max_frame_size()) +
+                             " bytes); send less per call, or raise the server's --max-frame-size");
+}
+
+void connection::post_flush() {
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->flush(); });
+}
+
+void connection::flush() {
+  {
+    std::lock_guard lock(mu_);
+    if (pending_.empty() || !socket_.is_open()) {
+      writing_ = false;
+      if (close_after_flush_) {
+        closed_ = true;
+      } else {
+        return;
+      }
+    } else {
+      std::swap(pending_, in_flight_);
+    }
+  }
+  if (in_flight_.empty()) {  // close requested after the last write
+    std::string reason;
+    {
+      std::lock_guard lock(mu_);
+      reason = close_reason_;
+    }
+    close_now(reason);
+    return;
+  }
+  asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                      self->in_flight_.clear();
+                      self->in_flight_.shrink_if_empty(keep_capacity);
+                      if (ec) {
+                        self->close_now("write failed: " + ec.message());
+                        return;
+                      }
+                      self->flush();
+                    });
+}
+
+void connection::read_more() {
+  if (!socket_.is_open()) return;
+  char* at = received_.reserve(read_chunk);
+  const std::size_t room = received_.capacity() - received_.size();
+  socket_.async_read_some(asio::buffer(at, room), [self = shared_from_this()](boost::system::error_code ec,
+                                                                              std::size_t n) {
+    if (ec) {
+      self->close_now(ec == asio::error::eof ? "peer closed the connection" : "read failed: " + ec.message());
+      return;
+    }
+    self->received_.resize(self->received_.size() + n);
+    self->process_received();
+    self->read_more();
+  });
+}
+
+void connection::process_received() {
+  while (socket_.is_open()) {
+    const std::size_t available = received_.size() - consumed_;
+    if (available < length_prefix_size) break;
+    const std::uint32_t length = read_length_prefix(received_.data() + consumed_);
+    if (length > max_frame_size_) {
+      close_now("frame of " + std::to_string(length) + " bytes exceeds the limit of " +
+                std::to_string(max_frame_size_) + " bytes");
+      return;
+    }
+    if (available < length_prefix_size + length) {
+      // Make room for the whole frame now, so the next reads complete it without regrowing.
+      const std::size_t needed = consumed_ + length_prefix_size + length;
+      if (received_.capacity() < needed) received_.reserve(needed - received_.size());
+      break;
+    }
+    std::string error;
+    auto f = parse_frame({received_.data() + consumed_ + length_prefix_size, length}, error);
+    consumed_ += length_prefix_size + length;
+    if (!f) {
+      close_now("malformed frame: " + error);
+      return;
+    }
+    try {
+      on_frame_(*f);
+    } catch (const DecodeError& e) {
+      close_now(std::string("malformed ") + to_string(f->kind) + " message: " + e.what());
+      return;
+    }
+  }
+  // Move the unprocessed tail to the front.
+  const std::size_t rest = received_.size() - consumed_;
+  if (consumed_ > 0) {
+    if (rest > 0) std::memmove(received_.data(), received_.data() + consumed_, rest);
+    received_.resize(rest);
+    consumed_ = 0;
+  }
+  received_.shrink_if_empty(keep_capacity);
+}
+
+void connection::close(std::string reason, bool flush_first) {
+  std::unique_lock lock(mu_);
+  if (closed_ || close_after_flush_) return;
+  close_reason_ = reason;
+  if (flush_first) {
+    close_after_flush_ = true;
+    const bool start = !writing_;
+    writing_ = true;
+    lock.unlock();
+    if (start) post_flush();
+    return;
+  }
+  closed_ = true;
+  lock.unlock();
+  asio::post(socket_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] { self->close_now(reason); });
+}
+
+void connection::close_now(const std::string& reason) {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    pending_.clear();
+  }
+  boost::system::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  if (!close_reported_) {
+    close_reported_ = true;
+    if (on_close_) {
+      auto handler = std::move(on_close_);
+      on_frame_ = nullptr;
+      handler(reason);
+    }
+  }
+}
+
+}  // namespace ferry::wire

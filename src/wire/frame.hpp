@@ -1,0 +1,83 @@
+// Framing: writing frames into a buffer and finding them in received bytes. Stateless.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+
+#include <ferry/codec.hpp>
+
+#include "wire/protocol.hpp"
+
+namespace ferry::wire {
+
+inline constexpr std::size_t length_prefix_size = 4;
+
+/// A received frame, viewing bytes that stay valid only during the frame handler's call.
+struct frame {
+  message_kind kind;
+  detail::reader header;          // positioned at the first header field after the kind
+  std::uint32_t header_fields;    // how many fields follow the kind
+  std::span<const char> payload;  // the rest of the frame
+
+  /// Decodes the header fields as `Header` (a tuple); throws DecodeError when they do not match.
+  template <class Header>
+  Header decode_header() const {
+    if (header_fields != std::tuple_size_v<Header>) {
+      throw DecodeError(std::to_string(std::tuple_size_v<Header>) + " header fields for " + to_string(kind),
+                        std::to_string(header_fields));
+    }
+    Header h;
+    detail::reader r = header;
+    decode_fields(r, h, std::make_index_sequence<std::tuple_size_v<Header>>{});
+    return h;
+  }
+
+ private:
+  template <class Header, std::size_t... I>
+  static void decode_fields(detail::reader& r, Header& h, std::index_sequence<I...>) {
+    (codec<std::tuple_element_t<I, Header>>::decode(r, std::get<I>(h)), ...);
+  }
+};
+
+/// Writes one frame into `out`: begin(), encode the payload, finish(). Frames are appended, so several
+/// frames written into one buffer go out in one write.
+class frame_writer {
+ public:
+  template <class Header>
+  frame_writer(detail::buffer& out, message_kind kind, const Header& header) : out_(out), start_(out.size()) {
+    out_.resize(start_ + length_prefix_size);
+    out_.commit(mp_encode_array(out_.reserve(5), 1 + std::tuple_size_v<Header>));
+    codec<std::uint8_t>::encode(out_, static_cast<std::uint8_t>(kind));
+    std::apply([this](const auto&... field) { (codec<std::decay_t<decltype(field)>>::encode(out_, field), ...); },
+               header);
+  }
+  detail::buffer& payload() { return out_; }
+  /// Patches the length prefix; returns the frame's size without the prefix.
+  std::uint64_t finish() {
+    const std::uint64_t n = out_.size() - start_ - length_prefix_size;
+    const auto n32 = static_cast<std::uint32_t>(n);
+    const unsigned char le[4] = {static_cast<unsigned char>(n32), static_cast<unsigned char>(n32 >> 8),
+                                 static_cast<unsigned char>(n32 >> 16), static_cast<unsigned char>(n32 >> 24)};
+    std::memcpy(out_.data() + start_, le, 4);
+    return n;
+  }
+  /// Removes the frame from the buffer (after an encoding failure or when it is too large to send).
+  void discard() { out_.resize(start_); }
+
+ private:
+  detail::buffer& out_;
+  std::size_t start_;
+};
+
+inline std::uint32_t read_length_prefix(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return std::uint32_t{u[0]} | std::uint32_t{u[1]} << 8 | std::uint32_t{u[2]} << 16 | std::uint32_t{u[3]} << 24;
+}
+
+/// Parses the body of one frame (without its length prefix). Returns the reason when it is malformed.
+std::optional<frame> parse_frame(std::span<const char> body, std::string& error);
+
+}  // namespace ferry::wire

@@ -1,0 +1,82 @@
+// The messages of ferry's wire protocol (docs/protocol.md is the reference; keep the two in step).
+//
+// A frame is a 4-byte little-endian length N followed by N bytes: a MessagePack array whose first element
+// is the message kind and whose other elements are the kind's header fields, then the payload, which is
+// the rest of the frame. Payloads (arguments, results, error records) are MessagePack values that the
+// server forwards without decoding.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <ferry/codec.hpp>
+
+namespace ferry::wire {
+
+inline constexpr std::uint32_t protocol_version = 1;
+/// The default upper bound of a frame; the server announces its own in `welcome`.
+inline constexpr std::uint64_t default_max_frame_size = 256ull << 20;
+
+enum class message_kind : std::uint8_t {
+  hello = 1,           // peer -> server, first frame: who is connecting, with the token
+  welcome = 2,         // server -> peer: accepted
+  refused = 3,         // server -> peer: not accepted; the server closes the connection after it
+  register_app = 4,    // client -> server: the app this program runs and its functions
+  app_registered = 5,  // server -> client: the registration is in place
+  call = 6,            // caller -> server: run a function
+  result = 7,          // server -> caller: a call's value or error
+  input = 8,           // server -> container: run an input
+  output = 9,          // container -> server: an input's value or error
+};
+
+enum class peer_role : std::uint8_t { client = 0, container = 1 };
+
+/// The outcome of a call. Anything but `ok` carries an error_record as its payload.
+enum class status : std::uint8_t {
+  ok = 0,
+  remote_exception = 1,        // the body threw
+  bad_arguments = 2,           // the arguments do not decode as the parameters
+  unknown_function = 3,        // the app does not declare the function
+  unknown_app = 4,             // no such app on the server
+  container_crashed = 5,       // the container died with the input in flight
+  container_start_failed = 6,  // no container could be started
+  payload_too_large = 7,       // a frame over the server's limit
+  server_shutdown = 8,         // the server stopped before the call finished
+  internal = 9,                // a bug in ferry: the message says where
+};
+
+/// Why a call failed, as it travels from where it failed to the caller.
+struct error_record {
+  status code = status::internal;
+  std::string type;      // the remote exception's type, for remote_exception
+  std::string message;
+  std::string function;
+  std::string call_id;
+  std::string stack;     // the remote stack, for remote_exception
+};
+
+// Headers, as tuples in wire order (the kind precedes them). Roles and statuses travel as integers.
+using hello_header = std::tuple<std::uint32_t /*protocol*/, std::string /*token*/, std::uint8_t /*role*/,
+                                std::uint64_t /*container id*/, std::int64_t /*pid*/>;
+using welcome_header = std::tuple<std::string /*server version*/, std::uint64_t /*max frame size*/>;
+using refused_header = std::tuple<std::string /*reason*/>;
+using function_spec = std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
+                                 std::int32_t /*max containers*/>;
+using register_app_header =
+    std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>>;
+using app_registered_header = std::tuple<std::uint8_t /*status; an error record follows unless ok*/>;
+using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, std::string /*function*/>;
+using result_header = std::tuple<std::uint64_t /*call id*/, std::uint8_t /*status*/>;
+using input_header = std::tuple<std::uint64_t /*input id*/, std::string /*call id*/>;
+using output_header = std::tuple<std::uint64_t /*input id*/, std::uint8_t /*status*/>;
+
+/// Encodes an error record as a payload, and back.
+void encode_error(detail::buffer& out, const error_record& error);
+error_record decode_error(std::span<const char> payload);
+
+const char* to_string(message_kind kind);
+const char* to_string(status s);
+
+}  // namespace ferry::wire
