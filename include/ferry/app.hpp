@@ -40,10 +40,11 @@ struct body_invoker {
   std::shared_ptr<const std::function<R(A...)>> body;
 
   void operator()(reader args, buffer& result) const {
-    if (args.at_end() || mp_typeof(*args.pos) != MP_ARRAY || mp_check_array(args.pos, args.end) > 0 ||
-        mp_decode_array(&args.pos) != sizeof...(A)) {
-      throw_argument_count_error(function, sizeof...(A), args);
-    }
+    const reader received = args;
+    const bool is_argument_array = !args.at_end() && mp_typeof(*args.pos) == MP_ARRAY &&
+                                   mp_check_array(args.pos, args.end) <= 0 &&
+                                   mp_decode_array(&args.pos) == sizeof...(A);
+    if (!is_argument_array) throw_argument_count_error(function, sizeof...(A), received);
     std::tuple<A...> values;
     decode_each(args, values, std::index_sequence_for<A...>{});
     if constexpr (std::is_void_v<R>) {
@@ -84,13 +85,6 @@ std::string signature_string() {
   if (sizeof...(A) > 0) s.pop_back();
   return s + ")";
 }
-
-template <class R, class... A>
-struct function_factory;
-template <class R, class... A>
-struct function_factory<R(A...)> {
-  using handle = Function<R(A...)>;
-};
 
 }  // namespace detail
 

@@ -59,20 +59,42 @@ std::string describe_next(const reader& r);
 /// Throws DecodeError: expected `expected`, received whatever comes next in `r`.
 [[noreturn]] void throw_mismatch(std::string expected, const reader& r);
 
-/// The bytes the next value needs beyond what `r` has, or <= 0 when they are all there (msgpuck's
-/// mp_check_* contract).
-inline void require_bytes(std::ptrdiff_t missing, const char* expected) {
-  if (missing > 0) throw DecodeError(expected, "a truncated value");
+/// Skips one complete value; returns false (leaving `r` unchanged) when it is malformed or truncated.
+/// Unlike msgpuck's mp_check, safe against headers that claim billions of elements.
+bool skip_value(reader& r);
+
+// Decoders name the type they expect only when they fail: `Expected` is a const char* or a callable
+// returning the name, so the success path builds no strings.
+template <class Expected>
+std::string expected_name(const Expected& expected) {
+  if constexpr (std::is_invocable_v<const Expected&>) {
+    return expected();
+  } else {
+    return expected;
+  }
 }
 
-inline mp_type peek(const reader& r, const char* expected) {
-  if (r.at_end()) throw DecodeError(expected, "end of input");
+/// `missing` follows msgpuck's mp_check_* contract: the bytes the value needs beyond what is there,
+/// <= 0 when they are all there.
+template <class Expected>
+void require_bytes(std::ptrdiff_t missing, const Expected& expected) {
+  if (missing > 0) throw DecodeError(expected_name(expected), "a truncated value");
+}
+
+template <class Expected>
+mp_type peek(const reader& r, const Expected& expected) {
+  if (r.at_end()) throw DecodeError(expected_name(expected), "end of input");
   return mp_typeof(*r.pos);
+}
+
+template <class Expected>
+[[noreturn]] void mismatch(const Expected& expected, const reader& r) {
+  throw_mismatch(expected_name(expected), r);
 }
 
 /// Reads a str (or bin) header and checks that its bytes are all there; returns them.
 inline std::string_view decode_bytes(reader& r, mp_type kind, const char* expected) {
-  if (peek(r, expected) != kind) throw_mismatch(expected, r);
+  if (peek(r, expected) != kind) mismatch(expected, r);
   require_bytes(kind == MP_STR ? mp_check_strl(r.pos, r.end) : mp_check_binl(r.pos, r.end), expected);
   const std::uint32_t n = kind == MP_STR ? mp_decode_strl(&r.pos) : mp_decode_binl(&r.pos);
   if (r.remaining() < n) throw DecodeError(expected, "a truncated value");
@@ -111,7 +133,7 @@ template <>
 struct codec<bool> {
   static void encode(detail::buffer& b, bool v) { b.commit(mp_encode_bool(b.reserve(1), v)); }
   static void decode(detail::reader& r, bool& out) {
-    if (detail::peek(r, "bool") != MP_BOOL) detail::throw_mismatch("bool", r);
+    if (detail::peek(r, "bool") != MP_BOOL) detail::mismatch("bool", r);
     out = mp_decode_bool(&r.pos);
   }
   static std::string name() { return "bool"; }
@@ -129,40 +151,37 @@ struct codec<T> {
     }
   }
   static void decode(detail::reader& r, T& out) {
-    const std::string expected = name();
-    switch (detail::peek(r, expected.c_str())) {
-      case MP_UINT: {
-        detail::require_bytes(mp_check_uint(r.pos, r.end), expected.c_str());
-        const char* start = r.pos;
-        std::uint64_t v = mp_decode_uint(&r.pos);
-        if (v > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) {
-          r.pos = start;
-          detail::throw_mismatch(expected, r);
-        }
-        out = static_cast<T>(v);
-        return;
-      }
-      case MP_INT: {
-        detail::require_bytes(mp_check_int(r.pos, r.end), expected.c_str());
-        const char* start = r.pos;
-        std::int64_t v = mp_decode_int(&r.pos);
-        if constexpr (std::is_unsigned_v<T>) {
-          r.pos = start;
-          detail::throw_mismatch(expected, r);
-        } else if (v < static_cast<std::int64_t>(std::numeric_limits<T>::min())) {
-          r.pos = start;
-          detail::throw_mismatch(expected, r);
-        }
-        out = static_cast<T>(v);
-        return;
-      }
+    constexpr const char* expected = type_name();
+    const char* start = r.pos;
+    std::int64_t negative = 0;
+    std::uint64_t positive = 0;
+    switch (detail::peek(r, expected)) {
+      case MP_UINT:
+        detail::require_bytes(mp_check_uint(r.pos, r.end), expected);
+        positive = mp_decode_uint(&r.pos);
+        break;
+      case MP_INT:  // MessagePack's signed forms may also hold non-negative values
+        detail::require_bytes(mp_check_int(r.pos, r.end), expected);
+        negative = mp_decode_int(&r.pos);
+        if (negative >= 0) positive = static_cast<std::uint64_t>(std::exchange(negative, 0));
+        break;
       default:
-        detail::throw_mismatch(expected, r);
+        detail::mismatch(expected, r);
     }
+    const bool fits = negative < 0 ? std::is_signed_v<T> && negative >= static_cast<std::int64_t>(std::numeric_limits<T>::min())
+                                   : positive <= static_cast<std::uint64_t>(std::numeric_limits<T>::max());
+    if (!fits) {
+      r.pos = start;
+      detail::mismatch(expected, r);
+    }
+    out = negative < 0 ? static_cast<T>(negative) : static_cast<T>(positive);
   }
-  static std::string name() {
-    return (std::is_signed_v<T> ? "int" : "uint") + std::to_string(sizeof(T) * 8);
+  static constexpr const char* type_name() {
+    constexpr const char* signed_names[] = {"int8", "int16", "", "int32", "", "", "", "int64"};
+    constexpr const char* unsigned_names[] = {"uint8", "uint16", "", "uint32", "", "", "", "uint64"};
+    return (std::is_signed_v<T> ? signed_names : unsigned_names)[sizeof(T) - 1];
   }
+  static std::string name() { return type_name(); }
 };
 
 template <class T>
@@ -205,7 +224,7 @@ struct codec<T> {
         out = static_cast<T>(mp_decode_int(&r.pos));
         return;
       default:
-        detail::throw_mismatch(expected, r);
+        detail::mismatch(expected, r);
     }
   }
   static std::string name() { return sizeof(T) == sizeof(float) ? "float32" : "float64"; }
@@ -240,12 +259,14 @@ struct codec<bytes> {
 namespace detail {
 /// Reads an array or map header of the expected kind and checks that its elements can be there at all
 /// (each takes at least one byte), so that a hostile length cannot make a decoder reserve gigabytes.
-inline std::uint32_t decode_container_header(reader& r, mp_type kind, const std::string& expected) {
-  if (peek(r, expected.c_str()) != kind) throw_mismatch(expected, r);
-  require_bytes(kind == MP_ARRAY ? mp_check_array(r.pos, r.end) : mp_check_map(r.pos, r.end), expected.c_str());
+template <class Expected>
+std::uint32_t decode_container_header(reader& r, mp_type kind, const Expected& expected) {
+  if (peek(r, expected) != kind) mismatch(expected, r);
+  require_bytes(kind == MP_ARRAY ? mp_check_array(r.pos, r.end) : mp_check_map(r.pos, r.end), expected);
   std::uint32_t n = kind == MP_ARRAY ? mp_decode_array(&r.pos) : mp_decode_map(&r.pos);
-  if (static_cast<std::uint64_t>(n) * (kind == MP_ARRAY ? 1 : 2) > r.remaining())
-    throw DecodeError(expected, "a truncated value");
+  if (static_cast<std::uint64_t>(n) * (kind == MP_ARRAY ? 1 : 2) > r.remaining()) {
+    throw DecodeError(expected_name(expected), "a truncated value");
+  }
   return n;
 }
 }  // namespace detail
@@ -258,7 +279,7 @@ struct codec<std::vector<T>> {
     for (const auto& item : v) codec<T>::encode(b, item);
   }
   static void decode(detail::reader& r, std::vector<T>& out) {
-    const std::uint32_t n = detail::decode_container_header(r, MP_ARRAY, name());
+    const std::uint32_t n = detail::decode_container_header(r, MP_ARRAY, &name);
     out.clear();
     out.reserve(n);
     for (std::uint32_t i = 0; i < n; ++i) {
@@ -284,7 +305,7 @@ struct map_codec {
     }
   }
   static void decode(detail::reader& r, Map& out) {
-    const std::uint32_t n = detail::decode_container_header(r, MP_MAP, name());
+    const std::uint32_t n = detail::decode_container_header(r, MP_MAP, &name);
     out.clear();
     for (std::uint32_t i = 0; i < n; ++i) {
       try {
@@ -317,7 +338,7 @@ struct codec<std::optional<T>> {
     }
   }
   static void decode(detail::reader& r, std::optional<T>& out) {
-    if (detail::peek(r, name().c_str()) == MP_NIL) {
+    if (detail::peek(r, &name) == MP_NIL) {
       mp_decode_nil(&r.pos);
       out.reset();
     } else {
@@ -335,7 +356,7 @@ struct codec<std::tuple<T...>> {
     std::apply([&b](const auto&... item) { (codec<std::decay_t<decltype(item)>>::encode(b, item), ...); }, v);
   }
   static void decode(detail::reader& r, std::tuple<T...>& out) {
-    const std::uint32_t n = detail::decode_container_header(r, MP_ARRAY, name());
+    const std::uint32_t n = detail::decode_container_header(r, MP_ARRAY, &name);
     if (n != sizeof...(T)) {
       throw DecodeError(name(), "array of " + std::to_string(n));
     }
@@ -401,7 +422,7 @@ struct codec<T> {
     const auto fields = ferry_struct_fields(static_cast<const T*>(nullptr));
     constexpr std::size_t field_count = std::tuple_size_v<decltype(fields)>;
     static_assert(field_count <= 64, "FERRY_STRUCT supports at most 64 fields");
-    const std::uint32_t n = detail::decode_container_header(r, MP_MAP, name());
+    const std::uint32_t n = detail::decode_container_header(r, MP_MAP, &name);
     std::uint64_t seen = 0;
     for (std::uint32_t i = 0; i < n; ++i) {
       const std::string_view key_view = detail::decode_bytes(r, MP_STR, "a field name (string)");
@@ -412,11 +433,7 @@ struct codec<T> {
             ((matched = matched || decode_if_named(r, out, f, key_view, index++, seen)), ...);
           },
           fields);
-      if (!matched) {
-        const char* value = r.pos;
-        if (mp_check(&value, r.end) != 0) throw DecodeError(name(), "a truncated value");
-        r.pos = value;
-      }
+      if (!matched && !detail::skip_value(r)) throw DecodeError(name(), "a truncated value");
     }
     std::size_t index = 0;
     std::apply(

@@ -92,7 +92,8 @@ int run_cli(int argc, char** argv) {
                          "Where the server keeps its token and state (default: $FERRY_HOME, or ~/.ferry)");
   server_cmd->add_option("--max-frame-size", flags.max_frame_size,
                          "Largest frame (and so payload) in bytes the server accepts")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(std::uint64_t{1024}, wire::max_max_frame_size));
 
   std::string address;
   std::string run_state_dir;

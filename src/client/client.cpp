@@ -160,7 +160,7 @@ void client::on_frame(const wire::frame& f) {
     }
     case wire::message_kind::input: {
       auto [id, call_id] = f.decode_header<wire::input_header>();
-      FERRY_CHECK(on_input_ != nullptr, "the server sent an input to a program that is not a container");
+      if (!on_input_) throw wire::protocol_error("the server sent an input to a program that is not a container");
       input in{id, std::move(call_id), {}};
       in.arguments.append(f.payload.data(), f.payload.size());
       on_input_(std::move(in));
@@ -169,6 +169,7 @@ void client::on_frame(const wire::frame& f) {
     case wire::message_kind::welcome: {
       auto [version, max_frame_size] = f.decode_header<wire::welcome_header>();
       connection_->set_peer_max_frame_size(max_frame_size);
+      connection_->set_max_frame_size(max_frame_size);
       handshake_.status = wire::status::ok;
       handshake_.done.store(true, std::memory_order_release);
       handshake_.done.notify_one();

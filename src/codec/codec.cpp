@@ -40,3 +40,42 @@ void throw_mismatch(std::string expected, const reader& r) {
 }
 
 }  // namespace ferry::detail
+
+namespace ferry::detail {
+
+bool skip_value(reader& r) {
+  // Iterative, with a 64-bit count of values still to skip: every element takes at least one byte, so a
+  // header claiming more elements than bytes remain is rejected before the count can grow past them.
+  const char* p = r.pos;
+  std::uint64_t pending = 1;
+  while (pending > 0) {
+    if (p >= r.end) return false;
+    --pending;
+    const auto remaining = [&] { return static_cast<std::uint64_t>(r.end - p); };
+    switch (mp_typeof(*p)) {
+      case MP_ARRAY: {
+        if (mp_check_array(p, r.end) > 0) return false;
+        const std::uint64_t n = mp_decode_array(&p);
+        if (n > remaining()) return false;
+        pending += n;
+        break;
+      }
+      case MP_MAP: {
+        if (mp_check_map(p, r.end) > 0) return false;
+        const std::uint64_t n = 2 * std::uint64_t{mp_decode_map(&p)};
+        if (n > remaining()) return false;
+        pending += n;
+        break;
+      }
+      default: {
+        // A scalar, string, bin or extension: msgpuck checks these without counting.
+        if (mp_check(&p, r.end) != 0) return false;
+        break;
+      }
+    }
+  }
+  r.pos = p;
+  return true;
+}
+
+}  // namespace ferry::detail

@@ -49,7 +49,8 @@ class input_runner {
   void submit(client::input in) {
     std::unique_lock lock(mu_);
     queue_.push_back(std::move(in));
-    if (idle_ == 0 && threads_.size() < static_cast<std::size_t>(function_.options.max_inputs)) {
+    // One thread per input waiting beyond the idle ones, up to max_inputs.
+    if (queue_.size() > idle_ && threads_.size() < static_cast<std::size_t>(function_.options.max_inputs)) {
       threads_.emplace_back([this] { work(); });
     }
     lock.unlock();
@@ -126,6 +127,11 @@ int run_container(const detail::app_state& app) {
   const std::string function_name = env_or_empty("FERRY_FUNCTION");
   const std::string token = env_or_empty("FERRY_TOKEN");
   ::unsetenv("FERRY_TOKEN");  // the body has no business with it
+  if (env_or_empty("FERRY_APP") != app.name) {
+    std::fprintf(stderr, "ferry container: this binary declares app '%s', but the server started it for app '%s'\n",
+                 app.name.c_str(), env_or_empty("FERRY_APP").c_str());
+    return 3;
+  }
   const detail::function_entry* function = app.find(function_name);
   if (!function) {
     std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n",
@@ -147,8 +153,8 @@ int run_container(const detail::app_state& app) {
     std::fprintf(stderr, "ferry container: %s\n", e.what());
     return 4;
   }
+  runtime::set_process_client(c);  // before any body runs: bodies make nested calls through it
   runner.set_client(c);
-  runtime::set_process_client(c);
   c->wait_closed();
   // The server let us go (or went away). Bodies still running belong to a container being stopped:
   // leave without running static destructors under them.

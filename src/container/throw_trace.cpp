@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <memory>
 #include <typeinfo>
+#include <vector>
 
 namespace ferry::container {
 
@@ -29,25 +30,38 @@ std::string demangle(const char* mangled) {
   return status == 0 && out ? std::string(out.get()) : std::string(mangled);
 }
 
+namespace {
+/// Frames of the standard library's call machinery (std::function, std::apply, std::invoke).
+bool is_call_plumbing(const std::string& frame) {
+  for (const char* prefix : {"std::", "void std::", "decltype(auto) std::"}) {
+    if (frame.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+}  // namespace
+
 std::string last_throw_stack() {
   if (last.size <= 1) return {};
   std::unique_ptr<char*, decltype(&std::free)> symbols(backtrace_symbols(last.frames, last.size), &std::free);
   if (!symbols) return {};
-  std::string out;
+  std::vector<std::string> frames;
   // Frame 0 is the throw hook itself.
   for (int i = 1; i < last.size; ++i) {
-    std::string line = symbols.get()[i];
+    const std::string line = symbols.get()[i];
     // "binary(mangled+0x1f) [0x...]": demangle the symbol when there is one.
     const auto open = line.find('(');
     const auto plus = line.find('+', open);
-    std::string where;
-    if (open != std::string::npos && plus != std::string::npos && plus > open + 1) {
-      where = demangle(line.substr(open + 1, plus - open - 1).c_str());
-    } else {
-      where = line;
+    const bool named = open != std::string::npos && plus != std::string::npos && plus > open + 1;
+    std::string frame = named ? demangle(line.substr(open + 1, plus - open - 1).c_str()) : line;
+    // What lies below the invoker is ferry's container runtime, not the user's code.
+    if (frame.rfind("ferry::detail::body_invoker", 0) == 0) {
+      while (!frames.empty() && is_call_plumbing(frames.back())) frames.pop_back();
+      break;
     }
-    out += "  #" + std::to_string(i - 1) + " " + where + "\n";
+    frames.push_back(std::move(frame));
   }
+  std::string out;
+  for (std::size_t i = 0; i < frames.size(); ++i) out += "  #" + std::to_string(i) + " " + frames[i] + "\n";
   return out;
 }
 

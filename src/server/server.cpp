@@ -169,7 +169,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   const std::string host = addr.is_unspecified() ? (addr.is_v6() ? "::1" : "127.0.0.1") : addr.to_string();
   state_->address = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound.port());
   std::random_device rd;
-  state_->call_id_base = (std::uint64_t{rd()} << 32) ^ (std::uint64_t{rd()} << 8);
+  state_->call_id_base = (std::uint64_t{rd()} << 32) | rd();
 }
 
 server::~server() = default;
@@ -195,6 +195,7 @@ void server::state::accept() {
     auto s = std::make_unique<session>();
     s->id = next_session_id++;
     s->connection = std::make_shared<wire::connection>(std::move(socket), options.max_frame_size);
+    s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
     s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.handshake_timeout);
     s->handshake_timer->async_wait([this, id = s->id](boost::system::error_code timer_ec) {
       if (timer_ec) return;
@@ -308,6 +309,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
     if (max_inputs < 1 || max_containers < 1) {
       return reply_error("function '" + fname + "': max_inputs and max_containers must be at least 1");
     }
+    if (app->functions.contains(fname)) return reply_error("function '" + fname + "' is declared twice");
     function_state& fn = app->functions[fname];
     fn.app = app.get();
     fn.name = fname;
@@ -357,6 +359,11 @@ void server::state::on_call(session& s, const wire::frame& f) {
 
 void server::state::on_output(session& s, const wire::frame& f) {
   auto [input_id, st] = f.decode_header<wire::output_header>();
+  if (!s.container) return;  // its process has exited; the exit already failed what it was running
+  if (st > static_cast<std::uint8_t>(status::internal)) {
+    s.connection->close("output with unknown status " + std::to_string(st));
+    return;
+  }
   container_record& c = *s.container;
   auto it = c.in_flight.find(input_id);
   if (it == c.in_flight.end()) {
@@ -399,9 +406,15 @@ void server::state::dispatch(function_state& fn) {
     if (!target) break;
     std::unique_ptr<input_record> in = std::move(fn.queue.front());
     fn.queue.pop_front();
-    const bool sent = target->session->connection->send(
-        message_kind::input, wire::input_header{in->id, in->call_id},
-        [&](detail::buffer& out) { out.append(in->arguments.data(), in->arguments.size()); });
+    bool sent = false;
+    try {
+      sent = target->session->connection->send(
+          message_kind::input, wire::input_header{in->id, in->call_id},
+          [&](detail::buffer& out) { out.append(in->arguments.data(), in->arguments.size()); });
+    } catch (const PayloadTooLargeError& e) {
+      fail_input(*in, {status::payload_too_large, "", e.what(), fn.name, in->call_id, ""});
+      continue;
+    }
     if (!sent) {  // the container's connection just closed; its exit will be handled shortly
       fn.queue.push_front(std::move(in));
       target->state = container_state::stopping;

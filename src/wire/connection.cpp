@@ -1,5 +1,9 @@
 #include "wire/connection.hpp"
 
+#include <sys/socket.h>
+
+#include <cstring>
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
@@ -49,6 +53,27 @@ void connection::throw_too_large(message_kind kind, std::uint64_t size) const {
   throw PayloadTooLargeError("a " + std::string(to_string(kind)) + " frame of " + std::to_string(size) +
                              " bytes is larger than the server accepts (" + std::to_string(peer_max_frame_size()) +
                              " bytes); send less per call, or raise the server's --max-frame-size");
+}
+
+void connection::write_directly() {
+  std::size_t written = 0;
+  while (written < pending_.size()) {
+    const ssize_t n = ::send(socket_.native_handle(), pending_.data() + written, pending_.size() - written,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) break;  // would block, or an error the executor's write will report
+    written += static_cast<std::size_t>(n);
+  }
+  if (written == pending_.size()) {
+    pending_.clear();
+    pending_.shrink_if_empty(keep_capacity);
+    return;
+  }
+  if (written > 0) {
+    std::memmove(pending_.data(), pending_.data() + written, pending_.size() - written);
+    pending_.resize(pending_.size() - written);
+  }
+  writing_ = true;
+  post_flush();
 }
 
 void connection::post_flush() {
@@ -111,7 +136,7 @@ void connection::process_received() {
     const std::size_t available = received_.size() - consumed_;
     if (available < length_prefix_size) break;
     const std::uint32_t length = read_length_prefix(received_.data() + consumed_);
-    if (length > max_frame_size_) {
+    if (length > max_frame_size_ + header_allowance) {
       close_now("frame of " + std::to_string(length) + " bytes exceeds the limit of " +
                 std::to_string(max_frame_size_) + " bytes");
       return;
@@ -134,7 +159,11 @@ void connection::process_received() {
     } catch (const DecodeError& e) {
       close_now(std::string("malformed ") + to_string(f->kind) + " message: " + e.what());
       return;
+    } catch (const std::exception& e) {
+      close_now(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what());
+      return;
     }
+    if (is_closing()) return;  // the handler closed the connection: frames after that are not handled
   }
   // Move the unprocessed tail to the front.
   const std::size_t rest = received_.size() - consumed_;
@@ -144,6 +173,11 @@ void connection::process_received() {
     consumed_ = 0;
   }
   received_.shrink_if_empty(keep_capacity);
+}
+
+bool connection::is_closing() const {
+  std::lock_guard lock(mu_);
+  return closed_ || close_after_flush_;
 }
 
 void connection::close(std::string reason, bool flush_first) {

@@ -1,8 +1,10 @@
 // A framed connection: length-prefixed MessagePack frames over a TCP socket, with writes coalesced.
 //
 // Concurrency: reading, the handlers and the socket are confined to the connection's executor. send()
-// and close() may be called from any thread; send() appends the frame to a buffer under mu_ and, when no
-// write is in progress, posts one, so frames sent while a write is in flight go out together in the next.
+// and close() may be called from any thread. send() appends the frame to a buffer under mu_; when no write is
+// in progress it writes at once with a non-blocking send from the calling thread (a thread hand-off costs
+// more than the call itself), otherwise the frame joins the buffer that the executor writes next, so frames
+// sent while a write is in flight go out together in one write.
 #pragma once
 
 #include <cstdint>
@@ -22,10 +24,16 @@ namespace ferry::wire {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+/// A message that breaks the protocol's rules for its sender (a role's forbidden message, say).
+class protocol_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class connection : public std::enable_shared_from_this<connection> {
  public:
-  /// Called on the executor for each frame, in order. Throwing DecodeError (a header that does not match
-  /// its kind) closes the connection with that reason.
+  /// Called on the executor for each frame, in order. Throwing (DecodeError for a header that does not
+  /// match its kind, protocol_error for a message out of place) closes the connection with that reason.
   using frame_handler = std::function<void(const frame&)>;
   /// Called once on the executor when the connection closes, with why.
   using close_handler = std::function<void(const std::string& reason)>;
@@ -56,10 +64,7 @@ class connection : public std::enable_shared_from_this<connection> {
       lock.unlock();
       throw_too_large(kind, size);
     }
-    const bool start_write = !writing_;
-    writing_ = true;
-    lock.unlock();
-    if (start_write) post_flush();
+    if (!writing_) write_directly();
     return true;
   }
   template <class Header>
@@ -72,21 +77,28 @@ class connection : public std::enable_shared_from_this<connection> {
 
   /// The largest frame the peer accepts (from its welcome); sends above it throw.
   void set_peer_max_frame_size(std::uint64_t n);
+  /// The largest frame this side accepts (plus header_allowance); a larger one closes the connection.
+  /// Call on the executor.
+  void set_max_frame_size(std::uint64_t n) { max_frame_size_ = n; }
   std::uint64_t peer_max_frame_size() const;
 
   const std::string& remote_address() const noexcept { return remote_address_; }
   asio::any_io_executor executor() const;
 
  private:
+  /// With no write in progress, writes what is pending from the calling thread (a non-blocking send),
+  /// saving the wake-up of the executor's thread; what the socket does not take is left to flush().
+  void write_directly();  // requires mu_
   void post_flush();
   void flush();
   void read_more();
   void process_received();
+  bool is_closing() const;
   void close_now(const std::string& reason);
   [[noreturn]] void throw_too_large(message_kind kind, std::uint64_t size) const;
 
   tcp::socket socket_;
-  const std::uint64_t max_frame_size_;
+  std::uint64_t max_frame_size_;  // executor-confined after start()
   std::string remote_address_;
   frame_handler on_frame_;
   close_handler on_close_;

@@ -70,7 +70,7 @@ std::optional<frame> parse_frame(std::span<const char> body, std::string& error)
   // Find where the header ends (and so where the payload starts) by checking each field.
   const detail::reader header = r;
   for (std::uint32_t i = 1; i < fields; ++i) {
-    if (mp_check(&r.pos, r.end) != 0) {
+    if (!detail::skip_value(r)) {
       error = "frame header of " + std::string(to_string(static_cast<message_kind>(kind))) + " is truncated";
       return std::nullopt;
     }

@@ -16,8 +16,13 @@
 namespace ferry::wire {
 
 inline constexpr std::uint32_t protocol_version = 1;
-/// The default upper bound of a frame; the server announces its own in `welcome`.
+/// The default upper bound of a frame a program sends; the server announces its own in `welcome`.
 inline constexpr std::uint64_t default_max_frame_size = 256ull << 20;
+/// The largest limit a 4-byte length prefix allows, less room for headers.
+inline constexpr std::uint64_t max_max_frame_size = (1ull << 32) - 1 - (1 << 16);
+/// Receivers accept this much beyond the announced limit: the server forwards payloads under headers
+/// a little longer than the ones they arrived with (a call id, a function name).
+inline constexpr std::uint64_t header_allowance = 4096;
 
 enum class message_kind : std::uint8_t {
   hello = 1,           // peer -> server, first frame: who is connecting, with the token

@@ -1,0 +1,311 @@
+// ferry's benchmark (see shared bench.md for the workloads). Each figure is the median of several runs
+// after a warm-up, with min and max, printed beside the floor measured in the same run: a plain Asio TCP
+// ping-pong between two processes on 127.0.0.1.
+//
+//   ferry_bench [--runs N] [--out FILE]
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include <ferry/ferry.hpp>
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+
+ferry::App app{"bench"};
+auto double_it = app.function("double_it", [](std::int64_t x) { return 2 * x; });
+
+namespace {
+
+struct stats {
+  double median, min, max;
+};
+
+stats summarize(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+// --- CPU time of every process involved (caller, server, containers), from /proc ---
+
+double process_cpu_seconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), {});
+  const auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close_paren + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; rest >> field; ++i) {
+    if (i == 14) utime = std::stod(field);
+    if (i == 15) {
+      stime = std::stod(field);
+      break;
+    }
+  }
+  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "children");
+    pid_t child;
+    while (in >> child) out.push_back(child);
+  }
+  return out;
+}
+
+/// CPU seconds used so far by `roots` and their children.
+double cpu_of_tree(const std::vector<pid_t>& roots) {
+  double total = 0;
+  for (pid_t root : roots) {
+    total += process_cpu_seconds(root);
+    for (pid_t child : children_of(root)) total += process_cpu_seconds(child);
+  }
+  return total;
+}
+
+// --- the floor: Asio TCP ping-pong between two processes ---
+
+struct floor_result {
+  double rtt_p50_us;
+  double pipelined_per_s;
+};
+
+floor_result measure_floor(int round_trips) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto port = acceptor.local_endpoint().port();
+  const pid_t child = ::fork();
+  if (child == 0) {  // echo server: 32-byte requests, 8-byte replies
+    tcp::socket s = acceptor.accept();
+    s.set_option(tcp::no_delay(true));
+    std::vector<char> req(32 * 128);
+    const char reply[8 * 128] = {};
+    boost::system::error_code ec;
+    for (;;) {
+      const std::size_t n = s.read_some(asio::buffer(req), ec);
+      if (ec) break;
+      // Answer every complete request received (pipelining sends many at once).
+      static std::size_t partial = 0;
+      const std::size_t total = partial + n;
+      const std::size_t complete = total / 32;
+      partial = total % 32;
+      if (complete) asio::write(s, asio::buffer(reply, complete * 8), ec);
+      if (ec) break;
+    }
+    ::_exit(0);
+  }
+  acceptor.close();
+  tcp::socket s(io);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  s.set_option(tcp::no_delay(true));
+  char req[32] = {1};
+  char reply[8];
+  std::vector<double> rtts;
+  for (int i = 0; i < round_trips + 200; ++i) {
+    const auto t0 = clock_type::now();
+    asio::write(s, asio::buffer(req));
+    asio::read(s, asio::buffer(reply));
+    if (i >= 200) rtts.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  // Pipelined: keep up to 128 requests in flight, writing them in batches.
+  const int total = 200'000;
+  std::vector<char> batch(32 * 128, 1);
+  std::vector<char> replies(8 * 128);
+  int sent = 0, received = 0;
+  const auto t0 = clock_type::now();
+  while (received < total) {
+    const int can_send = std::min(128 - (sent - received), total - sent);
+    if (can_send > 0) {
+      asio::write(s, asio::buffer(batch.data(), static_cast<std::size_t>(can_send) * 32));
+      sent += can_send;
+    }
+    const std::size_t n = s.read_some(asio::buffer(replies));
+    static std::size_t partial = 0;
+    received += static_cast<int>((partial + n) / 8);
+    partial = (partial + n) % 8;
+  }
+  const double seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  s.close();
+  ::waitpid(child, nullptr, 0);
+  return {percentile(rtts, 0.5), total / seconds};
+}
+
+// --- W1: sequential blocking calls ---
+
+struct w1_result {
+  double p50_us, p99_us, cpu_us_per_call;
+};
+
+w1_result run_w1(const std::vector<pid_t>& other_processes) {
+  w1_result result{};
+  char name[] = "ferry_bench";
+  char* argv[] = {name, nullptr};
+  const int code = app.main(1, argv, [&] {
+    for (int i = 0; i < 200; ++i) double_it.remote(i);  // warm-up: containers started, caches warm
+    std::vector<pid_t> processes = other_processes;
+    processes.push_back(::getpid());
+    const double cpu0 = cpu_of_tree(processes);
+    std::vector<double> latencies;
+    latencies.reserve(2000);
+    for (std::int64_t i = 0; i < 2000; ++i) {
+      const auto t0 = clock_type::now();
+      if (double_it.remote(i) != 2 * i) throw std::runtime_error("wrong result");
+      latencies.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    }
+    const double cpu1 = cpu_of_tree(processes);
+    result = {percentile(latencies, 0.5), percentile(latencies, 0.99), (cpu1 - cpu0) * 1e6 / 2000};
+  });
+  if (code != 0) std::exit(code);
+  return result;
+}
+
+/// A standalone `ferry server` for the standalone runs.
+struct standalone_server {
+  pid_t pid = -1;
+  std::string address, token, state_dir;
+
+  standalone_server() {
+    char dir[] = "/tmp/ferry-bench-XXXXXX";
+    state_dir = ::mkdtemp(dir);
+    int err_pipe[2];
+    if (::pipe(err_pipe) != 0) throw std::runtime_error("pipe");
+    pid = ::fork();
+    if (pid == 0) {
+      ::dup2(err_pipe[1], 2);
+      ::execl(FERRY_CLI_PATH, "ferry", "server", "--port", "0", "--state-dir", state_dir.c_str(), nullptr);
+      ::_exit(127);
+    }
+    ::close(err_pipe[1]);
+    std::string log;
+    char chunk[512];
+    std::smatch m;
+    while (!std::regex_search(log, m, std::regex(R"( listening on (\S+))"))) {
+      const ssize_t n = ::read(err_pipe[0], chunk, sizeof chunk);
+      if (n <= 0) throw std::runtime_error("ferry server did not start: " + log);
+      log.append(chunk, static_cast<std::size_t>(n));
+    }
+    address = m[1];
+    std::ifstream in(state_dir + "/token");
+    std::getline(in, token);
+    // Keep draining its log so that it never blocks on a full pipe.
+    std::thread([fd = err_pipe[0]] {
+      char sink[4096];
+      while (::read(fd, sink, sizeof sink) > 0) {
+      }
+      ::close(fd);
+    }).detach();
+  }
+  ~standalone_server() {
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+    std::filesystem::remove_all(state_dir);
+  }
+};
+
+std::string fmt(double v, int precision = 1) {
+  char s[64];
+  std::snprintf(s, sizeof s, "%.*f", precision, v);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (std::getenv("FERRY_CONTAINER_ID")) return app.main(argc, argv, [] {});
+  int runs = 3;
+  std::string out_file = "bench-results.md";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--runs" && i + 1 < argc) {
+      runs = std::max(3, std::atoi(argv[++i]));
+    } else if (a == "--w1-embedded-only") {  // for profiling: one W1 run on the embedded server
+      const w1_result e = run_w1({});
+      std::cout << "W1 embedded p50 " << e.p50_us << " us, p99 " << e.p99_us << " us, CPU " << e.cpu_us_per_call
+                << " us/call\n";
+      return 0;
+    } else if (a == "--out" && i + 1 < argc) {
+      out_file = argv[++i];
+    } else {
+      std::cerr << "usage: ferry_bench [--runs N (>= 3)] [--out FILE]\n";
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
+
+  std::vector<double> floor_rtt, floor_pipelined;
+  std::vector<double> emb_p50, emb_p99, emb_cpu, sa_p50, sa_p99, sa_cpu;
+  for (int r = 0; r < runs; ++r) {
+    std::cerr << "run " << r + 1 << "/" << runs << ": floor" << std::flush;
+    const floor_result f = measure_floor(2000);
+    floor_rtt.push_back(f.rtt_p50_us);
+    floor_pipelined.push_back(f.pipelined_per_s);
+    std::cerr << ", W1 embedded" << std::flush;
+    ::unsetenv("FERRY_SERVER");
+    const w1_result e = run_w1({});
+    emb_p50.push_back(e.p50_us);
+    emb_p99.push_back(e.p99_us);
+    emb_cpu.push_back(e.cpu_us_per_call);
+    std::cerr << ", W1 standalone\n";
+    {
+      standalone_server server;
+      ::setenv("FERRY_SERVER", server.address.c_str(), 1);
+      ::setenv("FERRY_TOKEN", server.token.c_str(), 1);
+      const w1_result s = run_w1({server.pid});
+      ::unsetenv("FERRY_SERVER");
+      ::unsetenv("FERRY_TOKEN");
+      sa_p50.push_back(s.p50_us);
+      sa_p99.push_back(s.p99_us);
+      sa_cpu.push_back(s.cpu_us_per_call);
+    }
+  }
+
+  const stats rtt = summarize(floor_rtt);
+  std::ostringstream table;
+  table << "| workload | server | metric | median | min | max | vs floor |\n";
+  table << "| --- | --- | --- | ---: | ---: | ---: | ---: |\n";
+  auto row = [&](const std::string& w, const std::string& server, const std::string& metric, const stats& s,
+                 const std::string& ratio) {
+    table << "| " << w << " | " << server << " | " << metric << " | " << fmt(s.median) << " | " << fmt(s.min) << " | "
+          << fmt(s.max) << " | " << ratio << " |\n";
+  };
+  row("floor", "-", "TCP ping-pong RTT p50 (µs)", rtt, "1.0x");
+  row("floor", "-", "pipelined requests/s", summarize(floor_pipelined), "-");
+  const auto ratio = [&](const std::vector<double>& v) { return fmt(summarize(v).median / rtt.median, 2) + "x"; };
+  row("W1", "embedded", "p50 (µs)", summarize(emb_p50), ratio(emb_p50));
+  row("W1", "embedded", "p99 (µs)", summarize(emb_p99), ratio(emb_p99));
+  row("W1", "embedded", "CPU µs per call (all processes)", summarize(emb_cpu), "-");
+  row("W1", "standalone", "p50 (µs)", summarize(sa_p50), ratio(sa_p50));
+  row("W1", "standalone", "p99 (µs)", summarize(sa_p99), ratio(sa_p99));
+  row("W1", "standalone", "CPU µs per call (all processes)", summarize(sa_cpu), "-");
+  std::cout << table.str();
+  std::ofstream(out_file) << table.str();
+  std::cerr << "(" << runs << " runs; table written to " << out_file << ")\n";
+  return 0;
+}

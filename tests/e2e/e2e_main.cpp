@@ -1,0 +1,22 @@
+// The end-to-end test binary is also the app under test: started by a ferry server as a container, it
+// serves functions instead of running the tests.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "test_app.hpp"
+
+int main(int argc, char** argv) {
+  if (std::getenv("FERRY_CONTAINER_ID")) {
+    const char* function = std::getenv("FERRY_FUNCTION");
+    if (function && std::string(function) == "never_starts") {
+      std::fputs("never_starts: failing on purpose before serving\n", stderr);
+      return 3;
+    }
+    return e2e::app().main(argc, argv, [] {});
+  }
+  testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

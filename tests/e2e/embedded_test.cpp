@@ -1,0 +1,222 @@
+// Blocking remote calls on the embedded server: values, concurrency and every error a caller can get.
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "process.hpp"
+#include "test_app.hpp"
+
+namespace e2e {
+namespace {
+
+using testing::HasSubstr;
+using testing::StartsWith;
+
+sample full_sample() {
+  sample s;
+  s.flag = true;
+  s.small = -128;
+  s.big = 18446744073709551615ull;
+  s.ratio = 0.1;
+  s.text = std::string("nul\0inside", 10);
+  s.blob = {std::byte{0}, std::byte{255}, std::byte{7}};
+  s.numbers = {1, -2, 2147483647};
+  s.index = {{"a", {"x", "y"}}, {"", {}}};
+  s.weights = {{-1, 0.5}, {7, 2.25}};
+  s.maybe = "present";
+  s.pair = {"p", -9};
+  s.tuple = {true, 1.5f, "t"};
+  return s;
+}
+
+/// Calls `function` by name with whatever arguments `encode` writes: how a caller whose idea of the
+/// signature is out of date (or a hostile one) reaches a container.
+ferry::detail::buffer call_raw(const std::string& function, const std::function<void(ferry::detail::buffer&)>& encode) {
+  ferry::detail::function_entry entry;
+  entry.app = "e2e";
+  entry.name = function;
+  return ferry::detail::call_remote(entry, encode);
+}
+
+TEST(embedded, remote_call_returns_the_value_computed_in_a_container) {
+  EXPECT_EQ(run_app([] {
+              EXPECT_EQ(add.remote(2, 3), 5);
+              EXPECT_EQ(add(40, 2), 42);  // the direct call of a blocking function is a remote call
+              EXPECT_EQ(add.local(1, 1), 2);
+            }),
+            0);
+}
+
+TEST(embedded, every_supported_type_round_trips_through_a_container) {
+  EXPECT_EQ(run_app([] {
+              const sample s = full_sample();
+              EXPECT_EQ(echo.remote(s), s);
+              EXPECT_EQ(echo.remote(sample{}), sample{});
+            }),
+            0);
+}
+
+TEST(embedded, eight_caller_threads_each_get_their_own_results) {
+  EXPECT_EQ(run_app([] {
+              std::vector<std::thread> callers;
+              std::vector<int> wrong(8, 0);
+              for (int t = 0; t < 8; ++t) {
+                callers.emplace_back([t, &wrong] {
+                  for (std::int64_t i = 0; i < 100; ++i) {
+                    const std::int64_t x = t * 1000 + i;
+                    if (square.remote(x) != x * x) ++wrong[t];
+                  }
+                });
+              }
+              for (auto& c : callers) c.join();
+              EXPECT_EQ(wrong, std::vector<int>(8, 0));
+            }),
+            0);
+}
+
+TEST(embedded, max_inputs_runs_that_many_inputs_at_once_on_distinct_threads) {
+  EXPECT_EQ(run_app([] {
+              std::vector<rendezvous_report> reports(4);
+              std::vector<std::thread> callers;
+              for (int i = 0; i < 4; ++i) callers.emplace_back([i, &reports] { reports[i] = rendezvous.remote(4); });
+              for (auto& c : callers) c.join();
+              std::set<std::string> threads;
+              for (const auto& r : reports) {
+                EXPECT_EQ(r.in_flight, 4);
+                threads.insert(r.thread);
+              }
+              EXPECT_EQ(threads.size(), 4u);
+            }),
+            0);
+}
+
+TEST(embedded, standard_exception_is_rethrown_as_its_own_type_with_remote_details) {
+  EXPECT_EQ(run_app([] {
+              try {
+                element_at.remote("abc", 10);
+                ADD_FAILURE() << "no exception";
+              } catch (const std::out_of_range& e) {
+                const ferry::RemoteDetails* remote = ferry::remote_details(e);
+                ASSERT_NE(remote, nullptr);
+                EXPECT_EQ(remote->type(), "std::out_of_range");
+                EXPECT_EQ(remote->function(), "element_at");
+                EXPECT_THAT(remote->call_id(), StartsWith("fc-"));
+                EXPECT_THAT(e.what(), HasSubstr("basic_string::at"));
+                EXPECT_THAT(remote->stack(), HasSubstr("e2e::element_at_body"));
+              }
+            }),
+            0);
+}
+
+TEST(embedded, other_exceptions_arrive_as_remote_error_with_type_message_and_stack) {
+  EXPECT_EQ(run_app([] {
+              try {
+                raise_test_error.remote();
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::RemoteError& e) {
+                EXPECT_EQ(e.type(), "e2e::test_error");
+                EXPECT_EQ(e.message(), "the answer is not 42");
+                EXPECT_EQ(e.function(), "raise_test_error");
+                EXPECT_THAT(e.what(), HasSubstr("raise_test_error"));
+                EXPECT_THAT(e.what(), HasSubstr(e.call_id()));
+                EXPECT_THAT(e.stack(), HasSubstr("e2e::raise_test_error_body"));
+              }
+            }),
+            0);
+}
+
+TEST(embedded, wrong_argument_type_names_function_position_and_both_types) {
+  EXPECT_EQ(run_app([] {
+              try {
+                call_raw("add", [](ferry::detail::buffer& out) {
+                  ferry::detail::encode_arguments(out, std::int64_t{1}, std::string("two"));
+                });
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ArgumentError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("'add'"));
+                EXPECT_THAT(e.what(), HasSubstr("argument 2"));
+                EXPECT_THAT(e.what(), HasSubstr("expected int64, received string"));
+              }
+              try {
+                call_raw("add", [](ferry::detail::buffer& out) { ferry::detail::encode_arguments(out, std::int64_t{1}); });
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ArgumentError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("'add' takes 2 arguments, received array of 1"));
+              }
+              EXPECT_EQ(add.remote(1, 2), 3);  // the container keeps serving
+            }),
+            0);
+}
+
+TEST(embedded, unknown_function_is_its_own_error_listing_what_the_app_declares) {
+  EXPECT_EQ(run_app([] {
+              try {
+                call_raw("no_such_function", [](ferry::detail::buffer& out) { ferry::detail::encode_arguments(out); });
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::UnknownFunctionError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("no function 'no_such_function'"));
+                EXPECT_THAT(e.what(), HasSubstr("add, crash, echo"));
+              }
+            }),
+            0);
+}
+
+TEST(embedded, container_crash_mid_call_reports_the_signal_and_stderr_and_the_server_keeps_serving) {
+  EXPECT_EQ(run_app([] {
+              try {
+                crash.remote();
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ContainerCrashedError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("the container running 'crash'"));
+                EXPECT_THAT(e.what(), HasSubstr("SIGABRT"));
+                EXPECT_THAT(e.what(), HasSubstr("crash: about to abort"));
+              }
+              EXPECT_EQ(add.remote(2, 2), 4);
+              // A new container replaces the crashed one.
+              EXPECT_THROW(crash.remote(), ferry::ContainerCrashedError);
+            }),
+            0);
+}
+
+TEST(embedded, container_that_cannot_start_fails_the_call_with_its_exit_and_stderr) {
+  EXPECT_EQ(run_app([] {
+              try {
+                never_starts.remote();
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ContainerStartError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("could not start a container for 'never_starts'"));
+                EXPECT_THAT(e.what(), HasSubstr("exited with code 3"));
+                EXPECT_THAT(e.what(), HasSubstr("failing on purpose"));
+              }
+              EXPECT_EQ(add.remote(1, 1), 2);
+            }),
+            0);
+}
+
+TEST(embedded, a_container_can_call_other_functions) {
+  EXPECT_EQ(run_app([] { EXPECT_EQ(sum_of_squares.remote(4), 1 + 4 + 9 + 16); }), 0);
+}
+
+TEST(embedded, an_exception_escaping_the_entrypoint_makes_main_return_1) {
+  EXPECT_EQ(run_app([] { raise_test_error.remote(); }), 1);
+}
+
+TEST(embedded, remote_outside_app_main_is_a_clear_error) {
+  try {
+    add.remote(1, 2);
+    ADD_FAILURE() << "no exception";
+  } catch (const ferry::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("inside app.main"));
+  }
+}
+
+TEST(embedded, hello_example_prints_42) {
+  const auto r = run({FERRY_HELLO_PATH});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+}
+
+}  // namespace
+}  // namespace e2e

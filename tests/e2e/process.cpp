@@ -1,0 +1,174 @@
+#include "process.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace e2e {
+
+process::process(std::vector<std::string> argv, std::map<std::string, std::string> env) {
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry = *e;
+    const std::string key = entry.substr(0, entry.find('='));
+    if (!env.contains(key)) env_storage.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_storage.push_back(k + "=" + v);
+  std::vector<char*> envp, args;
+  for (auto& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+  out_fd_ = out_pipe[0];
+  err_fd_ = err_pipe[0];
+  reader_ = std::thread([this] { drain(); });
+}
+
+process::~process() {
+  if (!exit_code_) {
+    ::kill(pid_, SIGKILL);
+    wait(10s);
+  }
+  if (reader_.joinable()) reader_.join();
+  ::close(out_fd_);
+  ::close(err_fd_);
+}
+
+void process::drain() {
+  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+  int open_streams = 2;
+  char chunk[4096];
+  while (open_streams > 0) {
+    if (::poll(fds, 2, -1) < 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      const ssize_t n = ::read(fds[i].fd, chunk, sizeof chunk);
+      if (n <= 0) {
+        fds[i].fd = -1;
+        --open_streams;
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      (i == 0 ? out_ : err_).append(chunk, static_cast<std::size_t>(n));
+      changed_.notify_all();
+    }
+  }
+  std::lock_guard lock(mu_);
+  streams_closed_ = true;
+  changed_.notify_all();
+}
+
+bool process::wait_for_output(const std::string& text, std::chrono::milliseconds deadline) {
+  std::unique_lock lock(mu_);
+  return changed_.wait_for(lock, deadline, [&] {
+    return out_.find(text) != std::string::npos || err_.find(text) != std::string::npos || streams_closed_;
+  }) && (out_.find(text) != std::string::npos || err_.find(text) != std::string::npos);
+}
+
+std::optional<int> process::wait(std::chrono::milliseconds deadline) {
+  if (exit_code_) return exit_code_;
+  // An exit cannot be awaited with a deadline portably, but the output streams closing can: once they
+  // have, the process (and every child holding them) is ending, and waitpid returns promptly.
+  {
+    std::unique_lock lock(mu_);
+    if (!changed_.wait_for(lock, deadline, [&] { return streams_closed_; })) return std::nullopt;
+  }
+  int status = 0;
+  if (::waitpid(pid_, &status, 0) != pid_) return std::nullopt;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
+}
+
+void process::signal(int sig) { ::kill(pid_, sig); }
+
+std::string process::out() const {
+  std::lock_guard lock(mu_);
+  return out_;
+}
+
+std::string process::err() const {
+  std::lock_guard lock(mu_);
+  return err_;
+}
+
+run_result run(std::vector<std::string> argv, std::map<std::string, std::string> env) {
+  process p(std::move(argv), std::move(env));
+  const auto code = p.wait();
+  return {code.value_or(-1), p.out(), p.err()};
+}
+
+ferry_server::ferry_server(std::vector<std::string> extra_args) {
+  char dir_template[] = "/tmp/ferry-e2e-XXXXXX";
+  if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp");
+  state_dir_ = dir_template;
+  std::vector<std::string> argv = {FERRY_CLI_PATH, "server", "--port", "0", "--state-dir", state_dir_};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  proc_ = std::make_unique<process>(argv, std::map<std::string, std::string>{{"FERRY_LOG_LEVEL", "info"}});
+  if (!proc_->wait_for_output(" listening on ")) {
+    throw std::runtime_error("ferry server did not start: " + proc_->err());
+  }
+  std::smatch m;
+  const std::string err = proc_->err();
+  if (!std::regex_search(err, m, std::regex(R"( listening on (\S+))"))) throw std::runtime_error("no address in: " + err);
+  address_ = m[1];
+}
+
+ferry_server::~ferry_server() {
+  proc_->signal(SIGTERM);
+  proc_->wait(30s);
+  proc_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(state_dir_, ec);
+}
+
+std::string ferry_server::token() const {
+  std::ifstream in(state_dir_ + "/token");
+  std::string t;
+  std::getline(in, t);
+  return t;
+}
+
+scoped_env::scoped_env(std::map<std::string, std::string> vars) {
+  for (const auto& [k, v] : vars) {
+    const char* old = std::getenv(k.c_str());
+    saved_[k] = old ? std::optional<std::string>(old) : std::nullopt;
+    ::setenv(k.c_str(), v.c_str(), 1);
+  }
+}
+
+scoped_env::~scoped_env() {
+  for (const auto& [k, v] : saved_) {
+    if (v) {
+      ::setenv(k.c_str(), v->c_str(), 1);
+    } else {
+      ::unsetenv(k.c_str());
+    }
+  }
+}
+
+}  // namespace e2e

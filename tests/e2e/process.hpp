@@ -1,0 +1,85 @@
+// A child process for end-to-end tests: started with pipes on stdout and stderr that a thread drains
+// into memory, so tests can wait for a line to appear (with a deadline) instead of sleeping.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace e2e {
+
+using namespace std::chrono_literals;
+
+class process {
+ public:
+  /// Starts argv[0] with `env` added to (or overriding) this process's environment.
+  explicit process(std::vector<std::string> argv, std::map<std::string, std::string> env = {});
+  ~process();  // kills the process if it still runs
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  /// Waits until stdout+stderr contain `text`; returns false at the deadline or when the process exited without it.
+  bool wait_for_output(const std::string& text, std::chrono::milliseconds deadline = 30s);
+  /// Waits for the exit code (128+signal when killed); nullopt at the deadline.
+  std::optional<int> wait(std::chrono::milliseconds deadline = 60s);
+  void signal(int sig);
+  std::string out() const;
+  std::string err() const;
+
+ private:
+  void drain();
+
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  std::string out_, err_;       // guarded by mu_
+  bool streams_closed_ = false;  // guarded by mu_
+  std::optional<int> exit_code_;
+};
+
+/// Runs a command to completion and returns {exit code, stdout, stderr}.
+struct run_result {
+  int code;
+  std::string out;
+  std::string err;
+};
+run_result run(std::vector<std::string> argv, std::map<std::string, std::string> env = {});
+
+/// A `ferry server` on a free port with its own state directory, stopped (SIGTERM) when destroyed.
+class ferry_server {
+ public:
+  explicit ferry_server(std::vector<std::string> extra_args = {});
+  ~ferry_server();
+  const std::string& address() const { return address_; }
+  const std::string& state_dir() const { return state_dir_; }
+  std::string token() const;
+  process& proc() { return *proc_; }
+
+ private:
+  std::string state_dir_;
+  std::string address_;
+  std::unique_ptr<process> proc_;
+};
+
+/// Sets environment variables for the life of the object (restoring the old values after).
+class scoped_env {
+ public:
+  scoped_env(std::map<std::string, std::string> vars);
+  ~scoped_env();
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+}  // namespace e2e

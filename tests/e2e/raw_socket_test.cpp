@@ -1,0 +1,129 @@
+// Hostile and broken peers on a raw socket: the server closes their connection with a logged reason
+// and keeps serving everyone else.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "process.hpp"
+#include "test_app.hpp"
+#include "wire/frame.hpp"
+
+namespace e2e {
+namespace {
+
+using testing::HasSubstr;
+
+/// A blocking TCP connection to the server, with a receive timeout so a broken server fails the test.
+class raw_socket {
+ public:
+  explicit raw_socket(const std::string& address) {
+    const auto colon = address.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{30, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) throw std::runtime_error("connect");
+  }
+  ~raw_socket() { ::close(fd_); }
+  void send(const std::string& bytes) { ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size())); }
+  /// Everything the server sends until it closes the connection.
+  std::string read_until_closed() {
+    std::string all;
+    char chunk[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n <= 0) return n == 0 ? all : all + "<read error>";
+      all.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+std::string frame_bytes(ferry::wire::message_kind kind, const auto& header) {
+  ferry::detail::buffer b;
+  ferry::wire::frame_writer w(b, kind, header);
+  w.finish();
+  return {b.data(), b.size()};
+}
+
+std::string hello(const std::string& token, std::uint32_t version = ferry::wire::protocol_version) {
+  return frame_bytes(ferry::wire::message_kind::hello,
+                     ferry::wire::hello_header{version, token, 0, 0, 42});
+}
+
+/// A normal program still gets served.
+void expect_server_serves(const ferry_server& server) {
+  const auto r = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+}
+
+TEST(raw_socket, a_malformed_frame_closes_that_connection_only) {
+  ferry_server server;
+  raw_socket s(server.address());
+  s.send(hello(server.token()));
+  s.send(std::string("\x05\x00\x00\x00hello", 9));  // a length prefix, then bytes that are not MessagePack
+  s.read_until_closed();
+  EXPECT_TRUE(server.proc().wait_for_output("malformed frame"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, an_oversized_frame_closes_that_connection_only) {
+  ferry_server server({"--max-frame-size", "1048576"});
+  raw_socket s(server.address());
+  s.send(hello(server.token()));
+  s.send(std::string("\x00\x00\x00\x7f", 4));  // announces 2 GiB
+  s.read_until_closed();
+  EXPECT_TRUE(server.proc().wait_for_output("exceeds the limit of 1048576 bytes"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, a_connection_without_the_token_is_refused) {
+  ferry_server server;
+  raw_socket s(server.address());
+  s.send(hello(""));
+  const std::string reply = s.read_until_closed();
+  EXPECT_THAT(reply, HasSubstr("invalid token"));
+  EXPECT_TRUE(server.proc().wait_for_output("refused connection from"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, a_wrong_protocol_version_is_refused_naming_both_versions) {
+  ferry_server server;
+  raw_socket s(server.address());
+  s.send(hello(server.token(), 99));
+  const std::string reply = s.read_until_closed();
+  EXPECT_THAT(reply, HasSubstr("protocol version 99 is not supported"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, a_call_before_hello_closes_the_connection) {
+  ferry_server server;
+  raw_socket s(server.address());
+  s.send(frame_bytes(ferry::wire::message_kind::call, ferry::wire::call_header{1, "hello", "blocking_function"}));
+  EXPECT_EQ(s.read_until_closed(), "");
+  EXPECT_TRUE(server.proc().wait_for_output("expected hello as the first frame"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, a_header_that_does_not_match_its_kind_closes_the_connection) {
+  ferry_server server;
+  raw_socket s(server.address());
+  s.send(hello(server.token()));
+  s.send(frame_bytes(ferry::wire::message_kind::call, std::tuple<std::string>{"not a call header"}));
+  s.read_until_closed();
+  EXPECT_TRUE(server.proc().wait_for_output("malformed call message"));
+  expect_server_serves(server);
+}
+
+}  // namespace
+}  // namespace e2e

@@ -1,0 +1,106 @@
+// The same calls against a standalone `ferry server`, and the CLI around it.
+#include <sys/stat.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "process.hpp"
+#include "test_app.hpp"
+
+namespace e2e {
+namespace {
+
+using testing::HasSubstr;
+
+TEST(standalone, ferry_run_runs_the_example_against_the_server) {
+  ferry_server server;
+  const auto r = run({FERRY_CLI_PATH, "run", "--server", server.address(), "--state-dir", server.state_dir(),
+                      FERRY_HELLO_PATH});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "42\n");
+}
+
+TEST(standalone, FERRY_SERVER_points_app_main_at_the_server) {
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(run_app([] {
+              EXPECT_EQ(add.remote(20, 22), 42);
+              EXPECT_EQ(sum_of_squares.remote(3), 14);
+              EXPECT_THROW(crash.remote(), ferry::ContainerCrashedError);
+              EXPECT_EQ(add.remote(1, 1), 2);
+            }),
+            0);
+  // The server outlives the program and serves the next one.
+  EXPECT_EQ(run_app([] { EXPECT_EQ(square.remote(9), 81); }), 0);
+}
+
+TEST(standalone, the_token_file_is_created_private) {
+  ferry_server server;
+  struct stat st {};
+  ASSERT_EQ(::stat((server.state_dir() + "/token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  EXPECT_EQ(server.token().size(), 64u);
+}
+
+TEST(standalone, a_program_with_the_wrong_token_is_refused_with_a_fix) {
+  ferry_server server;
+  const auto r = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", "not-the-token"}});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("refused the connection: invalid token"));
+  EXPECT_THAT(r.err, HasSubstr("FERRY_TOKEN"));
+  EXPECT_TRUE(server.proc().wait_for_output("refused connection from"));
+}
+
+TEST(standalone, an_unreachable_server_is_a_clear_error) {
+  const auto r = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "127.0.0.1:1"}, {"FERRY_TOKEN", "x"}});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("cannot connect to the ferry server at 127.0.0.1:1"));
+}
+
+TEST(standalone, an_oversized_payload_is_refused_and_the_server_keeps_serving) {
+  ferry_server server({"--max-frame-size", "65536"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(run_app([] {
+              EXPECT_EQ(length_of.remote(ferry::bytes(1000)), 1000u);
+              try {
+                length_of.remote(ferry::bytes(100'000));
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::PayloadTooLargeError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("larger than the server accepts (65536 bytes)"));
+              }
+              EXPECT_EQ(length_of.remote(ferry::bytes(10)), 10u);
+            }),
+            0);
+}
+
+TEST(standalone, sigterm_stops_the_server_and_its_containers) {
+  ferry_server server;
+  {
+    scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+    EXPECT_EQ(run_app([] { EXPECT_EQ(add.remote(1, 2), 3); }), 0);
+  }
+  server.proc().signal(SIGTERM);
+  // The streams close only when the server and every container it started (they share its stdout) exit.
+  EXPECT_EQ(server.proc().wait(), 0);
+}
+
+TEST(cli, version_help_and_usage_errors_follow_conventions) {
+  const auto version = run({FERRY_CLI_PATH, "version"});
+  EXPECT_EQ(version.code, 0);
+  EXPECT_EQ(version.out, std::string("ferry ") + ferry::version() + "\n");
+  for (const char* command : {"server", "run", "version"}) {
+    const auto help = run({FERRY_CLI_PATH, command, "--help"});
+    EXPECT_EQ(help.code, 0) << command;
+    EXPECT_THAT(help.out, HasSubstr("Usage")) << command;
+  }
+  const auto top = run({FERRY_CLI_PATH, "--help"});
+  EXPECT_EQ(top.code, 0);
+  EXPECT_THAT(top.out, HasSubstr("server"));
+  const auto bad = run({FERRY_CLI_PATH, "frobnicate"});
+  EXPECT_EQ(bad.code, 2);
+  const auto missing = run({FERRY_CLI_PATH, "run"});
+  EXPECT_EQ(missing.code, 2);
+}
+
+}  // namespace
+}  // namespace e2e

@@ -1,0 +1,61 @@
+// The app the end-to-end tests run: the test binary itself, which the server starts again as containers.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ferry/ferry.hpp>
+
+namespace e2e {
+
+struct sample {
+  bool flag = false;
+  std::int8_t small = 0;
+  std::uint64_t big = 0;
+  double ratio = 0;
+  std::string text;
+  ferry::bytes blob;
+  std::vector<std::int32_t> numbers;
+  std::map<std::string, std::vector<std::string>> index;
+  std::unordered_map<std::int64_t, double> weights;
+  std::optional<std::string> maybe;
+  std::pair<std::string, std::int64_t> pair;
+  std::tuple<bool, float, std::string> tuple;
+  bool operator==(const sample&) const = default;
+};
+FERRY_STRUCT(sample, flag, small, big, ratio, text, blob, numbers, index, weights, maybe, pair, tuple)
+
+/// What one input of `rendezvous` saw: the thread it ran on, and how many inputs were running at once.
+struct rendezvous_report {
+  std::string thread;
+  std::int64_t in_flight = 0;
+};
+FERRY_STRUCT(rendezvous_report, thread, in_flight)
+
+class test_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+ferry::App& app();
+
+extern ferry::Function<std::int64_t(std::int64_t, std::int64_t)> add;
+extern ferry::Function<std::int64_t(std::int64_t)> square;
+extern ferry::Function<sample(sample)> echo;
+extern ferry::Function<std::int64_t(std::string, std::int64_t)> element_at;
+extern ferry::Function<void()> raise_test_error;
+extern ferry::Function<std::int64_t()> crash;
+extern ferry::Function<std::int64_t()> never_starts;
+extern ferry::Function<rendezvous_report(std::int64_t)> rendezvous;
+extern ferry::Function<std::int64_t(std::int64_t)> sum_of_squares;
+extern ferry::Function<std::uint64_t(ferry::bytes)> length_of;
+
+/// Runs `entry` through app().main, as a program's main would; returns its exit code.
+int run_app(std::function<void()> entry);
+
+}  // namespace e2e
