@@ -8,9 +8,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ferry/ferry.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -19,13 +24,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read.hpp>
-#include <boost/asio/write.hpp>
-
-#include <ferry/ferry.hpp>
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;

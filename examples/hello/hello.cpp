@@ -6,9 +6,8 @@
 //
 // Run it with the embedded server (no set-up): ./build/dev/examples/hello
 // or against a running `ferry server`:          ferry run ./build/dev/examples/hello
-#include <iostream>
-
 #include <ferry/ferry.hpp>
+#include <iostream>
 
 ferry::App app{"hello"};
 

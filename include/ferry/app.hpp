@@ -11,18 +11,17 @@
 /// Declaring is not thread-safe; calling through the returned handles is.
 #pragma once
 
+#include <ferry/codec.hpp>
+#include <ferry/detail/callable_traits.hpp>
+#include <ferry/detail/function_entry.hpp>
+#include <ferry/function.hpp>
+#include <ferry/options.hpp>
 #include <functional>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
-
-#include <ferry/codec.hpp>
-#include <ferry/detail/callable_traits.hpp>
-#include <ferry/detail/function_entry.hpp>
-#include <ferry/function.hpp>
-#include <ferry/options.hpp>
 
 namespace ferry {
 

@@ -15,10 +15,14 @@
 /// name as below. Stateless; safe from any thread.
 #pragma once
 
-#include <cstddef>
+#include <msgpuck.h>
+
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <ferry/detail/buffer.hpp>
+#include <ferry/errors.hpp>
 #include <limits>
 #include <map>
 #include <optional>
@@ -29,11 +33,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <msgpuck.h>
-
-#include <ferry/detail/buffer.hpp>
-#include <ferry/errors.hpp>
 
 namespace ferry {
 
@@ -140,8 +139,7 @@ struct codec<bool> {
 };
 
 template <class T>
-  requires(std::is_integral_v<T> && !std::is_same_v<T, bool>)
-struct codec<T> {
+requires(std::is_integral_v<T> && !std::is_same_v<T, bool>) struct codec<T> {
   static void encode(detail::buffer& b, T v) {
     char* p = b.reserve(9);
     if constexpr (std::is_signed_v<T>) {
@@ -168,8 +166,9 @@ struct codec<T> {
       default:
         detail::mismatch(expected, r);
     }
-    const bool fits = negative < 0 ? std::is_signed_v<T> && negative >= static_cast<std::int64_t>(std::numeric_limits<T>::min())
-                                   : positive <= static_cast<std::uint64_t>(std::numeric_limits<T>::max());
+    const bool fits = negative < 0
+                          ? std::is_signed_v<T> && negative >= static_cast<std::int64_t>(std::numeric_limits<T>::min())
+                          : positive <= static_cast<std::uint64_t>(std::numeric_limits<T>::max());
     if (!fits) {
       r.pos = start;
       detail::mismatch(expected, r);
@@ -185,7 +184,7 @@ struct codec<T> {
 };
 
 template <class T>
-  requires std::is_enum_v<T>
+requires std::is_enum_v<T>
 struct codec<T> {
   using underlying = std::underlying_type_t<T>;
   static void encode(detail::buffer& b, T v) { codec<underlying>::encode(b, static_cast<underlying>(v)); }
@@ -194,7 +193,7 @@ struct codec<T> {
 };
 
 template <class T>
-  requires std::is_floating_point_v<T>
+requires std::is_floating_point_v<T>
 struct codec<T> {
   static void encode(detail::buffer& b, T v) {
     if constexpr (sizeof(T) == sizeof(float)) {
@@ -236,9 +235,7 @@ struct codec<std::string> {
     const auto n = static_cast<std::uint32_t>(v.size());
     b.commit(mp_encode_str(b.reserve(mp_sizeof_str(n)), v.data(), n));
   }
-  static void decode(detail::reader& r, std::string& out) {
-    out.assign(detail::decode_bytes(r, MP_STR, "string"));
-  }
+  static void decode(detail::reader& r, std::string& out) { out.assign(detail::decode_bytes(r, MP_STR, "string")); }
   static std::string name() { return "string"; }
 };
 
@@ -272,8 +269,7 @@ std::uint32_t decode_container_header(reader& r, mp_type kind, const Expected& e
 }  // namespace detail
 
 template <class T>
-  requires(serializable<T> && !std::is_same_v<T, std::byte>)
-struct codec<std::vector<T>> {
+requires(serializable<T> && !std::is_same_v<T, std::byte>) struct codec<std::vector<T>> {
   static void encode(detail::buffer& b, const std::vector<T>& v) {
     b.commit(mp_encode_array(b.reserve(5), static_cast<std::uint32_t>(v.size())));
     for (const auto& item : v) codec<T>::encode(b, item);
@@ -320,15 +316,16 @@ struct map_codec {
 };
 
 template <class K, class V, class C, class A>
-  requires(serializable<K> && serializable<V>)
-struct codec<std::map<K, V, C, A>> : map_codec<std::map<K, V, C, A>> {};
+requires(serializable<K>&& serializable<V>) struct codec<std::map<K, V, C, A>> : map_codec<std::map<K, V, C, A>> {
+};
 
 template <class K, class V, class H, class E, class A>
-  requires(serializable<K> && serializable<V>)
-struct codec<std::unordered_map<K, V, H, E, A>> : map_codec<std::unordered_map<K, V, H, E, A>> {};
+requires(serializable<K>&& serializable<V>) struct codec<std::unordered_map<K, V, H, E, A>>
+    : map_codec<std::unordered_map<K, V, H, E, A>> {
+};
 
 template <class T>
-  requires serializable<T>
+requires serializable<T>
 struct codec<std::optional<T>> {
   static void encode(detail::buffer& b, const std::optional<T>& v) {
     if (v) {
@@ -349,8 +346,7 @@ struct codec<std::optional<T>> {
 };
 
 template <class... T>
-  requires(serializable<T> && ...)
-struct codec<std::tuple<T...>> {
+requires(serializable<T>&&...) struct codec<std::tuple<T...>> {
   static void encode(detail::buffer& b, const std::tuple<T...>& v) {
     b.commit(mp_encode_array(b.reserve(5), sizeof...(T)));
     std::apply([&b](const auto&... item) { (codec<std::decay_t<decltype(item)>>::encode(b, item), ...); }, v);
@@ -385,8 +381,7 @@ struct codec<std::tuple<T...>> {
 };
 
 template <class A, class B>
-  requires(serializable<A> && serializable<B>)
-struct codec<std::pair<A, B>> {
+requires(serializable<A>&& serializable<B>) struct codec<std::pair<A, B>> {
   static void encode(detail::buffer& b, const std::pair<A, B>& v) {
     b.commit(mp_encode_array(b.reserve(5), 2));
     codec<A>::encode(b, v.first);
@@ -407,7 +402,7 @@ struct codec<std::pair<A, B>> {
 
 /// Structs declared with FERRY_STRUCT: a map from field name to value.
 template <class T>
-  requires detail::described_struct<T>
+requires detail::described_struct<T>
 struct codec<T> {
   static void encode(detail::buffer& b, const T& v) {
     const auto fields = ferry_struct_fields(static_cast<const T*>(nullptr));
@@ -429,18 +424,12 @@ struct codec<T> {
       bool matched = false;
       std::size_t index = 0;
       std::apply(
-          [&](const auto&... f) {
-            ((matched = matched || decode_if_named(r, out, f, key_view, index++, seen)), ...);
-          },
+          [&](const auto&... f) { ((matched = matched || decode_if_named(r, out, f, key_view, index++, seen)), ...); },
           fields);
       if (!matched && !detail::skip_value(r)) throw DecodeError(name(), "a truncated value");
     }
     std::size_t index = 0;
-    std::apply(
-        [&](const auto&... f) {
-          ((check_present(f, index++, seen)), ...);
-        },
-        fields);
+    std::apply([&](const auto&... f) { ((check_present(f, index++, seen)), ...); }, fields);
   }
   static std::string name() { return ferry_struct_name(static_cast<const T*>(nullptr)); }
 
@@ -498,8 +487,8 @@ T decode(detail::reader& in) {
 
 /// Makes a struct serializable: FERRY_STRUCT(type, field1, field2, ...), written after the struct in the
 /// same namespace (its functions are found by argument-dependent lookup). Up to 64 fields.
-#define FERRY_STRUCT(Type, ...)                                                                    \
-  [[maybe_unused]] inline auto ferry_struct_fields(const Type*) {                                  \
-    return ::std::make_tuple(FERRY_DETAIL_FOR_EACH(FERRY_DETAIL_FIELD, Type, __VA_ARGS__));        \
-  }                                                                                                \
+#define FERRY_STRUCT(Type, ...)                                                             \
+  [[maybe_unused]] inline auto ferry_struct_fields(const Type*) {                           \
+    return ::std::make_tuple(FERRY_DETAIL_FOR_EACH(FERRY_DETAIL_FIELD, Type, __VA_ARGS__)); \
+  }                                                                                         \
   [[maybe_unused]] inline constexpr const char* ferry_struct_name(const Type*) { return #Type; }

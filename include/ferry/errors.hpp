@@ -24,10 +24,12 @@ class Error : public std::runtime_error {
 /// ferry rethrows, so `catch (const std::out_of_range& e)` still reaches these through remote_details().
 class RemoteDetails {
  public:
-  RemoteDetails(std::string type, std::string message, std::string function, std::string call_id,
-                std::string stack)
-      : type_(std::move(type)), message_(std::move(message)), function_(std::move(function)),
-        call_id_(std::move(call_id)), stack_(std::move(stack)) {}
+  RemoteDetails(std::string type, std::string message, std::string function, std::string call_id, std::string stack)
+      : type_(std::move(type)),
+        message_(std::move(message)),
+        function_(std::move(function)),
+        call_id_(std::move(call_id)),
+        stack_(std::move(stack)) {}
   virtual ~RemoteDetails() = default;
 
   /// The remote exception's type, demangled (`std::out_of_range`, `my::Error`).
@@ -48,8 +50,7 @@ class RemoteDetails {
 /// An exception of a type ferry does not rethrow as itself, thrown by a remote body.
 class RemoteError : public Error, public RemoteDetails {
  public:
-  RemoteError(std::string what, RemoteDetails details)
-      : Error(std::move(what)), RemoteDetails(std::move(details)) {}
+  RemoteError(std::string what, RemoteDetails details) : Error(std::move(what)), RemoteDetails(std::move(details)) {}
 };
 
 /// The remote details of an exception that a remote body threw, or nullptr for a local exception.
@@ -62,8 +63,10 @@ inline const RemoteDetails* remote_details(const std::exception& e) noexcept {
 class DecodeError : public Error {
  public:
   DecodeError(std::string expected, std::string received, std::string path = {})
-      : Error(describe(expected, received, path)), expected_(std::move(expected)),
-        received_(std::move(received)), path_(std::move(path)) {}
+      : Error(describe(expected, received, path)),
+        expected_(std::move(expected)),
+        received_(std::move(received)),
+        path_(std::move(path)) {}
   const std::string& expected() const noexcept { return expected_; }
   const std::string& received() const noexcept { return received_; }
   const std::string& path() const noexcept { return path_; }

@@ -5,15 +5,14 @@
 /// calling process; `f(args...)` is the direct call, which for a blocking body is `f.remote(args...)`.
 #pragma once
 
+#include <ferry/codec.hpp>
+#include <ferry/detail/function_entry.hpp>
+#include <ferry/errors.hpp>
 #include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
-
-#include <ferry/codec.hpp>
-#include <ferry/detail/function_entry.hpp>
-#include <ferry/errors.hpp>
 
 namespace ferry {
 
@@ -65,8 +64,8 @@ class Function<R(A...)> {
     /// standard type), ArgumentError, UnknownFunctionError, ContainerCrashedError, ContainerStartError,
     /// PayloadTooLargeError or ConnectionError. Must run inside app.main (or in a container).
     R operator()(const A&... args) const {
-      detail::buffer result = detail::call_remote(
-          *entry_, [&](detail::buffer& out) { detail::encode_arguments(out, args...); });
+      detail::buffer result =
+          detail::call_remote(*entry_, [&](detail::buffer& out) { detail::encode_arguments(out, args...); });
       return detail::decode_result<R>(*entry_, result);
     }
 

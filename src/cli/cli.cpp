@@ -1,16 +1,14 @@
 #include "cli/cli.hpp"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
+#include <ferry/ferry.hpp>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <spdlog/spdlog.h>
-
-#include <ferry/ferry.hpp>
 
 #include "runtime/logging.hpp"
 #include "runtime/server_config.hpp"
@@ -31,7 +29,8 @@ struct server_flags {
 
 int serve(const server_flags& flags) {
   runtime::init_logging("info");
-  const std::filesystem::path state_dir = flags.state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(flags.state_dir);
+  const std::filesystem::path state_dir =
+      flags.state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(flags.state_dir);
   server::server_options options;
   options.host = flags.host;
   options.port = flags.port;
@@ -65,7 +64,8 @@ int run_app(const std::string& address, const std::string& state_dir, const std:
             const std::vector<std::string>& args) {
   ::setenv("FERRY_SERVER", address.c_str(), 1);
   if (const char* token = std::getenv("FERRY_TOKEN"); !token || !*token) {
-    const std::string t = runtime::read_token(state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(state_dir));
+    const std::string t =
+        runtime::read_token(state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(state_dir));
     ::setenv("FERRY_TOKEN", t.c_str(), 1);
   }
   std::vector<char*> argv;
@@ -90,8 +90,9 @@ int run_cli(int argc, char** argv) {
   server_cmd->add_option("--port", flags.port, "Port to listen on (0: any free port)")->capture_default_str();
   server_cmd->add_option("--state-dir", flags.state_dir,
                          "Where the server keeps its token and state (default: $FERRY_HOME, or ~/.ferry)");
-  server_cmd->add_option("--max-frame-size", flags.max_frame_size,
-                         "Largest frame (and so payload) in bytes the server accepts")
+  server_cmd
+      ->add_option("--max-frame-size", flags.max_frame_size,
+                   "Largest frame (and so payload) in bytes the server accepts")
       ->capture_default_str()
       ->check(CLI::Range(std::uint64_t{1024}, wire::max_max_frame_size));
 

@@ -1,8 +1,7 @@
+#include <ferry/errors.hpp>
 #include <new>
 #include <stdexcept>
 #include <string>
-
-#include <ferry/errors.hpp>
 
 #include "client/client.hpp"
 
@@ -14,7 +13,8 @@ namespace {
 template <class E>
 class remote_standard_exception : public E, public RemoteDetails {
  public:
-  remote_standard_exception(const std::string& what, RemoteDetails details) : E(what), RemoteDetails(std::move(details)) {}
+  remote_standard_exception(const std::string& what, RemoteDetails details)
+      : E(what), RemoteDetails(std::move(details)) {}
 };
 
 class remote_bad_alloc : public std::bad_alloc, public RemoteDetails {

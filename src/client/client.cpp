@@ -5,7 +5,6 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
-
 #include <ferry/errors.hpp>
 
 #include "runtime/check.hpp"
@@ -58,18 +57,18 @@ std::shared_ptr<client> client::connect(const connect_options& options, input_ha
     raw->io_.run();
   });
 
-  c->connection_->send(wire::message_kind::hello,
-                       wire::hello_header{wire::protocol_version, options.token,
-                                          static_cast<std::uint8_t>(options.role), options.container_id,
-                                          static_cast<std::int64_t>(::getpid())});
+  c->connection_->send(
+      wire::message_kind::hello,
+      wire::hello_header{wire::protocol_version, options.token, static_cast<std::uint8_t>(options.role),
+                         options.container_id, static_cast<std::int64_t>(::getpid())});
   pending_call& welcome = c->wait(c->handshake_);
   if (!welcome.connection_error.empty()) {
     throw ConnectionError("the ferry server at " + options.server.to_string() +
                           " closed the connection during the handshake: " + welcome.connection_error);
   }
   if (welcome.status != wire::status::ok) {
-    throw ConnectionError("the ferry server at " + options.server.to_string() + " refused the connection: " +
-                          std::string(welcome.payload.data(), welcome.payload.size()));
+    throw ConnectionError("the ferry server at " + options.server.to_string() +
+                          " refused the connection: " + std::string(welcome.payload.data(), welcome.payload.size()));
   }
   return c;
 }

@@ -6,7 +6,10 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <cstdint>
+#include <ferry/detail/buffer.hpp>
+#include <ferry/detail/function_entry.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -14,11 +17,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-
-#include <ferry/detail/buffer.hpp>
-#include <ferry/detail/function_entry.hpp>
 
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
@@ -92,10 +90,10 @@ class client {
   endpoint server_;
 
   std::mutex mu_;
-  std::uint64_t next_call_id_ = 1;                           // guarded by mu_
+  std::uint64_t next_call_id_ = 1;                            // guarded by mu_
   std::unordered_map<std::uint64_t, pending_call*> pending_;  // guarded by mu_
-  pending_call handshake_;                                   // the welcome or app_registered being awaited
-  std::string closed_reason_;                                // guarded by mu_; non-empty once closed
+  pending_call handshake_;                                    // the welcome or app_registered being awaited
+  std::string closed_reason_;                                 // guarded by mu_; non-empty once closed
   std::atomic<bool> closed_{false};
 };
 

@@ -35,9 +35,7 @@ std::string describe_next(const reader& r) {
   return "unknown value";
 }
 
-void throw_mismatch(std::string expected, const reader& r) {
-  throw DecodeError(std::move(expected), describe_next(r));
-}
+void throw_mismatch(std::string expected, const reader& r) { throw DecodeError(std::move(expected), describe_next(r)); }
 
 }  // namespace ferry::detail
 

@@ -9,11 +9,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <ferry/errors.hpp>
 #include <iostream>
 #include <mutex>
 #include <thread>
-
-#include <ferry/errors.hpp>
 
 #include "client/client.hpp"
 #include "container/throw_trace.hpp"
@@ -110,9 +109,9 @@ class input_runner {
   std::mutex mu_;
   std::shared_ptr<client::client> client_;  // guarded by mu_ until set, then read-only
   std::condition_variable ready_;
-  std::deque<client::input> queue_;     // guarded by mu_
-  std::vector<std::thread> threads_;    // guarded by mu_
-  std::size_t idle_ = 0;                // guarded by mu_
+  std::deque<client::input> queue_;   // guarded by mu_
+  std::vector<std::thread> threads_;  // guarded by mu_
+  std::size_t idle_ = 0;              // guarded by mu_
 };
 
 }  // namespace
@@ -134,8 +133,8 @@ int run_container(const detail::app_state& app) {
   }
   const detail::function_entry* function = app.find(function_name);
   if (!function) {
-    std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n",
-                 app.name.c_str(), function_name.c_str());
+    std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n", app.name.c_str(),
+                 function_name.c_str());
     return 3;
   }
   record_throw_stacks();

@@ -1,16 +1,13 @@
-#include <ferry/app.hpp>
-
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ferry/app.hpp>
+#include <ferry/ferry.hpp>
 #include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <thread>
-
-#include <spdlog/spdlog.h>
-
-#include <ferry/ferry.hpp>
 
 #include "client/client.hpp"
 #include "container/container_runtime.hpp"
@@ -102,7 +99,8 @@ std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::f
     throw std::invalid_argument("ferry: app '" + state_->name + "' already declares a function '" + entry->name + "'");
   }
   if (entry->options.max_inputs < 1 || entry->options.max_containers < 1) {
-    throw std::invalid_argument("ferry: function '" + entry->name + "': max_inputs and max_containers must be at least 1");
+    throw std::invalid_argument("ferry: function '" + entry->name +
+                                "': max_inputs and max_containers must be at least 1");
   }
   entry->app = state_->name;
   state_->functions.push_back(entry);

@@ -1,11 +1,10 @@
 // What an App holds: its name and the functions it declared, in declaration order.
 #pragma once
 
+#include <ferry/detail/function_entry.hpp>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ferry/detail/function_entry.hpp>
 
 namespace ferry::detail {
 

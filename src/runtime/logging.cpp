@@ -1,9 +1,9 @@
 #include "runtime/logging.hpp"
 
-#include <cstdlib>
-
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
 
 namespace ferry::runtime {
 

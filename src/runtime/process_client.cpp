@@ -1,9 +1,8 @@
 #include "runtime/process_client.hpp"
 
-#include <mutex>
-
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
+#include <mutex>
 
 namespace ferry::runtime {
 

@@ -6,10 +6,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ferry/errors.hpp>
 #include <fstream>
 #include <system_error>
-
-#include <ferry/errors.hpp>
 
 namespace ferry::runtime {
 

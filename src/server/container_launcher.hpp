@@ -2,12 +2,11 @@
 // (a cluster engine) without the scheduler changing; process_launcher runs them as local processes.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <boost/asio/any_io_executor.hpp>
 
 namespace ferry::server {
 

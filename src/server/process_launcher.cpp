@@ -5,13 +5,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <system_error>
 #include <vector>
-
-#include <boost/asio/posix/stream_descriptor.hpp>
 
 #include "server/container_launcher.hpp"
 
@@ -68,11 +67,12 @@ class process final : public container_process, public std::enable_shared_from_t
 
  private:
   void read_stderr() {
-    stderr_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-      if (ec) return;
-      self->take(self->chunk_.data(), n);
-      self->read_stderr();
-    });
+    stderr_.async_read_some(asio::buffer(chunk_),
+                            [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                              if (ec) return;
+                              self->take(self->chunk_.data(), n);
+                              self->read_stderr();
+                            });
   }
 
   void take(const char* data, std::size_t n) {
@@ -132,7 +132,9 @@ class process_handle final : public container_process {
 // glibc's <sys/pidfd.h> lacks extern "C" in Debian 12; the system call is stable.
 int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
-[[noreturn]] void throw_errno(int err, const std::string& what) { throw std::system_error(err, std::generic_category(), what); }
+[[noreturn]] void throw_errno(int err, const std::string& what) {
+  throw std::system_error(err, std::generic_category(), what);
+}
 
 class process_launcher final : public container_launcher {
  public:

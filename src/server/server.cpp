@@ -1,21 +1,19 @@
 #include "server/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <deque>
-#include <filesystem>
-#include <map>
-#include <random>
-#include <unordered_map>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <spdlog/spdlog.h>
-
+#include <deque>
 #include <ferry/ferry.hpp>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <unordered_map>
 
 #include "wire/connection.hpp"
 
@@ -89,8 +87,8 @@ struct session {
   std::uint64_t id = 0;
   std::shared_ptr<wire::connection> connection;
   session_role role = session_role::handshake;
-  app_instance* app = nullptr;              // the app whose functions this session's calls reach
-  container_record* container = nullptr;    // for containers
+  app_instance* app = nullptr;            // the app whose functions this session's calls reach
+  container_record* container = nullptr;  // for containers
   std::unique_ptr<asio::steady_timer> handshake_timer;
 };
 
@@ -167,7 +165,8 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   const auto bound = state_->acceptor.local_endpoint();
   // Containers run on this host: when listening on every address, they reach us on loopback.
   const std::string host = addr.is_unspecified() ? (addr.is_v6() ? "::1" : "127.0.0.1") : addr.to_string();
-  state_->address = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound.port());
+  state_->address =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound.port());
   std::random_device rd;
   state_->call_id_base = (std::uint64_t{rd()} << 32) | rd();
 }
@@ -334,17 +333,18 @@ void server::state::on_call(session& s, const wire::frame& f) {
   if (!s.app || s.app->name != app_name) {
     return send_error(s.id, caller_call_id,
                       {status::unknown_app, "",
-                       "no app named '" + app_name + "' is running on this server for this program; call functions "
-                       "of the app this program declares, inside app.main",
+                       "no app named '" + app_name +
+                           "' is running on this server for this program; call functions "
+                           "of the app this program declares, inside app.main",
                        function_name, "", ""});
   }
   auto it = s.app->functions.find(function_name);
   if (it == s.app->functions.end()) {
     return send_error(s.id, caller_call_id,
                       {status::unknown_function, "",
-                       "app '" + app_name + "' has no function '" + function_name + "' (it declares: " +
-                           join_names(s.app->functions) + "); declare it with app.function(\"" + function_name +
-                           "\", ...) before app.main runs",
+                       "app '" + app_name + "' has no function '" + function_name +
+                           "' (it declares: " + join_names(s.app->functions) + "); declare it with app.function(\"" +
+                           function_name + "\", ...) before app.main runs",
                        function_name, "", ""});
   }
   auto in = std::make_unique<input_record>();
@@ -400,7 +400,8 @@ void server::state::dispatch(function_state& fn) {
   while (!fn.queue.empty()) {
     container_record* target = nullptr;
     for (container_record* c : fn.containers) {
-      if (c->state != container_state::ready || c->in_flight.size() >= static_cast<std::size_t>(fn.max_inputs)) continue;
+      if (c->state != container_state::ready || c->in_flight.size() >= static_cast<std::size_t>(fn.max_inputs))
+        continue;
       if (!target || c->in_flight.size() < target->in_flight.size()) target = c;
     }
     if (!target) break;
@@ -430,7 +431,8 @@ void server::state::dispatch(function_state& fn) {
   const std::size_t capacity_coming = starting * per_container;
   if (fn.queue.size() > capacity_coming) {
     const std::size_t wanted = (fn.queue.size() - capacity_coming + per_container - 1) / per_container;
-    const std::size_t room = static_cast<std::size_t>(fn.max_containers) - std::min(fn.containers.size(), static_cast<std::size_t>(fn.max_containers));
+    const std::size_t room = static_cast<std::size_t>(fn.max_containers) -
+                             std::min(fn.containers.size(), static_cast<std::size_t>(fn.max_containers));
     for (std::size_t i = 0; i < std::min(wanted, room) && !fn.queue.empty(); ++i) launch_container(fn);
   }
 }
@@ -446,7 +448,8 @@ void server::state::launch_container(function_state& fn) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
     if (fn.containers.empty()) {
       const std::string message = "could not start a container for '" + fn.name + "': " + e.what();
-      for (auto& in : fn.queue) fail_input(*in, {status::container_start_failed, "", message, fn.name, in->call_id, ""});
+      for (auto& in : fn.queue)
+        fail_input(*in, {status::container_start_failed, "", message, fn.name, in->call_id, ""});
       fn.queue.clear();
     }
     return;
@@ -457,7 +460,8 @@ void server::state::launch_container(function_state& fn) {
     if (ec) return;
     auto it = containers.find(id);
     if (it == containers.end() || it->second->state != container_state::starting) return;
-    spdlog::warn("container {} did not connect within {} ms; killing it", id, options.container_connect_timeout.count());
+    spdlog::warn("container {} did not connect within {} ms; killing it", id,
+                 options.container_connect_timeout.count());
     it->second->process->kill();
   });
   fn.containers.push_back(c.get());
@@ -479,7 +483,8 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
     if (fn.containers.empty()) {
       const std::string message = "could not start a container for '" + fn.name + "': the container process " + how +
                                   " before it connected to the server" + tail_note(tail);
-      for (auto& in : fn.queue) fail_input(*in, {status::container_start_failed, "", message, fn.name, in->call_id, ""});
+      for (auto& in : fn.queue)
+        fail_input(*in, {status::container_start_failed, "", message, fn.name, in->call_id, ""});
       fn.queue.clear();
     }
   } else {

@@ -2,11 +2,9 @@
 
 #include <sys/socket.h>
 
-#include <cstring>
-
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
-
+#include <cstring>
 #include <ferry/errors.hpp>
 
 namespace ferry::wire {
@@ -119,16 +117,16 @@ void connection::read_more() {
   if (!socket_.is_open()) return;
   char* at = received_.reserve(read_chunk);
   const std::size_t room = received_.capacity() - received_.size();
-  socket_.async_read_some(asio::buffer(at, room), [self = shared_from_this()](boost::system::error_code ec,
-                                                                              std::size_t n) {
-    if (ec) {
-      self->close_now(ec == asio::error::eof ? "peer closed the connection" : "read failed: " + ec.message());
-      return;
-    }
-    self->received_.resize(self->received_.size() + n);
-    self->process_received();
-    self->read_more();
-  });
+  socket_.async_read_some(
+      asio::buffer(at, room), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        if (ec) {
+          self->close_now(ec == asio::error::eof ? "peer closed the connection" : "read failed: " + ec.message());
+          return;
+        }
+        self->received_.resize(self->received_.size() + n);
+        self->process_received();
+        self->read_more();
+      });
 }
 
 void connection::process_received() {
@@ -194,7 +192,8 @@ void connection::close(std::string reason, bool flush_first) {
   }
   closed_ = true;
   lock.unlock();
-  asio::post(socket_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] { self->close_now(reason); });
+  asio::post(socket_.get_executor(),
+             [self = shared_from_this(), reason = std::move(reason)] { self->close_now(reason); });
 }
 
 void connection::close_now(const std::string& reason) {

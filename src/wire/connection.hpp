@@ -7,15 +7,13 @@
 // sent while a write is in flight go out together in one write.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <ferry/detail/buffer.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-
-#include <boost/asio/ip/tcp.hpp>
-
-#include <ferry/detail/buffer.hpp>
 
 #include "wire/frame.hpp"
 
@@ -110,9 +108,9 @@ class connection : public std::enable_shared_from_this<connection> {
   bool close_reported_ = false;
 
   mutable std::mutex mu_;
-  detail::buffer pending_;  // guarded by mu_: frames waiting for the next write
-  bool writing_ = false;    // guarded by mu_: a flush is posted or a write is in progress
-  bool closed_ = false;     // guarded by mu_
+  detail::buffer pending_;          // guarded by mu_: frames waiting for the next write
+  bool writing_ = false;            // guarded by mu_: a flush is posted or a write is in progress
+  bool closed_ = false;             // guarded by mu_
   bool close_after_flush_ = false;  // guarded by mu_
   std::string close_reason_;        // guarded by mu_
   std::uint64_t peer_max_frame_size_ = default_max_frame_size;  // guarded by mu_

@@ -3,11 +3,10 @@
 
 #include <cstdint>
 #include <cstring>
+#include <ferry/codec.hpp>
 #include <optional>
 #include <span>
 #include <string>
-
-#include <ferry/codec.hpp>
 
 #include "wire/protocol.hpp"
 

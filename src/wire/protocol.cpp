@@ -4,49 +4,68 @@
 
 namespace ferry::wire {
 
-using error_tuple =
-    std::tuple<std::uint8_t, std::string, std::string, std::string, std::string, std::string>;
+using error_tuple = std::tuple<std::uint8_t, std::string, std::string, std::string, std::string, std::string>;
 
 void encode_error(detail::buffer& out, const error_record& e) {
-  codec<error_tuple>::encode(out, error_tuple{static_cast<std::uint8_t>(e.code), e.type, e.message, e.function,
-                                              e.call_id, e.stack});
+  codec<error_tuple>::encode(
+      out, error_tuple{static_cast<std::uint8_t>(e.code), e.type, e.message, e.function, e.call_id, e.stack});
 }
 
 error_record decode_error(std::span<const char> payload) {
   detail::reader r{payload};
   auto [code, type, message, function, call_id, stack] = ferry::decode<error_tuple>(r);
-  if (code == 0 || code > static_cast<std::uint8_t>(status::internal)) code = static_cast<std::uint8_t>(status::internal);
-  return {static_cast<status>(code), std::move(type), std::move(message), std::move(function), std::move(call_id),
-          std::move(stack)};
+  if (code == 0 || code > static_cast<std::uint8_t>(status::internal))
+    code = static_cast<std::uint8_t>(status::internal);
+  return {static_cast<status>(code), std::move(type),    std::move(message),
+          std::move(function),       std::move(call_id), std::move(stack)};
 }
 
 const char* to_string(message_kind kind) {
   switch (kind) {
-    case message_kind::hello: return "hello";
-    case message_kind::welcome: return "welcome";
-    case message_kind::refused: return "refused";
-    case message_kind::register_app: return "register_app";
-    case message_kind::app_registered: return "app_registered";
-    case message_kind::call: return "call";
-    case message_kind::result: return "result";
-    case message_kind::input: return "input";
-    case message_kind::output: return "output";
+    case message_kind::hello:
+      return "hello";
+    case message_kind::welcome:
+      return "welcome";
+    case message_kind::refused:
+      return "refused";
+    case message_kind::register_app:
+      return "register_app";
+    case message_kind::app_registered:
+      return "app_registered";
+    case message_kind::call:
+      return "call";
+    case message_kind::result:
+      return "result";
+    case message_kind::input:
+      return "input";
+    case message_kind::output:
+      return "output";
   }
   return "unknown";
 }
 
 const char* to_string(status s) {
   switch (s) {
-    case status::ok: return "ok";
-    case status::remote_exception: return "remote_exception";
-    case status::bad_arguments: return "bad_arguments";
-    case status::unknown_function: return "unknown_function";
-    case status::unknown_app: return "unknown_app";
-    case status::container_crashed: return "container_crashed";
-    case status::container_start_failed: return "container_start_failed";
-    case status::payload_too_large: return "payload_too_large";
-    case status::server_shutdown: return "server_shutdown";
-    case status::internal: return "internal";
+    case status::ok:
+      return "ok";
+    case status::remote_exception:
+      return "remote_exception";
+    case status::bad_arguments:
+      return "bad_arguments";
+    case status::unknown_function:
+      return "unknown_function";
+    case status::unknown_app:
+      return "unknown_app";
+    case status::container_crashed:
+      return "container_crashed";
+    case status::container_start_failed:
+      return "container_start_failed";
+    case status::payload_too_large:
+      return "payload_too_large";
+    case status::server_shutdown:
+      return "server_shutdown";
+    case status::internal:
+      return "internal";
   }
   return "unknown";
 }
@@ -63,7 +82,8 @@ std::optional<frame> parse_frame(std::span<const char> body, std::string& error)
     return std::nullopt;
   }
   const std::uint64_t kind = mp_decode_uint(&r.pos);
-  if (kind < static_cast<std::uint64_t>(message_kind::hello) || kind > static_cast<std::uint64_t>(message_kind::output)) {
+  if (kind < static_cast<std::uint64_t>(message_kind::hello) ||
+      kind > static_cast<std::uint64_t>(message_kind::output)) {
     error = "unknown message kind " + std::to_string(kind);
     return std::nullopt;
   }

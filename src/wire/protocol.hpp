@@ -7,11 +7,10 @@
 #pragma once
 
 #include <cstdint>
+#include <ferry/codec.hpp>
 #include <string>
 #include <tuple>
 #include <vector>
-
-#include <ferry/codec.hpp>
 
 namespace ferry::wire {
 
@@ -55,11 +54,11 @@ enum class status : std::uint8_t {
 /// Why a call failed, as it travels from where it failed to the caller.
 struct error_record {
   status code = status::internal;
-  std::string type;      // the remote exception's type, for remote_exception
+  std::string type;  // the remote exception's type, for remote_exception
   std::string message;
   std::string function;
   std::string call_id;
-  std::string stack;     // the remote stack, for remote_exception
+  std::string stack;  // the remote stack, for remote_exception
 };
 
 // Headers, as tuples in wire order (the kind precedes them). Roles and statuses travel as integers.
@@ -69,8 +68,7 @@ using welcome_header = std::tuple<std::string /*server version*/, std::uint64_t 
 using refused_header = std::tuple<std::string /*reason*/>;
 using function_spec = std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
                                  std::int32_t /*max containers*/>;
-using register_app_header =
-    std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>>;
+using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>>;
 using app_registered_header = std::tuple<std::uint8_t /*status; an error record follows unless ok*/>;
 using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, std::string /*function*/>;
 using result_header = std::tuple<std::uint64_t /*call id*/, std::uint8_t /*status*/>;

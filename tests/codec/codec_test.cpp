@@ -1,12 +1,11 @@
 // Unit tests of ferry::codec<T>: round trips of every supported type, and every way decoding can fail.
-#include <ferry/codec.hpp>
-
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <ferry/codec.hpp>
 #include <limits>
 #include <map>
 #include <memory>
@@ -173,9 +172,9 @@ TEST(codec, encodes_integers_in_the_smallest_messagepack_form) {
 }
 
 TEST(codec, round_trips_float_and_double_exactly) {
-  for (float f : {0.0f, -0.0f, 1.5f, -3.25f, 3.14159274f, std::numeric_limits<float>::max(),
-                  std::numeric_limits<float>::lowest(), std::numeric_limits<float>::denorm_min(),
-                  std::numeric_limits<float>::infinity()}) {
+  for (float f :
+       {0.0f, -0.0f, 1.5f, -3.25f, 3.14159274f, std::numeric_limits<float>::max(), std::numeric_limits<float>::lowest(),
+        std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::infinity()}) {
     EXPECT_EQ(round_trip(f), f);
     EXPECT_EQ(std::signbit(round_trip(f)), std::signbit(f));
   }
@@ -365,8 +364,7 @@ TEST(codec, rejects_type_mismatch_naming_expected_and_received_types) {
   EXPECT_EQ(decode_error<ferry::bytes>(encoded(std::string{})).received(), "string");
   EXPECT_EQ(decode_error<double>(encoded(true)).expected(), "float64");
   EXPECT_EQ(decode_error<float>(encoded(std::string{})).expected(), "float32");
-  EXPECT_EQ(decode_error<std::vector<std::int64_t>>(encoded(std::map<std::string, std::int64_t>{{"a", 1}}))
-                .received(),
+  EXPECT_EQ(decode_error<std::vector<std::int64_t>>(encoded(std::map<std::string, std::int64_t>{{"a", 1}})).received(),
             "map of 1");
   EXPECT_EQ(decode_error<geo::point>(encoded(std::vector<double>{1, 2})).received(), "array of 2");
   EXPECT_EQ(decode_error<std::int32_t>(encoded(2.5)).received(), "float");
@@ -445,8 +443,7 @@ TEST(codec, rejects_every_truncation_of_a_struct) {
 TEST(codec, rejects_truncated_scalars_as_truncated_values) {
   const std::string u64 = encoded(std::numeric_limits<std::uint64_t>::max());
   EXPECT_EQ(decode_error<std::uint64_t>(u64.substr(0, 4)).received(), "a truncated value");
-  EXPECT_EQ(decode_error<std::int64_t>(encoded(std::int64_t{-1'000'000}).substr(0, 3)).received(),
-            "a truncated value");
+  EXPECT_EQ(decode_error<std::int64_t>(encoded(std::int64_t{-1'000'000}).substr(0, 3)).received(), "a truncated value");
   EXPECT_EQ(decode_error<double>(encoded(1.5).substr(0, 8)).received(), "a truncated value");
   EXPECT_EQ(decode_error<float>(encoded(1.5f).substr(0, 2)).received(), "a truncated value");
   EXPECT_EQ(decode_error<std::string>(raw({0xd9})).received(), "a truncated value");  // str8, no length
@@ -593,8 +590,8 @@ TEST(codec, reports_the_path_to_a_nested_error) {
   EXPECT_EQ(e.path(), "[1]{entry 0}");
   EXPECT_STREQ(e.what(), "at [1]{entry 0}: expected int64, received string");
 
-  const DecodeError in_key = decode_error<std::map<std::int64_t, std::string>>(
-      encoded(std::map<std::string, std::string>{{"k", "v"}}));
+  const DecodeError in_key =
+      decode_error<std::map<std::int64_t, std::string>>(encoded(std::map<std::string, std::string>{{"k", "v"}}));
   EXPECT_EQ(in_key.path(), "{entry 0}");
   EXPECT_EQ(in_key.expected(), "int64");
 

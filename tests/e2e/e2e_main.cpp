@@ -1,10 +1,10 @@
 // The end-to-end test binary is also the app under test: started by a ferry server as a container, it
 // serves functions instead of running the tests.
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "test_app.hpp"
 

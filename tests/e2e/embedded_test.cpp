@@ -1,9 +1,9 @@
 // Blocking remote calls on the embedded server: values, concurrency and every error a caller can get.
-#include <set>
-#include <thread>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <set>
+#include <thread>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -140,7 +140,8 @@ TEST(embedded, wrong_argument_type_names_function_position_and_both_types) {
                 EXPECT_THAT(e.what(), HasSubstr("expected int64, received string"));
               }
               try {
-                call_raw("add", [](ferry::detail::buffer& out) { ferry::detail::encode_arguments(out, std::int64_t{1}); });
+                call_raw("add",
+                         [](ferry::detail::buffer& out) { ferry::detail::encode_arguments(out, std::int64_t{1}); });
                 ADD_FAILURE() << "no exception";
               } catch (const ferry::ArgumentError& e) {
                 EXPECT_THAT(e.what(), HasSubstr("'add' takes 2 arguments, received array of 1"));

@@ -134,7 +134,8 @@ ferry_server::ferry_server(std::vector<std::string> extra_args) {
   }
   std::smatch m;
   const std::string err = proc_->err();
-  if (!std::regex_search(err, m, std::regex(R"( listening on (\S+))"))) throw std::runtime_error("no address in: " + err);
+  if (!std::regex_search(err, m, std::regex(R"( listening on (\S+))")))
+    throw std::runtime_error("no address in: " + err);
   address_ = m[1];
 }
 

@@ -43,7 +43,7 @@ class process {
   std::thread reader_;
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  std::string out_, err_;       // guarded by mu_
+  std::string out_, err_;        // guarded by mu_
   bool streams_closed_ = false;  // guarded by mu_
   std::optional<int> exit_code_;
 };

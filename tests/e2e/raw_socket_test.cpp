@@ -1,12 +1,11 @@
 // Hostile and broken peers on a raw socket: the server closes their connection with a logged reason
 // and keeps serving everyone else.
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -32,7 +31,9 @@ class raw_socket {
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) throw std::runtime_error("connect");
   }
   ~raw_socket() { ::close(fd_); }
-  void send(const std::string& bytes) { ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size())); }
+  void send(const std::string& bytes) {
+    ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
   /// Everything the server sends until it closes the connection.
   std::string read_until_closed() {
     std::string all;
@@ -56,8 +57,7 @@ std::string frame_bytes(ferry::wire::message_kind kind, const auto& header) {
 }
 
 std::string hello(const std::string& token, std::uint32_t version = ferry::wire::protocol_version) {
-  return frame_bytes(ferry::wire::message_kind::hello,
-                     ferry::wire::hello_header{version, token, 0, 0, 42});
+  return frame_bytes(ferry::wire::message_kind::hello, ferry::wire::hello_header{version, token, 0, 0, 42});
 }
 
 /// A normal program still gets served.

@@ -1,8 +1,7 @@
 // The same calls against a standalone `ferry server`, and the CLI around it.
-#include <sys/stat.h>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -14,8 +13,8 @@ using testing::HasSubstr;
 
 TEST(standalone, ferry_run_runs_the_example_against_the_server) {
   ferry_server server;
-  const auto r = run({FERRY_CLI_PATH, "run", "--server", server.address(), "--state-dir", server.state_dir(),
-                      FERRY_HELLO_PATH});
+  const auto r =
+      run({FERRY_CLI_PATH, "run", "--server", server.address(), "--state-dir", server.state_dir(), FERRY_HELLO_PATH});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "42\n");
 }

@@ -2,14 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <ferry/ferry.hpp>
 #include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <ferry/ferry.hpp>
 
 namespace e2e {
 

@@ -191,7 +191,7 @@ TEST(frame, parse_frame_rejects_array_without_a_kind) {
   EXPECT_EQ(rejection(raw({0x90})), "frame header has no message kind");
   EXPECT_EQ(rejection(raw({0x91})), "frame header has no message kind");
   EXPECT_EQ(rejection(raw({0x91, 0xa1, 'x'})), "frame header has no message kind");
-  EXPECT_EQ(rejection(raw({0x91, 0xff})), "frame header has no message kind");  // negative
+  EXPECT_EQ(rejection(raw({0x91, 0xff})), "frame header has no message kind");        // negative
   EXPECT_EQ(rejection(raw({0x91, 0xcd, 0x01})), "frame header has no message kind");  // truncated uint16
 }
 

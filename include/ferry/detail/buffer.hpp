@@ -19,7 +19,8 @@ class buffer {
   buffer() = default;
   explicit buffer(std::size_t capacity) { grow(capacity); }
   buffer(buffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)),
+      : data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)),
         capacity_(std::exchange(other.capacity_, 0)) {}
   buffer& operator=(buffer&& other) noexcept {
     std::swap(data_, other.data_);

@@ -2,11 +2,10 @@
 /// type-erased body the container runs. Immutable after registration; shared freely between threads.
 #pragma once
 
-#include <functional>
-#include <string>
-
 #include <ferry/detail/buffer.hpp>
 #include <ferry/options.hpp>
+#include <functional>
+#include <string>
 
 namespace ferry::detail {
 

@@ -1,10 +1,9 @@
 // An app built against the installed SDK, outside ferry's source tree.
+#include <ferry/ferry.hpp>
 #include <iostream>
 #include <numeric>
 #include <string>
 #include <vector>
-
-#include <ferry/ferry.hpp>
 
 ferry::App app{"sdk"};
 
