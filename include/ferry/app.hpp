@@ -16,6 +16,7 @@
 #include <ferry/detail/function_entry.hpp>
 #include <ferry/function.hpp>
 #include <ferry/options.hpp>
+#include <ferry/task.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,37 +34,66 @@ struct app_state;
 [[noreturn]] void throw_argument_error(const std::string& function, std::size_t position, const DecodeError& e);
 [[noreturn]] void throw_argument_count_error(const std::string& function, std::size_t expected, const reader& r);
 
+template <class T>
+void decode_argument(const std::string& function, std::size_t position, reader& args, T& value) {
+  try {
+    codec<T>::decode(args, value);
+  } catch (const DecodeError& e) {
+    throw_argument_error(function, position, e);
+  }
+}
+
+/// Decodes the argument array of a call of `function` into the parameters' types.
+template <class... A>
+std::tuple<A...> decode_arguments(const std::string& function, reader& args) {
+  const reader received = args;
+  const bool is_argument_array = !args.at_end() && mp_typeof(*args.pos) == MP_ARRAY &&
+                                 mp_check_array(args.pos, args.end) <= 0 && mp_decode_array(&args.pos) == sizeof...(A);
+  if (!is_argument_array) throw_argument_count_error(function, sizeof...(A), received);
+  std::tuple<A...> values;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (decode_argument(function, I + 1, args, std::get<I>(values)), ...);
+  }(std::index_sequence_for<A...>{});
+  return values;
+}
+
+template <class V>
+void encode_value(buffer& out, V&& value) {
+  codec<std::decay_t<V>>::encode(out, value);
+}
+
+/// The container's side of a blocking body.
 template <class R, class... A>
 struct body_invoker {
   std::string function;
   std::shared_ptr<const std::function<R(A...)>> body;
 
   void operator()(reader args, buffer& result) const {
-    const reader received = args;
-    const bool is_argument_array = !args.at_end() && mp_typeof(*args.pos) == MP_ARRAY &&
-                                   mp_check_array(args.pos, args.end) <= 0 &&
-                                   mp_decode_array(&args.pos) == sizeof...(A);
-    if (!is_argument_array) throw_argument_count_error(function, sizeof...(A), received);
-    std::tuple<A...> values;
-    decode_each(args, values, std::index_sequence_for<A...>{});
+    std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<R>) {
       std::apply(*body, std::move(values));
       result.commit(mp_encode_nil(result.reserve(1)));
     } else {
-      codec<R>::encode(result, std::apply(*body, std::move(values)));
+      encode_value(result, std::apply(*body, std::move(values)));
     }
   }
+};
 
-  template <std::size_t... I>
-  void decode_each(reader& args, std::tuple<A...>& values, std::index_sequence<I...>) const {
-    (decode_one<I>(args, std::get<I>(values)), ...);
-  }
-  template <std::size_t I, class T>
-  void decode_one(reader& args, T& value) const {
-    try {
-      codec<T>::decode(args, value);
-    } catch (const DecodeError& e) {
-      throw_argument_error(function, I + 1, e);
+/// The container's side of an async body: a coroutine on the container's executor thread. The invoker
+/// lives in the function's entry, as long as the App, so the coroutine may refer to it.
+template <class V, class... A>
+struct async_body_invoker {
+  std::string function;
+  std::shared_ptr<const std::function<Task<V>(A...)>> body;
+
+  Task<void> operator()(buffer arguments, buffer& result) const {
+    reader args{arguments.view()};
+    std::tuple<A...> values = decode_arguments<A...>(function, args);
+    if constexpr (std::is_void_v<V>) {
+      co_await std::apply(*body, std::move(values));
+      result.commit(mp_encode_nil(result.reserve(1)));
+    } else {
+      encode_value(result, co_await std::apply(*body, std::move(values)));
     }
   }
 };
@@ -110,9 +140,17 @@ class App {
   /// Runs the program. In a container (the server started this binary to serve a function) it serves
   /// inputs until the server lets it go and returns the exit code; `entry` does not run. Otherwise it
   /// connects to the server named by FERRY_SERVER (host:port), or starts an embedded server in this
-  /// process when that is unset, runs `entry`, and stops what it started. Returns 0, or 1 after
-  /// printing the error when `entry` throws.
-  int main(int argc, char** argv, std::function<void()> entry);
+  /// process when that is unset, runs `entry`, and stops what it started. `entry` is a blocking callable
+  /// (`void()`), or an async one returning `ferry::Task<void>`, which runs on an event loop on the calling
+  /// thread. Returns 0, or 1 after printing the error when `entry` throws.
+  template <class Entry>
+  int main(int argc, char** argv, Entry entry) {
+    if constexpr (is_task_v<std::invoke_result_t<Entry&>>) {
+      return run(argc, argv, nullptr, std::function<Task<void>()>(std::move(entry)));
+    } else {
+      return run(argc, argv, std::function<void()>(std::move(entry)), nullptr);
+    }
+  }
 
  private:
   template <class R, class... A>
@@ -120,11 +158,17 @@ class App {
     auto shared_body = std::make_shared<const std::function<R(A...)>>(std::move(body));
     auto entry = std::make_shared<detail::function_entry>();
     entry->name = name;
-    entry->signature = detail::signature_string<R, A...>();
+    entry->signature = detail::signature_string<task_value_t<R>, A...>();
     entry->options = options;
-    entry->invoke = detail::body_invoker<R, A...>{name, shared_body};
+    if constexpr (is_task_v<R>) {
+      entry->invoke_async = detail::async_body_invoker<task_value_t<R>, A...>{name, shared_body};
+    } else {
+      entry->invoke = detail::body_invoker<R, A...>{name, shared_body};
+    }
     return Function<R(A...)>(add(std::move(entry)), std::move(shared_body));
   }
+
+  int run(int argc, char** argv, std::function<void()> entry, std::function<Task<void>()> async_entry);
 
   /// Validates and stores the entry, filling in the app's name.
   std::shared_ptr<const detail::function_entry> add(std::shared_ptr<detail::function_entry> entry);

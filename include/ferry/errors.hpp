@@ -113,6 +113,13 @@ class PayloadTooLargeError : public Error {
   using Error::Error;
 };
 
+/// The call was cancelled: its awaiting coroutine was cancelled (gather cancelling a sibling, an Asio
+/// cancellation signal), or the call was cancelled by id.
+class CancelledError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The server cannot be reached, refused the connection (wrong token or protocol version), or the
 /// connection was lost while calls were in flight.
 class ConnectionError : public Error {

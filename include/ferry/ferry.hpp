@@ -2,10 +2,12 @@
 #pragma once
 
 #include <ferry/app.hpp>
+#include <ferry/async.hpp>
 #include <ferry/codec.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
 #include <ferry/options.hpp>
+#include <ferry/task.hpp>
 
 namespace ferry {
 

@@ -29,6 +29,14 @@ template <class E>
 
 }  // namespace
 
+std::exception_ptr call_error(wire::status status, const wire::error_record& error) {
+  try {
+    throw_call_error(status, error);
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
 void throw_call_error(wire::status status, const wire::error_record& e) {
   switch (status) {
     case wire::status::remote_exception: {
@@ -60,6 +68,8 @@ void throw_call_error(wire::status status, const wire::error_record& e) {
       throw PayloadTooLargeError(e.message);
     case wire::status::server_shutdown:
       throw ConnectionError(e.message);
+    case wire::status::cancelled:
+      throw CancelledError(e.message);
     case wire::status::ok:
     case wire::status::internal:
       break;

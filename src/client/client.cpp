@@ -5,6 +5,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <ferry/errors.hpp>
 
 #include "runtime/check.hpp"
@@ -35,9 +36,9 @@ endpoint endpoint::parse(const std::string& text) {
 
 client::client() = default;
 
-std::shared_ptr<client> client::connect(const connect_options& options, input_handler on_input) {
+std::shared_ptr<client> client::connect(const connect_options& options, container_handlers handlers) {
   std::shared_ptr<client> c(new client());
-  c->on_input_ = std::move(on_input);
+  c->handlers_ = std::move(handlers);
   c->server_ = options.server;
 
   tcp::socket socket(c->io_);
@@ -104,19 +105,22 @@ void client::register_app(const std::string& app, const std::string& executable,
   if (reply.status != wire::status::ok) throw_call_error(reply.status, wire::decode_error(reply.payload.view()));
 }
 
+std::uint64_t client::add_pending(pending_call* call) {
+  std::lock_guard lock(mu_);
+  if (!closed_reason_.empty()) {
+    throw ConnectionError("cannot call '" + call->function + "': the connection to the ferry server at " +
+                          server_.to_string() + " is closed (" + closed_reason_ + ")");
+  }
+  const std::uint64_t id = next_call_id_++;
+  pending_.emplace(id, call);
+  return id;
+}
+
 detail::buffer client::call(const detail::function_entry& function,
                             const std::function<void(detail::buffer&)>& encode_args) {
   pending_call call;
-  std::uint64_t id = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (!closed_reason_.empty()) {
-      throw ConnectionError("cannot call '" + function.name + "': the connection to the ferry server at " +
-                            server_.to_string() + " is closed (" + closed_reason_ + ")");
-    }
-    id = next_call_id_++;
-    pending_.emplace(id, &call);
-  }
+  call.function = function.name;
+  const std::uint64_t id = add_pending(&call);
   try {
     connection_->send(wire::message_kind::call, wire::call_header{id, function.app, function.name}, encode_args);
   } catch (...) {
@@ -125,12 +129,80 @@ detail::buffer client::call(const detail::function_entry& function,
     throw;
   }
   wait(call);
-  if (!call.connection_error.empty()) {
-    throw ConnectionError("lost the connection to the ferry server at " + server_.to_string() + " while calling '" +
-                          function.name + "': " + call.connection_error);
-  }
-  if (call.status != wire::status::ok) throw_call_error(call.status, wire::decode_error(call.payload.view()));
+  if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
   return std::move(call.payload);
+}
+
+void client::start_call(const detail::function_entry& function,
+                        const std::function<void(detail::buffer&)>& encode_args, call_handler handler) {
+  auto call = std::make_unique<pending_call>();
+  call->function = function.name;
+  auto slot = asio::get_associated_cancellation_slot(handler);
+  call->handler = std::move(handler);
+  const std::uint64_t id = add_pending(call.get());
+  pending_call* raw = call.release();  // owned by pending_ until completed
+  if (slot.is_connected()) slot.assign([this, id](asio::cancellation_type) { cancel_call(id); });
+  try {
+    connection_->send(wire::message_kind::call, wire::call_header{id, function.app, function.name}, encode_args);
+  } catch (...) {
+    {
+      std::lock_guard lock(mu_);
+      if (pending_.erase(id) == 0) return;  // completed (connection lost) meanwhile
+    }
+    if (slot.is_connected()) slot.clear();
+    std::unique_ptr<pending_call> owned(raw);
+    owned->handler(std::current_exception(), detail::buffer{});
+  }
+}
+
+void client::cancel_call(std::uint64_t id) {
+  pending_call* call = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;  // already completing
+    call = it->second;
+    pending_.erase(it);
+  }
+  connection_->send(wire::message_kind::cancel, wire::cancel_header{id});
+  call->status = wire::status::cancelled;
+  call->payload.clear();
+  wire::encode_error(call->payload,
+                     {wire::status::cancelled, "", "the call of '" + call->function + "' was cancelled", call->function, "", ""});
+  complete(call);
+}
+
+std::exception_ptr client::error_of(const pending_call& call) const {
+  if (!call.connection_error.empty()) {
+    return std::make_exception_ptr(ConnectionError("lost the connection to the ferry server at " + server_.to_string() +
+                                                   " while calling '" + call.function + "': " + call.connection_error));
+  }
+  if (call.status != wire::status::ok) {
+    try {
+      return call_error(call.status, wire::decode_error(call.payload.view()));
+    } catch (const DecodeError& e) {
+      return std::make_exception_ptr(Error("the error of '" + call.function + "' does not decode: " + e.what()));
+    }
+  }
+  return nullptr;
+}
+
+void client::complete(pending_call* call) {
+  if (!call->handler) {
+    call->done.store(true, std::memory_order_release);
+    call->done.notify_one();
+    return;
+  }
+  // An async caller: complete on its own executor, after detaching its cancellation slot there.
+  std::unique_ptr<pending_call> owned(call);
+  std::exception_ptr error = error_of(*owned);
+  // (The I/O thread never runs the caller's executor, so this never resumes the caller inline.)
+  auto executor = asio::get_associated_executor(owned->handler, io_.get_executor());
+  executor.execute([owned = std::move(owned), error]() mutable {
+    auto slot = asio::get_associated_cancellation_slot(owned->handler);
+    if (slot.is_connected()) slot.clear();
+    std::move(owned->handler)(error, error ? detail::buffer{} : std::move(owned->payload));
+  });
 }
 
 void client::send_output(std::uint64_t input_id, wire::status status,
@@ -153,16 +225,21 @@ void client::on_frame(const wire::frame& f) {
       }
       call->status = static_cast<wire::status>(status);
       call->payload.append(f.payload.data(), f.payload.size());
-      call->done.store(true, std::memory_order_release);
-      call->done.notify_one();
+      complete(call);
       return;
     }
     case wire::message_kind::input: {
       auto [id, call_id] = f.decode_header<wire::input_header>();
-      if (!on_input_) throw wire::protocol_error("the server sent an input to a program that is not a container");
+      if (!handlers_.on_input) throw wire::protocol_error("the server sent an input to a program that is not a container");
       input in{id, std::move(call_id), {}};
       in.arguments.append(f.payload.data(), f.payload.size());
-      on_input_(std::move(in));
+      handlers_.on_input(std::move(in));
+      return;
+    }
+    case wire::message_kind::cancel_input: {
+      auto [id] = f.decode_header<wire::cancel_input_header>();
+      if (!handlers_.on_cancel) throw wire::protocol_error("the server sent a cancellation to a program that is not a container");
+      handlers_.on_cancel(id);
       return;
     }
     case wire::message_kind::welcome: {
@@ -206,8 +283,7 @@ void client::on_close(const std::string& reason) {
   }
   for (auto& [id, call] : failed) {
     call->connection_error = closed_reason_;
-    call->done.store(true, std::memory_order_release);
-    call->done.notify_one();
+    complete(call);
   }
   if (!handshake_.done.load()) {
     handshake_.connection_error = closed_reason_;

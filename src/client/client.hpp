@@ -1,15 +1,14 @@
 // The process's one connection to the server, shared by every call the process makes and, in a container,
 // by the inputs it serves. Calls are multiplexed by id.
 //
-// Concurrency: thread-safe. The connection and its handlers run on the client's own I/O thread; callers
-// block on their own pending_call without holding any lock while they wait.
+// Concurrency: thread-safe. The connection and its handlers run on the client's own I/O thread. Blocking
+// callers wait on their own pending_call without holding any lock; async callers' completions are posted
+// to their own executors.
 #pragma once
 
 #include <atomic>
-#include <boost/asio/io_context.hpp>
 #include <cstdint>
-#include <ferry/detail/buffer.hpp>
-#include <ferry/detail/function_entry.hpp>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -17,6 +16,12 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <ferry/detail/buffer.hpp>
+#include <ferry/detail/function_entry.hpp>
 
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
@@ -45,13 +50,20 @@ struct input {
   detail::buffer arguments;
 };
 
+/// What a container does with the inputs and cancellations the server sends it. Called on the I/O thread.
+struct container_handlers {
+  std::function<void(input)> on_input;
+  std::function<void(std::uint64_t input_id)> on_cancel;
+};
+
+/// Completes an async call: the error (nullptr on success) and the encoded result.
+using call_handler = boost::asio::any_completion_handler<void(std::exception_ptr, detail::buffer)>;
+
 class client {
  public:
-  using input_handler = std::function<void(input)>;
-
   /// Connects and completes the handshake; throws ConnectionError when the server cannot be reached or
-  /// refuses. `on_input` (containers only) runs on the I/O thread for each input.
-  static std::shared_ptr<client> connect(const connect_options& options, input_handler on_input = {});
+  /// refuses. A container passes its handlers; a program passes none.
+  static std::shared_ptr<client> connect(const connect_options& options, container_handlers handlers = {});
   ~client();
 
   /// Registers this program's app and its functions; blocks until the server confirms.
@@ -60,6 +72,12 @@ class client {
 
   /// Calls `function` and blocks for its encoded result; throws the error the call ended with.
   detail::buffer call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args);
+
+  /// Starts a call whose completion `handler` receives on its associated executor. The handler's
+  /// cancellation slot, when connected, cancels the call: the server is told to cancel the input and the
+  /// handler completes at once with CancelledError.
+  void start_call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args,
+                  call_handler handler);
 
   /// Sends a container's output for an input. `write` appends the payload (the result, or an error record).
   void send_output(std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write);
@@ -72,13 +90,19 @@ class client {
 
  private:
   struct pending_call {
-    std::atomic<bool> done{false};
+    std::string function;
+    std::atomic<bool> done{false};  // blocking callers wait on it
+    call_handler handler;           // async callers are completed through it instead
     wire::status status = wire::status::ok;
     detail::buffer payload;
     std::string connection_error;  // set when the connection closed first
   };
 
   client();
+  std::uint64_t add_pending(pending_call* call);
+  void complete(pending_call* call);
+  void cancel_call(std::uint64_t id);
+  std::exception_ptr error_of(const pending_call& call) const;
   void on_frame(const wire::frame& f);
   void on_close(const std::string& reason);
   pending_call& wait(pending_call& call);
@@ -86,7 +110,7 @@ class client {
   boost::asio::io_context io_;
   std::shared_ptr<wire::connection> connection_;
   std::thread io_thread_;
-  input_handler on_input_;
+  container_handlers handlers_;
   endpoint server_;
 
   std::mutex mu_;
@@ -97,7 +121,8 @@ class client {
   std::atomic<bool> closed_{false};
 };
 
-/// Turns a failed call's status and error record into the exception the public API throws.
+/// The exception the public API throws for a failed call's status and error record.
+std::exception_ptr call_error(wire::status status, const wire::error_record& error);
 [[noreturn]] void throw_call_error(wire::status status, const wire::error_record& error);
 
 }  // namespace ferry::client

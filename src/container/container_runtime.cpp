@@ -9,16 +9,30 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <ferry/errors.hpp>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <thread>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <ferry/errors.hpp>
+
 #include "client/client.hpp"
+#include "container/input_executor.hpp"
 #include "container/throw_trace.hpp"
+#include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
 
 namespace ferry::container {
+
+namespace asio = boost::asio;
 
 namespace {
 
@@ -27,27 +41,129 @@ std::string env_or_empty(const char* name) {
   return v ? v : "";
 }
 
-/// Runs inputs of one blocking function on up to max_inputs threads, started as inputs arrive.
-/// Thread-safe: submit() is called from the client's I/O thread, workers take inputs under mu_.
+/// What an input ended with, ready to send: the value, or an error record.
+struct outcome {
+  wire::error_record error;
+  detail::buffer result;
+};
+
+/// Runs a body (through `run`), turning what it throws into the error record the caller gets.
+template <class Run>
+void capture_outcome(outcome& out, const runtime::input_context& input, Run&& run) {
+  try {
+    run();
+  } catch (const ArgumentError& e) {
+    out.error.code = wire::status::bad_arguments;
+    out.error.message = e.what();
+  } catch (const std::exception& e) {
+    if (input.cancelled.load()) {
+      out.error.code = wire::status::cancelled;
+      out.error.message = "'" + input.function + "' was cancelled (call " + input.call_id + ")";
+      return;
+    }
+    out.error.code = wire::status::remote_exception;
+    out.error.type = demangle(typeid(e).name());
+    out.error.message = e.what();
+    out.error.stack = last_throw_stack();
+  } catch (...) {
+    out.error.code = wire::status::remote_exception;
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    out.error.type = type ? demangle(type->name()) : "unknown";
+    out.error.message = "(an exception not derived from std::exception)";
+    out.error.stack = last_throw_stack();
+  }
+}
+
+/// Inputs of one function: runs them, tracks them for cancellation, and sends their outputs.
+/// Thread-safe: submit() and cancel() come from the client's I/O thread.
 class input_runner {
  public:
-  input_runner(const detail::function_entry& function) : function_(function) {}
-  ~input_runner() {
-    for (auto& t : threads_) t.detach();  // the process exits with _Exit; bodies may still be running
-  }
+  explicit input_runner(const detail::function_entry& function) : function_(function) {}
+  virtual ~input_runner() = default;
 
-  /// Inputs can arrive before connect() has returned the client: workers wait for it.
+  /// Inputs can arrive before connect() has returned the client: they wait for it.
   void set_client(std::shared_ptr<client::client> c) {
     {
       std::lock_guard lock(mu_);
       client_ = std::move(c);
     }
-    ready_.notify_all();
+    client_ready_.notify_all();
   }
 
-  void submit(client::input in) {
-    std::unique_lock lock(mu_);
-    queue_.push_back(std::move(in));
+  virtual void submit(client::input in) = 0;
+
+  void cancel(std::uint64_t input_id) {
+    std::shared_ptr<runtime::input_context> input;
+    {
+      std::lock_guard lock(mu_);
+      auto it = running_.find(input_id);
+      if (it == running_.end()) return;  // finished meanwhile
+      input = it->second;
+    }
+    input->cancelled.store(true);
+    on_cancel(input_id, input);
+  }
+
+ protected:
+  virtual void on_cancel(std::uint64_t, const std::shared_ptr<runtime::input_context>&) {}
+
+  std::shared_ptr<runtime::input_context> track(const client::input& in) {
+    auto input = std::make_shared<runtime::input_context>();
+    input->function = function_.name;
+    input->call_id = in.call_id;
+    std::lock_guard lock(mu_);
+    running_.emplace(in.id, input);
+    return input;
+  }
+
+  void finish(std::uint64_t input_id, outcome& out) {
+    std::shared_ptr<client::client> c;
+    {
+      std::unique_lock lock(mu_);
+      running_.erase(input_id);
+      client_ready_.wait(lock, [this] { return client_ != nullptr; });
+      c = client_;
+    }
+    try {
+      c->send_output(input_id, out.error.code, [&](detail::buffer& payload) {
+        if (out.error.code == wire::status::ok) {
+          payload.append(out.result.data(), out.result.size());
+        } else {
+          wire::encode_error(payload, out.error);
+        }
+      });
+    } catch (const PayloadTooLargeError& e) {
+      out.error.code = wire::status::payload_too_large;
+      out.error.message = std::string("the result of '") + function_.name + "' is too large: " + e.what();
+      c->send_output(input_id, out.error.code, [&](detail::buffer& payload) { wire::encode_error(payload, out.error); });
+    }
+  }
+
+  outcome new_outcome(const client::input& in) const {
+    outcome out;
+    out.error = {wire::status::ok, "", "", function_.name, in.call_id, ""};
+    return out;
+  }
+
+  const detail::function_entry& function_;
+  std::mutex mu_;
+  std::condition_variable client_ready_;
+  std::shared_ptr<client::client> client_;                                           // guarded by mu_
+  std::map<std::uint64_t, std::shared_ptr<runtime::input_context>> running_;        // guarded by mu_
+};
+
+/// Blocking bodies: each input on a thread of its own, up to max_inputs threads, started as inputs arrive.
+class thread_runner final : public input_runner {
+ public:
+  using input_runner::input_runner;
+  ~thread_runner() override {
+    for (auto& t : threads_) t.detach();  // the process exits with _Exit; bodies may still be running
+  }
+
+  void submit(client::input in) override {
+    auto input = track(in);
+    std::unique_lock lock(queue_mu_);
+    queue_.emplace_back(std::move(in), std::move(input));
     // One thread per input waiting beyond the idle ones, up to max_inputs.
     if (queue_.size() > idle_ && threads_.size() < static_cast<std::size_t>(function_.options.max_inputs)) {
       threads_.emplace_back([this] { work(); });
@@ -59,59 +175,117 @@ class input_runner {
  private:
   void work() {
     for (;;) {
-      std::unique_lock lock(mu_);
+      std::unique_lock lock(queue_mu_);
       ++idle_;
-      ready_.wait(lock, [this] { return !queue_.empty() && client_; });
+      ready_.wait(lock, [this] { return !queue_.empty(); });
       --idle_;
-      client::input in = std::move(queue_.front());
+      auto [in, input] = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
-      run(in);
+      outcome out = new_outcome(in);
+      {
+        runtime::input_scope scope(input.get());
+        capture_outcome(out, *input, [&] { function_.invoke(detail::reader{in.arguments.view()}, out.result); });
+      }
+      finish(in.id, out);
     }
   }
 
-  void run(const client::input& in) {
-    detail::buffer result;
-    wire::error_record error{wire::status::ok, "", "", function_.name, in.call_id, ""};
-    try {
-      function_.invoke(detail::reader{in.arguments.view()}, result);
-    } catch (const ArgumentError& e) {
-      error.code = wire::status::bad_arguments;
-      error.message = e.what();
-    } catch (const std::exception& e) {
-      error.code = wire::status::remote_exception;
-      error.type = demangle(typeid(e).name());
-      error.message = e.what();
-      error.stack = last_throw_stack();
-    } catch (...) {
-      error.code = wire::status::remote_exception;
-      const std::type_info* type = abi::__cxa_current_exception_type();
-      error.type = type ? demangle(type->name()) : "unknown";
-      error.message = "(an exception not derived from std::exception)";
-      error.stack = last_throw_stack();
-    }
-    try {
-      client_->send_output(in.id, error.code, [&](detail::buffer& out) {
-        if (error.code == wire::status::ok) {
-          out.append(result.data(), result.size());
-        } else {
-          wire::encode_error(out, error);
-        }
-      });
-    } catch (const PayloadTooLargeError& e) {
-      error.code = wire::status::payload_too_large;
-      error.message = std::string("the result of '") + function_.name + "' is too large: " + e.what();
-      client_->send_output(in.id, error.code, [&](detail::buffer& out) { wire::encode_error(out, error); });
-    }
-  }
-
-  const detail::function_entry& function_;
-  std::mutex mu_;
-  std::shared_ptr<client::client> client_;  // guarded by mu_ until set, then read-only
+  std::mutex queue_mu_;
   std::condition_variable ready_;
-  std::deque<client::input> queue_;   // guarded by mu_
-  std::vector<std::thread> threads_;  // guarded by mu_
-  std::size_t idle_ = 0;              // guarded by mu_
+  std::deque<std::pair<client::input, std::shared_ptr<runtime::input_context>>> queue_;  // guarded by queue_mu_
+  std::vector<std::thread> threads_;                                                       // guarded by queue_mu_
+  std::size_t idle_ = 0;                                                                   // guarded by queue_mu_
+};
+
+/// Async bodies: every input a coroutine on the one executor thread. A watchdog thread warns when a step
+/// of some input holds that thread longer than the function's stall threshold.
+class coroutine_runner final : public input_runner, public step_observer {
+ public:
+  explicit coroutine_runner(const detail::function_entry& function)
+      : input_runner(function),
+        work_(asio::make_work_guard(io_)),
+        executor_thread_([this] { io_.run(); }),
+        watchdog_([this] { watch(); }) {}
+  ~coroutine_runner() override {
+    executor_thread_.detach();  // see thread_runner: the process leaves with _Exit
+    watchdog_.detach();
+  }
+
+  void submit(client::input in) override {
+    auto input = track(in);
+    asio::post(io_, [this, in = std::move(in), input = std::move(input)]() mutable { spawn(std::move(in), input); });
+  }
+
+  void step_started(const std::shared_ptr<runtime::input_context>& input) override {
+    std::lock_guard lock(step_mu_);
+    step_input_ = input;
+    step_started_ = std::chrono::steady_clock::now();
+    step_warned_ = false;
+  }
+  void step_ended() override {
+    std::lock_guard lock(step_mu_);
+    step_input_.reset();
+  }
+
+ private:
+  // On the executor thread.
+  void spawn(client::input in, std::shared_ptr<runtime::input_context> input) {
+    const std::uint64_t id = in.id;
+    input->executor = input_executor(io_.get_executor(), input, this);
+    auto& signal = signals_[id];
+    asio::co_spawn(input->executor, run(std::move(in), input),
+                   asio::bind_cancellation_slot(signal.slot(), [this, id](std::exception_ptr) {
+                     // The signal must outlive the completion: let it go afterwards.
+                     asio::post(io_, [this, id] { signals_.erase(id); });
+                   }));
+  }
+
+  Task<void> run(client::input in, std::shared_ptr<runtime::input_context> input) {
+    outcome out = new_outcome(in);
+    try {
+      co_await function_.invoke_async(std::move(in.arguments), out.result);
+    } catch (...) {
+      capture_outcome(out, *input, [] { throw; });
+    }
+    input->executor = {};  // it refers back to the input
+    finish(in.id, out);
+  }
+
+  void on_cancel(std::uint64_t input_id, const std::shared_ptr<runtime::input_context>&) override {
+    asio::post(io_, [this, input_id] {
+      auto it = signals_.find(input_id);
+      if (it != signals_.end()) it->second.emit(asio::cancellation_type::terminal);
+    });
+  }
+
+  void watch() {
+    const auto threshold = function_.options.stall_threshold;
+    const auto period = std::max(threshold / 4, std::chrono::milliseconds(1));
+    for (;;) {
+      std::this_thread::sleep_for(period);  // a watchdog's sampling period, not a wait for an event
+      std::lock_guard lock(step_mu_);
+      if (!step_input_ || step_warned_) continue;
+      const auto held = std::chrono::steady_clock::now() - step_started_;
+      if (held < threshold) continue;
+      step_warned_ = true;
+      spdlog::warn(
+          "async function '{}' (call {}) has held the event loop for {} ms without suspending; every other input "
+          "of this container waits meanwhile: co_await instead of blocking, or make the work a blocking function",
+          step_input_->function, step_input_->call_id,
+          std::chrono::duration_cast<std::chrono::milliseconds>(held).count());
+    }
+  }
+
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::map<std::uint64_t, asio::cancellation_signal> signals_;  // executor-confined
+  std::mutex step_mu_;
+  std::shared_ptr<runtime::input_context> step_input_;  // guarded by step_mu_: the step running now
+  std::chrono::steady_clock::time_point step_started_;  // guarded by step_mu_
+  bool step_warned_ = false;                            // guarded by step_mu_
+  std::thread executor_thread_;
+  std::thread watchdog_;
 };
 
 }  // namespace
@@ -133,13 +307,18 @@ int run_container(const detail::app_state& app) {
   }
   const detail::function_entry* function = app.find(function_name);
   if (!function) {
-    std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n", app.name.c_str(),
-                 function_name.c_str());
+    std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n",
+                 app.name.c_str(), function_name.c_str());
     return 3;
   }
   record_throw_stacks();
 
-  input_runner runner(*function);
+  std::unique_ptr<input_runner> runner;
+  if (function->is_async()) {
+    runner = std::make_unique<coroutine_runner>(*function);
+  } else {
+    runner = std::make_unique<thread_runner>(*function);
+  }
   client::connect_options options;
   options.server = client::endpoint::parse(env_or_empty("FERRY_SERVER"));
   options.token = token;
@@ -147,13 +326,14 @@ int run_container(const detail::app_state& app) {
   options.container_id = std::strtoull(env_or_empty("FERRY_CONTAINER_ID").c_str(), nullptr, 10);
   std::shared_ptr<client::client> c;
   try {
-    c = client::client::connect(options, [&runner](client::input in) { runner.submit(std::move(in)); });
+    c = client::client::connect(options, {[&runner](client::input in) { runner->submit(std::move(in)); },
+                                          [&runner](std::uint64_t id) { runner->cancel(id); }});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ferry container: %s\n", e.what());
     return 4;
   }
   runtime::set_process_client(c);  // before any body runs: bodies make nested calls through it
-  runner.set_client(c);
+  runner->set_client(c);
   c->wait_closed();
   // The server let us go (or went away). Bodies still running belong to a container being stopped:
   // leave without running static destructors under them.

@@ -1,3 +1,5 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "client/client.hpp"
 #include "container/container_runtime.hpp"
 #include "runtime/app_state.hpp"
+#include "runtime/current.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/process_client.hpp"
 #include "runtime/server_config.hpp"
@@ -76,6 +79,17 @@ class embedded_server {
   std::thread thread_;
 };
 
+/// Runs an async entrypoint on an event loop on the calling thread until it finishes; rethrows its error.
+void run_event_loop(std::function<Task<void>()> entry) {
+  boost::asio::io_context loop{1};
+  const boost::asio::any_io_executor executor = loop.get_executor();
+  runtime::event_loop_scope scope(executor);
+  std::exception_ptr error;
+  boost::asio::co_spawn(loop, entry(), [&error](std::exception_ptr e) { error = e; });
+  loop.run();
+  if (error) std::rethrow_exception(error);
+}
+
 }  // namespace
 
 App::App(std::string name) : state_(std::make_unique<detail::app_state>()) {
@@ -107,14 +121,11 @@ std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::f
   return entry;
 }
 
-int App::main(int argc, char** argv, std::function<void()> entry) {
+int App::run(int argc, char** argv, std::function<void()> entry, std::function<Task<void>()> async_entry) {
   (void)argc;
   (void)argv;
-  if (container::in_container()) {
-    runtime::init_logging("warn");
-    return container::run_container(*state_);
-  }
   runtime::init_logging("warn");
+  if (container::in_container()) return container::run_container(*state_);
 
   int exit_code = 0;
   std::unique_ptr<embedded_server> embedded;
@@ -133,7 +144,11 @@ int App::main(int argc, char** argv, std::function<void()> entry) {
     c->register_app(state_->name, std::filesystem::read_symlink("/proc/self/exe").string(), state_->functions);
     runtime::set_process_client(c);
     try {
-      entry();
+      if (async_entry) {
+        run_event_loop(std::move(async_entry));
+      } else {
+        entry();
+      }
     } catch (...) {
       runtime::set_process_client(nullptr);
       throw;

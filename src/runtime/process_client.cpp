@@ -1,14 +1,46 @@
 #include "runtime/process_client.hpp"
 
+#include <mutex>
+#include <set>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
-#include <mutex>
+
+#include "runtime/current.hpp"
 
 namespace ferry::runtime {
 
 namespace {
 std::mutex mu;
 std::shared_ptr<client::client> current;  // guarded by mu
+
+std::shared_ptr<client::client> require_client(const std::string& function) {
+  auto c = process_client();
+  if (!c) {
+    throw Error("cannot call '" + function +
+                "' remotely: no ferry runtime is running; make the call inside app.main(argc, argv, entry)");
+  }
+  return c;
+}
+
+/// A blocking call on an event loop holds every coroutine of that loop until it returns: say so, once per
+/// call site.
+void warn_blocking_on_loop(const std::string& function, const std::source_location& site) {
+  static std::mutex warned_mu;
+  static std::set<std::pair<std::string, unsigned>> warned;
+  {
+    std::lock_guard lock(warned_mu);
+    if (!warned.emplace(site.file_name(), site.line()).second) return;
+  }
+  spdlog::warn(
+      "blocking call of '{}' at {}:{} on an event-loop thread: it holds the loop and every coroutine on it until "
+      "'{}' returns; use `co_await {}.remote.aio(...)` instead",
+      function, site.file_name(), site.line(), function, function);
+}
 }  // namespace
 
 void set_process_client(std::shared_ptr<client::client> c) {
@@ -25,13 +57,19 @@ std::shared_ptr<client::client> process_client() {
 
 namespace ferry::detail {
 
-buffer call_remote(const function_entry& function, const std::function<void(buffer&)>& encode_args) {
-  auto c = runtime::process_client();
-  if (!c) {
-    throw Error("cannot call '" + function.name +
-                "' remotely: no ferry runtime is running; make the call inside app.main(argc, argv, entry)");
-  }
+buffer call_remote(const function_entry& function, const std::function<void(buffer&)>& encode_args,
+                   const std::source_location& site) {
+  auto c = runtime::require_client(function.name);
+  if (runtime::current_loop_executor()) runtime::warn_blocking_on_loop(function.name, site);
   return c->call(function, encode_args);
+}
+
+Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
+                               std::function<void(buffer&)> encode_args) {
+  auto c = runtime::require_client(function->name);
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                 void(std::exception_ptr, buffer)>(
+      [&](auto handler) { c->start_call(*function, encode_args, std::move(handler)); }, boost::asio::use_awaitable);
 }
 
 }  // namespace ferry::detail

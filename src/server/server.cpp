@@ -41,12 +41,16 @@ struct session;
 struct function_state;
 
 /// One call of a function, from the moment the server accepts it until its result is sent.
+struct container_record;
+
 struct input_record {
   std::uint64_t id = 0;
   std::string call_id;
   std::uint64_t caller_session = 0;
   std::uint64_t caller_call_id = 0;
   detail::buffer arguments;
+  function_state* function = nullptr;
+  container_record* container = nullptr;  // set while a container runs it
 };
 
 enum class container_state { starting, ready, stopping };
@@ -90,6 +94,8 @@ struct session {
   app_instance* app = nullptr;            // the app whose functions this session's calls reach
   container_record* container = nullptr;  // for containers
   std::unique_ptr<asio::steady_timer> handshake_timer;
+  /// The calls this session made that have not been answered, by the session's call id.
+  std::unordered_map<std::uint64_t, input_record*> open_calls;
 };
 
 std::string join_names(const std::map<std::string, function_state>& functions) {
@@ -129,6 +135,7 @@ struct server::state {
   void on_register_app(session& s, const wire::frame& f);
   void on_call(session& s, const wire::frame& f);
   void on_output(session& s, const wire::frame& f);
+  void on_cancel(session& s, const wire::frame& f);
   void refuse(session& s, const std::string& reason);
 
   void dispatch(function_state& fn);
@@ -231,6 +238,9 @@ void server::state::on_frame(session& s, const wire::frame& f) {
     case message_kind::output:
       if (s.role != session_role::container) break;
       on_output(s, f);
+      return;
+    case message_kind::cancel:
+      on_cancel(s, f);
       return;
     default:
       break;
@@ -353,6 +363,8 @@ void server::state::on_call(session& s, const wire::frame& f) {
   in->caller_session = s.id;
   in->caller_call_id = caller_call_id;
   in->arguments.append(f.payload.data(), f.payload.size());
+  in->function = &it->second;
+  s.open_calls[caller_call_id] = in.get();
   it->second.queue.push_back(std::move(in));
   dispatch(it->second);
 }
@@ -360,7 +372,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
 void server::state::on_output(session& s, const wire::frame& f) {
   auto [input_id, st] = f.decode_header<wire::output_header>();
   if (!s.container) return;  // its process has exited; the exit already failed what it was running
-  if (st > static_cast<std::uint8_t>(status::internal)) {
+  if (st > wire::last_status) {
     s.connection->close("output with unknown status " + std::to_string(st));
     return;
   }
@@ -376,10 +388,33 @@ void server::state::on_output(session& s, const wire::frame& f) {
   dispatch(*c.function);
 }
 
+void server::state::on_cancel(session& s, const wire::frame& f) {
+  auto [caller_call_id] = f.decode_header<wire::cancel_header>();
+  auto it = s.open_calls.find(caller_call_id);
+  if (it == s.open_calls.end()) return;  // answered already
+  input_record& in = *it->second;
+  if (in.container) {
+    // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
+    if (in.container->session) {
+      in.container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in.id});
+    }
+    return;
+  }
+  function_state& fn = *in.function;
+  auto queued = std::find_if(fn.queue.begin(), fn.queue.end(), [&](const auto& q) { return q.get() == &in; });
+  if (queued == fn.queue.end()) return;
+  std::unique_ptr<input_record> owned = std::move(*queued);
+  fn.queue.erase(queued);
+  fail_input(*owned, {status::cancelled, "", "'" + fn.name + "' was cancelled before it started (call " +
+                                               owned->call_id + ")",
+                      fn.name, owned->call_id, ""});
+}
+
 void server::state::send_result(std::uint64_t session_id, std::uint64_t call_id, status st,
                                 std::span<const char> payload) {
   auto it = sessions.find(session_id);
   if (it == sessions.end()) return;  // the caller has gone
+  it->second->open_calls.erase(call_id);
   try {
     it->second->connection->send(message_kind::result, wire::result_header{call_id, static_cast<std::uint8_t>(st)},
                                  [&](detail::buffer& out) { out.append(payload.data(), payload.size()); });
@@ -391,6 +426,7 @@ void server::state::send_result(std::uint64_t session_id, std::uint64_t call_id,
 void server::state::send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error) {
   auto it = sessions.find(session_id);
   if (it == sessions.end()) return;
+  it->second->open_calls.erase(call_id);
   it->second->connection->send(message_kind::result,
                                wire::result_header{call_id, static_cast<std::uint8_t>(error.code)},
                                [&](detail::buffer& out) { wire::encode_error(out, error); });
@@ -422,6 +458,7 @@ void server::state::dispatch(function_state& fn) {
       continue;
     }
     in->arguments = detail::buffer{};  // the container has them now; a crash fails the call, it is not resent
+    in->container = target;
     target->in_flight.emplace(in->id, std::move(in));
   }
   // Start containers for what is still queued beyond the capacity of those already starting.
@@ -547,6 +584,11 @@ void server::state::remove_app(std::uint64_t owner_session) {
   app_instance& app = *it->second;
   bool containers_left = false;
   for (auto& [name, fn] : app.functions) {
+    // Nobody waits for these any more (the app's own program and containers are going).
+    for (auto& in : fn.queue) {
+      auto caller = sessions.find(in->caller_session);
+      if (caller != sessions.end()) caller->second->open_calls.erase(in->caller_call_id);
+    }
     fn.queue.clear();
     for (container_record* c : fn.containers) {
       stop_container(*c);

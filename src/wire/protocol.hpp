@@ -33,7 +33,10 @@ enum class message_kind : std::uint8_t {
   result = 7,          // server -> caller: a call's value or error
   input = 8,           // server -> container: run an input
   output = 9,          // container -> server: an input's value or error
+  cancel = 10,         // caller -> server: cancel a call the caller made (it no longer waits for it)
+  cancel_input = 11,   // server -> container: cancel an input it runs
 };
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::cancel_input);
 
 enum class peer_role : std::uint8_t { client = 0, container = 1 };
 
@@ -49,7 +52,9 @@ enum class status : std::uint8_t {
   payload_too_large = 7,       // a frame over the server's limit
   server_shutdown = 8,         // the server stopped before the call finished
   internal = 9,                // a bug in ferry: the message says where
+  cancelled = 10,              // the call was cancelled
 };
+inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::cancelled);
 
 /// Why a call failed, as it travels from where it failed to the caller.
 struct error_record {
@@ -74,6 +79,8 @@ using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, s
 using result_header = std::tuple<std::uint64_t /*call id*/, std::uint8_t /*status*/>;
 using input_header = std::tuple<std::uint64_t /*input id*/, std::string /*call id*/>;
 using output_header = std::tuple<std::uint64_t /*input id*/, std::uint8_t /*status*/>;
+using cancel_header = std::tuple<std::uint64_t /*call id*/>;
+using cancel_input_header = std::tuple<std::uint64_t /*input id*/>;
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);

@@ -37,7 +37,7 @@ ferry::detail::buffer call_raw(const std::string& function, const std::function<
   ferry::detail::function_entry entry;
   entry.app = "e2e";
   entry.name = function;
-  return ferry::detail::call_remote(entry, encode);
+  return ferry::detail::call_remote(entry, encode, std::source_location::current());
 }
 
 TEST(embedded, remote_call_returns_the_value_computed_in_a_container) {

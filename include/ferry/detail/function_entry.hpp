@@ -2,27 +2,42 @@
 /// type-erased body the container runs. Immutable after registration; shared freely between threads.
 #pragma once
 
+#include <functional>
+#include <memory>
+#include <source_location>
+#include <string>
+
 #include <ferry/detail/buffer.hpp>
 #include <ferry/options.hpp>
-#include <functional>
-#include <string>
+#include <ferry/task.hpp>
 
 namespace ferry::detail {
 
 struct function_entry {
   std::string app;
   std::string name;
-  /// `int64(string,vector<int64>)`: the codec's names of the result and parameter types.
+  /// `int64(string,vector<int64>)`: the codec's names of the result and parameter types. An async
+  /// body's result is named by its value: `Task<int64>` is `int64`.
   std::string signature;
   FunctionOptions options;
-  /// Decodes the arguments (a MessagePack array), runs the body and appends the encoded result to
-  /// `result`. Throws ArgumentError for arguments that do not decode, and whatever the body throws.
+  /// Blocking bodies: decodes the arguments (a MessagePack array), runs the body and appends the encoded
+  /// result to `result`. Throws ArgumentError for arguments that do not decode, and whatever the body throws.
   std::function<void(reader args, buffer& result)> invoke;
+  /// Async bodies (set instead of invoke): the same as a coroutine, run on the container's executor thread.
+  std::function<Task<void>(buffer args, buffer& result)> invoke_async;
+
+  bool is_async() const noexcept { return static_cast<bool>(invoke_async); }
 };
 
 /// Calls `function` remotely and blocks until its result. `encode_args` appends the MessagePack array
 /// of arguments to the buffer it is given (the outgoing frame: arguments are encoded exactly once).
 /// Returns the encoded result; throws the ferry::Error (or rethrown standard exception) for a failure.
-buffer call_remote(const function_entry& function, const std::function<void(buffer&)>& encode_args);
+/// `site` names the caller's source line in the warning given when this blocks an event loop.
+buffer call_remote(const function_entry& function, const std::function<void(buffer&)>& encode_args,
+                   const std::source_location& site);
+
+/// The same as an awaitable: suspends the calling coroutine, never its thread. Cancelling the awaiting
+/// coroutine cancels the remote input and throws CancelledError.
+Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function, std::function<void(buffer&)> encode_args);
 
 }  // namespace ferry::detail

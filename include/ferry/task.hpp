@@ -1,0 +1,34 @@
+/// ferry/task.hpp: ferry::Task<T>, the awaitable that async function bodies return and `.remote.aio()`
+/// produces. It is Asio's awaitable, so a body can co_await any Asio operation (timers, sockets, Beast)
+/// as well as ferry calls. A Task is lazy: nothing runs until it is awaited (or handed to create_task).
+#pragma once
+
+#include <type_traits>
+
+#include <boost/asio/awaitable.hpp>
+
+namespace ferry {
+
+template <class T = void>
+using Task = boost::asio::awaitable<T>;
+
+template <class T>
+struct is_task : std::false_type {};
+template <class T>
+struct is_task<boost::asio::awaitable<T>> : std::true_type {};
+template <class T>
+inline constexpr bool is_task_v = is_task<T>::value;
+
+/// The value a body produces: T for a Task<T> body, R for a blocking one.
+template <class R>
+struct task_value {
+  using type = R;
+};
+template <class T>
+struct task_value<boost::asio::awaitable<T>> {
+  using type = T;
+};
+template <class R>
+using task_value_t = typename task_value<R>::type;
+
+}  // namespace ferry

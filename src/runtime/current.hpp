@@ -1,0 +1,55 @@
+// What the calling thread is running right now: the ferry event loop it belongs to (if any) and the input
+// it runs code for (in a container). Thread-local; each scope restores what was there before.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+
+namespace ferry::runtime {
+
+/// One input a container runs: what cancellation and the stall watchdog need to know about it.
+/// Shared between the threads that touch it; `cancelled` is the only mutable part.
+struct input_context {
+  std::string function;
+  std::string call_id;
+  std::atomic<bool> cancelled{false};
+  /// Async inputs: the executor its coroutine runs on (tasks it creates run there too). Reset when the
+  /// input ends, since that executor refers back to this context.
+  boost::asio::any_io_executor executor;
+};
+
+/// The input whose code runs on this thread now, or nullptr.
+input_context* current_input() noexcept;
+
+/// Marks the calling thread as running code for `input` (nullptr: none) for the life of the scope.
+class input_scope {
+ public:
+  explicit input_scope(input_context* input) noexcept;
+  ~input_scope();
+  input_scope(const input_scope&) = delete;
+  input_scope& operator=(const input_scope&) = delete;
+
+ private:
+  input_context* previous_;
+};
+
+/// Marks the calling thread as a ferry event loop whose executor is `executor` (which must outlive the
+/// scope) for the life of the scope: create_task starts tasks there, and blocking calls made on it are
+/// warned about.
+class event_loop_scope {
+ public:
+  explicit event_loop_scope(const boost::asio::any_io_executor& executor) noexcept;
+  ~event_loop_scope();
+  event_loop_scope(const event_loop_scope&) = delete;
+  event_loop_scope& operator=(const event_loop_scope&) = delete;
+
+ private:
+  const boost::asio::any_io_executor* previous_;
+};
+
+/// The executor of the event loop the calling thread runs, or nullptr.
+const boost::asio::any_io_executor* current_loop_executor() noexcept;
+
+}  // namespace ferry::runtime
