@@ -53,7 +53,8 @@ std::tuple<A...> decode_arguments(const std::string& function, reader& args) {
   std::tuple<A...> values;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (decode_argument(function, I + 1, args, std::get<I>(values)), ...);
-  }(std::index_sequence_for<A...>{});
+  }
+  (std::index_sequence_for<A...>{});
   return values;
 }
 

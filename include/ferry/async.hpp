@@ -3,12 +3,15 @@
 ///     auto [text, joke] = co_await ferry::gather(capitalize(name), make_joke(name));   // concurrently
 ///     std::vector<int> all = co_await ferry::gather(std::move(tasks));                 // in order
 ///     auto background = ferry::create_task(double_it(x));  // starts now
-///     int v = co_await background;                            // awaits it later
+///     int v = co_await std::move(background);                 // awaits it later
 ///
 /// All of these run on the awaiting coroutine's executor, so everything stays on one thread.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+#include <chrono>
 #include <exception>
+#include <ferry/task.hpp>
 #include <memory>
 #include <optional>
 #include <tuple>
@@ -17,10 +20,6 @@
 #include <variant>
 #include <vector>
 
-#include <boost/asio/any_io_executor.hpp>
-
-#include <ferry/task.hpp>
-
 namespace ferry {
 
 /// True when the input that the calling code runs for has been cancelled (FunctionCall::cancel, or the
@@ -28,7 +27,13 @@ namespace ferry {
 /// cancelled at its next suspension point anyway. False outside a container.
 bool cancelled() noexcept;
 
+/// Suspends the calling coroutine for `duration` on an Asio timer (the thread goes on running others).
+Task<void> sleep(std::chrono::steady_clock::duration duration);
+
 namespace detail {
+
+/// Runs `task` on a new event loop on the calling thread until it finishes; rethrows its exception.
+void run_to_completion(Task<void> task);
 
 /// Awaits every task concurrently on the current executor. When one throws, the others are cancelled (at
 /// their next suspension point; their remote inputs too), and once all have finished the first error is
@@ -76,11 +81,11 @@ Task<std::tuple<detail::gathered_t<T>...>> gather(Task<T>... tasks) {
   std::vector<Task<void>> all;
   all.reserve(sizeof...(T));
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    (all.push_back(detail::store_result(std::move(tasks), [&results](auto&& v) {
-       std::get<I>(results).emplace(std::forward<decltype(v)>(v));
-     })),
+    (all.push_back(detail::store_result(
+         std::move(tasks), [&results](auto&& v) { std::get<I>(results).emplace(std::forward<decltype(v)>(v)); })),
      ...);
-  }(std::index_sequence_for<T...>{});
+  }
+  (std::index_sequence_for<T...>{});
   co_await detail::gather_all(std::move(all));
   co_return std::apply([](auto&... r) { return std::tuple<detail::gathered_t<T>...>{std::move(*r)...}; }, results);
 }
@@ -92,15 +97,24 @@ Task<std::vector<detail::gathered_t<T>>> gather(std::vector<Task<T>> tasks) {
   std::vector<Task<void>> all;
   all.reserve(tasks.size());
   for (std::size_t i = 0; i < tasks.size(); ++i) {
-    all.push_back(detail::store_result(std::move(tasks[i]), [&results, i](auto&& v) {
-      results[i].emplace(std::forward<decltype(v)>(v));
-    }));
+    all.push_back(detail::store_result(std::move(tasks[i]),
+                                       [&results, i](auto&& v) { results[i].emplace(std::forward<decltype(v)>(v)); }));
   }
   co_await detail::gather_all(std::move(all));
   std::vector<detail::gathered_t<T>> values;
   values.reserve(results.size());
   for (auto& r : results) values.push_back(std::move(*r));
   co_return values;
+}
+
+/// Runs `task` to completion from blocking code, on an event loop on the calling thread (Python's
+/// asyncio.run), and returns its value or rethrows its exception.
+template <class T>
+T run(Task<T> task) {
+  std::optional<detail::gathered_t<T>> result;
+  detail::run_to_completion(
+      detail::store_result(std::move(task), [&result](auto&& v) { result.emplace(std::forward<decltype(v)>(v)); }));
+  if constexpr (!std::is_void_v<T>) return std::move(*result);
 }
 
 /// Starts `task` now, on the running event loop, and returns a Task that awaits its outcome later (it
@@ -110,7 +124,8 @@ template <class T>
 Task<T> create_task(Task<T> task) {
   auto result = std::make_shared<std::optional<detail::gathered_t<T>>>();
   auto started = std::make_shared<detail::started_task>();
-  started->start(detail::store_result(std::move(task), [result](auto&& v) { result->emplace(std::forward<decltype(v)>(v)); }));
+  started->start(
+      detail::store_result(std::move(task), [result](auto&& v) { result->emplace(std::forward<decltype(v)>(v)); }));
   return [](std::shared_ptr<detail::started_task> started,
             std::shared_ptr<std::optional<detail::gathered_t<T>>> result) -> Task<T> {
     co_await started->wait();

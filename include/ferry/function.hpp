@@ -10,17 +10,16 @@
 /// A handle is a small value: copy it freely and use it from any thread.
 #pragma once
 
+#include <ferry/codec.hpp>
+#include <ferry/detail/function_entry.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/task.hpp>
 #include <memory>
 #include <source_location>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
-
-#include <ferry/codec.hpp>
-#include <ferry/detail/function_entry.hpp>
-#include <ferry/errors.hpp>
-#include <ferry/task.hpp>
 
 namespace ferry {
 

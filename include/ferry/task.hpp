@@ -3,9 +3,8 @@
 /// as well as ferry calls. A Task is lazy: nothing runs until it is awaited (or handed to create_task).
 #pragma once
 
-#include <type_traits>
-
 #include <boost/asio/awaitable.hpp>
+#include <type_traits>
 
 namespace ferry {
 

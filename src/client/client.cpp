@@ -133,12 +133,12 @@ detail::buffer client::call(const detail::function_entry& function,
   return std::move(call.payload);
 }
 
-void client::start_call(const detail::function_entry& function,
-                        const std::function<void(detail::buffer&)>& encode_args, call_handler handler) {
+void client::start_call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args,
+                        call_handler handler) {
   auto call = std::make_unique<pending_call>();
   call->function = function.name;
   auto slot = asio::get_associated_cancellation_slot(handler);
-  call->handler = std::move(handler);
+  call->handler.emplace(std::move(handler));
   const std::uint64_t id = add_pending(call.get());
   pending_call* raw = call.release();  // owned by pending_ until completed
   if (slot.is_connected()) slot.assign([this, id](asio::cancellation_type) { cancel_call(id); });
@@ -151,7 +151,7 @@ void client::start_call(const detail::function_entry& function,
     }
     if (slot.is_connected()) slot.clear();
     std::unique_ptr<pending_call> owned(raw);
-    owned->handler(std::current_exception(), detail::buffer{});
+    std::move (*owned->handler)(std::current_exception(), detail::buffer{});
   }
 }
 
@@ -167,8 +167,8 @@ void client::cancel_call(std::uint64_t id) {
   connection_->send(wire::message_kind::cancel, wire::cancel_header{id});
   call->status = wire::status::cancelled;
   call->payload.clear();
-  wire::encode_error(call->payload,
-                     {wire::status::cancelled, "", "the call of '" + call->function + "' was cancelled", call->function, "", ""});
+  wire::encode_error(call->payload, {wire::status::cancelled, "", "the call of '" + call->function + "' was cancelled",
+                                     call->function, "", ""});
   complete(call);
 }
 
@@ -197,11 +197,11 @@ void client::complete(pending_call* call) {
   std::unique_ptr<pending_call> owned(call);
   std::exception_ptr error = error_of(*owned);
   // (The I/O thread never runs the caller's executor, so this never resumes the caller inline.)
-  auto executor = asio::get_associated_executor(owned->handler, io_.get_executor());
+  auto executor = asio::get_associated_executor(*owned->handler, io_.get_executor());
   executor.execute([owned = std::move(owned), error]() mutable {
-    auto slot = asio::get_associated_cancellation_slot(owned->handler);
+    auto slot = asio::get_associated_cancellation_slot(*owned->handler);
     if (slot.is_connected()) slot.clear();
-    std::move(owned->handler)(error, error ? detail::buffer{} : std::move(owned->payload));
+    std::move (*owned->handler)(error, error ? detail::buffer{} : std::move(owned->payload));
   });
 }
 
@@ -230,7 +230,8 @@ void client::on_frame(const wire::frame& f) {
     }
     case wire::message_kind::input: {
       auto [id, call_id] = f.decode_header<wire::input_header>();
-      if (!handlers_.on_input) throw wire::protocol_error("the server sent an input to a program that is not a container");
+      if (!handlers_.on_input)
+        throw wire::protocol_error("the server sent an input to a program that is not a container");
       input in{id, std::move(call_id), {}};
       in.arguments.append(f.payload.data(), f.payload.size());
       handlers_.on_input(std::move(in));
@@ -238,7 +239,8 @@ void client::on_frame(const wire::frame& f) {
     }
     case wire::message_kind::cancel_input: {
       auto [id] = f.decode_header<wire::cancel_input_header>();
-      if (!handlers_.on_cancel) throw wire::protocol_error("the server sent a cancellation to a program that is not a container");
+      if (!handlers_.on_cancel)
+        throw wire::protocol_error("the server sent a cancellation to a program that is not a container");
       handlers_.on_cancel(id);
       return;
     }

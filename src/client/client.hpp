@@ -7,21 +7,20 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <exception>
+#include <ferry/detail/buffer.hpp>
+#include <ferry/detail/function_entry.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <boost/asio/any_completion_handler.hpp>
-#include <boost/asio/io_context.hpp>
-
-#include <ferry/detail/buffer.hpp>
-#include <ferry/detail/function_entry.hpp>
 
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
@@ -92,7 +91,9 @@ class client {
   struct pending_call {
     std::string function;
     std::atomic<bool> done{false};  // blocking callers wait on it
-    call_handler handler;           // async callers are completed through it instead
+    // Async callers are completed through it instead. Always emplaced, never assigned: Boost 1.81's
+    // any_completion_handler move assignment recurses into its converting constructor.
+    std::optional<call_handler> handler;
     wire::status status = wire::status::ok;
     detail::buffer payload;
     std::string connection_error;  // set when the connection closed first

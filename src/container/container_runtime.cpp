@@ -1,18 +1,9 @@
 #include "container/container_runtime.hpp"
 
 #include <cxxabi.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <unistd.h>
-
-#include <condition_variable>
-#include <csignal>
-#include <cstdio>
-#include <cstdlib>
-#include <deque>
-#include <iostream>
-#include <map>
-#include <mutex>
-#include <thread>
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -20,9 +11,16 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <spdlog/spdlog.h>
-
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
 #include <ferry/errors.hpp>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "client/client.hpp"
 #include "container/input_executor.hpp"
@@ -81,16 +79,28 @@ class input_runner {
   explicit input_runner(const detail::function_entry& function) : function_(function) {}
   virtual ~input_runner() = default;
 
-  /// Inputs can arrive before connect() has returned the client: they wait for it.
+  /// Inputs can arrive before connect() has returned the client (and before bodies could make nested
+  /// calls through it): they are held until it is set.
   void set_client(std::shared_ptr<client::client> c) {
+    std::vector<client::input> held;
     {
       std::lock_guard lock(mu_);
       client_ = std::move(c);
+      held.swap(held_);
     }
-    client_ready_.notify_all();
+    for (auto& in : held) start(std::move(in));
   }
 
-  virtual void submit(client::input in) = 0;
+  void submit(client::input in) {
+    {
+      std::lock_guard lock(mu_);
+      if (!client_) {
+        held_.push_back(std::move(in));
+        return;
+      }
+    }
+    start(std::move(in));
+  }
 
   void cancel(std::uint64_t input_id) {
     std::shared_ptr<runtime::input_context> input;
@@ -105,6 +115,7 @@ class input_runner {
   }
 
  protected:
+  virtual void start(client::input in) = 0;
   virtual void on_cancel(std::uint64_t, const std::shared_ptr<runtime::input_context>&) {}
 
   std::shared_ptr<runtime::input_context> track(const client::input& in) {
@@ -119,9 +130,8 @@ class input_runner {
   void finish(std::uint64_t input_id, outcome& out) {
     std::shared_ptr<client::client> c;
     {
-      std::unique_lock lock(mu_);
+      std::lock_guard lock(mu_);
       running_.erase(input_id);
-      client_ready_.wait(lock, [this] { return client_ != nullptr; });
       c = client_;
     }
     try {
@@ -135,7 +145,8 @@ class input_runner {
     } catch (const PayloadTooLargeError& e) {
       out.error.code = wire::status::payload_too_large;
       out.error.message = std::string("the result of '") + function_.name + "' is too large: " + e.what();
-      c->send_output(input_id, out.error.code, [&](detail::buffer& payload) { wire::encode_error(payload, out.error); });
+      c->send_output(input_id, out.error.code,
+                     [&](detail::buffer& payload) { wire::encode_error(payload, out.error); });
     }
   }
 
@@ -147,9 +158,9 @@ class input_runner {
 
   const detail::function_entry& function_;
   std::mutex mu_;
-  std::condition_variable client_ready_;
-  std::shared_ptr<client::client> client_;                                           // guarded by mu_
-  std::map<std::uint64_t, std::shared_ptr<runtime::input_context>> running_;        // guarded by mu_
+  std::shared_ptr<client::client> client_;                                    // guarded by mu_
+  std::vector<client::input> held_;                                           // guarded by mu_
+  std::map<std::uint64_t, std::shared_ptr<runtime::input_context>> running_;  // guarded by mu_
 };
 
 /// Blocking bodies: each input on a thread of its own, up to max_inputs threads, started as inputs arrive.
@@ -160,7 +171,7 @@ class thread_runner final : public input_runner {
     for (auto& t : threads_) t.detach();  // the process exits with _Exit; bodies may still be running
   }
 
-  void submit(client::input in) override {
+  void start(client::input in) override {
     auto input = track(in);
     std::unique_lock lock(queue_mu_);
     queue_.emplace_back(std::move(in), std::move(input));
@@ -194,8 +205,8 @@ class thread_runner final : public input_runner {
   std::mutex queue_mu_;
   std::condition_variable ready_;
   std::deque<std::pair<client::input, std::shared_ptr<runtime::input_context>>> queue_;  // guarded by queue_mu_
-  std::vector<std::thread> threads_;                                                       // guarded by queue_mu_
-  std::size_t idle_ = 0;                                                                   // guarded by queue_mu_
+  std::vector<std::thread> threads_;                                                     // guarded by queue_mu_
+  std::size_t idle_ = 0;                                                                 // guarded by queue_mu_
 };
 
 /// Async bodies: every input a coroutine on the one executor thread. A watchdog thread warns when a step
@@ -212,7 +223,7 @@ class coroutine_runner final : public input_runner, public step_observer {
     watchdog_.detach();
   }
 
-  void submit(client::input in) override {
+  void start(client::input in) override {
     auto input = track(in);
     asio::post(io_, [this, in = std::move(in), input = std::move(input)]() mutable { spawn(std::move(in), input); });
   }
@@ -307,8 +318,8 @@ int run_container(const detail::app_state& app) {
   }
   const detail::function_entry* function = app.find(function_name);
   if (!function) {
-    std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n",
-                 app.name.c_str(), function_name.c_str());
+    std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n", app.name.c_str(),
+                 function_name.c_str());
     return 3;
   }
   record_throw_stacks();

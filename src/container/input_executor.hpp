@@ -3,10 +3,9 @@
 // watchdog). Everything the input's coroutine awaits completes through it, so every resumption is marked.
 #pragma once
 
-#include <memory>
-
 #include <boost/asio/execution.hpp>
 #include <boost/asio/io_context.hpp>
+#include <memory>
 
 #include "runtime/current.hpp"
 

@@ -53,8 +53,10 @@ std::string last_throw_stack() {
     const auto plus = line.find('+', open);
     const bool named = open != std::string::npos && plus != std::string::npos && plus > open + 1;
     std::string frame = named ? demangle(line.substr(open + 1, plus - open - 1).c_str()) : line;
-    // What lies below the invoker is ferry's container runtime, not the user's code.
-    if (frame.rfind("ferry::detail::body_invoker", 0) == 0) {
+    // What lies below the invoker (or the coroutine machinery that resumed the body) is ferry's container
+    // runtime, not the user's code.
+    if (frame.rfind("ferry::detail::body_invoker", 0) == 0 ||
+        frame.rfind("ferry::detail::async_body_invoker", 0) == 0 || frame.rfind("boost::asio::detail::", 0) == 0) {
       while (!frames.empty() && is_call_plumbing(frames.back())) frames.pop_back();
       break;
     }

@@ -1,5 +1,3 @@
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -14,7 +12,6 @@
 #include "client/client.hpp"
 #include "container/container_runtime.hpp"
 #include "runtime/app_state.hpp"
-#include "runtime/current.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/process_client.hpp"
 #include "runtime/server_config.hpp"
@@ -79,17 +76,6 @@ class embedded_server {
   std::thread thread_;
 };
 
-/// Runs an async entrypoint on an event loop on the calling thread until it finishes; rethrows its error.
-void run_event_loop(std::function<Task<void>()> entry) {
-  boost::asio::io_context loop{1};
-  const boost::asio::any_io_executor executor = loop.get_executor();
-  runtime::event_loop_scope scope(executor);
-  std::exception_ptr error;
-  boost::asio::co_spawn(loop, entry(), [&error](std::exception_ptr e) { error = e; });
-  loop.run();
-  if (error) std::rethrow_exception(error);
-}
-
 }  // namespace
 
 App::App(std::string name) : state_(std::make_unique<detail::app_state>()) {
@@ -145,7 +131,7 @@ int App::run(int argc, char** argv, std::function<void()> entry, std::function<T
     runtime::set_process_client(c);
     try {
       if (async_entry) {
-        run_event_loop(std::move(async_entry));
+        detail::run_to_completion(async_entry());
       } else {
         entry();
       }

@@ -1,17 +1,17 @@
 // The async building blocks behind ferry/async.hpp, and the per-thread state of src/runtime/current.hpp.
-#include <optional>
-
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <ferry/async.hpp>
 #include <ferry/errors.hpp>
+#include <optional>
 
 #include "runtime/current.hpp"
 
@@ -43,6 +43,11 @@ namespace ferry {
 bool cancelled() noexcept {
   const runtime::input_context* input = runtime::current_input();
   return input && input->cancelled.load(std::memory_order_relaxed);
+}
+
+Task<void> sleep(std::chrono::steady_clock::duration duration) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, duration);
+  co_await timer.async_wait(asio::use_awaitable);
 }
 
 namespace detail {
@@ -97,9 +102,8 @@ Task<void> gather_all(std::vector<Task<void>> tasks) {
   auto state = std::make_shared<gather_state>(tasks.size(), executor);
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     asio::co_spawn(executor, std::move(tasks[i]),
-                   asio::bind_cancellation_slot(state->signals[i].slot(), [state, i](std::exception_ptr error) {
-                     state->finished(i, error);
-                   }));
+                   asio::bind_cancellation_slot(state->signals[i].slot(),
+                                                [state, i](std::exception_ptr error) { state->finished(i, error); }));
   }
   // Wait for every task, even when this coroutine is cancelled: its cancellation goes to the tasks, whose
   // results refer to the awaiting frame.
@@ -113,11 +117,22 @@ Task<void> gather_all(std::vector<Task<void>> tasks) {
   if (state->first_error) std::rethrow_exception(state->first_error);
 }
 
+void run_to_completion(Task<void> task) {
+  asio::io_context loop{1};
+  const asio::any_io_executor executor = loop.get_executor();
+  runtime::event_loop_scope scope(executor);
+  std::exception_ptr error;
+  asio::co_spawn(loop, std::move(task), [&error](std::exception_ptr e) { error = e; });
+  loop.run();
+  if (error) std::rethrow_exception(error);
+}
+
 asio::any_io_executor current_executor() {
   const asio::any_io_executor* executor = runtime::current_loop_executor();
   if (!executor) {
-    throw Error("ferry::create_task needs a running ferry event loop: call it from an async entrypoint "
-                "(app.main with a lambda returning ferry::Task<void>) or from an async function body");
+    throw Error(
+        "ferry::create_task needs a running ferry event loop: call it from an async entrypoint "
+        "(app.main with a lambda returning ferry::Task<void>) or from an async function body");
   }
   return *executor;
 }

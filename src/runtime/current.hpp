@@ -3,9 +3,8 @@
 #pragma once
 
 #include <atomic>
-#include <string>
-
 #include <boost/asio/any_io_executor.hpp>
+#include <string>
 
 namespace ferry::runtime {
 

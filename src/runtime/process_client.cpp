@@ -1,14 +1,13 @@
 #include "runtime/process_client.hpp"
 
-#include <mutex>
-#include <set>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
-
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
+#include <mutex>
+#include <set>
 
 #include "runtime/current.hpp"
 

@@ -405,9 +405,9 @@ void server::state::on_cancel(session& s, const wire::frame& f) {
   if (queued == fn.queue.end()) return;
   std::unique_ptr<input_record> owned = std::move(*queued);
   fn.queue.erase(queued);
-  fail_input(*owned, {status::cancelled, "", "'" + fn.name + "' was cancelled before it started (call " +
-                                               owned->call_id + ")",
-                      fn.name, owned->call_id, ""});
+  fail_input(*owned,
+             {status::cancelled, "", "'" + fn.name + "' was cancelled before it started (call " + owned->call_id + ")",
+              fn.name, owned->call_id, ""});
 }
 
 void server::state::send_result(std::uint64_t session_id, std::uint64_t call_id, status st,

@@ -14,8 +14,7 @@ void encode_error(detail::buffer& out, const error_record& e) {
 error_record decode_error(std::span<const char> payload) {
   detail::reader r{payload};
   auto [code, type, message, function, call_id, stack] = ferry::decode<error_tuple>(r);
-  if (code == 0 || code > last_status)
-    code = static_cast<std::uint8_t>(status::internal);
+  if (code == 0 || code > last_status) code = static_cast<std::uint8_t>(status::internal);
   return {static_cast<status>(code), std::move(type),    std::move(message),
           std::move(function),       std::move(call_id), std::move(stack)};
 }
@@ -88,8 +87,7 @@ std::optional<frame> parse_frame(std::span<const char> body, std::string& error)
     return std::nullopt;
   }
   const std::uint64_t kind = mp_decode_uint(&r.pos);
-  if (kind < static_cast<std::uint64_t>(message_kind::hello) ||
-      kind > last_message_kind) {
+  if (kind < static_cast<std::uint64_t>(message_kind::hello) || kind > last_message_kind) {
     error = "unknown message kind " + std::to_string(kind);
     return std::nullopt;
   }

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
     }
     return e2e::app().main(argc, argv, [] {});
   }
+  if (const char* scenario = std::getenv("E2E_SCENARIO")) return e2e::run_scenario(scenario);
   testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }

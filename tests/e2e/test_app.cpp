@@ -2,11 +2,17 @@
 
 #include <unistd.h>
 
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -81,6 +87,163 @@ int run_app(std::function<void()> entry) {
   char name[] = "e2e_test";
   char* argv[] = {name, nullptr};
   return app().main(1, argv, std::move(entry));
+}
+
+}  // namespace e2e
+
+// ---- async functions ----
+
+namespace e2e {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+ferry::Task<std::int64_t> async_double_body(std::int64_t x) { co_return 2 * x; }
+
+std::int64_t blocking_calls_async_body(std::int64_t x) { return async_double.remote(x) + 1; }
+
+/// Makes a blocking call on its container's event loop (twice from one call site when x > 1).
+ferry::Task<std::int64_t> async_calls_blocking_body(std::int64_t x) {
+  std::int64_t total = 0;
+  for (std::int64_t i = 0; i < x; ++i) total += add.remote(i, i);
+  co_return total;
+}
+
+/// Conditions that coroutines of one container await; confined to its executor thread.
+class async_condition {
+ public:
+  /// Waits until `ready()` holds or `timeout` passes (so a failing test ends instead of hanging).
+  ferry::Task<bool> wait_until(std::function<bool()> ready, std::chrono::steady_clock::duration timeout = 30s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!ready() && std::chrono::steady_clock::now() < deadline) {
+      auto timer = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor, deadline);
+      waiting_.push_back(timer);
+      boost::system::error_code ec;
+      co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return ready();
+  }
+  void notify() {
+    for (auto& t : waiting_) t->cancel();
+    waiting_.clear();
+  }
+
+ private:
+  std::vector<std::shared_ptr<asio::steady_timer>> waiting_;
+};
+
+namespace {
+async_condition async_changed;
+std::int64_t async_running = 0;
+std::int64_t async_peak = 0;
+std::set<std::string> started_tags;
+std::set<std::string> cancelled_tags;
+}  // namespace
+
+ferry::Task<rendezvous_report> async_rendezvous_body(std::int64_t expected) {
+  ++async_running;
+  async_peak = std::max(async_peak, async_running);
+  async_changed.notify();
+  co_await async_changed.wait_until([&] { return async_peak >= expected; });
+  --async_running;
+  std::ostringstream thread;
+  thread << std::this_thread::get_id();
+  co_return rendezvous_report{thread.str(), async_peak};
+}
+
+/// Holds its event loop for `ms` milliseconds without suspending.
+ferry::Task<std::int64_t> hog_body(std::int64_t ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+  co_return ms;
+}
+
+/// "spin": tells `sleeper` it started, then never suspends until cancelled (ferry::cancelled() still
+/// sees it); "check": whether a spin observed its cancellation.
+ferry::Task<bool> spin_body(std::string mode) {
+  static bool observed_cancellation = false;
+  if (mode == "check") co_return observed_cancellation;
+  co_await sleeper.remote.aio("mark", "spin");
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (!ferry::cancelled() && std::chrono::steady_clock::now() < give_up) {
+  }
+  observed_cancellation = ferry::cancelled();
+  co_return observed_cancellation;
+}
+
+/// "sleep": marks `tag` started and sleeps 60 s, recording a cancellation; "mark": marks `tag` started;
+/// "started" / "cancelled": waits until `tag` was started / cancelled and says whether it was.
+ferry::Task<bool> sleeper_body(std::string mode, std::string tag) {
+  if (mode == "mark" || mode == "sleep") {
+    started_tags.insert(tag);
+    async_changed.notify();
+  }
+  if (mode == "mark") co_return true;
+  if (mode == "started") co_return co_await async_changed.wait_until([&] { return started_tags.contains(tag); });
+  if (mode == "cancelled") co_return co_await async_changed.wait_until([&] { return cancelled_tags.contains(tag); });
+  try {
+    co_await ferry::sleep(60s);
+  } catch (...) {
+    if (ferry::cancelled()) cancelled_tags.insert(tag);
+    async_changed.notify();
+    throw;
+  }
+  co_return false;
+}
+
+namespace {
+std::mutex waiter_mu;
+std::condition_variable waiter_changed;
+std::set<std::string> waiter_started, waiter_cancelled;  // guarded by waiter_mu
+}  // namespace
+
+/// The blocking twin of sleeper: "wait" polls ferry::cancelled() (as a blocking body must) for up to 60 s.
+bool blocking_waiter_body(std::string mode, std::string tag) {
+  std::unique_lock lock(waiter_mu);
+  if (mode == "wait") {
+    waiter_started.insert(tag);
+    waiter_changed.notify_all();
+    const auto give_up = std::chrono::steady_clock::now() + 60s;
+    while (!ferry::cancelled() && std::chrono::steady_clock::now() < give_up) waiter_changed.wait_for(lock, 5ms);
+    if (ferry::cancelled()) waiter_cancelled.insert(tag);
+    waiter_changed.notify_all();
+    return ferry::cancelled();
+  }
+  auto& tags = mode == "started" ? waiter_started : waiter_cancelled;
+  return waiter_changed.wait_for(lock, 30s, [&] { return tags.contains(tag); });
+}
+
+ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> async_double =
+    app().function("async_double", async_double_body);
+ferry::Function<std::int64_t(std::int64_t)> blocking_calls_async =
+    app().function("blocking_calls_async", blocking_calls_async_body);
+ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> async_calls_blocking =
+    app().function("async_calls_blocking", async_calls_blocking_body, {.max_inputs = 1});
+ferry::Function<ferry::Task<rendezvous_report>(std::int64_t)> async_rendezvous =
+    app().function("async_rendezvous", async_rendezvous_body, {.max_inputs = 100, .max_containers = 1});
+ferry::Function<rendezvous_report(std::int64_t)> rendezvous8 =
+    app().function("rendezvous8", rendezvous_body, {.max_inputs = 8, .max_containers = 1});
+ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> hog = app().function("hog", hog_body);
+ferry::Function<ferry::Task<bool>(std::string)> spin =
+    app().function("spin", spin_body, {.max_inputs = 2, .max_containers = 1});
+ferry::Function<ferry::Task<bool>(std::string, std::string)> sleeper =
+    app().function("sleeper", sleeper_body, {.max_inputs = 100, .max_containers = 1});
+ferry::Function<bool(std::string, std::string)> blocking_waiter =
+    app().function("blocking_waiter", blocking_waiter_body, {.max_inputs = 4, .max_containers = 1});
+
+int run_scenario(const std::string& name) {
+  if (name == "blocking_in_loop") {
+    return run_app([] {
+      std::cout << "first " << async_calls_blocking.remote(2) << '\n';
+      std::cout << "second " << async_calls_blocking.remote(3) << '\n';
+    });
+  }
+  if (name == "stall") {
+    return run_app([] { std::cout << "hog " << hog.remote(400) << '\n'; });
+  }
+  std::cerr << "unknown scenario " << name << '\n';
+  return 2;
 }
 
 }  // namespace e2e

@@ -58,3 +58,21 @@ extern ferry::Function<std::uint64_t(ferry::bytes)> length_of;
 int run_app(std::function<void()> entry);
 
 }  // namespace e2e
+
+namespace e2e {
+
+// Async functions (tests/e2e/async_test.cpp).
+extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> async_double;
+extern ferry::Function<std::int64_t(std::int64_t)> blocking_calls_async;
+extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> async_calls_blocking;
+extern ferry::Function<ferry::Task<rendezvous_report>(std::int64_t)> async_rendezvous;
+extern ferry::Function<rendezvous_report(std::int64_t)> rendezvous8;
+extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> hog;
+extern ferry::Function<ferry::Task<bool>(std::string)> spin;
+extern ferry::Function<ferry::Task<bool>(std::string, std::string)> sleeper;
+extern ferry::Function<bool(std::string, std::string)> blocking_waiter;
+
+/// Runs the scenario named by E2E_SCENARIO (a test that reads this process's output); returns the exit code.
+int run_scenario(const std::string& name);
+
+}  // namespace e2e

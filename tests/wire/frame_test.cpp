@@ -255,7 +255,8 @@ TEST(frame, error_record_round_trips_every_failure_status) {
 }
 
 TEST(frame, decode_error_maps_unknown_status_to_internal) {
-  for (std::uint8_t code : {std::uint8_t{0}, static_cast<std::uint8_t>(ferry::wire::last_status + 1), std::uint8_t{255}}) {
+  for (std::uint8_t code :
+       {std::uint8_t{0}, static_cast<std::uint8_t>(ferry::wire::last_status + 1), std::uint8_t{255}}) {
     buffer b;
     ferry::encode(b, std::tuple<std::uint8_t, std::string, std::string, std::string, std::string, std::string>{
                          code, "", "message", "", "", ""});

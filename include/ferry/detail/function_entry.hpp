@@ -2,14 +2,13 @@
 /// type-erased body the container runs. Immutable after registration; shared freely between threads.
 #pragma once
 
+#include <ferry/detail/buffer.hpp>
+#include <ferry/options.hpp>
+#include <ferry/task.hpp>
 #include <functional>
 #include <memory>
 #include <source_location>
 #include <string>
-
-#include <ferry/detail/buffer.hpp>
-#include <ferry/options.hpp>
-#include <ferry/task.hpp>
 
 namespace ferry::detail {
 
@@ -38,6 +37,7 @@ buffer call_remote(const function_entry& function, const std::function<void(buff
 
 /// The same as an awaitable: suspends the calling coroutine, never its thread. Cancelling the awaiting
 /// coroutine cancels the remote input and throws CancelledError.
-Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function, std::function<void(buffer&)> encode_args);
+Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
+                               std::function<void(buffer&)> encode_args);
 
 }  // namespace ferry::detail

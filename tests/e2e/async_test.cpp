@@ -1,0 +1,169 @@
+// The async API end to end: async bodies, every caller/body combination, concurrency inside a container,
+// gather and create_task, cancellation, and the guard rails around event loops.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "process.hpp"
+#include "test_app.hpp"
+
+namespace e2e {
+namespace {
+
+using testing::HasSubstr;
+
+std::size_t count(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST(async, every_caller_and_body_combination_returns_the_value) {
+  // Blocking callers.
+  EXPECT_EQ(run_app([] {
+              EXPECT_EQ(add.remote(20, 22), 42);                // blocking -> blocking
+              EXPECT_EQ(async_double.remote(21), 42);           // blocking -> async
+              EXPECT_EQ(blocking_calls_async.remote(5), 11);    // a blocking body calling an async function
+              EXPECT_EQ(ferry::run(async_double.local(3)), 6);  // the body, run here
+            }),
+            0);
+  // Async callers.
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              EXPECT_EQ(co_await add.remote.aio(1, 2), 3);        // async -> blocking
+              EXPECT_EQ(co_await async_double.remote.aio(4), 8);  // async -> async
+              EXPECT_EQ(co_await async_double(5), 10);            // the direct call: a lazy Task
+            }),
+            0);
+}
+
+TEST(async, inputs_of_an_async_body_are_coroutines_on_one_thread_100_at_once) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              std::vector<ferry::Task<rendezvous_report>> calls;
+              for (int i = 0; i < 100; ++i) calls.push_back(async_rendezvous.remote.aio(100));
+              const auto reports = co_await ferry::gather(std::move(calls));
+              std::set<std::string> threads;
+              for (const auto& r : reports) {
+                EXPECT_EQ(r.in_flight, 100);
+                threads.insert(r.thread);
+              }
+              EXPECT_EQ(threads.size(), 1u);
+            }),
+            0);
+}
+
+TEST(async, inputs_of_a_blocking_body_with_max_inputs_8_run_8_at_once_on_8_threads) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              std::vector<ferry::Task<rendezvous_report>> calls;
+              for (int i = 0; i < 8; ++i) calls.push_back(rendezvous8.remote.aio(8));
+              const auto reports = co_await ferry::gather(std::move(calls));
+              std::set<std::string> threads;
+              for (const auto& r : reports) {
+                EXPECT_EQ(r.in_flight, 8);
+                threads.insert(r.thread);
+              }
+              EXPECT_EQ(threads.size(), 8u);
+            }),
+            0);
+}
+
+TEST(async, gather_returns_values_in_order_as_a_tuple_or_a_vector) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              auto [doubled, sum] = co_await ferry::gather(async_double(1), add.remote.aio(2, 3));
+              EXPECT_EQ(doubled, 2);
+              EXPECT_EQ(sum, 5);
+              std::vector<ferry::Task<std::int64_t>> calls;
+              for (std::int64_t i = 0; i < 50; ++i) calls.push_back(async_double(i));
+              const auto values = co_await ferry::gather(std::move(calls));
+              std::vector<std::int64_t> expected;
+              for (std::int64_t i = 0; i < 50; ++i) expected.push_back(2 * i);
+              EXPECT_EQ(values, expected);
+            }),
+            0);
+}
+
+TEST(async, create_task_starts_the_call_now_and_is_awaited_later) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              auto marked = ferry::create_task(sleeper("mark", "created"));
+              // Not awaited yet, but already running: the mark becomes visible.
+              EXPECT_TRUE(co_await sleeper("started", "created"));
+              EXPECT_TRUE(co_await std::move(marked));
+            }),
+            0);
+}
+
+TEST(async, a_failing_gather_member_cancels_its_siblings_and_their_bodies_observe_it) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              auto fail_once_siblings_run = []() -> ferry::Task<void> {
+                EXPECT_TRUE(co_await sleeper("started", "gathered"));
+                EXPECT_TRUE(co_await blocking_waiter.remote.aio("started", "gathered"));
+                throw test_error("one member failed");
+              };
+              try {
+                co_await ferry::gather(sleeper("sleep", "gathered"), blocking_waiter.remote.aio("wait", "gathered"),
+                                       fail_once_siblings_run());
+                ADD_FAILURE() << "gather did not rethrow";
+              } catch (const test_error& e) {
+                EXPECT_STREQ(e.what(), "one member failed");
+              }
+              // The async sibling was cancelled at its suspension point, the blocking one saw ferry::cancelled().
+              EXPECT_TRUE(co_await sleeper("cancelled", "gathered"));
+              EXPECT_TRUE(co_await blocking_waiter.remote.aio("cancelled", "gathered"));
+            }),
+            0);
+}
+
+TEST(async, a_body_that_never_yields_delays_no_other_function_and_still_sees_cancellation) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              auto others_still_run = []() -> ferry::Task<void> {
+                EXPECT_TRUE(co_await sleeper("started", "spin"));  // spin now holds its container's loop
+                EXPECT_EQ(co_await add.remote.aio(2, 2), 4);
+                EXPECT_EQ(co_await async_double(8), 16);
+                throw test_error("done: cancel the spin");
+              };
+              EXPECT_THROW(co_await ferry::gather(spin("spin"), others_still_run()), test_error);
+              EXPECT_TRUE(co_await spin("check"));
+            }),
+            0);
+}
+
+TEST(async, a_blocking_call_on_an_event_loop_completes_and_is_warned_about_once_per_call_site) {
+  const auto r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "blocking_in_loop"}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("first 2\nsecond 6\n"));
+  EXPECT_EQ(count(r.err, "blocking call of 'add' at"), 1u) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("use `co_await add.remote.aio(...)` instead"));
+}
+
+TEST(async, an_async_body_holding_the_loop_is_warned_about_with_its_function_and_call_id) {
+  const auto r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "stall"}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("hog 400"));
+  EXPECT_THAT(r.err, HasSubstr("async function 'hog' (call fc-"));
+  EXPECT_THAT(r.err, HasSubstr("has held the event loop for"));
+}
+
+TEST(async, create_task_outside_an_event_loop_is_a_clear_error) {
+  try {
+    (void)ferry::create_task(async_double(1));
+    ADD_FAILURE() << "no exception";
+  } catch (const ferry::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("needs a running ferry event loop"));
+  }
+}
+
+TEST(async, examples_print_what_the_seeds_say) {
+  const auto function = run({FERRY_EXAMPLES_DIR "/async_function"});
+  EXPECT_EQ(function.code, 0) << function.err;
+  EXPECT_EQ(function.out, "420\n");
+  const auto gathered = run({FERRY_EXAMPLES_DIR "/async_gather"});
+  EXPECT_EQ(gathered.code, 0) << gathered.err;
+  EXPECT_EQ(gathered.out, "100 calls of myfunc finished\n");
+  const auto runhouse = run({FERRY_EXAMPLES_DIR "/runhouse_async"});
+  EXPECT_EQ(runhouse.code, 0) << runhouse.err;
+  EXPECT_EQ(runhouse.out, "2\n2\n2\n2\n");
+  EXPECT_EQ(runhouse.err, "");  // no event loop is blocked: no warnings
+}
+
+}  // namespace
+}  // namespace e2e
