@@ -2,7 +2,7 @@
 // after a warm-up, with min and max, printed beside the floor measured in the same run: a plain Asio TCP
 // ping-pong between two processes on 127.0.0.1.
 //
-//   ferry_bench [--runs N] [--out FILE]
+//   ferry_bench [--runs N] [--out FILE] [--embedded-once]
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -31,6 +32,12 @@ using clock_type = std::chrono::steady_clock;
 
 ferry::App app{"bench"};
 auto double_it = app.function("double_it", [](std::int64_t x) { return 2 * x; });
+
+ferry::Task<std::int64_t> sleep_100ms(std::int64_t x) {
+  co_await ferry::sleep(std::chrono::milliseconds(100));
+  co_return x;
+}
+auto async_sleep = app.function("sleep_100ms", sleep_100ms, {.max_inputs = 1000, .max_containers = 1});
 
 namespace {
 
@@ -156,33 +163,70 @@ floor_result measure_floor(int round_trips) {
   return {percentile(rtts, 0.5), total / seconds};
 }
 
-// --- W1: sequential blocking calls ---
+// --- the workloads, run inside one app.main per server mode ---
 
-struct w1_result {
-  double p50_us, p99_us, cpu_us_per_call;
-};
+/// One run's figures, by metric name.
+using figures = std::map<std::string, double>;
 
-w1_result run_w1(const std::vector<pid_t>& other_processes) {
-  w1_result result{};
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+/// W1: 2,000 sequential blocking calls after 200 warm-up calls.
+void run_w1(figures& out, const std::vector<pid_t>& other_processes) {
+  for (int i = 0; i < 200; ++i) double_it.remote(i);  // warm-up: containers started, caches warm
+  std::vector<pid_t> processes = other_processes;
+  processes.push_back(::getpid());
+  const double cpu0 = cpu_of_tree(processes);
+  std::vector<double> latencies;
+  latencies.reserve(2000);
+  for (std::int64_t i = 0; i < 2000; ++i) {
+    const auto t0 = clock_type::now();
+    if (double_it.remote(i) != 2 * i) throw std::runtime_error("W1: wrong result");
+    latencies.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+  }
+  const double cpu1 = cpu_of_tree(processes);
+  out["W1 p50 (µs)"] = percentile(latencies, 0.5);
+  out["W1 p99 (µs)"] = percentile(latencies, 0.99);
+  out["W1 CPU µs per call (all processes)"] = (cpu1 - cpu0) * 1e6 / 2000;
+}
+
+/// W2: 10,000 calls started at once with .remote.aio() from one async entrypoint, then gather.
+ferry::Task<void> run_w2(figures& out) {
+  constexpr int n = 10'000;
+  const auto t0 = clock_type::now();
+  std::vector<ferry::Task<std::int64_t>> calls;
+  calls.reserve(n);
+  for (std::int64_t i = 0; i < n; ++i) calls.push_back(double_it.remote.aio(i));
+  const auto values = co_await ferry::gather(std::move(calls));
+  const double elapsed = seconds_since(t0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (values[i] != 2 * i) throw std::runtime_error("W2: wrong result");
+  }
+  out["W2 calls/s"] = n / elapsed;
+}
+
+/// W5: 1,000 calls of an async function that sleeps 100 ms, in one container with max_inputs = 1000.
+ferry::Task<void> run_w5(figures& out) {
+  co_await async_sleep.remote.aio(0);  // the container is started before the clock starts
+  const auto t0 = clock_type::now();
+  std::vector<ferry::Task<std::int64_t>> calls;
+  for (std::int64_t i = 0; i < 1000; ++i) calls.push_back(async_sleep.remote.aio(i));
+  co_await ferry::gather(std::move(calls));
+  out["W5 wall (s)"] = seconds_since(t0);
+}
+
+figures run_workloads(const std::vector<pid_t>& other_processes) {
+  figures out;
   char name[] = "ferry_bench";
   char* argv[] = {name, nullptr};
   const int code = app.main(1, argv, [&] {
-    for (int i = 0; i < 200; ++i) double_it.remote(i);  // warm-up: containers started, caches warm
-    std::vector<pid_t> processes = other_processes;
-    processes.push_back(::getpid());
-    const double cpu0 = cpu_of_tree(processes);
-    std::vector<double> latencies;
-    latencies.reserve(2000);
-    for (std::int64_t i = 0; i < 2000; ++i) {
-      const auto t0 = clock_type::now();
-      if (double_it.remote(i) != 2 * i) throw std::runtime_error("wrong result");
-      latencies.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
-    }
-    const double cpu1 = cpu_of_tree(processes);
-    result = {percentile(latencies, 0.5), percentile(latencies, 0.99), (cpu1 - cpu0) * 1e6 / 2000};
+    run_w1(out, other_processes);
+    ferry::run(run_w2(out));
+    ferry::run(run_w5(out));
   });
   if (code != 0) std::exit(code);
-  return result;
+  return out;
 }
 
 /// A standalone `ferry server` for the standalone runs.
@@ -244,10 +288,8 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) {
       runs = std::max(3, std::atoi(argv[++i]));
-    } else if (a == "--w1-embedded-only") {  // for profiling: one W1 run on the embedded server
-      const w1_result e = run_w1({});
-      std::cout << "W1 embedded p50 " << e.p50_us << " us, p99 " << e.p99_us << " us, CPU " << e.cpu_us_per_call
-                << " us/call\n";
+    } else if (a == "--embedded-once") {  // for profiling: one run of the workloads on the embedded server
+      for (const auto& [metric, value] : run_workloads({})) std::cout << metric << ": " << value << '\n';
       return 0;
     } else if (a == "--out" && i + 1 < argc) {
       out_file = argv[++i];
@@ -258,33 +300,28 @@ int main(int argc, char** argv) {
   }
 
   std::vector<double> floor_rtt, floor_pipelined;
-  std::vector<double> emb_p50, emb_p99, emb_cpu, sa_p50, sa_p99, sa_cpu;
+  std::map<std::string, std::vector<double>> embedded, standalone;  // metric -> one figure per run
   for (int r = 0; r < runs; ++r) {
     std::cerr << "run " << r + 1 << "/" << runs << ": floor" << std::flush;
     const floor_result f = measure_floor(2000);
     floor_rtt.push_back(f.rtt_p50_us);
     floor_pipelined.push_back(f.pipelined_per_s);
-    std::cerr << ", W1 embedded" << std::flush;
+    std::cerr << ", embedded" << std::flush;
     ::unsetenv("FERRY_SERVER");
-    const w1_result e = run_w1({});
-    emb_p50.push_back(e.p50_us);
-    emb_p99.push_back(e.p99_us);
-    emb_cpu.push_back(e.cpu_us_per_call);
-    std::cerr << ", W1 standalone\n";
+    for (const auto& [metric, value] : run_workloads({})) embedded[metric].push_back(value);
+    std::cerr << ", standalone\n";
     {
       standalone_server server;
       ::setenv("FERRY_SERVER", server.address.c_str(), 1);
       ::setenv("FERRY_TOKEN", server.token.c_str(), 1);
-      const w1_result s = run_w1({server.pid});
+      for (const auto& [metric, value] : run_workloads({server.pid})) standalone[metric].push_back(value);
       ::unsetenv("FERRY_SERVER");
       ::unsetenv("FERRY_TOKEN");
-      sa_p50.push_back(s.p50_us);
-      sa_p99.push_back(s.p99_us);
-      sa_cpu.push_back(s.cpu_us_per_call);
     }
   }
 
   const stats rtt = summarize(floor_rtt);
+  const stats pipelined = summarize(floor_pipelined);
   std::ostringstream table;
   table << "| workload | server | metric | median | min | max | vs floor |\n";
   table << "| --- | --- | --- | ---: | ---: | ---: | ---: |\n";
@@ -294,14 +331,21 @@ int main(int argc, char** argv) {
           << fmt(s.max) << " | " << ratio << " |\n";
   };
   row("floor", "-", "TCP ping-pong RTT p50 (µs)", rtt, "1.0x");
-  row("floor", "-", "pipelined requests/s", summarize(floor_pipelined), "-");
-  const auto ratio = [&](const std::vector<double>& v) { return fmt(summarize(v).median / rtt.median, 2) + "x"; };
-  row("W1", "embedded", "p50 (µs)", summarize(emb_p50), ratio(emb_p50));
-  row("W1", "embedded", "p99 (µs)", summarize(emb_p99), ratio(emb_p99));
-  row("W1", "embedded", "CPU µs per call (all processes)", summarize(emb_cpu), "-");
-  row("W1", "standalone", "p50 (µs)", summarize(sa_p50), ratio(sa_p50));
-  row("W1", "standalone", "p99 (µs)", summarize(sa_p99), ratio(sa_p99));
-  row("W1", "standalone", "CPU µs per call (all processes)", summarize(sa_cpu), "-");
+  row("floor", "-", "pipelined requests/s", pipelined, "1.0x");
+  // Latencies compare with the floor's round trip, throughputs with its pipelined rate.
+  auto ratio = [&](const std::string& metric, const stats& s) -> std::string {
+    if (metric.find("(µs)") != std::string::npos && metric.find("CPU") == std::string::npos) {
+      return fmt(s.median / rtt.median, 2) + "x";
+    }
+    if (metric.find("/s") != std::string::npos) return fmt(s.median / pipelined.median, 3) + "x";
+    return "-";
+  };
+  for (const auto& [mode, results] : {std::pair{"embedded", &embedded}, std::pair{"standalone", &standalone}}) {
+    for (const auto& [metric, values] : *results) {
+      const stats s = summarize(values);
+      row(metric.substr(0, metric.find(' ')), mode, metric.substr(metric.find(' ') + 1), s, ratio(metric, s));
+    }
+  }
   std::cout << table.str();
   std::ofstream(out_file) << table.str();
   std::cerr << "(" << runs << " runs; table written to " << out_file << ")\n";

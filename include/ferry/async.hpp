@@ -54,8 +54,7 @@ class started_task {
 
  private:
   struct state;
-  std::shared_ptr<state> state_ = make_state();
-  static std::shared_ptr<state> make_state();
+  std::shared_ptr<state> state_;
 };
 
 template <class T>

@@ -1,11 +1,10 @@
 // The async building blocks behind ferry/async.hpp, and the per-thread state of src/runtime/current.hpp.
-#include <boost/asio/any_completion_handler.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -54,22 +53,25 @@ namespace detail {
 
 namespace {
 
-using wake_handler = asio::any_completion_handler<void()>;
+/// An event coroutines of one executor can await: a timer that never expires, cancelled to wake them.
+class loop_event {
+ public:
+  explicit loop_event(const asio::any_io_executor& executor)
+      : timer_(executor, asio::steady_timer::time_point::max()) {}
+  void notify() { timer_.cancel(); }
+  /// Returns when notified, or when the awaiting coroutine is cancelled (without throwing).
+  Task<void> wait() {
+    boost::system::error_code ignored;
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
 
-/// Completes `handler` on its own executor (inline when that is the calling thread's), detaching its
-/// cancellation slot first.
-void wake(wake_handler handler, const asio::any_io_executor& fallback) {
-  auto executor = asio::get_associated_executor(handler, fallback);
-  executor.execute([handler = std::move(handler)]() mutable {
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    if (slot.is_connected()) slot.clear();
-    std::move(handler)();
-  });
-}
+ private:
+  asio::steady_timer timer_;
+};
 
 /// Confined to the gathering coroutine's executor, like the tasks it starts.
 struct gather_state {
-  explicit gather_state(std::size_t n, asio::any_io_executor ex) : remaining(n), signals(n), executor(std::move(ex)) {}
+  gather_state(std::size_t n, const asio::any_io_executor& executor) : remaining(n), signals(n), all_done(executor) {}
 
   void cancel_all(asio::cancellation_type type) {
     for (auto& s : signals) s.emit(type);
@@ -81,17 +83,13 @@ struct gather_state {
         if (i != index) signals[i].emit(asio::cancellation_type::terminal);
       }
     }
-    if (--remaining == 0 && waiter) {
-      wake(std::move(*waiter), executor);
-      waiter.reset();
-    }
+    if (--remaining == 0) all_done.notify();
   }
 
   std::size_t remaining;
   std::vector<asio::cancellation_signal> signals;
-  asio::any_io_executor executor;
+  loop_event all_done;
   std::exception_ptr first_error;
-  std::optional<wake_handler> waiter;
 };
 
 }  // namespace
@@ -105,16 +103,20 @@ Task<void> gather_all(std::vector<Task<void>> tasks) {
                    asio::bind_cancellation_slot(state->signals[i].slot(),
                                                 [state, i](std::exception_ptr error) { state->finished(i, error); }));
   }
-  // Wait for every task, even when this coroutine is cancelled: its cancellation goes to the tasks, whose
-  // results refer to the awaiting frame.
-  co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-      [state](auto handler) {
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) slot.assign([state](asio::cancellation_type type) { state->cancel_all(type); });
-        state->waiter.emplace(std::move(handler));
-      },
-      asio::use_awaitable);
+  // Wait for every task, even when this coroutine is cancelled (the tasks' results live in the awaiting
+  // frame): a cancellation is passed on to the tasks, and the wait goes on until they have all finished.
+  co_await asio::this_coro::throw_if_cancelled(false);
+  while (state->remaining > 0) {
+    co_await state->all_done.wait();
+    const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() != asio::cancellation_type::none) {
+      state->cancel_all(asio::cancellation_type::terminal);
+      co_await asio::this_coro::reset_cancellation_state();
+    }
+  }
   if (state->first_error) std::rethrow_exception(state->first_error);
+  const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
+  if (cancellation.cancelled() != asio::cancellation_type::none) throw CancelledError("gather was cancelled");
 }
 
 void run_to_completion(Task<void> task) {
@@ -138,31 +140,29 @@ asio::any_io_executor current_executor() {
 }
 
 struct started_task::state {
+  explicit state(const asio::any_io_executor& executor) : done_event(executor) {}
   bool done = false;
   std::exception_ptr error;
-  std::optional<wake_handler> waiter;
-  asio::any_io_executor executor;
+  loop_event done_event;
 };
 
-std::shared_ptr<started_task::state> started_task::make_state() { return std::make_shared<state>(); }
-
 void started_task::start(Task<void> task) {
-  state_->executor = current_executor();
-  asio::co_spawn(state_->executor, std::move(task), [s = state_](std::exception_ptr error) {
+  const asio::any_io_executor executor = current_executor();
+  state_ = std::make_shared<state>(executor);
+  asio::co_spawn(executor, std::move(task), [s = state_](std::exception_ptr error) {
     s->done = true;
     s->error = error;
-    if (s->waiter) {
-      wake(std::move(*s->waiter), s->executor);
-      s->waiter.reset();
-    }
+    s->done_event.notify();
   });
 }
 
 Task<void> started_task::wait() {
   auto s = state_;
-  if (!s->done) {
-    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [s](auto handler) { s->waiter.emplace(std::move(handler)); }, asio::use_awaitable);
+  while (!s->done) {
+    co_await s->done_event.wait();
+    const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
+    if (cancellation.cancelled() != asio::cancellation_type::none)
+      throw CancelledError("awaiting a created task was cancelled");
   }
   if (s->error) std::rethrow_exception(s->error);
 }
