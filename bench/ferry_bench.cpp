@@ -272,7 +272,9 @@ struct standalone_server {
   }
 };
 
-std::string fmt(double v, int precision = 1) {
+/// One decimal, or three for small values (seconds).
+std::string fmt(double v, int precision = -1) {
+  if (precision < 0) precision = v < 10 ? 3 : 1;
   char s[64];
   std::snprintf(s, sizeof s, "%.*f", precision, v);
   return s;
