@@ -72,6 +72,7 @@ void throw_call_error(wire::status status, const wire::error_record& e) {
       throw CancelledError(e.message);
     case wire::status::ok:
     case wire::status::internal:
+    case wire::status::tail_call:  // never reaches a caller: the server resolves it
       break;
   }
   throw Error("internal error in ferry: " + e.message);

@@ -116,43 +116,83 @@ std::uint64_t client::add_pending(pending_call* call) {
   return id;
 }
 
-detail::buffer client::call(const detail::function_entry& function,
-                            const std::function<void(detail::buffer&)>& encode_args) {
-  pending_call call;
-  call.function = function.name;
-  const std::uint64_t id = add_pending(&call);
+std::uint64_t client::next_id() {
+  std::lock_guard lock(mu_);
+  return next_call_id_++;
+}
+
+void client::send_call(std::uint64_t id, const call_request& request) {
   try {
-    connection_->send(wire::message_kind::call, wire::call_header{id, function.app, function.name}, encode_args);
+    connection_->send(wire::message_kind::call,
+                      wire::call_header{id, request.function.app, request.function.name, request.flags, request.deps},
+                      request.encode_args);
   } catch (...) {
     std::lock_guard lock(mu_);
     pending_.erase(id);
     throw;
   }
+}
+
+detail::buffer client::call(const call_request& request) {
+  pending_call call;
+  call.function = request.function.name;
+  const std::uint64_t id = add_pending(&call);
+  send_call(id, request);
   wait(call);
   if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
   return std::move(call.payload);
 }
 
-void client::start_call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args,
-                        call_handler handler) {
+void client::start_call(const call_request& request, call_handler handler) {
   auto call = std::make_unique<pending_call>();
-  call->function = function.name;
+  call->function = request.function.name;
   auto slot = asio::get_associated_cancellation_slot(handler);
   call->handler.emplace(std::move(handler));
   const std::uint64_t id = add_pending(call.get());
   pending_call* raw = call.release();  // owned by pending_ until completed
   if (slot.is_connected()) slot.assign([this, id](asio::cancellation_type) { cancel_call(id); });
   try {
-    connection_->send(wire::message_kind::call, wire::call_header{id, function.app, function.name}, encode_args);
+    send_call(id, request);
   } catch (...) {
-    {
-      std::lock_guard lock(mu_);
-      if (pending_.erase(id) == 0) return;  // completed (connection lost) meanwhile
-    }
     if (slot.is_connected()) slot.clear();
     std::unique_ptr<pending_call> owned(raw);
-    std::move (*owned->handler)(std::current_exception(), detail::buffer{});
+    std::move(*owned->handler)(std::current_exception(), detail::buffer{});
   }
+}
+
+std::uint64_t client::submit(const call_request& request, call_callback done) {
+  if (!(request.flags & wire::deliver_result)) {
+    const std::uint64_t id = next_id();
+    send_call(id, request);
+    return id;
+  }
+  auto call = std::make_unique<pending_call>();
+  call->function = request.function.name;
+  call->callback = std::move(done);
+  const std::uint64_t id = add_pending(call.get());
+  call.release();  // owned by pending_ until completed
+  send_call(id, request);
+  return id;
+}
+
+void client::await_call(std::uint64_t call_id, const std::string& function, call_callback done) {
+  auto call = std::make_unique<pending_call>();
+  call->function = function;
+  call->callback = std::move(done);
+  {
+    std::lock_guard lock(mu_);
+    if (!closed_reason_.empty()) {
+      throw ConnectionError("cannot await '" + function + "': the connection to the ferry server at " +
+                            server_.to_string() + " is closed (" + closed_reason_ + ")");
+    }
+    pending_.emplace(call_id, call.get());
+  }
+  call.release();
+  connection_->send(wire::message_kind::await_call, wire::await_call_header{call_id});
+}
+
+void client::release(std::uint64_t call_id) {
+  connection_->send(wire::message_kind::release, wire::release_header{call_id});
 }
 
 void client::cancel_call(std::uint64_t id) {
@@ -188,6 +228,12 @@ std::exception_ptr client::error_of(const pending_call& call) const {
 }
 
 void client::complete(pending_call* call) {
+  if (call->callback) {
+    std::unique_ptr<pending_call> owned(call);
+    std::exception_ptr error = error_of(*owned);
+    owned->callback(error, error ? detail::buffer{} : std::move(owned->payload));
+    return;
+  }
   if (!call->handler) {
     call->done.store(true, std::memory_order_release);
     call->done.notify_one();

@@ -58,6 +58,17 @@ struct container_handlers {
 /// Completes an async call: the error (nullptr on success) and the encoded result.
 using call_handler = boost::asio::any_completion_handler<void(std::exception_ptr, detail::buffer)>;
 
+/// Completes a call on the client's I/O thread: the error (nullptr on success) and the encoded result.
+using call_callback = std::function<void(std::exception_ptr, detail::buffer)>;
+
+/// A call as the client sends it.
+struct call_request {
+  const detail::function_entry& function;
+  const std::function<void(detail::buffer&)>& encode_args;  // nil placeholders where `deps` go
+  std::vector<wire::dependency> deps = {};
+  std::uint8_t flags = wire::deliver_result;
+};
+
 class client {
  public:
   /// Connects and completes the handshake; throws ConnectionError when the server cannot be reached or
@@ -69,14 +80,24 @@ class client {
   void register_app(const std::string& app, const std::string& executable,
                     const std::vector<std::shared_ptr<const detail::function_entry>>& functions);
 
-  /// Calls `function` and blocks for its encoded result; throws the error the call ended with.
-  detail::buffer call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args);
+  /// Makes a call and blocks for its encoded result; throws the error the call ended with.
+  detail::buffer call(const call_request& request);
 
   /// Starts a call whose completion `handler` receives on its associated executor. The handler's
   /// cancellation slot, when connected, cancels the call: the server is told to cancel the input and the
   /// handler completes at once with CancelledError.
-  void start_call(const detail::function_entry& function, const std::function<void(detail::buffer&)>& encode_args,
-                  call_handler handler);
+  void start_call(const call_request& request, call_handler handler);
+
+  /// Submits a call and returns its id. With wire::deliver_result in the flags, `done` runs on the I/O
+  /// thread when it ends; otherwise the server keeps the result for await_call (wire::keep_result) or for
+  /// the calls that take it as an argument.
+  std::uint64_t submit(const call_request& request, call_callback done = {});
+
+  /// Asks for the result of a call submitted without deliver_result; `done` runs on the I/O thread.
+  void await_call(std::uint64_t call_id, const std::string& function, call_callback done);
+
+  /// Tells the server this program will not await or pass the call any more.
+  void release(std::uint64_t call_id);
 
   /// Sends a container's output for an input. `write` appends the payload (the result, or an error record).
   void send_output(std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write);
@@ -94,6 +115,7 @@ class client {
     // Async callers are completed through it instead. Always emplaced, never assigned: Boost 1.81's
     // any_completion_handler move assignment recurses into its converting constructor.
     std::optional<call_handler> handler;
+    call_callback callback;         // futures: completed on the I/O thread
     wire::status status = wire::status::ok;
     detail::buffer payload;
     std::string connection_error;  // set when the connection closed first
@@ -101,6 +123,8 @@ class client {
 
   client();
   std::uint64_t add_pending(pending_call* call);
+  std::uint64_t next_id();
+  void send_call(std::uint64_t id, const call_request& request);
   void complete(pending_call* call);
   void cancel_call(std::uint64_t id);
   std::exception_ptr error_of(const pending_call& call) const;

@@ -60,7 +60,7 @@ buffer call_remote(const function_entry& function, const std::function<void(buff
                    const std::source_location& site) {
   auto c = runtime::require_client(function.name);
   if (runtime::current_loop_executor()) runtime::warn_blocking_on_loop(function.name, site);
-  return c->call(function, encode_args);
+  return c->call({function, encode_args});
 }
 
 Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
@@ -68,7 +68,7 @@ Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
   auto c = runtime::require_client(function->name);
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(std::exception_ptr, buffer)>(
-      [&](auto handler) { c->start_call(*function, encode_args, std::move(handler)); }, boost::asio::use_awaitable);
+      [&](auto handler) { c->start_call({*function, encode_args}, std::move(handler)); }, boost::asio::use_awaitable);
 }
 
 }  // namespace ferry::detail

@@ -12,6 +12,7 @@
 #include <ferry/ferry.hpp>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -39,18 +40,29 @@ namespace {
 
 struct session;
 struct function_state;
-
-/// One call of a function, from the moment the server accepts it until its result is sent.
 struct container_record;
 
+enum class input_state { waiting, queued, running, done };
+
+/// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
+/// graph that futures passed as arguments, and tail calls, make of calls.
 struct input_record {
   std::uint64_t id = 0;
   std::string call_id;
-  std::uint64_t caller_session = 0;
+  std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
   std::uint64_t caller_call_id = 0;
-  detail::buffer arguments;
+  std::uint8_t flags = 0;            // wire::deliver_result | wire::keep_result
   function_state* function = nullptr;
-  container_record* container = nullptr;  // set while a container runs it
+  input_state state = input_state::waiting;
+  detail::buffer arguments;          // with nil placeholders where deps go, until spliced
+  /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
+  std::vector<std::pair<std::uint32_t, input_record*>> deps;
+  std::size_t unresolved = 0;        // deps not done yet
+  std::vector<input_record*> consumers;  // calls waiting for this one's result
+  std::size_t readers = 0;           // consumers that will still read `result`
+  container_record* container = nullptr;  // while running
+  status outcome = status::ok;       // once done: the value, or an error record, in `result`
+  detail::buffer result;
 };
 
 enum class container_state { starting, ready, stopping };
@@ -61,7 +73,7 @@ struct container_record {
   std::unique_ptr<container_process> process;
   struct session* session = nullptr;
   container_state state = container_state::starting;
-  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> in_flight;
+  std::unordered_map<std::uint64_t, input_record*> in_flight;
   std::unique_ptr<asio::steady_timer> connect_timer;
 };
 
@@ -73,7 +85,7 @@ struct function_state {
   std::string signature;
   int max_inputs = 1;
   int max_containers = 1;
-  std::deque<std::unique_ptr<input_record>> queue;
+  std::deque<input_record*> queue;
   std::vector<container_record*> containers;
 };
 
@@ -94,7 +106,7 @@ struct session {
   app_instance* app = nullptr;            // the app whose functions this session's calls reach
   container_record* container = nullptr;  // for containers
   std::unique_ptr<asio::steady_timer> handshake_timer;
-  /// The calls this session made that have not been answered, by the session's call id.
+  /// The calls this session made that it may still await, pass or cancel, by its call id.
   std::unordered_map<std::uint64_t, input_record*> open_calls;
 };
 
@@ -125,7 +137,9 @@ struct server::state {
   std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
   std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
   std::unordered_map<std::uint64_t, std::unique_ptr<container_record>> containers;
+  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> inputs;  // every call node, by input id
   bool stopping = false;
+  bool finishing = false;
   std::unique_ptr<asio::steady_timer> stop_timer;
 
   void accept();
@@ -136,7 +150,20 @@ struct server::state {
   void on_call(session& s, const wire::frame& f);
   void on_output(session& s, const wire::frame& f);
   void on_cancel(session& s, const wire::frame& f);
+  void on_await(session& s, const wire::frame& f);
+  void on_release(session& s, const wire::frame& f);
   void refuse(session& s, const std::string& reason);
+
+  // The call graph.
+  input_record* open_call(session& s, std::uint64_t call_id);
+  void make_ready(input_record& in);
+  void complete(input_record& in, status outcome, std::span<const char> payload);
+  void fail(input_record& in, const wire::error_record& error);
+  void settle(input_record& in);
+  void deliver(input_record& in);
+  void maybe_forget(input_record& in);
+  void detach_from_deps(input_record& in);
+  void tail_call(input_record& original, input_record& target);
 
   void dispatch(function_state& fn);
   void launch_container(function_state& fn);
@@ -145,10 +172,7 @@ struct server::state {
   void remove_app(std::uint64_t owner_session);
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
-  void send_result(std::uint64_t session_id, std::uint64_t call_id, status st, std::span<const char> payload);
-  void fail_input(const input_record& in, const wire::error_record& error) {
-    send_error(in.caller_session, in.caller_call_id, error);
-  }
+  void fail_queue(function_state& fn, status code, const std::string& message);
   std::string new_call_id() {
     char text[32];
     std::snprintf(text, sizeof text, "fc-%016llx", static_cast<unsigned long long>(call_id_base + next_input_id));
@@ -223,6 +247,7 @@ void server::state::on_frame(session& s, const wire::frame& f) {
     s.connection->close(std::string("expected hello as the first frame, received ") + wire::to_string(f.kind));
     return;
   }
+  const bool caller = s.role == session_role::client || s.role == session_role::container;
   switch (f.kind) {
     case message_kind::hello:
       if (s.role != session_role::handshake) break;
@@ -233,6 +258,7 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       on_register_app(s, f);
       return;
     case message_kind::call:
+      if (!caller) break;
       on_call(s, f);
       return;
     case message_kind::output:
@@ -240,7 +266,16 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       on_output(s, f);
       return;
     case message_kind::cancel:
+      if (!caller) break;
       on_cancel(s, f);
+      return;
+    case message_kind::await_call:
+      if (!caller) break;
+      on_await(s, f);
+      return;
+    case message_kind::release:
+      if (!caller) break;
+      on_release(s, f);
       return;
     default:
       break;
@@ -334,7 +369,10 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
 }
 
 void server::state::on_call(session& s, const wire::frame& f) {
-  auto [caller_call_id, app_name, function_name] = f.decode_header<wire::call_header>();
+  auto [caller_call_id, app_name, function_name, flags, deps] = f.decode_header<wire::call_header>();
+  if (s.open_calls.contains(caller_call_id)) {
+    throw wire::protocol_error("call id " + std::to_string(caller_call_id) + " is already in use");
+  }
   if (stopping) {
     return send_error(s.id, caller_call_id,
                       {status::server_shutdown, "", "the ferry server is shutting down; retry against a running server",
@@ -348,8 +386,8 @@ void server::state::on_call(session& s, const wire::frame& f) {
                            "of the app this program declares, inside app.main",
                        function_name, "", ""});
   }
-  auto it = s.app->functions.find(function_name);
-  if (it == s.app->functions.end()) {
+  auto fn = s.app->functions.find(function_name);
+  if (fn == s.app->functions.end()) {
     return send_error(s.id, caller_call_id,
                       {status::unknown_function, "",
                        "app '" + app_name + "' has no function '" + function_name +
@@ -357,22 +395,201 @@ void server::state::on_call(session& s, const wire::frame& f) {
                            function_name + "\", ...) before app.main runs",
                        function_name, "", ""});
   }
-  auto in = std::make_unique<input_record>();
-  in->call_id = new_call_id();
-  in->id = next_input_id++;
-  in->caller_session = s.id;
-  in->caller_call_id = caller_call_id;
-  in->arguments.append(f.payload.data(), f.payload.size());
-  in->function = &it->second;
-  s.open_calls[caller_call_id] = in.get();
-  it->second.queue.push_back(std::move(in));
-  dispatch(it->second);
+  auto owned = std::make_unique<input_record>();
+  input_record& in = *owned;
+  in.call_id = new_call_id();
+  in.id = next_input_id++;
+  in.caller_session = s.id;
+  in.caller_call_id = caller_call_id;
+  in.flags = flags;
+  in.function = &fn->second;
+  in.arguments.append(f.payload.data(), f.payload.size());
+  inputs.emplace(in.id, std::move(owned));
+  s.open_calls.emplace(caller_call_id, &in);
+
+  for (const auto& [position, dep_call_id] : deps) {
+    input_record* dep = open_call(s, dep_call_id);
+    if (!dep) {
+      return fail(in, {status::bad_arguments, "",
+                       "argument " + std::to_string(position + 1) + " of '" + function_name +
+                           "' refers to call " + std::to_string(dep_call_id) +
+                           ", which this program has not made or has released",
+                       function_name, in.call_id, ""});
+    }
+    in.deps.emplace_back(position, dep);
+    ++dep->readers;
+    if (dep->state != input_state::done) {
+      dep->consumers.push_back(&in);
+      ++in.unresolved;
+    } else if (dep->outcome != status::ok) {
+      // An argument that already failed fails this call at once (settle would have, had it waited).
+      in.unresolved = 1;
+      dep->consumers.push_back(&in);
+      settle(*dep);
+      return;
+    }
+  }
+  if (in.unresolved == 0) make_ready(in);
+}
+
+input_record* server::state::open_call(session& s, std::uint64_t call_id) {
+  auto it = s.open_calls.find(call_id);
+  return it == s.open_calls.end() ? nullptr : it->second;
+}
+
+void server::state::make_ready(input_record& in) {
+  if (!in.deps.empty()) {
+    // Splice the argument calls' results into their placeholders, byte for byte.
+    detail::buffer spliced;
+    detail::reader r{in.arguments.view()};
+    const char* start = r.pos;
+    bool valid = !r.at_end() && mp_typeof(*r.pos) == MP_ARRAY && mp_check_array(r.pos, r.end) <= 0;
+    const std::uint32_t n = valid ? mp_decode_array(&r.pos) : 0;
+    spliced.append(start, static_cast<std::size_t>(r.pos - start));
+    for (std::uint32_t i = 0; valid && i < n; ++i) {
+      const char* element = r.pos;
+      valid = detail::skip_value(r);
+      auto dep = std::find_if(in.deps.begin(), in.deps.end(), [i](const auto& d) { return d.first == i; });
+      if (dep == in.deps.end()) {
+        spliced.append(element, static_cast<std::size_t>(r.pos - element));
+      } else {
+        spliced.append(dep->second->result.data(), dep->second->result.size());
+      }
+    }
+    detach_from_deps(in);
+    if (!valid) {
+      return fail(in, {status::bad_arguments, "", "the arguments of '" + in.function->name + "' are malformed",
+                       in.function->name, in.call_id, ""});
+    }
+    in.arguments = std::move(spliced);
+  }
+  in.state = input_state::queued;
+  in.function->queue.push_back(&in);
+  dispatch(*in.function);
+}
+
+void server::state::detach_from_deps(input_record& in) {
+  auto deps = std::move(in.deps);
+  in.deps.clear();
+  for (auto& [position, dep] : deps) {
+    std::erase(dep->consumers, &in);
+    --dep->readers;
+    maybe_forget(*dep);
+  }
+}
+
+void server::state::fail(input_record& in, const wire::error_record& error) {
+  detail::buffer payload;
+  wire::encode_error(payload, error);
+  complete(in, error.code, payload.view());
+}
+
+void server::state::complete(input_record& in, status outcome, std::span<const char> payload) {
+  if (in.state == input_state::queued) std::erase(in.function->queue, &in);
+  if (in.container) in.container->in_flight.erase(in.id);
+  in.container = nullptr;
+  detach_from_deps(in);
+  in.state = input_state::done;
+  in.outcome = outcome;
+  in.result.clear();
+  in.result.append(payload.data(), payload.size());
+  in.arguments = detail::buffer{};
+  settle(in);
+}
+
+void server::state::settle(input_record& in) {
+  // Consumers go on (or fail, naming this call) now that its result exists. Each one that moves on stops
+  // reading this call, which could forget it: hold a reader of our own until done.
+  ++in.readers;
+  auto consumers = std::move(in.consumers);
+  in.consumers.clear();
+  std::optional<wire::error_record> failure;
+  if (in.outcome != status::ok) failure = wire::decode_error(in.result.view());
+  for (input_record* consumer : consumers) {
+    if (consumer->state != input_state::waiting) continue;
+    if (failure) {
+      auto dep = std::find_if(consumer->deps.begin(), consumer->deps.end(), [&](const auto& d) { return d.second == &in; });
+      wire::error_record error = *failure;
+      error.message = "argument " + std::to_string(dep == consumer->deps.end() ? 0 : dep->first + 1) + " of '" +
+                      consumer->function->name + "' comes from call " + in.call_id + " of '" + in.function->name +
+                      "', which failed: " + failure->message;
+      fail(*consumer, error);
+    } else if (--consumer->unresolved == 0) {
+      make_ready(*consumer);
+    }
+  }
+  if (in.flags & wire::deliver_result) deliver(in);
+  --in.readers;
+  maybe_forget(in);
+}
+
+void server::state::deliver(input_record& in) {
+  in.flags &= static_cast<std::uint8_t>(~wire::deliver_result);
+  auto it = sessions.find(in.caller_session);
+  if (it == sessions.end()) return;  // the caller has gone
+  try {
+    it->second->connection->send(message_kind::result,
+                                 wire::result_header{in.caller_call_id, static_cast<std::uint8_t>(in.outcome)},
+                                 [&](detail::buffer& out) { out.append(in.result.data(), in.result.size()); });
+  } catch (const PayloadTooLargeError& e) {
+    send_error(in.caller_session, in.caller_call_id,
+               {status::payload_too_large, "", e.what(), in.function->name, in.call_id, ""});
+  }
+}
+
+void server::state::maybe_forget(input_record& in) {
+  if (in.state != input_state::done || in.readers > 0 || (in.flags & (wire::deliver_result | wire::keep_result))) {
+    return;
+  }
+  auto caller = sessions.find(in.caller_session);
+  if (caller != sessions.end()) {
+    auto open = caller->second->open_calls.find(in.caller_call_id);
+    if (open != caller->second->open_calls.end() && open->second == &in) caller->second->open_calls.erase(open);
+  }
+  inputs.erase(in.id);
+}
+
+void server::state::on_await(session& s, const wire::frame& f) {
+  auto [call_id] = f.decode_header<wire::await_call_header>();
+  input_record* in = open_call(s, call_id);
+  if (!in) {
+    return send_error(s.id, call_id,
+                      {status::internal, "", "no open call " + std::to_string(call_id) + " to await", "", "", ""});
+  }
+  in->flags |= wire::deliver_result;
+  if (in->state == input_state::done) {
+    deliver(*in);
+    maybe_forget(*in);
+  }
+}
+
+void server::state::on_release(session& s, const wire::frame& f) {
+  auto [call_id] = f.decode_header<wire::release_header>();
+  input_record* in = open_call(s, call_id);
+  if (!in) return;
+  in->flags &= static_cast<std::uint8_t>(~wire::keep_result);
+  maybe_forget(*in);
+}
+
+void server::state::on_cancel(session& s, const wire::frame& f) {
+  auto [caller_call_id] = f.decode_header<wire::cancel_header>();
+  input_record* in = open_call(s, caller_call_id);
+  if (!in || in->state == input_state::done) return;  // answered already
+  if (in->state == input_state::running) {
+    // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
+    if (in->container && in->container->session) {
+      in->container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in->id});
+    }
+    return;
+  }
+  fail(*in, {status::cancelled, "", "'" + in->function->name + "' was cancelled before it started (call " + in->call_id + ")",
+             in->function->name, in->call_id, ""});
 }
 
 void server::state::on_output(session& s, const wire::frame& f) {
   auto [input_id, st] = f.decode_header<wire::output_header>();
   if (!s.container) return;  // its process has exited; the exit already failed what it was running
-  if (st > wire::last_status) {
+  if (st > static_cast<std::uint8_t>(status::tail_call)) {
     s.connection->close("output with unknown status " + std::to_string(st));
     return;
   }
@@ -382,51 +599,54 @@ void server::state::on_output(session& s, const wire::frame& f) {
     s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running");
     return;
   }
-  std::unique_ptr<input_record> in = std::move(it->second);
-  c.in_flight.erase(it);
-  send_result(in->caller_session, in->caller_call_id, static_cast<status>(st), f.payload);
-  dispatch(*c.function);
-}
-
-void server::state::on_cancel(session& s, const wire::frame& f) {
-  auto [caller_call_id] = f.decode_header<wire::cancel_header>();
-  auto it = s.open_calls.find(caller_call_id);
-  if (it == s.open_calls.end()) return;  // answered already
   input_record& in = *it->second;
-  if (in.container) {
-    // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
-    if (in.container->session) {
-      in.container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in.id});
+  function_state& fn = *c.function;
+  if (static_cast<status>(st) == status::tail_call) {
+    detail::reader r{f.payload};
+    const auto target_id = ferry::decode<std::uint64_t>(r);
+    input_record* target = open_call(s, target_id);
+    if (!target) {
+      s.connection->close("tail call to call " + std::to_string(target_id) + ", which this container has not made");
+      return;
     }
-    return;
+    tail_call(in, *target);
+  } else {
+    complete(in, static_cast<status>(st), f.payload);
   }
-  function_state& fn = *in.function;
-  auto queued = std::find_if(fn.queue.begin(), fn.queue.end(), [&](const auto& q) { return q.get() == &in; });
-  if (queued == fn.queue.end()) return;
-  std::unique_ptr<input_record> owned = std::move(*queued);
-  fn.queue.erase(queued);
-  fail_input(*owned,
-             {status::cancelled, "", "'" + fn.name + "' was cancelled before it started (call " + owned->call_id + ")",
-              fn.name, owned->call_id, ""});
+  dispatch(fn);
 }
 
-void server::state::send_result(std::uint64_t session_id, std::uint64_t call_id, status st,
-                                std::span<const char> payload) {
-  auto it = sessions.find(session_id);
-  if (it == sessions.end()) return;  // the caller has gone
-  it->second->open_calls.erase(call_id);
-  try {
-    it->second->connection->send(message_kind::result, wire::result_header{call_id, static_cast<std::uint8_t>(st)},
-                                 [&](detail::buffer& out) { out.append(payload.data(), payload.size()); });
-  } catch (const PayloadTooLargeError& e) {
-    send_error(session_id, call_id, {status::payload_too_large, "", e.what(), "", "", ""});
+void server::state::tail_call(input_record& original, input_record& target) {
+  // The target takes the original's place: its caller, its call id there, its consumers and what the caller
+  // asked for. The original's slot is free at once and the original is forgotten, so a chain of tail calls
+  // holds one node, whatever its length.
+  auto container_session = sessions.find(target.caller_session);
+  if (container_session != sessions.end()) container_session->second->open_calls.erase(target.caller_call_id);
+  target.caller_session = original.caller_session;
+  target.caller_call_id = original.caller_call_id;
+  target.flags = original.flags;
+  auto caller = sessions.find(original.caller_session);
+  if (caller != sessions.end()) caller->second->open_calls[original.caller_call_id] = &target;
+  for (input_record* consumer : original.consumers) {
+    for (auto& dep : consumer->deps) {
+      if (dep.second == &original) dep.second = &target;
+    }
+    if (target.state != input_state::done) target.consumers.push_back(consumer);
+  }
+  target.readers += original.readers;
+  const bool target_done = target.state == input_state::done;
+  auto consumers = std::move(original.consumers);
+  if (original.container) original.container->in_flight.erase(original.id);
+  inputs.erase(original.id);
+  if (target_done) {
+    target.consumers = std::move(consumers);
+    settle(target);
   }
 }
 
 void server::state::send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error) {
   auto it = sessions.find(session_id);
   if (it == sessions.end()) return;
-  it->second->open_calls.erase(call_id);
   it->second->connection->send(message_kind::result,
                                wire::result_header{call_id, static_cast<std::uint8_t>(error.code)},
                                [&](detail::buffer& out) { wire::encode_error(out, error); });
@@ -441,25 +661,25 @@ void server::state::dispatch(function_state& fn) {
       if (!target || c->in_flight.size() < target->in_flight.size()) target = c;
     }
     if (!target) break;
-    std::unique_ptr<input_record> in = std::move(fn.queue.front());
-    fn.queue.pop_front();
+    input_record& in = *fn.queue.front();
     bool sent = false;
     try {
       sent = target->session->connection->send(
-          message_kind::input, wire::input_header{in->id, in->call_id},
-          [&](detail::buffer& out) { out.append(in->arguments.data(), in->arguments.size()); });
+          message_kind::input, wire::input_header{in.id, in.call_id},
+          [&](detail::buffer& out) { out.append(in.arguments.data(), in.arguments.size()); });
     } catch (const PayloadTooLargeError& e) {
-      fail_input(*in, {status::payload_too_large, "", e.what(), fn.name, in->call_id, ""});
+      fail(in, {status::payload_too_large, "", e.what(), fn.name, in.call_id, ""});
       continue;
     }
     if (!sent) {  // the container's connection just closed; its exit will be handled shortly
-      fn.queue.push_front(std::move(in));
       target->state = container_state::stopping;
       continue;
     }
-    in->arguments = detail::buffer{};  // the container has them now; a crash fails the call, it is not resent
-    in->container = target;
-    target->in_flight.emplace(in->id, std::move(in));
+    fn.queue.pop_front();
+    in.arguments = detail::buffer{};  // the container has them now; a crash fails the call, it is not resent
+    in.state = input_state::running;
+    in.container = target;
+    target->in_flight.emplace(in.id, &in);
   }
   // Start containers for what is still queued beyond the capacity of those already starting.
   std::size_t starting = 0;
@@ -485,9 +705,7 @@ void server::state::launch_container(function_state& fn) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
     if (fn.containers.empty()) {
       const std::string message = "could not start a container for '" + fn.name + "': " + e.what();
-      for (auto& in : fn.queue)
-        fail_input(*in, {status::container_start_failed, "", message, fn.name, in->call_id, ""});
-      fn.queue.clear();
+      fail_queue(fn, status::container_start_failed, message);
     }
     return;
   }
@@ -518,11 +736,9 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
     spdlog::warn("container {} for {}.{} {} before it connected", c->id, fn.app->name, fn.name, how);
     // With no other container on the way, nothing would ever run what is queued: fail it now.
     if (fn.containers.empty()) {
-      const std::string message = "could not start a container for '" + fn.name + "': the container process " + how +
-                                  " before it connected to the server" + tail_note(tail);
-      for (auto& in : fn.queue)
-        fail_input(*in, {status::container_start_failed, "", message, fn.name, in->call_id, ""});
-      fn.queue.clear();
+      fail_queue(fn, status::container_start_failed,
+                 "could not start a container for '" + fn.name + "': the container process " + how +
+                     " before it connected to the server" + tail_note(tail));
     }
   } else {
     if (c->state != container_state::stopping || !c->in_flight.empty()) {
@@ -530,15 +746,18 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
                   c->id, fn.app->name, fn.name, how,
                   c->in_flight.empty() ? "" : " with " + std::to_string(c->in_flight.size()) + " input(s) in flight");
     }
-    for (auto& [id, in] : c->in_flight) {
+    auto in_flight = std::move(c->in_flight);
+    c->in_flight.clear();
+    for (auto& [id, in] : in_flight) {
+      in->container = nullptr;
       if (stopping) {
-        fail_input(*in, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' finished",
-                         fn.name, in->call_id, ""});
+        fail(*in, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' finished", fn.name,
+                   in->call_id, ""});
       } else {
-        fail_input(*in, {status::container_crashed, "",
-                         "the container running '" + fn.name + "' (call " + in->call_id + ") " + how +
-                             " before the call finished" + tail_note(tail),
-                         fn.name, in->call_id, ""});
+        fail(*in, {status::container_crashed, "",
+                   "the container running '" + fn.name + "' (call " + in->call_id + ") " + how +
+                       " before the call finished" + tail_note(tail),
+                   fn.name, in->call_id, ""});
       }
     }
   }
@@ -573,9 +792,25 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
     if (s.container->state == container_state::ready) s.container->state = container_state::stopping;
     s.container->process->terminate();
   }
-  if (s.role == session_role::client) remove_app(s.id);
+  // Nobody will await or pass this session's calls any more: they are forgotten once they end.
+  const session_role role = s.role;
+  auto open_calls = std::move(s.open_calls);
   sessions.erase(it);
+  for (auto& [id, in] : open_calls) {
+    in->flags = 0;
+    maybe_forget(*in);
+  }
+  if (role == session_role::client) remove_app(session_id);
   finish_stop_if_done();
+}
+
+void server::state::fail_queue(function_state& fn, status code, const std::string& message) {
+  auto queue = std::move(fn.queue);
+  fn.queue.clear();
+  for (input_record* in : queue) {
+    in->state = input_state::waiting;  // no longer in the queue
+    fail(*in, {code, "", message, fn.name, in->call_id, ""});
+  }
 }
 
 void server::state::remove_app(std::uint64_t owner_session) {
@@ -584,15 +819,22 @@ void server::state::remove_app(std::uint64_t owner_session) {
   app_instance& app = *it->second;
   bool containers_left = false;
   for (auto& [name, fn] : app.functions) {
-    // Nobody waits for these any more (the app's own program and containers are going).
-    for (auto& in : fn.queue) {
-      auto caller = sessions.find(in->caller_session);
-      if (caller != sessions.end()) caller->second->open_calls.erase(in->caller_call_id);
-    }
-    fn.queue.clear();
+    fail_queue(fn, status::cancelled, "app '" + app.name + "' stopped before '" + fn.name + "' started");
     for (container_record* c : fn.containers) {
       stop_container(*c);
       containers_left = true;
+    }
+  }
+  // Calls still waiting for arguments will not be needed either.
+  std::vector<std::uint64_t> waiting;
+  for (auto& [id, in] : inputs) {
+    if (in->function->app == &app && in->state == input_state::waiting) waiting.push_back(id);
+  }
+  for (std::uint64_t id : waiting) {
+    auto in = inputs.find(id);  // failing one may have failed (and forgotten) another
+    if (in != inputs.end() && in->second->state == input_state::waiting) {
+      fail(*in->second, {status::cancelled, "", "app '" + app.name + "' stopped", in->second->function->name,
+                         in->second->call_id, ""});
     }
   }
   // Containers keep pointers to the app: it goes once its last container has exited.
@@ -612,11 +854,7 @@ void server::state::begin_stop() {
   acceptor.close(ec);
   for (auto& [id, app] : apps) {
     for (auto& [name, fn] : app->functions) {
-      for (auto& in : fn.queue) {
-        fail_input(*in, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' started",
-                         fn.name, in->call_id, ""});
-      }
-      fn.queue.clear();
+      fail_queue(fn, status::server_shutdown, "the ferry server shut down before '" + fn.name + "' started");
     }
   }
   for (auto& [id, c] : containers) stop_container(*c);
@@ -629,7 +867,7 @@ void server::state::begin_stop() {
 }
 
 void server::state::finish_stop_if_done() {
-  // Apps whose containers have all exited can go.
+  // Apps whose owner and containers have all gone can go.
   std::erase_if(apps, [this](const auto& entry) {
     if (sessions.contains(entry.first)) return false;
     for (const auto& [name, fn] : entry.second->functions) {
@@ -637,17 +875,15 @@ void server::state::finish_stop_if_done() {
     }
     return true;
   });
-  if (!stopping || !containers.empty()) return;
+  if (!stopping || !containers.empty() || finishing) return;
+  finishing = true;
   for (auto& [id, s] : sessions) s->connection->close("server stopped", /*flush=*/true);
   if (stop_timer) stop_timer->cancel();
-  // Let the closing connections flush, then leave run().
+  // Let the closing connections flush (bounded), then leave run().
+  stop_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(200));
+  stop_timer->async_wait([this](boost::system::error_code) { io.stop(); });
   asio::post(io, [this] {
-    if (sessions.empty()) {
-      io.stop();
-    } else {
-      stop_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(200));
-      stop_timer->async_wait([this](boost::system::error_code) { io.stop(); });
-    }
+    if (sessions.empty()) io.stop();
   });
 }
 

@@ -43,6 +43,10 @@ const char* to_string(message_kind kind) {
       return "cancel";
     case message_kind::cancel_input:
       return "cancel_input";
+    case message_kind::await_call:
+      return "await_call";
+    case message_kind::release:
+      return "release";
   }
   return "unknown";
 }
@@ -71,6 +75,8 @@ const char* to_string(status s) {
       return "internal";
     case status::cancelled:
       return "cancelled";
+    case status::tail_call:
+      return "tail_call";
   }
   return "unknown";
 }

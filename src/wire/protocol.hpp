@@ -35,8 +35,14 @@ enum class message_kind : std::uint8_t {
   output = 9,          // container -> server: an input's value or error
   cancel = 10,         // caller -> server: cancel a call the caller made (it no longer waits for it)
   cancel_input = 11,   // server -> container: cancel an input it runs
+  await_call = 12,     // caller -> server: send me the result of this call after all
+  release = 13,        // caller -> server: I will not await or pass this call any more
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::cancel_input);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::release);
+
+/// call flags: what the caller wants done with the result.
+inline constexpr std::uint8_t deliver_result = 1;  // send it in a `result` when the call ends
+inline constexpr std::uint8_t keep_result = 2;     // keep it (for await_call, or to feed later calls) until `release`
 
 enum class peer_role : std::uint8_t { client = 0, container = 1 };
 
@@ -53,6 +59,7 @@ enum class status : std::uint8_t {
   server_shutdown = 8,         // the server stopped before the call finished
   internal = 9,                // a bug in ferry: the message says where
   cancelled = 10,              // the call was cancelled
+  tail_call = 11,              // (output only) the body returned a future: the payload is its call id
 };
 inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::cancelled);
 
@@ -75,12 +82,18 @@ using function_spec = std::tuple<std::string /*name*/, std::string /*signature*/
                                  std::int32_t /*max containers*/>;
 using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>>;
 using app_registered_header = std::tuple<std::uint8_t /*status; an error record follows unless ok*/>;
-using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, std::string /*function*/>;
+/// A call's argument that is another call's result: the argument position (whose value in the payload is a
+/// nil placeholder) and that call's id, in the caller's numbering.
+using dependency = std::tuple<std::uint32_t /*position*/, std::uint64_t /*call id*/>;
+using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, std::string /*function*/,
+                               std::uint8_t /*flags*/, std::vector<dependency>>;
 using result_header = std::tuple<std::uint64_t /*call id*/, std::uint8_t /*status*/>;
 using input_header = std::tuple<std::uint64_t /*input id*/, std::string /*call id*/>;
 using output_header = std::tuple<std::uint64_t /*input id*/, std::uint8_t /*status*/>;
 using cancel_header = std::tuple<std::uint64_t /*call id*/>;
 using cancel_input_header = std::tuple<std::uint64_t /*input id*/>;
+using await_call_header = std::tuple<std::uint64_t /*call id*/>;
+using release_header = std::tuple<std::uint64_t /*call id*/>;
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);
