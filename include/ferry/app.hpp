@@ -63,19 +63,32 @@ void encode_value(buffer& out, V&& value) {
   codec<std::decay_t<V>>::encode(out, value);
 }
 
+/// Encodes what a body returned, or, for a Future (a tail call), hands its call to the server: returns
+/// that call's id, 0 otherwise.
+template <class R>
+std::uint64_t finish_body(buffer& result, R&& returned) {
+  if constexpr (is_future_v<std::remove_cvref_t<R>>) {
+    return hand_over(*returned.state());
+  } else {
+    encode_value(result, std::forward<R>(returned));
+    return 0;
+  }
+}
+
 /// The container's side of a blocking body.
 template <class R, class... A>
 struct body_invoker {
   std::string function;
   std::shared_ptr<const std::function<R(A...)>> body;
 
-  void operator()(reader args, buffer& result) const {
+  std::uint64_t operator()(reader args, buffer& result) const {
     std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<R>) {
       std::apply(*body, std::move(values));
       result.commit(mp_encode_nil(result.reserve(1)));
+      return 0;
     } else {
-      encode_value(result, std::apply(*body, std::move(values)));
+      return finish_body(result, std::apply(*body, std::move(values)));
     }
   }
 };
@@ -87,14 +100,15 @@ struct async_body_invoker {
   std::string function;
   std::shared_ptr<const std::function<Task<V>(A...)>> body;
 
-  Task<void> operator()(buffer arguments, buffer& result) const {
+  Task<std::uint64_t> operator()(buffer arguments, buffer& result) const {
     reader args{arguments.view()};
     std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<V>) {
       co_await std::apply(*body, std::move(values));
       result.commit(mp_encode_nil(result.reserve(1)));
+      co_return 0;
     } else {
-      encode_value(result, co_await std::apply(*body, std::move(values)));
+      co_return finish_body(result, co_await std::apply(*body, std::move(values)));
     }
   }
 };
@@ -159,7 +173,7 @@ class App {
     auto shared_body = std::make_shared<const std::function<R(A...)>>(std::move(body));
     auto entry = std::make_shared<detail::function_entry>();
     entry->name = name;
-    entry->signature = detail::signature_string<task_value_t<R>, A...>();
+    entry->signature = detail::signature_string<detail::body_value_t<R>, A...>();
     entry->options = options;
     if constexpr (is_task_v<R>) {
       entry->invoke_async = detail::async_body_invoker<task_value_t<R>, A...>{name, shared_body};

@@ -32,6 +32,7 @@
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace ferry {
@@ -127,6 +128,17 @@ template <class T>
 inline constexpr bool is_optional_v<std::optional<T>> = true;
 
 }  // namespace detail
+
+/// std::monostate: nil (what a void function's future holds).
+template <>
+struct codec<std::monostate> {
+  static void encode(detail::buffer& b, std::monostate) { b.commit(mp_encode_nil(b.reserve(1))); }
+  static void decode(detail::reader& r, std::monostate&) {
+    if (detail::peek(r, "nil") != MP_NIL) detail::mismatch("nil", r);
+    mp_decode_nil(&r.pos);
+  }
+  static std::string name() { return "void"; }
+};
 
 template <>
 struct codec<bool> {

@@ -6,6 +6,7 @@
 #include <ferry/codec.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
+#include <ferry/future.hpp>
 #include <ferry/options.hpp>
 #include <ferry/task.hpp>
 

@@ -11,11 +11,16 @@
 #pragma once
 
 #include <ferry/codec.hpp>
+#include <ferry/detail/call_arguments.hpp>
 #include <ferry/detail/function_entry.hpp>
+#include <ferry/future.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/task.hpp>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <source_location>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -50,13 +55,67 @@ void encode_arguments(buffer& out, const A&... args) {
   (codec<A>::encode(out, args), ...);
 }
 
+/// The value a body produces: R; T for Task<T>; T for Future<T> and Task<Future<T>> (tail calls).
+template <class R>
+struct body_value {
+  using type = R;
+};
+template <class T>
+struct body_value<Task<T>> {
+  using type = typename body_value<T>::type;
+};
+template <class T>
+struct body_value<Future<T>> {
+  using type = T;
+};
+template <class R>
+using body_value_t = typename body_value<R>::type;
+
+/// The encoded outcome of each call of a map, in input order, and the order in which they finished.
+struct map_results {
+  std::vector<std::pair<std::exception_ptr, buffer>> items;
+  std::vector<std::size_t> completion_order;
+};
+/// Writes item i's argument array (futures as placeholders, recorded in the dependencies).
+using map_item_encoder = std::function<void(std::size_t, buffer&, std::vector<future_dependency>&)>;
+/// Calls `function` once for each of `n` items, with at most `window` calls in flight (so that the
+/// caller's memory for inputs stays bounded), and blocks until all have ended.
+map_results map_calls(std::shared_ptr<const function_entry> function, std::size_t n, map_item_encoder encode,
+                      std::size_t window);
+/// The same as an awaitable.
+Task<map_results> map_calls_async(std::shared_ptr<const function_entry> function, std::size_t n,
+                                  map_item_encoder encode, std::size_t window);
+
 }  // namespace detail
+
+/// Options of f.map and f.starmap.
+struct MapOptions {
+  /// Results in input order; false: in the order the calls finish.
+  bool order_outputs = true;
+  /// Calls in flight at once: inputs are fed to the server as earlier ones finish.
+  std::size_t window = 10'000;
+};
+
+/// A call's value or its exception: what f.map.outcomes returns for each item (Modal's
+/// return_exceptions=True).
+template <class T>
+struct Outcome {
+  std::exception_ptr error;
+  std::optional<T> value;
+  bool ok() const noexcept { return !error; }
+  /// The value, or rethrows the exception.
+  const T& get() const {
+    if (error) std::rethrow_exception(error);
+    return *value;
+  }
+};
 
 template <class R, class... A>
 class Function<R(A...)> {
  public:
-  /// What a call produces: R, or T for an async body returning Task<T>.
-  using value_type = task_value_t<R>;
+  /// What a call produces: R; T for an async body returning Task<T>; T for a body returning Future<T> or
+  /// Task<Future<T>> (a tail call).
+  using value_type = detail::body_value_t<R>;
   using body_type = std::function<R(A...)>;
   static constexpr bool is_async = is_task_v<R>;
 
@@ -80,10 +139,43 @@ class Function<R(A...)> {
       return detail::decode_result<value_type>(*entry_, result);
     }
 
+    /// The same with futures among the arguments: the server runs them (in parallel when independent) and
+    /// passes their values to this call; the values never travel through this program.
+    template <class... Args>
+      requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> && (detail::argument_for<A, Args> && ...))
+    value_type operator()(const Args&... args) const {
+      auto future = detail::make_call_future<value_type, A...>(entry_, args...);
+      if constexpr (std::is_void_v<value_type>) {
+        future.result();
+      } else {
+        return future.result();
+      }
+    }
+    template <class... Args>
+      requires(detail::any_wrapped_future<Args...>)
+    void operator()(const Args&...) const {
+      FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+    }
+
     /// The awaitable form: a lazy Task that makes the call when awaited and suspends the awaiting
     /// coroutine (not its thread) until the value arrives. The arguments are copied into the Task.
     /// Cancelling the awaiting coroutine cancels the remote input and throws CancelledError.
     Task<value_type> aio(const A&... args) const { return call_async(entry_, args...); }
+    template <class... Args>
+      requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> && (detail::argument_for<A, Args> && ...))
+    Task<value_type> aio(const Args&... args) const {
+      auto future = detail::make_call_future<value_type, A...>(entry_, args...);
+      if constexpr (std::is_void_v<value_type>) {
+        return [](auto f) -> Task<void> { co_await std::move(f); }(std::move(future));
+      } else {
+        return future.coroutine();
+      }
+    }
+    template <class... Args>
+      requires(detail::any_wrapped_future<Args...>)
+    void aio(const Args&...) const {
+      FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+    }
 
    private:
     friend class Function;
@@ -98,21 +190,191 @@ class Function<R(A...)> {
   Function(std::shared_ptr<const detail::function_entry> entry, std::shared_ptr<const body_type> body)
       : entry_(std::move(entry)), body_(std::move(body)) {
     remote.entry_ = entry_;
+    map.entry_ = entry_;
+    reduce.entry_ = entry_;
   }
 
   remote_caller remote;
+
+  /// The `map` member: `f.map(items)`, `co_await f.map.aio(items)`, `f.map.outcomes(items)`. For a function
+  /// of one parameter; the items are values of it or Futures of them.
+  class map_caller {
+   public:
+    template <class Items>
+    std::vector<detail::future_value_t<value_type>> operator()(const Items& items, MapOptions options = {}) const {
+      return values(detail::map_calls(entry_, std::size(items), encoder(items), options.window), options);
+    }
+    template <class Items>
+    Task<std::vector<detail::future_value_t<value_type>>> aio(Items items, MapOptions options = {}) const {
+      auto results = co_await detail::map_calls_async(entry_, std::size(items), encoder(items), options.window);
+      co_return values(std::move(results), options);
+    }
+    /// Each item's value or exception, in order: failures do not stop the map.
+    template <class Items>
+    std::vector<Outcome<detail::future_value_t<value_type>>> outcomes(const Items& items, MapOptions options = {}) const {
+      auto results = detail::map_calls(entry_, std::size(items), encoder(items), options.window);
+      std::vector<Outcome<detail::future_value_t<value_type>>> out(results.items.size());
+      for (std::size_t i = 0; i < out.size(); ++i) {
+        const std::size_t at = options.order_outputs ? i : results.completion_order[i];
+        auto& [error, encoded] = results.items[at];
+        out[i].error = error;
+        if (!error) out[i].value.emplace(detail::decode_result<detail::future_value_t<value_type>>(*entry_, encoded));
+      }
+      return out;
+    }
+
+   private:
+    friend class Function;
+    template <class Items>
+    detail::map_item_encoder encoder(const Items& items) const {
+      static_assert(sizeof...(A) == 1, "ferry: map calls a function of one parameter; use starmap for several");
+      return [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
+        const auto& item = *(std::begin(items) + static_cast<std::ptrdiff_t>(i));
+        detail::encode_call_arguments<A...>(out, deps, std::index_sequence<0>{}, item);
+      };
+    }
+    std::vector<detail::future_value_t<value_type>> values(detail::map_results results, const MapOptions& options) const {
+      std::vector<detail::future_value_t<value_type>> out;
+      out.reserve(results.items.size());
+      for (std::size_t i = 0; i < results.items.size(); ++i) {
+        auto& [error, encoded] = results.items[options.order_outputs ? i : results.completion_order[i]];
+        if (error) std::rethrow_exception(error);
+        out.push_back(detail::decode_result<detail::future_value_t<value_type>>(*entry_, encoded));
+      }
+      return out;
+    }
+    std::shared_ptr<const detail::function_entry> entry_;
+  };
+  map_caller map;
+
+  /// Calls the function once per tuple of arguments (items are std::tuple<A...>), results in order.
+  std::vector<detail::future_value_t<value_type>> starmap(const std::vector<std::tuple<A...>>& items,
+                                                          MapOptions options = {}) const {
+    auto results = detail::map_calls(
+        entry_, items.size(),
+        [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
+          std::apply([&](const auto&... args) {
+            detail::encode_call_arguments<A...>(out, deps, std::index_sequence_for<A...>{}, args...);
+          }, items[i]);
+        },
+        options.window);
+    return map.values(std::move(results), options);
+  }
+
+  /// Calls the function once per item and waits for all; rethrows the first failure.
+  template <class Items>
+  void for_each(const Items& items, MapOptions options = {}) const {
+    (void)map(items, options);
+  }
+
+  /// A lazy Future of a call with these arguments (values, or futures of the parameter types). It starts
+  /// when run, awaited, asked for its result, or passed to a call that is made.
+  template <class... Args>
+    requires(sizeof...(Args) == sizeof...(A) && (detail::argument_for<A, Args> && ...))
+  Future<detail::future_value_t<value_type>> future(const Args&... args) const {
+    return detail::make_call_future<value_type, A...>(entry_, args...);
+  }
+  template <class... Args>
+    requires(detail::any_wrapped_future<Args...>)
+  void future(const Args&...) const {
+    FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+  }
+
+  /// The `reduce` member, for a function of two parameters of its result type: folds `items` (values or
+  /// Futures) left to right, f(f(f(initial, i0), i1), i2)... Every step is submitted at once and the server
+  /// starts each as soon as its inputs exist, so a reduce over a map's futures folds while the map runs.
+  /// Empty items: the initial value, or std::invalid_argument without one.
+  class reduce_caller {
+   public:
+    using fold_type = detail::future_value_t<value_type>;
+    template <class Items>
+    fold_type operator()(const Items& items) const {
+      return fold(items, std::optional<fold_type>{});
+    }
+    template <class Items>
+    fold_type operator()(const Items& items, const fold_type& initial) const {
+      return fold(items, std::optional<fold_type>{initial});
+    }
+    template <class Items>
+    Task<fold_type> aio(Items items) const {
+      co_return co_await start_fold(items, std::optional<fold_type>{});
+    }
+    template <class Items>
+    Task<fold_type> aio(Items items, fold_type initial) const {
+      co_return co_await start_fold(items, std::optional<fold_type>{initial});
+    }
+
+   private:
+    friend class Function;
+    template <class Items>
+    fold_type fold(const Items& items, std::optional<fold_type> initial) const {
+      if (std::size(items) == 0 && initial) return *initial;
+      return start_fold(items, std::move(initial)).result();
+    }
+    template <class Items>
+    Future<fold_type> start_fold(const Items& items, std::optional<fold_type> initial) const {
+      static_assert(sizeof...(A) == 2, "ferry: reduce folds with a function of two parameters");
+      using item_type = std::remove_cvref_t<decltype(*std::begin(items))>;
+      const std::size_t n = std::size(items);
+      if (n == 0) {
+        if (!initial) throw std::invalid_argument("ferry: reduce of an empty sequence with no initial value");
+        return identity(*initial);
+      }
+      auto it = std::begin(items);
+      std::optional<Future<fold_type>> acc;
+      if (initial) {
+        acc.emplace(detail::make_call_future<fold_type, A...>(entry_, *initial, *it++));
+      } else if (n == 1) {
+        if constexpr (detail::is_future_v<item_type>) {
+          return it->share();
+        } else {
+          return identity(*it);
+        }
+      } else {
+        const auto& first = *it++;
+        acc.emplace(detail::make_call_future<fold_type, A...>(entry_, first, *it++));
+      }
+      for (; it != std::end(items); ++it) {
+        detail::submit_as_argument(*acc->state());  // submit as we go: the chain is not built recursively
+        acc.emplace(detail::make_call_future<fold_type, A...>(entry_, *acc, *it));
+      }
+      return std::move(*acc);
+    }
+    /// A future that is already resolved to `value`: a reduce step of one item.
+    static Future<fold_type> identity(const fold_type& value) {
+      return detail::ready_future<fold_type>(value);
+    }
+    std::shared_ptr<const detail::function_entry> entry_;
+  };
+  reduce_caller reduce;
 
   /// Runs the body in the calling process: returns what the body returns (a Task for an async body).
   R local(const A&... args) const { return (*body_)(args...); }
 
   /// The direct call: for an async body a lazy Task of the remote call (remote.aio), for a blocking body
   /// the value of the remote call (remote), as the Tensorlake seed describes.
-  R operator()(const A&... args, std::source_location site = std::source_location::current()) const {
+  std::conditional_t<is_async, Task<value_type>, value_type> operator()(
+      const A&... args, std::source_location site = std::source_location::current()) const {
     if constexpr (is_async) {
       return remote.aio(args...);
     } else {
       return remote(args..., site);
     }
+  }
+  /// The direct call with futures among the arguments.
+  template <class... Args>
+    requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> && (detail::argument_for<A, Args> && ...))
+  auto operator()(const Args&... args) const {
+    if constexpr (is_async) {
+      return remote.aio(args...);
+    } else {
+      return remote(args...);
+    }
+  }
+  template <class... Args>
+    requires(detail::any_wrapped_future<Args...>)
+  void operator()(const Args&...) const {
+    FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
   }
 
   const std::string& name() const noexcept { return entry_->name; }

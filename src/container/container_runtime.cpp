@@ -43,6 +43,7 @@ std::string env_or_empty(const char* name) {
 struct outcome {
   wire::error_record error;
   detail::buffer result;
+  std::uint64_t tail_call = 0;  // the body returned a future: the id of its call, whose result is this input's
 };
 
 /// Runs a body (through `run`), turning what it throws into the error record the caller gets.
@@ -134,6 +135,11 @@ class input_runner {
       running_.erase(input_id);
       c = client_;
     }
+    if (out.error.code == wire::status::ok && out.tail_call != 0) {
+      c->send_output(input_id, wire::status::tail_call,
+                     [&](detail::buffer& payload) { ferry::encode(payload, out.tail_call); });
+      return;
+    }
     try {
       c->send_output(input_id, out.error.code, [&](detail::buffer& payload) {
         if (out.error.code == wire::status::ok) {
@@ -196,7 +202,8 @@ class thread_runner final : public input_runner {
       outcome out = new_outcome(in);
       {
         runtime::input_scope scope(input.get());
-        capture_outcome(out, *input, [&] { function_.invoke(detail::reader{in.arguments.view()}, out.result); });
+        capture_outcome(out, *input,
+                        [&] { out.tail_call = function_.invoke(detail::reader{in.arguments.view()}, out.result); });
       }
       finish(in.id, out);
     }
@@ -255,7 +262,7 @@ class coroutine_runner final : public input_runner, public step_observer {
   Task<void> run(client::input in, std::shared_ptr<runtime::input_context> input) {
     outcome out = new_outcome(in);
     try {
-      co_await function_.invoke_async(std::move(in.arguments), out.result);
+      out.tail_call = co_await function_.invoke_async(std::move(in.arguments), out.result);
     } catch (...) {
       capture_outcome(out, *input, [] { throw; });
     }

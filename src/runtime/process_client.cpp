@@ -26,9 +26,12 @@ std::shared_ptr<client::client> require_client(const std::string& function) {
   return c;
 }
 
+}  // namespace
+
 /// A blocking call on an event loop holds every coroutine of that loop until it returns: say so, once per
 /// call site.
-void warn_blocking_on_loop(const std::string& function, const std::source_location& site) {
+void warn_if_blocking_on_loop(const std::string& function, const std::source_location& site) {
+  if (!current_loop_executor()) return;
   static std::mutex warned_mu;
   static std::set<std::pair<std::string, unsigned>> warned;
   {
@@ -40,7 +43,6 @@ void warn_blocking_on_loop(const std::string& function, const std::source_locati
       "'{}' returns; use `co_await {}.remote.aio(...)` instead",
       function, site.file_name(), site.line(), function, function);
 }
-}  // namespace
 
 void set_process_client(std::shared_ptr<client::client> c) {
   std::lock_guard lock(mu);
@@ -59,7 +61,7 @@ namespace ferry::detail {
 buffer call_remote(const function_entry& function, const std::function<void(buffer&)>& encode_args,
                    const std::source_location& site) {
   auto c = runtime::require_client(function.name);
-  if (runtime::current_loop_executor()) runtime::warn_blocking_on_loop(function.name, site);
+  runtime::warn_if_blocking_on_loop(function.name, site);
   return c->call({function, encode_args});
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <source_location>
+#include <string>
 
 #include "client/client.hpp"
 
@@ -10,5 +12,8 @@ namespace ferry::runtime {
 
 void set_process_client(std::shared_ptr<client::client> c);
 std::shared_ptr<client::client> process_client();
+
+/// On an event-loop thread, warns (once per call site) that a blocking wait for `function` holds the loop.
+void warn_if_blocking_on_loop(const std::string& function, const std::source_location& site);
 
 }  // namespace ferry::runtime

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -245,5 +246,76 @@ int run_scenario(const std::string& name) {
   std::cerr << "unknown scenario " << name << '\n';
   return 2;
 }
+
+}  // namespace e2e
+
+// ---- futures, dataflow, map/reduce, tail calls ----
+
+namespace e2e {
+
+namespace {
+std::mutex overlap_mu;
+std::condition_variable overlap_changed;
+int overlap_running = 0;
+int overlap_peak = 0;
+std::atomic<std::int64_t> counted{0};
+}  // namespace
+
+/// 2x when another input ran at the same time (within 30 s), an absurd value otherwise.
+std::int64_t overlap_double_body(std::int64_t x) {
+  std::unique_lock lock(overlap_mu);
+  ++overlap_running;
+  overlap_peak = std::max(overlap_peak, overlap_running);
+  overlap_changed.notify_all();
+  const bool overlapped = overlap_changed.wait_for(lock, 30s, [] { return overlap_peak >= 2; });
+  --overlap_running;
+  return overlapped ? 2 * x : -1'000'000;
+}
+
+/// "count": counts this call and returns x; "read": how many were counted.
+std::int64_t counter_body(std::string mode, std::int64_t x) {
+  if (mode == "read") return counted.load();
+  ++counted;
+  return x;
+}
+
+/// 2x; the last item first waits (up to 30 s) until a reduce step has run, an absurd value otherwise.
+ferry::Task<std::int64_t> gated_double_body(std::int64_t x, bool last) {
+  if (last) {
+    // (GCC 12 miscompiles co_await inside a short-circuit condition: keep it a statement.)
+    const bool reduce_began = co_await sleeper("started", "reduce-began");
+    if (!reduce_began) co_return -1'000'000;
+  }
+  co_return 2 * x;
+}
+
+ferry::Task<std::int64_t> marking_add_body(std::int64_t a, std::int64_t b) {
+  co_await sleeper.remote.aio("mark", "reduce-began");
+  co_return a + b;
+}
+
+/// Tail-calls itself n levels deep, then add(0, 0).
+ferry::Future<std::int64_t> count_down_body(std::int64_t n) {
+  if (n == 0) return add.future(0, 0);
+  return count_down.future(n - 1);
+}
+
+ferry::Task<ferry::Future<std::int64_t>> async_count_down_body(std::int64_t n) {
+  if (n == 0) co_return add.future(n, 7);
+  co_return async_count_down.future(n - 1);
+}
+
+ferry::Function<std::int64_t(std::int64_t)> overlap_double =
+    app().function("overlap_double", overlap_double_body, {.max_inputs = 2, .max_containers = 1});
+ferry::Function<std::int64_t(std::string, std::int64_t)> counter =
+    app().function("counter", counter_body, {.max_containers = 1});
+ferry::Function<ferry::Task<std::int64_t>(std::int64_t, bool)> gated_double =
+    app().function("gated_double", gated_double_body, {.max_inputs = 100, .max_containers = 1});
+ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> marking_add =
+    app().function("marking_add", marking_add_body, {.max_inputs = 10, .max_containers = 1});
+ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down =
+    app().function("count_down", count_down_body, {.max_inputs = 1, .max_containers = 1});
+ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down =
+    app().function("async_count_down", async_count_down_body, {.max_inputs = 1, .max_containers = 1});
 
 }  // namespace e2e

@@ -76,3 +76,15 @@ extern ferry::Function<bool(std::string, std::string)> blocking_waiter;
 int run_scenario(const std::string& name);
 
 }  // namespace e2e
+
+namespace e2e {
+
+// Futures, dataflow, map/reduce and tail calls (tests/e2e/futures_test.cpp).
+extern ferry::Function<std::int64_t(std::int64_t)> overlap_double;
+extern ferry::Function<std::int64_t(std::string, std::int64_t)> counter;
+extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, bool)> gated_double;
+extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> marking_add;
+extern ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down;
+extern ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down;
+
+}  // namespace e2e

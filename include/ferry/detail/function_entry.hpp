@@ -20,10 +20,12 @@ struct function_entry {
   std::string signature;
   FunctionOptions options;
   /// Blocking bodies: decodes the arguments (a MessagePack array), runs the body and appends the encoded
-  /// result to `result`. Throws ArgumentError for arguments that do not decode, and whatever the body throws.
-  std::function<void(reader args, buffer& result)> invoke;
+  /// result to `result`, returning 0; or, when the body returns a Future (a tail call), hands that future's
+  /// call to the server and returns its call id. Throws ArgumentError for arguments that do not decode, and
+  /// whatever the body throws.
+  std::function<std::uint64_t(reader args, buffer& result)> invoke;
   /// Async bodies (set instead of invoke): the same as a coroutine, run on the container's executor thread.
-  std::function<Task<void>(buffer args, buffer& result)> invoke_async;
+  std::function<Task<std::uint64_t>(buffer args, buffer& result)> invoke_async;
 
   bool is_async() const noexcept { return static_cast<bool>(invoke_async); }
 };

@@ -1,0 +1,139 @@
+/// ferry/future.hpp: ferry::Future<T>, a handle to a call that may not have started.
+///
+///     ferry::Future<int> a = double_it.future(x);        // nothing runs yet
+///     ferry::Future<int> b = double_it.future(x + 1);
+///     int sum = add.remote(a, b);   // the server runs a and b in parallel, then add: the values of a and b
+///                                   // never travel through this program
+///
+/// `.run()` starts it (starting twice is an error), `.result()` blocks for its value (starting it if needed),
+/// `co_await fut` awaits it, `.coroutine()` turns it into a Task, `.done()` polls. A Future may be passed
+/// wherever a T argument is expected, to any number of calls; the server runs it once. Copies share one
+/// call. Thread-safe.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <source_location>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+#include <ferry/codec.hpp>
+#include <ferry/detail/function_entry.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/task.hpp>
+
+namespace ferry {
+
+template <class T>
+class Future;
+
+namespace detail {
+
+/// The call behind a Future; defined in the library.
+class future_state;
+
+using future_dependency = std::pair<std::uint32_t, std::shared_ptr<future_state>>;
+
+/// A call of `function` with encoded arguments (nil placeholders at the positions of `deps`), not started.
+std::shared_ptr<future_state> make_future(std::shared_ptr<const function_entry> function, buffer arguments,
+                                          std::vector<future_dependency> deps);
+/// Starts it, delivering its result here. Throws Error when it was started already.
+void run_future(future_state& state);
+bool future_started(future_state& state);
+bool future_done(future_state& state);
+/// Blocks for the result (starting it if needed); throws the call's error.
+buffer future_result(future_state& state, const std::source_location& site);
+/// Calls `done` once the result exists (starting the call if needed): at once on the calling thread when it
+/// does already, otherwise on the client's I/O thread.
+void on_future_result(const std::shared_ptr<future_state>& state,
+                      std::function<void(std::exception_ptr, const buffer&)> done);
+/// Makes sure it is submitted (as an argument: the server keeps the result), and returns its call id.
+std::uint64_t submit_as_argument(future_state& state);
+/// For a tail call: submits it and gives it to the server, which delivers its result to the caller of the
+/// function that returned it. Returns its call id.
+std::uint64_t hand_over(future_state& state);
+const std::string& future_function_name(const future_state& state);
+/// A future that is done already, with an encoded value (no call behind it; it cannot be an argument).
+std::shared_ptr<future_state> make_ready_future(buffer encoded);
+
+template <class T>
+T decode_future_value(const future_state& state, const buffer& encoded);
+
+template <class T>
+inline constexpr bool is_future_v = false;
+template <class T>
+inline constexpr bool is_future_v<Future<T>> = true;
+
+}  // namespace detail
+
+/// Awaits the call behind a future (starting it if needed); returns its encoded result.
+namespace detail {
+Task<buffer> await_future(std::shared_ptr<future_state> state);
+}
+
+template <class T>
+class Future : public Task<T> {
+ public:
+  using value_type = T;
+
+  explicit Future(std::shared_ptr<detail::future_state> state) : Task<T>(awaiting(state)), state_(std::move(state)) {}
+  Future(Future&&) noexcept = default;
+  Future& operator=(Future&&) noexcept = default;
+
+  /// Another handle to the same call (a Future is move-only, like the Task it is).
+  Future share() const { return Future(state_); }
+
+  /// Starts the call now; returns *this. Throws ferry::Error when it has been started already.
+  Future& run() {
+    detail::run_future(*state_);
+    return *this;
+  }
+
+  /// Blocks until the value exists (starting the call if needed) and returns it; throws the call's error.
+  T result(std::source_location site = std::source_location::current()) const {
+    return detail::decode_future_value<T>(*state_, detail::future_result(*state_, site));
+  }
+
+  /// Whether the call has ended (with a value or an error). Never blocks, never starts it.
+  bool done() const { return detail::future_done(*state_); }
+
+  /// A Task that awaits this future (starting it when awaited). A Future is itself that Task:
+  /// `co_await f.future(x)`, or `co_await std::move(fut)` for a named one.
+  Task<T> coroutine() const { return awaiting(state_); }
+
+  const std::shared_ptr<detail::future_state>& state() const noexcept { return state_; }
+
+ private:
+  static Task<T> awaiting(std::shared_ptr<detail::future_state> state) {
+    detail::buffer encoded = co_await detail::await_future(state);
+    co_return detail::decode_future_value<T>(*state, encoded);
+  }
+
+  std::shared_ptr<detail::future_state> state_;
+};
+
+namespace detail {
+
+template <class T>
+T decode_future_value(const future_state& state, const buffer& encoded) {
+  reader r{encoded.view()};
+  try {
+    return ferry::decode<T>(r);
+  } catch (const DecodeError& e) {
+    throw Error("the result of '" + future_function_name(state) + "' does not decode as " + codec<T>::name() + ": " +
+                e.what());
+  }
+}
+
+template <class T>
+Future<T> ready_future(const T& value) {
+  buffer encoded;
+  codec<T>::encode(encoded, value);
+  return Future<T>(make_ready_future(std::move(encoded)));
+}
+
+}  // namespace detail
+}  // namespace ferry

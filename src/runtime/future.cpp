@@ -1,0 +1,186 @@
+// The call behind a ferry::Future: submitted lazily, at most once, with the flags its uses need.
+#include <condition_variable>
+#include <mutex>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <ferry/future.hpp>
+
+#include "runtime/process_client.hpp"
+
+namespace ferry::detail {
+
+class future_state : public std::enable_shared_from_this<future_state> {
+ public:
+  future_state(std::shared_ptr<const function_entry> f, buffer a, std::vector<future_dependency> d)
+      : function(std::move(f)), arguments(std::move(a)), deps(std::move(d)) {}
+  ~future_state() {
+    // The server keeps a submitted call's result for this program until it lets go of it.
+    if (client && !handed_over) {
+      try {
+        client->release(call_id);
+      } catch (...) {
+      }
+    }
+  }
+
+  const std::shared_ptr<const function_entry> function;
+  const buffer arguments;
+  const std::vector<future_dependency> deps;
+
+  std::mutex mu;
+  std::condition_variable changed;
+  std::shared_ptr<client::client> client;  // set once submitted; guarded by mu
+  std::uint64_t call_id = 0;               // guarded by mu
+  bool delivering = false;                 // the result comes to this program; guarded by mu
+  bool run_called = false;                 // guarded by mu
+  bool handed_over = false;                // guarded by mu
+  bool done = false;                       // guarded by mu
+  std::exception_ptr error;                // guarded by mu
+  buffer result;                           // guarded by mu
+  std::vector<std::function<void(std::exception_ptr, const buffer&)>> waiters;  // guarded by mu
+
+  /// Submits the call if it has not been (its argument futures first), asking for delivery when `deliver`.
+  /// Requires mu.
+  void submit(bool deliver) {
+    if (!function) {  // a ready value, no call behind it
+      if (!deliver) throw Error("a future made from a value cannot be passed as an argument; pass the value");
+      return;
+    }
+    if (client) {
+      if (deliver && !delivering) {
+        delivering = true;
+        client->await_call(call_id, function->name, completion());
+      }
+      return;
+    }
+    std::vector<wire::dependency> wire_deps;
+    wire_deps.reserve(deps.size());
+    for (const auto& [position, dep] : deps) wire_deps.emplace_back(position, submit_as_argument(*dep));
+    auto c = runtime::process_client();
+    if (!c) {
+      throw Error("cannot run a future of '" + function->name +
+                  "': no ferry runtime is running; use it inside app.main(argc, argv, entry)");
+    }
+    const std::uint8_t flags = wire::keep_result | (deliver ? wire::deliver_result : 0);
+    call_id = c->submit(
+        {*function, [this](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(wire_deps), flags},
+        deliver ? completion() : client::call_callback{});
+    client = std::move(c);
+    delivering = deliver;
+  }
+
+ private:
+  client::call_callback completion() {
+    // The pending call keeps the state alive: the last Future may go while the call runs.
+    return [self = shared_from_this()](std::exception_ptr e, buffer payload) {
+      std::vector<std::function<void(std::exception_ptr, const buffer&)>> ready;
+      {
+        std::lock_guard lock(self->mu);
+        self->done = true;
+        self->error = e;
+        self->result = std::move(payload);
+        ready.swap(self->waiters);
+      }
+      self->changed.notify_all();
+      for (auto& w : ready) w(self->error, self->result);
+    };
+  }
+};
+
+std::shared_ptr<future_state> make_future(std::shared_ptr<const function_entry> function, buffer arguments,
+                                          std::vector<future_dependency> deps) {
+  return std::make_shared<future_state>(std::move(function), std::move(arguments), std::move(deps));
+}
+
+void run_future(future_state& state) {
+  std::lock_guard lock(state.mu);
+  if (state.run_called || state.delivering || !state.function) {
+    throw Error("the future of '" + future_function_name(state) + "' was started already; run() starts a future once");
+  }
+  state.run_called = true;
+  state.submit(/*deliver=*/true);
+}
+
+bool future_started(future_state& state) {
+  std::lock_guard lock(state.mu);
+  return state.client != nullptr;
+}
+
+bool future_done(future_state& state) {
+  std::lock_guard lock(state.mu);
+  return state.done;
+}
+
+buffer future_result(future_state& state, const std::source_location& site) {
+  runtime::warn_if_blocking_on_loop(future_function_name(state), site);
+  std::unique_lock lock(state.mu);
+  state.submit(/*deliver=*/true);
+  state.changed.wait(lock, [&] { return state.done; });
+  if (state.error) std::rethrow_exception(state.error);
+  buffer copy;
+  copy.append(state.result.data(), state.result.size());
+  return copy;
+}
+
+void on_future_result(const std::shared_ptr<future_state>& state,
+                      std::function<void(std::exception_ptr, const buffer&)> done) {
+  std::unique_lock lock(state->mu);
+  state->submit(/*deliver=*/true);
+  if (!state->done) {
+    // Keep the state alive until the waiter has run.
+    state->waiters.push_back([state, done = std::move(done)](std::exception_ptr e, const buffer& b) { done(e, b); });
+    return;
+  }
+  lock.unlock();
+  done(state->error, state->result);
+}
+
+std::uint64_t submit_as_argument(future_state& state) {
+  std::lock_guard lock(state.mu);
+  state.submit(/*deliver=*/false);
+  return state.call_id;
+}
+
+std::uint64_t hand_over(future_state& state) {
+  std::lock_guard lock(state.mu);
+  if (state.delivering) {
+    throw Error("a future whose result this container awaits cannot be returned as a tail call: return a fresh "
+                "f.future(...)");
+  }
+  state.submit(/*deliver=*/false);
+  state.handed_over = true;
+  return state.call_id;
+}
+
+Task<buffer> await_future(std::shared_ptr<future_state> state) {
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(std::exception_ptr, buffer)>(
+      [state](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        on_future_result(state, [shared](std::exception_ptr error, const buffer& encoded) {
+          buffer copy;
+          if (!error) copy.append(encoded.data(), encoded.size());
+          auto executor = boost::asio::get_associated_executor(*shared);
+          boost::asio::post(executor, [shared, error, copy = std::move(copy)]() mutable {
+            std::move (*shared)(error, std::move(copy));
+          });
+        });
+      },
+      boost::asio::use_awaitable);
+}
+
+const std::string& future_function_name(const future_state& state) {
+  static const std::string value = "(a value)";
+  return state.function ? state.function->name : value;
+}
+
+std::shared_ptr<future_state> make_ready_future(buffer encoded) {
+  auto state = std::make_shared<future_state>(nullptr, buffer{}, std::vector<future_dependency>{});
+  state->done = true;
+  state->result = std::move(encoded);
+  return state;
+}
+
+}  // namespace ferry::detail

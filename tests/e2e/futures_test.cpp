@@ -1,0 +1,137 @@
+// Futures, futures as arguments (the server's dataflow), map/reduce and tail calls, end to end.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "process.hpp"
+#include "test_app.hpp"
+
+namespace e2e {
+namespace {
+
+using testing::HasSubstr;
+
+TEST(futures, a_future_is_lazy_runs_once_and_gives_its_value_in_every_form) {
+  EXPECT_EQ(run_app([] {
+              auto f = square.future(7);
+              EXPECT_FALSE(f.done());
+              f.run();
+              EXPECT_THROW(f.run(), ferry::Error);  // starting twice is an error
+              EXPECT_EQ(f.result(), 49);
+              EXPECT_TRUE(f.done());
+              EXPECT_EQ(f.result(), 49);  // again: the same value
+              EXPECT_EQ(ferry::run(square.future(8).coroutine()), 64);
+              EXPECT_EQ(async_double.future(21).result(), 42);  // the same for async functions
+            }),
+            0);
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              auto f = async_double.future(5);
+              EXPECT_EQ(co_await std::move(f), 10);
+              EXPECT_EQ(f.result(), 10);  // the handle still knows its value
+              EXPECT_EQ(co_await square.future(3), 9);
+            }),
+            0);
+}
+
+TEST(futures, argument_futures_run_in_parallel_on_the_server_and_feed_the_consumer) {
+  EXPECT_EQ(run_app([] {
+              // Each overlap_double returns 2x only if the other ran at the same time.
+              EXPECT_EQ(add.remote(overlap_double.future(3), overlap_double.future(4)), 2 * 3 + 2 * 4);
+            }),
+            0);
+}
+
+TEST(futures, one_future_feeds_two_consumers_and_runs_once) {
+  EXPECT_EQ(run_app([] {
+              auto shared = counter.future("count", 5);
+              auto left = add.future(shared, 1);
+              auto right = add.future(shared, 2);
+              EXPECT_EQ(add.remote(left, right), (5 + 1) + (5 + 2));
+              EXPECT_EQ(counter.remote("read", 0), 1);
+            }),
+            0);
+}
+
+TEST(futures, a_failing_argument_call_fails_the_consumer_naming_it) {
+  EXPECT_EQ(run_app([] {
+              try {
+                add.remote(element_at.future("abc", 10), 1);
+                ADD_FAILURE() << "no exception";
+              } catch (const std::out_of_range& e) {
+                EXPECT_THAT(e.what(), HasSubstr("argument 1 of 'add' comes from call fc-"));
+                EXPECT_THAT(e.what(), HasSubstr("of 'element_at', which failed: "));
+                ASSERT_NE(ferry::remote_details(e), nullptr);
+                EXPECT_EQ(ferry::remote_details(e)->function(), "element_at");
+              }
+            }),
+            0);
+}
+
+TEST(futures, map_keeps_input_order_over_10000_items) {
+  EXPECT_EQ(run_app([] {
+              std::vector<std::int64_t> items(10'000);
+              for (std::int64_t i = 0; i < 10'000; ++i) items[i] = i;
+              const auto squares = square.map(items);
+              ASSERT_EQ(squares.size(), items.size());
+              std::int64_t wrong = 0;
+              for (std::int64_t i = 0; i < 10'000; ++i) wrong += squares[i] != i * i;
+              EXPECT_EQ(wrong, 0);
+            }),
+            0);
+}
+
+TEST(futures, map_in_every_form_starmap_and_for_each) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              std::vector<std::int64_t> items{1, 2, 3};  // (GCC 12: no braced temporaries inside co_await)
+              const std::vector<std::int64_t> doubled = co_await async_double.map.aio(std::move(items));
+              EXPECT_EQ(doubled, (std::vector<std::int64_t>{2, 4, 6}));
+            }),
+            0);
+  EXPECT_EQ(run_app([] {
+              auto unordered = square.map(std::vector<std::int64_t>{1, 2, 3}, {.order_outputs = false});
+              std::sort(unordered.begin(), unordered.end());
+              EXPECT_EQ(unordered, (std::vector<std::int64_t>{1, 4, 9}));
+              const auto squares = square.map.outcomes(std::vector<std::int64_t>{2, 3});
+              ASSERT_EQ(squares.size(), 2u);
+              EXPECT_TRUE(squares[0].ok());
+              EXPECT_EQ(squares[1].get(), 9);
+              using pair = std::tuple<std::int64_t, std::int64_t>;
+              EXPECT_EQ(add.starmap({pair{1, 2}, pair{3, 4}}), (std::vector<std::int64_t>{3, 7}));
+              const std::vector<std::tuple<std::string, std::int64_t>> positions{{std::string("ab"), 0},
+                                                                                  {std::string("ab"), 5}};
+              EXPECT_THROW(element_at.starmap(positions), std::out_of_range);
+              square.for_each(std::vector<std::int64_t>{1, 2, 3});
+            }),
+            0);
+}
+
+TEST(futures, reduce_folds_left_to_right_with_its_edge_cases) {
+  EXPECT_EQ(run_app([] {
+              EXPECT_THROW(add.reduce(std::vector<std::int64_t>{}), std::invalid_argument);
+              EXPECT_EQ(add.reduce(std::vector<std::int64_t>{}, 7), 7);
+              EXPECT_EQ(add.reduce(std::vector<std::int64_t>{5}), 5);
+              EXPECT_EQ(add.reduce(std::vector<std::int64_t>{1, 2, 3, 4}), 10);
+              EXPECT_EQ(add.reduce(std::vector<std::int64_t>{1, 2, 3}, 10), 16);
+              EXPECT_EQ(ferry::run(add.reduce.aio(std::vector<std::int64_t>{4, 5})), 9);
+            }),
+            0);
+}
+
+TEST(futures, reduce_begins_before_the_maps_last_item_finishes) {
+  EXPECT_EQ(run_app([] {
+              std::vector<ferry::Future<std::int64_t>> doubled;
+              for (std::int64_t i = 0; i < 5; ++i) doubled.push_back(gated_double.future(i, i == 4));
+              EXPECT_EQ(marking_add.reduce(doubled), 2 * (0 + 1 + 2 + 3 + 4));
+            }),
+            0);
+}
+
+TEST(futures, a_function_tail_calling_itself_1000_deep_with_one_slot_completes) {
+  EXPECT_EQ(run_app([] {
+              EXPECT_EQ(count_down.remote(1000), 0);        // blocking body returning Future<int64>
+              EXPECT_EQ(async_count_down.remote(200), 7);   // async body returning Task<Future<int64>>
+            }),
+            0);
+}
+
+}  // namespace
+}  // namespace e2e
