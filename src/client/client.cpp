@@ -37,7 +37,15 @@ endpoint endpoint::parse(const std::string& text) {
 client::client() = default;
 
 std::shared_ptr<client> client::connect(const connect_options& options, container_handlers handlers) {
-  std::shared_ptr<client> c(new client());
+  // The last reference may go on the I/O thread itself (a future's completion holds one), where the
+  // destructor could not join that thread: destroy it from a thread of its own then.
+  std::shared_ptr<client> c(new client(), [](client* p) {
+    if (std::this_thread::get_id() == p->io_thread_.get_id()) {
+      std::thread([p] { delete p; }).detach();
+    } else {
+      delete p;
+    }
+  });
   c->handlers_ = std::move(handlers);
   c->server_ = options.server;
 
