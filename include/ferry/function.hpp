@@ -13,8 +13,8 @@
 #include <ferry/codec.hpp>
 #include <ferry/detail/call_arguments.hpp>
 #include <ferry/detail/function_entry.hpp>
-#include <ferry/future.hpp>
 #include <ferry/errors.hpp>
+#include <ferry/future.hpp>
 #include <ferry/task.hpp>
 #include <iterator>
 #include <memory>
@@ -142,8 +142,9 @@ class Function<R(A...)> {
     /// The same with futures among the arguments: the server runs them (in parallel when independent) and
     /// passes their values to this call; the values never travel through this program.
     template <class... Args>
-      requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> && (detail::argument_for<A, Args> && ...))
-    value_type operator()(const Args&... args) const {
+    requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> &&
+             (detail::argument_for<A, Args> && ...)) value_type
+    operator()(const Args&... args) const {
       auto future = detail::make_call_future<value_type, A...>(entry_, args...);
       if constexpr (std::is_void_v<value_type>) {
         future.result();
@@ -152,8 +153,7 @@ class Function<R(A...)> {
       }
     }
     template <class... Args>
-      requires(detail::any_wrapped_future<Args...>)
-    void operator()(const Args&...) const {
+    requires(detail::any_wrapped_future<Args...>) void operator()(const Args&...) const {
       FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
     }
 
@@ -162,18 +162,18 @@ class Function<R(A...)> {
     /// Cancelling the awaiting coroutine cancels the remote input and throws CancelledError.
     Task<value_type> aio(const A&... args) const { return call_async(entry_, args...); }
     template <class... Args>
-      requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> && (detail::argument_for<A, Args> && ...))
-    Task<value_type> aio(const Args&... args) const {
+    requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> &&
+             (detail::argument_for<A, Args> && ...)) Task<value_type> aio(const Args&... args)
+    const {
       auto future = detail::make_call_future<value_type, A...>(entry_, args...);
       if constexpr (std::is_void_v<value_type>) {
-        return [](auto f) -> Task<void> { co_await std::move(f); }(std::move(future));
+        return [](auto f) -> Task<void> { co_await f.coroutine(); }(std::move(future));
       } else {
         return future.coroutine();
       }
     }
     template <class... Args>
-      requires(detail::any_wrapped_future<Args...>)
-    void aio(const Args&...) const {
+    requires(detail::any_wrapped_future<Args...>) void aio(const Args&...) const {
       FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
     }
 
@@ -211,7 +211,8 @@ class Function<R(A...)> {
     }
     /// Each item's value or exception, in order: failures do not stop the map.
     template <class Items>
-    std::vector<Outcome<detail::future_value_t<value_type>>> outcomes(const Items& items, MapOptions options = {}) const {
+    std::vector<Outcome<detail::future_value_t<value_type>>> outcomes(const Items& items,
+                                                                      MapOptions options = {}) const {
       auto results = detail::map_calls(entry_, std::size(items), encoder(items), options.window);
       std::vector<Outcome<detail::future_value_t<value_type>>> out(results.items.size());
       for (std::size_t i = 0; i < out.size(); ++i) {
@@ -233,7 +234,8 @@ class Function<R(A...)> {
         detail::encode_call_arguments<A...>(out, deps, std::index_sequence<0>{}, item);
       };
     }
-    std::vector<detail::future_value_t<value_type>> values(detail::map_results results, const MapOptions& options) const {
+    std::vector<detail::future_value_t<value_type>> values(detail::map_results results,
+                                                           const MapOptions& options) const {
       std::vector<detail::future_value_t<value_type>> out;
       out.reserve(results.items.size());
       for (std::size_t i = 0; i < results.items.size(); ++i) {
@@ -253,9 +255,11 @@ class Function<R(A...)> {
     auto results = detail::map_calls(
         entry_, items.size(),
         [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
-          std::apply([&](const auto&... args) {
-            detail::encode_call_arguments<A...>(out, deps, std::index_sequence_for<A...>{}, args...);
-          }, items[i]);
+          std::apply(
+              [&](const auto&... args) {
+                detail::encode_call_arguments<A...>(out, deps, std::index_sequence_for<A...>{}, args...);
+              },
+              items[i]);
         },
         options.window);
     return map.values(std::move(results), options);
@@ -270,13 +274,12 @@ class Function<R(A...)> {
   /// A lazy Future of a call with these arguments (values, or futures of the parameter types). It starts
   /// when run, awaited, asked for its result, or passed to a call that is made.
   template <class... Args>
-    requires(sizeof...(Args) == sizeof...(A) && (detail::argument_for<A, Args> && ...))
-  Future<detail::future_value_t<value_type>> future(const Args&... args) const {
-    return detail::make_call_future<value_type, A...>(entry_, args...);
-  }
+  requires(sizeof...(Args) == sizeof...(A) &&
+           (detail::argument_for<A, Args> &&
+            ...)) Future<detail::future_value_t<value_type>> future(const Args&... args)
+  const { return detail::make_call_future<value_type, A...>(entry_, args...); }
   template <class... Args>
-    requires(detail::any_wrapped_future<Args...>)
-  void future(const Args&...) const {
+  requires(detail::any_wrapped_future<Args...>) void future(const Args&...) const {
     FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
   }
 
@@ -297,11 +300,11 @@ class Function<R(A...)> {
     }
     template <class Items>
     Task<fold_type> aio(Items items) const {
-      co_return co_await start_fold(items, std::optional<fold_type>{});
+      co_return co_await start_fold(items, std::optional<fold_type>{}).coroutine();
     }
     template <class Items>
     Task<fold_type> aio(Items items, fold_type initial) const {
-      co_return co_await start_fold(items, std::optional<fold_type>{initial});
+      co_return co_await start_fold(items, std::optional<fold_type>{initial}).coroutine();
     }
 
    private:
@@ -338,12 +341,10 @@ class Function<R(A...)> {
         detail::submit_as_argument(*acc->state());  // submit as we go: the chain is not built recursively
         acc.emplace(detail::make_call_future<fold_type, A...>(entry_, *acc, *it));
       }
-      return std::move(*acc);
+      return *acc;
     }
     /// A future that is already resolved to `value`: a reduce step of one item.
-    static Future<fold_type> identity(const fold_type& value) {
-      return detail::ready_future<fold_type>(value);
-    }
+    static Future<fold_type> identity(const fold_type& value) { return detail::ready_future<fold_type>(value); }
     std::shared_ptr<const detail::function_entry> entry_;
   };
   reduce_caller reduce;
@@ -363,8 +364,9 @@ class Function<R(A...)> {
   }
   /// The direct call with futures among the arguments.
   template <class... Args>
-    requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> && (detail::argument_for<A, Args> && ...))
-  auto operator()(const Args&... args) const {
+  requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> &&
+           (detail::argument_for<A, Args> && ...)) auto
+  operator()(const Args&... args) const {
     if constexpr (is_async) {
       return remote.aio(args...);
     } else {
@@ -372,8 +374,7 @@ class Function<R(A...)> {
     }
   }
   template <class... Args>
-    requires(detail::any_wrapped_future<Args...>)
-  void operator()(const Args&...) const {
+  requires(detail::any_wrapped_future<Args...>) void operator()(const Args&...) const {
     FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
   }
 

@@ -6,24 +6,22 @@
 ///                                   // never travel through this program
 ///
 /// `.run()` starts it (starting twice is an error), `.result()` blocks for its value (starting it if needed),
-/// `co_await fut` awaits it, `.coroutine()` turns it into a Task, `.done()` polls. A Future may be passed
+/// `co_await fut.coroutine()` awaits it, `.done()` polls. A Future may be passed
 /// wherever a T argument is expected, to any number of calls; the server runs it once. Copies share one
 /// call. Thread-safe.
 #pragma once
 
 #include <exception>
+#include <ferry/codec.hpp>
+#include <ferry/detail/function_entry.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/task.hpp>
 #include <memory>
 #include <source_location>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
-
-
-#include <ferry/codec.hpp>
-#include <ferry/detail/function_entry.hpp>
-#include <ferry/errors.hpp>
-#include <ferry/task.hpp>
 
 namespace ferry {
 
@@ -75,15 +73,13 @@ Task<buffer> await_future(std::shared_ptr<future_state> state);
 }
 
 template <class T>
-class Future : public Task<T> {
+class Future {
  public:
   using value_type = T;
 
-  explicit Future(std::shared_ptr<detail::future_state> state) : Task<T>(awaiting(state)), state_(std::move(state)) {}
-  Future(Future&&) noexcept = default;
-  Future& operator=(Future&&) noexcept = default;
+  explicit Future(std::shared_ptr<detail::future_state> state) : state_(std::move(state)) {}
 
-  /// Another handle to the same call (a Future is move-only, like the Task it is).
+  /// Another handle to the same call (copies share it too).
   Future share() const { return Future(state_); }
 
   /// Starts the call now; returns *this. Throws ferry::Error when it has been started already.
@@ -100,8 +96,9 @@ class Future : public Task<T> {
   /// Whether the call has ended (with a value or an error). Never blocks, never starts it.
   bool done() const { return detail::future_done(*state_); }
 
-  /// A Task that awaits this future (starting it when awaited). A Future is itself that Task:
-  /// `co_await f.future(x)`, or `co_await std::move(fut)` for a named one.
+  /// A Task that awaits this future (starting it when awaited): `co_await fut.coroutine()`. (Boost 1.81's
+  /// Asio cannot await a Future directly: its path for custom asynchronous operations mishandles both
+  /// lvalues and (exception_ptr, T) completions.)
   Task<T> coroutine() const { return awaiting(state_); }
 
   const std::shared_ptr<detail::future_state>& state() const noexcept { return state_; }

@@ -164,7 +164,7 @@ void client::start_call(const call_request& request, call_handler handler) {
   } catch (...) {
     if (slot.is_connected()) slot.clear();
     std::unique_ptr<pending_call> owned(raw);
-    std::move(*owned->handler)(std::current_exception(), detail::buffer{});
+    std::move (*owned->handler)(std::current_exception(), detail::buffer{});
   }
 }
 

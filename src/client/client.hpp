@@ -115,7 +115,7 @@ class client {
     // Async callers are completed through it instead. Always emplaced, never assigned: Boost 1.81's
     // any_completion_handler move assignment recurses into its converting constructor.
     std::optional<call_handler> handler;
-    call_callback callback;         // futures: completed on the I/O thread
+    call_callback callback;  // futures: completed on the I/O thread
     wire::status status = wire::status::ok;
     detail::buffer payload;
     std::string connection_error;  // set when the connection closed first

@@ -330,6 +330,7 @@ int run_container(const detail::app_state& app) {
     return 3;
   }
   record_throw_stacks();
+  print_stack_on_fatal_signals();
 
   std::unique_ptr<input_runner> runner;
   if (function->is_async()) {

@@ -3,8 +3,10 @@
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <execinfo.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <memory>
 #include <typeinfo>
@@ -23,6 +25,25 @@ thread_local throw_stack last;
 }  // namespace
 
 void record_throw_stacks() { recording.store(true, std::memory_order_relaxed); }
+
+namespace {
+void on_fatal_signal(int sig) {
+  // Async-signal-safe enough for a dying process: backtrace_symbols_fd does not allocate.
+  const char header[] = "ferry container: fatal signal; stack:\n";
+  (void)!::write(STDERR_FILENO, header, sizeof header - 1);
+  void* frames[64];
+  const int n = backtrace(frames, 64);
+  backtrace_symbols_fd(frames, n, STDERR_FILENO);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+}  // namespace
+
+void print_stack_on_fatal_signals() {
+  void* warm_up[1];
+  backtrace(warm_up, 1);  // loads libgcc now, not in the signal handler
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, on_fatal_signal);
+}
 
 std::string demangle(const char* mangled) {
   int status = 0;

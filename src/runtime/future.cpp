@@ -1,12 +1,10 @@
 // The call behind a ferry::Future: submitted lazily, at most once, with the flags its uses need.
-#include <condition_variable>
-#include <mutex>
-
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
+#include <condition_variable>
 #include <ferry/future.hpp>
+#include <mutex>
 
 #include "runtime/process_client.hpp"
 
@@ -65,9 +63,9 @@ class future_state : public std::enable_shared_from_this<future_state> {
                   "': no ferry runtime is running; use it inside app.main(argc, argv, entry)");
     }
     const std::uint8_t flags = wire::keep_result | (deliver ? wire::deliver_result : 0);
-    call_id = c->submit(
-        {*function, [this](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(wire_deps), flags},
-        deliver ? completion() : client::call_callback{});
+    call_id = c->submit({*function, [this](buffer& out) { out.append(arguments.data(), arguments.size()); },
+                         std::move(wire_deps), flags},
+                        deliver ? completion() : client::call_callback{});
     client = std::move(c);
     delivering = deliver;
   }
@@ -147,8 +145,9 @@ std::uint64_t submit_as_argument(future_state& state) {
 std::uint64_t hand_over(future_state& state) {
   std::lock_guard lock(state.mu);
   if (state.delivering) {
-    throw Error("a future whose result this container awaits cannot be returned as a tail call: return a fresh "
-                "f.future(...)");
+    throw Error(
+        "a future whose result this container awaits cannot be returned as a tail call: return a fresh "
+        "f.future(...)");
   }
   state.submit(/*deliver=*/false);
   state.handed_over = true;
@@ -156,8 +155,11 @@ std::uint64_t hand_over(future_state& state) {
 }
 
 Task<buffer> await_future(std::shared_ptr<future_state> state) {
-  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(std::exception_ptr, buffer)>(
-      [state](auto handler) {
+  // GCC 12 destroys a temporary inside a co_await expression twice: the initiation captures `state` by
+  // reference (it runs within this frame), never an owning copy.
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                 void(std::exception_ptr, buffer)>(
+      [&state](auto handler) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         on_future_result(state, [shared](std::exception_ptr error, const buffer& encoded) {
           buffer copy;

@@ -1,12 +1,10 @@
 // f.map: many calls of one function, fed to the server through a window of calls in flight.
-#include <condition_variable>
-#include <mutex>
-
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
+#include <condition_variable>
 #include <ferry/function.hpp>
+#include <mutex>
 
 #include "runtime/process_client.hpp"
 
@@ -45,10 +43,11 @@ class map_run : public std::enable_shared_from_this<map_run> {
         encode_(i, arguments, futures);
         std::vector<wire::dependency> deps;
         for (const auto& [position, future] : futures) deps.emplace_back(position, submit_as_argument(*future));
-        client_->submit({*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps)},
-                        [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
-                          self->finished(i, error, std::move(result));
-                        });
+        client_->submit(
+            {*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps)},
+            [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
+              self->finished(i, error, std::move(result));
+            });
       } catch (...) {
         finished(i, std::current_exception(), buffer{});
       }
@@ -118,8 +117,9 @@ map_results map_calls(std::shared_ptr<const function_entry> function, std::size_
 Task<map_results> map_calls_async(std::shared_ptr<const function_entry> function, std::size_t n,
                                   map_item_encoder encode, std::size_t window) {
   auto run = std::make_shared<map_run>(std::move(function), n, std::move(encode), window);
+  // (The initiation captures `run` by reference: GCC 12 destroys co_await temporaries twice.)
   co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
-      [run](auto handler) {
+      [&run](auto handler) {
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         run->on_done([shared] {
           auto executor = boost::asio::get_associated_executor(*shared);

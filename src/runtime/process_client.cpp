@@ -70,7 +70,10 @@ Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
   auto c = runtime::require_client(function->name);
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(std::exception_ptr, buffer)>(
-      [&](auto handler) { c->start_call({*function, encode_args}, std::move(handler)); }, boost::asio::use_awaitable);
+      [&](auto handler) {
+        c->start_call({*function, encode_args}, std::move(handler));
+      },
+      boost::asio::use_awaitable);
 }
 
 }  // namespace ferry::detail

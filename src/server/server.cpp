@@ -51,17 +51,17 @@ struct input_record {
   std::string call_id;
   std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
   std::uint64_t caller_call_id = 0;
-  std::uint8_t flags = 0;            // wire::deliver_result | wire::keep_result
+  std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
   function_state* function = nullptr;
   input_state state = input_state::waiting;
-  detail::buffer arguments;          // with nil placeholders where deps go, until spliced
+  detail::buffer arguments;  // with nil placeholders where deps go, until spliced
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
   std::vector<std::pair<std::uint32_t, input_record*>> deps;
-  std::size_t unresolved = 0;        // deps not done yet
-  std::vector<input_record*> consumers;  // calls waiting for this one's result
-  std::size_t readers = 0;           // consumers that will still read `result`
+  std::size_t unresolved = 0;             // deps not done yet
+  std::vector<input_record*> consumers;   // calls waiting for this one's result
+  std::size_t readers = 0;                // consumers that will still read `result`
   container_record* container = nullptr;  // while running
-  status outcome = status::ok;       // once done: the value, or an error record, in `result`
+  status outcome = status::ok;            // once done: the value, or an error record, in `result`
   detail::buffer result;
 };
 
@@ -411,9 +411,8 @@ void server::state::on_call(session& s, const wire::frame& f) {
     input_record* dep = open_call(s, dep_call_id);
     if (!dep) {
       return fail(in, {status::bad_arguments, "",
-                       "argument " + std::to_string(position + 1) + " of '" + function_name +
-                           "' refers to call " + std::to_string(dep_call_id) +
-                           ", which this program has not made or has released",
+                       "argument " + std::to_string(position + 1) + " of '" + function_name + "' refers to call " +
+                           std::to_string(dep_call_id) + ", which this program has not made or has released",
                        function_name, in.call_id, ""});
     }
     in.deps.emplace_back(position, dep);
@@ -508,7 +507,8 @@ void server::state::settle(input_record& in) {
   for (input_record* consumer : consumers) {
     if (consumer->state != input_state::waiting) continue;
     if (failure) {
-      auto dep = std::find_if(consumer->deps.begin(), consumer->deps.end(), [&](const auto& d) { return d.second == &in; });
+      auto dep =
+          std::find_if(consumer->deps.begin(), consumer->deps.end(), [&](const auto& d) { return d.second == &in; });
       wire::error_record error = *failure;
       error.message = "argument " + std::to_string(dep == consumer->deps.end() ? 0 : dep->first + 1) + " of '" +
                       consumer->function->name + "' comes from call " + in.call_id + " of '" + in.function->name +
@@ -582,7 +582,8 @@ void server::state::on_cancel(session& s, const wire::frame& f) {
     }
     return;
   }
-  fail(*in, {status::cancelled, "", "'" + in->function->name + "' was cancelled before it started (call " + in->call_id + ")",
+  fail(*in, {status::cancelled, "",
+             "'" + in->function->name + "' was cancelled before it started (call " + in->call_id + ")",
              in->function->name, in->call_id, ""});
 }
 

@@ -163,6 +163,19 @@ TEST(async, examples_print_what_the_seeds_say) {
   EXPECT_EQ(runhouse.code, 0) << runhouse.err;
   EXPECT_EQ(runhouse.out, "2\n2\n2\n2\n");
   EXPECT_EQ(runhouse.err, "");  // no event loop is blocked: no warnings
+  const auto tensorlake = run({FERRY_EXAMPLES_DIR "/tensorlake"});
+  EXPECT_EQ(tensorlake.code, 0) << tensorlake.err;
+  EXPECT_EQ(tensorlake.out,
+            "greet: Hello, ALICE!\n"
+            "create_task: 42\n"
+            "gather: Hello, ALICE! Why did alice cross the road? To get to the other side!\n"
+            "map and reduce: 20\n"
+            "calls as inputs: 18\n"
+            "tail call: 42\n"
+            "tail call of a sync future: 42\n"
+            "await a sync future: 42\n"
+            "background task: 42\n"
+            "sync calling async: 63\n");
 }
 
 }  // namespace

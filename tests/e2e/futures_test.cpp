@@ -25,9 +25,9 @@ TEST(futures, a_future_is_lazy_runs_once_and_gives_its_value_in_every_form) {
             0);
   EXPECT_EQ(run_app([]() -> ferry::Task<void> {
               auto f = async_double.future(5);
-              EXPECT_EQ(co_await std::move(f), 10);
-              EXPECT_EQ(f.result(), 10);  // the handle still knows its value
-              EXPECT_EQ(co_await square.future(3), 9);
+              EXPECT_EQ(co_await f.coroutine(), 10);
+              EXPECT_TRUE(f.done());
+              EXPECT_EQ(co_await square.future(3).coroutine(), 9);
             }),
             0);
 }
@@ -97,7 +97,7 @@ TEST(futures, map_in_every_form_starmap_and_for_each) {
               using pair = std::tuple<std::int64_t, std::int64_t>;
               EXPECT_EQ(add.starmap({pair{1, 2}, pair{3, 4}}), (std::vector<std::int64_t>{3, 7}));
               const std::vector<std::tuple<std::string, std::int64_t>> positions{{std::string("ab"), 0},
-                                                                                  {std::string("ab"), 5}};
+                                                                                 {std::string("ab"), 5}};
               EXPECT_THROW(element_at.starmap(positions), std::out_of_range);
               square.for_each(std::vector<std::int64_t>{1, 2, 3});
             }),
@@ -127,8 +127,8 @@ TEST(futures, reduce_begins_before_the_maps_last_item_finishes) {
 
 TEST(futures, a_function_tail_calling_itself_1000_deep_with_one_slot_completes) {
   EXPECT_EQ(run_app([] {
-              EXPECT_EQ(count_down.remote(1000), 0);        // blocking body returning Future<int64>
-              EXPECT_EQ(async_count_down.remote(200), 7);   // async body returning Task<Future<int64>>
+              EXPECT_EQ(count_down.remote(1000), 0);       // blocking body returning Future<int64>
+              EXPECT_EQ(async_count_down.remote(200), 7);  // async body returning Task<Future<int64>>
             }),
             0);
 }

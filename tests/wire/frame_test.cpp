@@ -71,7 +71,8 @@ TEST(frame, round_trips_a_call_frame_with_its_header_and_payload) {
   const frame f = parse(body_at(b, 0));
   EXPECT_EQ(f.kind, message_kind::call);
   EXPECT_EQ(f.header_fields, 5u);
-  EXPECT_EQ(f.decode_header<ferry::wire::call_header>(), (ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}}));
+  EXPECT_EQ(f.decode_header<ferry::wire::call_header>(),
+            (ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}}));
   EXPECT_EQ(decode_all<call_arguments>(f.payload), (call_arguments{-7, "seven"}));
   EXPECT_EQ(f.payload.data() + f.payload.size(), b.data() + b.size());
 }
@@ -126,7 +127,8 @@ TEST(frame, parses_several_frames_from_one_buffer_in_order) {
   const frame first = parse(body_at(b, offset));
   offset += ferry::wire::length_prefix_size + body_at(b, offset).size();
   EXPECT_EQ(first.kind, message_kind::call);
-  EXPECT_EQ(first.decode_header<ferry::wire::call_header>(), (ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}}));
+  EXPECT_EQ(first.decode_header<ferry::wire::call_header>(),
+            (ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}}));
   EXPECT_EQ(decode_all<call_arguments>(first.payload), (call_arguments{1, "one"}));
 
   const frame second = parse(body_at(b, offset));
@@ -160,8 +162,9 @@ TEST(frame, decode_header_rejects_wrong_field_count) {
 
 TEST(frame, decode_header_rejects_wrong_field_types) {
   buffer b;
-  frame_writer w(b, message_kind::call,
-                 std::tuple<std::string, std::string, std::string, std::uint8_t, std::vector<int>>{"id", "app", "fn", 1, {}});
+  frame_writer w(
+      b, message_kind::call,
+      std::tuple<std::string, std::string, std::string, std::uint8_t, std::vector<int>>{"id", "app", "fn", 1, {}});
   w.finish();
   const frame f = parse(body_at(b, 0));
   EXPECT_EQ(f.header_fields, 5u);
@@ -286,7 +289,8 @@ TEST(frame, discard_leaves_the_buffer_as_it_was) {
 
   {
     // Large enough that the buffer grows (and moves) while the discarded frame is written.
-    frame_writer discarded(b, message_kind::call, ferry::wire::call_header{6, "app", "fn", ferry::wire::deliver_result, {}});
+    frame_writer discarded(b, message_kind::call,
+                           ferry::wire::call_header{6, "app", "fn", ferry::wire::deliver_result, {}});
     ferry::encode(discarded.payload(), std::string(100'000, 'd'));
     discarded.discard();
   }

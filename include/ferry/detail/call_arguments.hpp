@@ -3,6 +3,8 @@
 #pragma once
 
 #include <array>
+#include <ferry/codec.hpp>
+#include <ferry/future.hpp>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -10,9 +12,6 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <ferry/codec.hpp>
-#include <ferry/future.hpp>
 
 namespace ferry::detail {
 
@@ -33,8 +32,8 @@ struct wraps_future<std::map<K, Future<T>, C, A>> : std::true_type {};
 template <class K, class T, class H, class E, class A>
 struct wraps_future<std::unordered_map<K, Future<T>, H, E, A>> : std::true_type {};
 template <class A, class B>
-struct wraps_future<std::pair<A, B>> : std::bool_constant<is_future_v<A> || is_future_v<B> || wraps_future<A>::value ||
-                                                          wraps_future<B>::value> {};
+struct wraps_future<std::pair<A, B>>
+    : std::bool_constant<is_future_v<A> || is_future_v<B> || wraps_future<A>::value || wraps_future<B>::value> {};
 template <class... T>
 struct wraps_future<std::tuple<T...>> : std::bool_constant<((is_future_v<T> || wraps_future<T>::value) || ...)> {};
 
@@ -59,10 +58,10 @@ inline constexpr bool argument_for = [] {
 template <class>
 inline constexpr bool dependent_false = false;
 
-#define FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args)                                                                     \
-  static_assert(::ferry::detail::dependent_false<std::tuple<Args...>>,                                                \
-                "ferry: a container (or pair, tuple) holding futures cannot be passed where values are expected: "    \
-                "pass each ferry::Future directly as an argument, or use f.map / f.reduce, which take a "             \
+#define FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args)                                                                  \
+  static_assert(::ferry::detail::dependent_false<std::tuple<Args...>>,                                             \
+                "ferry: a container (or pair, tuple) holding futures cannot be passed where values are expected: " \
+                "pass each ferry::Future directly as an argument, or use f.map / f.reduce, which take a "          \
                 "std::vector<ferry::Future<T>>")
 
 /// Encodes the argument array for parameters `P...`: values as themselves, futures as nil placeholders,
