@@ -39,6 +39,20 @@ ferry::Task<std::int64_t> sleep_100ms(std::int64_t x) {
 }
 auto async_sleep = app.function("sleep_100ms", sleep_100ms, {.max_inputs = 1000, .max_containers = 1});
 
+// W3 and W4 run many small calls: several inputs in flight per container.
+auto map_double =
+    app.function("map_double", [](std::int64_t x) { return 2 * x; }, {.max_inputs = 256, .max_containers = 2});
+auto tree_add = app.function("tree_add", [](std::int64_t a, std::int64_t b) { return a + b; },
+                             {.max_inputs = 256, .max_containers = 2});
+
+/// W7: count(n) tail-calls count(n - 1) until 0.
+ferry::Future<std::int64_t> count_body(std::int64_t n);
+auto count_fn = app.function("count", count_body);
+ferry::Future<std::int64_t> count_body(std::int64_t n) {
+  if (n == 0) return map_double.future(0);
+  return count_fn.future(n - 1);
+}
+
 namespace {
 
 struct stats {
@@ -216,6 +230,62 @@ ferry::Task<void> run_w5(figures& out) {
   out["W5 wall (s)"] = seconds_since(t0);
 }
 
+/// Peak resident set (VmHWM) of a process, in MiB.
+double peak_rss_mib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  }
+  return 0;
+}
+
+/// W3: map over 1,000,000 items, results in order; peak RSS of every process.
+void run_w3(figures& out, const std::vector<pid_t>& other_processes) {
+  constexpr std::int64_t n = 1'000'000;
+  std::vector<std::int64_t> items(n);
+  for (std::int64_t i = 0; i < n; ++i) items[i] = i;
+  const auto t0 = clock_type::now();
+  const auto results = map_double.map(items);
+  const double elapsed = seconds_since(t0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (results[i] != 2 * i) throw std::runtime_error("W3: wrong result");
+  }
+  out["W3 items/s"] = n / elapsed;
+  out["W3 caller peak RSS (MiB)"] = peak_rss_mib(::getpid());
+  double containers = 0;
+  for (pid_t root : other_processes.empty() ? std::vector<pid_t>{::getpid()} : other_processes) {
+    if (!other_processes.empty()) out["W3 server peak RSS (MiB)"] = peak_rss_mib(root);
+    for (pid_t child : children_of(root)) containers = std::max(containers, peak_rss_mib(child));
+  }
+  out["W3 container peak RSS (MiB)"] = containers;
+}
+
+/// W4: tree-reduce of 1,024 leaves through futures as arguments.
+void run_w4(figures& out) {
+  const auto t0 = clock_type::now();
+  std::vector<ferry::Future<std::int64_t>> level;
+  for (std::int64_t i = 0; i < 1024; ++i) level.push_back(map_double.future(i));
+  while (level.size() > 1) {
+    std::vector<ferry::Future<std::int64_t>> next;
+    for (std::size_t i = 0; i < level.size(); i += 2) next.push_back(tree_add.future(level[i], level[i + 1]));
+    level = std::move(next);
+  }
+  const std::int64_t total = level[0].result();
+  out["W4 wall (ms)"] = seconds_since(t0) * 1000;
+  if (total != 1023 * 1024) throw std::runtime_error("W4: wrong result");
+}
+
+/// W7: a 10,000-deep tail-call chain.
+void run_w7(figures& out, const std::vector<pid_t>& other_processes) {
+  const pid_t server = other_processes.empty() ? ::getpid() : other_processes.front();
+  count_fn.remote(10);  // container started
+  const auto t0 = clock_type::now();
+  if (count_fn.remote(10'000) != 0) throw std::runtime_error("W7: wrong result");
+  out["W7 hops/s"] = 10'000 / seconds_since(t0);
+  out["W7 server peak RSS (MiB)"] = peak_rss_mib(server);
+}
+
 figures run_workloads(const std::vector<pid_t>& other_processes) {
   figures out;
   char name[] = "ferry_bench";
@@ -223,7 +293,10 @@ figures run_workloads(const std::vector<pid_t>& other_processes) {
   const int code = app.main(1, argv, [&] {
     run_w1(out, other_processes);
     ferry::run(run_w2(out));
+    run_w3(out, other_processes);
+    run_w4(out);
     ferry::run(run_w5(out));
+    run_w7(out, other_processes);
   });
   if (code != 0) std::exit(code);
   return out;

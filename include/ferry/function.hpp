@@ -204,6 +204,12 @@ class Function<R(A...)> {
     std::vector<detail::future_value_t<value_type>> operator()(const Items& items, MapOptions options = {}) const {
       return values(detail::map_calls(entry_, std::size(items), encoder(items), options.window), options);
     }
+    /// Over the items a future produces (waiting for them first).
+    template <class Item>
+    std::vector<detail::future_value_t<value_type>> operator()(const Future<std::vector<Item>>& items,
+                                                               MapOptions options = {}) const {
+      return (*this)(items.result(), options);
+    }
     template <class Items>
     Task<std::vector<detail::future_value_t<value_type>>> aio(Items items, MapOptions options = {}) const {
       auto results = co_await detail::map_calls_async(entry_, std::size(items), encoder(items), options.window);
@@ -297,6 +303,11 @@ class Function<R(A...)> {
     template <class Items>
     fold_type operator()(const Items& items, const fold_type& initial) const {
       return fold(items, std::optional<fold_type>{initial});
+    }
+    /// Over the items a future produces (waiting for them first).
+    template <class Item>
+    fold_type operator()(const Future<std::vector<Item>>& items) const {
+      return fold(items.result(), std::optional<fold_type>{});
     }
     template <class Items>
     Task<fold_type> aio(Items items) const {

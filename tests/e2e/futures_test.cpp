@@ -100,6 +100,10 @@ TEST(futures, map_in_every_form_starmap_and_for_each) {
                                                                                  {std::string("ab"), 5}};
               EXPECT_THROW(element_at.starmap(positions), std::out_of_range);
               square.for_each(std::vector<std::int64_t>{1, 2, 3});
+              // A future of a vector feeds map and reduce too.
+              const auto numbers = echo_numbers.future(std::vector<std::int64_t>{1, 2, 3});
+              EXPECT_EQ(square.map(numbers), (std::vector<std::int64_t>{1, 4, 9}));
+              EXPECT_EQ(add.reduce(numbers), 6);
             }),
             0);
 }

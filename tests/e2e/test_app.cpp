@@ -313,6 +313,8 @@ ferry::Function<ferry::Task<std::int64_t>(std::int64_t, bool)> gated_double =
     app().function("gated_double", gated_double_body, {.max_inputs = 100, .max_containers = 1});
 ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> marking_add =
     app().function("marking_add", marking_add_body, {.max_inputs = 10, .max_containers = 1});
+ferry::Function<std::vector<std::int64_t>(std::vector<std::int64_t>)> echo_numbers =
+    app().function("echo_numbers", [](std::vector<std::int64_t> v) { return v; });
 ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down =
     app().function("count_down", count_down_body, {.max_inputs = 1, .max_containers = 1});
 ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down =

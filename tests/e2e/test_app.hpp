@@ -85,6 +85,7 @@ extern ferry::Function<std::int64_t(std::string, std::int64_t)> counter;
 extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, bool)> gated_double;
 extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> marking_add;
 extern ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down;
+extern ferry::Function<std::vector<std::int64_t>(std::vector<std::int64_t>)> echo_numbers;
 extern ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down;
 
 }  // namespace e2e

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <ferry/function.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -313,3 +314,16 @@ TEST(frame, names_message_kinds_and_statuses) {
 }
 
 }  // namespace
+
+// The example in docs/protocol.md, section 8: keep the two in step.
+TEST(frame, a_call_frame_is_byte_for_byte_the_one_docs_protocol_shows) {
+  buffer b;
+  frame_writer w(b, message_kind::call,
+                 ferry::wire::call_header{1, "hello", "blocking_function", ferry::wire::deliver_result, {}});
+  ferry::detail::encode_arguments(w.payload());
+  w.finish();
+  EXPECT_EQ(
+      std::string(b.data(), b.size()),
+      raw({0x1e, 0x00, 0x00, 0x00, 0x96, 0x06, 0x01, 0xa5, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xb1, 0x62, 0x6c, 0x6f,
+           0x63, 0x6b, 0x69, 0x6e, 0x67, 0x5f, 0x66, 0x75, 0x6e, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x01, 0x90, 0x90}));
+}
