@@ -42,12 +42,7 @@ TEST(async, inputs_of_an_async_body_are_coroutines_on_one_thread_100_at_once) {
               std::vector<ferry::Task<rendezvous_report>> calls;
               for (int i = 0; i < 100; ++i) calls.push_back(async_rendezvous.remote.aio(100));
               const auto reports = co_await ferry::gather(std::move(calls));
-              std::set<std::string> threads;
-              for (const auto& r : reports) {
-                EXPECT_EQ(r.in_flight, 100);
-                threads.insert(r.thread);
-              }
-              EXPECT_EQ(threads.size(), 1u);
+              expect_rendezvous(reports, 100, 1);
             }),
             0);
 }
@@ -57,12 +52,7 @@ TEST(async, inputs_of_a_blocking_body_with_max_inputs_8_run_8_at_once_on_8_threa
               std::vector<ferry::Task<rendezvous_report>> calls;
               for (int i = 0; i < 8; ++i) calls.push_back(rendezvous8.remote.aio(8));
               const auto reports = co_await ferry::gather(std::move(calls));
-              std::set<std::string> threads;
-              for (const auto& r : reports) {
-                EXPECT_EQ(r.in_flight, 8);
-                threads.insert(r.thread);
-              }
-              EXPECT_EQ(threads.size(), 8u);
+              expect_rendezvous(reports, 8, 8);
             }),
             0);
 }

@@ -82,12 +82,7 @@ TEST(embedded, max_inputs_runs_that_many_inputs_at_once_on_distinct_threads) {
               std::vector<std::thread> callers;
               for (int i = 0; i < 4; ++i) callers.emplace_back([i, &reports] { reports[i] = rendezvous.remote(4); });
               for (auto& c : callers) c.join();
-              std::set<std::string> threads;
-              for (const auto& r : reports) {
-                EXPECT_EQ(r.in_flight, 4);
-                threads.insert(r.thread);
-              }
-              EXPECT_EQ(threads.size(), 4u);
+              expect_rendezvous(reports, 4, 4);
             }),
             0);
 }

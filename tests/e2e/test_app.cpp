@@ -1,5 +1,6 @@
 #include "test_app.hpp"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -83,6 +84,15 @@ ferry::Function<rendezvous_report(std::int64_t)> rendezvous =
     app().function("rendezvous", rendezvous_body, {.max_inputs = 4, .max_containers = 1});
 ferry::Function<std::int64_t(std::int64_t)> sum_of_squares = app().function("sum_of_squares", sum_of_squares_body);
 ferry::Function<std::uint64_t(ferry::bytes)> length_of = app().function("length_of", length_of_body);
+
+void expect_rendezvous(const std::vector<rendezvous_report>& reports, std::int64_t in_flight, std::size_t threads) {
+  std::set<std::string> seen;
+  for (const auto& r : reports) {
+    EXPECT_EQ(r.in_flight, in_flight);
+    seen.insert(r.thread);
+  }
+  EXPECT_EQ(seen.size(), threads);
+}
 
 int run_app(std::function<void()> entry) {
   char name[] = "e2e_test";

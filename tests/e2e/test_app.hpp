@@ -57,6 +57,9 @@ extern ferry::Function<std::uint64_t(ferry::bytes)> length_of;
 /// Runs `entry` through app().main, as a program's main would; returns its exit code.
 int run_app(std::function<void()> entry);
 
+/// Checks rendezvous reports: every input saw `in_flight` inputs running at once, on `threads` distinct threads.
+void expect_rendezvous(const std::vector<rendezvous_report>& reports, std::int64_t in_flight, std::size_t threads);
+
 }  // namespace e2e
 
 namespace e2e {
