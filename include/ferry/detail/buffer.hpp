@@ -2,6 +2,7 @@
 /// Not thread-safe; each is owned by one thread at a time.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -67,7 +68,8 @@ class buffer {
 
  private:
   void grow(std::size_t at_least) {
-    std::size_t capacity = capacity_ ? capacity_ : 256;
+    // The first allocation fits what is asked (a result held per map item is often a few bytes), then doubles.
+    std::size_t capacity = capacity_ ? capacity_ : std::max<std::size_t>(at_least, 64);
     while (capacity < at_least) capacity *= 2;
     void* p = std::realloc(data_, capacity);
     if (!p) throw std::bad_alloc{};
