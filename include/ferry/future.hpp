@@ -40,7 +40,6 @@ std::shared_ptr<future_state> make_future(std::shared_ptr<const function_entry> 
                                           std::vector<future_dependency> deps);
 /// Starts it, delivering its result here. Throws Error when it was started already.
 void run_future(future_state& state);
-bool future_started(future_state& state);
 bool future_done(future_state& state);
 /// Blocks for the result (starting it if needed); throws the call's error.
 buffer future_result(future_state& state, const std::source_location& site);

@@ -57,11 +57,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
     std::vector<wire::dependency> wire_deps;
     wire_deps.reserve(deps.size());
     for (const auto& [position, dep] : deps) wire_deps.emplace_back(position, submit_as_argument(*dep));
-    auto c = runtime::process_client();
-    if (!c) {
-      throw Error("cannot run a future of '" + function->name +
-                  "': no ferry runtime is running; use it inside app.main(argc, argv, entry)");
-    }
+    auto c = runtime::require_client(function->name);
     const std::uint8_t flags = wire::keep_result | (deliver ? wire::deliver_result : 0);
     call_id = c->submit({*function, [this](buffer& out) { out.append(arguments.data(), arguments.size()); },
                          std::move(wire_deps), flags},
@@ -100,11 +96,6 @@ void run_future(future_state& state) {
   }
   state.run_called = true;
   state.submit(/*deliver=*/true);
-}
-
-bool future_started(future_state& state) {
-  std::lock_guard lock(state.mu);
-  return state.client != nullptr;
 }
 
 bool future_done(future_state& state) {

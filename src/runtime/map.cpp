@@ -20,11 +20,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
       : function_(std::move(f)), encode_(std::move(e)), window_(std::max<std::size_t>(w, 1)) {
     results_.items.resize(n);
     results_.completion_order.reserve(n);
-    client_ = runtime::process_client();
-    if (!client_) {
-      throw Error("cannot map '" + function_->name +
-                  "': no ferry runtime is running; make the call inside app.main(argc, argv, entry)");
-    }
+    client_ = runtime::require_client(function_->name);
   }
 
   /// Submits calls while the window has room.

@@ -17,6 +17,8 @@ namespace {
 std::mutex mu;
 std::shared_ptr<client::client> current;  // guarded by mu
 
+}  // namespace
+
 std::shared_ptr<client::client> require_client(const std::string& function) {
   auto c = process_client();
   if (!c) {
@@ -25,8 +27,6 @@ std::shared_ptr<client::client> require_client(const std::string& function) {
   }
   return c;
 }
-
-}  // namespace
 
 /// A blocking call on an event loop holds every coroutine of that loop until it returns: say so, once per
 /// call site.

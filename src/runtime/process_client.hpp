@@ -13,6 +13,9 @@ namespace ferry::runtime {
 void set_process_client(std::shared_ptr<client::client> c);
 std::shared_ptr<client::client> process_client();
 
+/// The process client, or Error saying that `function` can only be called inside app.main.
+std::shared_ptr<client::client> require_client(const std::string& function);
+
 /// On an event-loop thread, warns (once per call site) that a blocking wait for `function` holds the loop.
 void warn_if_blocking_on_loop(const std::string& function, const std::source_location& site);
 

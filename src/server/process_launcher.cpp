@@ -88,10 +88,8 @@ class process final : public container_process, public std::enable_shared_from_t
 
   void reap() {
     int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) != pid_) {
-      // Not ours to reap (someone else waited) or spurious: report what we know.
-      status = 0;
-    }
+    // Someone else may have reaped it (a program that waits for all its children): say so, not "code 0".
+    const bool reaped = ::waitpid(pid_, &status, WNOHANG) == pid_;
     exited_ = true;
     // The process is gone, so what it wrote is in the pipe: read it all before reporting the exit.
     const int fd = stderr_.native_handle();
@@ -103,7 +101,8 @@ class process final : public container_process, public std::enable_shared_from_t
     }
     boost::system::error_code ec;
     stderr_.cancel(ec);
-    if (auto handler = std::move(on_exit_)) handler(describe_exit(status));
+    if (auto handler = std::move(on_exit_))
+      handler(reaped ? describe_exit(status) : "exited (its exit status was collected elsewhere)");
   }
 
   pid_t pid_;

@@ -12,7 +12,6 @@
 #include <ferry/ferry.hpp>
 #include <filesystem>
 #include <map>
-#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -160,6 +159,8 @@ struct server::state {
   void complete(input_record& in, status outcome, std::span<const char> payload);
   void fail(input_record& in, const wire::error_record& error);
   void settle(input_record& in);
+  /// Fails `consumer` with the error of `dep`, its argument at `position`, naming that call.
+  void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
   void deliver(input_record& in);
   void maybe_forget(input_record& in);
   void detach_from_deps(input_record& in);
@@ -421,11 +422,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
       dep->consumers.push_back(&in);
       ++in.unresolved;
     } else if (dep->outcome != status::ok) {
-      // An argument that already failed fails this call at once (settle would have, had it waited).
-      in.unresolved = 1;
-      dep->consumers.push_back(&in);
-      settle(*dep);
-      return;
+      return fail_from_argument(in, *dep, position);  // an argument that already failed
     }
   }
   if (in.unresolved == 0) make_ready(in);
@@ -502,18 +499,12 @@ void server::state::settle(input_record& in) {
   ++in.readers;
   auto consumers = std::move(in.consumers);
   in.consumers.clear();
-  std::optional<wire::error_record> failure;
-  if (in.outcome != status::ok) failure = wire::decode_error(in.result.view());
   for (input_record* consumer : consumers) {
     if (consumer->state != input_state::waiting) continue;
-    if (failure) {
+    if (in.outcome != status::ok) {
       auto dep =
           std::find_if(consumer->deps.begin(), consumer->deps.end(), [&](const auto& d) { return d.second == &in; });
-      wire::error_record error = *failure;
-      error.message = "argument " + std::to_string(dep == consumer->deps.end() ? 0 : dep->first + 1) + " of '" +
-                      consumer->function->name + "' comes from call " + in.call_id + " of '" + in.function->name +
-                      "', which failed: " + failure->message;
-      fail(*consumer, error);
+      fail_from_argument(*consumer, in, dep == consumer->deps.end() ? 0 : dep->first);
     } else if (--consumer->unresolved == 0) {
       make_ready(*consumer);
     }
@@ -521,6 +512,14 @@ void server::state::settle(input_record& in) {
   if (in.flags & wire::deliver_result) deliver(in);
   --in.readers;
   maybe_forget(in);
+}
+
+void server::state::fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position) {
+  wire::error_record error = wire::decode_error(dep.result.view());
+  error.message = "argument " + std::to_string(position + 1) + " of '" + consumer.function->name +
+                  "' comes from call " + dep.call_id + " of '" + dep.function->name +
+                  "', which failed: " + error.message;
+  fail(consumer, error);
 }
 
 void server::state::deliver(input_record& in) {
