@@ -59,11 +59,19 @@ auto process_numbers_fn = app.function("process_numbers", process_numbers);
 
 // --- calls as inputs: the server runs both doubles in parallel, then add ---
 Task<std::int64_t> calls_as_inputs(std::int64_t x) {
+  auto a = double_fn(x);  // async calls not yet awaited (Tasks), passed as arguments
+  auto b = double_fn(x + 1);
+  co_return co_await add_fn(a, b);
+}
+auto calls_as_inputs_fn = app.function("calls_as_inputs", calls_as_inputs);
+
+// The same with futures.
+Task<std::int64_t> futures_as_inputs(std::int64_t x) {
   auto a = double_fn.future(x);
   auto b = double_fn.future(x + 1);
   co_return co_await add_fn(a, b);
 }
-auto calls_as_inputs_fn = app.function("calls_as_inputs", calls_as_inputs);
+auto futures_as_inputs_fn = app.function("futures_as_inputs", futures_as_inputs);
 
 // --- tail calls: return a future; this function's container is freed at once ---
 Task<Future<std::int64_t>> tail_call_app(std::int64_t x) { co_return double_fn.future(x); }
@@ -76,7 +84,7 @@ Task<Future<std::int64_t>> sync_future_tail_call_app(std::int64_t x) { co_return
 auto sync_future_tail_call_app_fn = app.function("sync_future_tail_call_app", sync_future_tail_call_app);
 
 // --- calling sync functions from async ones, without blocking the event loop ---
-Task<std::int64_t> await_sync_future_app(std::int64_t x) { co_return co_await sync_double_fn.future(x).coroutine(); }
+Task<std::int64_t> await_sync_future_app(std::int64_t x) { co_return co_await sync_double_fn.future(x); }
 auto await_sync_future_app_fn = app.function("await_sync_future_app", await_sync_future_app);
 
 Task<std::int64_t> background_task_app(std::int64_t x) {
@@ -105,6 +113,7 @@ int main(int argc, char** argv) {
     std::cout << "gather: " << greet_with_joke_fn.remote("alice") << '\n';
     std::cout << "map and reduce: " << process_numbers_fn.remote({1, 2, 3, 4}) << '\n';
     std::cout << "calls as inputs: " << calls_as_inputs_fn.remote(4) << '\n';
+    std::cout << "futures as inputs: " << futures_as_inputs_fn.remote(4) << '\n';
     std::cout << "tail call: " << tail_call_app_fn.remote(21) << '\n';
     std::cout << "tail call of a sync future: " << sync_future_tail_call_app_fn.remote(21) << '\n';
     std::cout << "await a sync future: " << await_sync_future_app_fn.remote(21) << '\n';

@@ -38,14 +38,7 @@ V decode_result(const function_entry& function, const buffer& encoded) {
   if constexpr (std::is_void_v<V>) {
     return;
   } else {
-    reader r{encoded.view()};
-    try {
-      return ferry::decode<V>(r);
-    } catch (const DecodeError& e) {
-      throw Error("the result of '" + function.name + "' does not decode as " + codec<V>::name() + ": " + e.what() +
-                  "; the caller and the container disagree on the function's signature (rebuild both from one "
-                  "source)");
-    }
+    return decode_call_result<V>(function.name, encoded);
   }
 }
 
@@ -158,19 +151,20 @@ class Function<R(A...)> {
     }
 
     /// The awaitable form: a lazy Task that makes the call when awaited and suspends the awaiting
-    /// coroutine (not its thread) until the value arrives. The arguments are copied into the Task.
+    /// coroutine (not its thread) until the value arrives. The arguments are encoded into the Task. Until it
+    /// is awaited, the Task can also be passed as an argument of another call, like a Future.
     /// Cancelling the awaiting coroutine cancels the remote input and throws CancelledError.
-    Task<value_type> aio(const A&... args) const { return call_async(entry_, args...); }
+    CallTask<value_type> aio(const A&... args) const {
+      detail::buffer encoded;
+      detail::encode_arguments(encoded, args...);
+      return CallTask<value_type>(detail::make_lazy_call(entry_, std::move(encoded)));
+    }
     template <class... Args>
     requires(sizeof...(Args) == sizeof...(A) && detail::any_future<Args...> &&
-             (detail::argument_for<A, Args> && ...)) Task<value_type> aio(const Args&... args)
+             (detail::argument_for<A, Args> && ...)) CallTask<value_type> aio(const Args&... args)
     const {
       auto future = detail::make_call_future<value_type, A...>(entry_, args...);
-      if constexpr (std::is_void_v<value_type>) {
-        return [](auto f) -> Task<void> { co_await f.coroutine(); }(std::move(future));
-      } else {
-        return future.coroutine();
-      }
+      return CallTask<value_type>(detail::make_lazy_call(future.state()));
     }
     template <class... Args>
     requires(detail::any_wrapped_future<Args...>) void aio(const Args&...) const {
@@ -179,11 +173,6 @@ class Function<R(A...)> {
 
    private:
     friend class Function;
-    static Task<value_type> call_async(std::shared_ptr<const detail::function_entry> entry, A... args) {
-      detail::buffer result = co_await detail::call_remote_async(
-          entry, [&](detail::buffer& out) { detail::encode_arguments(out, args...); });
-      co_return detail::decode_result<value_type>(*entry, result);
-    }
     std::shared_ptr<const detail::function_entry> entry_;
   };
 
@@ -365,7 +354,7 @@ class Function<R(A...)> {
 
   /// The direct call: for an async body a lazy Task of the remote call (remote.aio), for a blocking body
   /// the value of the remote call (remote), as the Tensorlake seed describes.
-  std::conditional_t<is_async, Task<value_type>, value_type> operator()(
+  std::conditional_t<is_async, CallTask<value_type>, value_type> operator()(
       const A&... args, std::source_location site = std::source_location::current()) const {
     if constexpr (is_async) {
       return remote.aio(args...);

@@ -6,11 +6,17 @@
 ///                                   // never travel through this program
 ///
 /// `.run()` starts it (starting twice is an error), `.result()` blocks for its value (starting it if needed),
-/// `co_await fut.coroutine()` awaits it, `.done()` polls. A Future may be passed
-/// wherever a T argument is expected, to any number of calls; the server runs it once. Copies share one
-/// call. Thread-safe.
+/// `co_await fut` awaits it (starting it if needed), `.coroutine()` turns it into a Task, `.done()` polls. A
+/// Future may be passed wherever a T argument is expected, to any number of calls; the server runs it once.
+/// Copies share one call. Thread-safe.
+///
+/// ferry::CallTask<T> is what an async call (`f.remote.aio(x)`, or `f(x)` for an async function) returns: a
+/// Task<T> that can also be passed as an argument, like a Future.
 #pragma once
 
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <exception>
 #include <ferry/codec.hpp>
 #include <ferry/detail/function_entry.hpp>
@@ -57,12 +63,33 @@ const std::string& future_function_name(const future_state& state);
 std::shared_ptr<future_state> make_ready_future(buffer encoded);
 
 template <class T>
-T decode_future_value(const future_state& state, const buffer& encoded);
-
-template <class T>
 inline constexpr bool is_future_v = false;
 template <class T>
 inline constexpr bool is_future_v<Future<T>> = true;
+
+/// A call not yet started, behind a CallTask: awaiting the task runs it as a direct call, unless passing the
+/// task as an argument has made it a future first.
+class lazy_call;
+std::shared_ptr<lazy_call> make_lazy_call(std::shared_ptr<const function_entry> function, buffer arguments);
+std::shared_ptr<lazy_call> make_lazy_call(std::shared_ptr<future_state> future);
+/// Runs the call (or awaits its future) and returns its encoded result.
+Task<buffer> await_lazy_call(std::shared_ptr<lazy_call> call);
+/// The call's future, made on first use. Throws Error once the task has been awaited.
+std::shared_ptr<future_state> lazy_call_future(lazy_call& call);
+const std::string& lazy_call_function_name(const lazy_call& call);
+
+/// Decodes the result of a call of `function`.
+template <class T>
+T decode_call_result(const std::string& function, const buffer& encoded) {
+  reader r{encoded.view()};
+  try {
+    return ferry::decode<T>(r);
+  } catch (const DecodeError& e) {
+    throw Error("the result of '" + function + "' does not decode as " + codec<T>::name() + ": " + e.what() +
+                "; the caller and the container disagree on the function's signature (rebuild both from one "
+                "source)");
+  }
+}
 
 }  // namespace detail
 
@@ -89,40 +116,66 @@ class Future {
 
   /// Blocks until the value exists (starting the call if needed) and returns it; throws the call's error.
   T result(std::source_location site = std::source_location::current()) const {
-    return detail::decode_future_value<T>(*state_, detail::future_result(*state_, site));
+    return detail::decode_call_result<T>(detail::future_function_name(*state_), detail::future_result(*state_, site));
   }
 
   /// Whether the call has ended (with a value or an error). Never blocks, never starts it.
   bool done() const { return detail::future_done(*state_); }
 
-  /// A Task that awaits this future (starting it when awaited): `co_await fut.coroutine()`. (Boost 1.81's
-  /// Asio cannot await a Future directly: its path for custom asynchronous operations mishandles both
-  /// lvalues and (exception_ptr, T) completions.)
+  /// A Task that awaits this future (starting it when awaited): for create_task, gather, or anything else
+  /// that takes a Task.
   Task<T> coroutine() const { return awaiting(state_); }
+
+  /// A Future is an Asio asynchronous operation with the completion signature void(std::exception_ptr, T):
+  /// `co_await fut` awaits it, and `fut(token)` takes any completion token (a callback runs on its
+  /// associated executor, by default Asio's system executor). T must be default-constructible here.
+  template <boost::asio::completion_token_for<void(std::exception_ptr, T)> CompletionToken>
+  auto operator()(CompletionToken&& token) const {
+    return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr, T)>(
+        [](auto handler, std::shared_ptr<detail::future_state> state) {
+          auto executor = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
+          boost::asio::co_spawn(executor, awaiting(std::move(state)), std::move(handler));
+        },
+        token, state_);
+  }
 
   const std::shared_ptr<detail::future_state>& state() const noexcept { return state_; }
 
  private:
   static Task<T> awaiting(std::shared_ptr<detail::future_state> state) {
     detail::buffer encoded = co_await detail::await_future(state);
-    co_return detail::decode_future_value<T>(*state, encoded);
+    co_return detail::decode_call_result<T>(detail::future_function_name(*state), encoded);
   }
 
   std::shared_ptr<detail::future_state> state_;
 };
 
-namespace detail {
-
+/// What an async call returns: a lazy Task<T> (await it, gather it, hand it to create_task) that can also be
+/// passed as an argument where a T is expected, before it is awaited, like a Future:
+///
+///     auto a = double_it(x);           // double_it is async: nothing runs yet
+///     auto b = double_it(x + 1);
+///     int sum = co_await add(a, b);    // the server runs both doubles in parallel, then add
 template <class T>
-T decode_future_value(const future_state& state, const buffer& encoded) {
-  reader r{encoded.view()};
-  try {
-    return ferry::decode<T>(r);
-  } catch (const DecodeError& e) {
-    throw Error("the result of '" + future_function_name(state) + "' does not decode as " + codec<T>::name() + ": " +
-                e.what());
+class CallTask : public Task<T> {
+ public:
+  using value_type = T;
+
+  explicit CallTask(std::shared_ptr<detail::lazy_call> call) : Task<T>(run(call)), call_(std::move(call)) {}
+
+  /// The call as a future, for passing it as an argument. Throws Error once the task has been awaited.
+  std::shared_ptr<detail::future_state> state() const { return detail::lazy_call_future(*call_); }
+
+ private:
+  static Task<T> run(std::shared_ptr<detail::lazy_call> call) {
+    detail::buffer encoded = co_await detail::await_lazy_call(call);
+    if constexpr (!std::is_void_v<T>) co_return detail::decode_call_result<T>(detail::lazy_call_function_name(*call), encoded);
   }
-}
+
+  std::shared_ptr<detail::lazy_call> call_;
+};
+
+namespace detail {
 
 template <class T>
 Future<T> ready_future(const T& value) {
@@ -133,3 +186,25 @@ Future<T> ready_future(const T& value) {
 
 }  // namespace detail
 }  // namespace ferry
+
+namespace boost::asio::detail {
+
+/// `co_await future`. Boost 1.81's generic path for awaiting an asynchronous operation takes only rvalues and
+/// does not compile for (exception_ptr, T) completions, so a Future (lvalue or not) is awaited as its Task.
+template <class T, class Executor>
+class awaitable_async_op<void(std::exception_ptr, T), ferry::Future<T>, Executor> {
+ public:
+  awaitable_async_op(const ferry::Future<T>& future, awaitable_frame_base<Executor>*) : task_(future.coroutine()) {}
+
+  bool await_ready() const noexcept { return false; }
+  template <class Frame>
+  void await_suspend(coroutine_handle<Frame> caller) {
+    task_.await_suspend(caller);
+  }
+  T await_resume() { return task_.await_resume(); }
+
+ private:
+  awaitable<T, Executor> task_;
+};
+
+}  // namespace boost::asio::detail

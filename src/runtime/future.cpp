@@ -164,6 +164,57 @@ Task<buffer> await_future(std::shared_ptr<future_state> state) {
       boost::asio::use_awaitable);
 }
 
+class lazy_call {
+ public:
+  lazy_call(std::shared_ptr<const function_entry> f, buffer a, std::shared_ptr<future_state> fut)
+      : function(std::move(f)), arguments(std::move(a)), future(std::move(fut)) {}
+
+  const std::shared_ptr<const function_entry> function;
+  buffer arguments;  // moved into the future when one is made
+
+  std::mutex mu;
+  bool awaited = false;                  // guarded by mu
+  std::shared_ptr<future_state> future;  // guarded by mu
+};
+
+std::shared_ptr<lazy_call> make_lazy_call(std::shared_ptr<const function_entry> function, buffer arguments) {
+  return std::make_shared<lazy_call>(std::move(function), std::move(arguments), nullptr);
+}
+
+std::shared_ptr<lazy_call> make_lazy_call(std::shared_ptr<future_state> future) {
+  auto function = future->function;
+  return std::make_shared<lazy_call>(std::move(function), buffer{}, std::move(future));
+}
+
+Task<buffer> await_lazy_call(std::shared_ptr<lazy_call> call) {
+  std::shared_ptr<future_state> future;
+  {
+    std::lock_guard lock(call->mu);
+    call->awaited = true;
+    future = call->future;
+  }
+  if (future) co_return co_await await_future(future);
+  // The direct call: no future, no result kept on the server.
+  co_return co_await call_remote_async(call->function, [&call](buffer& out) {
+    out.append(call->arguments.data(), call->arguments.size());
+  });
+}
+
+std::shared_ptr<future_state> lazy_call_future(lazy_call& call) {
+  std::lock_guard lock(call.mu);
+  if (!call.future) {
+    if (call.awaited) {
+      throw Error("the Task of a call of '" + call.function->name +
+                  "' was awaited already, so it cannot be an argument too; pass a Task before awaiting it, or "
+                  "use f.future(...), which can be both awaited and passed");
+    }
+    call.future = make_future(call.function, std::move(call.arguments), {});
+  }
+  return call.future;
+}
+
+const std::string& lazy_call_function_name(const lazy_call& call) { return call.function->name; }
+
 const std::string& future_function_name(const future_state& state) {
   static const std::string value = "(a value)";
   return state.function ? state.function->name : value;

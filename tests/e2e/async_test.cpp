@@ -161,6 +161,7 @@ TEST(async, examples_print_what_the_seeds_say) {
             "gather: Hello, ALICE! Why did alice cross the road? To get to the other side!\n"
             "map and reduce: 20\n"
             "calls as inputs: 18\n"
+            "futures as inputs: 18\n"
             "tail call: 42\n"
             "tail call of a sync future: 42\n"
             "await a sync future: 42\n"

@@ -19,37 +19,45 @@ namespace ferry::detail {
 template <class V>
 using future_value_t = std::conditional_t<std::is_void_v<V>, std::monostate, V>;
 
+/// A value that a call will produce: a Future, or the CallTask of an async call not yet awaited.
+template <class T>
+inline constexpr bool is_pending_v = is_future_v<T>;
+template <class T>
+inline constexpr bool is_pending_v<CallTask<T>> = true;
+
 template <class T>
 struct wraps_future : std::false_type {};
-template <class T, class A>
-struct wraps_future<std::vector<Future<T>, A>> : std::true_type {};
-template <class T, std::size_t N>
-struct wraps_future<std::array<Future<T>, N>> : std::true_type {};
 template <class T>
-struct wraps_future<std::optional<Future<T>>> : std::true_type {};
+inline constexpr bool holds_future = is_pending_v<T> || wraps_future<T>::value;
+template <class T, class A>
+struct wraps_future<std::vector<T, A>> : std::bool_constant<holds_future<T>> {};
+template <class T, std::size_t N>
+struct wraps_future<std::array<T, N>> : std::bool_constant<holds_future<T>> {};
+template <class T>
+struct wraps_future<std::optional<T>> : std::bool_constant<holds_future<T>> {};
 template <class K, class T, class C, class A>
-struct wraps_future<std::map<K, Future<T>, C, A>> : std::true_type {};
+struct wraps_future<std::map<K, T, C, A>> : std::bool_constant<holds_future<T>> {};
 template <class K, class T, class H, class E, class A>
-struct wraps_future<std::unordered_map<K, Future<T>, H, E, A>> : std::true_type {};
+struct wraps_future<std::unordered_map<K, T, H, E, A>> : std::bool_constant<holds_future<T>> {};
 template <class A, class B>
-struct wraps_future<std::pair<A, B>>
-    : std::bool_constant<is_future_v<A> || is_future_v<B> || wraps_future<A>::value || wraps_future<B>::value> {};
+struct wraps_future<std::pair<A, B>> : std::bool_constant<holds_future<A> || holds_future<B>> {};
 template <class... T>
-struct wraps_future<std::tuple<T...>> : std::bool_constant<((is_future_v<T> || wraps_future<T>::value) || ...)> {};
+struct wraps_future<std::tuple<T...>> : std::bool_constant<(holds_future<T> || ...)> {};
 
 /// True when some argument is a container (or pair, tuple) holding futures.
 template <class... Args>
 inline constexpr bool any_wrapped_future = (wraps_future<std::remove_cvref_t<Args>>::value || ...);
 
+/// True when some argument is a Future or a CallTask.
 template <class... Args>
-inline constexpr bool any_future = (is_future_v<std::remove_cvref_t<Args>> || ...);
+inline constexpr bool any_future = (is_pending_v<std::remove_cvref_t<Args>> || ...);
 
-/// An argument for a parameter of type P: a value convertible to P, or a Future<P>.
+/// An argument for a parameter of type P: a value convertible to P, or a Future<P> or CallTask<P>.
 template <class P, class Arg>
 inline constexpr bool argument_for = [] {
   using D = std::remove_cvref_t<Arg>;
-  if constexpr (is_future_v<D>) {
-    return std::is_same_v<typename D::value_type, future_value_t<P>>;
+  if constexpr (is_pending_v<D>) {
+    return std::is_same_v<future_value_t<typename D::value_type>, future_value_t<P>>;
   } else {
     return std::is_convertible_v<const Arg&, const P&>;
   }
@@ -64,7 +72,7 @@ inline constexpr bool dependent_false = false;
                 "pass each ferry::Future directly as an argument, or use f.map / f.reduce, which take a "          \
                 "std::vector<ferry::Future<T>>")
 
-/// Encodes the argument array for parameters `P...`: values as themselves, futures as nil placeholders,
+/// Encodes the argument array for parameters `P...`: values as themselves, futures (and call tasks) as nil placeholders,
 /// recorded in `deps` with their positions.
 template <class... P, class... Args, std::size_t... I>
 void encode_call_arguments(buffer& out, std::vector<future_dependency>& deps, std::index_sequence<I...>,
@@ -73,7 +81,7 @@ void encode_call_arguments(buffer& out, std::vector<future_dependency>& deps, st
   (
       [&] {
         using D = std::remove_cvref_t<Args>;
-        if constexpr (is_future_v<D>) {
+        if constexpr (is_pending_v<D>) {
           out.commit(mp_encode_nil(out.reserve(1)));
           deps.emplace_back(static_cast<std::uint32_t>(I), args.state());
         } else {
