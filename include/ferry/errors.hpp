@@ -120,6 +120,20 @@ class CancelledError : public Error {
   using Error::Error;
 };
 
+/// An attempt of the call ran longer than the function's `timeout` (on its last attempt, when it has
+/// retries). what() says how long the limit was and how many attempts were made.
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The server refused the call for lack of room: the function's queue holds as many inputs as the server
+/// allows (`ferry server --max-queued-inputs`). Retry later; f.map waits and retries by itself.
+class ResourceExhaustedError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The server cannot be reached, refused the connection (wrong token or protocol version), or the
 /// connection was lost while calls were in flight.
 class ConnectionError : public Error {

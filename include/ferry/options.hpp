@@ -1,10 +1,30 @@
 /// ferry/options.hpp: per-function options, set with designated initializers:
-///     app.function("f", f, {.max_inputs = 8, .max_containers = 2})
+///     app.function("f", f, {.max_inputs = 8, .max_containers = 2, .timeout = std::chrono::seconds{30},
+///                           .retries = 3})
 #pragma once
 
 #include <chrono>
 
 namespace ferry {
+
+/// How a failed input is retried: up to `max_retries` more attempts, the n-th after
+/// min(initial_delay * backoff_coefficient^(n-1), max_delay). `.retries = 3` means three retries with the
+/// default backoff. An attempt fails when the body throws, its container dies, or it times out; inputs
+/// that were cancelled, or whose arguments are wrong, are never retried.
+struct Retries {
+  Retries(int max_retries = 0) : max_retries(max_retries) {}  // NOLINT: `.retries = 3` is the point
+  Retries(int max_retries, std::chrono::milliseconds initial_delay, double backoff_coefficient = 2.0,
+          std::chrono::milliseconds max_delay = std::chrono::seconds{60})
+      : max_retries(max_retries),
+        initial_delay(initial_delay),
+        backoff_coefficient(backoff_coefficient),
+        max_delay(max_delay) {}
+
+  int max_retries = 0;
+  std::chrono::milliseconds initial_delay{1000};
+  double backoff_coefficient = 2.0;
+  std::chrono::milliseconds max_delay{60'000};
+};
 
 struct FunctionOptions {
   /// Inputs one container runs at once: blocking bodies on that many threads of the container, async bodies
@@ -15,6 +35,17 @@ struct FunctionOptions {
   /// Async bodies: a step that holds the container's executor thread longer than this (without reaching
   /// a co_await that suspends) makes the container log a warning naming the function and call id.
   std::chrono::milliseconds stall_threshold{100};
+  /// How long one attempt may run; 0: no limit. An attempt that runs longer is cancelled and fails with
+  /// ferry::TimeoutError (or is retried under `retries`).
+  std::chrono::milliseconds timeout{0};
+  /// Retries of failed attempts (see Retries).
+  Retries retries{};
+  /// Containers kept running even with nothing to do (started when the app registers).
+  int min_containers = 0;
+  /// Idle containers kept beyond what the queued and running inputs need, while there are any.
+  int buffer_containers = 0;
+  /// A container with no input for this long stops (unless that would leave fewer than min_containers).
+  std::chrono::milliseconds scaledown_window{60'000};
 };
 
 }  // namespace ferry

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <ferry/ferry.hpp>
 #include <iostream>
 #include <thread>
 
+#include "client/client.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/server_config.hpp"
 #include "server/server.hpp"
@@ -25,7 +27,50 @@ struct server_flags {
   std::uint16_t port = 7700;
   std::string state_dir;
   std::uint64_t max_frame_size = wire::default_max_frame_size;
+  std::size_t max_queued_inputs = server::server_options{}.max_queued_inputs;
+  std::uint64_t cancel_grace_ms = static_cast<std::uint64_t>(server::server_options{}.cancel_grace.count());
 };
+
+/// Where a client command finds the server and its token.
+struct server_target {
+  std::string address;
+  std::string state_dir;
+};
+
+client::connect_options connect_options_for(server_target target) {
+  if (target.address.empty()) {
+    const char* env = std::getenv("FERRY_SERVER");
+    target.address = env && *env ? env : default_address;
+  }
+  client::connect_options options;
+  options.server = client::endpoint::parse(target.address);
+  const char* token = std::getenv("FERRY_TOKEN");
+  options.token = token && *token ? token
+                                  : runtime::read_token(target.state_dir.empty() ? runtime::default_state_dir()
+                                                                                 : std::filesystem::path(target.state_dir));
+  return options;
+}
+
+std::string human_bytes(std::uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return text;
+}
+
+/// `ferry ps`: the server's containers, a row each.
+int list_containers(const server_target& target) {
+  auto c = client::client::connect(connect_options_for(target));
+  detail::buffer answer = c->query("containers");
+  detail::reader r{answer.view()};
+  const auto rows = ferry::decode<std::vector<wire::container_row>>(r);
+  std::printf("%-6s %-16s %-20s %-9s %6s %8s %9s %10s\n", "ID", "APP", "FUNCTION", "STATE", "INPUTS", "PID", "UPTIME",
+              "MEMORY");
+  for (const auto& [id, app, function, state, inputs, pid, uptime, rss] : rows) {
+    std::printf("%-6llu %-16s %-20s %-9s %6u %8lld %8.1fs %10s\n", static_cast<unsigned long long>(id), app.c_str(),
+                function.c_str(), state.c_str(), inputs, static_cast<long long>(pid), uptime, human_bytes(rss).c_str());
+  }
+  return 0;
+}
 
 int serve(const server_flags& flags) {
   runtime::init_logging("info");
@@ -35,6 +80,8 @@ int serve(const server_flags& flags) {
   options.host = flags.host;
   options.port = flags.port;
   options.max_frame_size = flags.max_frame_size;
+  options.max_queued_inputs = flags.max_queued_inputs;
+  options.cancel_grace = std::chrono::milliseconds(flags.cancel_grace_ms);
   options.token = runtime::load_or_create_token(state_dir);
 
   // SIGINT/SIGTERM stop the server gracefully; block them everywhere and wait for them on one thread.
@@ -95,6 +142,22 @@ int run_cli(int argc, char** argv) {
                    "Largest frame (and so payload) in bytes the server accepts")
       ->capture_default_str()
       ->check(CLI::Range(std::uint64_t{1024}, wire::max_max_frame_size));
+  server_cmd
+      ->add_option("--max-queued-inputs", flags.max_queued_inputs,
+                   "Inputs one function may have queued; calls beyond it fail with ResourceExhaustedError")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  server_cmd
+      ->add_option("--cancel-grace", flags.cancel_grace_ms,
+                   "Milliseconds a cancelled or timed-out input may go on running before its container is replaced")
+      ->capture_default_str();
+
+  server_target ps_target;
+  auto* ps_cmd = cli.add_subcommand("ps", "List the server's containers: function, state, inputs, uptime, memory");
+  ps_cmd->add_option("--server", ps_target.address,
+                     std::string("Server address host:port (default: $FERRY_SERVER, or ") + default_address + ")");
+  ps_cmd->add_option("--state-dir", ps_target.state_dir,
+                     "State directory of that server, to read its token from when FERRY_TOKEN is unset");
 
   std::string address;
   std::string run_state_dir;
@@ -123,6 +186,7 @@ int run_cli(int argc, char** argv) {
       return 0;
     }
     if (*server_cmd) return serve(flags);
+    if (*ps_cmd) return list_containers(ps_target);
     if (*run_cmd) {
       if (address.empty()) {
         const char* env = std::getenv("FERRY_SERVER");

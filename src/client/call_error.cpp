@@ -70,6 +70,10 @@ void throw_call_error(wire::status status, const wire::error_record& e) {
       throw ConnectionError(e.message);
     case wire::status::cancelled:
       throw CancelledError(e.message);
+    case wire::status::timed_out:
+      throw TimeoutError(e.message);
+    case wire::status::resource_exhausted:
+      throw ResourceExhaustedError(e.message);
     case wire::status::ok:
     case wire::status::internal:
     case wire::status::tail_call:  // never reaches a caller: the server resolves it

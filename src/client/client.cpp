@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
+#include <climits>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -99,7 +101,14 @@ void client::register_app(const std::string& app, const std::string& executable,
   std::vector<wire::function_spec> specs;
   specs.reserve(functions.size());
   for (const auto& f : functions) {
-    specs.emplace_back(f->name, f->signature, f->options.max_inputs, f->options.max_containers);
+    const FunctionOptions& o = f->options;
+    const auto ms = [](std::chrono::milliseconds d) {
+      return static_cast<std::uint32_t>(std::clamp<std::int64_t>(d.count(), 0, UINT32_MAX));
+    };
+    specs.emplace_back(f->name, f->signature, o.max_inputs, o.max_containers, ms(o.timeout),
+                       wire::retry_spec{o.retries.max_retries, ms(o.retries.initial_delay),
+                                        o.retries.backoff_coefficient, ms(o.retries.max_delay)},
+                       o.min_containers, o.buffer_containers, ms(o.scaledown_window));
   }
   handshake_.done.store(false);
   if (!connection_->send(wire::message_kind::register_app, wire::register_app_header{app, executable, specs})) {
@@ -146,6 +155,20 @@ detail::buffer client::call(const call_request& request) {
   call.function = request.function.name;
   const std::uint64_t id = add_pending(&call);
   send_call(id, request);
+  wait(call);
+  if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
+  return std::move(call.payload);
+}
+
+detail::buffer client::query(const std::string& what) {
+  pending_call call;
+  call.function = "(query " + what + ")";
+  const std::uint64_t id = add_pending(&call);
+  if (!connection_->send(wire::message_kind::query, wire::query_header{id, what})) {
+    std::lock_guard lock(mu_);
+    pending_.erase(id);
+    throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
+  }
   wait(call);
   if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
   return std::move(call.payload);
@@ -278,6 +301,20 @@ void client::on_frame(const wire::frame& f) {
         pending_.erase(it);
       }
       call->status = static_cast<wire::status>(status);
+      call->payload.append(f.payload.data(), f.payload.size());
+      complete(call);
+      return;
+    }
+    case wire::message_kind::query_reply: {
+      auto [id] = f.decode_header<wire::query_reply_header>();
+      pending_call* call = nullptr;
+      {
+        std::lock_guard lock(mu_);
+        auto it = pending_.find(id);
+        if (it == pending_.end()) return;
+        call = it->second;
+        pending_.erase(it);
+      }
       call->payload.append(f.payload.data(), f.payload.size());
       complete(call);
       return;

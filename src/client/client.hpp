@@ -93,6 +93,9 @@ class client {
   /// the calls that take it as an argument.
   std::uint64_t submit(const call_request& request, call_callback done = {});
 
+  /// Asks the server what it runs (`what`: "containers"); blocks for the encoded answer.
+  detail::buffer query(const std::string& what);
+
   /// Asks for the result of a call submitted without deliver_result; `done` runs on the I/O thread.
   void await_call(std::uint64_t call_id, const std::string& function, call_callback done);
 

@@ -31,6 +31,8 @@ class container_process {
   virtual void kill() = 0;
   /// The last few KiB the container wrote to stderr.
   virtual std::string stderr_tail() const = 0;
+  /// Its resident memory now, in bytes (0 once it has exited, or when unknown).
+  virtual std::uint64_t rss_bytes() const = 0;
 };
 
 class container_launcher {

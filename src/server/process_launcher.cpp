@@ -8,6 +8,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -47,6 +48,14 @@ class process final : public container_process, public std::enable_shared_from_t
     if (!exited_) ::kill(pid_, SIGKILL);
   }
   std::string stderr_tail() const override { return tail_; }
+  std::uint64_t rss_bytes() const override {
+    if (exited_) return 0;
+    // /proc/PID/statm: size resident ... in pages.
+    std::ifstream statm("/proc/" + std::to_string(pid_) + "/statm");
+    std::uint64_t size = 0, resident = 0;
+    if (!(statm >> size >> resident)) return 0;
+    return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  }
 
   void watch(container_launcher::exit_handler on_exit) {
     on_exit_ = std::move(on_exit);
@@ -123,6 +132,7 @@ class process_handle final : public container_process {
   void terminate() override { p_->terminate(); }
   void kill() override { p_->kill(); }
   std::string stderr_tail() const override { return p_->stderr_tail(); }
+  std::uint64_t rss_bytes() const override { return p_->rss_bytes(); }
 
  private:
   std::shared_ptr<process> p_;

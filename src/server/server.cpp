@@ -41,7 +41,7 @@ struct session;
 struct function_state;
 struct container_record;
 
-enum class input_state { waiting, queued, running, done };
+enum class input_state { waiting, queued, running, backoff, done };
 
 /// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
 /// graph that futures passed as arguments, and tail calls, make of calls.
@@ -53,7 +53,13 @@ struct input_record {
   std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
   function_state* function = nullptr;
   input_state state = input_state::waiting;
-  detail::buffer arguments;  // with nil placeholders where deps go, until spliced
+  /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
+  /// re-queueing when a container is replaced.
+  detail::buffer arguments;
+  std::uint64_t attempt_id = 0;  // the running attempt, as its container knows it (input_id on the wire)
+  int attempts = 0;              // attempts started
+  bool cancelled = false;        // by its caller: never retried
+  std::unique_ptr<asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
   std::vector<std::pair<std::uint32_t, input_record*>> deps;
   std::size_t unresolved = 0;             // deps not done yet
@@ -72,8 +78,16 @@ struct container_record {
   std::unique_ptr<container_process> process;
   struct session* session = nullptr;
   container_state state = container_state::starting;
+  std::chrono::steady_clock::time_point started_at;
+  /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
+  /// its slot until the container answers it, or is replaced.
   std::unordered_map<std::uint64_t, input_record*> in_flight;
+  /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
+  std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> stopping_attempts;
+  bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
+  bool replaced = false;        // killed for an attempt that would not stop: its other inputs are re-queued
   std::unique_ptr<asio::steady_timer> connect_timer;
+  std::unique_ptr<asio::steady_timer> idle_timer;  // armed while it has nothing to do
 };
 
 struct app_instance;
@@ -84,8 +98,18 @@ struct function_state {
   std::string signature;
   int max_inputs = 1;
   int max_containers = 1;
+  int min_containers = 0;
+  int buffer_containers = 0;
+  std::chrono::milliseconds scaledown_window{60'000};
+  std::chrono::milliseconds timeout{0};  // per attempt; 0: none
+  Retries retries;
   std::deque<input_record*> queue;
   std::vector<container_record*> containers;
+  /// Containers in a row that died without being asked to; reset by a successful output. From the second,
+  /// starts back off: no container starts before next_launch.
+  int crash_streak = 0;
+  std::chrono::steady_clock::time_point next_launch{};
+  std::unique_ptr<asio::steady_timer> launch_timer;
 };
 
 /// An app as a running program registered it; it lives as long as that program's connection.
@@ -93,8 +117,27 @@ struct app_instance {
   std::string name;
   std::string executable;
   std::uint64_t owner_session = 0;
+  bool stopped = false;  // its program has gone: no new containers
   std::map<std::string, function_state> functions;
 };
+
+/// Failures worth another attempt: the body threw, its container died, it ran out of time.
+bool retryable(status s) {
+  return s == status::remote_exception || s == status::container_crashed || s == status::timed_out;
+}
+
+std::chrono::milliseconds retry_delay(const Retries& r, int failed_attempts) {
+  double delay = static_cast<double>(r.initial_delay.count());
+  for (int i = 1; i < failed_attempts && delay < static_cast<double>(r.max_delay.count()); ++i) {
+    delay *= r.backoff_coefficient;
+  }
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::min(delay, static_cast<double>(r.max_delay.count()))));
+}
+
+std::string plural(std::int64_t n, const char* word) {
+  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
 
 enum class session_role { handshake, client, container };
 
@@ -151,6 +194,7 @@ struct server::state {
   void on_cancel(session& s, const wire::frame& f);
   void on_await(session& s, const wire::frame& f);
   void on_release(session& s, const wire::frame& f);
+  void on_query(session& s, const wire::frame& f);
   void refuse(session& s, const std::string& reason);
 
   // The call graph.
@@ -166,7 +210,22 @@ struct server::state {
   void detach_from_deps(input_record& in);
   void tail_call(input_record& original, input_record& target);
 
+  // Attempts: timeouts, retries, cancellation.
+  /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
+  /// container answers or is replaced).
+  void detach_attempt(input_record& in, bool abandon);
+  /// After a failed attempt: queues another after the retry delay, or fails the call.
+  void retry_or_fail(input_record& in, wire::error_record error);
+  void time_out(std::uint64_t input_id, std::uint64_t attempt_id);
+  /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
+  void await_attempt_stop(container_record& c, std::uint64_t attempt_id);
+  void replace_container(container_record& c, const std::string& why);
+
   void dispatch(function_state& fn);
+  /// Starts containers for the queued and running inputs (plus the buffer, at least the minimum, at most
+  /// the maximum), and arms the scale-down of idle ones.
+  void scale(function_state& fn);
+  void arm_idle_timer(container_record& c);
   void launch_container(function_state& fn);
   void on_container_exit(std::uint64_t container_id, const std::string& how);
   void stop_container(container_record& c);
@@ -278,6 +337,10 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       if (!caller) break;
       on_release(s, f);
       return;
+    case message_kind::query:
+      if (s.role != session_role::client) break;
+      on_query(s, f);
+      return;
     default:
       break;
   }
@@ -350,10 +413,18 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   app->name = name;
   app->executable = executable;
   app->owner_session = s.id;
-  for (auto& [fname, signature, max_inputs, max_containers] : specs) {
+  for (auto& [fname, signature, max_inputs, max_containers, timeout_ms, retries, min_containers, buffer_containers,
+              scaledown_ms] : specs) {
+    auto [max_retries, initial_delay_ms, backoff_coefficient, max_delay_ms] = retries;
+    std::string problem;
     if (max_inputs < 1 || max_containers < 1) {
-      return reply_error("function '" + fname + "': max_inputs and max_containers must be at least 1");
+      problem = "max_inputs and max_containers must be at least 1";
+    } else if (min_containers < 0 || buffer_containers < 0 || min_containers > max_containers) {
+      problem = "min_containers and buffer_containers must be at least 0, and min_containers at most max_containers";
+    } else if (max_retries < 0 || !(backoff_coefficient >= 1.0 && backoff_coefficient <= 10.0)) {
+      problem = "retries: max_retries must be at least 0 and backoff_coefficient between 1 and 10";
     }
+    if (!problem.empty()) return reply_error("function '" + fname + "': " + problem);
     if (app->functions.contains(fname)) return reply_error("function '" + fname + "' is declared twice");
     function_state& fn = app->functions[fname];
     fn.app = app.get();
@@ -361,12 +432,37 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
     fn.signature = signature;
     fn.max_inputs = max_inputs;
     fn.max_containers = max_containers;
+    fn.min_containers = min_containers;
+    fn.buffer_containers = buffer_containers;
+    fn.scaledown_window = std::chrono::milliseconds(scaledown_ms);
+    fn.timeout = std::chrono::milliseconds(timeout_ms);
+    fn.retries = Retries(max_retries, std::chrono::milliseconds(initial_delay_ms), backoff_coefficient,
+                         std::chrono::milliseconds(max_delay_ms));
   }
   s.app = app.get();
   spdlog::debug("app '{}' registered by {} with functions: {}", name, s.connection->remote_address(),
                 join_names(app->functions));
+  app_instance& registered = *app;
   apps.emplace(s.id, std::move(app));
   s.connection->send(message_kind::app_registered, wire::app_registered_header{static_cast<std::uint8_t>(status::ok)});
+  for (auto& [fname, fn] : registered.functions) scale(fn);  // min_containers start now
+}
+
+void server::state::on_query(session& s, const wire::frame& f) {
+  auto [request_id, what] = f.decode_header<wire::query_header>();
+  if (what != "containers") throw wire::protocol_error("unknown query '" + what + "'");
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<wire::container_row> rows;
+  for (const auto& [id, c] : containers) {
+    static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
+    const std::chrono::duration<double> uptime = now - c->started_at;
+    rows.emplace_back(c->id, c->function->app->name, c->function->name, state_names[static_cast<int>(c->state)],
+                      static_cast<std::uint32_t>(c->in_flight.size()), c->process->pid(), uptime.count(),
+                      c->process->rss_bytes());
+  }
+  std::sort(rows.begin(), rows.end());
+  s.connection->send(message_kind::query_reply, wire::query_reply_header{request_id},
+                     [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
 }
 
 void server::state::on_call(session& s, const wire::frame& f) {
@@ -394,6 +490,13 @@ void server::state::on_call(session& s, const wire::frame& f) {
                        "app '" + app_name + "' has no function '" + function_name +
                            "' (it declares: " + join_names(s.app->functions) + "); declare it with app.function(\"" +
                            function_name + "\", ...) before app.main runs",
+                       function_name, "", ""});
+  }
+  if (fn->second.queue.size() >= options.max_queued_inputs) {
+    return send_error(s.id, caller_call_id,
+                      {status::resource_exhausted, "",
+                       "'" + function_name + "' already has " + std::to_string(fn->second.queue.size()) +
+                           " inputs queued, the server's limit (ferry server --max-queued-inputs); retry later",
                        function_name, "", ""});
   }
   auto owned = std::make_unique<input_record>();
@@ -482,8 +585,8 @@ void server::state::fail(input_record& in, const wire::error_record& error) {
 
 void server::state::complete(input_record& in, status outcome, std::span<const char> payload) {
   if (in.state == input_state::queued) std::erase(in.function->queue, &in);
-  if (in.container) in.container->in_flight.erase(in.id);
-  in.container = nullptr;
+  detach_attempt(in, /*abandon=*/false);
+  in.timer.reset();
   detach_from_deps(in);
   in.state = input_state::done;
   in.outcome = outcome;
@@ -574,10 +677,13 @@ void server::state::on_cancel(session& s, const wire::frame& f) {
   auto [caller_call_id] = f.decode_header<wire::cancel_header>();
   input_record* in = open_call(s, caller_call_id);
   if (!in || in->state == input_state::done) return;  // answered already
+  in->cancelled = true;
   if (in->state == input_state::running) {
     // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
+    // A body that ignores the cancellation past the grace period has its container replaced.
     if (in->container && in->container->session) {
-      in->container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in->id});
+      in->container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in->attempt_id});
+      await_attempt_stop(*in->container, in->attempt_id);
     }
     return;
   }
@@ -599,9 +705,19 @@ void server::state::on_output(session& s, const wire::frame& f) {
     s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running");
     return;
   }
-  input_record& in = *it->second;
+  c.stopping_attempts.erase(input_id);
   function_state& fn = *c.function;
-  if (static_cast<status>(st) == status::tail_call) {
+  if (!it->second) {  // an attempt given up on: its answer comes too late, but its slot is free again
+    c.in_flight.erase(it);
+    return dispatch(fn);
+  }
+  input_record& in = *it->second;
+  const auto outcome = static_cast<status>(st);
+  if (outcome == status::ok || outcome == status::tail_call) fn.crash_streak = 0;
+  if (retryable(outcome)) {
+    detach_attempt(in, /*abandon=*/false);
+    retry_or_fail(in, wire::decode_error(f.payload));
+  } else if (outcome == status::tail_call) {
     detail::reader r{f.payload};
     const auto target_id = ferry::decode<std::uint64_t>(r);
     input_record* target = open_call(s, target_id);
@@ -611,9 +727,98 @@ void server::state::on_output(session& s, const wire::frame& f) {
     }
     tail_call(in, *target);
   } else {
-    complete(in, static_cast<status>(st), f.payload);
+    complete(in, outcome, f.payload);
   }
   dispatch(fn);
+}
+
+void server::state::detach_attempt(input_record& in, bool abandon) {
+  if (!in.container) return;
+  if (abandon) {
+    in.container->in_flight[in.attempt_id] = nullptr;
+  } else {
+    in.container->in_flight.erase(in.attempt_id);
+  }
+  in.container = nullptr;
+}
+
+void server::state::retry_or_fail(input_record& in, wire::error_record error) {
+  function_state& fn = *in.function;
+  in.timer.reset();
+  if (!in.cancelled && !stopping && !fn.app->stopped && in.attempts <= fn.retries.max_retries) {
+    const auto delay = retry_delay(fn.retries, in.attempts);
+    spdlog::info("call {} of '{}' failed (attempt {} of {}): {}; retrying in {} ms", in.call_id, fn.name,
+                 in.attempts, fn.retries.max_retries + 1, error.message, delay.count());
+    in.state = input_state::backoff;
+    in.timer = std::make_unique<asio::steady_timer>(io, delay);
+    in.timer->async_wait([this, id = in.id](boost::system::error_code ec) {
+      if (ec) return;
+      auto it = inputs.find(id);
+      if (it == inputs.end() || it->second->state != input_state::backoff) return;
+      input_record& retry = *it->second;
+      retry.state = input_state::queued;
+      retry.function->queue.push_back(&retry);
+      dispatch(*retry.function);
+    });
+    return;
+  }
+  if (in.attempts > 1) {
+    error.message = "'" + fn.name + "' failed " + plural(in.attempts, "time") + " (" +
+                    plural(in.attempts, "attempt") + ", the retry limit); the last attempt: " + error.message;
+  }
+  fail(in, error);
+}
+
+void server::state::time_out(std::uint64_t input_id, std::uint64_t attempt_id) {
+  auto it = inputs.find(input_id);
+  if (it == inputs.end()) return;
+  input_record& in = *it->second;
+  if (in.state != input_state::running || in.attempt_id != attempt_id || !in.container) return;
+  function_state& fn = *in.function;
+  container_record& c = *in.container;
+  spdlog::warn("call {} of '{}' timed out after {} ms (attempt {})", in.call_id, fn.name, fn.timeout.count(),
+               in.attempts);
+  // The body is asked to stop; its slot stays taken until it does (or its container is replaced).
+  if (c.session) c.session->connection->send(message_kind::cancel_input, wire::cancel_input_header{attempt_id});
+  await_attempt_stop(c, attempt_id);
+  detach_attempt(in, /*abandon=*/true);
+  retry_or_fail(in, {status::timed_out, "",
+                     "'" + fn.name + "' timed out: an attempt may run " + std::to_string(fn.timeout.count()) +
+                         " ms (the function's timeout option) (call " + in.call_id + ")",
+                     fn.name, in.call_id, ""});
+}
+
+void server::state::await_attempt_stop(container_record& c, std::uint64_t attempt_id) {
+  auto& timer = c.stopping_attempts[attempt_id];
+  if (timer) return;
+  timer = std::make_unique<asio::steady_timer>(io, options.cancel_grace);
+  timer->async_wait([this, container_id = c.id, attempt_id](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = containers.find(container_id);
+    if (it == containers.end() || !it->second->in_flight.contains(attempt_id)) return;
+    replace_container(*it->second, "attempt " + std::to_string(attempt_id) + " did not stop within " +
+                                       std::to_string(options.cancel_grace.count()) + " ms of being cancelled");
+  });
+}
+
+void server::state::replace_container(container_record& c, const std::string& why) {
+  if (c.replaced || c.state == container_state::stopping) return;
+  spdlog::warn("replacing container {} of '{}': {}", c.id, c.function->name, why);
+  c.replaced = true;
+  c.stop_requested = true;
+  c.state = container_state::stopping;
+  // A cancelled input that would not stop ends now, as cancelled; the exit re-queues the others.
+  std::vector<input_record*> cancelled;
+  for (auto& [attempt, in] : c.in_flight) {
+    if (in && in->cancelled) cancelled.push_back(in);
+  }
+  for (input_record* in : cancelled) {
+    fail(*in, {status::cancelled, "",
+               "'" + in->function->name + "' was cancelled (call " + in->call_id +
+                   "); its body did not stop within the grace period, so its container was replaced",
+               in->function->name, in->call_id, ""});
+  }
+  c.process->kill();
 }
 
 void server::state::tail_call(input_record& original, input_record& target) {
@@ -636,7 +841,7 @@ void server::state::tail_call(input_record& original, input_record& target) {
   target.readers += original.readers;
   const bool target_done = target.state == input_state::done;
   auto consumers = std::move(original.consumers);
-  if (original.container) original.container->in_flight.erase(original.id);
+  detach_attempt(original, /*abandon=*/false);
   inputs.erase(original.id);
   if (target_done) {
     target.consumers = std::move(consumers);
@@ -662,10 +867,11 @@ void server::state::dispatch(function_state& fn) {
     }
     if (!target) break;
     input_record& in = *fn.queue.front();
+    const std::uint64_t attempt_id = next_input_id++;
     bool sent = false;
     try {
       sent = target->session->connection->send(
-          message_kind::input, wire::input_header{in.id, in.call_id},
+          message_kind::input, wire::input_header{attempt_id, in.call_id},
           [&](detail::buffer& out) { out.append(in.arguments.data(), in.arguments.size()); });
     } catch (const PayloadTooLargeError& e) {
       fail(in, {status::payload_too_large, "", e.what(), fn.name, in.call_id, ""});
@@ -676,28 +882,81 @@ void server::state::dispatch(function_state& fn) {
       continue;
     }
     fn.queue.pop_front();
-    in.arguments = detail::buffer{};  // the container has them now; a crash fails the call, it is not resent
     in.state = input_state::running;
     in.container = target;
-    target->in_flight.emplace(in.id, &in);
+    in.attempt_id = attempt_id;
+    ++in.attempts;
+    target->in_flight.emplace(attempt_id, &in);
+    target->idle_timer.reset();
+    if (fn.timeout.count() > 0) {
+      in.timer = std::make_unique<asio::steady_timer>(io, fn.timeout);
+      in.timer->async_wait([this, id = in.id, attempt_id](boost::system::error_code ec) {
+        if (!ec) time_out(id, attempt_id);
+      });
+    }
   }
-  // Start containers for what is still queued beyond the capacity of those already starting.
-  std::size_t starting = 0;
-  for (container_record* c : fn.containers) starting += c->state == container_state::starting;
+  scale(fn);
+}
+
+void server::state::scale(function_state& fn) {
+  if (stopping || fn.app->stopped) return;
+  std::size_t live = 0;
+  std::size_t busy = 0;  // slots taken on containers that take inputs
+  for (container_record* c : fn.containers) {
+    if (c->state == container_state::stopping) continue;
+    ++live;
+    busy += c->in_flight.size();
+    if (c->state == container_state::ready && c->in_flight.empty() && !c->idle_timer) arm_idle_timer(*c);
+  }
   const std::size_t per_container = static_cast<std::size_t>(fn.max_inputs);
-  const std::size_t capacity_coming = starting * per_container;
-  if (fn.queue.size() > capacity_coming) {
-    const std::size_t wanted = (fn.queue.size() - capacity_coming + per_container - 1) / per_container;
-    const std::size_t room = static_cast<std::size_t>(fn.max_containers) -
-                             std::min(fn.containers.size(), static_cast<std::size_t>(fn.max_containers));
-    for (std::size_t i = 0; i < std::min(wanted, room) && !fn.queue.empty(); ++i) launch_container(fn);
+  std::size_t wanted = (fn.queue.size() + busy + per_container - 1) / per_container;
+  if (wanted > 0) wanted += static_cast<std::size_t>(fn.buffer_containers);
+  wanted = std::clamp(wanted, static_cast<std::size_t>(fn.min_containers), static_cast<std::size_t>(fn.max_containers));
+  if (wanted <= live) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < fn.next_launch) {  // backing off after crashes: come back when the wait is over
+    if (!fn.launch_timer) {
+      fn.launch_timer = std::make_unique<asio::steady_timer>(io, fn.next_launch);
+      fn.launch_timer->async_wait([this, &fn](boost::system::error_code ec) {
+        if (ec) return;
+        fn.launch_timer.reset();
+        scale(fn);
+      });
+    }
+    return;
   }
+  for (std::size_t i = live; i < wanted; ++i) {
+    const std::size_t before = fn.containers.size();
+    launch_container(fn);
+    if (fn.containers.size() == before) break;  // it could not start; the queue has been failed
+  }
+}
+
+void server::state::arm_idle_timer(container_record& c) {
+  c.idle_timer = std::make_unique<asio::steady_timer>(io, c.function->scaledown_window);
+  c.idle_timer->async_wait([this, id = c.id](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = containers.find(id);
+    if (it == containers.end()) return;
+    container_record& idle = *it->second;
+    function_state& fn = *idle.function;
+    std::size_t live = 0;
+    for (container_record* c : fn.containers) live += c->state != container_state::stopping;
+    if (idle.state != container_state::ready || !idle.in_flight.empty() || !fn.queue.empty() ||
+        live <= static_cast<std::size_t>(fn.min_containers)) {
+      idle.idle_timer.reset();  // re-armed the next time it is idle
+      return;
+    }
+    spdlog::debug("container {} of '{}' idle for {} ms: stopping it", idle.id, fn.name, fn.scaledown_window.count());
+    stop_container(idle);
+  });
 }
 
 void server::state::launch_container(function_state& fn) {
   auto c = std::make_unique<container_record>();
   c->id = next_container_id++;
   c->function = &fn;
+  c->started_at = std::chrono::steady_clock::now();
   container_spec spec{c->id, fn.app->executable, fn.app->name, fn.name, address, options.token};
   try {
     c->process = launcher->launch(spec, [this, id = c->id](std::string how) { on_container_exit(id, how); });
@@ -731,6 +990,17 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
   function_state& fn = *c->function;
   std::erase(fn.containers, c.get());
   const std::string tail = c->process->stderr_tail();
+  if (!c->stop_requested && !stopping) {
+    // Died without being asked to: from the second in a row, starts back off (0.25 s doubling to 30 s).
+    ++fn.crash_streak;
+    if (fn.crash_streak >= 2) {
+      const auto wait = std::min<std::chrono::milliseconds>(
+          std::chrono::milliseconds(250 << std::min(fn.crash_streak - 2, 7)), std::chrono::seconds(30));
+      fn.next_launch = std::chrono::steady_clock::now() + wait;
+      spdlog::warn("'{}' has lost {} containers in a row; the next starts in {} ms", fn.name, fn.crash_streak,
+                   wait.count());
+    }
+  }
 
   if (c->state == container_state::starting) {
     spdlog::warn("container {} for {}.{} {} before it connected", c->id, fn.app->name, fn.name, how);
@@ -741,23 +1011,31 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
                      " before it connected to the server" + tail_note(tail));
     }
   } else {
-    if (c->state != container_state::stopping || !c->in_flight.empty()) {
-      spdlog::log(c->in_flight.empty() ? spdlog::level::debug : spdlog::level::warn, "container {} for {}.{} {}{}",
-                  c->id, fn.app->name, fn.name, how,
-                  c->in_flight.empty() ? "" : " with " + std::to_string(c->in_flight.size()) + " input(s) in flight");
+    const auto running = static_cast<std::size_t>(
+        std::count_if(c->in_flight.begin(), c->in_flight.end(), [](const auto& attempt) { return attempt.second; }));
+    if (!c->stop_requested || running > 0) {
+      spdlog::log(running == 0 ? spdlog::level::debug : spdlog::level::warn, "container {} for {}.{} {}{}", c->id,
+                  fn.app->name, fn.name, how, running == 0 ? "" : " with " + plural(running, "input") + " in flight");
     }
     auto in_flight = std::move(c->in_flight);
     c->in_flight.clear();
-    for (auto& [id, in] : in_flight) {
+    for (auto& [attempt, in] : in_flight) {
+      if (!in) continue;  // an attempt given up on already
       in->container = nullptr;
       if (stopping) {
         fail(*in, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' finished", fn.name,
                    in->call_id, ""});
+      } else if (c->replaced) {
+        // Not this input's fault: it runs again, and this attempt does not count.
+        --in->attempts;
+        in->timer.reset();
+        in->state = input_state::queued;
+        fn.queue.push_front(in);
       } else {
-        fail(*in, {status::container_crashed, "",
-                   "the container running '" + fn.name + "' (call " + in->call_id + ") " + how +
-                       " before the call finished" + tail_note(tail),
-                   fn.name, in->call_id, ""});
+        retry_or_fail(*in, {status::container_crashed, "",
+                            "the container running '" + fn.name + "' (call " + in->call_id + ") " + how +
+                                " before the call finished" + tail_note(tail),
+                            fn.name, in->call_id, ""});
       }
     }
   }
@@ -772,6 +1050,7 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
 void server::state::stop_container(container_record& c) {
   if (c.state == container_state::ready && c.session) c.session->connection->close("container stopped by the server");
   c.state = container_state::stopping;
+  c.stop_requested = true;
   c.process->terminate();
 }
 
@@ -817,6 +1096,7 @@ void server::state::remove_app(std::uint64_t owner_session) {
   auto it = apps.find(owner_session);
   if (it == apps.end()) return;
   app_instance& app = *it->second;
+  app.stopped = true;
   bool containers_left = false;
   for (auto& [name, fn] : app.functions) {
     fail_queue(fn, status::cancelled, "app '" + app.name + "' stopped before '" + fn.name + "' started");
@@ -828,11 +1108,13 @@ void server::state::remove_app(std::uint64_t owner_session) {
   // Calls still waiting for arguments will not be needed either.
   std::vector<std::uint64_t> waiting;
   for (auto& [id, in] : inputs) {
-    if (in->function->app == &app && in->state == input_state::waiting) waiting.push_back(id);
+    if (in->function->app == &app && (in->state == input_state::waiting || in->state == input_state::backoff)) {
+      waiting.push_back(id);
+    }
   }
   for (std::uint64_t id : waiting) {
     auto in = inputs.find(id);  // failing one may have failed (and forgotten) another
-    if (in != inputs.end() && in->second->state == input_state::waiting) {
+    if (in != inputs.end() && (in->second->state == input_state::waiting || in->second->state == input_state::backoff)) {
       fail(*in->second, {status::cancelled, "", "app '" + app.name + "' stopped", in->second->function->name,
                          in->second->call_id, ""});
     }

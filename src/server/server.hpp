@@ -28,6 +28,11 @@ struct server_options {
   std::chrono::milliseconds stop_grace{5'000};
   /// A connection that has not said hello this long after it opened is closed.
   std::chrono::milliseconds handshake_timeout{10'000};
+  /// How long an input that was cancelled (or timed out) may go on running before its container is
+  /// replaced: killed, with its other inputs re-queued.
+  std::chrono::milliseconds cancel_grace{5'000};
+  /// Inputs one function may have queued; calls beyond it fail with resource_exhausted.
+  std::size_t max_queued_inputs = 100'000;
 };
 
 class server {

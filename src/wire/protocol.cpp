@@ -47,6 +47,10 @@ const char* to_string(message_kind kind) {
       return "await_call";
     case message_kind::release:
       return "release";
+    case message_kind::query:
+      return "query";
+    case message_kind::query_reply:
+      return "query_reply";
   }
   return "unknown";
 }
@@ -77,6 +81,10 @@ const char* to_string(status s) {
       return "cancelled";
     case status::tail_call:
       return "tail_call";
+    case status::timed_out:
+      return "timed_out";
+    case status::resource_exhausted:
+      return "resource_exhausted";
   }
   return "unknown";
 }

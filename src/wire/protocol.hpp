@@ -37,8 +37,10 @@ enum class message_kind : std::uint8_t {
   cancel_input = 11,   // server -> container: cancel an input it runs
   await_call = 12,     // caller -> server: send me the result of this call after all
   release = 13,        // caller -> server: I will not await or pass this call any more
+  query = 14,          // client -> server: what the server runs (containers, for `ferry ps`)
+  query_reply = 15,    // server -> client: the answer, as a MessagePack value
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::release);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::query_reply);
 
 /// call flags: what the caller wants done with the result.
 inline constexpr std::uint8_t deliver_result = 1;  // send it in a `result` when the call ends
@@ -60,8 +62,10 @@ enum class status : std::uint8_t {
   internal = 9,                // a bug in ferry: the message says where
   cancelled = 10,              // the call was cancelled
   tail_call = 11,              // (output only) the body returned a future: the payload is its call id
+  timed_out = 12,              // an attempt ran longer than the function's timeout
+  resource_exhausted = 13,     // the function's queue is full: retry later
 };
-inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::cancelled);
+inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::resource_exhausted);
 
 /// Why a call failed, as it travels from where it failed to the caller.
 struct error_record {
@@ -78,8 +82,13 @@ using hello_header = std::tuple<std::uint32_t /*protocol*/, std::string /*token*
                                 std::uint64_t /*container id*/, std::int64_t /*pid*/>;
 using welcome_header = std::tuple<std::string /*server version*/, std::uint64_t /*max frame size*/>;
 using refused_header = std::tuple<std::string /*reason*/>;
-using function_spec = std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
-                                 std::int32_t /*max containers*/>;
+/// How failed attempts are retried.
+using retry_spec = std::tuple<std::int32_t /*max retries*/, std::uint32_t /*initial delay ms*/,
+                              double /*backoff coefficient*/, std::uint32_t /*max delay ms*/>;
+using function_spec =
+    std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
+               std::int32_t /*max containers*/, std::uint32_t /*timeout ms, 0: none*/, retry_spec,
+               std::int32_t /*min containers*/, std::int32_t /*buffer containers*/, std::uint32_t /*scaledown window ms*/>;
 using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>>;
 using app_registered_header = std::tuple<std::uint8_t /*status; an error record follows unless ok*/>;
 /// A call's argument that is another call's result: the argument position (whose value in the payload is a
@@ -94,6 +103,12 @@ using cancel_header = std::tuple<std::uint64_t /*call id*/>;
 using cancel_input_header = std::tuple<std::uint64_t /*input id*/>;
 using await_call_header = std::tuple<std::uint64_t /*call id*/>;
 using release_header = std::tuple<std::uint64_t /*call id*/>;
+using query_header = std::tuple<std::uint64_t /*request id*/, std::string /*what: "containers"*/>;
+using query_reply_header = std::tuple<std::uint64_t /*request id*/>;
+/// One row of the "containers" query.
+using container_row = std::tuple<std::uint64_t /*id*/, std::string /*app*/, std::string /*function*/,
+                                 std::string /*state*/, std::uint32_t /*inputs in flight*/, std::int64_t /*pid*/,
+                                 double /*uptime s*/, std::uint64_t /*rss bytes*/>;
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);

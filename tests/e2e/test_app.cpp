@@ -1,6 +1,7 @@
 #include "test_app.hpp"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +13,8 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -92,12 +95,6 @@ void expect_rendezvous(const std::vector<rendezvous_report>& reports, std::int64
     seen.insert(r.thread);
   }
   EXPECT_EQ(seen.size(), threads);
-}
-
-int run_app(std::function<void()> entry) {
-  char name[] = "e2e_test";
-  char* argv[] = {name, nullptr};
-  return app().main(1, argv, std::move(entry));
 }
 
 }  // namespace e2e
@@ -329,5 +326,88 @@ ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down =
     app().function("count_down", count_down_body, {.max_inputs = 1, .max_containers = 1});
 ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down =
     app().function("async_count_down", async_count_down_body, {.max_inputs = 1, .max_containers = 1});
+
+}  // namespace e2e
+
+// ---- the server as a platform: timeouts, retries, scaling ----
+
+namespace e2e {
+
+/// Adds one to the count kept in file `path` (so counts survive containers) and returns the new count.
+std::int64_t bump_count(const std::string& path) {
+  std::int64_t n = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    if (std::fscanf(f, "%ld", &n) != 1) n = 0;
+    std::fclose(f);
+  }
+  ++n;
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) throw std::runtime_error("cannot write " + path);
+  std::fprintf(f, "%ld\n", n);
+  std::fclose(f);
+  return n;
+}
+
+std::int64_t read_count(const std::string& path) {
+  std::int64_t n = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "r")) {
+    if (std::fscanf(f, "%ld", &n) != 1) n = 0;
+    std::fclose(f);
+  }
+  return n;
+}
+
+/// Attempts up to `failures` throw; the next returns its attempt number.
+std::int64_t fail_first_body(std::string counter, std::int64_t failures) {
+  const std::int64_t attempt = bump_count(counter);
+  if (attempt <= failures) throw std::runtime_error("attempt " + std::to_string(attempt) + " fails");
+  return attempt;
+}
+
+/// Attempts up to `crashes` kill their own container with SIGKILL mid-input; the next returns its number.
+std::int64_t crash_first_body(std::string counter, std::int64_t crashes) {
+  const std::int64_t attempt = bump_count(counter);
+  if (attempt <= crashes) ::kill(::getpid(), SIGKILL);
+  return attempt;
+}
+
+/// The first attempt writes `counter + ".running"` and never returns, ignoring cancellation (a hung body);
+/// later attempts return their number.
+std::int64_t stall_once_body(std::string counter) {
+  const std::int64_t attempt = bump_count(counter);
+  if (attempt == 1) {
+    std::ofstream(counter + ".running") << ::getpid() << '\n';
+    for (;;) std::this_thread::sleep_for(10ms);
+  }
+  return attempt;
+}
+
+/// Blocks until file `gate` exists, polling ferry::cancelled() as a blocking body should.
+bool hold_body(std::string gate) {
+  while (!std::filesystem::exists(gate)) {
+    if (ferry::cancelled()) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first =
+    app().function("fail_first", fail_first_body, {.retries = ferry::Retries(3, 10ms)});
+ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first_no_retries =
+    app().function("fail_first_no_retries", fail_first_body);
+ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first =
+    app().function("crash_first", crash_first_body, {.retries = ferry::Retries(2, 10ms)});
+ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first_no_retries =
+    app().function("crash_first_no_retries", crash_first_body);
+ferry::Function<std::int64_t(std::string)> stall_once =
+    app().function("stall_once", stall_once_body, {.max_containers = 2, .timeout = 300ms, .retries = 1});
+ferry::Function<std::int64_t(std::string)> stall_once_no_timeout =
+    app().function("stall_once_no_timeout", stall_once_body, {.max_inputs = 2, .max_containers = 1});
+ferry::Function<bool(std::string)> hold =
+    app().function("hold", hold_body, {.max_containers = 3, .scaledown_window = 300ms});
+ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
+ferry::Function<bool(std::string)> single_hold = app().function("single_hold", hold_body, {.max_containers = 1});
+ferry::Function<bool(std::string)> warm_hold =
+    app().function("warm_hold", hold_body, {.max_containers = 4, .min_containers = 1, .buffer_containers = 1});
 
 }  // namespace e2e

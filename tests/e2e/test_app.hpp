@@ -54,8 +54,14 @@ extern ferry::Function<rendezvous_report(std::int64_t)> rendezvous;
 extern ferry::Function<std::int64_t(std::int64_t)> sum_of_squares;
 extern ferry::Function<std::uint64_t(ferry::bytes)> length_of;
 
-/// Runs `entry` through app().main, as a program's main would; returns its exit code.
-int run_app(std::function<void()> entry);
+/// Runs `entry` (blocking, or returning ferry::Task<void>) through app().main, as a program's main would;
+/// returns its exit code.
+template <class Entry>
+int run_app(Entry entry) {
+  char name[] = "e2e_test";
+  char* argv[] = {name, nullptr};
+  return app().main(1, argv, std::move(entry));
+}
 
 /// Checks rendezvous reports: every input saw `in_flight` inputs running at once, on `threads` distinct threads.
 void expect_rendezvous(const std::vector<rendezvous_report>& reports, std::int64_t in_flight, std::size_t threads);
@@ -90,5 +96,23 @@ extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> ma
 extern ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down;
 extern ferry::Function<std::vector<std::int64_t>(std::vector<std::int64_t>)> echo_numbers;
 extern ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down;
+
+}  // namespace e2e
+
+namespace e2e {
+
+// The server as a platform: timeouts, retries, scaling (tests/e2e/platform_test.cpp).
+/// The count kept in file `path` by the bodies below (0 when absent).
+std::int64_t read_count(const std::string& path);
+extern ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first;
+extern ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first_no_retries;
+extern ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first;
+extern ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first_no_retries;
+extern ferry::Function<std::int64_t(std::string)> stall_once;
+extern ferry::Function<std::int64_t(std::string)> stall_once_no_timeout;
+extern ferry::Function<bool(std::string)> hold;
+extern ferry::Function<bool(std::string)> timed_hold;
+extern ferry::Function<bool(std::string)> single_hold;
+extern ferry::Function<bool(std::string)> warm_hold;
 
 }  // namespace e2e
