@@ -113,23 +113,6 @@ struct async_body_invoker {
   }
 };
 
-template <class T>
-std::string type_name() {
-  if constexpr (std::is_void_v<T>) {
-    return "void";
-  } else {
-    return codec<T>::name();
-  }
-}
-
-template <class R, class... A>
-std::string signature_string() {
-  std::string s = type_name<R>() + "(";
-  ((s += codec<A>::name() + ","), ...);
-  if (sizeof...(A) > 0) s.pop_back();
-  return s + ")";
-}
-
 }  // namespace detail
 
 class App {

@@ -134,6 +134,32 @@ class ResourceExhaustedError : public Error {
   using Error::Error;
 };
 
+/// FunctionCall::get(timeout) ran out of time: the call has not finished yet (it may still). Not a failure
+/// of the call: get it again later.
+class NotFinishedError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The call finished longer ago than the server keeps results (`ferry server --retention`).
+class ResultExpiredError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// No call with that id exists on the server (FunctionCall::from_id with a wrong id, or another server).
+class UnknownCallError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Function<R(A...)>::from_name named a deployed function whose signature is not R(A...): nothing ran.
+/// what() shows both signatures.
+class SignatureMismatchError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The server cannot be reached, refused the connection (wrong token or protocol version), or the
 /// connection was lost while calls were in flight.
 class ConnectionError : public Error {

@@ -14,6 +14,7 @@
 #include <ferry/detail/call_arguments.hpp>
 #include <ferry/detail/function_entry.hpp>
 #include <ferry/errors.hpp>
+#include <ferry/function_call.hpp>
 #include <ferry/future.hpp>
 #include <ferry/task.hpp>
 #include <iterator>
@@ -40,6 +41,24 @@ V decode_result(const function_entry& function, const buffer& encoded) {
   } else {
     return decode_call_result<V>(function.name, encoded);
   }
+}
+
+template <class T>
+std::string type_name() {
+  if constexpr (std::is_void_v<T>) {
+    return "void";
+  } else {
+    return codec<T>::name();
+  }
+}
+
+/// `int64(string,vector<int64>)`: how the server names a signature, to check callers against it.
+template <class R, class... A>
+std::string signature_string() {
+  std::string s = type_name<R>() + "(";
+  ((s += codec<A>::name() + ","), ...);
+  if (sizeof...(A) > 0) s.pop_back();
+  return s + ")";
 }
 
 template <class... A>
@@ -181,7 +200,75 @@ class Function<R(A...)> {
     remote.entry_ = entry_;
     map.entry_ = entry_;
     reduce.entry_ = entry_;
+    spawn.entry_ = entry_;
   }
+
+  /// `Function<R(A...)>::from_name("app", "fn")` and `co_await Function<R(A...)>::from_name.aio("app", "fn")`:
+  /// a function of an app deployed on the server (`ferry deploy`), callable in every form but local().
+  /// Throws UnknownFunctionError when it is not deployed, and SignatureMismatchError when its deployed
+  /// signature is not R(A...), before anything runs. Call it inside app.main.
+  struct from_name_lookup {
+    Function operator()(const std::string& app, const std::string& function,
+                        std::source_location site = std::source_location::current()) const {
+      auto entry = make_entry(app, function);
+      detail::check_signature(app, function, detail::deployed_signature(app, function, site), entry->signature);
+      return Function(std::move(entry), nullptr);
+    }
+    Task<Function> aio(std::string app, std::string function) const {
+      auto entry = make_entry(app, function);
+      const std::string deployed = co_await detail::deployed_signature_async(app, function);
+      detail::check_signature(app, function, deployed, entry->signature);
+      co_return Function(std::move(entry), nullptr);
+    }
+
+   private:
+    static std::shared_ptr<detail::function_entry> make_entry(const std::string& app, const std::string& function) {
+      auto entry = std::make_shared<detail::function_entry>();
+      entry->app = app;
+      entry->name = function;
+      entry->signature = detail::signature_string<value_type, A...>();
+      return entry;
+    }
+  };
+  static inline const from_name_lookup from_name{};
+
+  /// The `spawn` member: `f.spawn(args...)` and `co_await f.spawn.aio(args...)` submit a durable call and
+  /// return its FunctionCall once the server has stored the input; `f.spawn(SpawnOptions{...}, args...)`
+  /// passes an idempotency key. The call survives this program's exit and a server restart.
+  class spawn_caller {
+   public:
+    FunctionCall<value_type> operator()(const A&... args) const { return with(SpawnOptions{}, args...); }
+    FunctionCall<value_type> operator()(const SpawnOptions& options, const A&... args) const {
+      return with(options, args...);
+    }
+    Task<FunctionCall<value_type>> aio(const A&... args) const { return aio_with(entry_, SpawnOptions{}, args...); }
+    Task<FunctionCall<value_type>> aio(const SpawnOptions& options, const A&... args) const {
+      return aio_with(entry_, options, args...);
+    }
+
+   private:
+    friend class Function;
+    FunctionCall<value_type> with(const SpawnOptions& options, const A&... args) const {
+      const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) {
+        detail::encode_arguments(out, args...);
+      };
+      const detail::buffer id = detail::control_request("spawn", entry_->app + "." + entry_->name,
+                                                        detail::spawn_payload(options.idempotency_key, encode),
+                                                        std::source_location::current());
+      return FunctionCall<value_type>(detail::decode_string(id));
+    }
+    static Task<FunctionCall<value_type>> aio_with(std::shared_ptr<const detail::function_entry> entry,
+                                                    SpawnOptions options, A... args) {
+      const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) {
+        detail::encode_arguments(out, args...);
+      };
+      detail::buffer id = co_await detail::control_request_async(
+          "spawn", entry->app + "." + entry->name, detail::spawn_payload(options.idempotency_key, encode));
+      co_return FunctionCall<value_type>(detail::decode_string(id));
+    }
+    std::shared_ptr<const detail::function_entry> entry_;
+  };
+  spawn_caller spawn;
 
   remote_caller remote;
 

@@ -5,13 +5,20 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <sys/wait.h>
+
+#include <boost/json.hpp>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
 #include <cstdlib>
 #include <ferry/ferry.hpp>
 #include <iostream>
 #include <thread>
 
 #include "client/client.hpp"
+#include "codec/json.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/server_config.hpp"
 #include "server/server.hpp"
@@ -29,6 +36,8 @@ struct server_flags {
   std::uint64_t max_frame_size = wire::default_max_frame_size;
   std::size_t max_queued_inputs = server::server_options{}.max_queued_inputs;
   std::uint64_t cancel_grace_ms = static_cast<std::uint64_t>(server::server_options{}.cancel_grace.count());
+  std::uint64_t retention_s = static_cast<std::uint64_t>(server::server_options{}.retention.count());
+  std::uint64_t drain_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.drain_timeout.count());
 };
 
 /// Where a client command finds the server and its token.
@@ -57,10 +66,143 @@ std::string human_bytes(std::uint64_t bytes) {
   return text;
 }
 
+std::shared_ptr<client::client> connect_to(const server_target& target) {
+  return client::client::connect(connect_options_for(target));
+}
+
+/// Runs `binary` with FERRY_DESCRIBE=1 and returns what it writes to stdout.
+std::string describe_app(const std::string& binary) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw Error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("fork failed");
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    ::setenv("FERRY_DESCRIBE", "1", 1);
+    ::execl(binary.c_str(), binary.c_str(), static_cast<char*>(nullptr));
+    std::fprintf(stderr, "ferry deploy: cannot run %s: %s\n", binary.c_str(), std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  std::string out;
+  char chunk[65536];
+  for (ssize_t n; (n = ::read(fds[0], chunk, sizeof chunk)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    out.append(chunk, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw Error(binary + " did not describe its app (it " +
+                (WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status)) : "was killed") +
+                "); is it a ferry app that calls app.main?");
+  }
+  return out;
+}
+
+/// `ferry deploy BINARY`: stores the binary on the server and registers its functions.
+int deploy(const server_target& target, const std::string& binary, const std::string& name) {
+  const std::string described = describe_app(binary);
+  detail::reader r{std::span<const char>(described.data(), described.size())};
+  std::string app;
+  std::vector<wire::function_spec> specs;
+  try {
+    std::tie(app, specs) = ferry::decode<std::tuple<std::string, std::vector<wire::function_spec>>>(r);
+  } catch (const DecodeError& e) {
+    throw Error(binary + " is not a ferry app of this version (its description does not decode: " + e.what() + ")");
+  }
+  const std::string declared_name = app;
+  if (!name.empty()) app = name;
+  std::ifstream file(binary, std::ios::binary);
+  std::string image(std::filesystem::file_size(binary), '\0');
+  if (!file.read(image.data(), static_cast<std::streamsize>(image.size()))) throw Error("cannot read " + binary);
+  auto c = connect_to(target);
+  detail::buffer answer = c->request("deploy", app, [&](detail::buffer& out) {
+    out.commit(mp_encode_array(out.reserve(5), 3));
+    codec<std::vector<wire::function_spec>>::encode(out, specs);
+    out.commit(mp_encode_binl(out.reserve(5), static_cast<std::uint32_t>(image.size())));
+    out.append(image.data(), image.size());
+    codec<std::string>::encode(out, declared_name);
+  });
+  detail::reader digest_reader{answer.view()};
+  const auto digest = ferry::decode<std::string>(digest_reader);
+  std::printf("deployed app '%s': %zu function(s), binary sha256:%s\n", app.c_str(), specs.size(),
+              digest.substr(0, 12).c_str());
+  return 0;
+}
+
+/// `ferry call APP.FN [JSON ARGS]`: calls a deployed function and prints its result as JSON.
+int call(const server_target& target, const std::string& qualified, const std::string& arguments_json) {
+  const auto dot = qualified.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 == qualified.size()) {
+    std::cerr << "ferry call: name the function as APP.FUNCTION, e.g. `ferry call hello.square '[7]'`\n";
+    return 2;
+  }
+  boost::system::error_code ec;
+  boost::json::value args = boost::json::parse(arguments_json, ec);
+  if (ec || !args.is_array()) {
+    std::cerr << "ferry call: the arguments must be a JSON array, e.g. '[1, \"two\"]'" << (ec ? ": " + ec.message() : "")
+              << '\n';
+    return 2;
+  }
+  auto c = connect_to(target);
+  detail::function_entry entry;
+  entry.app = qualified.substr(0, dot);
+  entry.name = qualified.substr(dot + 1);
+  const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) { codec_json::to_msgpack(args, out); };
+  detail::buffer result = c->call({entry, encode});
+  detail::reader rr{result.view()};
+  std::cout << boost::json::serialize(codec_json::to_json(rr)) << '\n';
+  return 0;
+}
+
+std::string format_time(double unix_seconds) {
+  const auto t = static_cast<std::time_t>(unix_seconds);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  return text;
+}
+
+/// `ferry apps`: deployed apps and their functions.
+int list_apps(const server_target& target) {
+  detail::buffer answer = connect_to(target)->request("apps", "");
+  detail::reader r{answer.view()};
+  for (const auto& [app, digest, deployed_at, functions] : ferry::decode<std::vector<wire::app_row>>(r)) {
+    std::printf("%s  (deployed %s, sha256:%s)\n", app.c_str(), format_time(deployed_at).c_str(),
+                digest.substr(0, 12).c_str());
+    for (const auto& [name, signature] : functions) std::printf("  %s  %s\n", name.c_str(), signature.c_str());
+  }
+  return 0;
+}
+
+/// `ferry stop APP`: removes a deployed app.
+int stop_app(const server_target& target, const std::string& app) {
+  connect_to(target)->request("stop", app);
+  return 0;
+}
+
+/// `ferry calls`: recent spawned calls.
+int list_calls(const server_target& target) {
+  detail::buffer answer = connect_to(target)->request("calls", "");
+  detail::reader r{answer.view()};
+  std::printf("%-20s %-30s %-22s %-20s %10s\n", "CALL", "FUNCTION", "STATUS", "CREATED", "DURATION");
+  for (const auto& [id, app, function, status, created, duration] : ferry::decode<std::vector<wire::call_row>>(r)) {
+    const std::string qualified = app + "." + function;
+    char took[32] = "-";
+    if (duration >= 0) std::snprintf(took, sizeof took, "%.3fs", duration);
+    std::printf("%-20s %-30s %-22s %-20s %10s\n", id.c_str(), qualified.c_str(), status.c_str(),
+                format_time(created).c_str(), took);
+  }
+  return 0;
+}
+
 /// `ferry ps`: the server's containers, a row each.
 int list_containers(const server_target& target) {
-  auto c = client::client::connect(connect_options_for(target));
-  detail::buffer answer = c->query("containers");
+  detail::buffer answer = connect_to(target)->request("containers", "");
   detail::reader r{answer.view()};
   const auto rows = ferry::decode<std::vector<wire::container_row>>(r);
   std::printf("%-6s %-16s %-20s %-9s %6s %8s %9s %10s\n", "ID", "APP", "FUNCTION", "STATE", "INPUTS", "PID", "UPTIME",
@@ -83,6 +225,9 @@ int serve(const server_flags& flags) {
   options.max_queued_inputs = flags.max_queued_inputs;
   options.cancel_grace = std::chrono::milliseconds(flags.cancel_grace_ms);
   options.token = runtime::load_or_create_token(state_dir);
+  options.state_dir = state_dir;
+  options.retention = std::chrono::seconds(flags.retention_s);
+  options.drain_timeout = std::chrono::milliseconds(flags.drain_timeout_ms);
 
   // SIGINT/SIGTERM stop the server gracefully; block them everywhere and wait for them on one thread.
   sigset_t stop_signals;
@@ -151,13 +296,38 @@ int run_cli(int argc, char** argv) {
       ->add_option("--cancel-grace", flags.cancel_grace_ms,
                    "Milliseconds a cancelled or timed-out input may go on running before its container is replaced")
       ->capture_default_str();
+  server_cmd
+      ->add_option("--retention", flags.retention_s, "Seconds the results of spawned calls are kept after they finish")
+      ->capture_default_str();
+  server_cmd
+      ->add_option("--drain-timeout", flags.drain_timeout_ms,
+                   "On SIGTERM, milliseconds running inputs may take to finish before their containers are stopped")
+      ->capture_default_str();
 
-  server_target ps_target;
-  auto* ps_cmd = cli.add_subcommand("ps", "List the server's containers: function, state, inputs, uptime, memory");
-  ps_cmd->add_option("--server", ps_target.address,
-                     std::string("Server address host:port (default: $FERRY_SERVER, or ") + default_address + ")");
-  ps_cmd->add_option("--state-dir", ps_target.state_dir,
-                     "State directory of that server, to read its token from when FERRY_TOKEN is unset");
+  server_target target;
+  auto add_target = [&](CLI::App* command) {
+    command->add_option("--server", target.address,
+                        std::string("Server address host:port (default: $FERRY_SERVER, or ") + default_address + ")");
+    command->add_option("--state-dir", target.state_dir,
+                        "State directory of that server, to read its token from when FERRY_TOKEN is unset");
+    return command;
+  };
+  auto* ps_cmd = add_target(cli.add_subcommand("ps", "List the server's containers: function, state, inputs, uptime, memory"));
+  std::string binary;
+  auto* deploy_cmd = add_target(cli.add_subcommand("deploy", "Store an app binary on the server and register its functions"));
+  deploy_cmd->add_option("binary", binary, "The app binary")->required()->check(CLI::ExistingFile);
+  std::string deploy_name;
+  deploy_cmd->add_option("--name", deploy_name, "Deploy under this name instead of the app's own");
+  std::string qualified;
+  std::string arguments_json = "[]";
+  auto* call_cmd = add_target(cli.add_subcommand("call", "Call a deployed function; arguments and result as JSON"));
+  call_cmd->add_option("function", qualified, "APP.FUNCTION")->required();
+  call_cmd->add_option("arguments", arguments_json, "The arguments as a JSON array")->capture_default_str();
+  auto* apps_cmd = add_target(cli.add_subcommand("apps", "List deployed apps and their functions"));
+  std::string stop_name;
+  auto* stop_cmd = add_target(cli.add_subcommand("stop", "Remove a deployed app (running inputs finish)"));
+  stop_cmd->add_option("app", stop_name, "The app's name")->required();
+  auto* calls_cmd = add_target(cli.add_subcommand("calls", "List recent spawned calls with status and duration"));
 
   std::string address;
   std::string run_state_dir;
@@ -186,7 +356,12 @@ int run_cli(int argc, char** argv) {
       return 0;
     }
     if (*server_cmd) return serve(flags);
-    if (*ps_cmd) return list_containers(ps_target);
+    if (*ps_cmd) return list_containers(target);
+    if (*deploy_cmd) return deploy(target, binary, deploy_name);
+    if (*call_cmd) return call(target, qualified, arguments_json);
+    if (*apps_cmd) return list_apps(target);
+    if (*stop_cmd) return stop_app(target, stop_name);
+    if (*calls_cmd) return list_calls(target);
     if (*run_cmd) {
       if (address.empty()) {
         const char* env = std::getenv("FERRY_SERVER");

@@ -74,6 +74,14 @@ void throw_call_error(wire::status status, const wire::error_record& e) {
       throw TimeoutError(e.message);
     case wire::status::resource_exhausted:
       throw ResourceExhaustedError(e.message);
+    case wire::status::running:
+      throw NotFinishedError(e.message);
+    case wire::status::expired:
+      throw ResultExpiredError(e.message);
+    case wire::status::unknown_call:
+      throw UnknownCallError(e.message);
+    case wire::status::signature_mismatch:
+      throw SignatureMismatchError(e.message);
     case wire::status::ok:
     case wire::status::internal:
     case wire::status::tail_call:  // never reaches a caller: the server resolves it

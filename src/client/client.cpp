@@ -100,16 +100,7 @@ void client::register_app(const std::string& app, const std::string& executable,
                           const std::vector<std::shared_ptr<const detail::function_entry>>& functions) {
   std::vector<wire::function_spec> specs;
   specs.reserve(functions.size());
-  for (const auto& f : functions) {
-    const FunctionOptions& o = f->options;
-    const auto ms = [](std::chrono::milliseconds d) {
-      return static_cast<std::uint32_t>(std::clamp<std::int64_t>(d.count(), 0, UINT32_MAX));
-    };
-    specs.emplace_back(f->name, f->signature, o.max_inputs, o.max_containers, ms(o.timeout),
-                       wire::retry_spec{o.retries.max_retries, ms(o.retries.initial_delay),
-                                        o.retries.backoff_coefficient, ms(o.retries.max_delay)},
-                       o.min_containers, o.buffer_containers, ms(o.scaledown_window));
-  }
+  for (const auto& f : functions) specs.push_back(spec_of(*f));
   handshake_.done.store(false);
   if (!connection_->send(wire::message_kind::register_app, wire::register_app_header{app, executable, specs})) {
     throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
@@ -160,18 +151,61 @@ detail::buffer client::call(const call_request& request) {
   return std::move(call.payload);
 }
 
-detail::buffer client::query(const std::string& what) {
+wire::function_spec spec_of(const detail::function_entry& f) {
+  const FunctionOptions& o = f.options;
+  const auto ms = [](std::chrono::milliseconds d) {
+    return static_cast<std::uint32_t>(std::clamp<std::int64_t>(d.count(), 0, UINT32_MAX));
+  };
+  return {f.name,
+          f.signature,
+          o.max_inputs,
+          o.max_containers,
+          ms(o.timeout),
+          wire::retry_spec{o.retries.max_retries, ms(o.retries.initial_delay), o.retries.backoff_coefficient,
+                           ms(o.retries.max_delay)},
+          o.min_containers,
+          o.buffer_containers,
+          ms(o.scaledown_window)};
+}
+
+detail::buffer client::request(const std::string& verb, const std::string& subject,
+                               const std::function<void(detail::buffer&)>& write) {
   pending_call call;
-  call.function = "(query " + what + ")";
+  call.function = verb + " " + subject;
   const std::uint64_t id = add_pending(&call);
-  if (!connection_->send(wire::message_kind::query, wire::query_header{id, what})) {
-    std::lock_guard lock(mu_);
-    pending_.erase(id);
-    throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
-  }
+  send_request(id, verb, subject, write);
   wait(call);
   if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
   return std::move(call.payload);
+}
+
+void client::request_async(const std::string& verb, const std::string& subject,
+                           const std::function<void(detail::buffer&)>& write, call_callback done) {
+  auto call = std::make_unique<pending_call>();
+  call->function = verb + " " + subject;
+  call->callback = std::move(done);
+  const std::uint64_t id = add_pending(call.get());
+  pending_call* raw = call.release();  // owned by pending_ until completed
+  try {
+    send_request(id, verb, subject, write);
+  } catch (...) {
+    delete raw;  // send_request took it out of pending_
+    throw;
+  }
+}
+
+void client::send_request(std::uint64_t id, const std::string& verb, const std::string& subject,
+                          const std::function<void(detail::buffer&)>& write) {
+  // When the connection has closed, on_close fails every pending call, this one included.
+  try {
+    connection_->send(wire::message_kind::request, wire::request_header{id, verb, subject}, [&](detail::buffer& out) {
+      if (write) write(out);
+    });
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    pending_.erase(id);
+    throw;
+  }
 }
 
 void client::start_call(const call_request& request, call_handler handler) {
@@ -305,8 +339,8 @@ void client::on_frame(const wire::frame& f) {
       complete(call);
       return;
     }
-    case wire::message_kind::query_reply: {
-      auto [id] = f.decode_header<wire::query_reply_header>();
+    case wire::message_kind::reply: {
+      auto [id, status] = f.decode_header<wire::reply_header>();
       pending_call* call = nullptr;
       {
         std::lock_guard lock(mu_);
@@ -315,6 +349,7 @@ void client::on_frame(const wire::frame& f) {
         call = it->second;
         pending_.erase(it);
       }
+      call->status = static_cast<wire::status>(status);
       call->payload.append(f.payload.data(), f.payload.size());
       complete(call);
       return;

@@ -69,6 +69,9 @@ struct call_request {
   std::uint8_t flags = wire::deliver_result;
 };
 
+/// How a function is registered with the server: name, signature and options.
+wire::function_spec spec_of(const detail::function_entry& function);
+
 class client {
  public:
   /// Connects and completes the handshake; throws ConnectionError when the server cannot be reached or
@@ -93,8 +96,13 @@ class client {
   /// the calls that take it as an argument.
   std::uint64_t submit(const call_request& request, call_callback done = {});
 
-  /// Asks the server what it runs (`what`: "containers"); blocks for the encoded answer.
-  detail::buffer query(const std::string& what);
+  /// Sends a control request (see wire::request_header) and blocks for the encoded answer; throws the
+  /// error the server answers with. `write` appends the request's payload (nothing when empty).
+  detail::buffer request(const std::string& verb, const std::string& subject,
+                         const std::function<void(detail::buffer&)>& write = {});
+  /// The same, completing `done` on the I/O thread.
+  void request_async(const std::string& verb, const std::string& subject,
+                     const std::function<void(detail::buffer&)>& write, call_callback done);
 
   /// Asks for the result of a call submitted without deliver_result; `done` runs on the I/O thread.
   void await_call(std::uint64_t call_id, const std::string& function, call_callback done);
@@ -128,6 +136,8 @@ class client {
   std::uint64_t add_pending(pending_call* call);
   std::uint64_t next_id();
   void send_call(std::uint64_t id, const call_request& request);
+  void send_request(std::uint64_t id, const std::string& verb, const std::string& subject,
+                    const std::function<void(detail::buffer&)>& write);
   void complete(pending_call* call);
   void cancel_call(std::uint64_t id);
   std::exception_ptr error_of(const pending_call& call) const;

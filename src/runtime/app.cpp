@@ -59,6 +59,7 @@ class embedded_server {
   embedded_server() {
     server::server_options options;
     options.token = runtime::random_token();
+    options.drain_timeout = std::chrono::milliseconds(0);  // the program is exiting: nobody awaits results
     token_ = options.token;
     server_ = std::make_unique<server::server>(std::move(options));
     thread_ = std::thread([this] { server_->run(); });
@@ -112,6 +113,16 @@ int App::run(int argc, char** argv, std::function<void()> entry, std::function<T
   (void)argv;
   runtime::init_logging("warn");
   if (container::in_container()) return container::run_container(*state_);
+  if (std::getenv("FERRY_DESCRIBE")) {
+    // `ferry deploy` asks the binary what it declares: [app name, function specs] as MessagePack on stdout.
+    std::vector<wire::function_spec> specs;
+    for (const auto& f : state_->functions) specs.push_back(client::spec_of(*f));
+    detail::buffer out;
+    codec<std::tuple<std::string, std::vector<wire::function_spec>>>::encode(out, {state_->name, specs});
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    std::fflush(stdout);
+    return 0;
+  }
 
   int exit_code = 0;
   std::unique_ptr<embedded_server> embedded;

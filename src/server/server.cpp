@@ -11,10 +11,13 @@
 #include <deque>
 #include <ferry/ferry.hpp>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <unordered_map>
 
+#include "server/sha256.hpp"
+#include "server/state_store.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::server {
@@ -59,6 +62,7 @@ struct input_record {
   std::uint64_t attempt_id = 0;  // the running attempt, as its container knows it (input_id on the wire)
   int attempts = 0;              // attempts started
   bool cancelled = false;        // by its caller: never retried
+  bool durable = false;          // spawned: stored, and its outcome is stored when it ends
   std::unique_ptr<asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
   std::vector<std::pair<std::uint32_t, input_record*>> deps;
@@ -116,8 +120,11 @@ struct function_state {
 struct app_instance {
   std::string name;
   std::string executable;
-  std::uint64_t owner_session = 0;
-  bool stopped = false;  // its program has gone: no new containers
+  std::uint64_t owner_session = 0;  // 0 for a deployed app
+  std::string declared_name;        // the name its binary gives it (a deployment may rename it)
+  std::string digest;               // of a deployed app's binary
+  double deployed_at = 0;
+  bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
   std::map<std::string, function_state> functions;
 };
 
@@ -180,6 +187,28 @@ struct server::state {
   std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
   std::unordered_map<std::uint64_t, std::unique_ptr<container_record>> containers;
   std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> inputs;  // every call node, by input id
+  std::map<std::string, std::unique_ptr<app_instance>> deployed;  // by app name
+  std::vector<std::unique_ptr<app_instance>> retired;  // stopped or replaced deployments, until their containers exit
+
+  // Durable state: spawned calls and deployments.
+  std::unique_ptr<state_store> store;
+  std::unordered_map<std::string, input_record*> durable_calls;     // spawned calls not finished, by call id
+  std::unordered_map<std::string, std::string> unflushed_keys;      // idempotency key -> call id, until stored
+  struct spawn_reply {
+    std::uint64_t session_id;
+    std::uint64_t request_id;
+    std::uint64_t input_id;
+  };
+  std::vector<spawn_reply> unflushed_spawns;  // answered once the flush that stores them commits
+  bool flush_posted = false;
+  struct get_waiter {
+    std::uint64_t session_id;
+    std::uint64_t request_id;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::unordered_map<std::string, std::vector<get_waiter>> get_waiters;  // by call id
+  std::unique_ptr<asio::steady_timer> expiry_timer;
+
   bool stopping = false;
   bool finishing = false;
   std::unique_ptr<asio::steady_timer> stop_timer;
@@ -194,7 +223,27 @@ struct server::state {
   void on_cancel(session& s, const wire::frame& f);
   void on_await(session& s, const wire::frame& f);
   void on_release(session& s, const wire::frame& f);
-  void on_query(session& s, const wire::frame& f);
+  void on_request(session& s, const wire::frame& f);
+  void reply(std::uint64_t session_id, std::uint64_t request_id, status code,
+             const std::function<void(detail::buffer&)>& write);
+  void reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error);
+  /// The function `app.fn` names among the deployed apps; nullptr after replying an error.
+  function_state* deployed_function(session& s, std::uint64_t request_id, const std::string& qualified);
+  void deploy(session& s, std::uint64_t request_id, const std::string& app, std::span<const char> payload);
+  /// Takes a deployed app out of service: queued inputs move to `successor` (same function name and
+  /// signature) or fail; its containers stop.
+  void retire(std::unique_ptr<app_instance> app, app_instance* successor);
+  void spawn(session& s, std::uint64_t request_id, const std::string& qualified, std::span<const char> payload);
+  void get_call(session& s, std::uint64_t request_id, const std::string& call_id, std::span<const char> payload);
+  void cancel_input(input_record& in);
+  void schedule_flush();
+  void flush_store();
+  /// A spawned call ended: store its outcome and answer whoever waits for it.
+  void finish_durable(input_record& in);
+  void recover();
+  void expire_results();
+  /// Fills `app` with functions from their specs; returns what is wrong with them, or "".
+  std::string add_functions(app_instance& app, std::vector<wire::function_spec>& specs);
   void refuse(session& s, const std::string& reason);
 
   // The call graph.
@@ -260,6 +309,8 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound.port());
   std::random_device rd;
   state_->call_id_base = (std::uint64_t{rd()} << 32) | rd();
+  const auto& dir = state_->options.state_dir;
+  state_->store = std::make_unique<state_store>(dir.empty() ? std::filesystem::path(":memory:") : dir / "ferry.db");
 }
 
 server::~server() = default;
@@ -268,6 +319,7 @@ std::string server::address() const { return state_->address; }
 
 void server::run() {
   state_->accept();
+  asio::post(state_->io, [s = state_.get()] { s->recover(); });
   state_->io.run();
 }
 
@@ -337,9 +389,9 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       if (!caller) break;
       on_release(s, f);
       return;
-    case message_kind::query:
+    case message_kind::request:
       if (s.role != session_role::client) break;
-      on_query(s, f);
+      on_request(s, f);
       return;
     default:
       break;
@@ -411,8 +463,20 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   }
   auto app = std::make_unique<app_instance>();
   app->name = name;
+  app->declared_name = name;
   app->executable = executable;
   app->owner_session = s.id;
+  if (auto problem = add_functions(*app, specs); !problem.empty()) return reply_error(problem);
+  s.app = app.get();
+  spdlog::debug("app '{}' registered by {} with functions: {}", name, s.connection->remote_address(),
+                join_names(app->functions));
+  app_instance& registered = *app;
+  apps.emplace(s.id, std::move(app));
+  s.connection->send(message_kind::app_registered, wire::app_registered_header{static_cast<std::uint8_t>(status::ok)});
+  for (auto& [fname, fn] : registered.functions) scale(fn);  // min_containers start now
+}
+
+std::string server::state::add_functions(app_instance& app, std::vector<wire::function_spec>& specs) {
   for (auto& [fname, signature, max_inputs, max_containers, timeout_ms, retries, min_containers, buffer_containers,
               scaledown_ms] : specs) {
     auto [max_retries, initial_delay_ms, backoff_coefficient, max_delay_ms] = retries;
@@ -423,11 +487,12 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
       problem = "min_containers and buffer_containers must be at least 0, and min_containers at most max_containers";
     } else if (max_retries < 0 || !(backoff_coefficient >= 1.0 && backoff_coefficient <= 10.0)) {
       problem = "retries: max_retries must be at least 0 and backoff_coefficient between 1 and 10";
+    } else if (app.functions.contains(fname)) {
+      problem = "declared twice";
     }
-    if (!problem.empty()) return reply_error("function '" + fname + "': " + problem);
-    if (app->functions.contains(fname)) return reply_error("function '" + fname + "' is declared twice");
-    function_state& fn = app->functions[fname];
-    fn.app = app.get();
+    if (!problem.empty()) return "function '" + fname + "': " + problem;
+    function_state& fn = app.functions[fname];
+    fn.app = &app;
     fn.name = fname;
     fn.signature = signature;
     fn.max_inputs = max_inputs;
@@ -439,30 +504,422 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
     fn.retries = Retries(max_retries, std::chrono::milliseconds(initial_delay_ms), backoff_coefficient,
                          std::chrono::milliseconds(max_delay_ms));
   }
-  s.app = app.get();
-  spdlog::debug("app '{}' registered by {} with functions: {}", name, s.connection->remote_address(),
-                join_names(app->functions));
-  app_instance& registered = *app;
-  apps.emplace(s.id, std::move(app));
-  s.connection->send(message_kind::app_registered, wire::app_registered_header{static_cast<std::uint8_t>(status::ok)});
-  for (auto& [fname, fn] : registered.functions) scale(fn);  // min_containers start now
+  return "";
 }
 
-void server::state::on_query(session& s, const wire::frame& f) {
-  auto [request_id, what] = f.decode_header<wire::query_header>();
-  if (what != "containers") throw wire::protocol_error("unknown query '" + what + "'");
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<wire::container_row> rows;
-  for (const auto& [id, c] : containers) {
-    static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
-    const std::chrono::duration<double> uptime = now - c->started_at;
-    rows.emplace_back(c->id, c->function->app->name, c->function->name, state_names[static_cast<int>(c->state)],
-                      static_cast<std::uint32_t>(c->in_flight.size()), c->process->pid(), uptime.count(),
-                      c->process->rss_bytes());
+void server::state::reply(std::uint64_t session_id, std::uint64_t request_id, status code,
+                          const std::function<void(detail::buffer&)>& write) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end()) return;
+  try {
+    it->second->connection->send(message_kind::reply, wire::reply_header{request_id, static_cast<std::uint8_t>(code)},
+                                 write);
+  } catch (const PayloadTooLargeError& e) {
+    reply_error(session_id, request_id, {status::payload_too_large, "", e.what(), "", "", ""});
   }
-  std::sort(rows.begin(), rows.end());
-  s.connection->send(message_kind::query_reply, wire::query_reply_header{request_id},
-                     [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
+}
+
+void server::state::reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error) {
+  reply(session_id, request_id, error.code, [&](detail::buffer& out) { wire::encode_error(out, error); });
+}
+
+void server::state::on_request(session& s, const wire::frame& f) {
+  auto [request_id, verb, subject] = f.decode_header<wire::request_header>();
+  if (verb == "containers") {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<wire::container_row> rows;
+    for (const auto& [id, c] : containers) {
+      static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
+      const std::chrono::duration<double> uptime = now - c->started_at;
+      const auto running = std::count_if(c->in_flight.begin(), c->in_flight.end(), [](const auto& a) { return a.second; });
+      rows.emplace_back(c->id, c->function->app->name, c->function->name, state_names[static_cast<int>(c->state)],
+                        static_cast<std::uint32_t>(running), c->process->pid(), uptime.count(), c->process->rss_bytes());
+    }
+    std::sort(rows.begin(), rows.end());
+    return reply(s.id, request_id, status::ok,
+                 [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
+  }
+  if (verb == "apps") {
+    std::vector<wire::app_row> rows;
+    for (const auto& [name, app] : deployed) {
+      std::vector<std::tuple<std::string, std::string>> functions;
+      for (const auto& [fname, fn] : app->functions) functions.emplace_back(fname, fn.signature);
+      rows.emplace_back(name, app->digest, app->deployed_at, std::move(functions));
+    }
+    return reply(s.id, request_id, status::ok,
+                 [&](detail::buffer& out) { codec<std::vector<wire::app_row>>::encode(out, rows); });
+  }
+  if (verb == "calls") {
+    store->flush();
+    const auto rows = store->recent_calls(100);
+    return reply(s.id, request_id, status::ok,
+                 [&](detail::buffer& out) { codec<std::vector<wire::call_row>>::encode(out, rows); });
+  }
+  if (verb == "function") {
+    function_state* fn = deployed_function(s, request_id, subject);
+    if (!fn) return;
+    return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fn->signature); });
+  }
+  if (verb == "deploy") return deploy(s, request_id, subject, f.payload);
+  if (verb == "stop") {
+    auto it = deployed.find(subject);
+    if (it == deployed.end()) {
+      return reply_error(s.id, request_id,
+                         {status::unknown_app, "", "no app named '" + subject + "' is deployed (see `ferry apps`)",
+                          "", "", ""});
+    }
+    auto app = std::move(it->second);
+    deployed.erase(it);
+    store->remove_deployment(subject);
+    spdlog::info("stopped app '{}'", subject);
+    retire(std::move(app), nullptr);
+    return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
+  }
+  if (verb == "spawn") return spawn(s, request_id, subject, f.payload);
+  if (verb == "get") return get_call(s, request_id, subject, f.payload);
+  if (verb == "cancel") {
+    if (auto it = durable_calls.find(subject); it != durable_calls.end()) {
+      cancel_input(*it->second);
+    } else if (!store->find_call(subject)) {
+      return reply_error(s.id, request_id, {status::unknown_call, "", "no call " + subject + " on this server", "",
+                                            subject, ""});
+    }
+    return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
+  }
+  throw wire::protocol_error("unknown request '" + verb + "'");
+}
+
+function_state* server::state::deployed_function(session& s, std::uint64_t request_id, const std::string& qualified) {
+  const auto dot = qualified.find('.');
+  const std::string app_name = qualified.substr(0, dot);
+  const std::string fname = dot == std::string::npos ? "" : qualified.substr(dot + 1);
+  app_instance* app = nullptr;
+  if (auto it = deployed.find(app_name); it != deployed.end()) {
+    app = it->second.get();
+  } else if (s.app && s.app->name == app_name) {
+    app = s.app;  // this program's own app
+  }
+  if (!app) {
+    reply_error(s.id, request_id,
+                {status::unknown_app, "",
+                 "no app named '" + app_name +
+                     "' is deployed on this server; deploy it with `ferry deploy ./BINARY` (see `ferry apps`)",
+                 fname, "", ""});
+    return nullptr;
+  }
+  auto fn = app->functions.find(fname);
+  if (fn == app->functions.end()) {
+    reply_error(s.id, request_id,
+                {status::unknown_function, "",
+                 "app '" + app_name + "' has no function '" + fname + "' (it has: " + join_names(app->functions) + ")",
+                 fname, "", ""});
+    return nullptr;
+  }
+  return &fn->second;
+}
+
+void server::state::deploy(session& s, std::uint64_t request_id, const std::string& app_name,
+                           std::span<const char> payload) {
+  auto refuse_deploy = [&](const std::string& message) {
+    reply_error(s.id, request_id, {status::bad_arguments, "", message, "", "", ""});
+  };
+  if (options.state_dir.empty()) {
+    return refuse_deploy("this server keeps no state (an embedded server): deploy to a `ferry server`");
+  }
+  detail::reader r{payload};
+  std::vector<wire::function_spec> specs;
+  ferry::bytes binary;
+  std::string declared_name;
+  try {
+    std::tie(specs, binary, declared_name) =
+        ferry::decode<std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string>>(r);
+  } catch (const DecodeError& e) {
+    return refuse_deploy(std::string("malformed deploy request: ") + e.what());
+  }
+  if (app_name.empty() || app_name.find_first_of("./ ") != std::string::npos) {
+    return refuse_deploy("invalid app name '" + app_name + "': use letters, digits, '-' and '_'");
+  }
+  auto app = std::make_unique<app_instance>();
+  app->name = app_name;
+  app->declared_name = declared_name;
+  if (auto problem = add_functions(*app, specs); !problem.empty()) return refuse_deploy(problem);
+  const std::span<const char> image(reinterpret_cast<const char*>(binary.data()), binary.size());
+  app->digest = sha256_hex(image);
+  app->deployed_at = unix_now();
+  // Content-addressed: the same binary deployed twice (or under two names) is stored once.
+  const auto dir = options.state_dir / "binaries";
+  const auto path = dir / app->digest;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (!std::filesystem::exists(path, ec)) {
+    const auto partial = path.string() + ".partial";
+    {
+      std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+      out.write(image.data(), static_cast<std::streamsize>(image.size()));
+      if (!out) return refuse_deploy("cannot write " + partial + " on the server");
+    }
+    std::filesystem::permissions(partial, std::filesystem::perms::owner_all, ec);
+    std::filesystem::rename(partial, path, ec);
+    if (ec) return refuse_deploy("cannot store the binary on the server: " + ec.message());
+  }
+  app->executable = path.string();
+  detail::buffer encoded_specs;
+  codec<std::vector<wire::function_spec>>::encode(encoded_specs, specs);
+  store->put_deployment({app_name, declared_name, app->digest, app->deployed_at, std::move(encoded_specs)});
+  app_instance& fresh = *app;
+  std::unique_ptr<app_instance> previous;
+  if (auto it = deployed.find(app_name); it != deployed.end()) previous = std::move(it->second);
+  deployed[app_name] = std::move(app);
+  spdlog::info("deployed app '{}' ({} functions, binary sha256:{})", app_name, fresh.functions.size(),
+               fresh.digest.substr(0, 12));
+  if (previous) retire(std::move(previous), &fresh);
+  for (auto& [fname, fn] : fresh.functions) scale(fn);
+  reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
+}
+
+void server::state::retire(std::unique_ptr<app_instance> app, app_instance* successor) {
+  app->stopped = true;
+  for (auto& [fname, fn] : app->functions) {
+    function_state* next = nullptr;
+    if (successor) {
+      auto it = successor->functions.find(fname);
+      if (it != successor->functions.end() && it->second.signature == fn.signature) next = &it->second;
+    }
+    if (next) {
+      // Not started yet: the new version runs them.
+      for (input_record* in : fn.queue) {
+        in->function = next;
+        next->queue.push_back(in);
+      }
+      fn.queue.clear();
+      dispatch(*next);
+    } else {
+      fail_queue(fn, status::cancelled,
+                 "app '" + app->name + "' was " + (successor ? "redeployed without" : "stopped before") + " '" +
+                     fn.name + "'" + (successor ? " with this signature" : " started"));
+    }
+    // Running inputs finish on the old containers, which stop once idle.
+    for (container_record* c : fn.containers) {
+      if (c->in_flight.empty()) stop_container(*c);
+    }
+  }
+  retired.push_back(std::move(app));
+}
+
+void server::state::spawn(session& s, std::uint64_t request_id, const std::string& qualified,
+                          std::span<const char> payload) {
+  function_state* fn = deployed_function(s, request_id, qualified);
+  if (!fn) return;
+  // The payload: [idempotency key, arguments]; the arguments stay encoded as they came.
+  detail::reader r{payload};
+  std::string key;
+  const char* arguments = nullptr;
+  try {
+    if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0 || mp_decode_array(&r.pos) != 2) {
+      throw DecodeError("[idempotency key, arguments]", "something else");
+    }
+    key = ferry::decode<std::string>(r);
+    arguments = r.pos;
+    if (!detail::skip_value(r) || !r.at_end()) throw DecodeError("[idempotency key, arguments]", "a malformed value");
+  } catch (const DecodeError& e) {
+    return reply_error(s.id, request_id,
+                       {status::bad_arguments, "", std::string("malformed spawn request: ") + e.what(), fn->name, "", ""});
+  }
+  if (!key.empty()) {
+    std::optional<std::string> existing;
+    if (auto it = unflushed_keys.find(key); it != unflushed_keys.end()) existing = it->second;
+    if (!existing) existing = store->call_for_key(key);
+    if (existing) {
+      return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
+    }
+  }
+  if (fn->queue.size() >= options.max_queued_inputs) {
+    return reply_error(s.id, request_id,
+                       {status::resource_exhausted, "",
+                        "'" + fn->name + "' already has " + std::to_string(fn->queue.size()) +
+                            " inputs queued, the server's limit (ferry server --max-queued-inputs); retry later",
+                        fn->name, "", ""});
+  }
+  auto owned = std::make_unique<input_record>();
+  input_record& in = *owned;
+  in.call_id = new_call_id();
+  in.id = next_input_id++;
+  in.durable = true;
+  in.function = fn;
+  in.arguments.append(arguments, static_cast<std::size_t>(r.pos - arguments));
+  inputs.emplace(in.id, std::move(owned));
+  durable_calls.emplace(in.call_id, &in);
+  if (!key.empty()) unflushed_keys.emplace(key, in.call_id);
+  state_store::spawned_call stored{in.call_id, fn->app->name, fn->name, key, {}, unix_now()};
+  stored.arguments.append(in.arguments.data(), in.arguments.size());
+  store->add_call(std::move(stored));
+  unflushed_spawns.push_back({s.id, request_id, in.id});
+  schedule_flush();
+}
+
+void server::state::schedule_flush() {
+  if (flush_posted) return;
+  flush_posted = true;
+  // After whatever else this turn of the loop brings: one commit for all of it.
+  asio::post(io, [this] { flush_store(); });
+}
+
+void server::state::flush_store() {
+  flush_posted = false;
+  auto spawned = std::move(unflushed_spawns);
+  unflushed_spawns.clear();
+  unflushed_keys.clear();
+  std::string failure;
+  try {
+    store->flush();
+  } catch (const std::exception& e) {
+    failure = e.what();
+    spdlog::error("{}", failure);
+  }
+  for (const auto& [session_id, request_id, input_id] : spawned) {
+    auto it = inputs.find(input_id);
+    if (it == inputs.end()) continue;
+    input_record& in = *it->second;
+    if (!failure.empty()) {
+      durable_calls.erase(in.call_id);
+      reply_error(session_id, request_id,
+                  {status::internal, "", "the server could not store the call: " + failure, in.function->name, "", ""});
+      inputs.erase(it);
+      continue;
+    }
+    reply(session_id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
+    make_ready(in);  // stored: now it may run
+  }
+}
+
+void server::state::finish_durable(input_record& in) {
+  store->finish_call(in.call_id, in.outcome, in.result.view(), unix_now());
+  schedule_flush();
+  durable_calls.erase(in.call_id);
+  auto waiters = get_waiters.find(in.call_id);
+  if (waiters == get_waiters.end()) return;
+  auto ready = std::move(waiters->second);
+  get_waiters.erase(waiters);
+  for (auto& w : ready) {
+    reply(w.session_id, w.request_id, in.outcome,
+          [&](detail::buffer& out) { out.append(in.result.data(), in.result.size()); });
+  }
+}
+
+void server::state::get_call(session& s, std::uint64_t request_id, const std::string& call_id,
+                             std::span<const char> payload) {
+  detail::reader r{payload};
+  std::uint32_t timeout_ms = 0;
+  try {
+    timeout_ms = ferry::decode<std::uint32_t>(r);
+  } catch (const DecodeError& e) {
+    return reply_error(s.id, request_id, {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", call_id, ""});
+  }
+  // (Captures by value: the timeout fires after this function has returned.)
+  auto not_finished = [this, call_id](std::uint64_t session_id, std::uint64_t request, const std::string& function) {
+    reply_error(session_id, request,
+                {status::running, "",
+                 "call " + call_id + " of '" + function + "' has not finished within the timeout; get it again later",
+                 function, call_id, ""});
+  };
+  if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
+    const std::string function = it->second->function->name;
+    if (timeout_ms == 0) return not_finished(s.id, request_id, function);
+    get_waiter w{s.id, request_id, std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(timeout_ms))};
+    w.timer->async_wait(
+        [this, call_id, request_id, session_id = s.id, function, not_finished](boost::system::error_code ec) {
+          if (ec) return;
+          auto waiters = get_waiters.find(call_id);
+          if (waiters == get_waiters.end()) return;
+          std::erase_if(waiters->second,
+                        [&](const get_waiter& g) { return g.request_id == request_id && g.session_id == session_id; });
+          if (waiters->second.empty()) get_waiters.erase(waiters);
+          not_finished(session_id, request_id, function);
+        });
+    get_waiters[call_id].push_back(std::move(w));
+    return;
+  }
+  store->flush();
+  auto stored = store->find_call(call_id);
+  if (!stored) {
+    return reply_error(s.id, request_id,
+                       {status::unknown_call, "", "no call " + call_id + " on this server (check the id and the server)",
+                        "", call_id, ""});
+  }
+  if (!stored->finished) return not_finished(s.id, request_id, stored->function);
+  if (stored->expired) {
+    return reply_error(s.id, request_id,
+                       {status::expired, "",
+                        "the result of call " + call_id + " of '" + stored->function +
+                            "' has expired: the server keeps results for its retention period (ferry server --retention)",
+                        stored->function, call_id, ""});
+  }
+  reply(s.id, request_id, stored->outcome,
+        [&](detail::buffer& out) { out.append(stored->result.data(), stored->result.size()); });
+}
+
+void server::state::recover() {
+  for (auto& d : store->deployments()) {
+    auto app = std::make_unique<app_instance>();
+    app->name = d.app;
+    app->declared_name = d.declared_name;
+    app->digest = d.digest;
+    app->deployed_at = d.deployed_at;
+    app->executable = (options.state_dir / "binaries" / d.digest).string();
+    detail::reader r{d.specs.view()};
+    auto specs = ferry::decode<std::vector<wire::function_spec>>(r);
+    std::error_code ec;
+    if (!add_functions(*app, specs).empty() || !std::filesystem::exists(app->executable, ec)) {
+      spdlog::error("deployment of app '{}' is damaged (binary {}); deploy it again", d.app, app->executable);
+      continue;
+    }
+    deployed[d.app] = std::move(app);
+  }
+  std::size_t resumed = 0;
+  for (auto& call : store->unfinished_calls()) {
+    function_state* fn = nullptr;
+    if (auto app = deployed.find(call.app); app != deployed.end()) {
+      auto f = app->second->functions.find(call.function);
+      if (f != app->second->functions.end()) fn = &f->second;
+    }
+    if (!fn) {
+      detail::buffer error;
+      wire::encode_error(error, {status::unknown_app, "",
+                                 "'" + call.app + "." + call.function +
+                                     "' is not deployed on this server any more (the program that spawned it exited, "
+                                     "or the app was stopped)",
+                                 call.function, call.call_id, ""});
+      store->finish_call(call.call_id, status::unknown_app, error.view(), unix_now());
+      continue;
+    }
+    auto owned = std::make_unique<input_record>();
+    input_record& in = *owned;
+    in.call_id = call.call_id;
+    in.id = next_input_id++;
+    in.durable = true;
+    in.function = fn;
+    in.arguments = std::move(call.arguments);
+    inputs.emplace(in.id, std::move(owned));
+    durable_calls.emplace(in.call_id, &in);
+    make_ready(in);
+    ++resumed;
+  }
+  store->flush();
+  if (!deployed.empty() || resumed) {
+    spdlog::info("recovered {} deployed app(s) and {} unfinished spawned call(s)", deployed.size(), resumed);
+  }
+  for (auto& [name, app] : deployed) {
+    for (auto& [fname, fn] : app->functions) scale(fn);
+  }
+  expire_results();
+}
+
+void server::state::expire_results() {
+  store->expire_results(unix_now() - static_cast<double>(options.retention.count()));
+  expiry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::hours(1));
+  expiry_timer->async_wait([this](boost::system::error_code ec) {
+    if (!ec) expire_results();
+  });
 }
 
 void server::state::on_call(session& s, const wire::frame& f) {
@@ -475,21 +932,27 @@ void server::state::on_call(session& s, const wire::frame& f) {
                       {status::server_shutdown, "", "the ferry server is shutting down; retry against a running server",
                        function_name, "", ""});
   }
-  if (!s.app || s.app->name != app_name) {
+  // A container's calls name its app as its binary does, which a deployment may have renamed.
+  app_instance* target_app =
+      s.app && (s.app->name == app_name || s.app->declared_name == app_name) ? s.app : nullptr;
+  if (!target_app) {
+    if (auto it = deployed.find(app_name); it != deployed.end()) target_app = it->second.get();
+  }
+  if (!target_app) {
     return send_error(s.id, caller_call_id,
                       {status::unknown_app, "",
                        "no app named '" + app_name +
-                           "' is running on this server for this program; call functions "
-                           "of the app this program declares, inside app.main",
+                           "' is running or deployed on this server; call functions of the app this program "
+                           "declares, inside app.main, or deploy the app with `ferry deploy` (see `ferry apps`)",
                        function_name, "", ""});
   }
-  auto fn = s.app->functions.find(function_name);
-  if (fn == s.app->functions.end()) {
+  auto fn = target_app->functions.find(function_name);
+  if (fn == target_app->functions.end()) {
     return send_error(s.id, caller_call_id,
                       {status::unknown_function, "",
-                       "app '" + app_name + "' has no function '" + function_name +
-                           "' (it declares: " + join_names(s.app->functions) + "); declare it with app.function(\"" +
-                           function_name + "\", ...) before app.main runs",
+                       "app '" + app_name + "' has no function '" + function_name + "' (it declares: " +
+                           join_names(target_app->functions) + "); declare it with app.function(\"" + function_name +
+                           "\", ...) before app.main runs",
                        function_name, "", ""});
   }
   if (fn->second.queue.size() >= options.max_queued_inputs) {
@@ -593,6 +1056,8 @@ void server::state::complete(input_record& in, status outcome, std::span<const c
   in.result.clear();
   in.result.append(payload.data(), payload.size());
   in.arguments = detail::buffer{};
+  // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
+  if (in.durable && !(stopping && outcome == status::server_shutdown)) finish_durable(in);
   settle(in);
 }
 
@@ -676,20 +1141,23 @@ void server::state::on_release(session& s, const wire::frame& f) {
 void server::state::on_cancel(session& s, const wire::frame& f) {
   auto [caller_call_id] = f.decode_header<wire::cancel_header>();
   input_record* in = open_call(s, caller_call_id);
-  if (!in || in->state == input_state::done) return;  // answered already
-  in->cancelled = true;
-  if (in->state == input_state::running) {
+  if (in) cancel_input(*in);
+}
+
+void server::state::cancel_input(input_record& in) {
+  if (in.state == input_state::done) return;  // answered already
+  in.cancelled = true;
+  if (in.state == input_state::running) {
     // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
     // A body that ignores the cancellation past the grace period has its container replaced.
-    if (in->container && in->container->session) {
-      in->container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in->attempt_id});
-      await_attempt_stop(*in->container, in->attempt_id);
+    if (in.container && in.container->session) {
+      in.container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in.attempt_id});
+      await_attempt_stop(*in.container, in.attempt_id);
     }
     return;
   }
-  fail(*in, {status::cancelled, "",
-             "'" + in->function->name + "' was cancelled before it started (call " + in->call_id + ")",
-             in->function->name, in->call_id, ""});
+  fail(in, {status::cancelled, "", "'" + in.function->name + "' was cancelled before it started (call " + in.call_id + ")",
+            in.function->name, in.call_id, ""});
 }
 
 void server::state::on_output(session& s, const wire::frame& f) {
@@ -712,6 +1180,14 @@ void server::state::on_output(session& s, const wire::frame& f) {
     return dispatch(fn);
   }
   input_record& in = *it->second;
+  if (in.cancelled && static_cast<status>(st) == status::ok) {
+    // The body returned after it was cancelled (as a blocking body that polls ferry::cancelled() does): the
+    // call was cancelled all the same.
+    detach_attempt(in, /*abandon=*/false);
+    fail(in, {status::cancelled, "", "'" + fn.name + "' was cancelled while it ran (call " + in.call_id + ")", fn.name,
+              in.call_id, ""});
+    return dispatch(fn);
+  }
   const auto outcome = static_cast<status>(st);
   if (outcome == status::ok || outcome == status::tail_call) fn.crash_streak = 0;
   if (retryable(outcome)) {
@@ -830,6 +1306,12 @@ void server::state::tail_call(input_record& original, input_record& target) {
   target.caller_session = original.caller_session;
   target.caller_call_id = original.caller_call_id;
   target.flags = original.flags;
+  if (original.durable) {
+    // The spawned call's id now names the target, whose outcome is the spawned call's.
+    target.durable = true;
+    target.call_id = original.call_id;
+    durable_calls[original.call_id] = &target;
+  }
   auto caller = sessions.find(original.caller_session);
   if (caller != sessions.end()) caller->second->open_calls[original.caller_call_id] = &target;
   for (input_record* consumer : original.consumers) {
@@ -858,6 +1340,13 @@ void server::state::send_error(std::uint64_t session_id, std::uint64_t call_id, 
 }
 
 void server::state::dispatch(function_state& fn) {
+  if (stopping) {
+    // Draining: nothing new starts, and containers stop as their running inputs finish.
+    for (container_record* c : std::vector<container_record*>(fn.containers)) {
+      if (c->state == container_state::ready && c->in_flight.empty()) stop_container(*c);
+    }
+    return;
+  }
   while (!fn.queue.empty()) {
     container_record* target = nullptr;
     for (container_record* c : fn.containers) {
@@ -899,7 +1388,13 @@ void server::state::dispatch(function_state& fn) {
 }
 
 void server::state::scale(function_state& fn) {
-  if (stopping || fn.app->stopped) return;
+  if (stopping) return;
+  if (fn.app->stopped) {  // retired: its containers stop once idle
+    for (container_record* c : std::vector<container_record*>(fn.containers)) {
+      if (c->state == container_state::ready && c->in_flight.empty()) stop_container(*c);
+    }
+    return;
+  }
   std::size_t live = 0;
   std::size_t busy = 0;  // slots taken on containers that take inputs
   for (container_record* c : fn.containers) {
@@ -957,7 +1452,7 @@ void server::state::launch_container(function_state& fn) {
   c->id = next_container_id++;
   c->function = &fn;
   c->started_at = std::chrono::steady_clock::now();
-  container_spec spec{c->id, fn.app->executable, fn.app->name, fn.name, address, options.token};
+  container_spec spec{c->id, fn.app->executable, fn.app->declared_name, fn.name, address, options.token};
   try {
     c->process = launcher->launch(spec, [this, id = c->id](std::string how) { on_container_exit(id, how); });
   } catch (const std::exception& e) {
@@ -1134,16 +1629,33 @@ void server::state::begin_stop() {
   stopping = true;
   boost::system::error_code ec;
   acceptor.close(ec);
-  for (auto& [id, app] : apps) {
-    for (auto& [name, fn] : app->functions) {
+  // Queued inputs will not start; spawned ones stay unfinished in the store and run after a restart.
+  auto fail_all = [this](app_instance& app) {
+    for (auto& [name, fn] : app.functions) {
       fail_queue(fn, status::server_shutdown, "the ferry server shut down before '" + fn.name + "' started");
     }
+  };
+  for (auto& [id, app] : apps) fail_all(*app);
+  for (auto& [name, app] : deployed) fail_all(*app);
+  // Running inputs may finish within the drain period; idle containers stop now, busy ones once idle.
+  for (auto& [id, c] : containers) {
+    if (options.drain_timeout.count() == 0 || c->in_flight.empty()) stop_container(*c);
   }
-  for (auto& [id, c] : containers) stop_container(*c);
-  stop_timer = std::make_unique<asio::steady_timer>(io, options.stop_grace);
+  if (options.drain_timeout.count() > 0 && !containers.empty()) {
+    spdlog::info("draining: {} running input(s) may finish within {} ms", inputs.size(), options.drain_timeout.count());
+  }
+  stop_timer = std::make_unique<asio::steady_timer>(io, options.drain_timeout);
   stop_timer->async_wait([this](boost::system::error_code timer_ec) {
     if (timer_ec) return;
-    for (auto& [id, c] : containers) c->process->kill();
+    for (auto& [id, c] : containers) {
+      if (c->state != container_state::stopping) stop_container(*c);
+    }
+    // Then the grace period for containers to exit after SIGTERM.
+    stop_timer = std::make_unique<asio::steady_timer>(io, options.stop_grace);
+    stop_timer->async_wait([this](boost::system::error_code grace_ec) {
+      if (grace_ec) return;
+      for (auto& [id, c] : containers) c->process->kill();
+    });
   });
   finish_stop_if_done();
 }
@@ -1157,8 +1669,19 @@ void server::state::finish_stop_if_done() {
     }
     return true;
   });
+  std::erase_if(retired, [](const auto& app) {
+    for (const auto& [name, fn] : app->functions) {
+      if (!fn.containers.empty()) return false;
+    }
+    return true;
+  });
   if (!stopping || !containers.empty() || finishing) return;
   finishing = true;
+  try {
+    store->flush();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+  }
   for (auto& [id, s] : sessions) s->connection->close("server stopped", /*flush=*/true);
   if (stop_timer) stop_timer->cancel();
   // Let the closing connections flush (bounded), then leave run().

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,8 @@ struct server_options {
   std::uint64_t max_frame_size = wire::default_max_frame_size;
   /// A container that has not connected this long after it started is killed and counts as failed.
   std::chrono::milliseconds container_connect_timeout{30'000};
+  /// How long stop() lets running inputs finish before it stops their containers (0: stop them at once).
+  std::chrono::milliseconds drain_timeout{30'000};
   /// How long stop() lets containers exit after SIGTERM before it kills them.
   std::chrono::milliseconds stop_grace{5'000};
   /// A connection that has not said hello this long after it opened is closed.
@@ -33,6 +36,12 @@ struct server_options {
   std::chrono::milliseconds cancel_grace{5'000};
   /// Inputs one function may have queued; calls beyond it fail with resource_exhausted.
   std::size_t max_queued_inputs = 100'000;
+  /// Where deployed binaries and the database (deployments, spawned calls and their results) live. Empty:
+  /// nothing outlives the server (an embedded server): spawned calls are kept in memory, and deploy is
+  /// refused.
+  std::filesystem::path state_dir;
+  /// How long the results of spawned calls are kept after they finish.
+  std::chrono::seconds retention{7 * 24 * 3600};
 };
 
 class server {

@@ -47,10 +47,10 @@ const char* to_string(message_kind kind) {
       return "await_call";
     case message_kind::release:
       return "release";
-    case message_kind::query:
-      return "query";
-    case message_kind::query_reply:
-      return "query_reply";
+    case message_kind::request:
+      return "request";
+    case message_kind::reply:
+      return "reply";
   }
   return "unknown";
 }
@@ -85,6 +85,14 @@ const char* to_string(status s) {
       return "timed_out";
     case status::resource_exhausted:
       return "resource_exhausted";
+    case status::running:
+      return "running";
+    case status::expired:
+      return "expired";
+    case status::unknown_call:
+      return "unknown_call";
+    case status::signature_mismatch:
+      return "signature_mismatch";
   }
   return "unknown";
 }

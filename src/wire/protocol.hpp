@@ -37,10 +37,21 @@ enum class message_kind : std::uint8_t {
   cancel_input = 11,   // server -> container: cancel an input it runs
   await_call = 12,     // caller -> server: send me the result of this call after all
   release = 13,        // caller -> server: I will not await or pass this call any more
-  query = 14,          // client -> server: what the server runs (containers, for `ferry ps`)
-  query_reply = 15,    // server -> client: the answer, as a MessagePack value
+  request = 14,        // client -> server: a control request (deploy, look up, spawn, list, ...): see request_verb
+  reply = 15,          // server -> client: its answer
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::query_reply);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::reply);
+
+/// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
+///   containers  -                     -> vector<container_row>
+///   apps        -                     -> vector<app_row>
+///   calls       -                     -> vector<call_row> (recent spawned calls)
+///   function    "app.fn"              -> signature str
+///   deploy      app name, [specs, bin executable, the name the binary declares] -> digest str
+///   stop        app name              -> nil
+///   spawn       "app.fn", [idempotency key str, arguments] -> call id str (once stored)
+///   get         call id, [timeout ms] -> the call's value (or its error; `running` when it has not finished)
+///   cancel      call id               -> nil
 
 /// call flags: what the caller wants done with the result.
 inline constexpr std::uint8_t deliver_result = 1;  // send it in a `result` when the call ends
@@ -64,8 +75,12 @@ enum class status : std::uint8_t {
   tail_call = 11,              // (output only) the body returned a future: the payload is its call id
   timed_out = 12,              // an attempt ran longer than the function's timeout
   resource_exhausted = 13,     // the function's queue is full: retry later
+  running = 14,                // (reply to get) the call has not finished yet
+  expired = 15,                // (reply to get) the call's result is no longer kept
+  unknown_call = 16,           // no call with that id
+  signature_mismatch = 17,     // the caller's signature of a deployed function is not the deployed one
 };
-inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::resource_exhausted);
+inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::signature_mismatch);
 
 /// Why a call failed, as it travels from where it failed to the caller.
 struct error_record {
@@ -103,8 +118,14 @@ using cancel_header = std::tuple<std::uint64_t /*call id*/>;
 using cancel_input_header = std::tuple<std::uint64_t /*input id*/>;
 using await_call_header = std::tuple<std::uint64_t /*call id*/>;
 using release_header = std::tuple<std::uint64_t /*call id*/>;
-using query_header = std::tuple<std::uint64_t /*request id*/, std::string /*what: "containers"*/>;
-using query_reply_header = std::tuple<std::uint64_t /*request id*/>;
+using request_header = std::tuple<std::uint64_t /*request id*/, std::string /*verb*/, std::string /*subject*/>;
+using reply_header = std::tuple<std::uint64_t /*request id*/, std::uint8_t /*status; an error record follows unless ok*/>;
+/// One row of the "apps" request: a deployed app and its functions' names and signatures.
+using app_row = std::tuple<std::string /*app*/, std::string /*digest*/, double /*deployed at, unix s*/,
+                           std::vector<std::tuple<std::string, std::string>> /*functions: name, signature*/>;
+/// One row of the "calls" request.
+using call_row = std::tuple<std::string /*call id*/, std::string /*app*/, std::string /*function*/,
+                            std::string /*status*/, double /*created, unix s*/, double /*duration s, or -1*/>;
 /// One row of the "containers" query.
 using container_row = std::tuple<std::uint64_t /*id*/, std::string /*app*/, std::string /*function*/,
                                  std::string /*state*/, std::uint32_t /*inputs in flight*/, std::int64_t /*pid*/,

@@ -9,6 +9,7 @@
 #include "test_app.hpp"
 
 int main(int argc, char** argv) {
+  if (std::getenv("FERRY_DESCRIBE")) return e2e::app().main(argc, argv, [] {});  // `ferry deploy` asks
   if (std::getenv("FERRY_CONTAINER_ID")) {
     const char* function = std::getenv("FERRY_FUNCTION");
     if (function && std::string(function) == "never_starts") {

@@ -126,8 +126,19 @@ ferry_server::ferry_server(std::vector<std::string> extra_args) {
   char dir_template[] = "/tmp/ferry-e2e-XXXXXX";
   if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp");
   state_dir_ = dir_template;
-  std::vector<std::string> argv = {FERRY_CLI_PATH, "server", "--port", "0", "--state-dir", state_dir_};
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  extra_args_ = std::move(extra_args);
+  start("0");
+}
+
+void ferry_server::kill_and_restart() {
+  proc_->signal(SIGKILL);
+  proc_->wait(30s);
+  start(address_.substr(address_.rfind(':') + 1));
+}
+
+void ferry_server::start(const std::string& port) {
+  std::vector<std::string> argv = {FERRY_CLI_PATH, "server", "--port", port, "--state-dir", state_dir_};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   proc_ = std::make_unique<process>(argv, std::map<std::string, std::string>{{"FERRY_LOG_LEVEL", "info"}});
   if (!proc_->wait_for_output(" listening on ")) {
     throw std::runtime_error("ferry server did not start: " + proc_->err());

@@ -65,8 +65,12 @@ class ferry_server {
   const std::string& state_dir() const { return state_dir_; }
   std::string token() const;
   process& proc() { return *proc_; }
+  /// kill -9, then starts it again on the same port and state directory.
+  void kill_and_restart();
 
  private:
+  void start(const std::string& port);
+  std::vector<std::string> extra_args_;
   std::string state_dir_;
   std::string address_;
   std::unique_ptr<process> proc_;

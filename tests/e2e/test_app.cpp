@@ -405,6 +405,13 @@ ferry::Function<std::int64_t(std::string)> stall_once_no_timeout =
     app().function("stall_once_no_timeout", stall_once_body, {.max_inputs = 2, .max_containers = 1});
 ferry::Function<bool(std::string)> hold =
     app().function("hold", hold_body, {.max_containers = 3, .scaledown_window = 300ms});
+/// Waits for file `gate`, then returns x * x.
+std::int64_t slow_square_body(std::string gate, std::int64_t x) {
+  hold_body(gate);
+  return x * x;
+}
+ferry::Function<std::int64_t(std::string, std::int64_t)> slow_square =
+    app().function("slow_square", slow_square_body, {.max_inputs = 50, .max_containers = 2});
 ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
 ferry::Function<bool(std::string)> single_hold = app().function("single_hold", hold_body, {.max_containers = 1});
 ferry::Function<bool(std::string)> warm_hold =

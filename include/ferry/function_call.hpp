@@ -1,0 +1,149 @@
+/// ferry/function_call.hpp: ferry::FunctionCall<R>, a durably spawned call.
+///
+///     ferry::FunctionCall<int> call = square.spawn(7);   // returns once the server has stored the input
+///     std::string id = call.id();                         // keep it; any program may fetch the result
+///     int v = ferry::FunctionCall<int>::from_id(id).get(std::chrono::seconds{30});
+///
+/// A spawned call survives the exit of the program that spawned it and a restart of the server; its result
+/// is kept for the server's retention period (7 days by default). Every operation has a blocking form and an
+/// awaitable one: `call.get(timeout)` / `co_await call.get.aio(timeout)`, `call.cancel()` /
+/// `co_await call.cancel.aio()`, `FunctionCall<R>::from_id(id)` / `co_await FunctionCall<R>::from_id.aio(id)`.
+#pragma once
+
+#include <chrono>
+#include <ferry/codec.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/detail/buffer.hpp>
+#include <ferry/future.hpp>
+#include <ferry/task.hpp>
+#include <functional>
+#include <source_location>
+#include <string>
+
+namespace ferry {
+
+/// Options of f.spawn.
+struct SpawnOptions {
+  /// A spawn with a key the server has seen returns the existing call instead of starting another.
+  std::string idempotency_key;
+};
+
+namespace detail {
+
+/// A control request to the server (see the wire protocol's `request`): blocking, and awaitable.
+buffer control_request(const std::string& verb, const std::string& subject,
+                       const std::function<void(buffer&)>& write, const std::source_location& site);
+Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write);
+
+/// A `get` of a spawned call, waiting at most `timeout`.
+std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout);
+/// A `spawn`: the key and the arguments `args` appends. Refers to both: use it at once.
+std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key, const std::function<void(buffer&)>& args);
+std::string decode_string(const buffer& encoded);
+
+/// The signature of deployed function `app.function`; throws UnknownFunctionError when there is none.
+std::string deployed_signature(const std::string& app, const std::string& function, const std::source_location& site);
+Task<std::string> deployed_signature_async(std::string app, std::string function);
+/// Throws SignatureMismatchError, showing both, when they differ.
+void check_signature(const std::string& app, const std::string& function, const std::string& deployed,
+                     const std::string& expected);
+
+}  // namespace detail
+
+template <class R>
+class FunctionCall {
+ public:
+  /// The value the call produces (std::monostate for a void function).
+  using value_type = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+  /// Waiting for ever, for get().
+  static constexpr std::chrono::milliseconds forever{std::chrono::hours(24 * 49)};
+
+  /// `call.get(timeout)` and `co_await call.get.aio(timeout)`: the call's value. Throws NotFinishedError
+  /// when it has not finished within `timeout` (not a failure: get it again later), ResultExpiredError when
+  /// its result is no longer kept, or the error the call failed with.
+  class getter {
+   public:
+    R operator()(std::chrono::milliseconds timeout = forever,
+                 std::source_location site = std::source_location::current()) const {
+      return decode(detail::control_request("get", id_, detail::get_payload(timeout), site));
+    }
+    Task<R> aio(std::chrono::milliseconds timeout = forever) const {
+      return [](std::string id, std::chrono::milliseconds t) -> Task<R> {
+        detail::buffer encoded = co_await detail::control_request_async("get", id, detail::get_payload(t));
+        co_return decode(encoded);
+      }(id_, timeout);
+    }
+
+   private:
+    friend class FunctionCall;
+    static R decode(const detail::buffer& encoded) {
+      if constexpr (!std::is_void_v<R>) return detail::decode_call_result<R>("spawned call", encoded);
+    }
+    std::string id_;
+  };
+
+  /// `call.cancel()` and `co_await call.cancel.aio()`: stops the call (never retried). A call that has
+  /// finished stays as it is.
+  class canceller {
+   public:
+    void operator()(std::source_location site = std::source_location::current()) const {
+      detail::control_request("cancel", id_, {}, site);
+    }
+    Task<void> aio() const {
+      return [](std::string id) -> Task<void> { co_await detail::control_request_async("cancel", id, {}); }(id_);
+    }
+
+   private:
+    friend class FunctionCall;
+    std::string id_;
+  };
+
+  /// `FunctionCall<R>::from_id(id)` and `co_await FunctionCall<R>::from_id.aio(id)`: a call spawned by any
+  /// program. Throws UnknownCallError when the server has no such call.
+  struct from_id_lookup {
+    FunctionCall operator()(const std::string& id, std::source_location site = std::source_location::current()) const {
+      check(id, site);
+      return FunctionCall(id);
+    }
+    Task<FunctionCall> aio(std::string id) const {
+      try {
+        co_await detail::control_request_async("get", id, detail::get_payload(std::chrono::milliseconds(0)));
+      } catch (const UnknownCallError&) {
+        throw;
+      } catch (const ConnectionError&) {
+        throw;
+      } catch (...) {  // not finished, expired, or failed: it exists
+      }
+      co_return FunctionCall(id);
+    }
+
+   private:
+    static void check(const std::string& id, const std::source_location& site) {
+      try {
+        detail::control_request("get", id, detail::get_payload(std::chrono::milliseconds(0)), site);
+      } catch (const UnknownCallError&) {
+        throw;
+      } catch (const ConnectionError&) {
+        throw;
+      } catch (...) {  // not finished, expired, or failed: it exists
+      }
+    }
+  };
+  static inline const from_id_lookup from_id{};
+
+  explicit FunctionCall(std::string id) : id_(std::move(id)) {
+    get.id_ = id_;
+    cancel.id_ = id_;
+  }
+
+  /// The call's id (`fc-...`), valid across programs and server restarts.
+  const std::string& id() const noexcept { return id_; }
+
+  getter get;
+  canceller cancel;
+
+ private:
+  std::string id_;
+};
+
+}  // namespace ferry

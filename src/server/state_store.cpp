@@ -1,0 +1,233 @@
+#include "server/state_store.hpp"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <ferry/errors.hpp>
+#include <memory>
+
+namespace ferry::server {
+
+namespace {
+
+struct statement_deleter {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using statement = std::unique_ptr<sqlite3_stmt, statement_deleter>;
+
+std::string text_column(sqlite3_stmt* s, int i) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+  return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
+}
+
+detail::buffer blob_column(sqlite3_stmt* s, int i) {
+  detail::buffer b;
+  const void* p = sqlite3_column_blob(s, i);
+  if (p) b.append(static_cast<const char*>(p), static_cast<std::size_t>(sqlite3_column_bytes(s, i)));
+  return b;
+}
+
+void bind_text(sqlite3_stmt* s, int i, const std::string& v) {
+  sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+
+void bind_blob(sqlite3_stmt* s, int i, std::span<const char> v) {
+  sqlite3_bind_blob64(s, i, v.data(), v.size(), SQLITE_TRANSIENT);
+}
+
+}  // namespace
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+state_store::state_store(const std::filesystem::path& file) {
+  if (sqlite3_open(file.c_str(), &db_) != SQLITE_OK) {
+    const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    throw Error("cannot open the server's database " + file.string() + ": " + why);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  // WAL with synchronous=NORMAL: a commit survives a crash of the server process (kill -9); only a power
+  // loss can take the last commits back.
+  exec("PRAGMA journal_mode=WAL");
+  exec("PRAGMA synchronous=NORMAL");
+  exec(
+      "CREATE TABLE IF NOT EXISTS deployments (app TEXT PRIMARY KEY, declared_name TEXT NOT NULL, digest TEXT NOT NULL,"
+      " deployed_at REAL NOT NULL, specs BLOB NOT NULL)");
+  exec(
+      "CREATE TABLE IF NOT EXISTS calls (call_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL,"
+      " idempotency_key TEXT UNIQUE, arguments BLOB, created_at REAL NOT NULL, finished_at REAL,"
+      " outcome INTEGER, result BLOB, expired INTEGER NOT NULL DEFAULT 0)");
+  exec("CREATE INDEX IF NOT EXISTS calls_unfinished ON calls(finished_at) WHERE finished_at IS NULL");
+  exec("CREATE INDEX IF NOT EXISTS calls_created ON calls(created_at)");
+}
+
+state_store::~state_store() {
+  try {
+    flush();
+  } catch (...) {
+  }
+  sqlite3_close(db_);
+}
+
+void state_store::exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    const std::string why = error ? error : sqlite3_errmsg(db_);
+    sqlite3_free(error);
+    throw Error(std::string("the server's database failed (") + sql + "): " + why);
+  }
+}
+
+sqlite3_stmt* state_store::prepare(const char* sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) {
+    throw Error(std::string("the server's database failed to prepare (") + sql + "): " + sqlite3_errmsg(db_));
+  }
+  return s;
+}
+
+void state_store::put_deployment(const deployment& d) {
+  statement s(prepare(
+      "INSERT OR REPLACE INTO deployments (app, declared_name, digest, deployed_at, specs) VALUES (?, ?, ?, ?, ?)"));
+  bind_text(s.get(), 1, d.app);
+  bind_text(s.get(), 2, d.declared_name);
+  bind_text(s.get(), 3, d.digest);
+  sqlite3_bind_double(s.get(), 4, d.deployed_at);
+  bind_blob(s.get(), 5, d.specs.view());
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot store a deployment: ") + sqlite3_errmsg(db_));
+}
+
+void state_store::remove_deployment(const std::string& app) {
+  statement s(prepare("DELETE FROM deployments WHERE app = ?"));
+  bind_text(s.get(), 1, app);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot remove a deployment: ") + sqlite3_errmsg(db_));
+}
+
+std::vector<state_store::deployment> state_store::deployments() {
+  statement s(prepare("SELECT app, declared_name, digest, deployed_at, specs FROM deployments ORDER BY app"));
+  std::vector<deployment> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    out.push_back({text_column(s.get(), 0), text_column(s.get(), 1), text_column(s.get(), 2),
+                   sqlite3_column_double(s.get(), 3), blob_column(s.get(), 4)});
+  }
+  return out;
+}
+
+void state_store::add_call(spawned_call call) {
+  queued_write w;
+  w.call = std::move(call);
+  queued_.push_back(std::move(w));
+}
+
+void state_store::finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result,
+                              double finished_at) {
+  queued_write w;
+  w.finish = true;
+  w.call_id = call_id;
+  w.outcome = outcome;
+  w.result.append(result.data(), result.size());
+  w.finished_at = finished_at;
+  queued_.push_back(std::move(w));
+}
+
+void state_store::flush() {
+  if (queued_.empty()) return;
+  auto writes = std::move(queued_);
+  queued_.clear();
+  exec("BEGIN IMMEDIATE");
+  try {
+    statement add(prepare(
+        "INSERT INTO calls (call_id, app, function, idempotency_key, arguments, created_at) VALUES (?, ?, ?, ?, ?, ?)"));
+    statement finish(
+        prepare("UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL WHERE call_id = ?"));
+    for (const auto& w : writes) {
+      sqlite3_stmt* s = w.finish ? finish.get() : add.get();
+      sqlite3_reset(s);
+      sqlite3_clear_bindings(s);
+      if (w.finish) {
+        sqlite3_bind_double(s, 1, w.finished_at);
+        sqlite3_bind_int(s, 2, static_cast<int>(w.outcome));
+        bind_blob(s, 3, w.result.view());
+        bind_text(s, 4, w.call_id);
+      } else {
+        bind_text(s, 1, w.call.call_id);
+        bind_text(s, 2, w.call.app);
+        bind_text(s, 3, w.call.function);
+        if (w.call.idempotency_key.empty()) {
+          sqlite3_bind_null(s, 4);
+        } else {
+          bind_text(s, 4, w.call.idempotency_key);
+        }
+        bind_blob(s, 5, w.call.arguments.view());
+        sqlite3_bind_double(s, 6, w.call.created_at);
+      }
+      if (sqlite3_step(s) != SQLITE_DONE) throw Error(std::string("cannot store a call: ") + sqlite3_errmsg(db_));
+    }
+    exec("COMMIT");
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+std::vector<state_store::spawned_call> state_store::unfinished_calls() {
+  statement s(prepare(
+      "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at FROM calls"
+      " WHERE finished_at IS NULL ORDER BY created_at"));
+  std::vector<spawned_call> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    out.push_back({text_column(s.get(), 0), text_column(s.get(), 1), text_column(s.get(), 2), text_column(s.get(), 3),
+                   blob_column(s.get(), 4), sqlite3_column_double(s.get(), 5)});
+  }
+  return out;
+}
+
+std::optional<state_store::stored_call> state_store::find_call(const std::string& call_id) {
+  statement s(prepare("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result FROM calls"
+                      " WHERE call_id = ?"));
+  bind_text(s.get(), 1, call_id);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  stored_call c;
+  c.app = text_column(s.get(), 0);
+  c.function = text_column(s.get(), 1);
+  c.finished = sqlite3_column_int(s.get(), 2) != 0;
+  c.expired = sqlite3_column_int(s.get(), 3) != 0;
+  c.outcome = static_cast<wire::status>(sqlite3_column_int(s.get(), 4));
+  c.result = blob_column(s.get(), 5);
+  return c;
+}
+
+std::optional<std::string> state_store::call_for_key(const std::string& idempotency_key) {
+  statement s(prepare("SELECT call_id FROM calls WHERE idempotency_key = ?"));
+  bind_text(s.get(), 1, idempotency_key);
+  if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
+  return text_column(s.get(), 0);
+}
+
+std::vector<wire::call_row> state_store::recent_calls(std::size_t limit) {
+  statement s(prepare(
+      "SELECT call_id, app, function, finished_at IS NOT NULL, COALESCE(outcome, 0), expired, created_at,"
+      " COALESCE(finished_at - created_at, -1) FROM calls ORDER BY created_at DESC LIMIT ?"));
+  sqlite3_bind_int64(s.get(), 1, static_cast<sqlite3_int64>(limit));
+  std::vector<wire::call_row> out;
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    std::string status = "pending";
+    if (sqlite3_column_int(s.get(), 3)) {
+      status = wire::to_string(static_cast<wire::status>(sqlite3_column_int(s.get(), 4)));
+      if (sqlite3_column_int(s.get(), 5)) status += " (expired)";
+    }
+    out.emplace_back(text_column(s.get(), 0), text_column(s.get(), 1), text_column(s.get(), 2), status,
+                     sqlite3_column_double(s.get(), 6), sqlite3_column_double(s.get(), 7));
+  }
+  return out;
+}
+
+void state_store::expire_results(double before) {
+  statement s(prepare("UPDATE calls SET result = NULL, expired = 1 WHERE finished_at < ? AND expired = 0"));
+  sqlite3_bind_double(s.get(), 1, before);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot expire results: ") + sqlite3_errmsg(db_));
+}
+
+}  // namespace ferry::server

@@ -1,0 +1,93 @@
+// The server's durable state: deployed apps and spawned calls with their results, in an SQLite database in
+// the state directory. A narrow interface, so that a shared database can replace it when containers run on
+// other hosts. Used from the server's thread only.
+//
+// Spawned calls are written in batches: add_call and finish_call queue a write, and flush() commits every
+// queued write in one transaction. The server flushes once per turn of its event loop and answers a spawn
+// only after the flush that stored it, so a burst of spawns costs one commit, not one each.
+#pragma once
+
+#include <cstdint>
+#include <ferry/detail/buffer.hpp>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "wire/protocol.hpp"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace ferry::server {
+
+class state_store {
+ public:
+  /// Opens (creating) the database at `file`; throws ferry::Error when it cannot.
+  explicit state_store(const std::filesystem::path& file);
+  ~state_store();
+  state_store(const state_store&) = delete;
+  state_store& operator=(const state_store&) = delete;
+
+  struct deployment {
+    std::string app;
+    std::string declared_name;  // the name the binary gives its app
+    std::string digest;  // of the binary, stored as binaries/<digest>
+    double deployed_at = 0;
+    detail::buffer specs;  // the encoded vector<wire::function_spec>
+  };
+  void put_deployment(const deployment& d);
+  void remove_deployment(const std::string& app);
+  std::vector<deployment> deployments();
+
+  struct spawned_call {
+    std::string call_id;
+    std::string app;
+    std::string function;
+    std::string idempotency_key;  // empty: none
+    detail::buffer arguments;
+    double created_at = 0;
+  };
+  void add_call(spawned_call call);
+  void finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result, double finished_at);
+  /// Commits the queued writes. Throws ferry::Error when the database fails.
+  void flush();
+  bool has_queued_writes() const noexcept { return !queued_.empty(); }
+
+  /// Calls spawned and not finished (to run again after a restart), oldest first.
+  std::vector<spawned_call> unfinished_calls();
+
+  struct stored_call {
+    std::string app;
+    std::string function;
+    bool finished = false;
+    bool expired = false;
+    wire::status outcome = wire::status::ok;
+    detail::buffer result;
+  };
+  std::optional<stored_call> find_call(const std::string& call_id);
+  std::optional<std::string> call_for_key(const std::string& idempotency_key);
+  std::vector<wire::call_row> recent_calls(std::size_t limit);
+  /// Drops the results of calls that finished before `before` (unix seconds); they read as expired.
+  void expire_results(double before);
+
+ private:
+  struct queued_write {
+    bool finish = false;
+    spawned_call call;  // for add
+    std::string call_id;
+    wire::status outcome = wire::status::ok;
+    detail::buffer result;
+    double finished_at = 0;
+  };
+  void exec(const char* sql);
+  sqlite3_stmt* prepare(const char* sql);
+
+  sqlite3* db_ = nullptr;
+  std::vector<queued_write> queued_;
+};
+
+/// Seconds since the epoch, as the store records times.
+double unix_now();
+
+}  // namespace ferry::server

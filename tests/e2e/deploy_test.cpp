@@ -1,0 +1,215 @@
+// Deployed apps and durable spawned calls, end to end against a standalone `ferry server`: the e2e binary is
+// deployed as app "platform", and the test program (app "e2e") reaches it by name.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "process.hpp"
+#include "test_app.hpp"
+
+namespace e2e {
+namespace {
+
+using testing::HasSubstr;
+using Square = ferry::Function<std::int64_t(std::int64_t)>;
+using Add = ferry::Function<std::int64_t(std::int64_t, std::int64_t)>;
+using Hold = ferry::Function<bool(std::string)>;
+
+run_result cli(const ferry_server& server, std::vector<std::string> args) {
+  std::vector<std::string> argv = {FERRY_CLI_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), {"--server", server.address(), "--state-dir", server.state_dir()});
+  return run(argv);
+}
+
+/// The server, with this test binary deployed on it as app "platform".
+struct deployed_server {
+  ferry_server server;
+  scoped_env env{{{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}}};
+  deployed_server() {
+    const auto r = cli(server, {"deploy", "--name", "platform", E2E_BINARY});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("deployed app 'platform'"));
+  }
+};
+
+std::string scratch_dir() {
+  std::string templ = (std::filesystem::temp_directory_path() / "ferry-deploy-XXXXXX").string();
+  if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+  return templ;
+}
+
+TEST(deploy, a_deployed_app_is_called_by_name_from_other_programs_and_the_cli) {
+  deployed_server d;
+  const auto apps = cli(d.server, {"apps"});
+  EXPECT_EQ(apps.code, 0) << apps.err;
+  EXPECT_THAT(apps.out, HasSubstr("platform"));
+  EXPECT_THAT(apps.out, HasSubstr("add  int64(int64,int64)"));
+  // The deploying program has exited; this one (app "e2e") calls the deployed one, in every form.
+  EXPECT_EQ(run_app([] {
+              auto add_deployed = Add::from_name("platform", "add");
+              EXPECT_EQ(add_deployed.remote(20, 22), 42);
+              EXPECT_EQ(add_deployed.remote(add_deployed.future(1, 2), 3), 6);  // futures work across the name
+            }),
+            0);
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              auto square_deployed = co_await Square::from_name.aio("platform", "square");
+              EXPECT_EQ(co_await square_deployed.remote.aio(9), 81);
+            }),
+            0);
+  const auto called = cli(d.server, {"call", "platform.add", "[20, 22]"});
+  EXPECT_EQ(called.code, 0) << called.err;
+  EXPECT_EQ(called.out, "42\n");
+  const auto wrong = cli(d.server, {"call", "platform.add", "[\"a\", 2]"});
+  EXPECT_EQ(wrong.code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("'add': argument 1: expected int64, received string"));
+  const auto stopped = cli(d.server, {"stop", "platform"});
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_THAT(cli(d.server, {"apps"}).out, testing::Not(HasSubstr("platform")));
+  EXPECT_EQ(run_app([] { EXPECT_THROW(Add::from_name("platform", "add"), ferry::UnknownFunctionError); }), 0);
+}
+
+TEST(deploy, a_signature_that_does_not_match_the_deployed_one_is_an_error_before_anything_runs) {
+  deployed_server d;
+  EXPECT_EQ(run_app([] {
+              try {
+                ferry::Function<std::string(std::int64_t, std::int64_t)>::from_name("platform", "add");
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::SignatureMismatchError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("'platform.add' is deployed as int64(int64,int64), but this program "
+                                                "declares it as string(int64,int64)"));
+              }
+              try {
+                Add::from_name("platform", "no_such_function");
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::UnknownFunctionError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("app 'platform' has no function 'no_such_function'"));
+              }
+            }),
+            0);
+}
+
+TEST(deploy, redeploying_sends_new_calls_to_the_new_version_while_calls_in_flight_finish) {
+  deployed_server d;
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&] {
+              auto hold_deployed = Hold::from_name("platform", "hold");
+              auto in_flight = hold_deployed.future(dir + "/gate");
+              in_flight.run();
+              // Wait until it runs (ps shows the input), then redeploy.
+              bool running = false;
+              for (int i = 0; i < 1500 && !running; ++i) {
+                running = cli(d.server, {"ps"}).out.find("hold                 ready          1") != std::string::npos;
+                if (!running) std::this_thread::sleep_for(20ms);
+              }
+              ASSERT_TRUE(running);
+              const auto again = cli(d.server, {"deploy", "--name", "platform", E2E_BINARY});
+              EXPECT_EQ(again.code, 0) << again.err;
+              std::ofstream(dir + "/gate") << "open\n";
+              EXPECT_TRUE(in_flight.result());  // finished on the old version's container
+              EXPECT_EQ(Add::from_name("platform", "add").remote(1, 1), 2);  // the new version serves
+            }),
+            0);
+}
+
+TEST(deploy, a_spawned_call_outlives_its_program_and_is_fetched_by_id_from_another) {
+  deployed_server d;
+  const std::string dir = scratch_dir();
+  std::string id, keyed_id;
+  EXPECT_EQ(run_app([&] {
+              auto square_deployed = Square::from_name("platform", "square");
+              id = square_deployed.spawn(7).id();
+              EXPECT_THAT(id, testing::StartsWith("fc-"));
+              // The same idempotency key returns the same call.
+              keyed_id = square_deployed.spawn(ferry::SpawnOptions{.idempotency_key = "once"}, 8).id();
+              EXPECT_EQ(square_deployed.spawn(ferry::SpawnOptions{.idempotency_key = "once"}, 8).id(), keyed_id);
+            }),
+            0);
+  EXPECT_EQ(run_app([&] {
+              EXPECT_EQ(ferry::FunctionCall<std::int64_t>::from_id(id).get(30s), 49);
+              EXPECT_EQ(ferry::FunctionCall<std::int64_t>::from_id(keyed_id).get(), 64);
+              EXPECT_THROW(ferry::FunctionCall<std::int64_t>::from_id("fc-0000000000000000"), ferry::UnknownCallError);
+              // A timeout that only means "not finished yet" is its own error; the call goes on.
+              auto held = Hold::from_name("platform", "hold").spawn(dir + "/gate");
+              EXPECT_THROW(held.get(50ms), ferry::NotFinishedError);
+              std::ofstream(dir + "/gate") << "open\n";
+              EXPECT_TRUE(held.get());
+            }),
+            0);
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              auto call = co_await ferry::FunctionCall<std::int64_t>::from_id.aio(id);
+              EXPECT_EQ(co_await call.get.aio(30s), 49);
+              auto square_deployed = co_await Square::from_name.aio("platform", "square");
+              auto spawned = co_await square_deployed.spawn.aio(12);
+              EXPECT_EQ(co_await spawned.get.aio(), 144);
+            }),
+            0);
+  const auto calls = cli(d.server, {"calls"});
+  EXPECT_EQ(calls.code, 0) << calls.err;
+  EXPECT_THAT(calls.out, HasSubstr(id));
+  EXPECT_THAT(calls.out, HasSubstr("platform.square"));
+}
+
+TEST(deploy, a_cancelled_spawned_call_ends_cancelled_and_is_not_retried) {
+  deployed_server d;
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&] {
+              auto call = Hold::from_name("platform", "hold").spawn(dir + "/never");
+              EXPECT_THROW(call.get(100ms), ferry::NotFinishedError);
+              call.cancel();
+              EXPECT_THROW(call.get(30s), ferry::CancelledError);
+            }),
+            0);
+}
+
+TEST(deploy, spawned_calls_survive_a_kill_9_of_the_server_and_all_1000_complete_after_the_restart) {
+  deployed_server d;
+  const std::string dir = scratch_dir();
+  std::vector<std::string> ids;
+  EXPECT_EQ(run_app([&] {
+              auto slow = ferry::Function<std::int64_t(std::string, std::int64_t)>::from_name("platform", "slow_square");
+              for (std::int64_t i = 0; i < 1000; ++i) ids.push_back(slow.spawn(dir + "/gate", i).id());
+            }),
+            0);
+  // Every call waits for the gate: none has finished when the server dies.
+  d.server.kill_and_restart();
+  EXPECT_TRUE(d.server.proc().wait_for_output("recovered 1 deployed app(s) and 1000 unfinished spawned call(s)"))
+      << d.server.proc().err();
+  std::ofstream(dir + "/gate") << "open\n";
+  EXPECT_EQ(run_app([&] {
+              std::int64_t wrong = 0;
+              for (std::int64_t i = 0; i < 1000; ++i) {
+                wrong += ferry::FunctionCall<std::int64_t>::from_id(ids[i]).get(60s) != i * i;
+              }
+              EXPECT_EQ(wrong, 0);
+            }),
+            0);
+}
+
+TEST(deploy, sigterm_lets_running_inputs_finish_before_the_server_exits) {
+  deployed_server d;
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&] {
+              auto hold_deployed = Hold::from_name("platform", "hold");
+              auto running = hold_deployed.future(dir + "/gate");
+              running.run();
+              bool started = false;
+              for (int i = 0; i < 1500 && !started; ++i) {
+                started = cli(d.server, {"ps"}).out.find("hold                 ready          1") != std::string::npos;
+                if (!started) std::this_thread::sleep_for(20ms);
+              }
+              ASSERT_TRUE(started);
+              d.server.proc().signal(SIGTERM);
+              EXPECT_TRUE(d.server.proc().wait_for_output("draining"));
+              std::ofstream(dir + "/gate") << "open\n";
+              EXPECT_TRUE(running.result());  // it finished, and its result reached us
+            }),
+            0);
+  EXPECT_EQ(d.server.proc().wait(30s), 0);
+}
+
+}  // namespace
+}  // namespace e2e
