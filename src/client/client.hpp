@@ -113,6 +113,9 @@ class client {
   /// Sends a container's output for an input. `write` appends the payload (the result, or an error record).
   void send_output(std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write);
 
+  /// The I/O thread's executor: for timers whose handlers, like call callbacks, run on the I/O thread.
+  boost::asio::any_io_executor executor() { return io_.get_executor(); }
+
   /// Closes the connection and fails the calls still waiting with ConnectionError. Idempotent.
   void close();
 

@@ -1,6 +1,8 @@
 // f.map: many calls of one function, fed to the server through a window of calls in flight.
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <boost/asio/use_awaitable.hpp>
 #include <condition_variable>
 #include <ferry/function.hpp>
@@ -23,14 +25,21 @@ class map_run : public std::enable_shared_from_this<map_run> {
     client_ = runtime::require_client(function_->name);
   }
 
-  /// Submits calls while the window has room.
+  /// Submits calls while the window has room: items the server refused for a full queue first.
   void pump() {
     for (;;) {
       std::size_t i = 0;
       {
         std::lock_guard lock(mu_);
-        if (next_ >= results_.items.size() || in_flight_ >= window_) return;
-        i = next_++;
+        if (in_flight_ >= window_ || waiting_for_room_) return;
+        if (!refused_.empty()) {
+          i = refused_.back();
+          refused_.pop_back();
+        } else if (next_ < results_.items.size()) {
+          i = next_++;
+        } else {
+          return;
+        }
         ++in_flight_;
       }
       try {
@@ -69,10 +78,39 @@ class map_run : public std::enable_shared_from_this<map_run> {
   map_results take() { return std::move(results_); }
 
  private:
+  /// The server's queue for the function is full: the map slows down instead of failing. The item is
+  /// submitted again once the server has made room, after a pause that doubles while refusals go on.
+  bool refused_for_room(std::size_t i, const std::exception_ptr& error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const ResourceExhaustedError&) {
+    } catch (...) {
+      return false;
+    }
+    std::lock_guard lock(mu_);
+    refused_.push_back(i);
+    --in_flight_;
+    if (!waiting_for_room_) {
+      waiting_for_room_ = true;
+      pause_ = std::min(std::max(pause_ * 2, std::chrono::milliseconds(10)), std::chrono::milliseconds(1000));
+      timer_ = std::make_shared<boost::asio::steady_timer>(client_->executor(), pause_);
+      timer_->async_wait([self = shared_from_this()](boost::system::error_code) {
+        {
+          std::lock_guard lock(self->mu_);
+          self->waiting_for_room_ = false;
+        }
+        self->pump();
+      });
+    }
+    return true;
+  }
+
   void finished(std::size_t i, std::exception_ptr error, buffer result) {
+    if (error && refused_for_room(i, error)) return;
     std::function<void()> done;
     {
       std::lock_guard lock(mu_);
+      pause_ = std::chrono::milliseconds(0);
       results_.items[i] = {error, std::move(result)};
       results_.completion_order.push_back(i);
       ++finished_;
@@ -98,6 +136,10 @@ class map_run : public std::enable_shared_from_this<map_run> {
   std::size_t in_flight_ = 0;   // guarded by mu_
   std::size_t finished_ = 0;    // guarded by mu_
   std::function<void()> done_;  // guarded by mu_
+  std::vector<std::size_t> refused_;                      // guarded by mu_
+  bool waiting_for_room_ = false;                         // guarded by mu_
+  std::chrono::milliseconds pause_{0};                    // guarded by mu_
+  std::shared_ptr<boost::asio::steady_timer> timer_;      // guarded by mu_
 };
 
 }  // namespace

@@ -194,7 +194,7 @@ TEST(platform, containers_scale_up_under_a_queue_and_down_after_the_window) {
             0);
 }
 
-TEST(platform, a_full_queue_refuses_calls_with_a_resource_exhausted_error) {
+TEST(platform, a_full_queue_refuses_calls_with_a_resource_exhausted_error_and_a_map_slows_down) {
   ferry_server server({"--max-queued-inputs", "2"});
   scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
   const std::string dir = scratch_dir();
@@ -218,6 +218,13 @@ TEST(platform, a_full_queue_refuses_calls_with_a_resource_exhausted_error) {
               EXPECT_TRUE(running.result());
               EXPECT_TRUE(queued1.result());
               EXPECT_TRUE(queued2.result());
+              // A map much larger than the queue limit slows down instead of failing.
+              std::vector<std::int64_t> items(300);
+              for (std::int64_t i = 0; i < 300; ++i) items[i] = i;
+              const auto squares = square.map(items);
+              std::int64_t wrong = 0;
+              for (std::int64_t i = 0; i < 300; ++i) wrong += squares[i] != i * i;
+              EXPECT_EQ(wrong, 0);
             }),
             0);
 }
