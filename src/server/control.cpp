@@ -1,0 +1,430 @@
+// Control requests (see wire::request_header): listings, deployments, and durable spawned calls with the
+// state store behind them.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "server/server_state.hpp"
+#include "server/sha256.hpp"
+
+namespace ferry::server {
+
+void server::state::reply(std::uint64_t session_id, std::uint64_t request_id, status code,
+                          const std::function<void(detail::buffer&)>& write) {
+  auto it = sessions.find(session_id);
+  if (it == sessions.end()) return;
+  try {
+    it->second->connection->send(message_kind::reply, wire::reply_header{request_id, static_cast<std::uint8_t>(code)},
+                                 write);
+  } catch (const PayloadTooLargeError& e) {
+    reply_error(session_id, request_id, {status::payload_too_large, "", e.what(), "", "", ""});
+  }
+}
+
+void server::state::reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error) {
+  reply(session_id, request_id, error.code, [&](detail::buffer& out) { wire::encode_error(out, error); });
+}
+
+void server::state::on_request(session& s, const wire::frame& f) {
+  auto [request_id, verb, subject] = f.decode_header<wire::request_header>();
+  if (verb == "containers") {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<wire::container_row> rows;
+    for (const auto& [id, c] : containers) {
+      static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
+      const std::chrono::duration<double> uptime = now - c->started_at;
+      const auto running = std::count_if(c->in_flight.begin(), c->in_flight.end(), [](const auto& a) { return a.second; });
+      rows.emplace_back(c->id, c->function->app->name, c->function->name, state_names[static_cast<int>(c->state)],
+                        static_cast<std::uint32_t>(running), c->process->pid(), uptime.count(), c->process->rss_bytes());
+    }
+    std::sort(rows.begin(), rows.end());
+    return reply(s.id, request_id, status::ok,
+                 [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
+  }
+  if (verb == "apps") {
+    std::vector<wire::app_row> rows;
+    for (const auto& [name, app] : deployed) {
+      std::vector<std::tuple<std::string, std::string>> functions;
+      for (const auto& [fname, fn] : app->functions) functions.emplace_back(fname, fn.signature);
+      rows.emplace_back(name, app->digest, app->deployed_at, std::move(functions));
+    }
+    return reply(s.id, request_id, status::ok,
+                 [&](detail::buffer& out) { codec<std::vector<wire::app_row>>::encode(out, rows); });
+  }
+  if (verb == "calls") {
+    store->flush();
+    const auto rows = store->recent_calls(100);
+    return reply(s.id, request_id, status::ok,
+                 [&](detail::buffer& out) { codec<std::vector<wire::call_row>>::encode(out, rows); });
+  }
+  if (verb == "function") {
+    function_state* fn = deployed_function(s, request_id, subject);
+    if (!fn) return;
+    return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fn->signature); });
+  }
+  if (verb == "deploy") return deploy(s, request_id, subject, f.payload);
+  if (verb == "stop") {
+    auto it = deployed.find(subject);
+    if (it == deployed.end()) {
+      return reply_error(s.id, request_id,
+                         {status::unknown_app, "", "no app named '" + subject + "' is deployed (see `ferry apps`)",
+                          "", "", ""});
+    }
+    auto app = std::move(it->second);
+    deployed.erase(it);
+    store->remove_deployment(subject);
+    spdlog::info("stopped app '{}'", subject);
+    retire(std::move(app), nullptr);
+    return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
+  }
+  if (verb == "spawn") return spawn(s, request_id, subject, f.payload);
+  if (verb == "get") return get_call(s, request_id, subject, f.payload);
+  if (verb == "cancel") {
+    if (auto it = durable_calls.find(subject); it != durable_calls.end()) {
+      cancel_input(*it->second);
+    } else if (!store->find_call(subject)) {
+      return reply_error(s.id, request_id, {status::unknown_call, "", "no call " + subject + " on this server", "",
+                                            subject, ""});
+    }
+    return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
+  }
+  throw wire::protocol_error("unknown request '" + verb + "'");
+}
+
+function_state* server::state::deployed_function(session& s, std::uint64_t request_id, const std::string& qualified) {
+  const auto dot = qualified.find('.');
+  const std::string app_name = qualified.substr(0, dot);
+  const std::string fname = dot == std::string::npos ? "" : qualified.substr(dot + 1);
+  app_instance* app = nullptr;
+  if (auto it = deployed.find(app_name); it != deployed.end()) {
+    app = it->second.get();
+  } else if (s.app && s.app->name == app_name) {
+    app = s.app;  // this program's own app
+  }
+  if (!app) {
+    reply_error(s.id, request_id,
+                {status::unknown_app, "",
+                 "no app named '" + app_name +
+                     "' is deployed on this server; deploy it with `ferry deploy ./BINARY` (see `ferry apps`)",
+                 fname, "", ""});
+    return nullptr;
+  }
+  auto fn = app->functions.find(fname);
+  if (fn == app->functions.end()) {
+    reply_error(s.id, request_id,
+                {status::unknown_function, "",
+                 "app '" + app_name + "' has no function '" + fname + "' (it has: " + join_names(app->functions) + ")",
+                 fname, "", ""});
+    return nullptr;
+  }
+  return &fn->second;
+}
+
+void server::state::deploy(session& s, std::uint64_t request_id, const std::string& app_name,
+                           std::span<const char> payload) {
+  auto refuse_deploy = [&](const std::string& message) {
+    reply_error(s.id, request_id, {status::bad_arguments, "", message, "", "", ""});
+  };
+  if (options.state_dir.empty()) {
+    return refuse_deploy("this server keeps no state (an embedded server): deploy to a `ferry server`");
+  }
+  detail::reader r{payload};
+  std::vector<wire::function_spec> specs;
+  ferry::bytes binary;
+  std::string declared_name;
+  try {
+    std::tie(specs, binary, declared_name) =
+        ferry::decode<std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string>>(r);
+  } catch (const DecodeError& e) {
+    return refuse_deploy(std::string("malformed deploy request: ") + e.what());
+  }
+  if (app_name.empty() || app_name.find_first_of("./ ") != std::string::npos) {
+    return refuse_deploy("invalid app name '" + app_name + "': use letters, digits, '-' and '_'");
+  }
+  auto app = std::make_unique<app_instance>();
+  app->name = app_name;
+  app->declared_name = declared_name;
+  if (auto problem = add_functions(*app, specs); !problem.empty()) return refuse_deploy(problem);
+  const std::span<const char> image(reinterpret_cast<const char*>(binary.data()), binary.size());
+  app->digest = sha256_hex(image);
+  app->deployed_at = unix_now();
+  // Content-addressed: the same binary deployed twice (or under two names) is stored once.
+  const auto dir = options.state_dir / "binaries";
+  const auto path = dir / app->digest;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (!std::filesystem::exists(path, ec)) {
+    const auto partial = path.string() + ".partial";
+    {
+      std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+      out.write(image.data(), static_cast<std::streamsize>(image.size()));
+      if (!out) return refuse_deploy("cannot write " + partial + " on the server");
+    }
+    std::filesystem::permissions(partial, std::filesystem::perms::owner_all, ec);
+    std::filesystem::rename(partial, path, ec);
+    if (ec) return refuse_deploy("cannot store the binary on the server: " + ec.message());
+  }
+  app->executable = path.string();
+  detail::buffer encoded_specs;
+  codec<std::vector<wire::function_spec>>::encode(encoded_specs, specs);
+  store->put_deployment({app_name, declared_name, app->digest, app->deployed_at, std::move(encoded_specs)});
+  app_instance& fresh = *app;
+  std::unique_ptr<app_instance> previous;
+  if (auto it = deployed.find(app_name); it != deployed.end()) previous = std::move(it->second);
+  deployed[app_name] = std::move(app);
+  spdlog::info("deployed app '{}' ({} functions, binary sha256:{})", app_name, fresh.functions.size(),
+               fresh.digest.substr(0, 12));
+  if (previous) retire(std::move(previous), &fresh);
+  for (auto& [fname, fn] : fresh.functions) scale(fn);
+  reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
+}
+
+void server::state::retire(std::unique_ptr<app_instance> app, app_instance* successor) {
+  app->stopped = true;
+  for (auto& [fname, fn] : app->functions) {
+    function_state* next = nullptr;
+    if (successor) {
+      auto it = successor->functions.find(fname);
+      if (it != successor->functions.end() && it->second.signature == fn.signature) next = &it->second;
+    }
+    if (next) {
+      // Not started yet: the new version runs them.
+      for (input_record* in : fn.queue) {
+        in->function = next;
+        next->queue.push_back(in);
+      }
+      fn.queue.clear();
+      dispatch(*next);
+    } else {
+      fail_queue(fn, status::cancelled,
+                 "app '" + app->name + "' was " + (successor ? "redeployed without" : "stopped before") + " '" +
+                     fn.name + "'" + (successor ? " with this signature" : " started"));
+    }
+    // Running inputs finish on the old containers, which stop once idle.
+    for (container_record* c : fn.containers) {
+      if (c->in_flight.empty()) stop_container(*c);
+    }
+  }
+  retired.push_back(std::move(app));
+}
+
+void server::state::spawn(session& s, std::uint64_t request_id, const std::string& qualified,
+                          std::span<const char> payload) {
+  function_state* fn = deployed_function(s, request_id, qualified);
+  if (!fn) return;
+  // The payload: [idempotency key, arguments]; the arguments stay encoded as they came.
+  detail::reader r{payload};
+  std::string key;
+  const char* arguments = nullptr;
+  try {
+    if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0 || mp_decode_array(&r.pos) != 2) {
+      throw DecodeError("[idempotency key, arguments]", "something else");
+    }
+    key = ferry::decode<std::string>(r);
+    arguments = r.pos;
+    if (!detail::skip_value(r) || !r.at_end()) throw DecodeError("[idempotency key, arguments]", "a malformed value");
+  } catch (const DecodeError& e) {
+    return reply_error(s.id, request_id,
+                       {status::bad_arguments, "", std::string("malformed spawn request: ") + e.what(), fn->name, "", ""});
+  }
+  if (!key.empty()) {
+    std::optional<std::string> existing;
+    if (auto it = unflushed_keys.find(key); it != unflushed_keys.end()) existing = it->second;
+    if (!existing) existing = store->call_for_key(key);
+    if (existing) {
+      return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
+    }
+  }
+  if (fn->queue.size() >= options.max_queued_inputs) {
+    return reply_error(s.id, request_id,
+                       {status::resource_exhausted, "",
+                        "'" + fn->name + "' already has " + std::to_string(fn->queue.size()) +
+                            " inputs queued, the server's limit (ferry server --max-queued-inputs); retry later",
+                        fn->name, "", ""});
+  }
+  auto owned = std::make_unique<input_record>();
+  input_record& in = *owned;
+  in.call_id = new_call_id();
+  in.id = next_input_id++;
+  in.durable = true;
+  in.function = fn;
+  in.arguments.append(arguments, static_cast<std::size_t>(r.pos - arguments));
+  inputs.emplace(in.id, std::move(owned));
+  durable_calls.emplace(in.call_id, &in);
+  if (!key.empty()) unflushed_keys.emplace(key, in.call_id);
+  state_store::spawned_call stored{in.call_id, fn->app->name, fn->name, key, {}, unix_now()};
+  stored.arguments.append(in.arguments.data(), in.arguments.size());
+  store->add_call(std::move(stored));
+  unflushed_spawns.push_back({s.id, request_id, in.id});
+  schedule_flush();
+}
+
+void server::state::schedule_flush() {
+  if (flush_posted) return;
+  flush_posted = true;
+  // After whatever else this turn of the loop brings: one commit for all of it.
+  asio::post(io, [this] { flush_store(); });
+}
+
+void server::state::flush_store() {
+  flush_posted = false;
+  auto spawned = std::move(unflushed_spawns);
+  unflushed_spawns.clear();
+  unflushed_keys.clear();
+  std::string failure;
+  try {
+    store->flush();
+  } catch (const std::exception& e) {
+    failure = e.what();
+    spdlog::error("{}", failure);
+  }
+  for (const auto& [session_id, request_id, input_id] : spawned) {
+    auto it = inputs.find(input_id);
+    if (it == inputs.end()) continue;
+    input_record& in = *it->second;
+    if (!failure.empty()) {
+      durable_calls.erase(in.call_id);
+      reply_error(session_id, request_id,
+                  {status::internal, "", "the server could not store the call: " + failure, in.function->name, "", ""});
+      inputs.erase(it);
+      continue;
+    }
+    reply(session_id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
+    make_ready(in);  // stored: now it may run
+  }
+}
+
+void server::state::finish_durable(input_record& in) {
+  store->finish_call(in.call_id, in.outcome, in.result.view(), unix_now());
+  schedule_flush();
+  durable_calls.erase(in.call_id);
+  auto waiters = get_waiters.find(in.call_id);
+  if (waiters == get_waiters.end()) return;
+  auto ready = std::move(waiters->second);
+  get_waiters.erase(waiters);
+  for (auto& w : ready) {
+    reply(w.session_id, w.request_id, in.outcome,
+          [&](detail::buffer& out) { out.append(in.result.data(), in.result.size()); });
+  }
+}
+
+void server::state::get_call(session& s, std::uint64_t request_id, const std::string& call_id,
+                             std::span<const char> payload) {
+  detail::reader r{payload};
+  std::uint32_t timeout_ms = 0;
+  try {
+    timeout_ms = ferry::decode<std::uint32_t>(r);
+  } catch (const DecodeError& e) {
+    return reply_error(s.id, request_id, {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", call_id, ""});
+  }
+  // (Captures by value: the timeout fires after this function has returned.)
+  auto not_finished = [this, call_id](std::uint64_t session_id, std::uint64_t request, const std::string& function) {
+    reply_error(session_id, request,
+                {status::running, "",
+                 "call " + call_id + " of '" + function + "' has not finished within the timeout; get it again later",
+                 function, call_id, ""});
+  };
+  if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
+    const std::string function = it->second->function->name;
+    if (timeout_ms == 0) return not_finished(s.id, request_id, function);
+    get_waiter w{s.id, request_id, std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(timeout_ms))};
+    w.timer->async_wait(
+        [this, call_id, request_id, session_id = s.id, function, not_finished](boost::system::error_code ec) {
+          if (ec) return;
+          auto waiters = get_waiters.find(call_id);
+          if (waiters == get_waiters.end()) return;
+          std::erase_if(waiters->second,
+                        [&](const get_waiter& g) { return g.request_id == request_id && g.session_id == session_id; });
+          if (waiters->second.empty()) get_waiters.erase(waiters);
+          not_finished(session_id, request_id, function);
+        });
+    get_waiters[call_id].push_back(std::move(w));
+    return;
+  }
+  store->flush();
+  auto stored = store->find_call(call_id);
+  if (!stored) {
+    return reply_error(s.id, request_id,
+                       {status::unknown_call, "", "no call " + call_id + " on this server (check the id and the server)",
+                        "", call_id, ""});
+  }
+  if (!stored->finished) return not_finished(s.id, request_id, stored->function);
+  if (stored->expired) {
+    return reply_error(s.id, request_id,
+                       {status::expired, "",
+                        "the result of call " + call_id + " of '" + stored->function +
+                            "' has expired: the server keeps results for its retention period (ferry server --retention)",
+                        stored->function, call_id, ""});
+  }
+  reply(s.id, request_id, stored->outcome,
+        [&](detail::buffer& out) { out.append(stored->result.data(), stored->result.size()); });
+}
+
+void server::state::recover() {
+  for (auto& d : store->deployments()) {
+    auto app = std::make_unique<app_instance>();
+    app->name = d.app;
+    app->declared_name = d.declared_name;
+    app->digest = d.digest;
+    app->deployed_at = d.deployed_at;
+    app->executable = (options.state_dir / "binaries" / d.digest).string();
+    detail::reader r{d.specs.view()};
+    auto specs = ferry::decode<std::vector<wire::function_spec>>(r);
+    std::error_code ec;
+    if (!add_functions(*app, specs).empty() || !std::filesystem::exists(app->executable, ec)) {
+      spdlog::error("deployment of app '{}' is damaged (binary {}); deploy it again", d.app, app->executable);
+      continue;
+    }
+    deployed[d.app] = std::move(app);
+  }
+  std::size_t resumed = 0;
+  for (auto& call : store->unfinished_calls()) {
+    function_state* fn = nullptr;
+    if (auto app = deployed.find(call.app); app != deployed.end()) {
+      auto f = app->second->functions.find(call.function);
+      if (f != app->second->functions.end()) fn = &f->second;
+    }
+    if (!fn) {
+      detail::buffer error;
+      wire::encode_error(error, {status::unknown_app, "",
+                                 "'" + call.app + "." + call.function +
+                                     "' is not deployed on this server any more (the program that spawned it exited, "
+                                     "or the app was stopped)",
+                                 call.function, call.call_id, ""});
+      store->finish_call(call.call_id, status::unknown_app, error.view(), unix_now());
+      continue;
+    }
+    auto owned = std::make_unique<input_record>();
+    input_record& in = *owned;
+    in.call_id = call.call_id;
+    in.id = next_input_id++;
+    in.durable = true;
+    in.function = fn;
+    in.arguments = std::move(call.arguments);
+    inputs.emplace(in.id, std::move(owned));
+    durable_calls.emplace(in.call_id, &in);
+    make_ready(in);
+    ++resumed;
+  }
+  store->flush();
+  if (!deployed.empty() || resumed) {
+    spdlog::info("recovered {} deployed app(s) and {} unfinished spawned call(s)", deployed.size(), resumed);
+  }
+  for (auto& [name, app] : deployed) {
+    for (auto& [fname, fn] : app->functions) scale(fn);
+  }
+  expire_results();
+}
+
+void server::state::expire_results() {
+  store->expire_results(unix_now() - static_cast<double>(options.retention.count()));
+  expiry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::hours(1));
+  expiry_timer->async_wait([this](boost::system::error_code ec) {
+    if (!ec) expire_results();
+  });
+}
+
+}  // namespace ferry::server

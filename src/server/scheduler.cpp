@@ -1,0 +1,320 @@
+// Containers for a function: dispatching inputs to them, scaling them with the load, and what happens to an
+// input whose attempt fails, times out or will not stop (retries, replacement).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+#include "server/server_state.hpp"
+
+namespace ferry::server {
+
+void server::state::detach_attempt(input_record& in, bool abandon) {
+  if (!in.container) return;
+  if (abandon) {
+    in.container->in_flight[in.attempt_id] = nullptr;
+  } else {
+    in.container->in_flight.erase(in.attempt_id);
+  }
+  in.container = nullptr;
+}
+
+void server::state::retry_or_fail(input_record& in, wire::error_record error) {
+  function_state& fn = *in.function;
+  in.timer.reset();
+  if (!in.cancelled && !stopping && !fn.app->stopped && in.attempts <= fn.retries.max_retries) {
+    const auto delay = retry_delay(fn.retries, in.attempts);
+    spdlog::info("call {} of '{}' failed (attempt {} of {}): {}; retrying in {} ms", in.call_id, fn.name,
+                 in.attempts, fn.retries.max_retries + 1, error.message, delay.count());
+    in.state = input_state::backoff;
+    in.timer = std::make_unique<asio::steady_timer>(io, delay);
+    in.timer->async_wait([this, id = in.id](boost::system::error_code ec) {
+      if (ec) return;
+      auto it = inputs.find(id);
+      if (it == inputs.end() || it->second->state != input_state::backoff) return;
+      input_record& retry = *it->second;
+      retry.state = input_state::queued;
+      retry.function->queue.push_back(&retry);
+      dispatch(*retry.function);
+    });
+    return;
+  }
+  if (in.attempts > 1) {
+    error.message = "'" + fn.name + "' failed " + plural(in.attempts, "time") + " (" +
+                    plural(in.attempts, "attempt") + ", the retry limit); the last attempt: " + error.message;
+  }
+  fail(in, error);
+}
+
+void server::state::time_out(std::uint64_t input_id, std::uint64_t attempt_id) {
+  auto it = inputs.find(input_id);
+  if (it == inputs.end()) return;
+  input_record& in = *it->second;
+  if (in.state != input_state::running || in.attempt_id != attempt_id || !in.container) return;
+  function_state& fn = *in.function;
+  container_record& c = *in.container;
+  spdlog::warn("call {} of '{}' timed out after {} ms (attempt {})", in.call_id, fn.name, fn.timeout.count(),
+               in.attempts);
+  // The body is asked to stop; its slot stays taken until it does (or its container is replaced).
+  if (c.session) c.session->connection->send(message_kind::cancel_input, wire::cancel_input_header{attempt_id});
+  await_attempt_stop(c, attempt_id);
+  detach_attempt(in, /*abandon=*/true);
+  retry_or_fail(in, {status::timed_out, "",
+                     "'" + fn.name + "' timed out: an attempt may run " + std::to_string(fn.timeout.count()) +
+                         " ms (the function's timeout option) (call " + in.call_id + ")",
+                     fn.name, in.call_id, ""});
+}
+
+void server::state::await_attempt_stop(container_record& c, std::uint64_t attempt_id) {
+  auto& timer = c.stopping_attempts[attempt_id];
+  if (timer) return;
+  timer = std::make_unique<asio::steady_timer>(io, options.cancel_grace);
+  timer->async_wait([this, container_id = c.id, attempt_id](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = containers.find(container_id);
+    if (it == containers.end() || !it->second->in_flight.contains(attempt_id)) return;
+    replace_container(*it->second, "attempt " + std::to_string(attempt_id) + " did not stop within " +
+                                       std::to_string(options.cancel_grace.count()) + " ms of being cancelled");
+  });
+}
+
+void server::state::replace_container(container_record& c, const std::string& why) {
+  if (c.replaced || c.state == container_state::stopping) return;
+  spdlog::warn("replacing container {} of '{}': {}", c.id, c.function->name, why);
+  c.replaced = true;
+  c.stop_requested = true;
+  c.state = container_state::stopping;
+  // A cancelled input that would not stop ends now, as cancelled; the exit re-queues the others.
+  std::vector<input_record*> cancelled;
+  for (auto& [attempt, in] : c.in_flight) {
+    if (in && in->cancelled) cancelled.push_back(in);
+  }
+  for (input_record* in : cancelled) {
+    fail(*in, {status::cancelled, "",
+               "'" + in->function->name + "' was cancelled (call " + in->call_id +
+                   "); its body did not stop within the grace period, so its container was replaced",
+               in->function->name, in->call_id, ""});
+  }
+  c.process->kill();
+}
+
+void server::state::dispatch(function_state& fn) {
+  if (stopping) {
+    // Draining: nothing new starts, and containers stop as their running inputs finish.
+    for (container_record* c : std::vector<container_record*>(fn.containers)) {
+      if (c->state == container_state::ready && c->in_flight.empty()) stop_container(*c);
+    }
+    return;
+  }
+  while (!fn.queue.empty()) {
+    container_record* target = nullptr;
+    for (container_record* c : fn.containers) {
+      if (c->state != container_state::ready || c->in_flight.size() >= static_cast<std::size_t>(fn.max_inputs))
+        continue;
+      if (!target || c->in_flight.size() < target->in_flight.size()) target = c;
+    }
+    if (!target) break;
+    input_record& in = *fn.queue.front();
+    const std::uint64_t attempt_id = next_input_id++;
+    bool sent = false;
+    try {
+      sent = target->session->connection->send(
+          message_kind::input, wire::input_header{attempt_id, in.call_id},
+          [&](detail::buffer& out) { out.append(in.arguments.data(), in.arguments.size()); });
+    } catch (const PayloadTooLargeError& e) {
+      fail(in, {status::payload_too_large, "", e.what(), fn.name, in.call_id, ""});
+      continue;
+    }
+    if (!sent) {  // the container's connection just closed; its exit will be handled shortly
+      target->state = container_state::stopping;
+      continue;
+    }
+    fn.queue.pop_front();
+    in.state = input_state::running;
+    in.container = target;
+    in.attempt_id = attempt_id;
+    ++in.attempts;
+    target->in_flight.emplace(attempt_id, &in);
+    target->idle_timer.reset();
+    if (fn.timeout.count() > 0) {
+      in.timer = std::make_unique<asio::steady_timer>(io, fn.timeout);
+      in.timer->async_wait([this, id = in.id, attempt_id](boost::system::error_code ec) {
+        if (!ec) time_out(id, attempt_id);
+      });
+    }
+  }
+  scale(fn);
+}
+
+void server::state::scale(function_state& fn) {
+  if (stopping) return;
+  if (fn.app->stopped) {  // retired: its containers stop once idle
+    for (container_record* c : std::vector<container_record*>(fn.containers)) {
+      if (c->state == container_state::ready && c->in_flight.empty()) stop_container(*c);
+    }
+    return;
+  }
+  std::size_t live = 0;
+  std::size_t busy = 0;  // slots taken on containers that take inputs
+  for (container_record* c : fn.containers) {
+    if (c->state == container_state::stopping) continue;
+    ++live;
+    busy += c->in_flight.size();
+    if (c->state == container_state::ready && c->in_flight.empty() && !c->idle_timer) arm_idle_timer(*c);
+  }
+  const std::size_t per_container = static_cast<std::size_t>(fn.max_inputs);
+  std::size_t wanted = (fn.queue.size() + busy + per_container - 1) / per_container;
+  if (wanted > 0) wanted += static_cast<std::size_t>(fn.buffer_containers);
+  wanted = std::clamp(wanted, static_cast<std::size_t>(fn.min_containers), static_cast<std::size_t>(fn.max_containers));
+  if (wanted <= live) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < fn.next_launch) {  // backing off after crashes: come back when the wait is over
+    if (!fn.launch_timer) {
+      fn.launch_timer = std::make_unique<asio::steady_timer>(io, fn.next_launch);
+      fn.launch_timer->async_wait([this, &fn](boost::system::error_code ec) {
+        if (ec) return;
+        fn.launch_timer.reset();
+        scale(fn);
+      });
+    }
+    return;
+  }
+  for (std::size_t i = live; i < wanted; ++i) {
+    const std::size_t before = fn.containers.size();
+    launch_container(fn);
+    if (fn.containers.size() == before) break;  // it could not start; the queue has been failed
+  }
+}
+
+void server::state::arm_idle_timer(container_record& c) {
+  c.idle_timer = std::make_unique<asio::steady_timer>(io, c.function->scaledown_window);
+  c.idle_timer->async_wait([this, id = c.id](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = containers.find(id);
+    if (it == containers.end()) return;
+    container_record& idle = *it->second;
+    function_state& fn = *idle.function;
+    std::size_t live = 0;
+    for (container_record* c : fn.containers) live += c->state != container_state::stopping;
+    if (idle.state != container_state::ready || !idle.in_flight.empty() || !fn.queue.empty() ||
+        live <= static_cast<std::size_t>(fn.min_containers)) {
+      idle.idle_timer.reset();  // re-armed the next time it is idle
+      return;
+    }
+    spdlog::debug("container {} of '{}' idle for {} ms: stopping it", idle.id, fn.name, fn.scaledown_window.count());
+    stop_container(idle);
+  });
+}
+
+void server::state::launch_container(function_state& fn) {
+  auto c = std::make_unique<container_record>();
+  c->id = next_container_id++;
+  c->function = &fn;
+  c->started_at = std::chrono::steady_clock::now();
+  container_spec spec{c->id, fn.app->executable, fn.app->declared_name, fn.name, address, options.token};
+  try {
+    c->process = launcher->launch(spec, [this, id = c->id](std::string how) { on_container_exit(id, how); });
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
+    if (fn.containers.empty()) {
+      const std::string message = "could not start a container for '" + fn.name + "': " + e.what();
+      fail_queue(fn, status::container_start_failed, message);
+    }
+    return;
+  }
+  spdlog::debug("started container {} (pid {}) for {}.{}", c->id, c->process->pid(), fn.app->name, fn.name);
+  c->connect_timer = std::make_unique<asio::steady_timer>(io, options.container_connect_timeout);
+  c->connect_timer->async_wait([this, id = c->id](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = containers.find(id);
+    if (it == containers.end() || it->second->state != container_state::starting) return;
+    spdlog::warn("container {} did not connect within {} ms; killing it", id,
+                 options.container_connect_timeout.count());
+    it->second->process->kill();
+  });
+  fn.containers.push_back(c.get());
+  containers.emplace(c->id, std::move(c));
+}
+
+void server::state::on_container_exit(std::uint64_t container_id, const std::string& how) {
+  auto it = containers.find(container_id);
+  if (it == containers.end()) return;
+  std::unique_ptr<container_record> c = std::move(it->second);
+  containers.erase(it);
+  function_state& fn = *c->function;
+  std::erase(fn.containers, c.get());
+  const std::string tail = c->process->stderr_tail();
+  if (!c->stop_requested && !stopping) {
+    // Died without being asked to: from the second in a row, starts back off (0.25 s doubling to 30 s).
+    ++fn.crash_streak;
+    if (fn.crash_streak >= 2) {
+      const auto wait = std::min<std::chrono::milliseconds>(
+          std::chrono::milliseconds(250 << std::min(fn.crash_streak - 2, 7)), std::chrono::seconds(30));
+      fn.next_launch = std::chrono::steady_clock::now() + wait;
+      spdlog::warn("'{}' has lost {} containers in a row; the next starts in {} ms", fn.name, fn.crash_streak,
+                   wait.count());
+    }
+  }
+
+  if (c->state == container_state::starting) {
+    spdlog::warn("container {} for {}.{} {} before it connected", c->id, fn.app->name, fn.name, how);
+    // With no other container on the way, nothing would ever run what is queued: fail it now.
+    if (fn.containers.empty()) {
+      fail_queue(fn, status::container_start_failed,
+                 "could not start a container for '" + fn.name + "': the container process " + how +
+                     " before it connected to the server" + tail_note(tail));
+    }
+  } else {
+    const auto running = static_cast<std::size_t>(
+        std::count_if(c->in_flight.begin(), c->in_flight.end(), [](const auto& attempt) { return attempt.second; }));
+    if (!c->stop_requested || running > 0) {
+      spdlog::log(running == 0 ? spdlog::level::debug : spdlog::level::warn, "container {} for {}.{} {}{}", c->id,
+                  fn.app->name, fn.name, how, running == 0 ? "" : " with " + plural(running, "input") + " in flight");
+    }
+    auto in_flight = std::move(c->in_flight);
+    c->in_flight.clear();
+    for (auto& [attempt, in] : in_flight) {
+      if (!in) continue;  // an attempt given up on already
+      in->container = nullptr;
+      if (stopping) {
+        fail(*in, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' finished", fn.name,
+                   in->call_id, ""});
+      } else if (c->replaced) {
+        // Not this input's fault: it runs again, and this attempt does not count.
+        --in->attempts;
+        in->timer.reset();
+        in->state = input_state::queued;
+        fn.queue.push_front(in);
+      } else {
+        retry_or_fail(*in, {status::container_crashed, "",
+                            "the container running '" + fn.name + "' (call " + in->call_id + ") " + how +
+                                " before the call finished" + tail_note(tail),
+                            fn.name, in->call_id, ""});
+      }
+    }
+  }
+  if (c->session) {
+    c->session->container = nullptr;
+    c->session->connection->close("container exited");
+  }
+  if (!stopping) dispatch(fn);
+  finish_stop_if_done();
+}
+
+void server::state::stop_container(container_record& c) {
+  if (c.state == container_state::ready && c.session) c.session->connection->close("container stopped by the server");
+  c.state = container_state::stopping;
+  c.stop_requested = true;
+  c.process->terminate();
+}
+
+void server::state::fail_queue(function_state& fn, status code, const std::string& message) {
+  auto queue = std::move(fn.queue);
+  fn.queue.clear();
+  for (input_record* in : queue) {
+    in->state = input_state::waiting;  // no longer in the queue
+    fail(*in, {code, "", message, fn.name, in->call_id, ""});
+  }
+}
+
+}  // namespace ferry::server

@@ -1,0 +1,279 @@
+// The server's state, shared by the files that implement it: server.cpp (connections, calls and the call
+// graph), scheduler.cpp (containers: dispatch, scaling, timeouts, retries) and control.cpp (control requests:
+// deployments, spawned calls, listings). Internal: everything here runs on the server's one thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <ferry/ferry.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "server/server.hpp"
+#include "server/state_store.hpp"
+#include "wire/connection.hpp"
+
+namespace ferry::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using wire::message_kind;
+using wire::status;
+
+struct session;
+struct function_state;
+struct container_record;
+
+enum class input_state { waiting, queued, running, backoff, done };
+
+/// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
+/// graph that futures passed as arguments, and tail calls, make of calls.
+struct input_record {
+  std::uint64_t id = 0;
+  std::string call_id;
+  std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
+  std::uint64_t caller_call_id = 0;
+  std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
+  function_state* function = nullptr;
+  input_state state = input_state::waiting;
+  /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
+  /// re-queueing when a container is replaced.
+  detail::buffer arguments;
+  std::uint64_t attempt_id = 0;  // the running attempt, as its container knows it (input_id on the wire)
+  int attempts = 0;              // attempts started
+  bool cancelled = false;        // by its caller: never retried
+  bool durable = false;          // spawned: stored, and its outcome is stored when it ends
+  std::unique_ptr<asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
+  /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
+  std::vector<std::pair<std::uint32_t, input_record*>> deps;
+  std::size_t unresolved = 0;             // deps not done yet
+  std::vector<input_record*> consumers;   // calls waiting for this one's result
+  std::size_t readers = 0;                // consumers that will still read `result`
+  container_record* container = nullptr;  // while running
+  status outcome = status::ok;            // once done: the value, or an error record, in `result`
+  detail::buffer result;
+};
+
+enum class container_state { starting, ready, stopping };
+
+struct container_record {
+  std::uint64_t id = 0;
+  function_state* function = nullptr;
+  std::unique_ptr<container_process> process;
+  struct session* session = nullptr;
+  container_state state = container_state::starting;
+  std::chrono::steady_clock::time_point started_at;
+  /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
+  /// its slot until the container answers it, or is replaced.
+  std::unordered_map<std::uint64_t, input_record*> in_flight;
+  /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
+  std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> stopping_attempts;
+  bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
+  bool replaced = false;        // killed for an attempt that would not stop: its other inputs are re-queued
+  std::unique_ptr<asio::steady_timer> connect_timer;
+  std::unique_ptr<asio::steady_timer> idle_timer;  // armed while it has nothing to do
+};
+
+struct app_instance;
+
+struct function_state {
+  app_instance* app = nullptr;
+  std::string name;
+  std::string signature;
+  int max_inputs = 1;
+  int max_containers = 1;
+  int min_containers = 0;
+  int buffer_containers = 0;
+  std::chrono::milliseconds scaledown_window{60'000};
+  std::chrono::milliseconds timeout{0};  // per attempt; 0: none
+  Retries retries;
+  std::deque<input_record*> queue;
+  std::vector<container_record*> containers;
+  /// Containers in a row that died without being asked to; reset by a successful output. From the second,
+  /// starts back off: no container starts before next_launch.
+  int crash_streak = 0;
+  std::chrono::steady_clock::time_point next_launch{};
+  std::unique_ptr<asio::steady_timer> launch_timer;
+};
+
+/// An app as a running program registered it; it lives as long as that program's connection.
+struct app_instance {
+  std::string name;
+  std::string executable;
+  std::uint64_t owner_session = 0;  // 0 for a deployed app
+  std::string declared_name;        // the name its binary gives it (a deployment may rename it)
+  std::string digest;               // of a deployed app's binary
+  double deployed_at = 0;
+  bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
+  std::map<std::string, function_state> functions;
+};
+
+/// Failures worth another attempt: the body threw, its container died, it ran out of time.
+inline bool retryable(status s) {
+  return s == status::remote_exception || s == status::container_crashed || s == status::timed_out;
+}
+
+inline std::chrono::milliseconds retry_delay(const Retries& r, int failed_attempts) {
+  double delay = static_cast<double>(r.initial_delay.count());
+  for (int i = 1; i < failed_attempts && delay < static_cast<double>(r.max_delay.count()); ++i) {
+    delay *= r.backoff_coefficient;
+  }
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::min(delay, static_cast<double>(r.max_delay.count()))));
+}
+
+inline std::string plural(std::int64_t n, const char* word) {
+  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
+}
+
+enum class session_role { handshake, client, container };
+
+struct session {
+  std::uint64_t id = 0;
+  std::shared_ptr<wire::connection> connection;
+  session_role role = session_role::handshake;
+  app_instance* app = nullptr;            // the app whose functions this session's calls reach
+  container_record* container = nullptr;  // for containers
+  std::unique_ptr<asio::steady_timer> handshake_timer;
+  /// The calls this session made that it may still await, pass or cancel, by its call id.
+  std::unordered_map<std::uint64_t, input_record*> open_calls;
+};
+
+inline std::string join_names(const std::map<std::string, function_state>& functions) {
+  std::string s;
+  for (const auto& [name, f] : functions) s += (s.empty() ? "" : ", ") + name;
+  return s.empty() ? "none" : s;
+}
+
+inline std::string tail_note(const std::string& tail) {
+  if (tail.empty()) return "; it wrote nothing to stderr";
+  return "; its stderr ended with:\n" + tail;
+}
+
+struct server::state {
+  server_options options;
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  std::unique_ptr<container_launcher> launcher;
+  std::string address;
+
+  std::uint64_t next_session_id = 1;
+  std::uint64_t next_container_id = 1;
+  std::uint64_t next_input_id = 1;
+  std::uint64_t call_id_base = 0;  // random per server start, so call ids do not repeat across restarts
+  std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
+  std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
+  std::unordered_map<std::uint64_t, std::unique_ptr<container_record>> containers;
+  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> inputs;  // every call node, by input id
+  std::map<std::string, std::unique_ptr<app_instance>> deployed;  // by app name
+  std::vector<std::unique_ptr<app_instance>> retired;  // stopped or replaced deployments, until their containers exit
+
+  // Durable state: spawned calls and deployments.
+  std::unique_ptr<state_store> store;
+  std::unordered_map<std::string, input_record*> durable_calls;     // spawned calls not finished, by call id
+  std::unordered_map<std::string, std::string> unflushed_keys;      // idempotency key -> call id, until stored
+  struct spawn_reply {
+    std::uint64_t session_id;
+    std::uint64_t request_id;
+    std::uint64_t input_id;
+  };
+  std::vector<spawn_reply> unflushed_spawns;  // answered once the flush that stores them commits
+  bool flush_posted = false;
+  struct get_waiter {
+    std::uint64_t session_id;
+    std::uint64_t request_id;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  std::unordered_map<std::string, std::vector<get_waiter>> get_waiters;  // by call id
+  std::unique_ptr<asio::steady_timer> expiry_timer;
+
+  bool stopping = false;
+  bool finishing = false;
+  std::unique_ptr<asio::steady_timer> stop_timer;
+
+  void accept();
+  void on_frame(session& s, const wire::frame& f);
+  void on_closed(std::uint64_t session_id, const std::string& reason);
+  void on_hello(session& s, const wire::frame& f);
+  void on_register_app(session& s, const wire::frame& f);
+  void on_call(session& s, const wire::frame& f);
+  void on_output(session& s, const wire::frame& f);
+  void on_cancel(session& s, const wire::frame& f);
+  void on_await(session& s, const wire::frame& f);
+  void on_release(session& s, const wire::frame& f);
+  void on_request(session& s, const wire::frame& f);
+  void reply(std::uint64_t session_id, std::uint64_t request_id, status code,
+             const std::function<void(detail::buffer&)>& write);
+  void reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error);
+  /// The function `app.fn` names among the deployed apps; nullptr after replying an error.
+  function_state* deployed_function(session& s, std::uint64_t request_id, const std::string& qualified);
+  void deploy(session& s, std::uint64_t request_id, const std::string& app, std::span<const char> payload);
+  /// Takes a deployed app out of service: queued inputs move to `successor` (same function name and
+  /// signature) or fail; its containers stop.
+  void retire(std::unique_ptr<app_instance> app, app_instance* successor);
+  void spawn(session& s, std::uint64_t request_id, const std::string& qualified, std::span<const char> payload);
+  void get_call(session& s, std::uint64_t request_id, const std::string& call_id, std::span<const char> payload);
+  void cancel_input(input_record& in);
+  void schedule_flush();
+  void flush_store();
+  /// A spawned call ended: store its outcome and answer whoever waits for it.
+  void finish_durable(input_record& in);
+  void recover();
+  void expire_results();
+  /// Fills `app` with functions from their specs; returns what is wrong with them, or "".
+  std::string add_functions(app_instance& app, std::vector<wire::function_spec>& specs);
+  void refuse(session& s, const std::string& reason);
+
+  // The call graph.
+  input_record* open_call(session& s, std::uint64_t call_id);
+  void make_ready(input_record& in);
+  void complete(input_record& in, status outcome, std::span<const char> payload);
+  void fail(input_record& in, const wire::error_record& error);
+  void settle(input_record& in);
+  /// Fails `consumer` with the error of `dep`, its argument at `position`, naming that call.
+  void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
+  void deliver(input_record& in);
+  void maybe_forget(input_record& in);
+  void detach_from_deps(input_record& in);
+  void tail_call(input_record& original, input_record& target);
+
+  // Attempts: timeouts, retries, cancellation.
+  /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
+  /// container answers or is replaced).
+  void detach_attempt(input_record& in, bool abandon);
+  /// After a failed attempt: queues another after the retry delay, or fails the call.
+  void retry_or_fail(input_record& in, wire::error_record error);
+  void time_out(std::uint64_t input_id, std::uint64_t attempt_id);
+  /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
+  void await_attempt_stop(container_record& c, std::uint64_t attempt_id);
+  void replace_container(container_record& c, const std::string& why);
+
+  void dispatch(function_state& fn);
+  /// Starts containers for the queued and running inputs (plus the buffer, at least the minimum, at most
+  /// the maximum), and arms the scale-down of idle ones.
+  void scale(function_state& fn);
+  void arm_idle_timer(container_record& c);
+  void launch_container(function_state& fn);
+  void on_container_exit(std::uint64_t container_id, const std::string& how);
+  void stop_container(container_record& c);
+  void remove_app(std::uint64_t owner_session);
+
+  void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
+  void fail_queue(function_state& fn, status code, const std::string& message);
+  std::string new_call_id() {
+    char text[32];
+    std::snprintf(text, sizeof text, "fc-%016llx", static_cast<unsigned long long>(call_id_base + next_input_id));
+    return text;
+  }
+
+  void begin_stop();
+  void finish_stop_if_done();
+};
+
+}  // namespace ferry::server
