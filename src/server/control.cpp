@@ -352,7 +352,8 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
                         "", call_id, ""});
   }
   if (!stored->finished) return not_finished(s.id, request_id, stored->function);
-  if (stored->expired) {
+  // (The hourly sweep drops expired results; one past the retention reads as expired before that, too.)
+  if (stored->expired || stored->finished_at < unix_now() - static_cast<double>(options.retention.count())) {
     return reply_error(s.id, request_id,
                        {status::expired, "",
                         "the result of call " + call_id + " of '" + stored->function +

@@ -185,8 +185,8 @@ std::vector<state_store::spawned_call> state_store::unfinished_calls() {
 }
 
 std::optional<state_store::stored_call> state_store::find_call(const std::string& call_id) {
-  statement s(prepare("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result FROM calls"
-                      " WHERE call_id = ?"));
+  statement s(prepare("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
+                      " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
   bind_text(s.get(), 1, call_id);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   stored_call c;
@@ -196,6 +196,7 @@ std::optional<state_store::stored_call> state_store::find_call(const std::string
   c.expired = sqlite3_column_int(s.get(), 3) != 0;
   c.outcome = static_cast<wire::status>(sqlite3_column_int(s.get(), 4));
   c.result = blob_column(s.get(), 5);
+  c.finished_at = sqlite3_column_double(s.get(), 6);
   return c;
 }
 

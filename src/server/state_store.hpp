@@ -61,6 +61,7 @@ class state_store {
     std::string app;
     std::string function;
     bool finished = false;
+    double finished_at = 0;
     bool expired = false;
     wire::status outcome = wire::status::ok;
     detail::buffer result;

@@ -153,14 +153,32 @@ TEST(deploy, a_spawned_call_outlives_its_program_and_is_fetched_by_id_from_anoth
   EXPECT_THAT(calls.out, HasSubstr("platform.square"));
 }
 
-TEST(deploy, a_cancelled_spawned_call_ends_cancelled_and_is_not_retried) {
+TEST(deploy, a_cancelled_spawned_call_ends_cancelled_whether_its_body_blocks_or_awaits) {
   deployed_server d;
   const std::string dir = scratch_dir();
   EXPECT_EQ(run_app([&] {
-              auto call = Hold::from_name("platform", "hold").spawn(dir + "/never");
-              EXPECT_THROW(call.get(100ms), ferry::NotFinishedError);
-              call.cancel();
-              EXPECT_THROW(call.get(30s), ferry::CancelledError);
+              auto blocking = Hold::from_name("platform", "hold").spawn(dir + "/never");  // polls cancelled()
+              EXPECT_THROW(blocking.get(100ms), ferry::NotFinishedError);
+              blocking.cancel();
+              EXPECT_THROW(blocking.get(30s), ferry::CancelledError);
+              // An async body is cancelled at its suspension point (a 60 s sleep).
+              auto sleeping = ferry::Function<bool(std::string, std::string)>::from_name("platform", "sleeper");
+              auto awaiting = sleeping.spawn("sleep", "spawned");
+              EXPECT_THROW(awaiting.get(100ms), ferry::NotFinishedError);
+              awaiting.cancel();
+              EXPECT_THROW(awaiting.get(30s), ferry::CancelledError);
+            }),
+            0);
+}
+
+TEST(deploy, a_result_past_the_retention_period_is_expired_not_missing) {
+  ferry_server server({"--retention", "0"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  ASSERT_EQ(cli(server, {"deploy", "--name", "platform", E2E_BINARY}).code, 0);
+  EXPECT_EQ(run_app([&] {
+              auto call = Square::from_name("platform", "square").spawn(3);
+              EXPECT_EQ(call.get(30s), 9);  // delivered as it finished
+              EXPECT_THROW(call.get(), ferry::ResultExpiredError);  // kept for 0 s
             }),
             0);
 }
