@@ -85,9 +85,20 @@ void server::state::on_request(session& s, const wire::frame& f) {
   if (verb == "cancel") {
     if (auto it = durable_calls.find(subject); it != durable_calls.end()) {
       cancel_input(*it->second);
-    } else if (!store->find_call(subject)) {
-      return reply_error(s.id, request_id, {status::unknown_call, "", "no call " + subject + " on this server", "",
-                                            subject, ""});
+    } else {
+      store->flush();
+      auto stored = store->find_call(subject);
+      if (!stored) {
+        return reply_error(s.id, request_id, {status::unknown_call, "", "no call " + subject + " on this server", "",
+                                              subject, ""});
+      }
+      if (!stored->finished) {  // in the backlog: it ends before it starts
+        detail::buffer error;
+        wire::encode_error(error, {status::cancelled, "",
+                                   "'" + stored->function + "' was cancelled before it started (call " + subject + ")",
+                                   stored->function, subject, ""});
+        finish_stored(subject, status::cancelled, error.view());
+      }
     }
     return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
   }
@@ -191,7 +202,9 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
       if (it != successor->functions.end() && it->second.signature == fn.signature) next = &it->second;
     }
     if (next) {
-      // Not started yet: the new version runs them.
+      // Not started yet: the new version runs them, and its backlog in the store.
+      next->backlogged = fn.backlogged;
+      next->loaded_seq = fn.loaded_seq;
       for (input_record* in : fn.queue) {
         in->function = next;
         next->queue.push_back(in);
@@ -199,6 +212,7 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
       fn.queue.clear();
       dispatch(*next);
     } else {
+      fail_backlog(fn, "app '" + app->name + "' was stopped before '" + fn.name + "' started");
       fail_queue(fn, status::cancelled,
                  "app '" + app->name + "' was " + (successor ? "redeployed without" : "stopped before") + " '" +
                      fn.name + "'" + (successor ? " with this signature" : " started"));
@@ -206,6 +220,31 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
     // Running inputs finish on the old containers, which stop once idle.
     for (container_record* c : fn.containers) {
       if (c->in_flight.empty()) stop_container(*c);
+    }
+  }
+  // Calls still waiting for their arguments, or for a retry, follow the queued ones. (The retired app goes
+  // once its containers have: nothing else may point at it by then.)
+  std::vector<std::uint64_t> pending;
+  for (auto& [id, in] : inputs) {
+    if (in->function->app == app.get() &&
+        (in->state == input_state::waiting || in->state == input_state::backoff)) {
+      pending.push_back(id);
+    }
+  }
+  for (std::uint64_t id : pending) {
+    auto it = inputs.find(id);  // failing one may have failed (and forgotten) a consumer among them
+    if (it == inputs.end()) continue;
+    input_record& in = *it->second;
+    function_state* next = nullptr;
+    if (successor) {
+      auto f = successor->functions.find(in.function->name);
+      if (f != successor->functions.end() && f->second.signature == in.function->signature) next = &f->second;
+    }
+    if (next) {
+      in.function = next;
+    } else {
+      fail(in, {status::cancelled, "", "app '" + app->name + "' was stopped before '" + in.function->name + "' ran",
+                in.function->name, in.call_id, ""});
     }
   }
   retired.push_back(std::move(app));
@@ -238,28 +277,63 @@ void server::state::spawn(session& s, std::uint64_t request_id, const std::strin
       return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
     }
   }
-  if (fn->queue.size() >= options.max_queued_inputs) {
-    return reply_error(s.id, request_id,
-                       {status::resource_exhausted, "",
-                        "'" + fn->name + "' already has " + std::to_string(fn->queue.size()) +
-                            " inputs queued, the server's limit (ferry server --max-queued-inputs); retry later",
-                        fn->name, "", ""});
+  state_store::spawned_call stored{new_call_id(), fn->app->name, fn->name, key, {}, unix_now(), next_seq++};
+  ++next_input_id;  // the call id is made from it
+  stored.arguments.append(arguments, static_cast<std::size_t>(r.pos - arguments));
+  if (!key.empty()) unflushed_keys.emplace(key, stored.call_id);
+  std::uint64_t input_id = 0;
+  if (fn->backlogged || fn->queue.size() >= options.max_queued_inputs) {
+    // Beyond what the server keeps queued in memory: the call waits in the store, and is loaded as the queue
+    // drains. Spawns are never refused for room; the disk is their limit.
+    if (!fn->backlogged) {
+      fn->backlogged = true;
+      fn->loaded_seq = stored.seq - 1;
+    }
+  } else {
+    state_store::spawned_call copy{stored.call_id, stored.app, stored.function, key, {}, stored.created_at, stored.seq};
+    copy.arguments.append(stored.arguments.data(), stored.arguments.size());
+    input_id = add_durable_input(*fn, std::move(copy)).id;
   }
+  unflushed_spawns.push_back({s.id, request_id, input_id, stored.call_id});
+  store->add_call(std::move(stored));
+  schedule_flush();
+}
+
+input_record& server::state::add_durable_input(function_state& fn, state_store::spawned_call call) {
   auto owned = std::make_unique<input_record>();
   input_record& in = *owned;
-  in.call_id = new_call_id();
+  in.call_id = std::move(call.call_id);
   in.id = next_input_id++;
   in.durable = true;
-  in.function = fn;
-  in.arguments.append(arguments, static_cast<std::size_t>(r.pos - arguments));
+  in.function = &fn;
+  in.arguments = std::move(call.arguments);
   inputs.emplace(in.id, std::move(owned));
   durable_calls.emplace(in.call_id, &in);
-  if (!key.empty()) unflushed_keys.emplace(key, in.call_id);
-  state_store::spawned_call stored{in.call_id, fn->app->name, fn->name, key, {}, unix_now()};
-  stored.arguments.append(in.arguments.data(), in.arguments.size());
-  store->add_call(std::move(stored));
-  unflushed_spawns.push_back({s.id, request_id, in.id});
+  fn.loaded_seq = std::max(fn.loaded_seq, call.seq);
+  return in;
+}
+
+void server::state::fail_backlog(function_state& fn, const std::string& message) {
+  if (!fn.backlogged) return;
+  fn.backlogged = false;
+  detail::buffer error;
+  wire::encode_error(error, {status::cancelled, "", message, fn.name, "", ""});
+  store->finish_unfinished(fn.app->name, fn.name, status::cancelled, error.view(), unix_now());
   schedule_flush();
+}
+
+void server::state::load_backlog(function_state& fn) {
+  if (!fn.backlogged || stopping || fn.app->stopped || fn.queue.size() > options.max_queued_inputs / 2) return;
+  store->flush();  // the newest spawns may still wait to be written
+  const std::size_t room = options.max_queued_inputs - fn.queue.size();
+  auto calls = store->unfinished_calls(fn.app->name, fn.name, fn.loaded_seq, room);
+  if (calls.size() < room) fn.backlogged = false;
+  for (auto& call : calls) {
+    if (durable_calls.contains(call.call_id)) continue;
+    input_record& in = add_durable_input(fn, std::move(call));
+    in.state = input_state::queued;
+    fn.queue.push_back(&in);
+  }
 }
 
 void server::state::schedule_flush() {
@@ -281,7 +355,15 @@ void server::state::flush_store() {
     failure = e.what();
     spdlog::error("{}", failure);
   }
-  for (const auto& [session_id, request_id, input_id] : spawned) {
+  for (const auto& [session_id, request_id, input_id, call_id] : spawned) {
+    if (input_id == 0) {  // in the backlog: stored, nothing to start
+      if (failure.empty()) {
+        reply(session_id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, call_id); });
+      } else {
+        reply_error(session_id, request_id, {status::internal, "", "the server could not store the call: " + failure, "", "", ""});
+      }
+      continue;
+    }
     auto it = inputs.find(input_id);
     if (it == inputs.end()) continue;
     input_record& in = *it->second;
@@ -298,17 +380,43 @@ void server::state::flush_store() {
 }
 
 void server::state::finish_durable(input_record& in) {
-  store->finish_call(in.call_id, in.outcome, in.result.view(), unix_now());
-  schedule_flush();
   durable_calls.erase(in.call_id);
-  auto waiters = get_waiters.find(in.call_id);
+  finish_stored(in.call_id, in.outcome, in.result.view());
+}
+
+void server::state::finish_stored(const std::string& call_id, status outcome, std::span<const char> result) {
+  store->finish_call(call_id, outcome, result, unix_now());
+  schedule_flush();
+  auto waiters = get_waiters.find(call_id);
   if (waiters == get_waiters.end()) return;
   auto ready = std::move(waiters->second);
   get_waiters.erase(waiters);
   for (auto& w : ready) {
-    reply(w.session_id, w.request_id, in.outcome,
-          [&](detail::buffer& out) { out.append(in.result.data(), in.result.size()); });
+    reply(w.session_id, w.request_id, outcome, [&](detail::buffer& out) { out.append(result.data(), result.size()); });
   }
+}
+
+void server::state::wait_for_call(std::uint64_t session_id, std::uint64_t request_id, const std::string& call_id,
+                                  const std::string& function, std::uint32_t timeout_ms) {
+  // (Captures by value: the timeout fires after the request's handler has returned.)
+  auto not_finished = [this, call_id, function](std::uint64_t session, std::uint64_t request) {
+    reply_error(session, request,
+                {status::running, "",
+                 "call " + call_id + " of '" + function + "' has not finished within the timeout; get it again later",
+                 function, call_id, ""});
+  };
+  if (timeout_ms == 0) return not_finished(session_id, request_id);
+  get_waiter w{session_id, request_id, std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(timeout_ms))};
+  w.timer->async_wait([this, call_id, request_id, session_id, not_finished](boost::system::error_code ec) {
+    if (ec) return;
+    auto waiters = get_waiters.find(call_id);
+    if (waiters == get_waiters.end()) return;
+    std::erase_if(waiters->second,
+                  [&](const get_waiter& g) { return g.request_id == request_id && g.session_id == session_id; });
+    if (waiters->second.empty()) get_waiters.erase(waiters);
+    not_finished(session_id, request_id);
+  });
+  get_waiters[call_id].push_back(std::move(w));
 }
 
 void server::state::get_call(session& s, std::uint64_t request_id, const std::string& call_id,
@@ -320,29 +428,8 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
   } catch (const DecodeError& e) {
     return reply_error(s.id, request_id, {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", call_id, ""});
   }
-  // (Captures by value: the timeout fires after this function has returned.)
-  auto not_finished = [this, call_id](std::uint64_t session_id, std::uint64_t request, const std::string& function) {
-    reply_error(session_id, request,
-                {status::running, "",
-                 "call " + call_id + " of '" + function + "' has not finished within the timeout; get it again later",
-                 function, call_id, ""});
-  };
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
-    const std::string function = it->second->function->name;
-    if (timeout_ms == 0) return not_finished(s.id, request_id, function);
-    get_waiter w{s.id, request_id, std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(timeout_ms))};
-    w.timer->async_wait(
-        [this, call_id, request_id, session_id = s.id, function, not_finished](boost::system::error_code ec) {
-          if (ec) return;
-          auto waiters = get_waiters.find(call_id);
-          if (waiters == get_waiters.end()) return;
-          std::erase_if(waiters->second,
-                        [&](const get_waiter& g) { return g.request_id == request_id && g.session_id == session_id; });
-          if (waiters->second.empty()) get_waiters.erase(waiters);
-          not_finished(session_id, request_id, function);
-        });
-    get_waiters[call_id].push_back(std::move(w));
-    return;
+    return wait_for_call(s.id, request_id, call_id, it->second->function->name, timeout_ms);
   }
   store->flush();
   auto stored = store->find_call(call_id);
@@ -351,7 +438,7 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
                        {status::unknown_call, "", "no call " + call_id + " on this server (check the id and the server)",
                         "", call_id, ""});
   }
-  if (!stored->finished) return not_finished(s.id, request_id, stored->function);
+  if (!stored->finished) return wait_for_call(s.id, request_id, call_id, stored->function, timeout_ms);  // in the backlog
   // (The hourly sweep drops expired results; one past the retention reads as expired before that, too.)
   if (stored->expired || stored->finished_at < unix_now() - static_cast<double>(options.retention.count())) {
     return reply_error(s.id, request_id,
@@ -365,6 +452,7 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
 }
 
 void server::state::recover() {
+  next_seq = store->max_seq() + 1;
   for (auto& d : store->deployments()) {
     auto app = std::make_unique<app_instance>();
     app->name = d.app;
@@ -398,24 +486,19 @@ void server::state::recover() {
       store->finish_call(call.call_id, status::unknown_app, error.view(), unix_now());
       continue;
     }
-    auto owned = std::make_unique<input_record>();
-    input_record& in = *owned;
-    in.call_id = call.call_id;
-    in.id = next_input_id++;
-    in.durable = true;
-    in.function = fn;
-    in.arguments = std::move(call.arguments);
-    inputs.emplace(in.id, std::move(owned));
-    durable_calls.emplace(in.call_id, &in);
-    make_ready(in);
     ++resumed;
+    if (fn->backlogged || fn->queue.size() >= options.max_queued_inputs) {
+      fn->backlogged = true;  // the rest stays in the store until the queue has room
+      continue;
+    }
+    make_ready(add_durable_input(*fn, std::move(call)));
   }
   store->flush();
   if (!deployed.empty() || resumed) {
     spdlog::info("recovered {} deployed app(s) and {} unfinished spawned call(s)", deployed.size(), resumed);
   }
   for (auto& [name, app] : deployed) {
-    for (auto& [fname, fn] : app->functions) scale(fn);
+    for (auto& [fname, fn] : app->functions) dispatch(fn);
   }
   expire_results();
 }

@@ -106,6 +106,7 @@ void server::state::dispatch(function_state& fn) {
     }
     return;
   }
+  load_backlog(fn);
   while (!fn.queue.empty()) {
     container_record* target = nullptr;
     for (container_record* c : fn.containers) {
@@ -135,7 +136,7 @@ void server::state::dispatch(function_state& fn) {
     in.attempt_id = attempt_id;
     ++in.attempts;
     target->in_flight.emplace(attempt_id, &in);
-    target->idle_timer.reset();
+    target->idle_since.reset();
     if (fn.timeout.count() > 0) {
       in.timer = std::make_unique<asio::steady_timer>(io, fn.timeout);
       in.timer->async_wait([this, id = in.id, attempt_id](boost::system::error_code ec) {
@@ -160,7 +161,10 @@ void server::state::scale(function_state& fn) {
     if (c->state == container_state::stopping) continue;
     ++live;
     busy += c->in_flight.size();
-    if (c->state == container_state::ready && c->in_flight.empty() && !c->idle_timer) arm_idle_timer(*c);
+    if (c->state == container_state::ready && c->in_flight.empty()) {
+      if (!c->idle_since) c->idle_since = std::chrono::steady_clock::now();
+      if (!c->idle_timer) arm_idle_timer(*c);
+    }
   }
   const std::size_t per_container = static_cast<std::size_t>(fn.max_inputs);
   std::size_t wanted = (fn.queue.size() + busy + per_container - 1) / per_container;
@@ -187,19 +191,25 @@ void server::state::scale(function_state& fn) {
 }
 
 void server::state::arm_idle_timer(container_record& c) {
-  c.idle_timer = std::make_unique<asio::steady_timer>(io, c.function->scaledown_window);
+  c.idle_timer = std::make_unique<asio::steady_timer>(io, *c.idle_since + c.function->scaledown_window);
   c.idle_timer->async_wait([this, id = c.id](boost::system::error_code ec) {
     if (ec) return;
     auto it = containers.find(id);
     if (it == containers.end()) return;
     container_record& idle = *it->second;
     function_state& fn = *idle.function;
+    idle.idle_timer.reset();  // (the handler has been moved out of it)
+    if (idle.state != container_state::ready || !idle.in_flight.empty() || !idle.idle_since) {
+      return;  // busy: armed again when it next becomes idle
+    }
+    if (std::chrono::steady_clock::now() < *idle.idle_since + fn.scaledown_window) {
+      return arm_idle_timer(idle);  // it worked meanwhile and is idle again: wait for the rest of its window
+    }
     std::size_t live = 0;
     for (container_record* c : fn.containers) live += c->state != container_state::stopping;
-    if (idle.state != container_state::ready || !idle.in_flight.empty() || !fn.queue.empty() ||
-        live <= static_cast<std::size_t>(fn.min_containers)) {
-      idle.idle_timer.reset();  // re-armed the next time it is idle
-      return;
+    if (!fn.queue.empty() || live <= static_cast<std::size_t>(fn.min_containers)) {
+      idle.idle_since = std::chrono::steady_clock::now();
+      return arm_idle_timer(idle);  // kept (min_containers): look again after another window
     }
     spdlog::debug("container {} of '{}' idle for {} ms: stopping it", idle.id, fn.name, fn.scaledown_window.count());
     stop_container(idle);
@@ -279,7 +289,7 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
       if (stopping) {
         fail(*in, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' finished", fn.name,
                    in->call_id, ""});
-      } else if (c->replaced) {
+      } else if (c->replaced && !fn.app->stopped) {
         // Not this input's fault: it runs again, and this attempt does not count.
         --in->attempts;
         in->timer.reset();

@@ -605,6 +605,7 @@ void server::state::remove_app(std::uint64_t owner_session) {
   app.stopped = true;
   bool containers_left = false;
   for (auto& [name, fn] : app.functions) {
+    fail_backlog(fn, "app '" + app.name + "' stopped before '" + fn.name + "' started");
     fail_queue(fn, status::cancelled, "app '" + app.name + "' stopped before '" + fn.name + "' started");
     for (container_record* c : fn.containers) {
       stop_container(*c);

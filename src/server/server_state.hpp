@@ -11,6 +11,7 @@
 #include <ferry/ferry.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -77,7 +78,10 @@ struct container_record {
   bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
   bool replaced = false;        // killed for an attempt that would not stop: its other inputs are re-queued
   std::unique_ptr<asio::steady_timer> connect_timer;
-  std::unique_ptr<asio::steady_timer> idle_timer;  // armed while it has nothing to do
+  /// Since when it has had nothing to do (unset while busy). Its scale-down timer is armed when it becomes
+  /// idle and left alone while it works, so that a busy container costs no timer operations per input.
+  std::optional<std::chrono::steady_clock::time_point> idle_since;
+  std::unique_ptr<asio::steady_timer> idle_timer;
 };
 
 struct app_instance;
@@ -100,6 +104,10 @@ struct function_state {
   int crash_streak = 0;
   std::chrono::steady_clock::time_point next_launch{};
   std::unique_ptr<asio::steady_timer> launch_timer;
+  /// Spawned calls beyond what the server keeps queued in memory wait in the store (the backlog), and are
+  /// loaded in spawn order as the queue drains; those up to loaded_seq are in memory.
+  bool backlogged = false;
+  std::int64_t loaded_seq = 0;
 };
 
 /// An app as a running program registered it; it lives as long as that program's connection.
@@ -181,8 +189,10 @@ struct server::state {
   struct spawn_reply {
     std::uint64_t session_id;
     std::uint64_t request_id;
-    std::uint64_t input_id;
+    std::uint64_t input_id;  // 0: a call stored in the backlog only
+    std::string call_id;
   };
+  std::int64_t next_seq = 1;  // the order of spawns (see state_store::spawned_call::seq)
   std::vector<spawn_reply> unflushed_spawns;  // answered once the flush that stores them commits
   bool flush_posted = false;
   struct get_waiter {
@@ -224,6 +234,17 @@ struct server::state {
   void flush_store();
   /// A spawned call ended: store its outcome and answer whoever waits for it.
   void finish_durable(input_record& in);
+  /// Stores the outcome of spawned call `call_id` and answers whoever waits for it.
+  void finish_stored(const std::string& call_id, status outcome, std::span<const char> result);
+  /// Answers `get` when the call ends, or with `running` after `timeout_ms`.
+  void wait_for_call(std::uint64_t session_id, std::uint64_t request_id, const std::string& call_id,
+                     const std::string& function, std::uint32_t timeout_ms);
+  /// Moves spawned calls from the store into the queue while it has room.
+  void load_backlog(function_state& fn);
+  /// Fails the function's spawned calls that wait in the store (its app has gone).
+  void fail_backlog(function_state& fn, const std::string& message);
+  /// A spawned call, as the store holds it, made an input.
+  input_record& add_durable_input(function_state& fn, state_store::spawned_call call);
   void recover();
   void expire_results();
   /// Fills `app` with functions from their specs; returns what is wrong with them, or "".

@@ -58,8 +58,8 @@ state_store::state_store(const std::filesystem::path& file) {
   exec(
       "CREATE TABLE IF NOT EXISTS calls (call_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL,"
       " idempotency_key TEXT UNIQUE, arguments BLOB, created_at REAL NOT NULL, finished_at REAL,"
-      " outcome INTEGER, result BLOB, expired INTEGER NOT NULL DEFAULT 0)");
-  exec("CREATE INDEX IF NOT EXISTS calls_unfinished ON calls(finished_at) WHERE finished_at IS NULL");
+      " outcome INTEGER, result BLOB, expired INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL DEFAULT 0)");
+  exec("CREATE INDEX IF NOT EXISTS calls_unfinished ON calls(app, function, seq) WHERE finished_at IS NULL");
   exec("CREATE INDEX IF NOT EXISTS calls_created ON calls(created_at)");
 }
 
@@ -117,14 +117,32 @@ std::vector<state_store::deployment> state_store::deployments() {
 
 void state_store::add_call(spawned_call call) {
   queued_write w;
+  w.kind = queued_write::add;
   w.call = std::move(call);
   queued_.push_back(std::move(w));
+}
+
+void state_store::finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
+                                    std::span<const char> result, double finished_at) {
+  queued_write w;
+  w.kind = queued_write::finish_function;
+  w.call_id = app;
+  w.call.function = function;
+  w.outcome = outcome;
+  w.result.append(result.data(), result.size());
+  w.finished_at = finished_at;
+  queued_.push_back(std::move(w));
+}
+
+std::int64_t state_store::max_seq() {
+  statement s(prepare("SELECT COALESCE(MAX(seq), 0) FROM calls"));
+  return sqlite3_step(s.get()) == SQLITE_ROW ? sqlite3_column_int64(s.get(), 0) : 0;
 }
 
 void state_store::finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result,
                               double finished_at) {
   queued_write w;
-  w.finish = true;
+  w.kind = queued_write::finish;
   w.call_id = call_id;
   w.outcome = outcome;
   w.result.append(result.data(), result.size());
@@ -139,18 +157,25 @@ void state_store::flush() {
   exec("BEGIN IMMEDIATE");
   try {
     statement add(prepare(
-        "INSERT INTO calls (call_id, app, function, idempotency_key, arguments, created_at) VALUES (?, ?, ?, ?, ?, ?)"));
+        "INSERT INTO calls (call_id, app, function, idempotency_key, arguments, created_at, seq)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"));
     statement finish(
         prepare("UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL WHERE call_id = ?"));
+    statement finish_function(prepare(
+        "UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL"
+        " WHERE app = ? AND function = ? AND finished_at IS NULL"));
     for (const auto& w : writes) {
-      sqlite3_stmt* s = w.finish ? finish.get() : add.get();
+      sqlite3_stmt* s = w.kind == queued_write::add      ? add.get()
+                        : w.kind == queued_write::finish ? finish.get()
+                                                         : finish_function.get();
       sqlite3_reset(s);
       sqlite3_clear_bindings(s);
-      if (w.finish) {
+      if (w.kind != queued_write::add) {
         sqlite3_bind_double(s, 1, w.finished_at);
         sqlite3_bind_int(s, 2, static_cast<int>(w.outcome));
         bind_blob(s, 3, w.result.view());
         bind_text(s, 4, w.call_id);
+        if (w.kind == queued_write::finish_function) bind_text(s, 5, w.call.function);
       } else {
         bind_text(s, 1, w.call.call_id);
         bind_text(s, 2, w.call.app);
@@ -162,6 +187,7 @@ void state_store::flush() {
         }
         bind_blob(s, 5, w.call.arguments.view());
         sqlite3_bind_double(s, 6, w.call.created_at);
+        sqlite3_bind_int64(s, 7, w.call.seq);
       }
       if (sqlite3_step(s) != SQLITE_DONE) throw Error(std::string("cannot store a call: ") + sqlite3_errmsg(db_));
     }
@@ -172,16 +198,36 @@ void state_store::flush() {
   }
 }
 
-std::vector<state_store::spawned_call> state_store::unfinished_calls() {
-  statement s(prepare(
-      "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at FROM calls"
-      " WHERE finished_at IS NULL ORDER BY created_at"));
-  std::vector<spawned_call> out;
-  while (sqlite3_step(s.get()) == SQLITE_ROW) {
-    out.push_back({text_column(s.get(), 0), text_column(s.get(), 1), text_column(s.get(), 2), text_column(s.get(), 3),
-                   blob_column(s.get(), 4), sqlite3_column_double(s.get(), 5)});
+namespace {
+
+std::vector<state_store::spawned_call> read_calls(sqlite3_stmt* s) {
+  std::vector<state_store::spawned_call> out;
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    out.push_back({text_column(s, 0), text_column(s, 1), text_column(s, 2), text_column(s, 3), blob_column(s, 4),
+                   sqlite3_column_double(s, 5), sqlite3_column_int64(s, 6)});
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<state_store::spawned_call> state_store::unfinished_calls() {
+  statement s(prepare(
+      "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
+      " WHERE finished_at IS NULL ORDER BY seq"));
+  return read_calls(s.get());
+}
+
+std::vector<state_store::spawned_call> state_store::unfinished_calls(const std::string& app, const std::string& function,
+                                                                     std::int64_t after_seq, std::size_t limit) {
+  statement s(prepare(
+      "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
+      " WHERE app = ? AND function = ? AND finished_at IS NULL AND seq > ? ORDER BY seq LIMIT ?"));
+  bind_text(s.get(), 1, app);
+  bind_text(s.get(), 2, function);
+  sqlite3_bind_int64(s.get(), 3, after_seq);
+  sqlite3_bind_int64(s.get(), 4, static_cast<sqlite3_int64>(limit));
+  return read_calls(s.get());
 }
 
 std::optional<state_store::stored_call> state_store::find_call(const std::string& call_id) {

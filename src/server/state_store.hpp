@@ -47,6 +47,7 @@ class state_store {
     std::string idempotency_key;  // empty: none
     detail::buffer arguments;
     double created_at = 0;
+    std::int64_t seq = 0;  // the order of spawns, across restarts
   };
   void add_call(spawned_call call);
   void finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result, double finished_at);
@@ -56,6 +57,14 @@ class state_store {
 
   /// Calls spawned and not finished (to run again after a restart), oldest first.
   std::vector<spawned_call> unfinished_calls();
+  /// At most `limit` unfinished calls of one function spawned after `after_seq`, oldest first.
+  std::vector<spawned_call> unfinished_calls(const std::string& app, const std::string& function,
+                                             std::int64_t after_seq, std::size_t limit);
+  /// Finishes every unfinished call of a function with `outcome` (queued, like finish_call).
+  void finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
+                         std::span<const char> result, double finished_at);
+  /// The largest seq stored (0 when none).
+  std::int64_t max_seq();
 
   struct stored_call {
     std::string app;
@@ -74,9 +83,9 @@ class state_store {
 
  private:
   struct queued_write {
-    bool finish = false;
+    enum { add, finish, finish_function } kind = add;
     spawned_call call;  // for add
-    std::string call_id;
+    std::string call_id;  // finish; for finish_function: the app, with the function in call.function
     wire::status outcome = wire::status::ok;
     detail::buffer result;
     double finished_at = 0;

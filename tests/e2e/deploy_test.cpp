@@ -207,6 +207,24 @@ TEST(deploy, spawned_calls_survive_a_kill_9_of_the_server_and_all_1000_complete_
             0);
 }
 
+TEST(deploy, spawns_beyond_the_queue_limit_wait_in_the_store_and_all_run) {
+  ferry_server server({"--max-queued-inputs", "10"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  ASSERT_EQ(cli(server, {"deploy", "--name", "platform", E2E_BINARY}).code, 0);
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&] {
+              // 100 run (2 containers x 50), 10 queue in memory, the rest wait in the store: none is refused.
+              auto slow = ferry::Function<std::int64_t(std::string, std::int64_t)>::from_name("platform", "slow_square");
+              std::vector<ferry::FunctionCall<std::int64_t>> calls;
+              for (std::int64_t i = 0; i < 300; ++i) calls.push_back(slow.spawn(dir + "/gate", i));
+              std::ofstream(dir + "/gate") << "open\n";
+              std::int64_t wrong = 0;
+              for (std::int64_t i = 0; i < 300; ++i) wrong += calls[i].get(60s) != i * i;
+              EXPECT_EQ(wrong, 0);
+            }),
+            0);
+}
+
 TEST(deploy, sigterm_lets_running_inputs_finish_before_the_server_exits) {
   deployed_server d;
   const std::string dir = scratch_dir();
