@@ -322,37 +322,29 @@ void client::send_output(std::uint64_t input_id, wire::status status,
                     write);
 }
 
+void client::answer(std::uint64_t id, wire::status status, std::span<const char> payload) {
+  pending_call* call = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;  // a call whose caller gave up; nothing waits for it
+    call = it->second;
+    pending_.erase(it);
+  }
+  call->status = status;
+  call->payload.append(payload.data(), payload.size());
+  complete(call);
+}
+
 void client::on_frame(const wire::frame& f) {
   switch (f.kind) {
     case wire::message_kind::result: {
       auto [id, status] = f.decode_header<wire::result_header>();
-      pending_call* call = nullptr;
-      {
-        std::lock_guard lock(mu_);
-        auto it = pending_.find(id);
-        if (it == pending_.end()) return;  // a call whose caller gave up; nothing waits for it
-        call = it->second;
-        pending_.erase(it);
-      }
-      call->status = static_cast<wire::status>(status);
-      call->payload.append(f.payload.data(), f.payload.size());
-      complete(call);
-      return;
+      return answer(id, static_cast<wire::status>(status), f.payload);
     }
     case wire::message_kind::reply: {
       auto [id, status] = f.decode_header<wire::reply_header>();
-      pending_call* call = nullptr;
-      {
-        std::lock_guard lock(mu_);
-        auto it = pending_.find(id);
-        if (it == pending_.end()) return;
-        call = it->second;
-        pending_.erase(it);
-      }
-      call->status = static_cast<wire::status>(status);
-      call->payload.append(f.payload.data(), f.payload.size());
-      complete(call);
-      return;
+      return answer(id, static_cast<wire::status>(status), f.payload);
     }
     case wire::message_kind::input: {
       auto [id, call_id] = f.decode_header<wire::input_header>();

@@ -145,6 +145,8 @@ class client {
   void cancel_call(std::uint64_t id);
   std::exception_ptr error_of(const pending_call& call) const;
   void on_frame(const wire::frame& f);
+  /// Completes pending call (or request) `id` with what the server answered.
+  void answer(std::uint64_t id, wire::status status, std::span<const char> payload);
   void on_close(const std::string& reason);
   pending_call& wait(pending_call& call);
 

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -36,10 +37,20 @@ struct deployed_server {
   }
 };
 
-std::string scratch_dir() {
-  std::string templ = (std::filesystem::temp_directory_path() / "ferry-deploy-XXXXXX").string();
-  if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
-  return templ;
+/// Waits until `ferry ps` shows a container of `function` running one input; false after 30 s.
+bool one_input_running(const ferry_server& server, const std::string& function) {
+  for (int i = 0; i < 1500; ++i) {
+    std::istringstream lines(cli(server, {"ps"}).out);
+    std::string id, app, fn, state;
+    int inputs = 0;
+    std::string line;
+    while (std::getline(lines, line)) {
+      std::istringstream(line) >> id >> app >> fn >> state >> inputs;
+      if (fn == function && state == "ready" && inputs == 1) return true;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
 }
 
 TEST(deploy, a_deployed_app_is_called_by_name_from_other_programs_and_the_cli) {
@@ -99,13 +110,7 @@ TEST(deploy, redeploying_sends_new_calls_to_the_new_version_while_calls_in_fligh
               auto hold_deployed = Hold::from_name("platform", "hold");
               auto in_flight = hold_deployed.future(dir + "/gate");
               in_flight.run();
-              // Wait until it runs (ps shows the input), then redeploy.
-              bool running = false;
-              for (int i = 0; i < 1500 && !running; ++i) {
-                running = cli(d.server, {"ps"}).out.find("hold                 ready          1") != std::string::npos;
-                if (!running) std::this_thread::sleep_for(20ms);
-              }
-              ASSERT_TRUE(running);
+              ASSERT_TRUE(one_input_running(d.server, "hold"));  // it runs: now redeploy
               const auto again = cli(d.server, {"deploy", "--name", "platform", E2E_BINARY});
               EXPECT_EQ(again.code, 0) << again.err;
               std::ofstream(dir + "/gate") << "open\n";
@@ -232,12 +237,7 @@ TEST(deploy, sigterm_lets_running_inputs_finish_before_the_server_exits) {
               auto hold_deployed = Hold::from_name("platform", "hold");
               auto running = hold_deployed.future(dir + "/gate");
               running.run();
-              bool started = false;
-              for (int i = 0; i < 1500 && !started; ++i) {
-                started = cli(d.server, {"ps"}).out.find("hold                 ready          1") != std::string::npos;
-                if (!started) std::this_thread::sleep_for(20ms);
-              }
-              ASSERT_TRUE(started);
+              ASSERT_TRUE(one_input_running(d.server, "hold"));
               d.server.proc().signal(SIGTERM);
               EXPECT_TRUE(d.server.proc().wait_for_output("draining"));
               std::ofstream(dir + "/gate") << "open\n";

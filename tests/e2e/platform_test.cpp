@@ -21,13 +21,6 @@ namespace {
 namespace asio = boost::asio;
 using testing::HasSubstr;
 
-/// A fresh directory for the files that bodies count attempts in.
-std::string scratch_dir() {
-  std::string templ = (std::filesystem::temp_directory_path() / "ferry-platform-XXXXXX").string();
-  if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
-  return templ;
-}
-
 /// One row of `ferry ps`.
 struct ps_row {
   std::string function, state;

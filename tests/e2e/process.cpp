@@ -122,6 +122,12 @@ run_result run(std::vector<std::string> argv, std::map<std::string, std::string>
   return {code.value_or(-1), p.out(), p.err()};
 }
 
+std::string scratch_dir() {
+  std::string templ = (std::filesystem::temp_directory_path() / "ferry-e2e-XXXXXX").string();
+  if (!::mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+  return templ;
+}
+
 ferry_server::ferry_server(std::vector<std::string> extra_args) {
   char dir_template[] = "/tmp/ferry-e2e-XXXXXX";
   if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp");

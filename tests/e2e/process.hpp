@@ -48,6 +48,9 @@ class process {
   std::optional<int> exit_code_;
 };
 
+/// A fresh directory under the system's temporary directory, for files that bodies and tests share.
+std::string scratch_dir();
+
 /// Runs a command to completion and returns {exit code, stdout, stderr}.
 struct run_result {
   int code;
