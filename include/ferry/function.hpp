@@ -237,9 +237,13 @@ class Function<R(A...)> {
   /// passes an idempotency key. The call survives this program's exit and a server restart.
   class spawn_caller {
    public:
-    FunctionCall<value_type> operator()(const A&... args) const { return with(SpawnOptions{}, args...); }
-    FunctionCall<value_type> operator()(const SpawnOptions& options, const A&... args) const {
-      return with(options, args...);
+    FunctionCall<value_type> operator()(const A&... args,
+                                        std::source_location site = std::source_location::current()) const {
+      return with(site, SpawnOptions{}, args...);
+    }
+    FunctionCall<value_type> operator()(const SpawnOptions& options, const A&... args,
+                                        std::source_location site = std::source_location::current()) const {
+      return with(site, options, args...);
     }
     Task<FunctionCall<value_type>> aio(const A&... args) const { return aio_with(entry_, SpawnOptions{}, args...); }
     Task<FunctionCall<value_type>> aio(const SpawnOptions& options, const A&... args) const {
@@ -248,13 +252,13 @@ class Function<R(A...)> {
 
    private:
     friend class Function;
-    FunctionCall<value_type> with(const SpawnOptions& options, const A&... args) const {
+    FunctionCall<value_type> with(const std::source_location& site, const SpawnOptions& options,
+                                  const A&... args) const {
       const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) {
         detail::encode_arguments(out, args...);
       };
       const detail::buffer id = detail::control_request("spawn", entry_->app + "." + entry_->name,
-                                                        detail::spawn_payload(options.idempotency_key, encode),
-                                                        std::source_location::current());
+                                                        detail::spawn_payload(options.idempotency_key, encode), site);
       return FunctionCall<value_type>(detail::decode_string(id));
     }
     static Task<FunctionCall<value_type>> aio_with(std::shared_ptr<const detail::function_entry> entry,
