@@ -112,8 +112,8 @@ function_state* server::state::deployed_function(session& s, std::uint64_t reque
   app_instance* app = nullptr;
   if (auto it = deployed.find(app_name); it != deployed.end()) {
     app = it->second.get();
-  } else if (s.app && s.app->name == app_name) {
-    app = s.app;  // this program's own app
+  } else if (s.app && (s.app->name == app_name || s.app->declared_name == app_name)) {
+    app = s.app;  // this program's own app (a container names it as its binary does)
   }
   if (!app) {
     reply_error(s.id, request_id,

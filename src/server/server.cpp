@@ -123,8 +123,8 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       if (!caller) break;
       on_release(s, f);
       return;
-    case message_kind::request:
-      if (s.role != session_role::client) break;
+    case message_kind::request:  // containers too: a body may spawn, get or look up
+      if (!caller) break;
       on_request(s, f);
       return;
     default:

@@ -158,6 +158,12 @@ TEST(deploy, a_spawned_call_outlives_its_program_and_is_fetched_by_id_from_anoth
   EXPECT_THAT(calls.out, HasSubstr("platform.square"));
 }
 
+TEST(deploy, a_body_spawns_calls_too_on_an_embedded_server_and_in_a_renamed_deployment) {
+  EXPECT_EQ(run_app([] { EXPECT_EQ(spawner.remote(7), 49); }), 0);  // embedded: spawns kept in memory
+  deployed_server d;
+  EXPECT_EQ(run_app([] { EXPECT_EQ(Square::from_name("platform", "spawner").remote(8), 64); }), 0);
+}
+
 TEST(deploy, a_cancelled_spawned_call_ends_cancelled_whether_its_body_blocks_or_awaits) {
   deployed_server d;
   const std::string dir = scratch_dir();

@@ -412,6 +412,9 @@ std::int64_t slow_square_body(std::string gate, std::int64_t x) {
 }
 ferry::Function<std::int64_t(std::string, std::int64_t)> slow_square =
     app().function("slow_square", slow_square_body, {.max_inputs = 50, .max_containers = 2});
+/// Spawns square(x) from inside a body and waits for it.
+ferry::Function<std::int64_t(std::int64_t)> spawner =
+    app().function("spawner", [](std::int64_t x) { return square.spawn(x).get(std::chrono::seconds{30}); });
 ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
 ferry::Function<bool(std::string)> single_hold = app().function("single_hold", hold_body, {.max_containers = 1});
 ferry::Function<bool(std::string)> warm_hold =

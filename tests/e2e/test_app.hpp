@@ -112,6 +112,7 @@ extern ferry::Function<std::int64_t(std::string)> stall_once;
 extern ferry::Function<std::int64_t(std::string)> stall_once_no_timeout;
 extern ferry::Function<bool(std::string)> hold;
 extern ferry::Function<bool(std::string)> timed_hold;
+extern ferry::Function<std::int64_t(std::int64_t)> spawner;
 extern ferry::Function<bool(std::string)> single_hold;
 extern ferry::Function<bool(std::string)> warm_hold;
 
