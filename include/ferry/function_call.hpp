@@ -40,6 +40,9 @@ std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout);
 /// A `spawn`: the key and the arguments `args` appends. Refers to both: use it at once.
 std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key, const std::function<void(buffer&)>& args);
 std::string decode_string(const buffer& encoded);
+/// For from_id, after a `get` that did not return a value: rethrows when the call does not exist (or the
+/// server cannot be reached); returns when the call exists (not finished, expired, or failed).
+void rethrow_unless_call_exists(std::exception_ptr error);
 
 /// The signature of deployed function `app.function`; throws UnknownFunctionError when there is none.
 std::string deployed_signature(const std::string& app, const std::string& function, const std::source_location& site);
@@ -106,14 +109,13 @@ class FunctionCall {
       return FunctionCall(id);
     }
     Task<FunctionCall> aio(std::string id) const {
+      std::exception_ptr error;
       try {
         co_await detail::control_request_async("get", id, detail::get_payload(std::chrono::milliseconds(0)));
-      } catch (const UnknownCallError&) {
-        throw;
-      } catch (const ConnectionError&) {
-        throw;
-      } catch (...) {  // not finished, expired, or failed: it exists
+      } catch (...) {
+        error = std::current_exception();
       }
+      if (error) detail::rethrow_unless_call_exists(error);
       co_return FunctionCall(id);
     }
 
@@ -121,11 +123,8 @@ class FunctionCall {
     static void check(const std::string& id, const std::source_location& site) {
       try {
         detail::control_request("get", id, detail::get_payload(std::chrono::milliseconds(0)), site);
-      } catch (const UnknownCallError&) {
-        throw;
-      } catch (const ConnectionError&) {
-        throw;
-      } catch (...) {  // not finished, expired, or failed: it exists
+      } catch (...) {
+        detail::rethrow_unless_call_exists(std::current_exception());
       }
     }
   };

@@ -19,19 +19,11 @@ buffer control_request(const std::string& verb, const std::string& subject, cons
 
 Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write) {
   auto c = runtime::require_client(verb + " " + subject);
-  // (GCC 12: the initiation captures by reference; see await_future.)
-  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                                 void(std::exception_ptr, buffer)>(
-      [&](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        c->request_async(verb, subject, write, [shared](std::exception_ptr error, buffer payload) {
-          auto executor = boost::asio::get_associated_executor(*shared);
-          boost::asio::post(executor, [shared, error, payload = std::move(payload)]() mutable {
-            std::move (*shared)(error, std::move(payload));
-          });
-        });
-      },
-      boost::asio::use_awaitable);
+  // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
+  const std::function<void(client::call_callback)> start = [&](client::call_callback done) {
+    c->request_async(verb, subject, write, std::move(done));
+  };
+  co_return co_await runtime::await_io_completion(start);
 }
 
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout) {
@@ -45,6 +37,17 @@ std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key, c
     codec<std::string>::encode(out, idempotency_key);
     args(out);
   };
+}
+
+void rethrow_unless_call_exists(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const UnknownCallError&) {
+    throw;
+  } catch (const ConnectionError&) {
+    throw;
+  } catch (...) {  // not finished, expired, or failed: it exists
+  }
 }
 
 std::string decode_string(const buffer& encoded) {

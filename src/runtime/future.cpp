@@ -146,22 +146,15 @@ std::uint64_t hand_over(future_state& state) {
 }
 
 Task<buffer> await_future(std::shared_ptr<future_state> state) {
-  // GCC 12 destroys a temporary inside a co_await expression twice: the initiation captures `state` by
-  // reference (it runs within this frame), never an owning copy.
-  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                                 void(std::exception_ptr, buffer)>(
-      [&state](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        on_future_result(state, [shared](std::exception_ptr error, const buffer& encoded) {
-          buffer copy;
-          if (!error) copy.append(encoded.data(), encoded.size());
-          auto executor = boost::asio::get_associated_executor(*shared);
-          boost::asio::post(executor, [shared, error, copy = std::move(copy)]() mutable {
-            std::move (*shared)(error, std::move(copy));
-          });
-        });
-      },
-      boost::asio::use_awaitable);
+  // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
+  const std::function<void(client::call_callback)> start = [&state](client::call_callback done) {
+    on_future_result(state, [done = std::move(done)](std::exception_ptr error, const buffer& encoded) {
+      buffer copy;  // the state keeps its result for other readers
+      if (!error) copy.append(encoded.data(), encoded.size());
+      done(error, std::move(copy));
+    });
+  };
+  co_return co_await runtime::await_io_completion(start);
 }
 
 class lazy_call {

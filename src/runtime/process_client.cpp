@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
@@ -42,6 +43,23 @@ void warn_if_blocking_on_loop(const std::string& function, const std::source_loc
       "blocking call of '{}' at {}:{} on an event-loop thread: it holds the loop and every coroutine on it until "
       "'{}' returns; use `co_await {}.remote.aio(...)` instead",
       function, site.file_name(), site.line(), function, function);
+}
+
+Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start) {
+  // GCC 12 destroys a temporary inside a co_await expression twice: the initiation captures by reference
+  // (it runs within this frame), never an owning copy.
+  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                                 void(std::exception_ptr, detail::buffer)>(
+      [&start](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        start([shared](std::exception_ptr error, detail::buffer payload) {
+          auto executor = boost::asio::get_associated_executor(*shared);
+          boost::asio::post(executor, [shared, error, payload = std::move(payload)]() mutable {
+            std::move (*shared)(error, std::move(payload));
+          });
+        });
+      },
+      boost::asio::use_awaitable);
 }
 
 void set_process_client(std::shared_ptr<client::client> c) {

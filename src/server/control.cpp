@@ -86,7 +86,6 @@ void server::state::on_request(session& s, const wire::frame& f) {
     if (auto it = durable_calls.find(subject); it != durable_calls.end()) {
       cancel_input(*it->second);
     } else {
-      store->flush();
       auto stored = store->find_call(subject);
       if (!stored) {
         return reply_error(s.id, request_id, {status::unknown_call, "", "no call " + subject + " on this server", "",
@@ -431,7 +430,6 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
     return wait_for_call(s.id, request_id, call_id, it->second->function->name, timeout_ms);
   }
-  store->flush();
   auto stored = store->find_call(call_id);
   if (!stored) {
     return reply_error(s.id, request_id,

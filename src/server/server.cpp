@@ -509,7 +509,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
   }
   const auto outcome = static_cast<status>(st);
   if (outcome == status::ok || outcome == status::tail_call) fn.crash_streak = 0;
-  if (retryable(outcome)) {
+  if (retryable(outcome) && fn.retries.max_retries > 0) {  // (without retries the error goes on as it came)
     detach_attempt(in, /*abandon=*/false);
     retry_or_fail(in, wire::decode_error(f.payload));
   } else if (outcome == status::tail_call) {

@@ -119,6 +119,7 @@ void state_store::add_call(spawned_call call) {
   queued_write w;
   w.kind = queued_write::add;
   w.call = std::move(call);
+  queued_adds_[w.call.call_id] = queued_.size();
   queued_.push_back(std::move(w));
 }
 
@@ -131,6 +132,7 @@ void state_store::finish_unfinished(const std::string& app, const std::string& f
   w.outcome = outcome;
   w.result.append(result.data(), result.size());
   w.finished_at = finished_at;
+  function_finish_queued_ = true;
   queued_.push_back(std::move(w));
 }
 
@@ -144,6 +146,7 @@ void state_store::finish_call(const std::string& call_id, wire::status outcome, 
   queued_write w;
   w.kind = queued_write::finish;
   w.call_id = call_id;
+  queued_finishes_[call_id] = queued_.size();
   w.outcome = outcome;
   w.result.append(result.data(), result.size());
   w.finished_at = finished_at;
@@ -154,6 +157,9 @@ void state_store::flush() {
   if (queued_.empty()) return;
   auto writes = std::move(queued_);
   queued_.clear();
+  queued_adds_.clear();
+  queued_finishes_.clear();
+  function_finish_queued_ = false;
   exec("BEGIN IMMEDIATE");
   try {
     statement add(prepare(
@@ -231,6 +237,29 @@ std::vector<state_store::spawned_call> state_store::unfinished_calls(const std::
 }
 
 std::optional<state_store::stored_call> state_store::find_call(const std::string& call_id) {
+  if (function_finish_queued_) flush();  // (rare: an app went; its calls are not indexed one by one)
+  auto add = queued_adds_.find(call_id);
+  auto finish = queued_finishes_.find(call_id);
+  if (add == queued_adds_.end() && finish == queued_finishes_.end()) return find_committed_call(call_id);
+  stored_call c;
+  if (add != queued_adds_.end()) {
+    c.app = queued_[add->second].call.app;
+    c.function = queued_[add->second].call.function;
+  } else if (auto committed = find_committed_call(call_id)) {
+    c.app = std::move(committed->app);
+    c.function = std::move(committed->function);
+  }
+  if (finish != queued_finishes_.end()) {
+    const queued_write& w = queued_[finish->second];
+    c.finished = true;
+    c.finished_at = w.finished_at;
+    c.outcome = w.outcome;
+    c.result.append(w.result.data(), w.result.size());
+  }
+  return c;
+}
+
+std::optional<state_store::stored_call> state_store::find_committed_call(const std::string& call_id) {
   statement s(prepare("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
                       " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
   bind_text(s.get(), 1, call_id);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "wire/protocol.hpp"
@@ -75,6 +76,7 @@ class state_store {
     wire::status outcome = wire::status::ok;
     detail::buffer result;
   };
+  /// The call as stored, counting writes still queued (so a look-up never has to force a commit).
   std::optional<stored_call> find_call(const std::string& call_id);
   std::optional<std::string> call_for_key(const std::string& idempotency_key);
   std::vector<wire::call_row> recent_calls(std::size_t limit);
@@ -93,8 +95,13 @@ class state_store {
   void exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
 
+  std::optional<stored_call> find_committed_call(const std::string& call_id);
+
   sqlite3* db_ = nullptr;
   std::vector<queued_write> queued_;
+  // Where in queued_ a call's add and finish wait, for find_call.
+  std::unordered_map<std::string, std::size_t> queued_adds_, queued_finishes_;
+  bool function_finish_queued_ = false;
 };
 
 /// Seconds since the epoch, as the store records times.
