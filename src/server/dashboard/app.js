@@ -97,6 +97,7 @@ function askForToken(reason) {
     ? 'Paste the server\'s token (the file "token" in its state directory).'
     : 'The server refused the token: paste the current one (the file "token" in its state directory).';
   $('#token-form').hidden = false;
+  $('#forget-token').hidden = true;
   setConnection('auth', 'needs a token');
   $('#token-input').focus();
 }
@@ -376,6 +377,7 @@ function start() {
     token = $('#token-input').value.trim();
     localStorage.setItem('ferry.token', token);
     $('#token-form').hidden = true;
+    $('#forget-token').hidden = false;
     $('#token-input').value = '';
     poll();
   });
@@ -393,7 +395,7 @@ function start() {
     const hadToken = token;
     const id = readHash();
     showCall(id);
-    if (token !== hadToken) { $('#token-form').hidden = true; poll(); }
+    if (token !== hadToken) { $('#token-form').hidden = true; $('#forget-token').hidden = false; poll(); }
   });
   if (call) showCall(call);
   if (!token) return askForToken('no token');
