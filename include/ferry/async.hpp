@@ -14,6 +14,7 @@
 #include <ferry/task.hpp>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -26,6 +27,12 @@ namespace ferry {
 /// caller's awaiting coroutine was cancelled). A blocking body polls it to stop early; an async body is
 /// cancelled at its next suspension point anyway. False outside a container.
 bool cancelled() noexcept;
+
+/// Reports how far the input that the calling code runs for has got: `done` of `total` (any unit), with an
+/// optional message. Callers see it in the HTTP API (a call's `progress`, and `progress` events) and in
+/// the dashboard. Cheap to call often: updates closer than 50 ms apart are coalesced (the last one, when
+/// done reaches total, always goes out). Does nothing outside a container.
+void progress(double done, double total, std::string_view message = {});
 
 /// Suspends the calling coroutine for `duration` on an Asio timer (the thread goes on running others).
 Task<void> sleep(std::chrono::steady_clock::duration duration);

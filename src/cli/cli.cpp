@@ -38,6 +38,7 @@ struct server_flags {
   std::uint64_t cancel_grace_ms = static_cast<std::uint64_t>(server::server_options{}.cancel_grace.count());
   std::uint64_t retention_s = static_cast<std::uint64_t>(server::server_options{}.retention.count());
   std::uint64_t drain_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.drain_timeout.count());
+  std::size_t log_lines = server::server_options{}.max_log_lines;
 };
 
 /// Where a client command finds the server and its token.
@@ -200,6 +201,31 @@ int list_calls(const server_target& target) {
   return 0;
 }
 
+/// One line of `ferry logs`: when, which function and call, and the text.
+void print_log_row(const wire::log_row& row) {
+  const auto& [seq, time, app, function, call_id, stream, text] = row;
+  std::printf("%s %s %s%s%s| %s\n", format_time(time).c_str(), function.c_str(), call_id.c_str(),
+              call_id.empty() ? "" : " ", stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? "!" : "",
+              text.c_str());
+  std::fflush(stdout);
+}
+
+/// `ferry logs APP [-f] [--call ID]`: the lines the app's containers wrote that the server keeps; with
+/// follow, then every new one until interrupted.
+int show_logs(const server_target& target, const std::string& app, const std::string& call_id, bool follow) {
+  auto c = connect_to(target);
+  c->set_log_handler(print_log_row);
+  detail::buffer answer = c->request("logs", app, [&](detail::buffer& out) {
+    ferry::encode(out, std::tuple<std::string, bool>{call_id, follow});
+  });
+  detail::reader r{answer.view()};
+  for (const auto& row : ferry::decode<std::vector<wire::log_row>>(r)) print_log_row(row);
+  if (!follow) return 0;
+  const std::string reason = c->wait_closed();
+  std::cerr << "ferry: the server closed the connection (" << reason << ")\n";
+  return 1;
+}
+
 /// `ferry ps`: the server's containers, a row each.
 int list_containers(const server_target& target) {
   detail::buffer answer = connect_to(target)->request("containers", "");
@@ -228,6 +254,7 @@ int serve(const server_flags& flags) {
   options.state_dir = state_dir;
   options.retention = std::chrono::seconds(flags.retention_s);
   options.drain_timeout = std::chrono::milliseconds(flags.drain_timeout_ms);
+  options.max_log_lines = flags.log_lines;
 
   // SIGINT/SIGTERM stop the server gracefully; block them everywhere and wait for them on one thread.
   sigset_t stop_signals;
@@ -304,6 +331,12 @@ int run_cli(int argc, char** argv) {
                    "On SIGTERM, milliseconds running inputs may take to finish before their containers are stopped")
       ->capture_default_str();
 
+  server_cmd
+      ->add_option("--log-lines", flags.log_lines,
+                   "How many lines written by containers the server keeps for `ferry logs` and the HTTP API")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+
   server_target target;
   auto add_target = [&](CLI::App* command) {
     command->add_option("--server", target.address,
@@ -328,6 +361,14 @@ int run_cli(int argc, char** argv) {
   auto* stop_cmd = add_target(cli.add_subcommand("stop", "Remove a deployed app (running inputs finish)"));
   stop_cmd->add_option("app", stop_name, "The app's name")->required();
   auto* calls_cmd = add_target(cli.add_subcommand("calls", "List recent spawned calls with status and duration"));
+  std::string logs_app;
+  std::string logs_call;
+  bool logs_follow = false;
+  auto* logs_cmd = add_target(cli.add_subcommand(
+      "logs", "Print what an app's containers wrote (stdout; stderr lines marked '!'), oldest first"));
+  logs_cmd->add_option("app", logs_app, "The app's name")->required();
+  logs_cmd->add_option("--call", logs_call, "Only the lines of this call (fc-...)");
+  logs_cmd->add_flag("-f,--follow", logs_follow, "Keep printing new lines as they are written, until interrupted");
 
   std::string address;
   std::string run_state_dir;
@@ -362,6 +403,7 @@ int run_cli(int argc, char** argv) {
     if (*apps_cmd) return list_apps(target);
     if (*stop_cmd) return stop_app(target, stop_name);
     if (*calls_cmd) return list_calls(target);
+    if (*logs_cmd) return show_logs(target, logs_app, logs_call, logs_follow);
     if (*run_cmd) {
       if (address.empty()) {
         const char* env = std::getenv("FERRY_SERVER");

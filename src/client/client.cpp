@@ -50,6 +50,7 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
   });
   c->handlers_ = std::move(handlers);
   c->server_ = options.server;
+  c->on_log_ = print_log_line;
 
   tcp::socket socket(c->io_);
   try {
@@ -132,7 +133,8 @@ std::uint64_t client::next_id() {
 void client::send_call(std::uint64_t id, const call_request& request) {
   try {
     connection_->send(wire::message_kind::call,
-                      wire::call_header{id, request.function.app, request.function.name, request.flags, request.deps},
+                      wire::call_header{id, request.function.app, request.function.name, request.flags, request.deps,
+                                        request.parent_input},
                       request.encode_args);
   } catch (...) {
     std::lock_guard lock(mu_);
@@ -322,6 +324,32 @@ void client::send_output(std::uint64_t input_id, wire::status status,
                     write);
 }
 
+void client::send_progress(std::uint64_t input_id, double done, double total, const std::string& message) {
+  connection_->send(wire::message_kind::progress, wire::progress_header{input_id, done, total, message});
+}
+
+void client::set_log_handler(log_handler handler) {
+  asio::post(io_, [this, handler = std::move(handler)]() mutable { on_log_ = std::move(handler); });
+}
+
+void print_log_line(const wire::log_row& line) {
+  const auto& [seq, time, app, function, call_id, stream, text] = line;
+  std::string out;
+  out.reserve(function.size() + call_id.size() + text.size() + 5);
+  out += '[';
+  out += function;
+  if (!call_id.empty()) out += ' ' + call_id;
+  out += "] ";
+  out += text;
+  out += '\n';
+  const int fd = stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? STDERR_FILENO : STDOUT_FILENO;
+  for (std::size_t done = 0; done < out.size();) {
+    const ssize_t n = ::write(fd, out.data() + done, out.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
 void client::answer(std::uint64_t id, wire::status status, std::span<const char> payload) {
   pending_call* call = nullptr;
   {
@@ -360,6 +388,10 @@ void client::on_frame(const wire::frame& f) {
       if (!handlers_.on_cancel)
         throw wire::protocol_error("the server sent a cancellation to a program that is not a container");
       handlers_.on_cancel(id);
+      return;
+    }
+    case wire::message_kind::log: {
+      if (on_log_) on_log_(f.decode_header<wire::log_row>());
       return;
     }
     case wire::message_kind::welcome: {

@@ -55,6 +55,9 @@ struct container_handlers {
   std::function<void(std::uint64_t input_id)> on_cancel;
 };
 
+/// What a program does with the lines the server streams to it (`log` messages). Called on the I/O thread.
+using log_handler = std::function<void(const wire::log_row&)>;
+
 /// Completes an async call: the error (nullptr on success) and the encoded result.
 using call_handler = boost::asio::any_completion_handler<void(std::exception_ptr, detail::buffer)>;
 
@@ -67,6 +70,7 @@ struct call_request {
   const std::function<void(detail::buffer&)>& encode_args;  // nil placeholders where `deps` go
   std::vector<wire::dependency> deps = {};
   std::uint8_t flags = wire::deliver_result;
+  std::uint64_t parent_input = 0;  // in a container: the input whose body makes the call (its input id)
 };
 
 /// How a function is registered with the server: name, signature and options.
@@ -113,6 +117,12 @@ class client {
   /// Sends a container's output for an input. `write` appends the payload (the result, or an error record).
   void send_output(std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write);
 
+  /// Sends how far input `input_id` has got (a container's ferry::progress).
+  void send_progress(std::uint64_t input_id, double done, double total, const std::string& message);
+
+  /// Replaces what is done with streamed log lines (by default: print_log_line).
+  void set_log_handler(log_handler handler);
+
   /// The I/O thread's executor: for timers whose handlers, like call callbacks, run on the I/O thread.
   boost::asio::any_io_executor executor() { return io_.get_executor(); }
 
@@ -154,6 +164,7 @@ class client {
   std::shared_ptr<wire::connection> connection_;
   std::thread io_thread_;
   container_handlers handlers_;
+  log_handler on_log_;  // I/O thread only, once connected
   endpoint server_;
 
   std::mutex mu_;
@@ -163,6 +174,10 @@ class client {
   std::string closed_reason_;                                 // guarded by mu_; non-empty once closed
   std::atomic<bool> closed_{false};
 };
+
+/// Prints a streamed line on this program's terminal, tagged with its function and call: stdout lines to
+/// stdout, stderr lines to stderr, each with one write.
+void print_log_line(const wire::log_row& line);
 
 /// The exception the public API throws for a failed call's status and error record.
 std::exception_ptr call_error(wire::status status, const wire::error_record& error);

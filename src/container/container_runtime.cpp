@@ -24,6 +24,7 @@
 
 #include "client/client.hpp"
 #include "container/input_executor.hpp"
+#include "container/output_capture.hpp"
 #include "container/throw_trace.hpp"
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
@@ -121,6 +122,7 @@ class input_runner {
 
   std::shared_ptr<runtime::input_context> track(const client::input& in) {
     auto input = std::make_shared<runtime::input_context>();
+    input->input_id = in.id;
     input->function = function_.name;
     input->call_id = in.call_id;
     std::lock_guard lock(mu_);
@@ -130,11 +132,17 @@ class input_runner {
 
   void finish(std::uint64_t input_id, outcome& out) {
     std::shared_ptr<client::client> c;
+    std::shared_ptr<runtime::input_context> input;
     {
       std::lock_guard lock(mu_);
-      running_.erase(input_id);
+      auto it = running_.find(input_id);
+      if (it != running_.end()) {
+        input = std::move(it->second);
+        running_.erase(it);
+      }
       c = client_;
     }
+    if (input) flush_output(*input);  // the lines it wrote reach the server before its output
     if (out.error.code == wire::status::ok && out.tail_call != 0) {
       c->send_output(input_id, wire::status::tail_call,
                      [&](detail::buffer& payload) { ferry::encode(payload, out.tail_call); });
@@ -331,6 +339,7 @@ int run_container(const detail::app_state& app) {
   }
   record_throw_stacks();
   print_stack_on_fatal_signals();
+  capture_output();
 
   std::unique_ptr<input_runner> runner;
   if (function->is_async()) {

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "runtime/current.hpp"
+#include "runtime/process_client.hpp"
 
 namespace asio = boost::asio;
 
@@ -24,6 +25,7 @@ thread_local const asio::any_io_executor* loop_executor = nullptr;
 }  // namespace
 
 input_context* current_input() noexcept { return running_input; }
+std::uint64_t current_input_id() noexcept { return running_input ? running_input->input_id : 0; }
 
 input_scope::input_scope(input_context* input) noexcept : previous_(running_input) { running_input = input; }
 input_scope::~input_scope() { running_input = previous_; }
@@ -42,6 +44,20 @@ namespace ferry {
 bool cancelled() noexcept {
   const runtime::input_context* input = runtime::current_input();
   return input && input->cancelled.load(std::memory_order_relaxed);
+}
+
+void progress(double done, double total, std::string_view message) {
+  runtime::input_context* input = runtime::current_input();
+  if (!input) return;
+  auto c = runtime::process_client();
+  if (!c) return;
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(input->progress_mu);
+    if (done < total && now - input->progress_sent < std::chrono::milliseconds(50)) return;
+    input->progress_sent = now;
+  }
+  c->send_progress(input->input_id, done, total, std::string(message));
 }
 
 Task<void> sleep(std::chrono::steady_clock::duration duration) {

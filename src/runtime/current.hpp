@@ -4,6 +4,9 @@
 
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
 #include <string>
 
 namespace ferry::runtime {
@@ -11,13 +14,25 @@ namespace ferry::runtime {
 /// One input a container runs: what cancellation and the stall watchdog need to know about it.
 /// Shared between the threads that touch it; `cancelled` is the only mutable part.
 struct input_context {
+  std::uint64_t input_id = 0;  // as the server knows this attempt
   std::string function;
   std::string call_id;
   std::atomic<bool> cancelled{false};
   /// Async inputs: the executor its coroutine runs on (tasks it creates run there too). Reset when the
   /// input ends, since that executor refers back to this context.
   boost::asio::any_io_executor executor;
+  /// ferry::progress's coalescing: when it last sent an update (guarded by progress_mu).
+  std::mutex progress_mu;
+  std::chrono::steady_clock::time_point progress_sent{};
+  /// What the body wrote through std::cout / std::cerr and has not ended with a newline yet (see
+  /// container/output_capture.hpp), per stream; guarded by output_mu.
+  std::mutex output_mu;
+  std::string partial_line[2];
 };
+
+/// The input id of the input whose code runs on this thread, or 0 (outside a container's bodies): the
+/// parent of the calls that code makes.
+std::uint64_t current_input_id() noexcept;
 
 /// The input whose code runs on this thread now, or nullptr.
 input_context* current_input() noexcept;

@@ -6,6 +6,7 @@
 #include <ferry/future.hpp>
 #include <mutex>
 
+#include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
 
 namespace ferry::detail {
@@ -13,7 +14,7 @@ namespace ferry::detail {
 class future_state : public std::enable_shared_from_this<future_state> {
  public:
   future_state(std::shared_ptr<const function_entry> f, buffer a, std::vector<future_dependency> d)
-      : function(std::move(f)), arguments(std::move(a)), deps(std::move(d)) {}
+      : function(std::move(f)), arguments(std::move(a)), deps(std::move(d)), parent_input(runtime::current_input_id()) {}
   ~future_state() {
     // The server keeps a submitted call's result for this program until it lets go of it.
     if (client && !handed_over) {
@@ -27,6 +28,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
   const std::shared_ptr<const function_entry> function;
   const buffer arguments;
   const std::vector<future_dependency> deps;
+  const std::uint64_t parent_input;  // the input whose body made the future (submitted later, maybe elsewhere)
 
   std::mutex mu;
   std::condition_variable changed;
@@ -60,7 +62,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
     auto c = runtime::require_client(function->name);
     const std::uint8_t flags = wire::keep_result | (deliver ? wire::deliver_result : 0);
     call_id = c->submit({*function, [this](buffer& out) { out.append(arguments.data(), arguments.size()); },
-                         std::move(wire_deps), flags},
+                         std::move(wire_deps), flags, parent_input},
                         deliver ? completion() : client::call_callback{});
     client = std::move(c);
     delivering = deliver;

@@ -8,7 +8,9 @@
 #include <ferry/function.hpp>
 #include <mutex>
 
+#include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
+#include "runtime/progress_bar.hpp"
 
 namespace ferry::detail {
 
@@ -19,7 +21,11 @@ namespace {
 class map_run : public std::enable_shared_from_this<map_run> {
  public:
   map_run(std::shared_ptr<const function_entry> f, std::size_t n, map_item_encoder e, std::size_t w)
-      : function_(std::move(f)), encode_(std::move(e)), window_(std::max<std::size_t>(w, 1)) {
+      : function_(std::move(f)),
+        encode_(std::move(e)),
+        window_(std::max<std::size_t>(w, 1)),
+        parent_input_(runtime::current_input_id()),
+        bar_(function_->name, n) {
     results_.items.resize(n);
     results_.completion_order.reserve(n);
     client_ = runtime::require_client(function_->name);
@@ -49,7 +55,8 @@ class map_run : public std::enable_shared_from_this<map_run> {
         std::vector<wire::dependency> deps;
         for (const auto& [position, future] : futures) deps.emplace_back(position, submit_as_argument(*future));
         client_->submit(
-            {*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps)},
+            {*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps),
+             wire::deliver_result, parent_input_},
             [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
               self->finished(i, error, std::move(result));
             });
@@ -108,15 +115,17 @@ class map_run : public std::enable_shared_from_this<map_run> {
   void finished(std::size_t i, std::exception_ptr error, buffer result) {
     if (error && refused_for_room(i, error)) return;
     std::function<void()> done;
+    std::size_t finished = 0;
     {
       std::lock_guard lock(mu_);
       pause_ = std::chrono::milliseconds(0);
       results_.items[i] = {error, std::move(result)};
       results_.completion_order.push_back(i);
-      ++finished_;
+      finished = ++finished_;
       --in_flight_;
       if (finished_ == results_.items.size()) done = std::move(done_);
     }
+    bar_.update(finished);  // (before waking the caller, so that the finished bar precedes what it prints)
     changed_.notify_all();
     if (done) {
       done();
@@ -128,6 +137,8 @@ class map_run : public std::enable_shared_from_this<map_run> {
   std::shared_ptr<const function_entry> function_;
   map_item_encoder encode_;
   const std::size_t window_;
+  const std::uint64_t parent_input_;  // the input whose body runs the map, in a container
+  runtime::progress_bar bar_;
   std::shared_ptr<client::client> client_;
   std::mutex mu_;
   std::condition_variable changed_;

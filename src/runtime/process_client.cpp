@@ -80,16 +80,17 @@ buffer call_remote(const function_entry& function, const std::function<void(buff
                    const std::source_location& site) {
   auto c = runtime::require_client(function.name);
   runtime::warn_if_blocking_on_loop(function.name, site);
-  return c->call({function, encode_args});
+  return c->call({function, encode_args, {}, wire::deliver_result, runtime::current_input_id()});
 }
 
 Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
                                std::function<void(buffer&)> encode_args) {
   auto c = runtime::require_client(function->name);
+  const std::uint64_t parent = runtime::current_input_id();
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(std::exception_ptr, buffer)>(
       [&](auto handler) {
-        c->start_call({*function, encode_args}, std::move(handler));
+        c->start_call({*function, encode_args, {}, wire::deliver_result, parent}, std::move(handler));
       },
       boost::asio::use_awaitable);
 }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace ferry::server {
 
@@ -31,6 +32,9 @@ class container_process {
   virtual void kill() = 0;
   /// The last few KiB the container wrote to stderr.
   virtual std::string stderr_tail() const = 0;
+  /// Hands what the container has written and the server has not read yet to the output handler, now.
+  /// (The server calls it before it takes an output, so that the lines the body wrote come first.)
+  virtual void drain_output() = 0;
   /// Its resident memory now, in bytes (0 once it has exited, or when unknown).
   virtual std::uint64_t rss_bytes() const = 0;
 };
@@ -40,14 +44,18 @@ class container_launcher {
   /// Runs on the server's executor once the container has exited, with how ("exited with code 3",
   /// "was killed by signal 9 (KILL)"); its stderr is complete by then.
   using exit_handler = std::function<void(std::string how)>;
+  /// Runs on the server's executor with each chunk the container writes to stdout (stream 1) or stderr (2),
+  /// in order per stream; the chunks are not split at line ends.
+  using output_handler = std::function<void(int stream, std::string_view chunk)>;
 
   virtual ~container_launcher() = default;
   /// Starts a container. Throws std::system_error when the process cannot be started at all.
-  virtual std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit) = 0;
+  virtual std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
+                                                    output_handler on_output) = 0;
 };
 
 /// Containers as child processes of the server: the app binary started again, in container mode, with
-/// its stderr captured (and passed through to the server's stderr) and its exit watched through a pidfd.
+/// its stdout and stderr captured through pipes and its exit watched through a pidfd.
 std::unique_ptr<container_launcher> make_process_launcher(boost::asio::any_io_executor executor);
 
 }  // namespace ferry::server

@@ -14,6 +14,16 @@ namespace ferry::server {
 
 void server::state::reply(std::uint64_t session_id, std::uint64_t request_id, status code,
                           const std::function<void(detail::buffer&)>& write) {
+  if (session_id == internal_session.id) {
+    auto waiting = internal_replies.find(request_id);
+    if (waiting == internal_replies.end()) return;
+    auto answer = std::move(waiting->second);
+    internal_replies.erase(waiting);
+    detail::buffer payload;
+    write(payload);
+    answer(code, payload.view());
+    return;
+  }
   auto it = sessions.find(session_id);
   if (it == sessions.end()) return;
   try {
@@ -30,6 +40,22 @@ void server::state::reply_error(std::uint64_t session_id, std::uint64_t request_
 
 void server::state::on_request(session& s, const wire::frame& f) {
   auto [request_id, verb, subject] = f.decode_header<wire::request_header>();
+  handle_request(s, request_id, verb, subject, f.payload);
+}
+
+void server::state::internal_request(const std::string& verb, const std::string& subject,
+                                     std::span<const char> payload, internal_reply answer) {
+  const std::uint64_t request_id = next_internal_request++;
+  internal_replies.emplace(request_id, std::move(answer));
+  try {
+    handle_request(internal_session, request_id, verb, subject, payload);
+  } catch (const std::exception& e) {
+    reply_error(internal_session.id, request_id, {status::internal, "", e.what(), "", "", ""});
+  }
+}
+
+void server::state::handle_request(session& s, std::uint64_t request_id, const std::string& verb,
+                                   const std::string& subject, std::span<const char> payload) {
   if (verb == "containers") {
     const auto now = std::chrono::steady_clock::now();
     std::vector<wire::container_row> rows;
@@ -65,7 +91,7 @@ void server::state::on_request(session& s, const wire::frame& f) {
     if (!fn) return;
     return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fn->signature); });
   }
-  if (verb == "deploy") return deploy(s, request_id, subject, f.payload);
+  if (verb == "deploy") return deploy(s, request_id, subject, payload);
   if (verb == "stop") {
     auto it = deployed.find(subject);
     if (it == deployed.end()) {
@@ -80,8 +106,9 @@ void server::state::on_request(session& s, const wire::frame& f) {
     retire(std::move(app), nullptr);
     return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
   }
-  if (verb == "spawn") return spawn(s, request_id, subject, f.payload);
-  if (verb == "get") return get_call(s, request_id, subject, f.payload);
+  if (verb == "spawn") return spawn(s, request_id, subject, payload);
+  if (verb == "logs") return follow_logs(s, request_id, subject, payload);
+  if (verb == "get") return get_call(s, request_id, subject, payload);
   if (verb == "cancel") {
     if (auto it = durable_calls.find(subject); it != durable_calls.end()) {
       cancel_input(*it->second);
@@ -305,6 +332,8 @@ input_record& server::state::add_durable_input(function_state& fn, state_store::
   in.id = next_input_id++;
   in.durable = true;
   in.function = &fn;
+  in.created = std::chrono::steady_clock::now();
+  in.created_at = call.created_at;
   in.arguments = std::move(call.arguments);
   inputs.emplace(in.id, std::move(owned));
   durable_calls.emplace(in.call_id, &in);

@@ -37,8 +37,10 @@ std::string describe_exit(int status) {
 
 class process final : public container_process, public std::enable_shared_from_this<process> {
  public:
-  process(asio::any_io_executor executor, pid_t pid, int pidfd, int stderr_fd)
-      : pid_(pid), exit_watch_(executor, pidfd), stderr_(executor, stderr_fd) {}
+  process(asio::any_io_executor executor, pid_t pid, int pidfd, int stdout_fd, int stderr_fd)
+      : pid_(pid), exit_watch_(executor, pidfd), pipes_{{executor, stdout_fd}, {executor, stderr_fd}} {
+    for (auto& p : pipes_) p.non_blocking(true);
+  }
 
   std::int64_t pid() const override { return pid_; }
   void terminate() override {
@@ -56,10 +58,14 @@ class process final : public container_process, public std::enable_shared_from_t
     if (!(statm >> size >> resident)) return 0;
     return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   }
+  void drain_output() override {
+    for (int stream = 0; stream < 2; ++stream) read_available(stream);
+  }
 
-  void watch(container_launcher::exit_handler on_exit) {
+  void watch(container_launcher::exit_handler on_exit, container_launcher::output_handler on_output) {
     on_exit_ = std::move(on_exit);
-    read_stderr();
+    on_output_ = std::move(on_output);
+    for (int stream = 0; stream < 2; ++stream) wait_for_output(stream);
     exit_watch_.async_wait(asio::posix::descriptor_base::wait_read,
                            [self = shared_from_this()](boost::system::error_code ec) {
                              if (ec) return;  // cancelled: the server is being destroyed
@@ -69,30 +75,39 @@ class process final : public container_process, public std::enable_shared_from_t
 
   void detach() {
     on_exit_ = nullptr;
+    on_output_ = nullptr;
     boost::system::error_code ec;
     exit_watch_.cancel(ec);
-    stderr_.cancel(ec);
+    for (auto& p : pipes_) p.cancel(ec);
   }
 
  private:
-  void read_stderr() {
-    stderr_.async_read_some(asio::buffer(chunk_),
-                            [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                              if (ec) return;
-                              self->take(self->chunk_.data(), n);
-                              self->read_stderr();
-                            });
+  void wait_for_output(int stream) {
+    pipes_[stream].async_wait(asio::posix::descriptor_base::wait_read,
+                              [self = shared_from_this(), stream](boost::system::error_code ec) {
+                                if (ec) return;
+                                if (self->read_available(stream)) self->wait_for_output(stream);
+                              });
   }
 
-  void take(const char* data, std::size_t n) {
-    // Pass through, as if the container wrote to the server's stderr itself.
-    for (std::size_t done = 0; done < n;) {
-      const ssize_t w = ::write(STDERR_FILENO, data + done, n - done);
-      if (w <= 0) break;
-      done += static_cast<std::size_t>(w);
+  /// Reads what the pipe holds now without blocking; false once the container has closed it.
+  bool read_available(int stream) {
+    for (;;) {
+      const ssize_t n = ::read(pipes_[stream].native_handle(), chunk_.data(), chunk_.size());
+      if (n > 0) {
+        take(stream, chunk_.data(), static_cast<std::size_t>(n));
+        continue;
+      }
+      return n < 0 && (errno == EAGAIN || errno == EINTR);
     }
-    tail_.append(data, n);
-    if (tail_.size() > stderr_tail_size) tail_.erase(0, tail_.size() - stderr_tail_size);
+  }
+
+  void take(int stream, const char* data, std::size_t n) {
+    if (stream == 1) {
+      tail_.append(data, n);
+      if (tail_.size() > stderr_tail_size) tail_.erase(0, tail_.size() - stderr_tail_size);
+    }
+    if (on_output_) on_output_(stream + 1, std::string_view(data, n));
   }
 
   void reap() {
@@ -100,16 +115,10 @@ class process final : public container_process, public std::enable_shared_from_t
     // Someone else may have reaped it (a program that waits for all its children): say so, not "code 0".
     const bool reaped = ::waitpid(pid_, &status, WNOHANG) == pid_;
     exited_ = true;
-    // The process is gone, so what it wrote is in the pipe: read it all before reporting the exit.
-    const int fd = stderr_.native_handle();
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    for (;;) {
-      const ssize_t n = ::read(fd, chunk_.data(), chunk_.size());
-      if (n <= 0) break;
-      take(chunk_.data(), static_cast<std::size_t>(n));
-    }
+    // The process is gone, so what it wrote is in the pipes: read it all before reporting the exit.
+    drain_output();
     boost::system::error_code ec;
-    stderr_.cancel(ec);
+    for (auto& p : pipes_) p.cancel(ec);
     if (auto handler = std::move(on_exit_))
       handler(reaped ? describe_exit(status) : "exited (its exit status was collected elsewhere)");
   }
@@ -117,10 +126,11 @@ class process final : public container_process, public std::enable_shared_from_t
   pid_t pid_;
   bool exited_ = false;
   asio::posix::stream_descriptor exit_watch_;
-  asio::posix::stream_descriptor stderr_;
+  asio::posix::stream_descriptor pipes_[2];  // the container's stdout and stderr
   std::array<char, 4096> chunk_{};
   std::string tail_;
   container_launcher::exit_handler on_exit_;
+  container_launcher::output_handler on_output_;
 };
 
 /// Owns a process for the server; detaches its watchers when the server lets go of it.
@@ -132,6 +142,7 @@ class process_handle final : public container_process {
   void terminate() override { p_->terminate(); }
   void kill() override { p_->kill(); }
   std::string stderr_tail() const override { return p_->stderr_tail(); }
+  void drain_output() override { p_->drain_output(); }
   std::uint64_t rss_bytes() const override { return p_->rss_bytes(); }
 
  private:
@@ -149,9 +160,20 @@ class process_launcher final : public container_launcher {
  public:
   explicit process_launcher(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-  std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit) override {
-    int pipe_fds[2];
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw_errno(errno, "pipe2");
+  std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
+                                            output_handler on_output) override {
+    int out_fds[2], err_fds[2];
+    if (::pipe2(out_fds, O_CLOEXEC) != 0) throw_errno(errno, "pipe2");
+    if (::pipe2(err_fds, O_CLOEXEC) != 0) {
+      const int err = errno;
+      ::close(out_fds[0]);
+      ::close(out_fds[1]);
+      throw_errno(err, "pipe2");
+    }
+    auto close_read_ends = [&] {
+      ::close(out_fds[0]);
+      ::close(err_fds[0]);
+    };
 
     std::vector<std::string> env_storage;
     for (char** e = environ; *e; ++e) {
@@ -172,16 +194,18 @@ class process_launcher final : public container_launcher {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, out_fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, err_fds[1], STDERR_FILENO);
     // The server's sockets must not leak into containers: a container holding a client's socket would
     // keep that connection open after the client dies.
     posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     pid_t pid = 0;
     const int err = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
     posix_spawn_file_actions_destroy(&actions);
-    ::close(pipe_fds[1]);
+    ::close(out_fds[1]);
+    ::close(err_fds[1]);
     if (err != 0) {
-      ::close(pipe_fds[0]);
+      close_read_ends();
       throw_errno(err, "cannot start " + spec.executable);
     }
     const int pidfd = open_pidfd(pid);
@@ -189,11 +213,11 @@ class process_launcher final : public container_launcher {
       const int open_err = errno;
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
-      ::close(pipe_fds[0]);
+      close_read_ends();
       throw_errno(open_err, "pidfd_open");
     }
-    auto p = std::make_shared<process>(executor_, pid, pidfd, pipe_fds[0]);
-    p->watch(std::move(on_exit));
+    auto p = std::make_shared<process>(executor_, pid, pidfd, out_fds[0], err_fds[0]);
+    p->watch(std::move(on_exit), std::move(on_output));
     return std::make_unique<process_handle>(std::move(p));
   }
 

@@ -133,6 +133,7 @@ void server::state::dispatch(function_state& fn) {
     fn.queue.pop_front();
     in.state = input_state::running;
     in.container = target;
+    in.container_id = target->id;
     in.attempt_id = attempt_id;
     ++in.attempts;
     target->in_flight.emplace(attempt_id, &in);
@@ -223,7 +224,9 @@ void server::state::launch_container(function_state& fn) {
   c->started_at = std::chrono::steady_clock::now();
   container_spec spec{c->id, fn.app->executable, fn.app->declared_name, fn.name, address, options.token};
   try {
-    c->process = launcher->launch(spec, [this, id = c->id](std::string how) { on_container_exit(id, how); });
+    c->process = launcher->launch(
+        spec, [this, id = c->id](std::string how) { on_container_exit(id, how); },
+        [this, id = c->id](int stream, std::string_view chunk) { on_container_output(id, stream, chunk); });
   } catch (const std::exception& e) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
     if (fn.containers.empty()) {
@@ -253,6 +256,11 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
   containers.erase(it);
   function_state& fn = *c->function;
   std::erase(fn.containers, c.get());
+  for (int stream = 0; stream < 2; ++stream) {  // a last line without its newline
+    if (!c->partial_line[stream].empty()) {
+      add_log_line(*c, static_cast<wire::log_stream>(stream + 1), c->partial_line[stream]);
+    }
+  }
   const std::string tail = c->process->stderr_tail();
   if (!c->stop_requested && !stopping) {
     // Died without being asked to: from the second in a row, starts back off (0.25 s doubling to 30 s).

@@ -44,6 +44,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   std::random_device rd;
   state_->call_id_base = (std::uint64_t{rd()} << 32) | rd();
   const auto& dir = state_->options.state_dir;
+  state_->logs = std::make_unique<log_book>(state_->options.max_log_lines);
   state_->store = std::make_unique<state_store>(dir.empty() ? std::filesystem::path(":memory:") : dir / "ferry.db");
 }
 
@@ -122,6 +123,10 @@ void server::state::on_frame(session& s, const wire::frame& f) {
     case message_kind::release:
       if (!caller) break;
       on_release(s, f);
+      return;
+    case message_kind::progress:
+      if (s.role != session_role::container) break;
+      on_progress(s, f);
       return;
     case message_kind::request:  // containers too: a body may spawn, get or look up
       if (!caller) break;
@@ -228,6 +233,7 @@ std::string server::state::add_functions(app_instance& app, std::vector<wire::fu
     function_state& fn = app.functions[fname];
     fn.app = &app;
     fn.name = fname;
+    fn.metrics = &metrics.of(app.name, fname);
     fn.signature = signature;
     fn.max_inputs = max_inputs;
     fn.max_containers = max_containers;
@@ -242,7 +248,7 @@ std::string server::state::add_functions(app_instance& app, std::vector<wire::fu
 }
 
 void server::state::on_call(session& s, const wire::frame& f) {
-  auto [caller_call_id, app_name, function_name, flags, deps] = f.decode_header<wire::call_header>();
+  auto [caller_call_id, app_name, function_name, flags, deps, parent_attempt] = f.decode_header<wire::call_header>();
   if (s.open_calls.contains(caller_call_id)) {
     throw wire::protocol_error("call id " + std::to_string(caller_call_id) + " is already in use");
   }
@@ -290,6 +296,15 @@ void server::state::on_call(session& s, const wire::frame& f) {
   in.flags = flags;
   in.function = &fn->second;
   in.arguments.append(f.payload.data(), f.payload.size());
+  in.created = std::chrono::steady_clock::now();
+  in.created_at = unix_now();
+  if (parent_attempt != 0 && s.container) {
+    auto parent = s.container->in_flight.find(parent_attempt);
+    if (parent != s.container->in_flight.end() && parent->second) {
+      in.parent_call_id = parent->second->call_id;
+      in.parent_input = parent->second->id;
+    }
+  }
   inputs.emplace(in.id, std::move(owned));
   s.open_calls.emplace(caller_call_id, &in);
 
@@ -302,6 +317,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
                        function_name, in.call_id, ""});
     }
     in.deps.emplace_back(position, dep);
+    in.arguments_from.push_back(dep->call_id);
     ++dep->readers;
     if (dep->state != input_state::done) {
       dep->consumers.push_back(&in);
@@ -375,6 +391,7 @@ void server::state::complete(input_record& in, status outcome, std::span<const c
   in.result.clear();
   in.result.append(payload.data(), payload.size());
   in.arguments = detail::buffer{};
+  record_end(in);
   // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
   if (in.durable && !(stopping && outcome == status::server_shutdown)) finish_durable(in);
   settle(in);
@@ -487,6 +504,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
     return;
   }
   container_record& c = *s.container;
+  c.process->drain_output();  // the lines the body wrote before its output come first
   auto it = c.in_flight.find(input_id);
   if (it == c.in_flight.end()) {
     s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running");
@@ -554,6 +572,7 @@ void server::state::tail_call(input_record& original, input_record& target) {
   const bool target_done = target.state == input_state::done;
   auto consumers = std::move(original.consumers);
   detach_attempt(original, /*abandon=*/false);
+  if (!original.durable) record_end(original, target.call_id);
   inputs.erase(original.id);
   if (target_done) {
     target.consumers = std::move(consumers);
@@ -586,6 +605,7 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
     if (s.container->state == container_state::ready) s.container->state = container_state::stopping;
     s.container->process->terminate();
   }
+  std::erase_if(subscribers, [session_id](const auto& entry) { return entry.second.session_id == session_id; });
   // Nobody will await or pass this session's calls any more: they are forgotten once they end.
   const session_role role = s.role;
   auto open_calls = std::move(s.open_calls);

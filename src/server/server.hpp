@@ -42,6 +42,8 @@ struct server_options {
   std::filesystem::path state_dir;
   /// How long the results of spawned calls are kept after they finish.
   std::chrono::seconds retention{7 * 24 * 3600};
+  /// How many of the lines containers wrote the server keeps (the newest), for `ferry logs` and the API.
+  std::size_t max_log_lines = 10'000;
 };
 
 class server {

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <ferry/ferry.hpp>
 #include <map>
 #include <memory>
@@ -17,6 +18,9 @@
 #include <vector>
 
 #include "server/server.hpp"
+#include "server/call_history.hpp"
+#include "server/log_book.hpp"
+#include "server/metrics.hpp"
 #include "server/state_store.hpp"
 #include "wire/connection.hpp"
 
@@ -29,9 +33,17 @@ using wire::status;
 
 struct session;
 struct function_state;
+struct function_metrics;
 struct container_record;
 
 enum class input_state { waiting, queued, running, backoff, done };
+
+/// What ferry::progress last reported for a call.
+struct progress_record {
+  double done = 0;
+  double total = 0;
+  std::string message;
+};
 
 /// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
 /// graph that futures passed as arguments, and tail calls, make of calls.
@@ -59,6 +71,14 @@ struct input_record {
   container_record* container = nullptr;  // while running
   status outcome = status::ok;            // once done: the value, or an error record, in `result`
   detail::buffer result;
+  // What observers see (the HTTP API, the dashboard, metrics).
+  std::string parent_call_id;      // the call whose body made this one; "" when a program made it
+  std::uint64_t parent_input = 0;  // that call's input id: its logs go where the parent's go
+  std::vector<std::string> arguments_from;  // the calls whose results are its arguments
+  double created_at = 0;           // unix s
+  std::chrono::steady_clock::time_point created;
+  std::uint64_t container_id = 0;  // of the latest attempt
+  std::unique_ptr<progress_record> progress;
 };
 
 enum class container_state { starting, ready, stopping };
@@ -82,6 +102,7 @@ struct container_record {
   /// idle and left alone while it works, so that a busy container costs no timer operations per input.
   std::optional<std::chrono::steady_clock::time_point> idle_since;
   std::unique_ptr<asio::steady_timer> idle_timer;
+  std::string partial_line[2];  // what it wrote to stdout / stderr after its last newline
 };
 
 struct app_instance;
@@ -108,6 +129,7 @@ struct function_state {
   /// loaded in spawn order as the queue drains; those up to loaded_seq are in memory.
   bool backlogged = false;
   std::int64_t loaded_seq = 0;
+  function_metrics* metrics = nullptr;  // counters that outlive redeployments, by app and function name
 };
 
 /// An app as a running program registered it; it lives as long as that program's connection.
@@ -142,6 +164,24 @@ inline std::string plural(std::int64_t n, const char* word) {
 
 enum class session_role { handshake, client, container };
 
+/// What subscribers to a server's events receive: a log line, a call's progress, or a call's end.
+struct server_event {
+  enum class kind { log, progress, ended } what;
+  const std::string& app;
+  const std::string& call_id;
+  const log_entry* log = nullptr;         // for log
+  const input_record* call = nullptr;     // for progress and ended
+};
+
+/// Someone following events: of an app (and of one call, unless call_id is empty). `session_id` is the wire
+/// session that asked (its subscriptions end with it), 0 for an HTTP stream.
+struct subscriber {
+  std::string app;
+  std::string call_id;
+  std::uint64_t session_id = 0;
+  std::function<void(const server_event&)> deliver;
+};
+
 struct session {
   std::uint64_t id = 0;
   std::shared_ptr<wire::connection> connection;
@@ -165,6 +205,8 @@ inline std::string tail_note(const std::string& tail) {
 }
 
 struct server::state {
+  using internal_reply = std::function<void(status, std::span<const char>)>;
+
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
@@ -203,6 +245,17 @@ struct server::state {
   std::unordered_map<std::string, std::vector<get_waiter>> get_waiters;  // by call id
   std::unique_ptr<asio::steady_timer> expiry_timer;
 
+  session internal_session;  // id 0: the server's own requests (the HTTP API's)
+  std::uint64_t next_internal_request = 1;
+  std::unordered_map<std::uint64_t, internal_reply> internal_replies;  // by request id
+
+  // Observing: logs, call history, metrics, and who follows them live.
+  std::unique_ptr<log_book> logs;
+  call_history history;
+  server_metrics metrics;
+  std::uint64_t next_subscriber_id = 1;
+  std::map<std::uint64_t, subscriber> subscribers;  // by subscriber id
+
   bool stopping = false;
   bool finishing = false;
   std::unique_ptr<asio::steady_timer> stop_timer;
@@ -218,6 +271,11 @@ struct server::state {
   void on_await(session& s, const wire::frame& f);
   void on_release(session& s, const wire::frame& f);
   void on_request(session& s, const wire::frame& f);
+  void handle_request(session& s, std::uint64_t request_id, const std::string& verb, const std::string& subject,
+                      std::span<const char> payload);
+  /// Control requests the server makes of itself (the HTTP API): `answer` gets what a `reply` would carry.
+  void internal_request(const std::string& verb, const std::string& subject, std::span<const char> payload,
+                        internal_reply answer);
   void reply(std::uint64_t session_id, std::uint64_t request_id, status code,
              const std::function<void(detail::buffer&)>& write);
   void reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error);
@@ -295,6 +353,23 @@ struct server::state {
 
   void begin_stop();
   void finish_stop_if_done();
+
+  // Observing (observe.cpp).
+  /// A chunk a container wrote to stdout (1) or stderr (2): split into lines, attributed, kept, streamed.
+  void on_container_output(std::uint64_t container_id, int stream, std::string_view chunk);
+  void add_log_line(container_record& c, wire::log_stream stream, std::string_view line);
+  /// The session whose terminal shows the logs of `in`: the program at the root of its calls.
+  session* log_recipient(const input_record& in);
+  void on_progress(session& s, const wire::frame& f);
+  /// Starts a `logs` request's answer: the kept lines, then (with follow) every new one.
+  void follow_logs(session& s, std::uint64_t request_id, const std::string& app, std::span<const char> payload);
+  std::uint64_t subscribe(subscriber sub);
+  void unsubscribe(std::uint64_t id) { subscribers.erase(id); }
+  void publish(const server_event& event);
+  /// A call ended (or handed its result to a tail call): its summary joins the history; metrics count it.
+  void record_end(const input_record& in, const std::string& tail_call_id = "");
+  /// The observers' view of a live call.
+  void summarize(const input_record& in, call_summary& out) const;
 };
 
 }  // namespace ferry::server

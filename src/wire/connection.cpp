@@ -31,10 +31,14 @@ connection::~connection() = default;
 
 asio::any_io_executor connection::executor() const { return const_cast<tcp::socket&>(socket_).get_executor(); }
 
-void connection::start(frame_handler on_frame, close_handler on_close) {
+void connection::start(frame_handler on_frame, close_handler on_close, std::string_view already_received) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
-  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->read_more(); });
+  received_.append(already_received.data(), already_received.size());
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->process_received();
+    self->read_more();
+  });
 }
 
 void connection::set_peer_max_frame_size(std::uint64_t n) {

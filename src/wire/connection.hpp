@@ -39,8 +39,9 @@ class connection : public std::enable_shared_from_this<connection> {
   connection(tcp::socket socket, std::uint64_t max_frame_size);
   ~connection();
 
-  /// Starts reading. Call once, from any thread.
-  void start(frame_handler on_frame, close_handler on_close);
+  /// Starts reading, after `already_received` (bytes read off the socket before it became a connection).
+  /// Call once, from any thread.
+  void start(frame_handler on_frame, close_handler on_close, std::string_view already_received = {});
 
   /// Appends one frame, written by `write` into the frame_writer it is given, to the outgoing buffer.
   /// Returns false when the connection is closed. Throws PayloadTooLargeError (and sends nothing) when

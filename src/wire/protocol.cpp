@@ -51,6 +51,10 @@ const char* to_string(message_kind kind) {
       return "request";
     case message_kind::reply:
       return "reply";
+    case message_kind::log:
+      return "log";
+    case message_kind::progress:
+      return "progress";
   }
   return "unknown";
 }

@@ -39,8 +39,10 @@ enum class message_kind : std::uint8_t {
   release = 13,        // caller -> server: I will not await or pass this call any more
   request = 14,        // client -> server: a control request (deploy, look up, spawn, list, ...): see request_verb
   reply = 15,          // server -> client: its answer
+  log = 16,            // server -> client: a line a container wrote, for a call the client made or follows
+  progress = 17,       // container -> server: how far an input has got (ferry::progress)
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::reply);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::progress);
 
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
@@ -52,6 +54,8 @@ inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(mess
 ///   spawn       "app.fn", [idempotency key str, arguments] -> call id str (once stored)
 ///   get         call id, [timeout ms] -> the call's value (or its error; `running` when it has not finished)
 ///   cancel      call id               -> nil
+///   logs        app name, [call id or "", follow bool] -> vector<log_row> (the lines kept); with follow,
+///                                     `log` frames follow for every new line until the connection closes
 
 /// call flags: what the caller wants done with the result.
 inline constexpr std::uint8_t deliver_result = 1;  // send it in a `result` when the call ends
@@ -109,8 +113,10 @@ using app_registered_header = std::tuple<std::uint8_t /*status; an error record 
 /// A call's argument that is another call's result: the argument position (whose value in the payload is a
 /// nil placeholder) and that call's id, in the caller's numbering.
 using dependency = std::tuple<std::uint32_t /*position*/, std::uint64_t /*call id*/>;
+/// A container names the input whose body makes the call (its input id), so that the server knows the
+/// call's parent; 0 from a program.
 using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, std::string /*function*/,
-                               std::uint8_t /*flags*/, std::vector<dependency>>;
+                               std::uint8_t /*flags*/, std::vector<dependency>, std::uint64_t /*parent input id*/>;
 using result_header = std::tuple<std::uint64_t /*call id*/, std::uint8_t /*status*/>;
 using input_header = std::tuple<std::uint64_t /*input id*/, std::string /*call id*/>;
 using output_header = std::tuple<std::uint64_t /*input id*/, std::uint8_t /*status*/>;
@@ -119,6 +125,8 @@ using cancel_input_header = std::tuple<std::uint64_t /*input id*/>;
 using await_call_header = std::tuple<std::uint64_t /*call id*/>;
 using release_header = std::tuple<std::uint64_t /*call id*/>;
 using request_header = std::tuple<std::uint64_t /*request id*/, std::string /*verb*/, std::string /*subject*/>;
+using progress_header =
+    std::tuple<std::uint64_t /*input id*/, double /*done*/, double /*total*/, std::string /*message*/>;
 using reply_header = std::tuple<std::uint64_t /*request id*/, std::uint8_t /*status; an error record follows unless ok*/>;
 /// One row of the "apps" request: a deployed app and its functions' names and signatures.
 using app_row = std::tuple<std::string /*app*/, std::string /*digest*/, double /*deployed at, unix s*/,
@@ -130,6 +138,13 @@ using call_row = std::tuple<std::string /*call id*/, std::string /*app*/, std::s
 using container_row = std::tuple<std::uint64_t /*id*/, std::string /*app*/, std::string /*function*/,
                                  std::string /*state*/, std::uint32_t /*inputs in flight*/, std::int64_t /*pid*/,
                                  double /*uptime s*/, std::uint64_t /*rss bytes*/>;
+
+/// A line a container wrote to stdout or stderr, tagged with the call it wrote it for ("" when unknown);
+/// the header of a `log` message, and a row of the "logs" request.
+enum class log_stream : std::uint8_t { stdout_stream = 1, stderr_stream = 2 };
+using log_row = std::tuple<std::uint64_t /*seq*/, double /*time, unix s*/, std::string /*app*/,
+                           std::string /*function*/, std::string /*call id*/, std::uint8_t /*log_stream*/,
+                           std::string /*text, without its newline*/>;
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);

@@ -110,7 +110,7 @@ TEST(raw_socket, a_call_before_hello_closes_the_connection) {
   ferry_server server;
   raw_socket s(server.address());
   s.send(frame_bytes(ferry::wire::message_kind::call,
-                     ferry::wire::call_header{1, "hello", "blocking_function", ferry::wire::deliver_result, {}}));
+                     ferry::wire::call_header{1, "hello", "blocking_function", ferry::wire::deliver_result, {}, 0}));
   EXPECT_EQ(s.read_until_closed(), "");
   EXPECT_TRUE(server.proc().wait_for_output("expected hello as the first frame"));
   expect_server_serves(server);

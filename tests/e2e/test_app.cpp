@@ -421,3 +421,32 @@ ferry::Function<bool(std::string)> warm_hold =
     app().function("warm_hold", hold_body, {.max_containers = 4, .min_containers = 1, .buffer_containers = 1});
 
 }  // namespace e2e
+
+namespace e2e {
+
+// Observing (tests/e2e/observe_test.cpp, the HTTP API's doc test and the dashboard's browser test).
+std::int64_t pipeline_body(std::int64_t n) {
+  std::cout << "pipeline: squaring 1.." << n << std::endl;
+  std::vector<std::int64_t> xs;
+  for (std::int64_t i = 1; i <= n; ++i) xs.push_back(i);
+  std::int64_t total = 0;
+  double done = 0;
+  for (std::int64_t squared : square.map(xs)) {
+    total += squared;
+    ferry::progress(++done, static_cast<double>(n), "squared");
+  }
+  std::cerr << "pipeline: sum of squares " << total << '\n';
+  // Two calls whose results are the arguments of a third: the call graph's argument edges.
+  return add.remote(square.future(n), add.future(total, 0));
+}
+ferry::Function<std::int64_t(std::int64_t)> pipeline = app().function("pipeline", pipeline_body);
+
+/// Writes `text` to stdout and `text` + " (stderr)" to stderr, without newlines at the end of the second.
+bool shout_body(std::string text) {
+  std::cout << text << '\n';
+  std::cerr << text << " (stderr)";
+  return true;
+}
+ferry::Function<bool(std::string)> shout = app().function("shout", shout_body);
+
+}  // namespace e2e

@@ -117,3 +117,14 @@ extern ferry::Function<bool(std::string)> single_hold;
 extern ferry::Function<bool(std::string)> warm_hold;
 
 }  // namespace e2e
+
+namespace e2e {
+
+// Observing: logs, progress, the call graph (tests/e2e/observe_test.cpp).
+/// Prints, reports progress over a map of square(1..n), and returns add(square(n), add(sum, 0)):
+/// n^2 + the sum of squares of 1..n.
+extern ferry::Function<std::int64_t(std::int64_t)> pipeline;
+/// Writes its text to stdout, and with " (stderr)" to stderr (no final newline).
+extern ferry::Function<bool(std::string)> shout;
+
+}  // namespace e2e

@@ -64,16 +64,16 @@ T decode_all(std::span<const char> bytes) {
 
 TEST(frame, round_trips_a_call_frame_with_its_header_and_payload) {
   buffer b;
-  frame_writer w(b, message_kind::call, ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}});
+  frame_writer w(b, message_kind::call, ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}, 0});
   ferry::encode(w.payload(), call_arguments{-7, "seven"});
   const std::uint64_t n = w.finish();
   ASSERT_EQ(n + ferry::wire::length_prefix_size, b.size());
 
   const frame f = parse(body_at(b, 0));
   EXPECT_EQ(f.kind, message_kind::call);
-  EXPECT_EQ(f.header_fields, 5u);
+  EXPECT_EQ(f.header_fields, 6u);
   EXPECT_EQ(f.decode_header<ferry::wire::call_header>(),
-            (ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}}));
+            (ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}, 0}));
   EXPECT_EQ(decode_all<call_arguments>(f.payload), (call_arguments{-7, "seven"}));
   EXPECT_EQ(f.payload.data() + f.payload.size(), b.data() + b.size());
 }
@@ -90,14 +90,14 @@ TEST(frame, round_trips_a_frame_with_an_empty_payload) {
 
 TEST(frame, writes_little_endian_length_prefix_excluding_itself) {
   buffer b;
-  frame_writer w(b, message_kind::call, ferry::wire::call_header{42, "app", "fn", ferry::wire::deliver_result, {}});
+  frame_writer w(b, message_kind::call, ferry::wire::call_header{42, "app", "fn", ferry::wire::deliver_result, {}, 0});
   ferry::encode(w.payload(), std::string(300, 'p'));
-  // Header: array header 1 + kind 1 + uint 42 1 + "app" 4 + "fn" 3 + flags 1 + deps [] 1 = 12;
+  // Header: array header 1 + kind 1 + uint 42 1 + "app" 4 + "fn" 3 + flags 1 + deps [] 1 + parent 0 1 = 13;
   // payload: str16 header 3 + 300.
-  EXPECT_EQ(w.finish(), 315u);
-  ASSERT_EQ(b.size(), 4u + 315u);
-  EXPECT_EQ(std::string(b.data(), 4), raw({0x3b, 0x01, 0x00, 0x00}));
-  EXPECT_EQ(ferry::wire::read_length_prefix(b.data()), 315u);
+  EXPECT_EQ(w.finish(), 316u);
+  ASSERT_EQ(b.size(), 4u + 316u);
+  EXPECT_EQ(std::string(b.data(), 4), raw({0x3c, 0x01, 0x00, 0x00}));
+  EXPECT_EQ(ferry::wire::read_length_prefix(b.data()), 316u);
   // The body starts right after the prefix: a 6-element array whose first element is the kind.
   EXPECT_EQ(std::string(b.data() + 4, 2), raw({0x96, 0x06}));
 }
@@ -110,7 +110,7 @@ TEST(frame, reads_length_prefix_as_little_endian) {
 TEST(frame, parses_several_frames_from_one_buffer_in_order) {
   buffer b;
   {
-    frame_writer w(b, message_kind::call, ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}});
+    frame_writer w(b, message_kind::call, ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}, 0});
     ferry::encode(w.payload(), call_arguments{1, "one"});
     w.finish();
   }
@@ -129,7 +129,7 @@ TEST(frame, parses_several_frames_from_one_buffer_in_order) {
   offset += ferry::wire::length_prefix_size + body_at(b, offset).size();
   EXPECT_EQ(first.kind, message_kind::call);
   EXPECT_EQ(first.decode_header<ferry::wire::call_header>(),
-            (ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}}));
+            (ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}, 0}));
   EXPECT_EQ(decode_all<call_arguments>(first.payload), (call_arguments{1, "one"}));
 
   const frame second = parse(body_at(b, offset));
@@ -154,9 +154,9 @@ TEST(frame, decode_header_rejects_wrong_field_count) {
   const frame f = parse(body_at(b, 0));
   try {
     (void)f.decode_header<ferry::wire::call_header>();
-    ADD_FAILURE() << "decode_header accepted 2 fields as a 5-field header";
+    ADD_FAILURE() << "decode_header accepted 2 fields as a 6-field header";
   } catch (const DecodeError& e) {
-    EXPECT_EQ(e.expected(), "5 header fields for result");
+    EXPECT_EQ(e.expected(), "6 header fields for result");
     EXPECT_EQ(e.received(), "2");
   }
 }
@@ -165,10 +165,10 @@ TEST(frame, decode_header_rejects_wrong_field_types) {
   buffer b;
   frame_writer w(
       b, message_kind::call,
-      std::tuple<std::string, std::string, std::string, std::uint8_t, std::vector<int>>{"id", "app", "fn", 1, {}});
+      std::tuple<std::string, std::string, std::string, std::uint8_t, std::vector<int>, int>{"id", "app", "fn", 1, {}, 0});
   w.finish();
   const frame f = parse(body_at(b, 0));
-  EXPECT_EQ(f.header_fields, 5u);
+  EXPECT_EQ(f.header_fields, 6u);
   try {
     (void)f.decode_header<ferry::wire::call_header>();
     ADD_FAILURE() << "decode_header accepted a string call id";
@@ -204,7 +204,7 @@ TEST(frame, parse_frame_rejects_array_without_a_kind) {
 TEST(frame, parse_frame_rejects_unknown_kind) {
   EXPECT_EQ(rejection(raw({0x91, 99})), "unknown message kind 99");
   EXPECT_EQ(rejection(raw({0x91, 0})), "unknown message kind 0");
-  EXPECT_EQ(rejection(raw({0x91, 16})), "unknown message kind 16");  // one past reply
+  EXPECT_EQ(rejection(raw({0x91, 18})), "unknown message kind 18");  // one past progress
   EXPECT_EQ(rejection(raw({0x91, 0xcd, 0x01, 0x06})), "unknown message kind 262");
 }
 
@@ -291,7 +291,7 @@ TEST(frame, discard_leaves_the_buffer_as_it_was) {
   {
     // Large enough that the buffer grows (and moves) while the discarded frame is written.
     frame_writer discarded(b, message_kind::call,
-                           ferry::wire::call_header{6, "app", "fn", ferry::wire::deliver_result, {}});
+                           ferry::wire::call_header{6, "app", "fn", ferry::wire::deliver_result, {}, 0});
     ferry::encode(discarded.payload(), std::string(100'000, 'd'));
     discarded.discard();
   }
@@ -319,11 +319,11 @@ TEST(frame, names_message_kinds_and_statuses) {
 TEST(frame, a_call_frame_is_byte_for_byte_the_one_docs_protocol_shows) {
   buffer b;
   frame_writer w(b, message_kind::call,
-                 ferry::wire::call_header{1, "hello", "blocking_function", ferry::wire::deliver_result, {}});
+                 ferry::wire::call_header{1, "hello", "blocking_function", ferry::wire::deliver_result, {}, 0});
   ferry::detail::encode_arguments(w.payload());
   w.finish();
   EXPECT_EQ(
       std::string(b.data(), b.size()),
-      raw({0x1e, 0x00, 0x00, 0x00, 0x96, 0x06, 0x01, 0xa5, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xb1, 0x62, 0x6c, 0x6f,
-           0x63, 0x6b, 0x69, 0x6e, 0x67, 0x5f, 0x66, 0x75, 0x6e, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x01, 0x90, 0x90}));
+      raw({0x1f, 0x00, 0x00, 0x00, 0x97, 0x06, 0x01, 0xa5, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xb1, 0x62, 0x6c, 0x6f,
+           0x63, 0x6b, 0x69, 0x6e, 0x67, 0x5f, 0x66, 0x75, 0x6e, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x01, 0x90, 0x00, 0x90}));
 }
