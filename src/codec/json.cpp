@@ -1,5 +1,11 @@
 #include "codec/json.hpp"
 
+#include <boost/json/serialize.hpp>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+#include <vector>
+
 #include <msgpuck.h>
 
 #include <boost/json.hpp>
@@ -118,6 +124,130 @@ boost::json::value to_json(detail::reader& in) {
     throw DecodeError("a MessagePack value", "malformed or truncated bytes");
   }
   return walk(in.pos);
+}
+
+namespace {
+
+/// Splits "a,b<c,d>,e" at its top-level commas.
+std::vector<std::string> split_types(std::string_view list) {
+  std::vector<std::string> parts;
+  int depth = 0;
+  std::size_t start = 0;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (list[i] == '<' || list[i] == '(') ++depth;
+    if (list[i] == '>' || list[i] == ')') --depth;
+    if (list[i] == ',' && depth == 0) {
+      parts.emplace_back(list.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  if (start < list.size()) parts.emplace_back(list.substr(start));
+  return parts;
+}
+
+std::string describe(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::null:
+      return "null";
+    case boost::json::kind::bool_:
+      return "a boolean";
+    case boost::json::kind::int64:
+    case boost::json::kind::uint64:
+      return "the integer " + boost::json::serialize(v);
+    case boost::json::kind::double_:
+      return "the number " + boost::json::serialize(v);
+    case boost::json::kind::string:
+      return "a string";
+    case boost::json::kind::array:
+      return "an array";
+    case boost::json::kind::object:
+      return "an object";
+  }
+  return "a value";
+}
+
+/// What is wrong with `v` as a `type`, or "". `where` names the place ("" at the top, "[2]", ".x").
+std::string check_value(std::string_view type, const boost::json::value& v, const std::string& where) {
+  auto mismatch = [&] {
+    return (where.empty() ? "" : where + ": ") + "expected " + std::string(type) + ", got " + describe(v);
+  };
+  const auto open = type.find('<');
+  const std::string_view head = type.substr(0, open);
+  const std::string_view inner =
+      open == std::string_view::npos ? std::string_view{} : type.substr(open + 1, type.size() - open - 2);
+  if (head.starts_with("int") || head.starts_with("uint")) {
+    const bool is_unsigned = head.starts_with("uint");
+    const int bits = std::atoi(std::string(head.substr(is_unsigned ? 4 : 3)).c_str());
+    if (!v.is_int64() && !v.is_uint64()) return mismatch();
+    if (is_unsigned) {
+      if (v.is_int64() && v.get_int64() < 0) return mismatch();
+      const std::uint64_t n = v.is_uint64() ? v.get_uint64() : static_cast<std::uint64_t>(v.get_int64());
+      if (bits < 64 && n >= (std::uint64_t{1} << bits)) return mismatch() + " (out of range)";
+    } else {
+      if (v.is_uint64() && v.get_uint64() > static_cast<std::uint64_t>(INT64_MAX)) return mismatch() + " (out of range)";
+      const std::int64_t n = v.is_int64() ? v.get_int64() : static_cast<std::int64_t>(v.get_uint64());
+      if (bits < 64 && (n < -(std::int64_t{1} << (bits - 1)) || n >= (std::int64_t{1} << (bits - 1)))) {
+        return mismatch() + " (out of range)";
+      }
+    }
+    return "";
+  }
+  if (head == "float32" || head == "float64") return v.is_number() ? "" : mismatch();
+  if (head == "bool") return v.is_bool() ? "" : mismatch();
+  if (head == "string" || head == "bytes") return v.is_string() ? "" : mismatch();
+  if (head == "optional") return v.is_null() ? "" : check_value(inner, v, where);
+  if (head.starts_with("enum(")) return check_value(head.substr(5, head.size() - 6), v, where);
+  if (head == "vector") {
+    if (!v.is_array()) return mismatch();
+    const auto& a = v.get_array();
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (auto problem = check_value(inner, a[i], where + "[" + std::to_string(i) + "]"); !problem.empty()) return problem;
+    }
+    return "";
+  }
+  if (head == "map") {
+    if (!v.is_object()) return mismatch();
+    const auto types = split_types(inner);
+    if (types.size() != 2) return "";
+    for (const auto& [key, value] : v.get_object()) {
+      if (auto problem = check_value(types[1], value, where + "[\"" + std::string(key) + "\"]"); !problem.empty()) {
+        return problem;
+      }
+    }
+    return "";
+  }
+  if (head == "tuple" || head == "pair") {
+    const auto types = split_types(inner);
+    if (!v.is_array() || v.get_array().size() != types.size()) {
+      return mismatch() + " (an array of " + std::to_string(types.size()) + ")";
+    }
+    for (std::size_t i = 0; i < types.size(); ++i) {
+      auto problem = check_value(types[i], v.get_array()[i], where + "[" + std::to_string(i) + "]");
+      if (!problem.empty()) return problem;
+    }
+    return "";
+  }
+  // A struct (its codec's name): an object of its fields.
+  return v.is_object() ? "" : mismatch() + " (an object of its fields)";
+}
+
+}  // namespace
+
+std::string check_arguments(const std::string& function, const std::string& signature,
+                            const boost::json::array& arguments) {
+  const auto open = signature.find('(');
+  if (open == std::string::npos || signature.back() != ')') return "";  // not a signature this can read
+  const auto types = split_types(std::string_view(signature).substr(open + 1, signature.size() - open - 2));
+  if (arguments.size() != types.size()) {
+    return "'" + function + "' takes " + std::to_string(types.size()) + " argument" + (types.size() == 1 ? "" : "s") +
+           " (" + signature + "), got " + std::to_string(arguments.size());
+  }
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    if (auto problem = check_value(types[i], arguments[i], ""); !problem.empty()) {
+      return "argument " + std::to_string(i + 1) + " of '" + function + "': " + problem;
+    }
+  }
+  return "";
 }
 
 }  // namespace ferry::codec_json

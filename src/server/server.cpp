@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <ferry/ferry.hpp>
 #include <filesystem>
 #include <random>
@@ -69,24 +70,67 @@ void server::state::accept() {
       if (!stopping && acceptor.is_open()) accept();
       return;
     }
-    auto s = std::make_unique<session>();
-    s->id = next_session_id++;
-    s->connection = std::make_shared<wire::connection>(std::move(socket), options.max_frame_size);
-    s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
-    s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.handshake_timeout);
-    s->handshake_timer->async_wait([this, id = s->id](boost::system::error_code timer_ec) {
-      if (timer_ec) return;
-      auto it = sessions.find(id);
-      if (it != sessions.end() && it->second->role == session_role::handshake) {
-        it->second->connection->close("no hello within the handshake timeout");
-      }
-    });
-    session* raw = s.get();
-    sessions.emplace(s->id, std::move(s));
-    raw->connection->start([this, raw](const wire::frame& f) { on_frame(*raw, f); },
-                           [this, id = raw->id](const std::string& reason) { on_closed(id, reason); });
+    sniff(std::move(socket));
     accept();
   });
+}
+
+void server::state::sniff(tcp::socket socket) {
+  // One port for both: an HTTP request starts with an upper-case method ("GET ", "POST"); a wire frame
+  // with its length, little-endian, whose fourth byte is 0 for any frame under 16 MiB (a hello is tiny).
+  struct first_bytes {
+    explicit first_bytes(tcp::socket s, asio::io_context& io, std::chrono::milliseconds timeout)
+        : socket(std::move(s)), timer(io, timeout) {}
+    tcp::socket socket;
+    std::array<char, 4> bytes{};
+    asio::steady_timer timer;
+  };
+  auto pending = std::make_shared<first_bytes>(std::move(socket), io, options.handshake_timeout);
+  pending->timer.async_wait([pending](boost::system::error_code ec) {
+    if (ec) return;
+    boost::system::error_code ignored;
+    pending->socket.close(ignored);  // said nothing within the handshake timeout
+  });
+  asio::async_read(pending->socket, asio::buffer(pending->bytes), [this, pending](boost::system::error_code ec, std::size_t) {
+    pending->timer.cancel();
+    if (ec || stopping) return;
+    const std::string_view first(pending->bytes.data(), pending->bytes.size());
+    const bool http = std::all_of(first.begin(), first.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == ' '; });
+    if (http) {
+      auto conn = std::make_shared<http_connection>(
+          std::move(pending->socket), options.max_frame_size,
+          [this](const http_request& req, const std::shared_ptr<http_connection>& c) {
+            try {
+              on_http(req, c);
+            } catch (const std::exception& e) {
+              spdlog::error("HTTP {} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
+              c->respond(json_error(http::status::internal_server_error, "internal", e.what()));
+            }
+          });
+      conn->start(first);
+      return;
+    }
+    start_session(std::move(pending->socket), first);
+  });
+}
+
+void server::state::start_session(tcp::socket socket, std::string_view already_received) {
+  auto s = std::make_unique<session>();
+  s->id = next_session_id++;
+  s->connection = std::make_shared<wire::connection>(std::move(socket), options.max_frame_size);
+  s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
+  s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.handshake_timeout);
+  s->handshake_timer->async_wait([this, id = s->id](boost::system::error_code timer_ec) {
+    if (timer_ec) return;
+    auto it = sessions.find(id);
+    if (it != sessions.end() && it->second->role == session_role::handshake) {
+      it->second->connection->close("no hello within the handshake timeout");
+    }
+  });
+  session* raw = s.get();
+  sessions.emplace(s->id, std::move(s));
+  raw->connection->start([this, raw](const wire::frame& f) { on_frame(*raw, f); },
+                         [this, id = raw->id](const std::string& reason) { on_closed(id, reason); }, already_received);
 }
 
 void server::state::on_frame(session& s, const wire::frame& f) {

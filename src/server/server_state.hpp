@@ -19,6 +19,7 @@
 
 #include "server/server.hpp"
 #include "server/call_history.hpp"
+#include "server/http.hpp"
 #include "server/log_book.hpp"
 #include "server/metrics.hpp"
 #include "server/state_store.hpp"
@@ -32,6 +33,7 @@ using wire::message_kind;
 using wire::status;
 
 struct session;
+struct target_query;
 struct function_state;
 struct function_metrics;
 struct container_record;
@@ -261,6 +263,9 @@ struct server::state {
   std::unique_ptr<asio::steady_timer> stop_timer;
 
   void accept();
+  /// Tells an accepted connection's protocol by its first bytes: HTTP, or ferry's wire protocol.
+  void sniff(tcp::socket socket);
+  void start_session(tcp::socket socket, std::string_view already_received);
   void on_frame(session& s, const wire::frame& f);
   void on_closed(std::uint64_t session_id, const std::string& reason);
   void on_hello(session& s, const wire::frame& f);
@@ -370,6 +375,24 @@ struct server::state {
   void record_end(const input_record& in, const std::string& tail_call_id = "");
   /// The observers' view of a live call.
   void summarize(const input_record& in, call_summary& out) const;
+
+  // The HTTP API (http_api.cpp; http.cpp has the connections).
+  void on_http(const http_request& req, const std::shared_ptr<http_connection>& conn);
+  /// The call `call_id` while the server has it in memory (even ended), or nullptr.
+  const input_record* live_call(const std::string& call_id) const;
+  /// A live or recently ended call as observers see it; false when the server knows no such call.
+  bool find_summary(const std::string& call_id, call_summary& out) const;
+  void respond_calls(const std::shared_ptr<http_connection>& conn, const target_query& t);
+  void respond_call(const std::shared_ptr<http_connection>& conn, const std::string& call_id);
+  void respond_graph(const std::shared_ptr<http_connection>& conn, const std::string& root_id);
+  void respond_logs(const std::shared_ptr<http_connection>& conn, const std::string& app, const std::string& call_id,
+                    const target_query& t);
+  void stream_events(const std::shared_ptr<http_connection>& conn, const std::string& app, const std::string& call_id);
+  void cancel_call(const std::shared_ptr<http_connection>& conn, const std::string& call_id);
+  /// POST .../call (wait for the result up to ?timeout) and .../spawn: a spawned call either way.
+  void run_function(const http_request& req, const std::shared_ptr<http_connection>& conn, const app_instance& app,
+                    const std::string& function, bool wait, const target_query& t);
+  http_response metrics_response() const;
 };
 
 }  // namespace ferry::server

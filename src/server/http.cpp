@@ -1,0 +1,137 @@
+#include "server/http.hpp"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <cstring>
+#include <sstream>
+
+namespace ferry::server {
+
+namespace asio = boost::asio;
+
+http_connection::http_connection(asio::ip::tcp::socket socket, std::uint64_t body_limit, request_handler handler)
+    : socket_(std::move(socket)), body_limit_(body_limit), handler_(std::move(handler)) {}
+
+void http_connection::start(std::string_view already_received) {
+  auto room = buffer_.prepare(already_received.size());
+  std::memcpy(room.data(), already_received.data(), already_received.size());
+  buffer_.commit(already_received.size());
+  read_request();
+}
+
+void http_connection::read_request() {
+  parser_ = std::make_unique<http::request_parser<http::string_body>>();
+  parser_->body_limit(body_limit_);
+  parser_->header_limit(64 * 1024);
+  http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted) {
+      return self->close();
+    }
+    if (ec) {
+      const bool too_large = ec == http::error::body_limit;
+      self->close_after_write_ = true;
+      self->respond(json_error(too_large ? http::status::payload_too_large : http::status::bad_request,
+                               too_large ? "payload_too_large" : "bad_request",
+                               too_large ? "the request body is larger than the server accepts (ferry server "
+                                           "--max-frame-size)"
+                                         : "malformed HTTP request: " + ec.message()));
+      return;
+    }
+    http_request request = self->parser_->release();
+    self->keep_alive_ = request.keep_alive();
+    self->handler_(request, self);
+  });
+}
+
+void http_connection::respond(http_response response) {
+  if (!socket_.is_open()) return;
+  response.set(http::field::server, "ferry");
+  response.keep_alive(keep_alive_ && !close_after_write_);
+  response.prepare_payload();
+  std::ostringstream text;
+  text << response;
+  if (!response.keep_alive()) close_after_write_ = true;
+  write(std::move(text).str());
+  if (!close_after_write_) read_request();
+}
+
+void http_connection::begin_events() {
+  streaming_ = true;
+  close_after_write_ = false;
+  write(
+      "HTTP/1.1 200 OK\r\nServer: ferry\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+      "Connection: close\r\n\r\n");
+  // A client says nothing more on an event stream: a read that ends means it has gone.
+  auto sink = std::make_shared<char>();
+  socket_.async_read_some(asio::buffer(sink.get(), 1), [self = shared_from_this(), sink](boost::system::error_code, std::size_t) {
+    if (self->streaming_) self->close();
+  });
+}
+
+bool http_connection::send_event(std::string_view name, std::string_view data) {
+  if (!streaming_ || !socket_.is_open()) return false;
+  std::string event;
+  event.reserve(name.size() + data.size() + 16);
+  event += "event: ";
+  event += name;
+  event += "\ndata: ";
+  event += data;  // JSON: one line
+  event += "\n\n";
+  write(std::move(event));
+  return true;
+}
+
+void http_connection::end_events() {
+  if (!streaming_) return;
+  streaming_ = false;
+  close_after_write_ = true;
+  if (!writing_) close();
+}
+
+void http_connection::write(std::string data) {
+  outgoing_.push_back(std::move(data));
+  if (!writing_) write_next();
+}
+
+void http_connection::write_next() {
+  if (outgoing_.empty()) {
+    writing_ = false;
+    if (close_after_write_) close();
+    return;
+  }
+  writing_ = true;
+  asio::async_write(socket_, asio::buffer(outgoing_.front()),
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                      self->outgoing_.pop_front();
+                      if (ec) return self->close();
+                      self->write_next();
+                    });
+}
+
+void http_connection::close() {
+  streaming_ = false;
+  if (socket_.is_open()) {
+    boost::system::error_code ec;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+  if (auto handler = std::move(on_close_)) {
+    on_close_ = nullptr;
+    handler();
+  }
+}
+
+http_response json_error(http::status status, std::string_view code, std::string_view message,
+                         std::string_view call_id) {
+  boost::json::object error{{"code", code}, {"message", message}};
+  if (!call_id.empty()) error["call_id"] = call_id;
+  http_response response{status, 11};
+  response.set(http::field::content_type, "application/json");
+  response.body() = boost::json::serialize(boost::json::object{{"error", std::move(error)}}) + "\n";
+  return response;
+}
+
+}  // namespace ferry::server
