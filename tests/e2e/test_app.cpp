@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -249,6 +250,22 @@ int run_scenario(const std::string& name) {
   }
   if (name == "stall") {
     return run_app([] { std::cout << "hog " << hog.remote(400) << '\n'; });
+  }
+  if (name == "logs") {
+    return run_app([] {
+      const char* text = std::getenv("E2E_TEXT");
+      shout.remote(text ? text : "hello from a body");
+      std::cout << "caller done" << std::endl;
+    });
+  }
+  if (name == "map_progress") {
+    return run_app([] {
+      std::vector<std::int64_t> xs(40);
+      std::iota(xs.begin(), xs.end(), 1);
+      std::int64_t total = 0;
+      for (std::int64_t v : square.map(xs)) total += v;
+      std::cout << "sum " << total << std::endl;
+    });
   }
   std::cerr << "unknown scenario " << name << '\n';
   return 2;
