@@ -98,8 +98,8 @@ TEST(frame, writes_little_endian_length_prefix_excluding_itself) {
   ASSERT_EQ(b.size(), 4u + 316u);
   EXPECT_EQ(std::string(b.data(), 4), raw({0x3c, 0x01, 0x00, 0x00}));
   EXPECT_EQ(ferry::wire::read_length_prefix(b.data()), 316u);
-  // The body starts right after the prefix: a 6-element array whose first element is the kind.
-  EXPECT_EQ(std::string(b.data() + 4, 2), raw({0x96, 0x06}));
+  // The body starts right after the prefix: a 7-element array whose first element is the kind.
+  EXPECT_EQ(std::string(b.data() + 4, 2), raw({0x97, 0x06}));
 }
 
 TEST(frame, reads_length_prefix_as_little_endian) {
