@@ -266,6 +266,8 @@ int serve(const server_flags& flags) {
   server::server srv(options);
   spdlog::info("ferry server {} listening on {} (state directory {})", ferry::version(), srv.address(),
                state_dir.string());
+  spdlog::info("dashboard and HTTP API at http://{}/ (the token is in {})", srv.address(),
+               (state_dir / "token").string());
   std::thread signal_waiter([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

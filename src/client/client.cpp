@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <climits>
+#include <cstdlib>
+#include <string_view>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -50,7 +52,9 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
   });
   c->handlers_ = std::move(handlers);
   c->server_ = options.server;
-  c->on_log_ = print_log_line;
+  // Containers' lines for this program's calls go to its terminal, unless FERRY_STREAM_LOGS=0.
+  const char* stream_logs = std::getenv("FERRY_STREAM_LOGS");
+  if (!(stream_logs && std::string_view(stream_logs) == "0")) c->on_log_ = print_log_line;
 
   tcp::socket socket(c->io_);
   try {
