@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build pkg-config
+  curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
   libboost1.81-dev libboost-json1.81-dev
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
