@@ -2,7 +2,9 @@
 # Installs the Debian packages ferry's build needs, when any is missing; does nothing when all are there.
 # Boost 1.81 (not 1.74: Asio's per-operation cancellation) with msgpuck, never msgpack-cxx, whose
 # packages depend on Boost 1.74's dev package and conflict with 1.81's (see docs/building.md).
+# The dashboard's browser test needs chromium, node and tests/browser's npm packages (playwright-core).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   g++ cmake ninja-build pkg-config
@@ -10,20 +12,30 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  chromium nodejs
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Debian's nodejs comes without npm, NodeSource's with it: ask for Debian's only when there is none.
+command -v npm >/dev/null || missing+=(npm)
 
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
-  sudo=sudo
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "setup: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# playwright-core at the version tests/browser/package-lock.json pins (it drives Debian's chromium).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "setup: npm ci --prefix tests/browser" >&2
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error >/dev/null
+fi

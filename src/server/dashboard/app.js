@@ -1,10 +1,10 @@
-// ferry's dashboard: polls the server's HTTP API (docs: the server's /v1 endpoints) about once a second
+// ferry's dashboard: polls the server's HTTP API (docs/http-api.md) about once a second
 // and draws apps, containers, recent calls and one selected call with its logs and graph of futures.
 // Plain DOM, no framework; every value from the server goes in through textContent, never as HTML.
 'use strict';
 
 const POLL_MS = 1000;
-const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'tail_called', 'expired']);
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 const $ = (sel) => document.querySelector(sel);
@@ -32,6 +32,7 @@ function el(tag, attrs = {}, ...children) {
 
 function fmtDuration(s) {
   if (s === null || s === undefined) return '';
+  if (s < 0.01) return `${(s * 1000).toFixed(1)} ms`;
   if (s < 1) return `${Math.round(s * 1000)} ms`;
   if (s < 60) return `${s.toFixed(1)} s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(Math.floor(s % 60)).padStart(2, '0')}s`;
@@ -162,6 +163,7 @@ function renderApps(apps) {
 }
 
 function renderContainers(containers) {
+  containers = [...containers].sort((a, b) => a.id - b.id);  // the API lists them in no particular order
   $('#container-count').textContent = containers.length ? `(${containers.length})` : '';
   const rows = containers.map((c) => el('tr', { 'data-container-id': c.id, 'data-state': c.state },
     el('td', { class: 'mono' }, c.id), el('td', {}, c.app), el('td', { class: 'mono' }, c.function),
@@ -285,8 +287,8 @@ function renderLogs(logs) {
 }
 
 // The graph of futures, layered: a node's column is its longest path from the root (so a call that
-// takes another's result sits to its right); a column's nodes are ordered by the mean row of the nodes
-// that point at them, which keeps most edges from crossing.
+// takes another's result sits to its right); a column's nodes are ordered by, and placed as near as they
+// can to, the mean row of the nodes that point at them, which keeps most edges short and uncrossed.
 function renderGraph(graph, currentId) {
   const svg = $('#call-graph');
   const nodes = graph.nodes || [];
@@ -312,7 +314,12 @@ function renderGraph(graph, currentId) {
       return rows.length ? rows.reduce((a, b) => a + b, 0) / rows.length : Infinity;
     };
     if (x > 0) col.sort((a, b) => mean(a) - mean(b));  // stable: ties keep the server's order
-    col.forEach((n, y) => row.set(n.call_id, y));
+    let next = 0;  // rows in that order, at least one apart
+    for (const n of col) {
+      const m = x > 0 ? mean(n) : 0;
+      row.set(n.call_id, Number.isFinite(m) ? Math.max(next, m) : next);
+      next = row.get(n.call_id) + 1;
+    }
   });
   // Edges that skip columns arc over the top, through a margin kept for them.
   const skips = (e) => depth.get(e.to) > depth.get(e.from) + 1;
@@ -320,7 +327,7 @@ function renderGraph(graph, currentId) {
   const pos = new Map(nodes.map((n) => [n.call_id, { x: PAD + depth.get(n.call_id) * (W + GX), y: TOP + row.get(n.call_id) * (H + GY) }]));
   const incoming = (id) => edges.filter((e) => e.to === id).length;
   const width = PAD * 2 + Math.max(1, columns.length) * (W + GX) - GX;
-  const height = TOP + PAD + Math.max(1, ...columns.map((c) => (c || []).length)) * (H + GY) - GY;
+  const height = TOP + PAD + (Math.max(0, ...row.values()) + 1) * (H + GY) - GY;
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   svg.setAttribute('width', width);
   svg.setAttribute('height', height);
@@ -343,10 +350,11 @@ function renderGraph(graph, currentId) {
     const d = `M${x1},${y1} C${c1} ${c2} ${x2},${y2}`;
     const t = !forward || skips(e) ? 0.5 : incoming(e.to) > 1 ? 0.3 : 0.75, u = 1 - t;
     const bez = (p0, p1, p2, p3) => u * u * u * p0 + 3 * u * u * t * p1 + 3 * u * t * t * p2 + t * t * t * p3;
-    const lx = bez(x1, c1[0], c2[0], x2), ly = bez(y1, c1[1], c2[1], y2) - 4;
+    const anchor = t < 0.5 ? 'start' : t > 0.5 ? 'end' : 'middle';  // the label reaches away from the node it is by
+    const lx = bez(x1, c1[0], c2[0], x2) + (t < 0.5 ? 4 : t > 0.5 ? -4 : 0), ly = bez(y1, c1[1], c2[1], y2) - 4;
     return el('svg:g', { class: `edge edge-${e.kind}`, 'data-kind': e.kind, 'data-from': e.from, 'data-to': e.to },
       el('svg:path', { d, 'marker-end': `url(#arrow-${e.kind})` }),
-      el('svg:text', { x: lx, y: ly, 'text-anchor': 'middle' }, e.kind));
+      el('svg:text', { x: lx, y: ly, 'text-anchor': anchor }, e.kind));
   });
 
   const nodeEls = nodes.map((n) => {
