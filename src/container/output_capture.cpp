@@ -8,6 +8,8 @@
 #include <streambuf>
 #include <string>
 
+#include "wire/protocol.hpp"
+
 namespace ferry::container {
 
 namespace {
@@ -24,9 +26,9 @@ void write_all(int fd, const std::string& data) {
 void write_line(int fd, const runtime::input_context& input, const std::string& line) {
   std::string out;
   out.reserve(line.size() + 24);
-  out += output_tag;
+  out += wire::log_tag;
   out += std::to_string(input.input_id);
-  out += output_tag;
+  out += wire::log_tag;
   out += line;
   out += '\n';
   write_all(fd, out);

@@ -1,17 +1,14 @@
 // What bodies write to std::cout, std::cerr and std::clog, tagged with the input they write it for, so
 // that the server attributes every line to its call even when a container runs several inputs at once.
 //
-// A tagged line reaches the container's stdout or stderr (pipes the server reads) as
-// "\x1f<input id>\x1f<text>\n", in one write. What is written some other way (printf, a library writing to
+// A tagged line (wire::log_tag) reaches the container's stdout or stderr, pipes the server reads, in one
+// write. What is written some other way (printf, a library writing to
 // fd 1 or 2) arrives untagged; the server attributes it to the input running then, when there is one.
 #pragma once
 
 #include "runtime/current.hpp"
 
 namespace ferry::container {
-
-/// The marker that opens and closes a line's tag.
-inline constexpr char output_tag = '\x1f';
 
 /// Replaces the standard streams' buffers with tagging ones and makes stdout line-buffered. Once, at start.
 void capture_output();

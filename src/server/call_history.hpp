@@ -4,15 +4,12 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
-
-struct progress_record;
 
 /// A call as observers see it: live (from its input record) or ended (from the history).
 struct call_summary {

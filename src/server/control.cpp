@@ -60,11 +60,9 @@ void server::state::handle_request(session& s, std::uint64_t request_id, const s
     const auto now = std::chrono::steady_clock::now();
     std::vector<wire::container_row> rows;
     for (const auto& [id, c] : containers) {
-      static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
       const std::chrono::duration<double> uptime = now - c->started_at;
-      const auto running = std::count_if(c->in_flight.begin(), c->in_flight.end(), [](const auto& a) { return a.second; });
-      rows.emplace_back(c->id, c->function->app->name, c->function->name, state_names[static_cast<int>(c->state)],
-                        static_cast<std::uint32_t>(running), c->process->pid(), uptime.count(), c->process->rss_bytes());
+      rows.emplace_back(c->id, c->function->app->name, c->function->name, to_string(c->state),
+                        static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(), c->process->rss_bytes());
     }
     std::sort(rows.begin(), rows.end());
     return reply(s.id, request_id, status::ok,

@@ -125,9 +125,10 @@ void http_connection::close() {
 }
 
 http_response json_error(http::status status, std::string_view code, std::string_view message,
-                         std::string_view call_id) {
+                         std::string_view call_id, std::string_view type) {
   boost::json::object error{{"code", code}, {"message", message}};
   if (!call_id.empty()) error["call_id"] = call_id;
+  if (!type.empty()) error["type"] = type;
   http_response response{status, 11};
   response.set(http::field::content_type, "application/json");
   response.body() = boost::json::serialize(boost::json::object{{"error", std::move(error)}}) + "\n";

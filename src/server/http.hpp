@@ -67,8 +67,8 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   std::function<void()> on_close_;
 };
 
-/// A JSON error reply: {"error": {"code", "message"[, "call_id"]}}.
+/// A JSON error reply: {"error": {"code", "message"[, "call_id"][, "type"]}}.
 http_response json_error(http::status status, std::string_view code, std::string_view message,
-                         std::string_view call_id = {});
+                         std::string_view call_id = {}, std::string_view type = {});
 
 }  // namespace ferry::server

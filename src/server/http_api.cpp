@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cctype>
 #include <deque>
 #include <set>
 #include <fstream>
@@ -72,20 +73,17 @@ http_response error_response(status code, std::span<const char> payload, const s
   } catch (const std::exception&) {
     error.message = wire::to_string(code);
   }
-  http_response response = json_error(http_status_of(code), wire::to_string(code), error.message,
-                                      call_id.empty() ? error.call_id : call_id);
-  if (code == status::remote_exception && !error.type.empty()) {
-    json::value body = json::parse(response.body());
-    body.as_object()["error"].as_object()["type"] = error.type;
-    response.body() = json::serialize(body) + "\n";
-  }
-  return response;
+  return json_error(http_status_of(code), wire::to_string(code), error.message,
+                    call_id.empty() ? error.call_id : call_id,
+                    code == status::remote_exception ? std::string_view(error.type) : std::string_view{});
 }
 
+/// Percent-decodes `in` ('+' is a space); a '%' not followed by two hex digits stays as it is.
 std::string url_decode(std::string_view in) {
+  auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
   std::string out;
   for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() + 0 && i + 2 <= in.size() - 1) {
+    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) && hex(in[i + 2])) {
       out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
       i += 2;
     } else {
@@ -184,9 +182,7 @@ json::object app_json(const app_instance& app) {
   json::array functions;
   for (const auto& [name, fn] : app.functions) {
     std::size_t running = 0;
-    for (const container_record* c : fn.containers) {
-      for (const auto& [attempt, in] : c->in_flight) running += in != nullptr;
-    }
+    for (const container_record* c : fn.containers) running += c->running_inputs();
     functions.push_back(json::object{
         {"name", name},
         {"signature", fn.signature},
@@ -210,7 +206,7 @@ json::object app_json(const app_instance& app) {
 
 }  // namespace
 
-const input_record* server::state::live_call(const std::string& call_id) const {
+input_record* server::state::live_call(const std::string& call_id) const {
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) return it->second;
   for (const auto& [id, in] : inputs) {
     if (in->call_id == call_id) return in.get();
@@ -297,15 +293,12 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
     if (get && resource == "containers" && p.size() == 2) {
       const auto now = std::chrono::steady_clock::now();
       json::array rows;
-      static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
       for (const auto& [id, c] : containers) {
-        std::size_t running = 0;
-        for (const auto& [attempt, in] : c->in_flight) running += in != nullptr;
         rows.push_back(json::object{{"id", c->id},
                                     {"app", c->function->app->name},
                                     {"function", c->function->name},
-                                    {"state", state_names[static_cast<int>(c->state)]},
-                                    {"inputs", running},
+                                    {"state", to_string(c->state)},
+                                    {"inputs", c->running_inputs()},
                                     {"pid", c->process->pid()},
                                     {"uptime_s", std::chrono::duration<double>(now - c->started_at).count()},
                                     {"rss_bytes", c->process->rss_bytes()}});
@@ -379,7 +372,7 @@ void server::state::respond_call(const std::shared_ptr<http_connection>& conn, c
                          detail::reader r{payload};
                          body["result"] = codec_json::to_json(r);
                          body["status"] = "succeeded";
-                       } catch (const std::exception& e) {
+                       } catch (const std::exception&) {  // a value JSON cannot show
                          body["result"] = nullptr;
                        }
                      } else if (code != status::running && code != status::unknown_call) {
@@ -451,7 +444,6 @@ void server::state::respond_logs(const std::shared_ptr<http_connection>& conn, c
 
 void server::state::stream_events(const std::shared_ptr<http_connection>& conn, const std::string& app,
                                   const std::string& call_id) {
-  call_summary ended;
   const bool finished = !call_id.empty() && history.find(call_id) && !live_call(call_id);
   if (!call_id.empty() && !finished && !live_call(call_id)) {
     return conn->respond(json_error(http::status::not_found, "unknown_call",
@@ -485,8 +477,8 @@ void server::state::stream_events(const std::shared_ptr<http_connection>& conn, 
 }
 
 void server::state::cancel_call(const std::shared_ptr<http_connection>& conn, const std::string& call_id) {
-  if (const input_record* in = live_call(call_id); in && !in->durable) {
-    cancel_input(const_cast<input_record&>(*in));
+  if (input_record* in = live_call(call_id); in && !in->durable) {
+    cancel_input(*in);
     return conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
   }
   internal_request("cancel", call_id, {}, [conn, call_id](status code, std::span<const char> payload) {
@@ -574,12 +566,12 @@ http_response server::state::metrics_response() const {
   std::size_t running = 0;
   for (const auto& [id, c] : containers) {
     ++by_state[static_cast<int>(c->state)];
-    for (const auto& [attempt, in] : c->in_flight) running += in != nullptr;
+    running += c->running_inputs();
   }
   extra += "# HELP ferry_containers Containers, by state.\n# TYPE ferry_containers gauge\n";
-  static constexpr const char* state_names[] = {"starting", "ready", "stopping"};
   for (int s = 0; s < 3; ++s) {
-    extra += std::string("ferry_containers{state=\"") + state_names[s] + "\"} " + std::to_string(by_state[s]) + "\n";
+    extra += std::string("ferry_containers{state=\"") + container_state_names[s] + "\"} " +
+             std::to_string(by_state[s]) + "\n";
   }
   extra += "# HELP ferry_inputs_running Inputs running in containers.\n# TYPE ferry_inputs_running gauge\n";
   extra += "ferry_inputs_running " + std::to_string(running) + "\n";

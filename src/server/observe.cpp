@@ -5,7 +5,6 @@
 
 #include <charconv>
 
-#include "container/output_capture.hpp"
 #include "server/server_state.hpp"
 
 namespace ferry::server {
@@ -45,8 +44,8 @@ void server::state::add_log_line(container_record& c, wire::log_stream stream, s
   // A line a body wrote through the standard streams names its input; any other goes to the input
   // running, when there is just one.
   const input_record* in = nullptr;
-  if (line.size() > 2 && line.front() == container::output_tag) {
-    const auto close = line.find(container::output_tag, 1);
+  if (line.size() > 2 && line.front() == wire::log_tag) {
+    const auto close = line.find(wire::log_tag, 1);
     std::uint64_t attempt = 0;
     if (close != std::string_view::npos &&
         std::from_chars(line.data() + 1, line.data() + close, attempt).ec == std::errc{}) {

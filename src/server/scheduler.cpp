@@ -283,8 +283,7 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
                      " before it connected to the server" + tail_note(tail));
     }
   } else {
-    const auto running = static_cast<std::size_t>(
-        std::count_if(c->in_flight.begin(), c->in_flight.end(), [](const auto& attempt) { return attempt.second; }));
+    const std::size_t running = c->running_inputs();
     if (!c->stop_requested || running > 0) {
       spdlog::log(running == 0 ? spdlog::level::debug : spdlog::level::warn, "container {} for {}.{} {}{}", c->id,
                   fn.app->name, fn.name, how, running == 0 ? "" : " with " + plural(running, "input") + " in flight");

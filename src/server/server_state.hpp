@@ -84,6 +84,8 @@ struct input_record {
 };
 
 enum class container_state { starting, ready, stopping };
+inline constexpr const char* container_state_names[] = {"starting", "ready", "stopping"};
+inline const char* to_string(container_state s) { return container_state_names[static_cast<int>(s)]; }
 
 struct container_record {
   std::uint64_t id = 0;
@@ -105,6 +107,13 @@ struct container_record {
   std::optional<std::chrono::steady_clock::time_point> idle_since;
   std::unique_ptr<asio::steady_timer> idle_timer;
   std::string partial_line[2];  // what it wrote to stdout / stderr after its last newline
+
+  /// Attempts it runs (not counting those given up on that still hold a slot).
+  std::size_t running_inputs() const {
+    std::size_t n = 0;
+    for (const auto& [attempt, in] : in_flight) n += in != nullptr;
+    return n;
+  }
 };
 
 struct app_instance;
@@ -379,7 +388,7 @@ struct server::state {
   // The HTTP API (http_api.cpp; http.cpp has the connections).
   void on_http(const http_request& req, const std::shared_ptr<http_connection>& conn);
   /// The call `call_id` while the server has it in memory (even ended), or nullptr.
-  const input_record* live_call(const std::string& call_id) const;
+  input_record* live_call(const std::string& call_id) const;
   /// A live or recently ended call as observers see it; false when the server knows no such call.
   bool find_summary(const std::string& call_id, call_summary& out) const;
   void respond_calls(const std::shared_ptr<http_connection>& conn, const target_query& t);

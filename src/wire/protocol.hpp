@@ -142,6 +142,9 @@ using container_row = std::tuple<std::uint64_t /*id*/, std::string /*app*/, std:
 /// A line a container wrote to stdout or stderr, tagged with the call it wrote it for ("" when unknown);
 /// the header of a `log` message, and a row of the "logs" request.
 enum class log_stream : std::uint8_t { stdout_stream = 1, stderr_stream = 2 };
+/// A container's line written through the standard streams reaches its stdout or stderr pipe as
+/// "<log_tag><input id><log_tag><text>\n", naming the input it was written for.
+inline constexpr char log_tag = '\x1f';
 using log_row = std::tuple<std::uint64_t /*seq*/, double /*time, unix s*/, std::string /*app*/,
                            std::string /*function*/, std::string /*call id*/, std::uint8_t /*log_stream*/,
                            std::string /*text, without its newline*/>;

@@ -5,12 +5,11 @@
 //   node dashboard.test.mjs FERRY_CLI APP_BINARY OUTPUT_DIR
 //
 // Needs Debian's chromium and `npm ci --prefix tests/browser`: `bash scripts/setup.sh` installs both.
-import { spawn, execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { startDeployedServer } from '../support/ferry_server.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TIMEOUT_MS = 20_000;  // for any one thing to show up
@@ -33,27 +32,6 @@ function loadPlaywright() {
   } catch {
     return fail('playwright-core is missing: run `bash scripts/setup.sh` (runs `npm ci --prefix tests/browser`)');
   }
-}
-
-/// Starts `ferry server --port 0` and resolves to its address once it logs the "listening on" line.
-function startServer(stateDir) {
-  const server = spawn(ferryCli, ['server', '--port', '0', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const address = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new CheckFailed(`ferry server did not say where it listens within ${TIMEOUT_MS} ms:\n${output}`)), TIMEOUT_MS);
-    const onData = (chunk) => {
-      output += chunk;
-      const m = output.match(/listening on (\S+):(\d+)/);
-      if (m) { clearTimeout(timer); resolve(`${m[1]}:${m[2]}`); }
-    };
-    server.stdout.on('data', onData);
-    server.stderr.on('data', onData);
-    server.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new CheckFailed(`ferry server exited (${signal || code}) before listening:\n${output}`));
-    });
-  });
-  return { server, address, output: () => output };
 }
 
 /// Calls the server's HTTP API; resolves to {status, body}.
@@ -103,16 +81,13 @@ async function main() {
   const { chromium } = loadPlaywright();
   mkdirSync(outputDir, { recursive: true });
   const stateDir = mkdtempSync(join(tmpdir(), 'ferry-browser-'));
-  const started = startServer(stateDir);
+  const server = await startDeployedServer({ ferryCli, appBinary, app: APP, stateDir })
+    .catch((e) => fail(e.message));
   let browser;
   try {
-    const address = await started.address;
+    const { address, token } = server;
     const base = `http://${address}`;
-    const token = readFileSync(join(stateDir, 'token'), 'utf8').trim();
     step(`server at ${address}`);
-
-    await promisify(execFile)(ferryCli, ['deploy', '--name', APP, appBinary, '--server', address, '--state-dir', stateDir])
-      .catch((e) => fail(`ferry deploy failed: ${e.stderr || e.message}`));
     const apps = await http(base, token, 'GET', `/v1/apps/${APP}`);
     if (apps.status !== 200) fail(`GET /v1/apps/${APP} answered ${apps.status}: ${apps.text}`);
     const functions = (apps.body.functions || []).map((f) => f.name);
@@ -230,12 +205,7 @@ async function main() {
     console.log(`dashboard: all checks passed; screenshots in ${outputDir}`);
   } finally {
     if (browser) await browser.close().catch(() => {});
-    started.server.kill('SIGTERM');
-    await new Promise((resolve) => {
-      if (started.server.exitCode !== null || started.server.signalCode !== null) return resolve();
-      const timer = setTimeout(() => { started.server.kill('SIGKILL'); resolve(); }, 10_000);
-      started.server.on('exit', () => { clearTimeout(timer); resolve(); });
-    });
+    await server.stop();
     rmSync(stateDir, { recursive: true, force: true });
   }
 }

@@ -22,15 +22,15 @@
 // Files the examples name /tmp/ferry-doc-NAME (the gates of `hold`) become NAME in a directory of this run,
 // so that runs at the same time (two build trees) do not open each other's gates.
 // Needs curl and jq (scripts/setup.sh installs both). Exits 1 after reporting every mismatch.
-import { spawn, execFile, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+
+import { startDeployedServer } from '../support/ferry_server.mjs';
 
 const ELLIPSIS = '…';
 const BLOCK_TIMEOUT_MS = 30_000;  // one example, e.g. an event stream that should have ended
-const START_TIMEOUT_MS = 20_000;  // the server's "listening on" line
 const END_MARKER = '__ferry_doc_block_end__';
 
 const [ferryCli, appBinary, docPath] = process.argv.slice(2);
@@ -325,46 +325,6 @@ async function substituteVariables(text, shell) {
   return text;
 }
 
-// ---- The server ----
-
-function startServer(stateDir) {
-  const server = spawn(ferryCli, ['server', '--port', '0', '--state-dir', stateDir, '--drain-timeout', '1000'],
-                       { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const address = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SetupFailed(`ferry server did not say where it listens:\n${log}`)),
-                             START_TIMEOUT_MS);
-    const onData = (chunk) => {
-      log += chunk;
-      const m = log.match(/listening on (\S+):(\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(`${m[1]}:${m[2]}`);
-      }
-    };
-    server.stdout.on('data', onData);
-    server.stderr.on('data', onData);
-    server.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new SetupFailed(`ferry server exited (${signal || code}) before listening:\n${log}`));
-    });
-  });
-  return { server, address, log: () => log };
-}
-
-/// SIGTERM, then SIGKILL if it has not exited within 10 s.
-function stopServer(server) {
-  if (server.exitCode !== null || server.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => server.kill('SIGKILL'), 10_000);
-    server.on('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    server.kill('SIGTERM');
-  });
-}
-
 // ---- Main ----
 
 const indent = (text) => text.split('\n').map((l) => `    ${l}`).join('\n');
@@ -388,7 +348,7 @@ async function main() {
   let shell = null;
   const cleanUp = async () => {
     shell?.close();
-    if (server) await stopServer(server);
+    if (server) await server.stop();
     rmSync(dir, { force: true, recursive: true });
   };
   process.on('SIGINT', () => cleanUp().then(() => process.exit(130)));
@@ -401,12 +361,10 @@ async function main() {
     const pairs = examples(markdown);
     total = pairs.length;
     if (total === 0) throw new SetupFailed(`${docPath} has no sh examples`);
-    const started = startServer(stateDir);
-    server = started.server;
-    log = started.log;
-    const hostPort = await started.address;
-    await promisify(execFile)(ferryCli, ['deploy', '--name', 'demo', appBinary, '--server', hostPort, '--state-dir', stateDir]);
-    const token = readFileSync(join(stateDir, 'token'), 'utf8').trim();
+    server = await startDeployedServer({ ferryCli, appBinary, app: 'demo', stateDir, extraArgs: ['--drain-timeout', '1000'] })
+      .catch((e) => { throw new SetupFailed(e.message); });
+    log = server.log;
+    const { address: hostPort, token } = server;
     // (No proxy for the server on loopback, whatever the environment says.)
     shell = new Shell(dir, { ...process.env, FERRY_URL: `http://${hostPort}`, FERRY_TOKEN: token,
                              no_proxy: '127.0.0.1,localhost', NO_PROXY: '127.0.0.1,localhost' });

@@ -19,19 +19,12 @@ using Square = ferry::Function<std::int64_t(std::int64_t)>;
 using Add = ferry::Function<std::int64_t(std::int64_t, std::int64_t)>;
 using Hold = ferry::Function<bool(std::string)>;
 
-run_result cli(const ferry_server& server, std::vector<std::string> args) {
-  std::vector<std::string> argv = {FERRY_CLI_PATH};
-  argv.insert(argv.end(), args.begin(), args.end());
-  argv.insert(argv.end(), {"--server", server.address(), "--state-dir", server.state_dir()});
-  return run(argv);
-}
-
 /// The server, with this test binary deployed on it as app "platform".
 struct deployed_server {
   ferry_server server;
   scoped_env env{{{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}}};
   deployed_server() {
-    const auto r = cli(server, {"deploy", "--name", "platform", E2E_BINARY});
+    const auto r = server.cli({"deploy", "--name", "platform", E2E_BINARY});
     EXPECT_EQ(r.code, 0) << r.err;
     EXPECT_THAT(r.out, HasSubstr("deployed app 'platform'"));
   }
@@ -40,7 +33,7 @@ struct deployed_server {
 /// Waits until `ferry ps` shows a container of `function` running one input; false after 30 s.
 bool one_input_running(const ferry_server& server, const std::string& function) {
   for (int i = 0; i < 1500; ++i) {
-    std::istringstream lines(cli(server, {"ps"}).out);
+    std::istringstream lines(server.cli({"ps"}).out);
     std::string id, app, fn, state;
     int inputs = 0;
     std::string line;
@@ -55,7 +48,7 @@ bool one_input_running(const ferry_server& server, const std::string& function) 
 
 TEST(deploy, a_deployed_app_is_called_by_name_from_other_programs_and_the_cli) {
   deployed_server d;
-  const auto apps = cli(d.server, {"apps"});
+  const auto apps = d.server.cli({"apps"});
   EXPECT_EQ(apps.code, 0) << apps.err;
   EXPECT_THAT(apps.out, HasSubstr("platform"));
   EXPECT_THAT(apps.out, HasSubstr("add  int64(int64,int64)"));
@@ -71,15 +64,15 @@ TEST(deploy, a_deployed_app_is_called_by_name_from_other_programs_and_the_cli) {
               EXPECT_EQ(co_await square_deployed.remote.aio(9), 81);
             }),
             0);
-  const auto called = cli(d.server, {"call", "platform.add", "[20, 22]"});
+  const auto called = d.server.cli({"call", "platform.add", "[20, 22]"});
   EXPECT_EQ(called.code, 0) << called.err;
   EXPECT_EQ(called.out, "42\n");
-  const auto wrong = cli(d.server, {"call", "platform.add", "[\"a\", 2]"});
+  const auto wrong = d.server.cli({"call", "platform.add", "[\"a\", 2]"});
   EXPECT_EQ(wrong.code, 1);
   EXPECT_THAT(wrong.err, HasSubstr("'add': argument 1: expected int64, received string"));
-  const auto stopped = cli(d.server, {"stop", "platform"});
+  const auto stopped = d.server.cli({"stop", "platform"});
   EXPECT_EQ(stopped.code, 0) << stopped.err;
-  EXPECT_THAT(cli(d.server, {"apps"}).out, testing::Not(HasSubstr("platform")));
+  EXPECT_THAT(d.server.cli({"apps"}).out, testing::Not(HasSubstr("platform")));
   EXPECT_EQ(run_app([] { EXPECT_THROW(Add::from_name("platform", "add"), ferry::UnknownFunctionError); }), 0);
 }
 
@@ -111,7 +104,7 @@ TEST(deploy, redeploying_sends_new_calls_to_the_new_version_while_calls_in_fligh
               auto in_flight = hold_deployed.future(dir + "/gate");
               in_flight.run();
               ASSERT_TRUE(one_input_running(d.server, "hold"));  // it runs: now redeploy
-              const auto again = cli(d.server, {"deploy", "--name", "platform", E2E_BINARY});
+              const auto again = d.server.cli({"deploy", "--name", "platform", E2E_BINARY});
               EXPECT_EQ(again.code, 0) << again.err;
               std::ofstream(dir + "/gate") << "open\n";
               EXPECT_TRUE(in_flight.result());  // finished on the old version's container
@@ -152,7 +145,7 @@ TEST(deploy, a_spawned_call_outlives_its_program_and_is_fetched_by_id_from_anoth
               EXPECT_EQ(co_await spawned.get.aio(), 144);
             }),
             0);
-  const auto calls = cli(d.server, {"calls"});
+  const auto calls = d.server.cli({"calls"});
   EXPECT_EQ(calls.code, 0) << calls.err;
   EXPECT_THAT(calls.out, HasSubstr(id));
   EXPECT_THAT(calls.out, HasSubstr("platform.square"));
@@ -185,7 +178,7 @@ TEST(deploy, a_cancelled_spawned_call_ends_cancelled_whether_its_body_blocks_or_
 TEST(deploy, a_result_past_the_retention_period_is_expired_not_missing) {
   ferry_server server({"--retention", "0"});
   scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
-  ASSERT_EQ(cli(server, {"deploy", "--name", "platform", E2E_BINARY}).code, 0);
+  ASSERT_EQ(server.cli({"deploy", "--name", "platform", E2E_BINARY}).code, 0);
   EXPECT_EQ(run_app([&] {
               auto call = Square::from_name("platform", "square").spawn(3);
               EXPECT_EQ(call.get(30s), 9);  // delivered as it finished
@@ -221,7 +214,7 @@ TEST(deploy, spawned_calls_survive_a_kill_9_of_the_server_and_all_1000_complete_
 TEST(deploy, spawns_beyond_the_queue_limit_wait_in_the_store_and_all_run) {
   ferry_server server({"--max-queued-inputs", "10"});
   scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
-  ASSERT_EQ(cli(server, {"deploy", "--name", "platform", E2E_BINARY}).code, 0);
+  ASSERT_EQ(server.cli({"deploy", "--name", "platform", E2E_BINARY}).code, 0);
   const std::string dir = scratch_dir();
   EXPECT_EQ(run_app([&] {
               // 100 run (2 containers x 50), 10 queue in memory, the rest wait in the store: none is refused.

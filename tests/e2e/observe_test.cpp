@@ -18,13 +18,6 @@ namespace {
 using testing::HasSubstr;
 using testing::Not;
 
-run_result cli(const ferry_server& server, std::vector<std::string> args) {
-  std::vector<std::string> argv = {FERRY_CLI_PATH};
-  argv.insert(argv.end(), args.begin(), args.end());
-  argv.insert(argv.end(), {"--server", server.address(), "--state-dir", server.state_dir()});
-  return run(argv);
-}
-
 TEST(observe, a_bodys_output_reaches_the_callers_terminal_tagged_with_its_call_and_ferry_logs_keeps_it) {
   ferry_server server;
   const auto r = run({"/proc/self/exe"},
@@ -40,13 +33,13 @@ TEST(observe, a_bodys_output_reaches_the_callers_terminal_tagged_with_its_call_a
   EXPECT_THAT(r.err, HasSubstr("[shout " + call_id + "] hello from a body (stderr)\n"));
 
   // The server keeps them after the program has gone: `ferry logs APP [--call ID]`.
-  const auto logs = cli(server, {"logs", "e2e", "--call", call_id});
+  const auto logs = server.cli({"logs", "e2e", "--call", call_id});
   ASSERT_EQ(logs.code, 0) << logs.err;
   EXPECT_THAT(logs.out, HasSubstr("shout " + call_id + " | hello from a body\n"));
   EXPECT_THAT(logs.out, HasSubstr("shout " + call_id + " !| hello from a body (stderr)\n"));
-  const auto other_call = cli(server, {"logs", "e2e", "--call", "fc-0000000000000000"});
+  const auto other_call = server.cli({"logs", "e2e", "--call", "fc-0000000000000000"});
   EXPECT_EQ(other_call.out, "");
-  EXPECT_EQ(cli(server, {"logs", "no-such-app"}).out, "");
+  EXPECT_EQ(server.cli({"logs", "no-such-app"}).out, "");
 }
 
 TEST(observe, ferry_logs_follow_prints_new_lines_as_they_are_written) {

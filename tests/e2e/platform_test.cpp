@@ -28,7 +28,7 @@ struct ps_row {
 };
 
 std::vector<ps_row> ps(const ferry_server& server) {
-  const auto r = run({FERRY_CLI_PATH, "ps", "--server", server.address(), "--state-dir", server.state_dir()});
+  const auto r = server.cli({"ps"});
   EXPECT_EQ(r.code, 0) << r.err;
   std::vector<ps_row> rows;
   std::istringstream lines(r.out);

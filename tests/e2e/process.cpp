@@ -189,4 +189,11 @@ scoped_env::~scoped_env() {
   }
 }
 
+run_result ferry_server::cli(std::vector<std::string> args) const {
+  std::vector<std::string> argv = {FERRY_CLI_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), {"--server", address_, "--state-dir", state_dir_});
+  return run(argv);
+}
+
 }  // namespace e2e

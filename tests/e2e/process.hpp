@@ -70,6 +70,8 @@ class ferry_server {
   process& proc() { return *proc_; }
   /// kill -9, then starts it again on the same port and state directory.
   void kill_and_restart();
+  /// Runs `ferry ARGS... --server ADDRESS --state-dir DIR` against this server, to completion.
+  run_result cli(std::vector<std::string> args) const;
 
  private:
   void start(const std::string& port);
