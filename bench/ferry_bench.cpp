@@ -31,7 +31,10 @@ using tcp = asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 
 ferry::App app{"bench"};
-auto double_it = app.function("double_it", [](std::int64_t x) { return 2 * x; });
+// The throughput workloads (W2-W4) keep many small inputs in flight: up to 256 per container, in two
+// containers (one per core). W1 is sequential, so the options do not change it.
+auto double_it = app.function("double_it", [](std::int64_t x) { return 2 * x; },
+                              {.max_inputs = 256, .max_containers = 2});
 
 ferry::Task<std::int64_t> sleep_100ms(std::int64_t x) {
   co_await ferry::sleep(std::chrono::milliseconds(100));
@@ -39,9 +42,6 @@ ferry::Task<std::int64_t> sleep_100ms(std::int64_t x) {
 }
 auto async_sleep = app.function("sleep_100ms", sleep_100ms, {.max_inputs = 1000, .max_containers = 1});
 
-// W3 and W4 run many small calls: several inputs in flight per container.
-auto map_double =
-    app.function("map_double", [](std::int64_t x) { return 2 * x; }, {.max_inputs = 256, .max_containers = 2});
 auto tree_add = app.function("tree_add", [](std::int64_t a, std::int64_t b) { return a + b; },
                              {.max_inputs = 256, .max_containers = 2});
 
@@ -56,7 +56,7 @@ std::int64_t w8_calls = 50'000;
 ferry::Future<std::int64_t> count_body(std::int64_t n);
 auto count_fn = app.function("count", count_body);
 ferry::Future<std::int64_t> count_body(std::int64_t n) {
-  if (n == 0) return map_double.future(0);
+  if (n == 0) return double_it.future(0);
   return count_fn.future(n - 1);
 }
 
@@ -253,7 +253,7 @@ void run_w3(figures& out, const std::vector<pid_t>& other_processes) {
   std::vector<std::int64_t> items(n);
   for (std::int64_t i = 0; i < n; ++i) items[i] = i;
   const auto t0 = clock_type::now();
-  const auto results = map_double.map(items);
+  const auto results = double_it.map(items);
   const double elapsed = seconds_since(t0);
   for (std::int64_t i = 0; i < n; ++i) {
     if (results[i] != 2 * i) throw std::runtime_error("W3: wrong result");
@@ -272,7 +272,7 @@ void run_w3(figures& out, const std::vector<pid_t>& other_processes) {
 void run_w4(figures& out) {
   const auto t0 = clock_type::now();
   std::vector<ferry::Future<std::int64_t>> level;
-  for (std::int64_t i = 0; i < 1024; ++i) level.push_back(map_double.future(i));
+  for (std::int64_t i = 0; i < 1024; ++i) level.push_back(double_it.future(i));
   while (level.size() > 1) {
     std::vector<ferry::Future<std::int64_t>> next;
     for (std::size_t i = 0; i < level.size(); i += 2) next.push_back(tree_add.future(level[i], level[i + 1]));
@@ -345,20 +345,25 @@ ferry::Task<void> run_w8(figures& out, pid_t server) {
   out["W8 server peak RSS (MiB)"] = peak_rss_mib(server);
 }
 
+/// The workloads to run (`--only W2,W3`); empty runs them all.
+std::vector<std::string> only;
+
+bool selected(const char* workload) { return only.empty() || std::find(only.begin(), only.end(), workload) != only.end(); }
+
 figures run_workloads(const std::vector<pid_t>& other_processes) {
   figures out;
   char name[] = "ferry_bench";
   char* argv[] = {name, nullptr};
   const int code = app.main(1, argv, [&] {
-    run_w1(out, other_processes);
-    ferry::run(run_w2(out));
-    run_w3(out, other_processes);
-    run_w4(out);
-    ferry::run(run_w5(out));
-    run_w7(out, other_processes);
-    ferry::run(run_w8(out, other_processes.empty() ? ::getpid() : other_processes.front()));
+    if (selected("W1")) run_w1(out, other_processes);
+    if (selected("W2")) ferry::run(run_w2(out));
+    if (selected("W3")) run_w3(out, other_processes);
+    if (selected("W4")) run_w4(out);
+    if (selected("W5")) ferry::run(run_w5(out));
+    if (selected("W7")) run_w7(out, other_processes);
+    if (selected("W8")) ferry::run(run_w8(out, other_processes.empty() ? ::getpid() : other_processes.front()));
   });
-  run_w6(out);  // a separate program: after this one has stopped its embedded server
+  if (selected("W6")) run_w6(out);  // a separate program: after this one has stopped its embedded server
   if (code != 0) std::exit(code);
   return out;
 }
@@ -425,14 +430,17 @@ int main(int argc, char** argv) {
     });
   }
   int runs = 3;
+  bool embedded_once = false;
   std::string out_file = "bench-results.md";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--runs" && i + 1 < argc) {
       runs = std::max(3, std::atoi(argv[++i]));
     } else if (a == "--embedded-once") {  // for profiling: one run of the workloads on the embedded server
-      for (const auto& [metric, value] : run_workloads({})) std::cout << metric << ": " << value << '\n';
-      return 0;
+      embedded_once = true;
+    } else if (a == "--only" && i + 1 < argc) {
+      std::istringstream list(argv[++i]);
+      for (std::string w; std::getline(list, w, ',');) only.push_back(w);
     } else if (a == "--w8-calls" && i + 1 < argc) {
       w8_calls = std::max<std::int64_t>(1000, std::atoll(argv[++i]));
     } else if (a == "--out" && i + 1 < argc) {
@@ -441,6 +449,11 @@ int main(int argc, char** argv) {
       std::cerr << "usage: ferry_bench [--runs N (>= 3)] [--out FILE] [--w8-calls N]\n";
       return a == "--help" || a == "-h" ? 0 : 2;
     }
+  }
+
+  if (embedded_once) {
+    for (const auto& [metric, value] : run_workloads({})) std::cout << metric << ": " << value << '\n';
+    return 0;
   }
 
   std::vector<double> floor_rtt, floor_pipelined;

@@ -13,6 +13,7 @@
 #include <ferry/errors.hpp>
 
 #include "runtime/check.hpp"
+#include "wire/connection.hpp"
 
 namespace ferry::client {
 
@@ -70,7 +71,7 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
                         [raw = c.get()](const std::string& reason) { raw->on_close(reason); });
   c->io_thread_ = std::thread([raw = c.get()] {
     auto guard = asio::make_work_guard(raw->io_);
-    raw->io_.run();
+    wire::run_batched(raw->io_);
   });
 
   c->connection_->send(
@@ -97,6 +98,7 @@ client::~client() {
 
 client::pending_call& client::wait(pending_call& call) {
   FERRY_CHECK(std::this_thread::get_id() != io_thread_.get_id(), "a blocking ferry call on the client's I/O thread");
+  wire::send_batch::flush_this_thread();
   call.done.wait(false, std::memory_order_acquire);
   return call;
 }

@@ -28,6 +28,7 @@
 #include "container/throw_trace.hpp"
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
+#include "wire/connection.hpp"
 
 namespace ferry::container {
 
@@ -177,7 +178,13 @@ class input_runner {
   std::map<std::uint64_t, std::shared_ptr<runtime::input_context>> running_;  // guarded by mu_
 };
 
-/// Blocking bodies: each input on a thread of its own, up to max_inputs threads, started as inputs arrive.
+/// Blocking bodies: each input on a thread of its own, up to max_inputs threads.
+///
+/// Waking a thread costs more than a small body, so inputs are not handed to threads one by one: at most
+/// one wake-up is under way at a time. The thread it wakes takes an input and, if more are queued, wakes
+/// (or starts) the next before it runs its own. A burst of inputs thus spreads over threads at the rate
+/// they wake, while threads that finish their input take the next queued one without sleeping, so cheap
+/// bodies run back to back on few threads and slow ones still each get a thread within microseconds.
 class thread_runner final : public input_runner {
  public:
   using input_runner::input_runner;
@@ -189,24 +196,41 @@ class thread_runner final : public input_runner {
     auto input = track(in);
     std::unique_lock lock(queue_mu_);
     queue_.emplace_back(std::move(in), std::move(input));
-    // One thread per input waiting beyond the idle ones, up to max_inputs.
-    if (queue_.size() > idle_ && threads_.size() < static_cast<std::size_t>(function_.options.max_inputs)) {
-      threads_.emplace_back([this] { work(); });
-    }
-    lock.unlock();
-    ready_.notify_one();
+    wake_one(lock);
   }
 
  private:
+  /// With inputs queued and no wake-up under way: wakes an idle thread, or starts one below max_inputs.
+  void wake_one(std::unique_lock<std::mutex>& lock) {
+    if (waking_ || queue_.empty()) return;
+    if (idle_ > 0) {
+      waking_ = true;
+      lock.unlock();
+      ready_.notify_one();
+    } else if (threads_.size() < static_cast<std::size_t>(function_.options.max_inputs)) {
+      waking_ = true;
+      threads_.emplace_back([this] { work(); });
+    }
+  }
+
   void work() {
+    std::unique_lock lock(queue_mu_);
+    waking_ = false;  // started by wake_one
     for (;;) {
-      std::unique_lock lock(queue_mu_);
-      ++idle_;
-      ready_.wait(lock, [this] { return !queue_.empty(); });
-      --idle_;
+      if (queue_.empty()) {
+        ++idle_;
+        // Any return from wait ends the wake-up under way (even one meant for another thread: at worst
+        // one wake-up too many, never an input left queued beside an idle thread).
+        do {
+          ready_.wait(lock);
+          waking_ = false;
+        } while (queue_.empty());
+        --idle_;
+      }
       auto [in, input] = std::move(queue_.front());
       queue_.pop_front();
-      lock.unlock();
+      wake_one(lock);  // more queued: the next thread wakes while this one runs its input
+      if (lock.owns_lock()) lock.unlock();
       outcome out = new_outcome(in);
       {
         runtime::input_scope scope(input.get());
@@ -214,6 +238,7 @@ class thread_runner final : public input_runner {
                         [&] { out.tail_call = function_.invoke(detail::reader{in.arguments.view()}, out.result); });
       }
       finish(in.id, out);
+      lock.lock();
     }
   }
 
@@ -222,6 +247,7 @@ class thread_runner final : public input_runner {
   std::deque<std::pair<client::input, std::shared_ptr<runtime::input_context>>> queue_;  // guarded by queue_mu_
   std::vector<std::thread> threads_;                                                     // guarded by queue_mu_
   std::size_t idle_ = 0;                                                                 // guarded by queue_mu_
+  bool waking_ = false;  // guarded by queue_mu_: a thread is being woken or started
 };
 
 /// Async bodies: every input a coroutine on the one executor thread. A watchdog thread warns when a step
@@ -231,7 +257,7 @@ class coroutine_runner final : public input_runner, public step_observer {
   explicit coroutine_runner(const detail::function_entry& function)
       : input_runner(function),
         work_(asio::make_work_guard(io_)),
-        executor_thread_([this] { io_.run(); }),
+        executor_thread_([this] { wire::run_batched(io_); }),
         watchdog_([this] { watch(); }) {}
   ~coroutine_runner() override {
     executor_thread_.detach();  // see thread_runner: the process leaves with _Exit

@@ -14,6 +14,7 @@
 
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
+#include "wire/connection.hpp"
 
 namespace asio = boost::asio;
 
@@ -141,7 +142,7 @@ void run_to_completion(Task<void> task) {
   runtime::event_loop_scope scope(executor);
   std::exception_ptr error;
   asio::co_spawn(loop, std::move(task), [&error](std::exception_ptr e) { error = e; });
-  loop.run();
+  wire::run_batched(loop);
   if (error) std::rethrow_exception(error);
 }
 

@@ -8,6 +8,7 @@
 
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
+#include "wire/connection.hpp"
 
 namespace ferry::detail {
 
@@ -109,6 +110,9 @@ buffer future_result(future_state& state, const std::source_location& site) {
   runtime::warn_if_blocking_on_loop(future_function_name(state), site);
   std::unique_lock lock(state.mu);
   state.submit(/*deliver=*/true);
+  lock.unlock();
+  wire::send_batch::flush_this_thread();
+  lock.lock();
   state.changed.wait(lock, [&] { return state.done; });
   if (state.error) std::rethrow_exception(state.error);
   buffer copy;

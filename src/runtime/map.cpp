@@ -11,6 +11,7 @@
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
 #include "runtime/progress_bar.hpp"
+#include "wire/connection.hpp"
 
 namespace ferry::detail {
 
@@ -67,6 +68,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
   }
 
   void wait() {
+    wire::send_batch::flush_this_thread();
     std::unique_lock lock(mu_);
     changed_.wait(lock, [&] { return finished_ == results_.items.size(); });
   }
@@ -126,7 +128,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
       if (finished_ == results_.items.size()) done = std::move(done_);
     }
     bar_.update(finished);  // (before waking the caller, so that the finished bar precedes what it prints)
-    changed_.notify_all();
+    if (finished == results_.items.size()) changed_.notify_all();  // wait() wakes for the last one only
     if (done) {
       done();
     } else {

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "server/server_state.hpp"
+#include "wire/connection.hpp"
 
 namespace ferry::server {
 
@@ -56,7 +57,7 @@ std::string server::address() const { return state_->address; }
 void server::run() {
   state_->accept();
   asio::post(state_->io, [s = state_.get()] { s->recover(); });
-  state_->io.run();
+  wire::run_batched(state_->io);
 }
 
 void server::stop() {

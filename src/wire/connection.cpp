@@ -57,25 +57,82 @@ void connection::throw_too_large(message_kind kind, std::uint64_t size) const {
                              " bytes); send less per call, or raise the server's --max-frame-size");
 }
 
-void connection::write_directly() {
-  std::size_t written = 0;
-  while (written < pending_.size()) {
-    const ssize_t n = ::send(socket_.native_handle(), pending_.data() + written, pending_.size() - written,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n <= 0) break;  // would block, or an error the executor's write will report
-    written += static_cast<std::size_t>(n);
+namespace {
+/// This thread's open send_batch scopes, and the connections that joined them.
+struct batch_state {
+  int depth = 0;
+  std::vector<std::shared_ptr<connection>> joined;
+};
+thread_local batch_state this_thread_batch;
+}  // namespace
+
+send_batch::send_batch() { ++this_thread_batch.depth; }
+
+send_batch::~send_batch() {
+  if (--this_thread_batch.depth == 0) flush_this_thread();
+}
+
+void send_batch::flush_this_thread() {
+  auto joined = std::move(this_thread_batch.joined);
+  this_thread_batch.joined.clear();
+  for (const auto& c : joined) c->end_batch();
+}
+
+void run_batched(asio::io_context& io) {
+  constexpr int max_sweep = 256;  // bounds how long a frame waits behind other handlers
+  for (;;) {
+    send_batch batch;
+    if (io.run_one() == 0) return;  // stopped, or out of work
+    for (int i = 1; i < max_sweep && io.poll_one() > 0; ++i) {
+    }
   }
-  if (written == pending_.size()) {
-    pending_.clear();
-    pending_.shrink_if_empty(keep_capacity);
+}
+
+void connection::send_pending(std::unique_lock<std::mutex>& lock) {
+  if (this_thread_batch.depth == 0) {
+    write_directly(lock);
+  } else if (!in_batch_) {
+    in_batch_ = true;
+    this_thread_batch.joined.push_back(shared_from_this());
+  }
+}
+
+void connection::end_batch() {
+  std::unique_lock lock(mu_);
+  in_batch_ = false;
+  if (!writing_ && !closed_ && !pending_.empty()) write_directly(lock);
+}
+
+void connection::write_directly(std::unique_lock<std::mutex>& lock) {
+  writing_ = true;
+  while (!pending_.empty() && !closed_) {
+    std::swap(pending_, in_flight_);
+    lock.unlock();
+    std::size_t written = 0;
+    while (written < in_flight_.size()) {
+      const ssize_t n = ::send(socket_.native_handle(), in_flight_.data() + written, in_flight_.size() - written,
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n <= 0) break;  // would block, or an error the executor's write will report
+      written += static_cast<std::size_t>(n);
+    }
+    lock.lock();
+    if (written < in_flight_.size()) {  // the executor writes the rest, then what is pending
+      if (written > 0) {
+        std::memmove(in_flight_.data(), in_flight_.data() + written, in_flight_.size() - written);
+        in_flight_.resize(in_flight_.size() - written);
+      }
+      post_flush();
+      return;
+    }
+    in_flight_.clear();
+  }
+  in_flight_.shrink_if_empty(keep_capacity);
+  pending_.shrink_if_empty(keep_capacity);
+  if (close_after_flush_) {
+    post_flush();  // flush() closes, now that everything is written
     return;
   }
-  if (written > 0) {
-    std::memmove(pending_.data(), pending_.data() + written, pending_.size() - written);
-    pending_.resize(pending_.size() - written);
-  }
-  writing_ = true;
-  post_flush();
+  writing_ = false;
 }
 
 void connection::post_flush() {
@@ -85,15 +142,19 @@ void connection::post_flush() {
 void connection::flush() {
   {
     std::lock_guard lock(mu_);
-    if (pending_.empty() || !socket_.is_open()) {
+    if (shut_) {
+      in_flight_.clear();
       writing_ = false;
-      if (close_after_flush_) {
+      return;
+    }
+    if (in_flight_.empty()) {  // (not empty: the rest of a direct write)
+      if (pending_.empty()) {
+        writing_ = false;
+        if (!close_after_flush_) return;
         closed_ = true;
       } else {
-        return;
+        std::swap(pending_, in_flight_);
       }
-    } else {
-      std::swap(pending_, in_flight_);
     }
   }
   if (in_flight_.empty()) {  // close requested after the last write
@@ -118,7 +179,7 @@ void connection::flush() {
 }
 
 void connection::read_more() {
-  if (!socket_.is_open()) return;
+  if (shut_) return;
   char* at = received_.reserve(read_chunk);
   const std::size_t room = received_.capacity() - received_.size();
   socket_.async_read_some(
@@ -134,7 +195,7 @@ void connection::read_more() {
 }
 
 void connection::process_received() {
-  while (socket_.is_open()) {
+  while (!shut_) {
     const std::size_t available = received_.size() - consumed_;
     if (available < length_prefix_size) break;
     const std::uint32_t length = read_length_prefix(received_.data() + consumed_);
@@ -206,9 +267,11 @@ void connection::close_now(const std::string& reason) {
     closed_ = true;
     pending_.clear();
   }
+  // Shut down, not closed: a direct writer may be sending on the descriptor. It is released with the
+  // connection; the shutdown ends the reads and writes in progress.
+  shut_ = true;
   boost::system::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
   if (!close_reported_) {
     close_reported_ = true;
     if (on_close_) {

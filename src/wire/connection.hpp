@@ -1,12 +1,19 @@
 // A framed connection: length-prefixed MessagePack frames over a TCP socket, with writes coalesced.
 //
-// Concurrency: reading, the handlers and the socket are confined to the connection's executor. send()
-// and close() may be called from any thread. send() appends the frame to a buffer under mu_; when no write is
-// in progress it writes at once with a non-blocking send from the calling thread (a thread hand-off costs
-// more than the call itself), otherwise the frame joins the buffer that the executor writes next, so frames
-// sent while a write is in flight go out together in one write.
+// Concurrency: reading, the handlers and the socket's asynchronous operations are confined to the
+// connection's executor. send() and close() may be called from any thread. send() appends the frame to a
+// buffer under mu_, and then:
+//  - within a send_batch on this thread (the executor opens one around every batch of frames it reads),
+//    the frame waits for the end of the batch, so the replies to one read leave in one write;
+//  - otherwise, when no write is in progress, the calling thread becomes the writer: it writes what is
+//    pending with non-blocking sends, outside the lock (a thread hand-off costs more than the call itself),
+//    and keeps writing what other threads append meanwhile, so concurrent senders share its writes;
+//  - otherwise the frame joins what the writer in progress writes next.
+// What the socket does not take at once is written by the executor. The socket's descriptor stays open
+// until the connection is destroyed (close only shuts it down), so a writer never sends on a reused one.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <ferry/detail/buffer.hpp>
@@ -63,7 +70,7 @@ class connection : public std::enable_shared_from_this<connection> {
       lock.unlock();
       throw_too_large(kind, size);
     }
-    if (!writing_) write_directly();
+    if (!writing_) send_pending(lock);
     return true;
   }
   template <class Header>
@@ -85,9 +92,14 @@ class connection : public std::enable_shared_from_this<connection> {
   asio::any_io_executor executor() const;
 
  private:
-  /// With no write in progress, writes what is pending from the calling thread (a non-blocking send),
-  /// saving the wake-up of the executor's thread; what the socket does not take is left to flush().
-  void write_directly();  // requires mu_
+  friend class send_batch;
+  /// With no write in progress: within a send_batch, joins the batch; otherwise write_directly().
+  void send_pending(std::unique_lock<std::mutex>& lock);
+  /// Makes the calling thread the writer: writes what is pending, and what is appended meanwhile, with
+  /// non-blocking sends outside the lock; leaves what the socket does not take to flush().
+  void write_directly(std::unique_lock<std::mutex>& lock);  // requires mu_ held, !writing_
+  /// The end of the send_batch this connection joined: writes what is pending.
+  void end_batch();
   void post_flush();
   void flush();
   void read_more();
@@ -105,16 +117,39 @@ class connection : public std::enable_shared_from_this<connection> {
   // Executor-confined.
   detail::buffer received_;
   std::size_t consumed_ = 0;
-  detail::buffer in_flight_;  // the bytes of the write in progress
+  bool shut_ = false;  // close_now() has run
   bool close_reported_ = false;
+
+  // Owned by whoever set writing_: the direct writer, or the executor's flush().
+  detail::buffer in_flight_;  // the bytes of the write in progress
 
   mutable std::mutex mu_;
   detail::buffer pending_;          // guarded by mu_: frames waiting for the next write
-  bool writing_ = false;            // guarded by mu_: a flush is posted or a write is in progress
+  bool writing_ = false;            // guarded by mu_: a direct writer or the executor owns in_flight_
+  bool in_batch_ = false;           // guarded by mu_: joined a send_batch that has not ended
   bool closed_ = false;             // guarded by mu_
   bool close_after_flush_ = false;  // guarded by mu_
   std::string close_reason_;        // guarded by mu_
   std::uint64_t peer_max_frame_size_ = default_max_frame_size;  // guarded by mu_
 };
+
+/// Defers the writes of the frames this thread sends to the end of the scope, when each connection that
+/// has frames pending writes them in one go. Nests; the outermost scope writes.
+class send_batch {
+ public:
+  send_batch();
+  ~send_batch();
+  send_batch(const send_batch&) = delete;
+  send_batch& operator=(const send_batch&) = delete;
+
+  /// Writes what this thread's batch holds so far (the batch stays open). Every blocking wait for a reply
+  /// calls it first, so that a thread never waits for the answer to a frame it has not sent.
+  static void flush_this_thread();
+};
+
+/// Runs `io` like io.run(), with a send_batch around each sweep of the handlers that are ready (at most
+/// 256 at a time): what they send, frames sent while handling a read, many calls started by one
+/// coroutine, leaves in one write per connection once the sweep ends.
+void run_batched(asio::io_context& io);
 
 }  // namespace ferry::wire
