@@ -21,6 +21,7 @@
 #include <iostream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -51,6 +52,9 @@ auto spawned_double = app.function("spawned_double", [](std::int64_t x) { return
 /// W8's size: bench.md asks for 1,000,000; the default keeps the whole benchmark within its time budget and
 /// under the server's default --max-queued-inputs (100,000). `--w8-calls N` changes it.
 std::int64_t w8_calls = 50'000;
+
+/// W9: a byte string there and back.
+auto echo_bytes = app.function("echo_bytes", [](ferry::bytes b) { return b; });
 
 /// W7: count(n) tail-calls count(n - 1) until 0.
 ferry::Future<std::int64_t> count_body(std::int64_t n);
@@ -107,13 +111,22 @@ std::vector<pid_t> children_of(pid_t pid) {
   return out;
 }
 
-/// CPU seconds used so far by `roots` and their children.
-double cpu_of_tree(const std::vector<pid_t>& roots) {
-  double total = 0;
+/// The processes a workload runs on: this one (the caller, and the embedded server), the standalone
+/// server when there is one, and the containers (children of the server).
+std::vector<pid_t> workload_processes(const std::vector<pid_t>& other_processes) {
+  std::vector<pid_t> roots = other_processes;
+  roots.push_back(::getpid());
+  std::set<pid_t> all(roots.begin(), roots.end());
   for (pid_t root : roots) {
-    total += process_cpu_seconds(root);
-    for (pid_t child : children_of(root)) total += process_cpu_seconds(child);
+    for (pid_t child : children_of(root)) all.insert(child);
   }
+  return {all.begin(), all.end()};
+}
+
+/// CPU seconds used so far by the workload's processes.
+double cpu_seconds(const std::vector<pid_t>& other_processes) {
+  double total = 0;
+  for (pid_t pid : workload_processes(other_processes)) total += process_cpu_seconds(pid);
   return total;
 }
 
@@ -196,9 +209,7 @@ double seconds_since(clock_type::time_point t0) {
 /// W1: 2,000 sequential blocking calls after 200 warm-up calls.
 void run_w1(figures& out, const std::vector<pid_t>& other_processes) {
   for (int i = 0; i < 200; ++i) double_it.remote(i);  // warm-up: containers started, caches warm
-  std::vector<pid_t> processes = other_processes;
-  processes.push_back(::getpid());
-  const double cpu0 = cpu_of_tree(processes);
+  const double cpu0 = cpu_seconds(other_processes);
   std::vector<double> latencies;
   latencies.reserve(2000);
   for (std::int64_t i = 0; i < 2000; ++i) {
@@ -206,15 +217,17 @@ void run_w1(figures& out, const std::vector<pid_t>& other_processes) {
     if (double_it.remote(i) != 2 * i) throw std::runtime_error("W1: wrong result");
     latencies.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
   }
-  const double cpu1 = cpu_of_tree(processes);
+  const double cpu1 = cpu_seconds(other_processes);
   out["W1 p50 (µs)"] = percentile(latencies, 0.5);
   out["W1 p99 (µs)"] = percentile(latencies, 0.99);
   out["W1 CPU µs per call (all processes)"] = (cpu1 - cpu0) * 1e6 / 2000;
 }
 
 /// W2: 10,000 calls started at once with .remote.aio() from one async entrypoint, then gather.
-ferry::Task<void> run_w2(figures& out) {
+ferry::Task<void> run_w2(figures& out, const std::vector<pid_t>& other_processes) {
   constexpr int n = 10'000;
+  co_await double_it.remote.aio(0);  // containers started
+  const double cpu0 = cpu_seconds(other_processes);
   const auto t0 = clock_type::now();
   std::vector<ferry::Task<std::int64_t>> calls;
   calls.reserve(n);
@@ -225,6 +238,7 @@ ferry::Task<void> run_w2(figures& out) {
     if (values[i] != 2 * i) throw std::runtime_error("W2: wrong result");
   }
   out["W2 calls/s"] = n / elapsed;
+  out["W2 CPU µs per call (all processes)"] = (cpu_seconds(other_processes) - cpu0) * 1e6 / n;
 }
 
 /// W5: 1,000 calls of an async function that sleeps 100 ms, in one container with max_inputs = 1000.
@@ -237,24 +251,27 @@ ferry::Task<void> run_w5(figures& out) {
   out["W5 wall (s)"] = seconds_since(t0);
 }
 
-/// Peak resident set (VmHWM) of a process, in MiB.
-double peak_rss_mib(pid_t pid) {
+/// A memory figure of /proc/PID/status (VmHWM: peak resident set, VmRSS: resident set), in MiB.
+double status_mib(pid_t pid, const std::string& field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
   }
   return 0;
 }
+double peak_rss_mib(pid_t pid) { return status_mib(pid, "VmHWM"); }
 
 /// W3: map over 1,000,000 items, results in order; peak RSS of every process.
 void run_w3(figures& out, const std::vector<pid_t>& other_processes) {
   constexpr std::int64_t n = 1'000'000;
   std::vector<std::int64_t> items(n);
   for (std::int64_t i = 0; i < n; ++i) items[i] = i;
+  const double cpu0 = cpu_seconds(other_processes);
   const auto t0 = clock_type::now();
   const auto results = double_it.map(items);
   const double elapsed = seconds_since(t0);
+  out["W3 CPU µs per item (all processes)"] = (cpu_seconds(other_processes) - cpu0) * 1e6 / n;
   for (std::int64_t i = 0; i < n; ++i) {
     if (results[i] != 2 * i) throw std::runtime_error("W3: wrong result");
   }
@@ -345,6 +362,33 @@ ferry::Task<void> run_w8(figures& out, pid_t server) {
   out["W8 server peak RSS (MiB)"] = peak_rss_mib(server);
 }
 
+/// W9: round trips of a 64 MiB byte string (argument and result); GB/s = 64 MiB / round-trip time.
+void run_w9(figures& out) {
+  ferry::bytes payload(64 << 20);
+  for (std::size_t i = 0; i < payload.size(); i += 4096) payload[i] = static_cast<std::byte>(i >> 12);
+  echo_bytes.remote(ferry::bytes(16));  // container started
+  std::vector<double> rates;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = clock_type::now();
+    const ferry::bytes back = echo_bytes.remote(payload);
+    rates.push_back(static_cast<double>(payload.size()) / seconds_since(t0) / 1e9);
+    if (back != payload) throw std::runtime_error("W9: wrong result");
+  }
+  out["W9 64 MiB round trip (GB/s)"] = percentile(rates, 0.5);
+}
+
+/// Resident sets once the workloads are over and the processes have been idle for a second: the server
+/// (the app's own process when embedded) and the largest container.
+void measure_idle_rss(figures& out, const std::vector<pid_t>& other_processes) {
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const pid_t server = other_processes.empty() ? ::getpid() : other_processes.front();
+  out[other_processes.empty() ? "RSS idle app with its embedded server (MiB)" : "RSS idle server (MiB)"] =
+      status_mib(server, "VmRSS");
+  double container = 0;
+  for (pid_t child : children_of(server)) container = std::max(container, status_mib(child, "VmRSS"));
+  out["RSS idle container (MiB)"] = container;
+}
+
 /// The workloads to run (`--only W2,W3`); empty runs them all.
 std::vector<std::string> only;
 
@@ -356,12 +400,14 @@ figures run_workloads(const std::vector<pid_t>& other_processes) {
   char* argv[] = {name, nullptr};
   const int code = app.main(1, argv, [&] {
     if (selected("W1")) run_w1(out, other_processes);
-    if (selected("W2")) ferry::run(run_w2(out));
+    if (selected("W2")) ferry::run(run_w2(out, other_processes));
     if (selected("W3")) run_w3(out, other_processes);
     if (selected("W4")) run_w4(out);
     if (selected("W5")) ferry::run(run_w5(out));
     if (selected("W7")) run_w7(out, other_processes);
     if (selected("W8")) ferry::run(run_w8(out, other_processes.empty() ? ::getpid() : other_processes.front()));
+    if (selected("W9")) run_w9(out);
+    if (selected("RSS")) measure_idle_rss(out, other_processes);
   });
   if (selected("W6")) run_w6(out);  // a separate program: after this one has stopped its embedded server
   if (code != 0) std::exit(code);

@@ -549,7 +549,12 @@ void server::state::on_output(session& s, const wire::frame& f) {
     return;
   }
   container_record& c = *s.container;
-  c.process->drain_output();  // the lines the body wrote before its output come first
+  // The lines the body wrote before its output come first. Lines written before any frame of one read
+  // are in the pipes when that read is handled, so one drain per read covers all of its outputs.
+  if (c.drained_at_read != s.connection->reads_completed()) {
+    c.process->drain_output();
+    c.drained_at_read = s.connection->reads_completed();
+  }
   auto it = c.in_flight.find(input_id);
   if (it == c.in_flight.end()) {
     s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running");

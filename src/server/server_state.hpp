@@ -89,6 +89,7 @@ inline const char* to_string(container_state s) { return container_state_names[s
 
 struct container_record {
   std::uint64_t id = 0;
+  std::uint64_t drained_at_read = 0;  // the container connection's read whose outputs drained the pipes
   function_state* function = nullptr;
   std::unique_ptr<container_process> process;
   struct session* session = nullptr;
@@ -359,10 +360,13 @@ struct server::state {
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
   void fail_queue(function_state& fn, status code, const std::string& message);
+  /// "fc-" and 16 hex digits (fits the small-string buffer: no allocation).
   std::string new_call_id() {
-    char text[32];
-    std::snprintf(text, sizeof text, "fc-%016llx", static_cast<unsigned long long>(call_id_base + next_input_id));
-    return text;
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string id = "fc-0000000000000000";
+    std::uint64_t n = call_id_base + next_input_id;
+    for (std::size_t i = id.size(); n != 0; n >>= 4) id[--i] = digits[n & 15];
+    return id;
   }
 
   void begin_stop();

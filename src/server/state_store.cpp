@@ -15,6 +15,22 @@ struct statement_deleter {
 };
 using statement = std::unique_ptr<sqlite3_stmt, statement_deleter>;
 
+/// A use of a cached statement: resets it at the end, so that a SELECT does not keep its read snapshot.
+class statement_use {
+ public:
+  explicit statement_use(sqlite3_stmt* s) : s_(s) {}
+  ~statement_use() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  statement_use(const statement_use&) = delete;
+  statement_use& operator=(const statement_use&) = delete;
+  sqlite3_stmt* get() const { return s_; }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
 std::string text_column(sqlite3_stmt* s, int i) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
   return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
@@ -68,6 +84,7 @@ state_store::~state_store() {
     flush();
   } catch (...) {
   }
+  for (const auto& [sql, s] : statements_) sqlite3_finalize(s);
   sqlite3_close(db_);
 }
 
@@ -78,6 +95,19 @@ void state_store::exec(const char* sql) {
     sqlite3_free(error);
     throw Error(std::string("the server's database failed (") + sql + "): " + why);
   }
+}
+
+sqlite3_stmt* state_store::cached(const char* sql) {
+  auto [it, added] = statements_.try_emplace(sql, nullptr);
+  if (added) {
+    try {
+      it->second = prepare(sql);
+    } catch (...) {
+      statements_.erase(it);
+      throw;
+    }
+  }
+  return it->second;
 }
 
 sqlite3_stmt* state_store::prepare(const char* sql) {
@@ -162,12 +192,12 @@ void state_store::flush() {
   function_finish_queued_ = false;
   exec("BEGIN IMMEDIATE");
   try {
-    statement add(prepare(
+    statement_use add(cached(
         "INSERT INTO calls (call_id, app, function, idempotency_key, arguments, created_at, seq)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)"));
-    statement finish(
-        prepare("UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL WHERE call_id = ?"));
-    statement finish_function(prepare(
+    statement_use finish(
+        cached("UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL WHERE call_id = ?"));
+    statement_use finish_function(cached(
         "UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL"
         " WHERE app = ? AND function = ? AND finished_at IS NULL"));
     for (const auto& w : writes) {
@@ -226,7 +256,7 @@ std::vector<state_store::spawned_call> state_store::unfinished_calls() {
 
 std::vector<state_store::spawned_call> state_store::unfinished_calls(const std::string& app, const std::string& function,
                                                                      std::int64_t after_seq, std::size_t limit) {
-  statement s(prepare(
+  statement_use s(cached(
       "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
       " WHERE app = ? AND function = ? AND finished_at IS NULL AND seq > ? ORDER BY seq LIMIT ?"));
   bind_text(s.get(), 1, app);
@@ -260,8 +290,8 @@ std::optional<state_store::stored_call> state_store::find_call(const std::string
 }
 
 std::optional<state_store::stored_call> state_store::find_committed_call(const std::string& call_id) {
-  statement s(prepare("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
-                      " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
+  statement_use s(cached("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
+                         " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
   bind_text(s.get(), 1, call_id);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   stored_call c;
@@ -276,7 +306,7 @@ std::optional<state_store::stored_call> state_store::find_committed_call(const s
 }
 
 std::optional<std::string> state_store::call_for_key(const std::string& idempotency_key) {
-  statement s(prepare("SELECT call_id FROM calls WHERE idempotency_key = ?"));
+  statement_use s(cached("SELECT call_id FROM calls WHERE idempotency_key = ?"));
   bind_text(s.get(), 1, idempotency_key);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   return text_column(s.get(), 0);

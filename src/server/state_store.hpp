@@ -94,10 +94,14 @@ class state_store {
   };
   void exec(const char* sql);
   sqlite3_stmt* prepare(const char* sql);
+  /// The statement for `sql` (a string literal: cached by its address), prepared once and kept, since the
+  /// hot queries run once per call. Reset it after use (statement_use does).
+  sqlite3_stmt* cached(const char* sql);
 
   std::optional<stored_call> find_committed_call(const std::string& call_id);
 
   sqlite3* db_ = nullptr;
+  std::unordered_map<const char*, sqlite3_stmt*> statements_;  // see cached()
   std::vector<queued_write> queued_;
   // Where in queued_ a call's add and finish wait, for find_call.
   std::unordered_map<std::string, std::size_t> queued_adds_, queued_finishes_;

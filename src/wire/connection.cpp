@@ -189,6 +189,7 @@ void connection::read_more() {
           return;
         }
         self->received_.resize(self->received_.size() + n);
+        ++self->reads_completed_;
         self->process_received();
         self->read_more();
       });

@@ -89,6 +89,9 @@ class connection : public std::enable_shared_from_this<connection> {
   std::uint64_t peer_max_frame_size() const;
 
   const std::string& remote_address() const noexcept { return remote_address_; }
+  /// How many reads have been handled, counting the bytes given to start() as the first; a handler
+  /// tells frames of one read from the next by it. Call on the executor.
+  std::uint64_t reads_completed() const noexcept { return reads_completed_; }
   asio::any_io_executor executor() const;
 
  private:
@@ -118,6 +121,7 @@ class connection : public std::enable_shared_from_this<connection> {
   detail::buffer received_;
   std::size_t consumed_ = 0;
   bool shut_ = false;  // close_now() has run
+  std::uint64_t reads_completed_ = 1;
   bool close_reported_ = false;
 
   // Owned by whoever set writing_: the direct writer, or the executor's flush().
