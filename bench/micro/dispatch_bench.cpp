@@ -7,15 +7,14 @@
 // connected TCP socket, so running it needs a live server with connected peers (that is ferry_bench's job).
 // These benchmarks therefore run the same steps on the server's own types (input_record, function_state,
 // container_record from server_state.hpp) with the real wire functions (frame::decode_header, frame_writer),
-// while the bookkeeping around them (the least-loaded container choice, the queue, the in-flight maps, the
-// call id) is a copy of those functions' lines: keep it in step with them. Not covered: connection::send's
+// and the scheduler's own least_loaded_ready and format_call_id, while the bookkeeping around them (the
+// queue, the in-flight maps) is a copy of those functions' few lines: keep it in step with them. Not covered: connection::send's
 // mutex and send() syscall, scale() after each dispatch, timeout timers, record_end (history, metrics),
 // logging, dependencies and tail calls.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <ferry/function.hpp>
 #include <memory>
 #include <string>
@@ -44,13 +43,6 @@ buffer make_arguments(std::int64_t size) {
 }
 
 const char* size_label(std::int64_t size) { return size == 0 ? "int64 argument" : "bytes argument"; }
-
-/// server::state::new_call_id's format.
-std::string new_call_id(std::uint64_t base, std::uint64_t input_id) {
-  char text[32];
-  std::snprintf(text, sizeof text, "fc-%016llx", static_cast<unsigned long long>(base + input_id));
-  return text;
-}
 
 /// A parsed frame over `encoded` (a frame with its length prefix); `encoded` must outlive it.
 wire::frame parse(const buffer& encoded) {
@@ -88,7 +80,7 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
     auto found = app.functions.find(function_name);
     auto owned = std::make_unique<input_record>();
     input_record& in = *owned;
-    in.call_id = new_call_id(0x1234'5678'0000'0000, next_input_id);
+    in.call_id = format_call_id(0x1234'5678'0000'0000 + next_input_id);
     in.id = next_input_id++;
     in.caller_session = caller.id;
     in.caller_call_id = caller_call_id;
@@ -140,12 +132,7 @@ void BM_DispatchPickContainer(benchmark::State& state) {
     in.state = input_state::queued;
     fn.queue.push_back(&in);
     // scheduler.cpp, dispatch(): the loop's body for one input (the send is BM_DispatchEncodeInput's).
-    container_record* target = nullptr;
-    for (container_record* c : fn.containers) {
-      if (c->state != container_state::ready || c->in_flight.size() >= static_cast<std::size_t>(fn.max_inputs))
-        continue;
-      if (!target || c->in_flight.size() < target->in_flight.size()) target = c;
-    }
+    container_record* target = least_loaded_ready(fn);
     input_record& next = *fn.queue.front();
     const std::uint64_t attempt_id = next_input_id++;
     fn.queue.pop_front();
@@ -169,7 +156,7 @@ BENCHMARK(BM_DispatchPickContainer)->Arg(1)->Arg(8)->Arg(64);
 // stored arguments copied in), into a reused outgoing buffer; the per-input encoding cost, by argument size.
 void BM_DispatchEncodeInput(benchmark::State& state) {
   input_record in;
-  in.call_id = new_call_id(0x1234'5678'0000'0000, 1);
+  in.call_id = format_call_id(0x1234'5678'0000'0001);
   in.arguments = make_arguments(state.range(0));
   buffer out;
   std::uint64_t attempt_id = 1;

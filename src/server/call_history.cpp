@@ -3,9 +3,13 @@
 namespace ferry::server {
 
 call_summary& call_history::next_slot() {
+  if (slots_.size() < capacity_) {
+    ++size_;
+    next_ = slots_.size() + 1 == capacity_ ? 0 : slots_.size() + 1;
+    return slots_.emplace_back();
+  }
   call_summary& slot = slots_[next_];
   next_ = (next_ + 1) % slots_.size();
-  if (size_ < slots_.size()) ++size_;
   return slot;
 }
 

@@ -35,7 +35,8 @@ struct call_summary {
 
 class call_history {
  public:
-  explicit call_history(std::size_t capacity = 10'000) : slots_(capacity) {}
+  /// (The slots are made as calls end, so that an idle server does not hold a full ring's memory.)
+  explicit call_history(std::size_t capacity = 10'000) : capacity_(capacity) { slots_.reserve(capacity); }
 
   /// The slot the next ended call is written into (the oldest one, once full): assign every field.
   call_summary& next_slot();
@@ -52,8 +53,9 @@ class call_history {
   }
 
  private:
-  std::vector<call_summary> slots_;
-  std::size_t next_ = 0;  // the slot written next
+  std::size_t capacity_;
+  std::vector<call_summary> slots_;  // grows to capacity_, then its slots are reused
+  std::size_t next_ = 0;             // the slot written next, once full
   std::size_t size_ = 0;
 };
 

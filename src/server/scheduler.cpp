@@ -98,6 +98,15 @@ void server::state::replace_container(container_record& c, const std::string& wh
   c.process->kill();
 }
 
+container_record* least_loaded_ready(const function_state& fn) {
+  container_record* target = nullptr;
+  for (container_record* c : fn.containers) {
+    if (c->state != container_state::ready || c->in_flight.size() >= static_cast<std::size_t>(fn.max_inputs)) continue;
+    if (!target || c->in_flight.size() < target->in_flight.size()) target = c;
+  }
+  return target;
+}
+
 void server::state::dispatch(function_state& fn) {
   if (stopping) {
     // Draining: nothing new starts, and containers stop as their running inputs finish.
@@ -108,12 +117,7 @@ void server::state::dispatch(function_state& fn) {
   }
   load_backlog(fn);
   while (!fn.queue.empty()) {
-    container_record* target = nullptr;
-    for (container_record* c : fn.containers) {
-      if (c->state != container_state::ready || c->in_flight.size() >= static_cast<std::size_t>(fn.max_inputs))
-        continue;
-      if (!target || c->in_flight.size() < target->in_flight.size()) target = c;
-    }
+    container_record* target = least_loaded_ready(fn);
     if (!target) break;
     input_record& in = *fn.queue.front();
     const std::uint64_t attempt_id = next_input_id++;

@@ -2,6 +2,8 @@
 // delivering results, and stopping. Containers are scheduler.cpp's, control requests control.cpp's.
 #include "server/server.hpp"
 
+#include <malloc.h>
+
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -495,6 +497,18 @@ void server::state::maybe_forget(input_record& in) {
     if (open != caller->second->open_calls.end() && open->second == &in) caller->second->open_calls.erase(open);
   }
   inputs.erase(in.id);
+  if (inputs.empty()) trim_memory_when_idle();
+}
+
+void server::state::trim_memory_when_idle() {
+  if (trim_timer) return;
+  trim_timer = std::make_unique<asio::steady_timer>(io, std::chrono::seconds(1));
+  trim_timer->async_wait([this](boost::system::error_code ec) {
+    trim_timer.reset();
+    if (ec || !inputs.empty()) return;
+    if (store) store->release_memory();
+    ::malloc_trim(0);
+  });
 }
 
 void server::state::on_await(session& s, const wire::frame& f) {

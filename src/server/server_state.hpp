@@ -117,6 +117,17 @@ struct container_record {
   }
 };
 
+/// The ready container of `fn` with the fewest inputs in flight and room for another, or null.
+container_record* least_loaded_ready(const function_state& fn);
+
+/// A call id: "fc-" and 16 hex digits (fits the small-string buffer: no allocation).
+inline std::string format_call_id(std::uint64_t n) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string id = "fc-0000000000000000";
+  for (std::size_t i = id.size(); n != 0; n >>= 4) id[--i] = digits[n & 15];
+  return id;
+}
+
 struct app_instance;
 
 struct function_state {
@@ -256,6 +267,7 @@ struct server::state {
   };
   std::unordered_map<std::string, std::vector<get_waiter>> get_waiters;  // by call id
   std::unique_ptr<asio::steady_timer> expiry_timer;
+  std::unique_ptr<asio::steady_timer> trim_timer;  // see trim_memory_when_idle
 
   session internal_session;  // id 0: the server's own requests (the HTTP API's)
   std::uint64_t next_internal_request = 1;
@@ -334,6 +346,9 @@ struct server::state {
   void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
   void deliver(input_record& in);
   void maybe_forget(input_record& in);
+  /// Once no input has been open for a second, gives the memory freed since back to the system (the heap
+  /// and the store's page cache): a server's idle footprint should not be its busiest moment's.
+  void trim_memory_when_idle();
   void detach_from_deps(input_record& in);
   void tail_call(input_record& original, input_record& target);
 
@@ -360,14 +375,7 @@ struct server::state {
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
   void fail_queue(function_state& fn, status code, const std::string& message);
-  /// "fc-" and 16 hex digits (fits the small-string buffer: no allocation).
-  std::string new_call_id() {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string id = "fc-0000000000000000";
-    std::uint64_t n = call_id_base + next_input_id;
-    for (std::size_t i = id.size(); n != 0; n >>= 4) id[--i] = digits[n & 15];
-    return id;
-  }
+  std::string new_call_id() const { return format_call_id(call_id_base + next_input_id); }
 
   void begin_stop();
   void finish_stop_if_done();

@@ -88,6 +88,8 @@ state_store::~state_store() {
   sqlite3_close(db_);
 }
 
+void state_store::release_memory() { sqlite3_db_release_memory(db_); }
+
 void state_store::exec(const char* sql) {
   char* error = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
