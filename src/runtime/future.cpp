@@ -109,9 +109,14 @@ bool future_done(future_state& state) {
 buffer future_result(future_state& state, const std::source_location& site) {
   runtime::warn_if_blocking_on_loop(future_function_name(state), site);
   std::unique_lock lock(state.mu);
-  state.submit(/*deliver=*/true);
-  lock.unlock();
-  wire::send_batch::flush_this_thread();
+  {
+    // Submitting a future submits the futures it takes as arguments first: a whole graph of calls, which
+    // leaves in one write.
+    wire::send_batch graph;
+    state.submit(/*deliver=*/true);
+    lock.unlock();
+  }
+  wire::send_batch::flush_this_thread();  // (within an event loop's batch, the one above does not write)
   lock.lock();
   state.changed.wait(lock, [&] { return state.done; });
   if (state.error) std::rethrow_exception(state.error);
