@@ -120,7 +120,7 @@ struct container_record {
 /// The ready container of `fn` with the fewest inputs in flight and room for another, or null.
 container_record* least_loaded_ready(const function_state& fn);
 
-/// A call id: "fc-" and 16 hex digits (fits the small-string buffer: no allocation).
+/// A call id: "fc-" and 16 hex digits.
 inline std::string format_call_id(std::uint64_t n) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string id = "fc-0000000000000000";
