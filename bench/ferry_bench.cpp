@@ -2,7 +2,9 @@
 // after a warm-up, with min and max, printed beside the floor measured in the same run: a plain Asio TCP
 // ping-pong between two processes on 127.0.0.1.
 //
-//   ferry_bench [--runs N] [--out FILE] [--embedded-once]
+//   ferry_bench [--runs N] [--out FILE] [--only W1,W2,...] [--w8-calls N] [--embedded-once]
+//
+// docs/benchmarks.md says what each workload does and what bounds it.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -537,8 +539,16 @@ int main(int argc, char** argv) {
     } else if (a == "--out" && i + 1 < argc) {
       out_file = argv[++i];
     } else {
-      std::cerr << "usage: ferry_bench [--runs N (>= 3)] [--out FILE] [--w8-calls N]\n";
-      return a == "--help" || a == "-h" ? 0 : 2;
+      const bool help = a == "--help" || a == "-h";
+      if (!help) std::cerr << "ferry_bench: unknown option '" << a << "'\n";
+      (help ? std::cout : std::cerr) << "usage: ferry_bench [--runs N (>= 3)] [--out FILE] [--only W1,...,W9,RSS] [--w8-calls N] "
+                   "[--embedded-once]\n"
+                   "  --runs N         runs of every workload, embedded and standalone (default 3)\n"
+                   "  --out FILE       where the Markdown table goes too (default bench-results.md)\n"
+                   "  --only LIST      these workloads only\n"
+                   "  --w8-calls N     W8's spawned calls (default 1,000,000)\n"
+                   "  --embedded-once  one run on the embedded server, figures as plain lines (for profiling)\n";
+      return help ? 0 : 2;
     }
   }
 
