@@ -153,7 +153,8 @@ class send_batch {
 
 /// Runs `io` like io.run(), with a send_batch around each sweep of the handlers that are ready (at most
 /// 256 at a time): what they send, frames sent while handling a read, many calls started by one
-/// coroutine, leaves in one write per connection once the sweep ends.
+/// coroutine, leaves in one write per connection once the sweep ends. (So a handler that holds the
+/// thread also holds what the handlers before it in the sweep sent; the stall watchdog names such bodies.)
 void run_batched(asio::io_context& io);
 
 }  // namespace ferry::wire

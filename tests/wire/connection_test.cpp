@@ -1,0 +1,200 @@
+// Tests of wire::connection's writing over real TCP sockets on 127.0.0.1: frames sent by many threads at once
+// (which share each other's writes), frames larger than the socket takes at once, sends racing a close,
+// and send_batch deferring writes to its end.
+#include "wire/connection.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wire/protocol.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using ferry::wire::connection;
+using ferry::wire::message_kind;
+using tcp = asio::ip::tcp;
+
+/// Two connected sockets on 127.0.0.1.
+std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& io_a, asio::io_context& io_b) {
+  tcp::acceptor acceptor(io_b, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket a(io_a);
+  a.connect(acceptor.local_endpoint());
+  tcp::socket b = acceptor.accept();
+  return {std::move(a), std::move(b)};
+}
+
+/// The payload of frame `id`: its size and bytes follow from the id, so the receiver can check them.
+std::string payload_of(std::uint64_t id, std::size_t big_every = 0) {
+  const std::size_t size = big_every != 0 && id % big_every == 0 ? (8u << 20) : (id % 7) * 100;
+  std::string p(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<char>((id * 31 + i) & 0xff);
+  return p;
+}
+
+/// A sending connection and a receiving one, each on its own event loop thread (run as ferry runs them).
+class connected_pair : public ::testing::Test {
+ public:
+  void SetUp() override {
+    auto [a, b] = socket_pair(io_sender, io_receiver);
+    sender = std::make_shared<connection>(std::move(a), ferry::wire::default_max_frame_size);
+    receiver = std::make_shared<connection>(std::move(b), ferry::wire::default_max_frame_size);
+    sender->start([](const ferry::wire::frame&) {}, [](const std::string&) {});
+    receiver->start(
+        [this](const ferry::wire::frame& f) {
+          auto [id] = f.decode_header<ferry::wire::cancel_header>();
+          std::lock_guard lock(mu);
+          if (std::string(f.payload.data(), f.payload.size()) != payload_of(id, big_every)) corrupted.push_back(id);
+          received[id >> 32].push_back(id & 0xffffffff);
+          ++count;
+          changed.notify_all();
+        },
+        [](const std::string&) {});
+    threads.emplace_back([this] { ferry::wire::run_batched(io_sender); });
+    threads.emplace_back([this] { ferry::wire::run_batched(io_receiver); });
+  }
+  void TearDown() override {
+    sender->close("test over");
+    receiver->close("test over");
+    io_sender.stop();
+    io_receiver.stop();
+    for (auto& t : threads) t.join();
+  }
+
+  bool send(std::uint64_t id) {
+    const std::string p = payload_of(id, big_every);
+    return sender->send(message_kind::cancel, ferry::wire::cancel_header{id},
+                        [&](ferry::detail::buffer& out) { out.append(p.data(), p.size()); });
+  }
+
+  void wait_for(std::size_t n) {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(60), [&] { return count >= n; }))
+        << "received " << count << " of " << n << " frames";
+  }
+
+  asio::io_context io_sender{1}, io_receiver{1};
+  asio::executor_work_guard<asio::io_context::executor_type> keep_sender{io_sender.get_executor()};
+  asio::executor_work_guard<asio::io_context::executor_type> keep_receiver{io_receiver.get_executor()};
+  std::shared_ptr<connection> sender, receiver;
+  std::vector<std::thread> threads;
+  std::size_t big_every = 0;  // every Nth frame is 8 MiB, more than the socket takes at once
+
+  std::mutex mu;
+  std::condition_variable changed;
+  std::map<std::uint64_t, std::vector<std::uint64_t>> received;  // by sending thread: sequence numbers
+  std::vector<std::uint64_t> corrupted;
+  std::size_t count = 0;
+};
+
+/// Four threads send at once; each thread's frames arrive whole and in the order it sent them.
+void send_from_threads(connected_pair& t, int per_thread) {
+  std::vector<std::thread> senders;
+  for (std::uint64_t thread = 0; thread < 4; ++thread) {
+    senders.emplace_back([&t, thread, per_thread] {
+      for (std::uint64_t seq = 0; seq < static_cast<std::uint64_t>(per_thread); ++seq) t.send(thread << 32 | seq);
+    });
+  }
+  for (auto& s : senders) s.join();
+}
+
+TEST_F(connected_pair, frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
+  constexpr int per_thread = 5000;
+  send_from_threads(*this, per_thread);
+  wait_for(4 * per_thread);
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(corrupted.empty()) << corrupted.size() << " frames arrived with the wrong payload";
+  ASSERT_EQ(received.size(), 4u);
+  for (const auto& [thread, seqs] : received) {
+    ASSERT_EQ(seqs.size(), static_cast<std::size_t>(per_thread)) << "thread " << thread;
+    for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i) << "thread " << thread;
+  }
+}
+
+TEST_F(connected_pair, frames_larger_than_the_socket_takes_at_once_arrive_whole_among_small_ones) {
+  big_every = 97;  // the sender's rest goes to its event loop while other threads keep sending
+  constexpr int per_thread = 400;
+  send_from_threads(*this, per_thread);
+  wait_for(4 * per_thread);
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(corrupted.empty()) << corrupted.size() << " frames arrived with the wrong payload";
+  for (const auto& [thread, seqs] : received) {
+    ASSERT_EQ(seqs.size(), static_cast<std::size_t>(per_thread)) << "thread " << thread;
+    for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i) << "thread " << thread;
+  }
+}
+
+TEST_F(connected_pair, sends_racing_a_close_return_false_from_the_close_on) {
+  // Four threads send until the connection refuses; it is closed while they are at it.
+  std::vector<std::thread> senders;
+  std::atomic<int> refused{0};
+  for (std::uint64_t thread = 0; thread < 4; ++thread) {
+    senders.emplace_back([&, thread] {
+      for (std::uint64_t seq = 0; send(thread << 32 | seq); ++seq) {
+      }
+      ++refused;
+    });
+  }
+  wait_for(1000);
+  sender->close("closed while sending");
+  for (auto& s : senders) s.join();  // each thread returns once a send after the close was refused
+  EXPECT_EQ(refused.load(), 4);
+  EXPECT_FALSE(send(99)) << "a closed connection takes no more frames";
+  std::lock_guard lock(mu);
+  EXPECT_TRUE(corrupted.empty()) << "what arrived before the close arrived whole";
+}
+
+/// The bytes waiting on `s` right now, without waiting for more.
+std::size_t bytes_waiting(tcp::socket& s) {
+  char chunk[65536];
+  std::size_t total = 0;
+  for (;;) {
+    const ssize_t n = ::recv(s.native_handle(), chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n <= 0) return total;
+    total += static_cast<std::size_t>(n);
+  }
+}
+
+TEST(send_batch, holds_the_frames_a_thread_sends_until_it_ends_or_the_thread_flushes) {
+  asio::io_context io_sender{1}, io_peer{1};
+  auto [a, peer] = socket_pair(io_sender, io_peer);
+  auto sender = std::make_shared<connection>(std::move(a), ferry::wire::default_max_frame_size);
+  sender->start([](const ferry::wire::frame&) {}, [](const std::string&) {});
+  std::thread loop([&] {
+    auto keep = asio::make_work_guard(io_sender);
+    ferry::wire::run_batched(io_sender);
+  });
+  const auto send = [&](std::uint64_t id) { sender->send(message_kind::cancel, ferry::wire::cancel_header{id}); };
+  {
+    ferry::wire::send_batch outer;
+    {
+      ferry::wire::send_batch inner;
+      send(1);
+      send(2);
+    }
+    // (On loopback a write is in the peer's receive queue when send() returns, so "nothing yet" is exact.)
+    EXPECT_EQ(bytes_waiting(peer), 0u) << "a nested batch's end must not write";
+    send(3);
+    ferry::wire::send_batch::flush_this_thread();
+    const std::size_t flushed = bytes_waiting(peer);
+    EXPECT_GT(flushed, 0u) << "flush_this_thread writes what the batch holds";
+    send(4);
+    EXPECT_EQ(bytes_waiting(peer), 0u);
+  }
+  EXPECT_GT(bytes_waiting(peer), 0u) << "the outermost batch's end writes";
+  sender->close("test over");
+  io_sender.stop();
+  loop.join();
+}
+
+}  // namespace
