@@ -89,7 +89,7 @@ inline const char* to_string(container_state s) { return container_state_names[s
 
 struct container_record {
   std::uint64_t id = 0;
-  std::uint64_t drained_at_read = 0;  // the container connection's read whose outputs drained the pipes
+  std::uint64_t drained_at_read = 0;  // the connection's reads_completed() when its pipes were last drained
   function_state* function = nullptr;
   std::unique_ptr<container_process> process;
   struct session* session = nullptr;
@@ -346,8 +346,9 @@ struct server::state {
   void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
   void deliver(input_record& in);
   void maybe_forget(input_record& in);
-  /// Once no input has been open for a second, gives the memory freed since back to the system (the heap
-  /// and the store's page cache): a server's idle footprint should not be its busiest moment's.
+  /// A second after the last open input has gone, if none has come since, gives the memory freed back to
+  /// the system (the heap, the store's page cache): a server's idle footprint should not be its busiest
+  /// moment's.
   void trim_memory_when_idle();
   void detach_from_deps(input_record& in);
   void tail_call(input_record& original, input_record& target);

@@ -54,7 +54,7 @@ class state_store {
   void finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result, double finished_at);
   /// Commits the queued writes. Throws ferry::Error when the database fails.
   void flush();
-  /// Frees what the database caches (pages, the statements' memory); it is read back as needed.
+  /// Frees the pages the database keeps cached; they are read back as needed.
   void release_memory();
   bool has_queued_writes() const noexcept { return !queued_.empty(); }
 

@@ -3,8 +3,9 @@
 // Concurrency: reading, the handlers and the socket's asynchronous operations are confined to the
 // connection's executor. send() and close() may be called from any thread. send() appends the frame to a
 // buffer under mu_, and then:
-//  - within a send_batch on this thread (the executor opens one around every batch of frames it reads),
-//    the frame waits for the end of the batch, so the replies to one read leave in one write;
+//  - within a send_batch on this thread (every event loop ferry runs opens one around each sweep of the
+//    handlers that are ready: run_batched), the frame waits for the end of the batch, so that, say, the
+//    replies to one read leave in one write;
 //  - otherwise, when no write is in progress, the calling thread becomes the writer: it writes what is
 //    pending with non-blocking sends, outside the lock (a thread hand-off costs more than the call itself),
 //    and keeps writing what other threads append meanwhile, so concurrent senders share its writes;
