@@ -63,11 +63,24 @@ state_store::state_store(const std::filesystem::path& file) {
     sqlite3_close(db_);
     throw Error("cannot open the server's database " + file.string() + ": " + why);
   }
-  sqlite3_busy_timeout(db_, 5000);
+  // The server is the database's only user, and holds it for as long as it runs (locking_mode=EXCLUSIVE):
+  // no file lock is taken and released around every transaction and every read, and a second server on
+  // the same state directory is refused at once. (A killed server's lock goes with its process.)
   // WAL with synchronous=NORMAL: a commit survives a crash of the server process (kill -9); only a power
   // loss can take the last commits back.
-  exec("PRAGMA journal_mode=WAL");
-  exec("PRAGMA synchronous=NORMAL");
+  try {
+    exec("PRAGMA locking_mode=EXCLUSIVE");
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+    exec("BEGIN IMMEDIATE");  // takes the lock now
+    exec("COMMIT");
+  } catch (const Error&) {
+    if (sqlite3_errcode(db_) != SQLITE_BUSY) throw;
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error("another ferry server is using " + file.parent_path().string() +
+                "; stop it, or give this one its own --state-dir");
+  }
   exec(
       "CREATE TABLE IF NOT EXISTS deployments (app TEXT PRIMARY KEY, declared_name TEXT NOT NULL, digest TEXT NOT NULL,"
       " deployed_at REAL NOT NULL, specs BLOB NOT NULL)");

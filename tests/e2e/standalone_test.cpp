@@ -33,6 +33,16 @@ TEST(standalone, FERRY_SERVER_points_app_main_at_the_server) {
   EXPECT_EQ(run_app([] { EXPECT_EQ(square.remote(9), 81); }), 0);
 }
 
+TEST(standalone, a_second_server_on_the_same_state_dir_is_refused_and_the_first_keeps_serving) {
+  ferry_server server;
+  const auto second = run({FERRY_CLI_PATH, "server", "--port", "0", "--state-dir", server.state_dir()});
+  EXPECT_EQ(second.code, 1);
+  EXPECT_THAT(second.err, HasSubstr("another ferry server is using " + server.state_dir()));
+  EXPECT_THAT(second.err, HasSubstr("--state-dir"));
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(run_app([] { EXPECT_EQ(add.remote(20, 22), 42); }), 0);
+}
+
 TEST(standalone, the_token_file_is_created_private) {
   ferry_server server;
   struct stat st {};
