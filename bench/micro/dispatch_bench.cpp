@@ -7,8 +7,8 @@
 // connected TCP socket, so running it needs a live server with connected peers (that is ferry_bench's job).
 // These benchmarks therefore run the same steps on the server's own types (input_record, function_state,
 // container_record from server_state.hpp) with the real wire functions (frame::decode_header, frame_writer),
-// and the scheduler's own least_loaded_ready and format_call_id, while the bookkeeping around them (the
-// queue, the in-flight maps) is a copy of those functions' few lines: keep it in step with them. Not covered: connection::send's
+// and the scheduler's own least_loaded_ready, start_attempt and format_call_id, while the rest of the
+// bookkeeping (the queue, on_call's and on_output's map entries) is a copy of a few lines: keep it in step. Not covered: connection::send's
 // mutex and send() syscall, scale() after each dispatch, timeout timers, record_end (history, metrics),
 // logging, dependencies and tail calls.
 #include <benchmark/benchmark.h>
@@ -136,13 +136,7 @@ void BM_DispatchPickContainer(benchmark::State& state) {
     input_record& next = *fn.queue.front();
     const std::uint64_t attempt_id = next_input_id++;
     fn.queue.pop_front();
-    next.state = input_state::running;
-    next.container = target;
-    next.container_id = target->id;
-    next.attempt_id = attempt_id;
-    ++next.attempts;
-    target->in_flight.emplace(attempt_id, &next);
-    target->idle_since.reset();
+    start_attempt(next, *target, attempt_id);
     benchmark::DoNotOptimize(target);
     // The attempt's output frees the slot (detach_attempt), so that the loads stay as they were.
     target->in_flight.erase(attempt_id);

@@ -98,6 +98,16 @@ void server::state::replace_container(container_record& c, const std::string& wh
   c.process->kill();
 }
 
+void start_attempt(input_record& in, container_record& c, std::uint64_t attempt_id) {
+  in.state = input_state::running;
+  in.container = &c;
+  in.container_id = c.id;
+  in.attempt_id = attempt_id;
+  ++in.attempts;
+  c.in_flight.emplace(attempt_id, &in);
+  c.idle_since.reset();
+}
+
 container_record* least_loaded_ready(const function_state& fn) {
   container_record* target = nullptr;
   for (container_record* c : fn.containers) {
@@ -135,13 +145,7 @@ void server::state::dispatch(function_state& fn) {
       continue;
     }
     fn.queue.pop_front();
-    in.state = input_state::running;
-    in.container = target;
-    in.container_id = target->id;
-    in.attempt_id = attempt_id;
-    ++in.attempts;
-    target->in_flight.emplace(attempt_id, &in);
-    target->idle_since.reset();
+    start_attempt(in, *target, attempt_id);
     if (fn.timeout.count() > 0) {
       in.timer = std::make_unique<asio::steady_timer>(io, fn.timeout);
       in.timer->async_wait([this, id = in.id, attempt_id](boost::system::error_code ec) {

@@ -120,6 +120,10 @@ struct container_record {
 /// The ready container of `fn` with the fewest inputs in flight and room for another, or null.
 container_record* least_loaded_ready(const function_state& fn);
 
+struct input_record;
+/// Records that attempt `attempt_id` of `in` runs in `c` (its input frame has been sent).
+void start_attempt(input_record& in, container_record& c, std::uint64_t attempt_id);
+
 /// A call id: "fc-" and 16 hex digits.
 inline std::string format_call_id(std::uint64_t n) {
   static constexpr char digits[] = "0123456789abcdef";
