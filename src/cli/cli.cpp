@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <sys/wait.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstring>
@@ -39,6 +40,7 @@ struct server_flags {
   std::uint64_t retention_s = static_cast<std::uint64_t>(server::server_options{}.retention.count());
   std::uint64_t drain_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.drain_timeout.count());
   std::size_t log_lines = server::server_options{}.max_log_lines;
+  std::uint64_t idle_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.idle_timeout.count());
 };
 
 /// Where a client command finds the server and its token.
@@ -250,11 +252,13 @@ int serve(const server_flags& flags) {
   options.max_frame_size = flags.max_frame_size;
   options.max_queued_inputs = flags.max_queued_inputs;
   options.cancel_grace = std::chrono::milliseconds(flags.cancel_grace_ms);
+  runtime::check_state_dir(state_dir);
   options.token = runtime::load_or_create_token(state_dir);
   options.state_dir = state_dir;
   options.retention = std::chrono::seconds(flags.retention_s);
   options.drain_timeout = std::chrono::milliseconds(flags.drain_timeout_ms);
   options.max_log_lines = flags.log_lines;
+  options.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
 
   // SIGINT/SIGTERM stop the server gracefully; block them everywhere and wait for them on one thread.
   sigset_t stop_signals;
@@ -264,6 +268,13 @@ int serve(const server_flags& flags) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   server::server srv(options);
+  // Before the "listening" line, which tells a supervisor (and the tests) that start-up is over.
+  if (!boost::asio::ip::make_address(flags.host).is_loopback()) {
+    spdlog::warn("--host {}: other hosts can connect. They need the token, but it travels unencrypted, as "
+                 "do every call's arguments and results; on a network you do not trust, keep --host 127.0.0.1 and "
+                 "reach the server through a tunnel (ssh -L, a VPN)",
+                 flags.host);
+  }
   spdlog::info("ferry server {} listening on {} (state directory {})", ferry::version(), srv.address(),
                state_dir.string());
   spdlog::info("dashboard and HTTP API at http://{}/ (the token is in {})", srv.address(),
@@ -332,6 +343,12 @@ int run_cli(int argc, char** argv) {
       ->add_option("--drain-timeout", flags.drain_timeout_ms,
                    "On SIGTERM, milliseconds running inputs may take to finish before their containers are stopped")
       ->capture_default_str();
+  server_cmd
+      ->add_option("--idle-timeout", flags.idle_timeout_ms,
+                   "Milliseconds a connection may stay silent before it has said hello or sent an HTTP request "
+                   "header (also between keep-alive requests); then it is closed")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
 
   server_cmd
       ->add_option("--log-lines", flags.log_lines,

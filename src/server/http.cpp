@@ -12,8 +12,13 @@ namespace ferry::server {
 
 namespace asio = boost::asio;
 
-http_connection::http_connection(asio::ip::tcp::socket socket, std::uint64_t body_limit, request_handler handler)
-    : socket_(std::move(socket)), body_limit_(body_limit), handler_(std::move(handler)) {}
+http_connection::http_connection(asio::ip::tcp::socket socket, std::uint64_t body_limit,
+                                 std::chrono::milliseconds idle_timeout, request_handler handler)
+    : socket_(std::move(socket)),
+      body_limit_(body_limit),
+      idle_timeout_(idle_timeout),
+      idle_timer_(socket_.get_executor()),
+      handler_(std::move(handler)) {}
 
 void http_connection::start(std::string_view already_received) {
   auto room = buffer_.prepare(already_received.size());
@@ -26,24 +31,37 @@ void http_connection::read_request() {
   parser_ = std::make_unique<http::request_parser<http::string_body>>();
   parser_->body_limit(body_limit_);
   parser_->header_limit(64 * 1024);
+  idle_timer_.expires_after(idle_timeout_);
+  idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->close();  // no request header within the idle timeout: a gone or a slow client
+  });
+  http::async_read_header(socket_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+    self->idle_timer_.cancel();
+    if (ec) return self->read_failed(ec);
+    self->read_body();
+  });
+}
+
+void http_connection::read_body() {
   http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted) {
-      return self->close();
-    }
-    if (ec) {
-      const bool too_large = ec == http::error::body_limit;
-      self->close_after_write_ = true;
-      self->respond(json_error(too_large ? http::status::payload_too_large : http::status::bad_request,
-                               too_large ? "payload_too_large" : "bad_request",
-                               too_large ? "the request body is larger than the server accepts (ferry server "
-                                           "--max-frame-size)"
-                                         : "malformed HTTP request: " + ec.message()));
-      return;
-    }
+    if (ec) return self->read_failed(ec);
     http_request request = self->parser_->release();
     self->keep_alive_ = request.keep_alive();
     self->handler_(request, self);
   });
+}
+
+void http_connection::read_failed(boost::system::error_code ec) {
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
+      !socket_.is_open()) {
+    return close();
+  }
+  const bool too_large = ec == http::error::body_limit;
+  close_after_write_ = true;
+  respond(json_error(too_large ? http::status::payload_too_large : http::status::bad_request,
+                     too_large ? "payload_too_large" : "bad_request",
+                     too_large ? "the request body is larger than the server accepts (ferry server --max-frame-size)"
+                               : "malformed HTTP request: " + ec.message()));
 }
 
 void http_connection::respond(http_response response) {
@@ -113,6 +131,7 @@ void http_connection::write_next() {
 
 void http_connection::close() {
   streaming_ = false;
+  idle_timer_.cancel();
   if (socket_.is_open()) {
     boost::system::error_code ec;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);

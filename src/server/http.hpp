@@ -7,10 +7,12 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -29,7 +31,11 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
  public:
   using request_handler = std::function<void(const http_request&, const std::shared_ptr<http_connection>&)>;
 
-  http_connection(boost::asio::ip::tcp::socket socket, std::uint64_t body_limit, request_handler handler);
+  /// A request's header must arrive within `idle_timeout` of the connection opening or of the previous
+  /// request (keep-alive); otherwise the connection is closed. (Bodies, up to `body_limit` bytes, are not
+  /// timed: a large upload on a slow link is legitimate.)
+  http_connection(boost::asio::ip::tcp::socket socket, std::uint64_t body_limit, std::chrono::milliseconds idle_timeout,
+                  request_handler handler);
 
   /// Starts reading requests, after `already_received` (the bytes the server sniffed).
   void start(std::string_view already_received);
@@ -50,12 +56,16 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
 
  private:
   void read_request();
+  void read_body();
+  void read_failed(boost::system::error_code ec);
   void write(std::string data);
   void write_next();
   void close();
 
   boost::asio::ip::tcp::socket socket_;
   std::uint64_t body_limit_;
+  std::chrono::milliseconds idle_timeout_;
+  boost::asio::steady_timer idle_timer_;
   request_handler handler_;
   boost::beast::flat_buffer buffer_;  // read but not yet parsed
   std::unique_ptr<http::request_parser<http::string_body>> parser_;

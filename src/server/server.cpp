@@ -88,11 +88,13 @@ void server::state::sniff(tcp::socket socket) {
     std::array<char, 4> bytes{};
     asio::steady_timer timer;
   };
-  auto pending = std::make_shared<first_bytes>(std::move(socket), io, options.handshake_timeout);
+  auto pending = std::make_shared<first_bytes>(std::move(socket), io, options.idle_timeout);
   pending->timer.async_wait([pending](boost::system::error_code ec) {
     if (ec) return;
     boost::system::error_code ignored;
-    pending->socket.close(ignored);  // said nothing within the handshake timeout
+    const auto peer = pending->socket.remote_endpoint(ignored);
+    spdlog::warn("closed connection from {}: it sent nothing within the idle timeout", peer.address().to_string());
+    pending->socket.close(ignored);
   });
   asio::async_read(pending->socket, asio::buffer(pending->bytes), [this, pending](boost::system::error_code ec, std::size_t) {
     pending->timer.cancel();
@@ -101,7 +103,7 @@ void server::state::sniff(tcp::socket socket) {
     const bool http = std::all_of(first.begin(), first.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == ' '; });
     if (http) {
       auto conn = std::make_shared<http_connection>(
-          std::move(pending->socket), options.max_frame_size,
+          std::move(pending->socket), options.max_frame_size, options.idle_timeout,
           [this](const http_request& req, const std::shared_ptr<http_connection>& c) {
             try {
               on_http(req, c);
@@ -122,12 +124,12 @@ void server::state::start_session(tcp::socket socket, std::string_view already_r
   s->id = next_session_id++;
   s->connection = std::make_shared<wire::connection>(std::move(socket), options.max_frame_size);
   s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
-  s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.handshake_timeout);
+  s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.idle_timeout);
   s->handshake_timer->async_wait([this, id = s->id](boost::system::error_code timer_ec) {
     if (timer_ec) return;
     auto it = sessions.find(id);
     if (it != sessions.end() && it->second->role == session_role::handshake) {
-      it->second->connection->close("no hello within the handshake timeout");
+      it->second->connection->close("no hello within the idle timeout");
     }
   });
   session* raw = s.get();

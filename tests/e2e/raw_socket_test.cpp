@@ -15,6 +15,7 @@ namespace e2e {
 namespace {
 
 using testing::HasSubstr;
+using testing::Not;
 
 /// A blocking TCP connection to the server, with a receive timeout so a broken server fails the test.
 class raw_socket {
@@ -123,6 +124,32 @@ TEST(raw_socket, a_header_that_does_not_match_its_kind_closes_the_connection) {
   s.send(frame_bytes(ferry::wire::message_kind::call, std::tuple<std::string>{"not a call header"}));
   s.read_until_closed();
   EXPECT_TRUE(server.proc().wait_for_output("malformed call message"));
+  expect_server_serves(server);
+}
+
+// The idle timeout: a peer may not hold a connection (and its descriptor) by saying nothing.
+TEST(raw_socket, a_connection_silent_before_its_hello_is_closed_after_the_idle_timeout) {
+  ferry_server server({"--idle-timeout", "500"});
+  raw_socket silent(server.address());
+  EXPECT_EQ(silent.read_until_closed(), "");
+  EXPECT_TRUE(server.proc().wait_for_output("it sent nothing within the idle timeout"));
+  raw_socket half_a_hello(server.address());
+  half_a_hello.send(std::string("\x40\x00\x00\x00\x01", 5));  // announces 64 bytes, sends one
+  EXPECT_EQ(half_a_hello.read_until_closed(), "");
+  EXPECT_TRUE(server.proc().wait_for_output("no hello within the idle timeout"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, an_http_client_stopping_mid_header_or_idling_after_a_reply_is_closed_after_the_idle_timeout) {
+  ferry_server server({"--idle-timeout", "500"});
+  raw_socket slow(server.address());
+  slow.send("GET / HTTP/1.1\r\nHost: ferry\r\n");  // the header never ends
+  EXPECT_EQ(slow.read_until_closed(), "");
+  raw_socket idle(server.address());
+  idle.send("GET / HTTP/1.1\r\nHost: ferry\r\n\r\n");  // HTTP/1.1: keep-alive
+  const std::string reply = idle.read_until_closed();  // the page, then the close
+  EXPECT_THAT(reply, testing::StartsWith("HTTP/1.1 200 OK"));
+  EXPECT_THAT(reply, Not(HasSubstr("Connection: close")));
   expect_server_serves(server);
 }
 

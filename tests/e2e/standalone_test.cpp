@@ -43,14 +43,6 @@ TEST(standalone, a_second_server_on_the_same_state_dir_is_refused_and_the_first_
   EXPECT_EQ(run_app([] { EXPECT_EQ(add.remote(20, 22), 42); }), 0);
 }
 
-TEST(standalone, the_token_file_is_created_private) {
-  ferry_server server;
-  struct stat st {};
-  ASSERT_EQ(::stat((server.state_dir() + "/token").c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600);
-  EXPECT_EQ(server.token().size(), 64u);
-}
-
 TEST(standalone, a_program_with_the_wrong_token_is_refused_with_a_fix) {
   ferry_server server;
   const auto r = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", "not-the-token"}});

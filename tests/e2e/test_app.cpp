@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -465,5 +466,15 @@ bool shout_body(std::string text) {
   return true;
 }
 ferry::Function<bool(std::string)> shout = app().function("shout", shout_body);
+
+container_view container_exposure_body() {
+  std::ifstream in("/proc/self/cmdline");
+  std::string command_line((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::replace(command_line.begin(), command_line.end(), '\0', ' ');
+  const char* token = std::getenv("FERRY_TOKEN");
+  return {::getpid(), command_line, token ? token : ""};
+}
+ferry::Function<container_view()> container_exposure =
+    app().function("container_exposure", container_exposure_body);
 
 }  // namespace e2e

@@ -127,4 +127,15 @@ extern ferry::Function<std::int64_t(std::int64_t)> pipeline;
 /// Writes its text to stdout, and with " (stderr)" to stderr (no final newline).
 extern ferry::Function<bool(std::string)> shout;
 
+// Security (tests/e2e/security_test.cpp).
+/// What a container exposes: its pid, its command line (as `ps` shows it: arguments joined by spaces) and
+/// the FERRY_TOKEN its body (and any process the body starts) would see, "" when none.
+struct container_view {
+  std::int64_t pid;
+  std::string command_line;
+  std::string token_in_environment;
+};
+FERRY_STRUCT(container_view, pid, command_line, token_in_environment)
+extern ferry::Function<container_view()> container_exposure;
+
 }  // namespace e2e
