@@ -287,8 +287,11 @@ void client::cancel_call(std::uint64_t id) {
 
 std::exception_ptr client::error_of(const pending_call& call) const {
   if (!call.connection_error.empty()) {
-    return std::make_exception_ptr(ConnectionError("lost the connection to the ferry server at " + server_.to_string() +
-                                                   " while calling '" + call.function + "': " + call.connection_error));
+    return std::make_exception_ptr(ConnectionError(
+        "lost the connection to the ferry server at " + server_.to_string() + " while calling '" + call.function +
+        "' (" + call.connection_error +
+        "); the call may or may not have run: call it again if that is safe, and use .spawn() for calls that must "
+        "survive a server restart"));
   }
   if (call.status != wire::status::ok) {
     try {

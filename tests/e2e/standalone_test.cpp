@@ -1,7 +1,11 @@
 // The same calls against a standalone `ferry server`, and the CLI around it.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+
+#include <regex>
+#include <thread>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -50,6 +54,41 @@ TEST(standalone, a_program_with_the_wrong_token_is_refused_with_a_fix) {
   EXPECT_THAT(r.err, HasSubstr("refused the connection: invalid token"));
   EXPECT_THAT(r.err, HasSubstr("FERRY_TOKEN"));
   EXPECT_TRUE(server.proc().wait_for_output("refused connection from"));
+}
+
+TEST(standalone, a_call_in_flight_when_the_server_dies_fails_with_a_connection_error_that_says_what_to_do) {
+  ferry_server server;
+  const std::string never_opened = scratch_dir() + "/gate";
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(run_app([&] {
+              std::thread killer([&] {
+                // Until a container holds the call: then the server dies under it.
+                const std::regex holding(R"(\be2e\s+hold\s+\S+\s+1\b)");
+                for (auto deadline = std::chrono::steady_clock::now() + 30s;
+                     std::chrono::steady_clock::now() < deadline;) {
+                  if (std::regex_search(server.cli({"ps"}).out, holding)) break;
+                }
+                server.proc().signal(SIGKILL);
+              });
+              try {
+                hold.remote(never_opened);
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ConnectionError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("lost the connection to the ferry server at " + server.address() +
+                                                " while calling 'hold'"));
+                EXPECT_THAT(e.what(), HasSubstr("may or may not have run"));
+                EXPECT_THAT(e.what(), HasSubstr(".spawn()"));
+              }
+              killer.join();
+              try {
+                add.remote(1, 2);
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ConnectionError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("cannot call 'add': the connection to the ferry server at " +
+                                                server.address() + " is closed"));
+              }
+            }),
+            0);
 }
 
 TEST(standalone, an_unreachable_server_is_a_clear_error) {
