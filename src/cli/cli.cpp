@@ -110,13 +110,18 @@ std::string describe_app(const std::string& binary) {
 /// `ferry deploy BINARY`: stores the binary on the server and registers its functions.
 int deploy(const server_target& target, const std::string& binary, const std::string& name) {
   const std::string described = describe_app(binary);
+  if (described.empty()) {
+    throw Error(binary + " is not a ferry app: run with FERRY_DESCRIBE=1 it printed nothing (a ferry app declares "
+                "its functions on a ferry::App and returns app.main(argc, argv, entry) from main)");
+  }
   detail::reader r{std::span<const char>(described.data(), described.size())};
   std::string app;
   std::vector<wire::function_spec> specs;
   try {
     std::tie(app, specs) = ferry::decode<std::tuple<std::string, std::vector<wire::function_spec>>>(r);
   } catch (const DecodeError& e) {
-    throw Error(binary + " is not a ferry app of this version (its description does not decode: " + e.what() + ")");
+    throw Error(binary + " is not a ferry app of this version (its description does not decode: " + e.what() +
+                "); rebuild it against this ferry (" + ferry::version() + ")");
   }
   const std::string declared_name = app;
   if (!name.empty()) app = name;

@@ -34,12 +34,23 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
     : state_(std::make_unique<state>()) {
   state_->options = std::move(options);
   state_->launcher = launcher ? std::move(launcher) : make_process_launcher(state_->io.get_executor());
-  const auto addr = asio::ip::make_address(state_->options.host);
+  boost::system::error_code ec;
+  const auto addr = asio::ip::make_address(state_->options.host, ec);
+  if (ec) {
+    throw Error("'" + state_->options.host + "' is not an IP address to listen on; give one such as 127.0.0.1 " +
+                "(this host only) or 0.0.0.0 (every interface)");
+  }
   const tcp::endpoint ep(addr, state_->options.port);
   state_->acceptor.open(ep.protocol());
   state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
-  state_->acceptor.bind(ep);
-  state_->acceptor.listen();
+  state_->acceptor.bind(ep, ec);
+  if (!ec) state_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    const std::string where = state_->options.host + ":" + std::to_string(state_->options.port);
+    throw Error("cannot listen on " + where + ": " + ec.message() +
+                (ec == asio::error::address_in_use ? " (another ferry server?); stop it, or choose another --port (0: any free port)"
+                                                   : ""));
+  }
   const auto bound = state_->acceptor.local_endpoint();
   // Containers run on this host: when listening on every address, they reach us on loopback.
   const std::string host = addr.is_unspecified() ? (addr.is_v6() ? "::1" : "127.0.0.1") : addr.to_string();

@@ -124,6 +124,38 @@ TEST(standalone, sigterm_stops_the_server_and_its_containers) {
   EXPECT_EQ(server.proc().wait(), 0);
 }
 
+TEST(standalone, a_malformed_server_address_or_an_unreadable_token_is_a_clear_error) {
+  const auto nonsense = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "nonsense"}, {"FERRY_TOKEN", "x"}});
+  EXPECT_EQ(nonsense.code, 1);
+  EXPECT_THAT(nonsense.err, HasSubstr("'nonsense' is not a server address; write host:port, e.g. 127.0.0.1:7700"));
+  const std::string empty_home = scratch_dir();
+  const auto no_token = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "127.0.0.1:7700"}, {"FERRY_TOKEN", ""}, {"FERRY_HOME", empty_home}});
+  EXPECT_EQ(no_token.code, 1);
+  EXPECT_THAT(no_token.err, HasSubstr("cannot read the server's token from " + empty_home + "/token; set FERRY_TOKEN"));
+}
+
+TEST(cli, a_server_that_cannot_listen_exits_1_naming_the_fix) {
+  ferry_server first;
+  const std::string port = first.address().substr(first.address().rfind(':') + 1);
+  const std::string state_dir = scratch_dir();
+  const auto taken = run({FERRY_CLI_PATH, "server", "--port", port, "--state-dir", state_dir});
+  EXPECT_EQ(taken.code, 1);
+  EXPECT_THAT(taken.err, HasSubstr("cannot listen on 127.0.0.1:" + port + ": Address already in use"));
+  EXPECT_THAT(taken.err, HasSubstr("choose another --port"));
+  const auto bad_host = run({FERRY_CLI_PATH, "server", "--host", "no-such-host", "--state-dir", state_dir});
+  EXPECT_EQ(bad_host.code, 1);
+  EXPECT_THAT(bad_host.err, HasSubstr("'no-such-host' is not an IP address to listen on"));
+}
+
+TEST(cli, deploying_a_binary_that_is_not_a_ferry_app_is_refused_saying_what_an_app_is) {
+  ferry_server server;
+  const auto r = server.cli({"deploy", "/bin/true"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("/bin/true is not a ferry app"));
+  EXPECT_THAT(r.err, HasSubstr("app.main(argc, argv, entry)"));
+  EXPECT_THAT(server.cli({"apps"}).out, testing::Not(HasSubstr("true")));
+}
+
 TEST(cli, version_help_and_usage_errors_follow_conventions) {
   const auto version = run({FERRY_CLI_PATH, "version"});
   EXPECT_EQ(version.code, 0);
