@@ -39,7 +39,7 @@ V decode_result(const function_entry& function, const buffer& encoded) {
   if constexpr (std::is_void_v<V>) {
     return;
   } else {
-    return decode_call_result<V>(function.name, encoded);
+    return decode_call_result<V>("'" + function.name + "'", encoded);
   }
 }
 

@@ -68,19 +68,22 @@ class FunctionCall {
    public:
     R operator()(std::chrono::milliseconds timeout = forever,
                  std::source_location site = std::source_location::current()) const {
-      return decode(detail::control_request("get", id_, detail::get_payload(timeout), site));
+      return decode(id_, detail::control_request("get", id_, detail::get_payload(timeout), site));
     }
     Task<R> aio(std::chrono::milliseconds timeout = forever) const {
       return [](std::string id, std::chrono::milliseconds t) -> Task<R> {
         detail::buffer encoded = co_await detail::control_request_async("get", id, detail::get_payload(t));
-        co_return decode(encoded);
+        co_return decode(id, encoded);
       }(id_, timeout);
     }
 
    private:
     friend class FunctionCall;
-    static R decode(const detail::buffer& encoded) {
-      if constexpr (!std::is_void_v<R>) return detail::decode_call_result<R>("spawned call", encoded);
+    static R decode(const std::string& id, const detail::buffer& encoded) {
+      if constexpr (!std::is_void_v<R>) {
+        return detail::decode_call_result<R>(
+            "call " + id, encoded, "FunctionCall<R>::from_id needs R to be the spawned function's result type");
+      }
     }
     std::string id_;
   };

@@ -78,16 +78,17 @@ Task<buffer> await_lazy_call(std::shared_ptr<lazy_call> call);
 std::shared_ptr<future_state> lazy_call_future(lazy_call& call);
 const std::string& lazy_call_function_name(const lazy_call& call);
 
-/// Decodes the result of a call of `function`.
+/// Decodes the result of `call` (a function's name, quoted, or a spawned call's id); a result that does not
+/// decode throws Error saying so, followed by `fix`.
 template <class T>
-T decode_call_result(const std::string& function, const buffer& encoded) {
+T decode_call_result(const std::string& call, const buffer& encoded,
+                     const char* fix = "the caller and the container disagree on the function's signature (rebuild "
+                                       "both from one source)") {
   reader r{encoded.view()};
   try {
     return ferry::decode<T>(r);
   } catch (const DecodeError& e) {
-    throw Error("the result of '" + function + "' does not decode as " + codec<T>::name() + ": " + e.what() +
-                "; the caller and the container disagree on the function's signature (rebuild both from one "
-                "source)");
+    throw Error("the result of " + call + " does not decode as " + codec<T>::name() + ": " + e.what() + "; " + fix);
   }
 }
 
@@ -116,7 +117,7 @@ class Future {
 
   /// Blocks until the value exists (starting the call if needed) and returns it; throws the call's error.
   T result(std::source_location site = std::source_location::current()) const {
-    return detail::decode_call_result<T>(detail::future_function_name(*state_), detail::future_result(*state_, site));
+    return detail::decode_call_result<T>("'" + detail::future_function_name(*state_) + "'", detail::future_result(*state_, site));
   }
 
   /// Whether the call has ended (with a value or an error). Never blocks, never starts it.
@@ -144,7 +145,7 @@ class Future {
  private:
   static Task<T> awaiting(std::shared_ptr<detail::future_state> state) {
     detail::buffer encoded = co_await detail::await_future(state);
-    co_return detail::decode_call_result<T>(detail::future_function_name(*state), encoded);
+    co_return detail::decode_call_result<T>("'" + detail::future_function_name(*state) + "'", encoded);
   }
 
   std::shared_ptr<detail::future_state> state_;
@@ -169,7 +170,7 @@ class CallTask : public Task<T> {
  private:
   static Task<T> run(std::shared_ptr<detail::lazy_call> call) {
     detail::buffer encoded = co_await detail::await_lazy_call(call);
-    if constexpr (!std::is_void_v<T>) co_return detail::decode_call_result<T>(detail::lazy_call_function_name(*call), encoded);
+    if constexpr (!std::is_void_v<T>) co_return detail::decode_call_result<T>("'" + detail::lazy_call_function_name(*call) + "'", encoded);
   }
 
   std::shared_ptr<detail::lazy_call> call_;

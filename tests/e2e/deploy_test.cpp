@@ -130,6 +130,13 @@ TEST(deploy, a_spawned_call_outlives_its_program_and_is_fetched_by_id_from_anoth
               EXPECT_EQ(ferry::FunctionCall<std::int64_t>::from_id(id).get(30s), 49);
               EXPECT_EQ(ferry::FunctionCall<std::int64_t>::from_id(keyed_id).get(), 64);
               EXPECT_THROW(ferry::FunctionCall<std::int64_t>::from_id("fc-0000000000000000"), ferry::UnknownCallError);
+              try {
+                ferry::FunctionCall<std::string>::from_id(id).get();
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::Error& e) {
+                EXPECT_THAT(e.what(), HasSubstr("the result of call " + id + " does not decode as string: expected "
+                                                "string, received integer 49; FunctionCall<R>::from_id needs R"));
+              }
               // A timeout that only means "not finished yet" is its own error; the call goes on.
               auto held = Hold::from_name("platform", "hold").spawn(dir + "/gate");
               EXPECT_THROW(held.get(50ms), ferry::NotFinishedError);
@@ -229,7 +236,7 @@ TEST(deploy, spawns_beyond_the_queue_limit_wait_in_the_store_and_all_run) {
             0);
 }
 
-TEST(deploy, sigterm_lets_running_inputs_finish_before_the_server_exits) {
+TEST(deploy, sigterm_lets_running_inputs_finish_refuses_new_calls_and_the_server_exits) {
   deployed_server d;
   const std::string dir = scratch_dir();
   EXPECT_EQ(run_app([&] {
@@ -239,6 +246,12 @@ TEST(deploy, sigterm_lets_running_inputs_finish_before_the_server_exits) {
               ASSERT_TRUE(one_input_running(d.server, "hold"));
               d.server.proc().signal(SIGTERM);
               EXPECT_TRUE(d.server.proc().wait_for_output("draining"));
+              try {
+                hold_deployed.remote(dir + "/gate");
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ConnectionError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("the ferry server is shutting down; retry against a running server"));
+              }
               std::ofstream(dir + "/gate") << "open\n";
               EXPECT_TRUE(running.result());  // it finished, and its result reached us
             }),
