@@ -1,6 +1,7 @@
 #include "cli/cli.hpp"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -272,6 +273,11 @@ int serve(const server_flags& flags) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // Every connection and container costs descriptors: take all the hard limit allows (often 1024 soft).
+  if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   server::server srv(options);
   // Before the "listening" line, which tells a supervisor (and the tests) that start-up is over.
   if (!boost::asio::ip::make_address(flags.host).is_loopback()) {

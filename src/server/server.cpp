@@ -79,12 +79,31 @@ void server::stop() {
 
 void server::state::accept() {
   acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (ec) {
-      if (ec != asio::error::operation_aborted) spdlog::warn("accept failed: {}", ec.message());
-      if (!stopping && acceptor.is_open()) accept();
+    if (stopping || !acceptor.is_open()) return;
+    const bool out_of_resources = ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+                                  ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+    if (out_of_resources) {
+      // Accepting again at once would fail again at once: a busy loop. Pause, say so once, and retry.
+      if (!accept_retry_timer) {
+        spdlog::warn("cannot accept connections: {}; retrying every 100 ms (close connections, or raise the "
+                     "open-file limit: ulimit -n)",
+                     ec.message());
+      }
+      accept_retry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(100));
+      accept_retry_timer->async_wait([this](boost::system::error_code timer_ec) {
+        if (!timer_ec) accept();
+      });
       return;
     }
-    sniff(std::move(socket));
+    if (ec) {
+      if (ec != asio::error::operation_aborted) spdlog::warn("accept failed: {}", ec.message());
+    } else {
+      if (accept_retry_timer) {
+        accept_retry_timer.reset();
+        spdlog::info("accepting connections again");
+      }
+      sniff(std::move(socket));
+    }
     accept();
   });
 }

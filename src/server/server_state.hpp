@@ -237,6 +237,8 @@ struct server::state {
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
+  std::unique_ptr<asio::steady_timer> accept_retry_timer;
   std::unique_ptr<container_launcher> launcher;
   std::string address;
 

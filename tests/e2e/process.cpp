@@ -128,11 +128,11 @@ std::string scratch_dir() {
   return templ;
 }
 
-ferry_server::ferry_server(std::vector<std::string> extra_args) {
+ferry_server::ferry_server(std::vector<std::string> extra_args, std::vector<std::string> command_prefix)
+    : extra_args_(std::move(extra_args)), command_prefix_(std::move(command_prefix)) {
   char dir_template[] = "/tmp/ferry-e2e-XXXXXX";
   if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp");
   state_dir_ = dir_template;
-  extra_args_ = std::move(extra_args);
   start("0");
 }
 
@@ -143,7 +143,8 @@ void ferry_server::kill_and_restart() {
 }
 
 void ferry_server::start(const std::string& port) {
-  std::vector<std::string> argv = {FERRY_CLI_PATH, "server", "--port", port, "--state-dir", state_dir_};
+  std::vector<std::string> argv = command_prefix_;
+  argv.insert(argv.end(), {FERRY_CLI_PATH, "server", "--port", port, "--state-dir", state_dir_});
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   proc_ = std::make_unique<process>(argv, std::map<std::string, std::string>{{"FERRY_LOG_LEVEL", "info"}});
   if (!proc_->wait_for_output(" listening on ")) {

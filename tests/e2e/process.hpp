@@ -62,7 +62,8 @@ run_result run(std::vector<std::string> argv, std::map<std::string, std::string>
 /// A `ferry server` on a free port with its own state directory, stopped (SIGTERM) when destroyed.
 class ferry_server {
  public:
-  explicit ferry_server(std::vector<std::string> extra_args = {});
+  /// `command_prefix` runs the server under another command (`prlimit --nofile=64:64`, say).
+  explicit ferry_server(std::vector<std::string> extra_args = {}, std::vector<std::string> command_prefix = {});
   ~ferry_server();
   const std::string& address() const { return address_; }
   const std::string& state_dir() const { return state_dir_; }
@@ -76,6 +77,7 @@ class ferry_server {
  private:
   void start(const std::string& port);
   std::vector<std::string> extra_args_;
+  std::vector<std::string> command_prefix_;
   std::string state_dir_;
   std::string address_;
   std::unique_ptr<process> proc_;

@@ -127,6 +127,19 @@ TEST(raw_socket, a_header_that_does_not_match_its_kind_closes_the_connection) {
   expect_server_serves(server);
 }
 
+TEST(raw_socket, a_server_out_of_descriptors_pauses_accepting_says_so_once_and_serves_again) {
+  ferry_server server({}, {"prlimit", "--nofile=48:48"});
+  {
+    // More connections than the server has descriptors for; the kernel queues those it cannot accept.
+    std::vector<std::unique_ptr<raw_socket>> flood;
+    for (int i = 0; i < 64; ++i) flood.push_back(std::make_unique<raw_socket>(server.address()));
+    EXPECT_TRUE(server.proc().wait_for_output("cannot accept connections: Too many open files"));
+  }  // all closed: the server closes its ends and accepts again
+  expect_server_serves(server);
+  const std::string log = server.proc().err();
+  EXPECT_EQ(log.find("cannot accept connections"), log.rfind("cannot accept connections")) << "said once: " << log;
+}
+
 // The idle timeout: a peer may not hold a connection (and its descriptor) by saying nothing.
 TEST(raw_socket, a_connection_silent_before_its_hello_is_closed_after_the_idle_timeout) {
   ferry_server server({"--idle-timeout", "500"});
