@@ -179,7 +179,8 @@ std::vector<std::int64_t> map_items() {
 /// Runs chaos_identify.map over 0..99,999 with `options` while containers are killed; returns the results
 /// and how many containers were killed. Also checks the server's view: exactly 100,000 calls ended, all ok
 /// (a call the server ended twice, or failed, would show here even if the client hid it).
-std::vector<std::int64_t> map_under_kills(ferry_server& server, ferry::MapOptions options, int& kills) {
+std::vector<std::int64_t> map_under_kills(ferry_server& server, ferry::MapOptions options, int& kills,
+                                          std::int64_t& retried) {
   scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
   std::vector<std::int64_t> results;
   const auto items = map_items();
@@ -197,6 +198,12 @@ std::vector<std::int64_t> map_under_kills(ferry_server& server, ferry::MapOption
             0);
   EXPECT_EQ(calls_ended(server, "chaos_identify", "ok"), map_inputs);
   EXPECT_EQ(calls_ended(server, "chaos_identify", "container_crashed"), 0);
+  // Attempts the kills failed, which the server ran again (it logs each): the retries were exercised.
+  const std::string log = server.proc().err();
+  const std::string retry_line = "of 'chaos_identify' failed (attempt ";
+  retried = 0;
+  for (auto at = log.find(retry_line); at != std::string::npos; at = log.find(retry_line, at + 1)) ++retried;
+  EXPECT_GE(retried, min_map_kills);
   return results;
 }
 
@@ -205,14 +212,16 @@ TEST(chaos, kill_9_of_random_containers_during_a_100000_input_map_loses_and_misp
   ferry_server server;
   const auto started = std::chrono::steady_clock::now();
   int kills = 0;
-  const auto results = map_under_kills(server, {}, kills);
+  std::int64_t retried = 0;
+  const auto results = map_under_kills(server, {}, kills, retried);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   ASSERT_EQ(results.size(), static_cast<std::size_t>(map_inputs));
   std::int64_t wrong = 0;
   for (std::int64_t i = 0; i < map_inputs; ++i) wrong += results[static_cast<std::size_t>(i)] != expected_for(i);
   const auto c = count_deliveries(results, map_inputs);
-  std::printf("chaos: ordered map of %ld inputs, %d containers killed, %ld lost, %ld duplicated, %ld misplaced, %.1f s\n",
-              map_inputs, kills, c.lost, c.duplicated, wrong, seconds);
+  std::printf("chaos: ordered map of %ld inputs, %d containers killed, %ld attempts retried, %ld lost, %ld duplicated, "
+              "%ld misplaced, %.1f s\n",
+              map_inputs, kills, retried, c.lost, c.duplicated, wrong, seconds);
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(c.lost, 0);
   EXPECT_EQ(c.duplicated, 0);
@@ -226,12 +235,14 @@ TEST(chaos, kill_9_of_random_containers_during_a_100000_input_map_delivers_each_
   ferry_server server;
   const auto started = std::chrono::steady_clock::now();
   int kills = 0;
-  const auto results = map_under_kills(server, {.order_outputs = false}, kills);
+  std::int64_t retried = 0;
+  const auto results = map_under_kills(server, {.order_outputs = false}, kills, retried);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_EQ(results.size(), static_cast<std::size_t>(map_inputs));
   const auto c = count_deliveries(results, map_inputs);
-  std::printf("chaos: completion-order map of %ld inputs, %d containers killed, %ld lost, %ld duplicated, %.1f s\n",
-              map_inputs, kills, c.lost, c.duplicated, seconds);
+  std::printf("chaos: completion-order map of %ld inputs, %d containers killed, %ld attempts retried, %ld lost, "
+              "%ld duplicated, %.1f s\n",
+              map_inputs, kills, retried, c.lost, c.duplicated, seconds);
   EXPECT_EQ(c.lost, 0);
   EXPECT_EQ(c.duplicated, 0);
   EXPECT_EQ(c.foreign, 0);

@@ -91,9 +91,11 @@ TEST(soak, a_million_calls_or_150_seconds_of_remote_map_and_spawn_leak_neither_m
   const checkpoint& last = checkpoints.back();
   std::printf("soak: %ld calls in %zu rounds of %ld (budget: %ld calls or %ld s), %.1f s\n", calls, checkpoints.size(),
               round_calls, call_budget, static_cast<long>(time_budget.count()), seconds);
-  // Nine checkpoints, evenly spaced from the first to the last: the trajectory, not just its ends.
+  // Nine checkpoints, evenly spaced from the first to the last (the trajectory, not just its ends), and the
+  // first-quarter one the bounds compare the last with.
   std::vector<const checkpoint*> shown;
   for (std::size_t k = 0; k <= 8; ++k) shown.push_back(&checkpoints[(checkpoints.size() - 1) * k / 8]);
+  shown.push_back(&quarter);
   for (const checkpoint* c : shown) {
     long container_rss = 0;
     int container_fds = 0;
@@ -101,8 +103,9 @@ TEST(soak, a_million_calls_or_150_seconds_of_remote_map_and_spawn_leak_neither_m
       container_rss += s.rss_kib;
       container_fds += s.fds;
     }
-    std::printf("soak: after %7ld calls: server RSS %6ld KiB, %3d fds; %zu containers: RSS %7ld KiB, %4d fds in all\n",
-                c->calls, c->server.rss_kib, c->server.fds, c->containers.size(), container_rss, container_fds);
+    std::printf("soak: after %7ld calls: server RSS %6ld KiB, %3d fds; %zu containers: RSS %7ld KiB, %4d fds in all%s\n",
+                c->calls, c->server.rss_kib, c->server.fds, c->containers.size(), container_rss, container_fds,
+                c == &quarter ? " (the first-quarter baseline)" : "");
   }
   EXPECT_LE(last.server.fds, quarter.server.fds + fd_slack);
   EXPECT_LE(last.server.rss_kib, quarter.server.rss_kib + server_rss_slack_kib);
