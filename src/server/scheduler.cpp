@@ -330,7 +330,21 @@ void server::state::stop_container(container_record& c) {
   if (c.state == container_state::ready && c.session) c.session->connection->close("container stopped by the server");
   c.state = container_state::stopping;
   c.stop_requested = true;
+  terminate_container(c);
+}
+
+void server::state::terminate_container(container_record& c) {
   c.process->terminate();
+  if (c.kill_timer) return;  // asked already: the first request's deadline stands
+  c.kill_timer = std::make_unique<asio::steady_timer>(io, options.stop_grace);
+  c.kill_timer->async_wait([this, id = c.id](boost::system::error_code ec) {
+    if (ec) return;  // (the record went with the process's exit)
+    auto it = containers.find(id);
+    if (it == containers.end()) return;
+    spdlog::warn("container {} of '{}' (pid {}) did not exit within {} ms of being asked to stop; killing it", id,
+                 it->second->function->name, it->second->process->pid(), options.stop_grace.count());
+    it->second->process->kill();
+  });
 }
 
 void server::state::fail_queue(function_state& fn, status code, const std::string& message) {

@@ -699,7 +699,7 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
     // The process's exit handler fails its inputs with the exit status and stderr; make sure it exits.
     s.container->session = nullptr;
     if (s.container->state == container_state::ready) s.container->state = container_state::stopping;
-    s.container->process->terminate();
+    terminate_container(*s.container);
   }
   std::erase_if(subscribers, [session_id](const auto& entry) { return entry.second.session_id == session_id; });
   // Nobody will await or pass this session's calls any more: they are forgotten once they end.

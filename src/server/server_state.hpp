@@ -103,6 +103,8 @@ struct container_record {
   bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
   bool replaced = false;        // killed for an attempt that would not stop: its other inputs are re-queued
   std::unique_ptr<asio::steady_timer> connect_timer;
+  /// Armed when the server asks it to exit (SIGTERM): it is killed if it has not exited `stop_grace` later.
+  std::unique_ptr<asio::steady_timer> kill_timer;
   /// Since when it has had nothing to do (unset while busy). Its scale-down timer is armed when it becomes
   /// idle and left alone while it works, so that a busy container costs no timer operations per input.
   std::optional<std::chrono::steady_clock::time_point> idle_since;
@@ -378,6 +380,9 @@ struct server::state {
   void launch_container(function_state& fn);
   void on_container_exit(std::uint64_t container_id, const std::string& how);
   void stop_container(container_record& c);
+  /// Sends SIGTERM, and SIGKILL `stop_grace` later if the process has not exited by then (a container that
+  /// is frozen, SIGSTOP say, cannot act on SIGTERM, and would otherwise stay, `stopping`, for ever).
+  void terminate_container(container_record& c);
   void remove_app(std::uint64_t owner_session);
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);

@@ -1,18 +1,23 @@
 #include "process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/json/parse.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <regex>
+#include <sstream>
 #include <stdexcept>
 
 extern char** environ;
@@ -195,6 +200,126 @@ run_result ferry_server::cli(std::vector<std::string> args) const {
   argv.insert(argv.end(), args.begin(), args.end());
   argv.insert(argv.end(), {"--server", address_, "--state-dir", state_dir_});
   return run(argv);
+}
+
+}  // namespace e2e
+
+namespace e2e {
+
+std::string ferry_server::http_get(const std::string& path) const {
+  const auto colon = address_.rfind(':');
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address_.substr(colon + 1))));
+  ::inet_pton(AF_INET, address_.substr(0, colon).c_str(), &sa.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket");
+  timeval tv{30, 0};  // a server that stops answering fails the test instead of hanging it
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string reply;
+  try {
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) throw std::runtime_error("connect");
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + address_ + "\r\nAuthorization: Bearer " +
+                                token() + "\r\nConnection: close\r\n\r\n";
+    for (std::size_t sent = 0; sent < request.size();) {
+      const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send");
+      sent += static_cast<std::size_t>(n);
+    }
+    char chunk[16384];
+    for (;;) {
+      const ssize_t n = ::read(fd, chunk, sizeof chunk);
+      if (n < 0) throw std::runtime_error("read from the server timed out or failed");
+      if (n == 0) break;
+      reply.append(chunk, static_cast<std::size_t>(n));
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  if (reply.rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("GET " + path + ": " + reply.substr(0, 200));
+  const auto body = reply.find("\r\n\r\n");
+  if (body == std::string::npos) throw std::runtime_error("GET " + path + ": no body");
+  std::string text = reply.substr(body + 4);
+  if (reply.substr(0, body).find("Transfer-Encoding: chunked") != std::string::npos) {  // undo chunking
+    std::string plain;
+    std::size_t at = 0;
+    for (;;) {
+      const auto eol = text.find("\r\n", at);
+      if (eol == std::string::npos) break;
+      const std::size_t size = std::stoul(text.substr(at, eol - at), nullptr, 16);
+      if (size == 0) break;
+      plain.append(text, eol + 2, size);
+      at = eol + 2 + size + 2;
+    }
+    text = std::move(plain);
+  }
+  return text;
+}
+
+std::vector<ferry_server::container_row> ferry_server::containers(const std::string& function) const {
+  const auto doc = boost::json::parse(http_get("/v1/containers"));
+  std::vector<container_row> rows;
+  for (const auto& c : doc.at("containers").as_array()) {
+    container_row row;
+    row.id = c.at("id").to_number<std::uint64_t>();
+    row.app = c.at("app").as_string().c_str();
+    row.function = c.at("function").as_string().c_str();
+    row.state = c.at("state").as_string().c_str();
+    row.inputs = c.at("inputs").to_number<int>();
+    row.pid = c.at("pid").to_number<pid_t>();
+    if (function.empty() || row.function == function) rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+double ferry_server::metric(const std::string& series) const {
+  std::istringstream lines(http_get("/metrics"));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return 0;
+}
+
+std::optional<process_sample> sample_process(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream status(dir + "/status");
+  if (!status) return std::nullopt;
+  process_sample s;
+  std::string line;
+  bool found = false;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      std::istringstream(line.substr(6)) >> s.rss_kib;
+      found = true;
+    }
+  }
+  if (!found) return std::nullopt;  // a zombie has no VmRSS line
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(dir + "/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    ++s.fds;
+  }
+  if (ec) return std::nullopt;
+  return s;
+}
+
+pid_t parent_of(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string all;
+  if (!std::getline(stat, all)) return -1;
+  // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, so parse after the last ')'.
+  const auto close = all.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(all.substr(close + 1));
+  std::string state;
+  pid_t ppid = -1;
+  rest >> state >> ppid;
+  return ppid;
 }
 
 }  // namespace e2e

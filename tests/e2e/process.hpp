@@ -73,6 +73,20 @@ class ferry_server {
   void kill_and_restart();
   /// Runs `ferry ARGS... --server ADDRESS --state-dir DIR` against this server, to completion.
   run_result cli(std::vector<std::string> args) const;
+  /// GET `path` from the server's HTTP API with its token; returns the body. Throws unless the reply is 200.
+  std::string http_get(const std::string& path) const;
+  /// One container as GET /v1/containers reports it.
+  struct container_row {
+    std::uint64_t id = 0;
+    std::string app, function, state;
+    int inputs = 0;
+    pid_t pid = -1;
+  };
+  /// The server's containers (GET /v1/containers), optionally only those of `function`.
+  std::vector<container_row> containers(const std::string& function = "") const;
+  /// The value of the sample `series` (e.g. `ferry_calls_total{app="a",function="f",outcome="ok"}`) in
+  /// GET /metrics; 0 when the server has no such sample yet.
+  double metric(const std::string& series) const;
 
  private:
   void start(const std::string& port);
@@ -82,6 +96,16 @@ class ferry_server {
   std::string address_;
   std::unique_ptr<process> proc_;
 };
+
+/// What /proc says about a live process: resident memory and open file descriptors.
+struct process_sample {
+  long rss_kib = 0;
+  int fds = 0;
+};
+/// nullopt when the process is gone (or cannot be read).
+std::optional<process_sample> sample_process(pid_t pid);
+/// The parent of `pid` per /proc/PID/stat; -1 when it is gone.
+pid_t parent_of(pid_t pid);
 
 /// Sets environment variables for the life of the object (restoring the old values after).
 class scoped_env {
