@@ -152,7 +152,7 @@ void server::state::sniff(tcp::socket socket) {
 void server::state::start_session(tcp::socket socket, std::string_view already_received) {
   auto s = std::make_unique<session>();
   s->id = next_session_id++;
-  s->connection = std::make_shared<wire::connection>(std::move(socket), options.max_frame_size);
+  s->connection = std::make_shared<wire::connection>(std::move(socket), wire::max_hello_frame_size);
   s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
   s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.idle_timeout);
   s->handshake_timer->async_wait([this, id = s->id](boost::system::error_code timer_ec) {
@@ -170,7 +170,7 @@ void server::state::start_session(tcp::socket socket, std::string_view already_r
 
 void server::state::on_frame(session& s, const wire::frame& f) {
   if (s.role == session_role::handshake && f.kind != message_kind::hello) {
-    s.connection->close(std::string("expected hello as the first frame, received ") + wire::to_string(f.kind));
+    s.connection->close(std::string("expected hello as the first frame, received ") + wire::to_string(f.kind), /*flush=*/true);
     return;
   }
   const bool caller = s.role == session_role::client || s.role == session_role::container;
@@ -215,7 +215,7 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       break;
   }
   s.connection->close(std::string("unexpected ") + wire::to_string(f.kind) + " message from a " +
-                      (s.role == session_role::container ? "container" : "client"));
+                      (s.role == session_role::container ? "container" : "client"), /*flush=*/true);
 }
 
 void server::state::refuse(session& s, const std::string& reason) {
@@ -260,6 +260,7 @@ void server::state::on_hello(session& s, const wire::frame& f) {
     refuse(s, "unknown peer role " + std::to_string(role));
     return;
   }
+  s.connection->set_max_frame_size(options.max_frame_size);
   s.connection->send(message_kind::welcome, wire::welcome_header{ferry::version(), options.max_frame_size});
   if (s.container) dispatch(*s.container->function);
 }
@@ -591,7 +592,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
   auto [input_id, st] = f.decode_header<wire::output_header>();
   if (!s.container) return;  // its process has exited; the exit already failed what it was running
   if (st > static_cast<std::uint8_t>(status::tail_call)) {
-    s.connection->close("output with unknown status " + std::to_string(st));
+    s.connection->close("output with unknown status " + std::to_string(st), /*flush=*/true);
     return;
   }
   container_record& c = *s.container;
@@ -603,7 +604,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
   }
   auto it = c.in_flight.find(input_id);
   if (it == c.in_flight.end()) {
-    s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running");
+    s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running", /*flush=*/true);
     return;
   }
   c.stopping_attempts.erase(input_id);
@@ -631,7 +632,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
     const auto target_id = ferry::decode<std::uint64_t>(r);
     input_record* target = open_call(s, target_id);
     if (!target) {
-      s.connection->close("tail call to call " + std::to_string(target_id) + ", which this container has not made");
+      s.connection->close("tail call to call " + std::to_string(target_id) + ", which this container has not made", /*flush=*/true);
       return;
     }
     tail_call(in, *target);

@@ -179,13 +179,19 @@ void connection::flush() {
 }
 
 void connection::read_more() {
-  if (shut_) return;
+  if (shut_ || is_closing()) return;  // nothing read after a close is handled
   char* at = received_.reserve(read_chunk);
   const std::size_t room = received_.capacity() - received_.size();
   socket_.async_read_some(
       asio::buffer(at, room), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+        if (ec == asio::error::eof) {
+          // The peer has finished sending; it may still be reading (a half-close): what was sent in answer
+          // to its last frames, and waits in this sweep's batch, goes out before the connection closes.
+          self->close("peer closed the connection", /*flush_first=*/true);
+          return;
+        }
         if (ec) {
-          self->close_now(ec == asio::error::eof ? "peer closed the connection" : "read failed: " + ec.message());
+          self->close_now("read failed: " + ec.message());
           return;
         }
         self->received_.resize(self->received_.size() + n);
@@ -195,14 +201,15 @@ void connection::read_more() {
       });
 }
 
+// A frame that breaks the protocol closes the connection; the answers to the frames before it still go out.
 void connection::process_received() {
   while (!shut_) {
     const std::size_t available = received_.size() - consumed_;
     if (available < length_prefix_size) break;
     const std::uint32_t length = read_length_prefix(received_.data() + consumed_);
     if (length > max_frame_size_ + header_allowance) {
-      close_now("frame of " + std::to_string(length) + " bytes exceeds the limit of " +
-                std::to_string(max_frame_size_) + " bytes");
+      close("frame of " + std::to_string(length) + " bytes exceeds the limit of " +
+                std::to_string(max_frame_size_) + " bytes", /*flush_first=*/true);
       return;
     }
     if (available < length_prefix_size + length) {
@@ -215,16 +222,16 @@ void connection::process_received() {
     auto f = parse_frame({received_.data() + consumed_ + length_prefix_size, length}, error);
     consumed_ += length_prefix_size + length;
     if (!f) {
-      close_now("malformed frame: " + error);
+      close("malformed frame: " + error, /*flush_first=*/true);
       return;
     }
     try {
       on_frame_(*f);
     } catch (const DecodeError& e) {
-      close_now(std::string("malformed ") + to_string(f->kind) + " message: " + e.what());
+      close(std::string("malformed ") + to_string(f->kind) + " message: " + e.what(), /*flush_first=*/true);
       return;
     } catch (const std::exception& e) {
-      close_now(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what());
+      close(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what(), /*flush_first=*/true);
       return;
     }
     if (is_closing()) return;  // the handler closed the connection: frames after that are not handled

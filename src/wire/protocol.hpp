@@ -19,6 +19,9 @@ inline constexpr std::uint32_t protocol_version = 1;
 inline constexpr std::uint64_t default_max_frame_size = 256ull << 20;
 /// The largest limit a 4-byte length prefix allows, less room for headers.
 inline constexpr std::uint64_t max_max_frame_size = (1ull << 32) - 1 - (1 << 16);
+/// The largest frame a peer may send before its hello is accepted (a hello is a few hundred bytes), so that
+/// a connection that has not shown the token cannot make the server set aside room for a large frame.
+inline constexpr std::uint64_t max_hello_frame_size = 64 << 10;
 /// Receivers accept this much beyond the announced limit: the server forwards payloads under headers
 /// a little longer than the ones they arrived with (a call id, a function name).
 inline constexpr std::uint64_t header_allowance = 4096;

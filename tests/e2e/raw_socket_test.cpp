@@ -88,6 +88,15 @@ TEST(raw_socket, an_oversized_frame_closes_that_connection_only) {
   expect_server_serves(server);
 }
 
+TEST(raw_socket, a_frame_larger_than_a_hello_before_the_hello_closes_the_connection) {
+  ferry_server server;  // accepts frames of up to 256 MiB, but only from a peer that has shown the token
+  raw_socket s(server.address());
+  s.send(std::string("\x00\x00\x10\x00", 4));  // announces 1 MiB as the first frame
+  s.read_until_closed();
+  EXPECT_TRUE(server.proc().wait_for_output("exceeds the limit of 65536 bytes"));
+  expect_server_serves(server);
+}
+
 TEST(raw_socket, a_connection_without_the_token_is_refused) {
   ferry_server server;
   raw_socket s(server.address());
