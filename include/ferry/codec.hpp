@@ -254,8 +254,9 @@ struct codec<std::string> {
 template <>
 struct codec<bytes> {
   static void encode(detail::buffer& b, const bytes& v) {
-    const auto n = static_cast<std::uint32_t>(v.size());
-    b.commit(mp_encode_bin(b.reserve(mp_sizeof_bin(n)), reinterpret_cast<const char*>(v.data()), n));
+    // (Not mp_encode_bin: it memcpys from data(), which an empty vector may leave null.)
+    b.commit(mp_encode_binl(b.reserve(5), static_cast<std::uint32_t>(v.size())));
+    b.append(v.data(), v.size());
   }
   static void decode(detail::reader& r, bytes& out) {
     const std::string_view b = detail::decode_bytes(r, MP_BIN, "bytes");

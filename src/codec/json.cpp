@@ -9,6 +9,7 @@
 #include <msgpuck.h>
 
 #include <boost/json.hpp>
+#include <ferry/codec.hpp>
 #include <ferry/errors.hpp>
 #include <string>
 
@@ -60,70 +61,100 @@ void to_msgpack(const boost::json::value& value, detail::buffer& out) {
 
 namespace {
 
-boost::json::value walk(const char*& p) {
-  switch (mp_typeof(*p)) {
-    case MP_NIL:
-      mp_decode_nil(&p);
-      return nullptr;
-    case MP_BOOL:
-      return mp_decode_bool(&p);
-    case MP_UINT:
-      return mp_decode_uint(&p);
-    case MP_INT:
-      return mp_decode_int(&p);
-    case MP_FLOAT:
-      return static_cast<double>(mp_decode_float(&p));
-    case MP_DOUBLE:
-      return mp_decode_double(&p);
-    case MP_STR: {
-      std::uint32_t n = 0;
-      const char* s = mp_decode_str(&p, &n);
-      return boost::json::string(s, n);
+/// How deeply arrays and maps may nest in a value turned into JSON: far beyond any real result, and
+/// shallow enough that walking it cannot exhaust a thread's stack.
+constexpr int max_json_depth = 512;
+
+/// Turns a value that detail::skip_value has found complete (so every length in it is in bounds) into JSON.
+class json_walker {
+ public:
+  /// `input_size`: the value's encoded size, which bounds the text of the keys that are not strings.
+  explicit json_walker(std::size_t input_size) : key_text_budget_(16 * input_size + 65536) {}
+
+  boost::json::value walk(const char*& p, int depth) {
+    if (depth > max_json_depth) {
+      throw DecodeError("a MessagePack value nested at most " + std::to_string(max_json_depth) + " deep",
+                        "one nested deeper");
     }
-    case MP_BIN: {
-      std::uint32_t n = 0;
-      const char* b = mp_decode_bin(&p, &n);
-      static constexpr char hex[] = "0123456789abcdef";
-      std::string text;
-      for (std::uint32_t i = 0; i < n; ++i) {
-        text.push_back(hex[static_cast<unsigned char>(b[i]) >> 4]);
-        text.push_back(hex[static_cast<unsigned char>(b[i]) & 0xf]);
+    switch (mp_typeof(*p)) {
+      case MP_NIL:
+        mp_decode_nil(&p);
+        return nullptr;
+      case MP_BOOL:
+        return mp_decode_bool(&p);
+      case MP_UINT:
+        return mp_decode_uint(&p);
+      case MP_INT:
+        return mp_decode_int(&p);
+      case MP_FLOAT:
+        return static_cast<double>(mp_decode_float(&p));
+      case MP_DOUBLE:
+        return mp_decode_double(&p);
+      case MP_STR: {
+        std::uint32_t n = 0;
+        const char* s = mp_decode_str(&p, &n);
+        return boost::json::string(s, n);
       }
-      return boost::json::string(text);
-    }
-    case MP_ARRAY: {
-      const std::uint32_t n = mp_decode_array(&p);
-      boost::json::array a;
-      a.reserve(n);
-      for (std::uint32_t i = 0; i < n; ++i) a.push_back(walk(p));
-      return a;
-    }
-    case MP_MAP: {
-      const std::uint32_t n = mp_decode_map(&p);
-      boost::json::object o;
-      for (std::uint32_t i = 0; i < n; ++i) {
-        boost::json::value key = walk(p);
-        std::string name = key.is_string() ? std::string(key.get_string()) : boost::json::serialize(key);
-        o[name] = walk(p);
+      case MP_BIN: {
+        std::uint32_t n = 0;
+        const char* b = mp_decode_bin(&p, &n);
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string text;
+        text.reserve(2 * std::size_t{n});
+        for (std::uint32_t i = 0; i < n; ++i) {
+          text.push_back(hex[static_cast<unsigned char>(b[i]) >> 4]);
+          text.push_back(hex[static_cast<unsigned char>(b[i]) & 0xf]);
+        }
+        return boost::json::string(text);
       }
-      return o;
-    }
-    case MP_EXT:
-    default: {
-      mp_next(&p);
-      return nullptr;
+      case MP_ARRAY: {
+        const std::uint32_t n = mp_decode_array(&p);
+        boost::json::array a;
+        a.reserve(n);
+        for (std::uint32_t i = 0; i < n; ++i) a.push_back(walk(p, depth + 1));
+        return a;
+      }
+      case MP_MAP: {
+        const std::uint32_t n = mp_decode_map(&p);
+        boost::json::object o;
+        for (std::uint32_t i = 0; i < n; ++i) {
+          const std::string name = key_text(walk(p, depth + 1));
+          o[name] = walk(p, depth + 1);
+        }
+        return o;
+      }
+      case MP_EXT:
+      default: {
+        mp_next(&p);
+        return nullptr;
+      }
     }
   }
-}
+
+ private:
+  /// A JSON object's key for a map key: a string as it is, anything else as its JSON text. Keys nested in
+  /// keys are escaped again at every level, so their text can double per level: it is budgeted.
+  std::string key_text(const boost::json::value& key) {
+    if (key.is_string()) return std::string(key.get_string());
+    std::string text = boost::json::serialize(key);
+    if (text.size() > key_text_budget_) {
+      throw DecodeError("map keys whose JSON text stays within 16 times the value's size",
+                        "keys nested in keys whose text grows past it");
+    }
+    key_text_budget_ -= text.size();
+    return text;
+  }
+
+  std::size_t key_text_budget_;
+};
 
 }  // namespace
 
 boost::json::value to_json(detail::reader& in) {
-  const char* check = in.pos;
-  if (in.at_end() || mp_check(&check, in.end) != 0) {
-    throw DecodeError("a MessagePack value", "malformed or truncated bytes");
-  }
-  return walk(in.pos);
+  // (Not msgpuck's mp_check: its element count is an int, which a hostile map header overflows.)
+  detail::reader check = in;
+  if (!detail::skip_value(check)) throw DecodeError("a MessagePack value", "malformed or truncated bytes");
+  return json_walker(check.pos - in.pos).walk(in.pos, 0);
 }
 
 namespace {

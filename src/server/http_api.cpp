@@ -358,7 +358,7 @@ void server::state::respond_call(const std::shared_ptr<http_connection>& conn, c
   detail::buffer no_wait;
   ferry::encode(no_wait, std::uint32_t{0});
   internal_request("get", call_id, no_wait.view(),
-                   [this, conn, call_id, known, summary](status code, std::span<const char> payload) {
+                   [conn, call_id, known, summary](status code, std::span<const char> payload) {
                      json::object body;
                      if (known) {
                        body = call_json(summary);

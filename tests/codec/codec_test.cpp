@@ -1,7 +1,9 @@
 // Unit tests of ferry::codec<T>: round trips of every supported type, and every way decoding can fail.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/json/serialize.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -17,6 +19,8 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include "codec/json.hpp"
 
 // The largest single allocation made while `track_allocations` is set, to show that a hostile length
 // is rejected before the decoder reserves room for it.
@@ -642,3 +646,50 @@ TEST(codec, decodes_float_and_double_from_each_other) {
 }
 
 }  // namespace
+
+// ---- MessagePack as JSON (codec/json.hpp: ferry call, the HTTP API) ----
+
+boost::json::value as_json(const std::string& bytes) {
+  ferry::detail::reader r{bytes.data(), bytes.data() + bytes.size()};
+  return ferry::codec_json::to_json(r);
+}
+
+TEST(codec_json, a_value_reads_as_json_with_bytes_as_hex_and_other_keys_as_their_json_text) {
+  ferry::detail::buffer b;
+  ferry::encode(b, std::make_tuple(std::int64_t{-3}, std::string("s"), ferry::bytes{std::byte{0x0f}, std::byte{0xa0}},
+                                   std::map<std::int32_t, bool>{{7, true}}));
+  EXPECT_EQ(boost::json::serialize(as_json(std::string(b.data(), b.size()))), R"([-3,"s","0fa0",{"7":true}])");
+}
+
+TEST(codec_json, a_map_header_claiming_billions_of_entries_is_a_decode_error) {
+  // 2^31 entries: twice that overflows the int msgpuck's mp_check counts values in (found by codec_fuzz).
+  EXPECT_THROW(as_json(raw({0xdf, 0x80, 0x00, 0x00, 0x00, 0x01, 0x02})), DecodeError);
+  EXPECT_THROW(as_json(raw({0xdd, 0xff, 0xff, 0xff, 0xff, 0x01})), DecodeError);
+}
+
+TEST(codec_json, nesting_deeper_than_512_levels_is_a_decode_error_not_a_stack_overflow) {
+  std::string deep(100'000, '\x91');  // arrays of one element, each holding the next
+  deep += '\x01';
+  try {
+    as_json(deep);
+    FAIL() << "expected a DecodeError";
+  } catch (const DecodeError& e) {
+    EXPECT_THAT(e.what(), testing::HasSubstr("nested at most 512 deep"));
+  }
+  EXPECT_EQ(boost::json::serialize(as_json(std::string(512, '\x91') + '\x01')).size(), 2 * 512 + 1);
+}
+
+TEST(codec_json, maps_keyed_by_maps_keyed_by_maps_cannot_grow_the_json_exponentially) {
+  // Each level's key is the JSON text of the level within, escaped once more: its size doubles per level.
+  std::string nested(40, '\x81');  // a map of one entry, keyed by the next map
+  nested += raw({0xa1, 'a'});
+  nested += std::string(40, '\xc0');  // the values: nil
+  try {
+    as_json(nested);
+    FAIL() << "expected a DecodeError";
+  } catch (const DecodeError& e) {
+    EXPECT_THAT(e.what(), testing::HasSubstr("keys nested in keys"));
+  }
+  // A few levels are fine.
+  EXPECT_EQ(boost::json::serialize(as_json(raw({0x81, 0x81, 0xa1, 'a', 0xc0, 0xc0}))), R"({"{\"a\":null}":null})");
+}
