@@ -2,7 +2,8 @@
 # Installs the Debian packages ferry's build needs, when any is missing; does nothing when all are there.
 # Boost 1.81 (not 1.74: Asio's per-operation cancellation) with msgpuck, never msgpack-cxx, whose
 # packages depend on Boost 1.74's dev package and conflict with 1.81's (see docs/building.md).
-# The dashboard's browser test needs chromium, node and tests/browser's npm packages (playwright-core).
+# The dashboard's browser test needs chromium, node and tests/browser's npm packages (playwright-core);
+# the fuzz targets, clang 16 with its sanitizer and libFuzzer runtimes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ packages=(
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium nodejs
+  clang-16 libclang-rt-16-dev llvm-16  # scripts/fuzz.sh: libFuzzer (clang 14 lacks std::source_location), its symbolizer
 )
 
 missing=()
