@@ -17,7 +17,9 @@
 #include <cstdlib>
 #include <ferry/ferry.hpp>
 #include <iostream>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "client/client.hpp"
 #include "codec/json.hpp"
@@ -171,8 +173,10 @@ int call(const server_target& target, const std::string& qualified, const std::s
 
 std::string format_time(double unix_seconds) {
   const auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm local{};
+  ::localtime_r(&t, &local);  // (ferry logs -f formats on two threads)
   char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", std::localtime(&t));
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
   return text;
 }
 
@@ -222,12 +226,32 @@ void print_log_row(const wire::log_row& row) {
 /// follow, then every new one until interrupted.
 int show_logs(const server_target& target, const std::string& app, const std::string& call_id, bool follow) {
   auto c = connect_to(target);
-  c->set_log_handler(print_log_row);
+  // New lines (on the client's I/O thread) may arrive while this thread still prints the kept ones: they
+  // wait, so that the lines come out in order.
+  struct followed_lines {
+    std::mutex mu;
+    bool kept_printed = false;
+    std::vector<wire::log_row> early;
+  };
+  auto followed = std::make_shared<followed_lines>();
+  c->set_log_handler([followed](const wire::log_row& row) {
+    std::lock_guard lock(followed->mu);
+    if (followed->kept_printed) {
+      print_log_row(row);
+    } else {
+      followed->early.push_back(row);
+    }
+  });
   detail::buffer answer = c->request("logs", app, [&](detail::buffer& out) {
     ferry::encode(out, std::tuple<std::string, bool>{call_id, follow});
   });
   detail::reader r{answer.view()};
-  for (const auto& row : ferry::decode<std::vector<wire::log_row>>(r)) print_log_row(row);
+  {
+    std::lock_guard lock(followed->mu);
+    for (const auto& row : ferry::decode<std::vector<wire::log_row>>(r)) print_log_row(row);
+    for (const auto& row : followed->early) print_log_row(row);
+    followed->kept_printed = true;
+  }
   if (!follow) return 0;
   const std::string reason = c->wait_closed();
   std::cerr << "ferry: the server closed the connection (" << reason << ")\n";

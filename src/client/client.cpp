@@ -303,6 +303,14 @@ std::exception_ptr client::error_of(const pending_call& call) const {
   return nullptr;
 }
 
+namespace {
+std::mutex completion_posts;
+}  // namespace
+
+completion_post::completion_post() : lock_(completion_posts) {}
+
+void wait_for_completion_posts() { std::lock_guard lock(completion_posts); }
+
 void client::complete(pending_call* call) {
   if (call->callback) {
     std::unique_ptr<pending_call> owned(call);
@@ -320,6 +328,7 @@ void client::complete(pending_call* call) {
   std::exception_ptr error = error_of(*owned);
   // (The I/O thread never runs the caller's executor, so this never resumes the caller inline.)
   auto executor = asio::get_associated_executor(*owned->handler, io_.get_executor());
+  const completion_post posting;
   executor.execute([owned = std::move(owned), error]() mutable {
     auto slot = asio::get_associated_cancellation_slot(*owned->handler);
     if (slot.is_connected()) slot.clear();

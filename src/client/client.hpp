@@ -175,6 +175,21 @@ class client {
   std::atomic<bool> closed_{false};
 };
 
+/// Held by an I/O thread while it hands a call's completion to the event loop awaiting it (post, execute).
+/// Asio wakes the loop's thread after releasing the loop's lock, so a hand-off can still be running when the
+/// loop has run the completion and returned: whoever destroys an event loop calls
+/// wait_for_completion_posts() first (found by ThreadSanitizer).
+class completion_post {
+ public:
+  completion_post();
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+};
+
+/// Returns once no completion_post is held.
+void wait_for_completion_posts();
+
 /// Prints a streamed line on this program's terminal, tagged with its function and call: stdout lines to
 /// stdout, stderr lines to stderr, each with one write.
 void print_log_line(const wire::log_row& line);

@@ -259,9 +259,17 @@ class coroutine_runner final : public input_runner, public step_observer {
         work_(asio::make_work_guard(io_)),
         executor_thread_([this] { wire::run_batched(io_); }),
         watchdog_([this] { watch(); }) {}
+  // Runs only when the container gives up before serving (it cannot connect): once it serves, the process
+  // leaves with _Exit and destroys nothing. So no body runs, and both threads stop at once.
   ~coroutine_runner() override {
-    executor_thread_.detach();  // see thread_runner: the process leaves with _Exit
-    watchdog_.detach();
+    {
+      std::lock_guard lock(step_mu_);
+      stopping_ = true;
+    }
+    watchdog_wake_.notify_one();
+    watchdog_.join();
+    io_.stop();
+    executor_thread_.join();
   }
 
   void start(client::input in) override {
@@ -314,9 +322,10 @@ class coroutine_runner final : public input_runner, public step_observer {
   void watch() {
     const auto threshold = function_.options.stall_threshold;
     const auto period = std::max(threshold / 4, std::chrono::milliseconds(1));
+    std::unique_lock lock(step_mu_);
     for (;;) {
-      std::this_thread::sleep_for(period);  // a watchdog's sampling period, not a wait for an event
-      std::lock_guard lock(step_mu_);
+      // (A watchdog's sampling period; the wait ends early only for the destructor.)
+      if (watchdog_wake_.wait_for(lock, period, [this] { return stopping_; })) return;
       if (!step_input_ || step_warned_) continue;
       const auto held = std::chrono::steady_clock::now() - step_started_;
       if (held < threshold) continue;
@@ -336,6 +345,8 @@ class coroutine_runner final : public input_runner, public step_observer {
   std::shared_ptr<runtime::input_context> step_input_;  // guarded by step_mu_: the step running now
   std::chrono::steady_clock::time_point step_started_;  // guarded by step_mu_
   bool step_warned_ = false;                            // guarded by step_mu_
+  bool stopping_ = false;                               // guarded by step_mu_
+  std::condition_variable watchdog_wake_;
   std::thread executor_thread_;
   std::thread watchdog_;
 };

@@ -84,7 +84,10 @@ class map_run : public std::enable_shared_from_this<map_run> {
     done_ = std::move(done);
   }
 
-  map_results take() { return std::move(results_); }
+  map_results take() {
+    std::lock_guard lock(mu_);  // (finished() may still be in pump() on the I/O thread)
+    return std::move(results_);
+  }
 
  private:
   /// The server's queue for the function is full: the map slows down instead of failing. The item is
@@ -118,6 +121,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
     if (error && refused_for_room(i, error)) return;
     std::function<void()> done;
     std::size_t finished = 0;
+    bool last = false;
     {
       std::lock_guard lock(mu_);
       pause_ = std::chrono::milliseconds(0);
@@ -125,10 +129,12 @@ class map_run : public std::enable_shared_from_this<map_run> {
       results_.completion_order.push_back(i);
       finished = ++finished_;
       --in_flight_;
-      if (finished_ == results_.items.size()) done = std::move(done_);
+      // (Decided here: once the lock is released, the waiting caller may take() the results away.)
+      last = finished_ == results_.items.size();
+      if (last) done = std::move(done_);
     }
     bar_.update(finished);  // (before waking the caller, so that the finished bar precedes what it prints)
-    if (finished == results_.items.size()) changed_.notify_all();  // wait() wakes for the last one only
+    if (last) changed_.notify_all();  // wait() wakes for the last one only
     if (done) {
       done();
     } else {
@@ -174,6 +180,7 @@ Task<map_results> map_calls_async(std::shared_ptr<const function_entry> function
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         run->on_done([shared] {
           auto executor = boost::asio::get_associated_executor(*shared);
+          const client::completion_post posting;
           boost::asio::post(executor, [shared] { std::move (*shared)(); });
         });
         run->pump();

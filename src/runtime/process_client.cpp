@@ -54,6 +54,7 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
         start([shared](std::exception_ptr error, detail::buffer payload) {
           auto executor = boost::asio::get_associated_executor(*shared);
+          const client::completion_post posting;
           boost::asio::post(executor, [shared, error, payload = std::move(payload)]() mutable {
             std::move (*shared)(error, std::move(payload));
           });

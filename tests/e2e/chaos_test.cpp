@@ -356,13 +356,22 @@ TEST(chaos, a_container_frozen_with_sigstop_has_its_inputs_time_out_and_retried_
               std::vector<ferry::Future<stoppable_result>> calls;
               for (std::int64_t i = 0; i < inputs; ++i) calls.push_back(chaos_stoppable.future(dir, i));
               for (auto& f : calls) f.run();
-              // Both containers hold two inputs, waiting for the gate.
+              // Both containers hold two inputs, whose bodies have started (recorded their attempt) and wait
+              // for the gate. (A body not started yet when its container is frozen would leave no trace of
+              // its first attempt: slow builds, under ThreadSanitizer say, start them late.)
+              const auto bodies_started = [&] {
+                for (std::int64_t i = 0; i < inputs; ++i) {
+                  if (attempts_of(dir, i).empty()) return false;
+                }
+                return true;
+              };
               std::vector<ferry_server::container_row> rows;
               for (int poll = 0; poll < 1500; ++poll) {
                 rows = server.containers("chaos_stoppable");
-                if (rows.size() == 2 && std::all_of(rows.begin(), rows.end(), [](const auto& r) {
-                      return r.state == "ready" && r.inputs == 2;
-                    })) {
+                if (rows.size() == 2 &&
+                    std::all_of(rows.begin(), rows.end(),
+                                [](const auto& r) { return r.state == "ready" && r.inputs == 2; }) &&
+                    bodies_started()) {
                   break;
                 }
                 std::this_thread::sleep_for(20ms);
