@@ -38,7 +38,8 @@ wire::function_spec function(std::string name, std::string signature) {
 
 struct running_server {
   std::filesystem::path state_dir;
-  ferry::server::server* server = nullptr;  // never destroyed: the fuzzer exits with it running
+  std::unique_ptr<ferry::server::server> server;
+  std::thread thread;  // runs it
   std::uint16_t port = 0;
 
   running_server() {
@@ -50,20 +51,26 @@ struct running_server {
     options.token = token;
     options.state_dir = state_dir;
     options.max_frame_size = 1 << 20;  // small, so that "too large" is within a fuzzer's reach
-    server = new ferry::server::server(std::move(options), std::make_unique<refusing_launcher>());
+    server = std::make_unique<ferry::server::server>(std::move(options), std::make_unique<refusing_launcher>());
     const std::string address = server->address();
     port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-    std::thread([s = server] { s->run(); }).detach();
+    thread = std::thread([this] { server->run(); });
     deploy();
-    std::atexit([] {
-      std::error_code ec;
-      std::filesystem::remove_all(instance().state_dir, ec);
-    });
+    // The fuzzer ends with exit(): stop the server before the statics it logs through are destroyed.
+    std::atexit([] { instance().shut_down(); });
   }
 
   static running_server& instance() {
-    static running_server* s = new running_server;
+    static running_server* s = new running_server;  // (shut down at exit, not destroyed)
     return *s;
+  }
+
+  void shut_down() {
+    server->stop();
+    thread.join();
+    server.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(state_dir, ec);
   }
 
   /// Deploys app "fuzz" through the wire protocol, as `ferry deploy` does. Its "binary" is never run.
