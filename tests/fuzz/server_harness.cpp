@@ -1,17 +1,15 @@
 #include "server_harness.hpp"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
-#include <tuple>
 #include <vector>
 
 #include "client/client.hpp"
