@@ -3,8 +3,8 @@
 #   dev    Debug build: unit and end-to-end tests with real server and container processes, chaos and
 #          soak, docs, the dashboard in a browser, the out-of-tree SDK install
 #   fuzz   the libFuzzer targets, a bounded time each (scripts/fuzz.sh; FERRY_FUZZ_SECONDS, default 60)
-#   asan   AddressSanitizer + UndefinedBehaviorSanitizer build: the unit and end-to-end tests
-#   tsan   ThreadSanitizer build: the concurrency-heavy tests
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer build: every test but the soak, browser and install
+#   tsan   ThreadSanitizer build: the same tests
 # `scripts/test.sh STAGE...` runs only those stages (`scripts/test.sh dev` while developing). Stops at the
 # first stage that fails; exit code 0 when all pass.
 set -euo pipefail

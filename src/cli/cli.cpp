@@ -174,7 +174,7 @@ int call(const server_target& target, const std::string& qualified, const std::s
 std::string format_time(double unix_seconds) {
   const auto t = static_cast<std::time_t>(unix_seconds);
   std::tm local{};
-  ::localtime_r(&t, &local);  // (ferry logs -f formats on two threads)
+  ::localtime_r(&t, &local);  // (thread-safe, unlike localtime)
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &local);
   return text;

@@ -326,9 +326,12 @@ void client::complete(pending_call* call) {
   // An async caller: complete on its own executor, after detaching its cancellation slot there.
   std::unique_ptr<pending_call> owned(call);
   std::exception_ptr error = error_of(*owned);
-  // (The I/O thread never runs the caller's executor, so this never resumes the caller inline.)
+  // From the I/O thread (which never runs the caller's executor, so this never resumes the caller inline),
+  // a hand-off to another thread's loop: under completion_post. From cancel_call, on the caller's own
+  // thread, the handler may run inline, and must not run holding completion_post.
   auto executor = asio::get_associated_executor(*owned->handler, io_.get_executor());
-  const completion_post posting;
+  std::optional<completion_post> posting;
+  if (std::this_thread::get_id() == io_thread_.get_id()) posting.emplace();
   executor.execute([owned = std::move(owned), error]() mutable {
     auto slot = asio::get_associated_cancellation_slot(*owned->handler);
     if (slot.is_connected()) slot.clear();

@@ -170,7 +170,8 @@ void server::state::start_session(tcp::socket socket, std::string_view already_r
 
 void server::state::on_frame(session& s, const wire::frame& f) {
   if (s.role == session_role::handshake && f.kind != message_kind::hello) {
-    s.connection->close(std::string("expected hello as the first frame, received ") + wire::to_string(f.kind), /*flush=*/true);
+    s.connection->close(std::string("expected hello as the first frame, received ") + wire::to_string(f.kind),
+                        /*flush=*/true);
     return;
   }
   const bool caller = s.role == session_role::client || s.role == session_role::container;
@@ -215,7 +216,8 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       break;
   }
   s.connection->close(std::string("unexpected ") + wire::to_string(f.kind) + " message from a " +
-                      (s.role == session_role::container ? "container" : "client"), /*flush=*/true);
+                          (s.role == session_role::container ? "container" : "client"),
+                      /*flush=*/true);
 }
 
 void server::state::refuse(session& s, const std::string& reason) {
@@ -604,7 +606,8 @@ void server::state::on_output(session& s, const wire::frame& f) {
   }
   auto it = c.in_flight.find(input_id);
   if (it == c.in_flight.end()) {
-    s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running", /*flush=*/true);
+    s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running",
+                        /*flush=*/true);
     return;
   }
   c.stopping_attempts.erase(input_id);
@@ -632,7 +635,8 @@ void server::state::on_output(session& s, const wire::frame& f) {
     const auto target_id = ferry::decode<std::uint64_t>(r);
     input_record* target = open_call(s, target_id);
     if (!target) {
-      s.connection->close("tail call to call " + std::to_string(target_id) + ", which this container has not made", /*flush=*/true);
+      s.connection->close("tail call to call " + std::to_string(target_id) + ", which this container has not made",
+                          /*flush=*/true);
       return;
     }
     tail_call(in, *target);

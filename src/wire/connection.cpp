@@ -22,7 +22,10 @@ std::string describe_endpoint(const tcp::socket& socket) {
 }  // namespace
 
 connection::connection(tcp::socket socket, std::uint64_t max_frame_size)
-    : socket_(std::move(socket)), max_frame_size_(max_frame_size), remote_address_(describe_endpoint(socket_)) {
+    : socket_(std::move(socket)),
+      max_frame_size_(max_frame_size),
+      remote_address_(describe_endpoint(socket_)),
+      flush_deadline_(socket_.get_executor()) {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
 }
@@ -171,7 +174,13 @@ void connection::flush() {
                       self->in_flight_.clear();
                       self->in_flight_.shrink_if_empty(keep_capacity);
                       if (ec) {
-                        self->close_now("write failed: " + ec.message());
+                        // (A peer that has gone while a close flushed: the close's reason stands.)
+                        std::string reason = "write failed: " + ec.message();
+                        {
+                          std::lock_guard lock(self->mu_);
+                          if (self->close_after_flush_) reason = self->close_reason_;
+                        }
+                        self->close_now(reason);
                         return;
                       }
                       self->flush();
@@ -203,6 +212,7 @@ void connection::read_more() {
 
 // A frame that breaks the protocol closes the connection; the answers to the frames before it still go out.
 void connection::process_received() {
+  if (is_closing()) return;  // (a read completed after a close from elsewhere)
   while (!shut_) {
     const std::size_t available = received_.size() - consumed_;
     if (available < length_prefix_size) break;
@@ -261,6 +271,21 @@ void connection::close(std::string reason, bool flush_first) {
     writing_ = true;
     lock.unlock();
     if (start) post_flush();
+    // A peer that does not read what is flushed to it must not keep the connection for ever.
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      if (self->shut_) return;
+      self->flush_deadline_.expires_after(flush_timeout);
+      self->flush_deadline_.async_wait([self](boost::system::error_code ec) {
+        if (ec) return;
+        std::string reason;
+        {
+          std::lock_guard lock(self->mu_);
+          reason = self->close_reason_;
+        }
+        self->close_now(reason + " (the peer did not take what was left to send within " +
+                        std::to_string(flush_timeout.count()) + " s)");
+      });
+    });
     return;
   }
   closed_ = true;
@@ -278,6 +303,7 @@ void connection::close_now(const std::string& reason) {
   // Shut down, not closed: a direct writer may be sending on the descriptor. It is released with the
   // connection; the shutdown ends the reads and writes in progress.
   shut_ = true;
+  flush_deadline_.cancel();
   boost::system::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   if (!close_reported_) {

@@ -16,6 +16,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <ferry/detail/buffer.hpp>
 #include <functional>
@@ -57,7 +59,7 @@ class connection : public std::enable_shared_from_this<connection> {
   template <class Header, class WritePayload>
   bool send(message_kind kind, const Header& header, WritePayload&& write) {
     std::unique_lock lock(mu_);
-    if (closed_) return false;
+    if (closed_ || close_after_flush_) return false;
     frame_writer writer(pending_, kind, header);
     try {
       write(writer.payload());
@@ -79,8 +81,11 @@ class connection : public std::enable_shared_from_this<connection> {
     return send(kind, header, [](detail::buffer&) {});
   }
 
-  /// Closes the connection (after writing what is already queued, when `flush` is set). Thread-safe.
+  /// Closes the connection; with `flush`, after writing what is already queued (send() refuses new frames
+  /// from then on), or after flush_timeout if the peer does not take it. Thread-safe.
   void close(std::string reason, bool flush = false);
+  /// How long a closing connection waits for its peer to take what is queued.
+  static constexpr std::chrono::seconds flush_timeout{10};
 
   /// The largest frame the peer accepts (from its welcome); sends above it throw.
   void set_peer_max_frame_size(std::uint64_t n);
@@ -122,6 +127,7 @@ class connection : public std::enable_shared_from_this<connection> {
   detail::buffer received_;
   std::size_t consumed_ = 0;
   bool shut_ = false;  // close_now() has run
+  asio::steady_timer flush_deadline_;  // a closing connection's flush_timeout
   std::uint64_t reads_completed_ = 1;
   bool close_reported_ = false;
 

@@ -378,6 +378,7 @@ TEST(chaos, a_container_frozen_with_sigstop_has_its_inputs_time_out_and_retried_
               }
               ASSERT_EQ(rows.size(), 2u);
               ASSERT_EQ(rows[0].inputs, 2);
+              ASSERT_TRUE(bodies_started()) << "the bodies did not record their attempts";
               ASSERT_EQ(parent_of(rows[0].pid), server.proc().pid());
               frozen.emplace(rows[0].pid, server.proc().pid());
               frozen_id = rows[0].id;

@@ -7,6 +7,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <string_view>
+#include <vector>
+
 #include "process.hpp"
 #include "test_app.hpp"
 #include "wire/frame.hpp"
@@ -35,6 +38,8 @@ class raw_socket {
   void send(const std::string& bytes) {
     ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
   }
+  /// Closes the sending side (a half-close): the server sees the end of what this peer sends.
+  void finish_sending() { ::shutdown(fd_, SHUT_WR); }
   /// Everything the server sends until it closes the connection.
   std::string read_until_closed() {
     std::string all;
@@ -61,6 +66,21 @@ std::string hello(const std::string& token, std::uint32_t version = ferry::wire:
   return frame_bytes(ferry::wire::message_kind::hello, ferry::wire::hello_header{version, token, 0, 0, 42});
 }
 
+/// The kinds of the frames in `bytes`, in order (up to the first that is incomplete or malformed).
+std::vector<ferry::wire::message_kind> kinds_of(std::string_view bytes) {
+  std::vector<ferry::wire::message_kind> kinds;
+  while (bytes.size() >= ferry::wire::length_prefix_size) {
+    const std::uint32_t length = ferry::wire::read_length_prefix(bytes.data());
+    if (bytes.size() - ferry::wire::length_prefix_size < length) break;
+    std::string error;
+    const auto f = ferry::wire::parse_frame({bytes.data() + ferry::wire::length_prefix_size, length}, error);
+    if (!f) break;
+    kinds.push_back(f->kind);
+    bytes.remove_prefix(ferry::wire::length_prefix_size + length);
+  }
+  return kinds;
+}
+
 /// A normal program still gets served.
 void expect_server_serves(const ferry_server& server) {
   const auto r = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
@@ -85,6 +105,28 @@ TEST(raw_socket, an_oversized_frame_closes_that_connection_only) {
   s.send(std::string("\x00\x00\x00\x7f", 4));  // announces 2 GiB
   s.read_until_closed();
   EXPECT_TRUE(server.proc().wait_for_output("exceeds the limit of 1048576 bytes"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, a_peer_that_closes_its_sending_side_after_its_hello_still_gets_the_welcome) {
+  ferry_server server;
+  raw_socket s(server.address());
+  s.send(hello(server.token()));
+  s.finish_sending();
+  EXPECT_THAT(kinds_of(s.read_until_closed()), testing::ElementsAre(ferry::wire::message_kind::welcome));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, the_replies_to_the_frames_before_a_malformed_one_arrive_before_the_connection_closes) {
+  ferry_server server;
+  raw_socket s(server.address());
+  // One write: the hello, a request for the deployed apps, then bytes that are not a frame.
+  s.send(hello(server.token()) +
+         frame_bytes(ferry::wire::message_kind::request, ferry::wire::request_header{1, "apps", ""}) +
+         std::string("\x05\x00\x00\x00hello", 9));
+  EXPECT_THAT(kinds_of(s.read_until_closed()),
+              testing::ElementsAre(ferry::wire::message_kind::welcome, ferry::wire::message_kind::reply));
+  EXPECT_TRUE(server.proc().wait_for_output("malformed frame"));
   expect_server_serves(server);
 }
 

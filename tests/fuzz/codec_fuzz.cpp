@@ -131,7 +131,8 @@ decoder typed(const char* name, const T& sample) {
 }
 
 const point a_point{1.5, -2.25, "a", 7};
-const shape a_shape{"triangle", {a_point, {0, 0, "", std::nullopt}}, {{"edge", colour::red}}, {std::byte{0}, std::byte{255}}};
+const shape a_shape{
+    "triangle", {a_point, {0, 0, "", std::nullopt}}, {{"edge", colour::red}}, {std::byte{0}, std::byte{255}}};
 
 const std::vector<decoder>& decoders() {
   static const std::vector<decoder> all = {
@@ -165,12 +166,14 @@ const std::vector<decoder>& decoders() {
       typed("pair_int64_string", std::pair<std::int64_t, std::string>{42, "answer"}),
       typed("tuple_empty", std::tuple<>{}),
       typed("tuple_bool_float64_bytes", std::tuple<bool, double, ferry::bytes>{false, 0.5, {std::byte{9}}}),
-      typed("tuple_nested", std::tuple<std::string, std::vector<std::tuple<std::uint32_t, std::string>>, std::int64_t>{
-                                "t", {{1u, "one"}}, -7}),
+      typed("tuple_nested",
+            std::tuple<std::string, std::vector<std::tuple<std::uint32_t, std::string>>, std::int64_t>{
+                "t", {{1u, "one"}}, -7}),
       typed("struct_point", a_point),
       typed("struct_shape", a_shape),
       typed("vector_struct_shape", std::vector<shape>{a_shape}),
-      typed("map_string_optional_struct", std::map<std::string, std::optional<point>>{{"p", a_point}, {"q", std::nullopt}}),
+      typed("map_string_optional_struct",
+            std::map<std::string, std::optional<point>>{{"p", a_point}, {"q", std::nullopt}}),
       {"json", json_round_trip, encoded(a_shape)},
   };
   return all;

@@ -146,7 +146,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
   using fuzz::frame_bytes;
   using fuzz::values;
-  const auto spec = wire::function_spec{"square", "int64(int64)", 1, 8, 0, wire::retry_spec{3, 500, 2.0, 10'000}, 0, 0, 60'000};
+  const auto spec =
+      wire::function_spec{"square", "int64(int64)", 1, 8, 0, wire::retry_spec{3, 500, 2.0, 10'000}, 0, 0, 60'000};
   const auto failure = [](ferry::detail::buffer& out) {
     wire::encode_error(out, {wire::status::remote_exception, "std::runtime_error", "boom", "square", "fc-1", "#0 f"});
   };
@@ -159,8 +160,8 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"call", frame_bytes(message_kind::call, wire::call_header{1, "app", "square", wire::deliver_result, {}, 0},
                            values(std::tuple<std::int64_t>{7}))},
       {"call_with_dependency",
-       frame_bytes(message_kind::call, wire::call_header{2, "app", "add", wire::deliver_result | wire::keep_result,
-                                                         {{0, 1}}, 5},
+       frame_bytes(message_kind::call,
+                   wire::call_header{2, "app", "add", wire::deliver_result | wire::keep_result, {{0, 1}}, 5},
                    values(std::tuple<std::monostate, std::int64_t>{std::monostate{}, 1}))},
       {"result_ok", frame_bytes(message_kind::result, wire::result_header{1, 0}, values(std::int64_t{49}))},
       {"result_error", frame_bytes(message_kind::result, wire::result_header{1, 1}, failure)},
@@ -176,8 +177,9 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"reply_apps",
        frame_bytes(message_kind::reply, wire::reply_header{1, 0},
                    values(std::vector<wire::app_row>{{"app", "ab12", 1.5e9, {{"square", "int64(int64)"}}}}))},
-      {"reply_containers", frame_bytes(message_kind::reply, wire::reply_header{2, 0},
-                                       values(std::vector<wire::container_row>{{1, "app", "square", "ready", 2, 99, 1.5, 4096}}))},
+      {"reply_containers",
+       frame_bytes(message_kind::reply, wire::reply_header{2, 0},
+                   values(std::vector<wire::container_row>{{1, "app", "square", "ready", 2, 99, 1.5, 4096}}))},
       {"reply_error", frame_bytes(message_kind::reply, wire::reply_header{3, 16}, failure)},
       {"log", frame_bytes(message_kind::log, wire::log_row{1, 1.5e9, "app", "square", "fc-1", 1, "a line"})},
       {"progress", frame_bytes(message_kind::progress, wire::progress_header{3, 1, 10, "one of ten"})},

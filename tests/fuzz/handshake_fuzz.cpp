@@ -55,7 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const std::string answer = fuzz::exchange(input);
   // A peer may stop or replace the deployed app the next inputs expect: put it back.
-  if (input.find("stop") != std::string_view::npos || input.find("deploy") != std::string_view::npos) fuzz::deploy_app();
+  if (input.find("stop") != std::string_view::npos || input.find("deploy") != std::string_view::npos)
+    fuzz::deploy_app();
   if (const auto expected = expected_answer(input)) {
     const auto reply = first_frame(answer);
     FUZZ_CHECK(reply.has_value(), "the server answered a hello with no complete frame");
@@ -95,18 +96,20 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
        client + call(1, "fuzz", "square", wire::deliver_result, {}, values(std::tuple<std::string>{"seven"}))},
       {"call_unknown_function", client + call(1, "fuzz", "cube", wire::deliver_result, {}, square_args)},
       {"call_unknown_app", client + call(1, "nope", "square", wire::deliver_result, {}, square_args)},
-      {"call_graph", client + call(1, "fuzz", "square", wire::keep_result, {}, square_args) +
-                         call(2, "fuzz", "square", wire::deliver_result, {{0, 1}}, values(std::tuple<std::monostate>{})) +
-                         frame_bytes(message_kind::await_call, wire::await_call_header{1}) +
-                         frame_bytes(message_kind::cancel, wire::cancel_header{2}) +
-                         frame_bytes(message_kind::release, wire::release_header{1})},
+      {"call_graph",
+       client + call(1, "fuzz", "square", wire::keep_result, {}, square_args) +
+           call(2, "fuzz", "square", wire::deliver_result, {{0, 1}}, values(std::tuple<std::monostate>{})) +
+           frame_bytes(message_kind::await_call, wire::await_call_header{1}) +
+           frame_bytes(message_kind::cancel, wire::cancel_header{2}) +
+           frame_bytes(message_kind::release, wire::release_header{1})},
       {"register_app_and_call",
        client + frame_bytes(message_kind::register_app, wire::register_app_header{"seed", "/bin/false", {spec}}) +
            call(1, "seed", "echo", wire::deliver_result, {}, values(std::tuple<std::string>{"hi"}))},
-      {"requests", client + request(1, "apps", "") + request(2, "containers", "") + request(3, "calls", "") +
-                       request(4, "function", "fuzz.square") + request(5, "get", "fc-0000000000000001", values(std::uint32_t{0})) +
-                       request(6, "cancel", "fc-0000000000000001") + request(7, "logs", "fuzz", values(std::tuple<std::string, bool>{"", false})) +
-                       request(8, "nonsense", "")},
+      {"requests",
+       client + request(1, "apps", "") + request(2, "containers", "") + request(3, "calls", "") +
+           request(4, "function", "fuzz.square") + request(5, "get", "fc-0000000000000001", values(std::uint32_t{0})) +
+           request(6, "cancel", "fc-0000000000000001") +
+           request(7, "logs", "fuzz", values(std::tuple<std::string, bool>{"", false})) + request(8, "nonsense", "")},
       {"spawn_and_get", client +
                             request(1, "spawn", "fuzz.square",
                                     values(std::tuple<std::string, std::tuple<std::int64_t>>{"seed-key", {7}})) +

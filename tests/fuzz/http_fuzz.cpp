@@ -73,10 +73,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
 std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
   const std::string auth = std::string("Authorization: Bearer ") + fuzz::token + "\r\n";
-  const auto get = [&](const std::string& target) { return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n"; };
+  const auto get = [&](const std::string& target) {
+    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n";
+  };
   const auto post = [&](const std::string& target, const std::string& body, const std::string& extra = "") {
-    return "POST " + target + " HTTP/1.1\r\nHost: x\r\n" + auth + extra + "Content-Type: application/json\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
+    return "POST " + target + " HTTP/1.1\r\nHost: x\r\n" + auth + extra +
+           "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   };
   const std::string fn = "/v1/apps/fuzz/functions/";
   return {

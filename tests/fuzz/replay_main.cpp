@@ -21,7 +21,8 @@ int write_seeds(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   const auto seeds = fuzz_seeds();
   for (const auto& [name, bytes] : seeds) {
-    std::ofstream(dir / name, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(dir / name, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
   std::printf("wrote %zu seeds into %s\n", seeds.size(), dir.c_str());
   return 0;
@@ -36,7 +37,8 @@ int main(int argc, char** argv) {
     const std::filesystem::path path = argv[i];
     if (std::filesystem::is_directory(path)) {
       for (const auto& entry : std::filesystem::directory_iterator(path)) {
-        if (entry.is_regular_file() && !entry.path().filename().string().starts_with(".")) inputs.push_back(entry.path());
+        if (entry.is_regular_file() && !entry.path().filename().string().starts_with("."))
+          inputs.push_back(entry.path());
       }
     } else if (std::filesystem::exists(path)) {
       inputs.push_back(path);

@@ -1,6 +1,7 @@
 #include "server_harness.hpp"
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ namespace wire = ferry::wire;
 class refusing_launcher final : public ferry::server::container_launcher {
  public:
   std::unique_ptr<ferry::server::container_process> launch(const ferry::server::container_spec&, exit_handler,
-                                                            output_handler) override {
+                                                           output_handler) override {
     throw std::runtime_error("the fuzzing harness starts no containers");
   }
 };
@@ -108,7 +109,16 @@ std::string exchange(std::span<const char> bytes) {
   address.sin_port = htons(server.port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    fuzz_fail(std::string("the server no longer accepts connections: ") + std::strerror(errno));
+    // libFuzzer's timeout alarm may interrupt connect, which then goes on by itself: wait for its outcome.
+    int error = errno;
+    if (error == EINTR) {
+      pollfd p{fd, POLLOUT, 0};
+      while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+      }
+      socklen_t length = sizeof error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    }
+    if (error != 0) fuzz_fail(std::string("the server no longer accepts connections: ") + std::strerror(error));
   }
   // The server may close before it has read everything (a refused hello, a malformed frame): then the
   // rest cannot be sent, which is what a client would see too.
