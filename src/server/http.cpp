@@ -18,6 +18,7 @@ http_connection::http_connection(asio::ip::tcp::socket socket, std::uint64_t bod
       body_limit_(body_limit),
       idle_timeout_(idle_timeout),
       idle_timer_(socket_.get_executor()),
+      write_timer_(socket_.get_executor()),
       handler_(std::move(handler)) {}
 
 void http_connection::start(std::string_view already_received) {
@@ -52,6 +53,11 @@ void http_connection::read_body() {
 }
 
 void http_connection::read_failed(boost::system::error_code ec) {
+  if ((ec == http::error::end_of_stream || ec == asio::error::eof) && writing_) {
+    // The client has finished sending (a half-close); what is being written to it still goes out.
+    close_after_write_ = true;
+    return;
+  }
   if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
       !socket_.is_open()) {
     return close();
@@ -121,17 +127,30 @@ void http_connection::write_next() {
     return;
   }
   writing_ = true;
-  asio::async_write(socket_, asio::buffer(outgoing_.front()),
-                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                      self->outgoing_.pop_front();
-                      if (ec) return self->close();
-                      self->write_next();
-                    });
+  // A client that takes nothing for idle_timeout_ must not hold the connection for ever (one that reads
+  // slowly keeps it: the wait starts again with every part written).
+  write_timer_.expires_after(idle_timeout_);
+  write_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->close();
+  });
+  const std::string& next = outgoing_.front();
+  socket_.async_write_some(asio::buffer(next.data() + written_, next.size() - written_),
+                           [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                             self->write_timer_.cancel();
+                             if (ec) return self->close();
+                             self->written_ += n;
+                             if (self->written_ == self->outgoing_.front().size()) {
+                               self->outgoing_.pop_front();
+                               self->written_ = 0;
+                             }
+                             self->write_next();
+                           });
 }
 
 void http_connection::close() {
   streaming_ = false;
   idle_timer_.cancel();
+  write_timer_.cancel();
   if (socket_.is_open()) {
     boost::system::error_code ec;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);

@@ -32,8 +32,8 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   using request_handler = std::function<void(const http_request&, const std::shared_ptr<http_connection>&)>;
 
   /// A request's header must arrive within `idle_timeout` of the connection opening or of the previous
-  /// request (keep-alive); otherwise the connection is closed. (Bodies, up to `body_limit` bytes, are not
-  /// timed: a large upload on a slow link is legitimate.)
+  /// request (keep-alive), and a client must take some of what is written to it within `idle_timeout`;
+  /// otherwise the connection is closed. (Bodies, up to `body_limit` bytes, are not timed: a large upload on a slow link is legitimate.)
   http_connection(boost::asio::ip::tcp::socket socket, std::uint64_t body_limit, std::chrono::milliseconds idle_timeout,
                   request_handler handler);
 
@@ -66,6 +66,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   std::uint64_t body_limit_;
   std::chrono::milliseconds idle_timeout_;
   boost::asio::steady_timer idle_timer_;
+  boost::asio::steady_timer write_timer_;  // a write the client does not take within idle_timeout_
   request_handler handler_;
   boost::beast::flat_buffer buffer_;  // read but not yet parsed
   std::unique_ptr<http::request_parser<http::string_body>> parser_;
@@ -73,6 +74,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   bool streaming_ = false;
   bool close_after_write_ = false;
   std::deque<std::string> outgoing_;
+  std::size_t written_ = 0;  // of outgoing_.front()
   bool writing_ = false;
   std::function<void()> on_close_;
 };

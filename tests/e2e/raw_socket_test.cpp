@@ -23,7 +23,9 @@ using testing::Not;
 /// A blocking TCP connection to the server, with a receive timeout so a broken server fails the test.
 class raw_socket {
  public:
-  explicit raw_socket(const std::string& address) {
+  /// `receive_buffer`: the socket's receive buffer in bytes (0: the system's), set before connecting so
+  /// that the window the server may fill is that small.
+  explicit raw_socket(const std::string& address, int receive_buffer = 0) {
     const auto colon = address.rfind(':');
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -32,6 +34,7 @@ class raw_socket {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{30, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) throw std::runtime_error("connect");
   }
   ~raw_socket() { ::close(fd_); }
@@ -214,6 +217,33 @@ TEST(raw_socket, an_http_client_stopping_mid_header_or_idling_after_a_reply_is_c
   const std::string reply = idle.read_until_closed();  // the page, then the close
   EXPECT_THAT(reply, testing::StartsWith("HTTP/1.1 200 OK"));
   EXPECT_THAT(reply, Not(HasSubstr("Connection: close")));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, an_http_client_that_closes_its_sending_side_still_gets_every_response_whole) {
+  ferry_server server;
+  // 400 pipelined requests for the dashboard's script (about 19 KiB each: 7.5 MiB, more than a socket's
+  // send buffer takes, 4 MiB at most here), then the end of what the client sends, read through a small
+  // window: the server still has responses to write when it reads that end. (It used to close the
+  // connection there, cutting them off.)
+  raw_socket s(server.address(), 4096);
+  std::string requests;
+  for (int i = 0; i < 400; ++i) requests += "GET /assets/app.js HTTP/1.1\r\nHost: ferry\r\n\r\n";
+  s.send(requests);
+  s.finish_sending();
+  const std::string reply = s.read_until_closed();
+  std::size_t complete = 0;
+  for (std::string_view rest = reply; !rest.empty(); ++complete) {
+    ASSERT_TRUE(rest.starts_with("HTTP/1.1 200 OK")) << "after " << complete << " responses";
+    const std::size_t head_end = rest.find("\r\n\r\n");
+    const std::size_t length_at = rest.find("Content-Length: ");
+    ASSERT_NE(head_end, std::string_view::npos);
+    ASSERT_LT(length_at, head_end);
+    const std::size_t length = std::stoul(std::string(rest.substr(length_at + 16, 12)));
+    ASSERT_LE(head_end + 4 + length, rest.size()) << "response " << complete + 1 << " is cut off";
+    rest.remove_prefix(head_end + 4 + length);
+  }
+  EXPECT_EQ(complete, 400u);
   expect_server_serves(server);
 }
 
