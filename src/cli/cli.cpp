@@ -381,7 +381,8 @@ int run_cli(int argc, char** argv) {
   server_cmd
       ->add_option("--idle-timeout", flags.idle_timeout_ms,
                    "Milliseconds a connection may stay silent before it has said hello or sent an HTTP request "
-                   "header (also between keep-alive requests); then it is closed")
+                   "header (also between keep-alive requests), or take nothing of an HTTP response; then it is "
+                   "closed")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 

@@ -31,7 +31,8 @@ struct server_options {
   std::chrono::milliseconds stop_grace{5'000};
   /// A connection is closed when it says nothing useful for this long: a new connection that has not sent
   /// its hello (wire protocol) or its first request's header (HTTP), or an HTTP connection without the next
-  /// request's header this long after the last request (keep-alive), or mid-header (a slow client).
+  /// request's header this long after the last request (keep-alive), or mid-header (a slow client), or an
+  /// HTTP client that takes nothing of a response written to it for this long.
   std::chrono::milliseconds idle_timeout{10'000};
   /// How long an input that was cancelled (or timed out) may go on running before its container is
   /// replaced: killed, with its other inputs re-queued.
