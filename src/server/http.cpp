@@ -1,6 +1,6 @@
 #include "server/http.hpp"
 
-#include <boost/asio/write.hpp>
+#include <array>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/json/serialize.hpp>
@@ -84,6 +84,7 @@ void http_connection::respond(http_response response) {
 
 void http_connection::begin_events() {
   streaming_ = true;
+  event_stream_ = true;
   close_after_write_ = false;
   write(
       "HTTP/1.1 200 OK\r\nServer: ferry\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -123,7 +124,8 @@ void http_connection::write(std::string data) {
 void http_connection::write_next() {
   if (outgoing_.empty()) {
     writing_ = false;
-    if (close_after_write_) close();
+    // (An event stream's client sends nothing more, and begin_events' read is still pending: no lingering.)
+    if (close_after_write_) event_stream_ ? close() : close_after_last_response();
     return;
   }
   writing_ = true;
@@ -145,6 +147,29 @@ void http_connection::write_next() {
                              }
                              self->write_next();
                            });
+}
+
+void http_connection::close_after_last_response() {
+  // Closing a socket with bytes it has not read resets the connection, and a reset discards what the
+  // client has not read yet: the end of the responses. So stop sending (the client reads them, then the
+  // end), and read and drop what the client still sends until it closes too, or for idle_timeout_.
+  streaming_ = false;
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) return close();
+  idle_timer_.expires_after(idle_timeout_);
+  idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+    if (!wait_ec) self->close();
+  });
+  drain();
+}
+
+void http_connection::drain() {
+  auto sink = std::make_shared<std::array<char, 4096>>();
+  socket_.async_read_some(asio::buffer(*sink), [self = shared_from_this(), sink](boost::system::error_code ec, std::size_t) {
+    if (ec) return self->close();  // the client's end (or a failure): done
+    self->drain();
+  });
 }
 
 void http_connection::close() {

@@ -60,6 +60,9 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   void read_failed(boost::system::error_code ec);
   void write(std::string data);
   void write_next();
+  /// Ends the connection once everything is written, without resetting it.
+  void close_after_last_response();
+  void drain();
   void close();
 
   boost::asio::ip::tcp::socket socket_;
@@ -72,6 +75,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   std::unique_ptr<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   bool streaming_ = false;
+  bool event_stream_ = false;  // begin_events() was called (streaming_ ends with the stream)
   bool close_after_write_ = false;
   std::deque<std::string> outgoing_;
   std::size_t written_ = 0;  // of outgoing_.front()

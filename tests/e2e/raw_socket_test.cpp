@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string_view>
 #include <vector>
 
@@ -220,6 +221,28 @@ TEST(raw_socket, an_http_client_stopping_mid_header_or_idling_after_a_reply_is_c
   expect_server_serves(server);
 }
 
+/// Splits an HTTP answer into its responses' status lines, checking that each has its whole body.
+std::vector<std::string> http_status_lines(std::string_view answer) {
+  std::vector<std::string> statuses;
+  while (!answer.empty()) {
+    const std::size_t line_end = answer.find("\r\n");
+    const std::size_t head_end = answer.find("\r\n\r\n");
+    const std::size_t length_at = answer.find("Content-Length: ");
+    if (head_end == std::string_view::npos || length_at > head_end) {
+      statuses.push_back("(not a whole response: " + std::string(answer.substr(0, 40)) + ")");
+      break;
+    }
+    const std::size_t length = std::stoul(std::string(answer.substr(length_at + 16, 12)));
+    if (head_end + 4 + length > answer.size()) {
+      statuses.push_back("(cut off: " + std::string(answer.substr(0, line_end)) + ")");
+      break;
+    }
+    statuses.emplace_back(answer.substr(0, line_end));
+    answer.remove_prefix(head_end + 4 + length);
+  }
+  return statuses;
+}
+
 TEST(raw_socket, an_http_client_that_closes_its_sending_side_still_gets_every_response_whole) {
   ferry_server server;
   // 400 pipelined requests for the dashboard's script (about 19 KiB each: 7.5 MiB, more than a socket's
@@ -244,6 +267,25 @@ TEST(raw_socket, an_http_client_that_closes_its_sending_side_still_gets_every_re
     rest.remove_prefix(head_end + 4 + length);
   }
   EXPECT_EQ(complete, 400u);
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, responses_before_a_malformed_http_request_arrive_whole_though_the_client_sent_more) {
+  ferry_server server;
+  // 50 pipelined requests for the dashboard's script (about 1 MiB of responses), a request the server
+  // cannot parse, then 64 KiB it never reads. Closing a socket with unread bytes resets the connection,
+  // which would discard what the client has not read yet: the server must stop sending, read what the
+  // client still sends, and only then close.
+  raw_socket s(server.address(), 4096);
+  std::string requests;
+  for (int i = 0; i < 50; ++i) requests += "GET /assets/app.js HTTP/1.1\r\nHost: ferry\r\n\r\n";
+  requests += "GET / HTTP/1.1\r\nHost\r\n\r\n";  // a header line without a colon
+  requests += std::string(64 * 1024, 'x');
+  s.send(requests);
+  const std::vector<std::string> statuses = http_status_lines(s.read_until_closed());
+  ASSERT_EQ(statuses.size(), 51u) << statuses.back();
+  EXPECT_EQ(std::count(statuses.begin(), statuses.end(), "HTTP/1.1 200 OK"), 50);
+  EXPECT_EQ(statuses.back(), "HTTP/1.1 400 Bad Request");
   expect_server_serves(server);
 }
 
