@@ -25,7 +25,7 @@ connection::connection(tcp::socket socket, std::uint64_t max_frame_size)
     : socket_(std::move(socket)),
       max_frame_size_(max_frame_size),
       remote_address_(describe_endpoint(socket_)),
-      flush_deadline_(socket_.get_executor()) {
+      close_deadline_(socket_.get_executor()) {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
 }
@@ -166,7 +166,7 @@ void connection::flush() {
       std::lock_guard lock(mu_);
       reason = close_reason_;
     }
-    close_now(reason);
+    close_now(reason, /*linger=*/true);  // everything queued is written
     return;
   }
   asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
@@ -180,27 +180,31 @@ void connection::flush() {
                           std::lock_guard lock(self->mu_);
                           if (self->close_after_flush_) reason = self->close_reason_;
                         }
-                        self->close_now(reason);
+                        self->close_now(reason, /*linger=*/false);
                         return;
                       }
                       self->flush();
                     });
 }
 
+// Reads until the peer has finished sending, also while the connection closes: what arrives after a close
+// is dropped unhandled, and reading it keeps the peer from blocking on its writes, and the close from
+// resetting the connection (see close_now).
 void connection::read_more() {
-  if (shut_ || is_closing()) return;  // nothing read after a close is handled
+  if (peer_finished_) return;
   char* at = received_.reserve(read_chunk);
   const std::size_t room = received_.capacity() - received_.size();
   socket_.async_read_some(
       asio::buffer(at, room), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-        if (ec == asio::error::eof) {
-          // The peer has finished sending; it may still be reading (a half-close): what was sent in answer
-          // to its last frames, and waits in this sweep's batch, goes out before the connection closes.
-          self->close("peer closed the connection", /*flush_first=*/true);
+        if (ec) {
+          self->peer_finished_ = true;
+          self->on_read_end(ec);
           return;
         }
-        if (ec) {
-          self->close_now("read failed: " + ec.message());
+        if (self->shut_ || self->is_closing()) {  // nothing read after a close is handled
+          self->received_.clear();
+          self->consumed_ = 0;
+          self->read_more();
           return;
         }
         self->received_.resize(self->received_.size() + n);
@@ -208,6 +212,27 @@ void connection::read_more() {
         self->process_received();
         self->read_more();
       });
+}
+
+void connection::on_read_end(boost::system::error_code ec) {
+  if (shut_) {  // lingering after the close: the peer has closed its side too
+    close_deadline_.cancel();
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    return;
+  }
+  if (ec == asio::error::eof) {
+    // The peer has finished sending; it may still be reading (a half-close): what was sent in answer to
+    // its last frames, and waits in this sweep's batch, goes out before the connection closes.
+    close("peer closed the connection", /*flush_first=*/true);
+    return;
+  }
+  std::string reason = "read failed: " + ec.message();
+  {
+    std::lock_guard lock(mu_);
+    if (close_after_flush_) reason = close_reason_;  // (a peer that has gone while a close flushed)
+  }
+  close_now(reason, /*linger=*/false);
 }
 
 // A frame that breaks the protocol closes the connection; the answers to the frames before it still go out.
@@ -274,8 +299,8 @@ void connection::close(std::string reason, bool flush_first) {
     // A peer that does not read what is flushed to it must not keep the connection for ever.
     asio::post(socket_.get_executor(), [self = shared_from_this()] {
       if (self->shut_) return;
-      self->flush_deadline_.expires_after(flush_timeout);
-      self->flush_deadline_.async_wait([self](boost::system::error_code ec) {
+      self->close_deadline_.expires_after(flush_timeout);
+      self->close_deadline_.async_wait([self](boost::system::error_code ec) {
         if (ec) return;
         std::string reason;
         {
@@ -283,7 +308,8 @@ void connection::close(std::string reason, bool flush_first) {
           reason = self->close_reason_;
         }
         self->close_now(reason + " (the peer did not take what was left to send within " +
-                        std::to_string(flush_timeout.count()) + " s)");
+                            std::to_string(flush_timeout.count()) + " s)",
+                        /*linger=*/false);
       });
     });
     return;
@@ -291,21 +317,34 @@ void connection::close(std::string reason, bool flush_first) {
   closed_ = true;
   lock.unlock();
   asio::post(socket_.get_executor(),
-             [self = shared_from_this(), reason = std::move(reason)] { self->close_now(reason); });
+             [self = shared_from_this(), reason = std::move(reason)] { self->close_now(reason, /*linger=*/false); });
 }
 
-void connection::close_now(const std::string& reason) {
+void connection::close_now(const std::string& reason, bool linger) {
   {
     std::lock_guard lock(mu_);
     closed_ = true;
     pending_.clear();
   }
   // Shut down, not closed: a direct writer may be sending on the descriptor. It is released with the
-  // connection; the shutdown ends the reads and writes in progress.
+  // connection, once the read in progress has ended.
   shut_ = true;
-  flush_deadline_.cancel();
+  close_deadline_.cancel();
   boost::system::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  if (peer_finished_ || !linger) {
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+  } else {
+    // Lingering: releasing a descriptor with unread bytes resets the connection, and a reset discards
+    // what the peer has not read yet (a refusal, the replies before a malformed frame). So stop sending
+    // only, and read and drop what the peer still sends until it closes too, or for flush_timeout.
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    close_deadline_.expires_after(flush_timeout);
+    close_deadline_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+      if (wait_ec) return;
+      boost::system::error_code ignored;
+      self->socket_.shutdown(tcp::socket::shutdown_both, ignored);  // ends the read
+    });
+  }
   if (!close_reported_) {
     close_reported_ = true;
     if (on_close_) {

@@ -82,9 +82,11 @@ class connection : public std::enable_shared_from_this<connection> {
   }
 
   /// Closes the connection; with `flush`, after writing what is already queued (send() refuses new frames
-  /// from then on), or after flush_timeout if the peer does not take it. Thread-safe.
+  /// from then on), or after flush_timeout if the peer does not take it; then the socket lingers until
+  /// the peer closes its side too (or for flush_timeout), so that the peer reads all that was sent.
+  /// The close handler runs once the connection stops sending. Thread-safe.
   void close(std::string reason, bool flush = false);
-  /// How long a closing connection waits for its peer to take what is queued.
+  /// How long a closing connection waits for its peer to take what is queued, and then to close.
   static constexpr std::chrono::seconds flush_timeout{10};
 
   /// The largest frame the peer accepts (from its welcome); sends above it throw.
@@ -112,9 +114,12 @@ class connection : public std::enable_shared_from_this<connection> {
   void post_flush();
   void flush();
   void read_more();
+  void on_read_end(boost::system::error_code ec);
   void process_received();
   bool is_closing() const;
-  void close_now(const std::string& reason);
+  /// Closes at once (what is queued is dropped) and reports the close. With `linger` (after a flush: the
+  /// peer is to read all that was sent), reads until the peer closes too, or for flush_timeout.
+  void close_now(const std::string& reason, bool linger);
   [[noreturn]] void throw_too_large(message_kind kind, std::uint64_t size) const;
 
   tcp::socket socket_;
@@ -126,8 +131,9 @@ class connection : public std::enable_shared_from_this<connection> {
   // Executor-confined.
   detail::buffer received_;
   std::size_t consumed_ = 0;
-  bool shut_ = false;  // close_now() has run
-  asio::steady_timer flush_deadline_;  // a closing connection's flush_timeout
+  bool shut_ = false;          // close_now() has run
+  bool peer_finished_ = false;  // a read ended (the peer's end, or a failure): no read is in progress
+  asio::steady_timer close_deadline_;  // a closing connection's flush_timeout, then its lingering's
   std::uint64_t reads_completed_ = 1;
   bool close_reported_ = false;
 

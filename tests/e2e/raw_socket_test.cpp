@@ -40,7 +40,8 @@ class raw_socket {
   }
   ~raw_socket() { ::close(fd_); }
   void send(const std::string& bytes) {
-    ASSERT_EQ(::write(fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    // (MSG_NOSIGNAL: a server that resets the connection fails the test rather than killing it.)
+    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
   }
   /// Closes the sending side (a half-close): the server sees the end of what this peer sends.
   void finish_sending() { ::shutdown(fd_, SHUT_WR); }
@@ -130,6 +131,27 @@ TEST(raw_socket, the_replies_to_the_frames_before_a_malformed_one_arrive_before_
          std::string("\x05\x00\x00\x00hello", 9));
   EXPECT_THAT(kinds_of(s.read_until_closed()),
               testing::ElementsAre(ferry::wire::message_kind::welcome, ferry::wire::message_kind::reply));
+  EXPECT_TRUE(server.proc().wait_for_output("malformed frame"));
+  expect_server_serves(server);
+}
+
+TEST(raw_socket, replies_before_a_malformed_frame_arrive_though_the_peer_sent_more) {
+  ferry_server server;
+  // 20,000 pipelined requests, a frame that is not MessagePack, then 1 MiB the server never handles, read
+  // through a small window. Closing a socket with unread bytes resets the connection, which would discard
+  // the replies the peer has not read yet: the server must stop sending, read what the peer still sends,
+  // and only then close.
+  raw_socket s(server.address(), 4096);
+  std::string frames = hello(server.token());
+  for (std::uint64_t id = 1; id <= 20000; ++id) {
+    frames += frame_bytes(ferry::wire::message_kind::request, ferry::wire::request_header{id, "apps", ""});
+  }
+  frames += std::string("\x05\x00\x00\x00hello", 9);
+  frames += std::string(1024 * 1024, 'x');
+  s.send(frames);
+  const auto kinds = kinds_of(s.read_until_closed());
+  ASSERT_EQ(kinds.size(), 20001u);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), ferry::wire::message_kind::reply), 20000);
   EXPECT_TRUE(server.proc().wait_for_output("malformed frame"));
   expect_server_serves(server);
 }
