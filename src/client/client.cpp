@@ -58,12 +58,21 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
   if (!(stream_logs && std::string_view(stream_logs) == "0")) c->on_log_ = print_log_line;
 
   tcp::socket socket(c->io_);
+  boost::system::error_code ec;
   try {
     tcp::resolver resolver(c->io_);
-    asio::connect(socket, resolver.resolve(options.server.host, std::to_string(options.server.port)));
+    // Through the event loop, which resumes what a signal interrupts (a program's SIGALRM timer, a
+    // profiler's SIGPROF), where a blocking connect() fails with EINTR.
+    asio::async_connect(socket, resolver.resolve(options.server.host, std::to_string(options.server.port)),
+                        [&ec](boost::system::error_code connect_ec, const tcp::endpoint&) { ec = connect_ec; });
+    c->io_.run();
+    c->io_.restart();
   } catch (const boost::system::system_error& e) {
+    ec = e.code();
+  }
+  if (ec) {
     throw ConnectionError("cannot connect to the ferry server at " + options.server.to_string() + ": " +
-                          e.code().message() +
+                          ec.message() +
                           "; start one with `ferry server`, or unset FERRY_SERVER to use an embedded server");
   }
   c->connection_ = std::make_shared<wire::connection>(std::move(socket), wire::default_max_frame_size);
