@@ -203,6 +203,7 @@ void connection::read_more() {
         }
         if (self->shut_ || self->is_closing()) {  // nothing read after a close is handled
           self->received_.clear();
+          self->received_.shrink_if_empty(keep_capacity);  // (it may have grown for a large frame)
           self->consumed_ = 0;
           self->read_more();
           return;
