@@ -13,6 +13,7 @@
 #include <ferry/errors.hpp>
 
 #include "runtime/check.hpp"
+#include "runtime/write_all.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::client {
@@ -373,11 +374,7 @@ void print_log_line(const wire::log_row& line) {
   out += text;
   out += '\n';
   const int fd = stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? STDERR_FILENO : STDOUT_FILENO;
-  for (std::size_t done = 0; done < out.size();) {
-    const ssize_t n = ::write(fd, out.data() + done, out.size() - done);
-    if (n <= 0) break;
-    done += static_cast<std::size_t>(n);
-  }
+  runtime::write_all(fd, out);
 }
 
 void client::answer(std::uint64_t id, wire::status status, std::span<const char> payload) {

@@ -8,19 +8,12 @@
 #include <streambuf>
 #include <string>
 
+#include "runtime/write_all.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::container {
 
 namespace {
-
-void write_all(int fd, const std::string& data) {
-  for (std::size_t done = 0; done < data.size();) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n <= 0) return;  // the server has gone: nothing to tell it
-    done += static_cast<std::size_t>(n);
-  }
-}
 
 /// Writes `line` (without its newline) for `input`, tagged.
 void write_line(int fd, const runtime::input_context& input, const std::string& line) {
@@ -31,7 +24,7 @@ void write_line(int fd, const runtime::input_context& input, const std::string& 
   out += wire::log_tag;
   out += line;
   out += '\n';
-  write_all(fd, out);
+  runtime::write_all(fd, out);  // (false: the server has gone, and there is nobody to tell)
 }
 
 /// A stream buffer that collects characters per input (or, outside any input, in a buffer of its own) and
@@ -62,7 +55,7 @@ class tagging_buffer final : public std::streambuf {
         write_line(fd_, *input, partial);
       } else {
         partial += '\n';
-        write_all(fd_, partial);
+        runtime::write_all(fd_, partial);
       }
       partial.clear();
     }
