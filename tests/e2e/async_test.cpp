@@ -125,12 +125,6 @@ TEST(async, a_blocking_call_on_an_event_loop_completes_and_is_warned_about_once_
   EXPECT_THAT(r.err, HasSubstr("use `co_await add.remote.aio(...)` instead"));
 }
 
-TEST(async, a_program_whose_timer_signals_interrupt_system_calls_runs_its_calls_and_map) {
-  const auto r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "signal_storm"}});
-  ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(r.out, "sum 2668669870\n");  // 1² + … + 20² + 1² + … + 2000²
-}
-
 TEST(async, an_async_body_holding_the_loop_is_warned_about_with_its_function_and_call_id) {
   const auto r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "stall"}});
   ASSERT_EQ(r.code, 0) << r.err;

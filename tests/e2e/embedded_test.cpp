@@ -192,6 +192,12 @@ TEST(embedded, container_that_cannot_start_fails_the_call_with_its_exit_and_stde
             0);
 }
 
+TEST(embedded, a_program_whose_timer_signals_interrupt_system_calls_runs_its_calls_and_map) {
+  const auto r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "signal_storm"}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "sum 2668669870\n");  // 1² + … + 20² + 1² + … + 2000²
+}
+
 TEST(embedded, a_container_can_call_other_functions) {
   EXPECT_EQ(run_app([] { EXPECT_EQ(sum_of_squares.remote(4), 1 + 4 + 9 + 16); }), 0);
 }
