@@ -161,15 +161,15 @@ void http_connection::close_after_last_response() {
   idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
     if (!wait_ec) self->close();
   });
-  drain();
+  drain(std::make_shared<std::array<char, 4096>>());
 }
 
-void http_connection::drain() {
-  auto sink = std::make_shared<std::array<char, 4096>>();
-  socket_.async_read_some(asio::buffer(*sink), [self = shared_from_this(), sink](boost::system::error_code ec, std::size_t) {
-    if (ec) return self->close();  // the client's end (or a failure): done
-    self->drain();
-  });
+void http_connection::drain(std::shared_ptr<std::array<char, 4096>> sink) {
+  socket_.async_read_some(asio::buffer(*sink),
+                          [self = shared_from_this(), sink](boost::system::error_code ec, std::size_t) {
+                            if (ec) return self->close();  // the client's end (or a failure): done
+                            self->drain(sink);
+                          });
 }
 
 void http_connection::close() {

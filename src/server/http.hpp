@@ -12,6 +12,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <array>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -33,7 +34,8 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
 
   /// A request's header must arrive within `idle_timeout` of the connection opening or of the previous
   /// request (keep-alive), and a client must take some of what is written to it within `idle_timeout`;
-  /// otherwise the connection is closed. (Bodies, up to `body_limit` bytes, are not timed: a large upload on a slow link is legitimate.)
+  /// otherwise the connection is closed. (Bodies, up to `body_limit` bytes, are not timed: a large upload
+  /// on a slow link is legitimate.)
   http_connection(boost::asio::ip::tcp::socket socket, std::uint64_t body_limit, std::chrono::milliseconds idle_timeout,
                   request_handler handler);
 
@@ -62,7 +64,8 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   void write_next();
   /// Ends the connection once everything is written, without resetting it.
   void close_after_last_response();
-  void drain();
+  /// Reads what the client sends into `sink`, dropping it, until the client closes too.
+  void drain(std::shared_ptr<std::array<char, 4096>> sink);
   void close();
 
   boost::asio::ip::tcp::socket socket_;

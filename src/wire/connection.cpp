@@ -160,13 +160,8 @@ void connection::flush() {
       }
     }
   }
-  if (in_flight_.empty()) {  // close requested after the last write
-    std::string reason;
-    {
-      std::lock_guard lock(mu_);
-      reason = close_reason_;
-    }
-    close_now(reason, /*linger=*/true);  // everything queued is written
+  if (in_flight_.empty()) {  // close requested after the last write: everything queued is written
+    close_now(closing_reason(""), /*linger=*/true);
     return;
   }
   asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
@@ -174,13 +169,7 @@ void connection::flush() {
                       self->in_flight_.clear();
                       self->in_flight_.shrink_if_empty(keep_capacity);
                       if (ec) {
-                        // (A peer that has gone while a close flushed: the close's reason stands.)
-                        std::string reason = "write failed: " + ec.message();
-                        {
-                          std::lock_guard lock(self->mu_);
-                          if (self->close_after_flush_) reason = self->close_reason_;
-                        }
-                        self->close_now(reason, /*linger=*/false);
+                        self->close_now(self->closing_reason("write failed: " + ec.message()), /*linger=*/false);
                         return;
                       }
                       self->flush();
@@ -228,12 +217,7 @@ void connection::on_read_end(boost::system::error_code ec) {
     close("peer closed the connection", /*flush_first=*/true);
     return;
   }
-  std::string reason = "read failed: " + ec.message();
-  {
-    std::lock_guard lock(mu_);
-    if (close_after_flush_) reason = close_reason_;  // (a peer that has gone while a close flushed)
-  }
-  close_now(reason, /*linger=*/false);
+  close_now(closing_reason("read failed: " + ec.message()), /*linger=*/false);
 }
 
 // A frame that breaks the protocol closes the connection; the answers to the frames before it still go out.
@@ -282,6 +266,11 @@ void connection::process_received() {
   received_.shrink_if_empty(keep_capacity);
 }
 
+std::string connection::closing_reason(std::string otherwise) const {
+  std::lock_guard lock(mu_);
+  return close_after_flush_ ? close_reason_ : otherwise;
+}
+
 bool connection::is_closing() const {
   std::lock_guard lock(mu_);
   return closed_ || close_after_flush_;
@@ -303,12 +292,7 @@ void connection::close(std::string reason, bool flush_first) {
       self->close_deadline_.expires_after(flush_timeout);
       self->close_deadline_.async_wait([self](boost::system::error_code ec) {
         if (ec) return;
-        std::string reason;
-        {
-          std::lock_guard lock(self->mu_);
-          reason = self->close_reason_;
-        }
-        self->close_now(reason + " (the peer did not take what was left to send within " +
+        self->close_now(self->closing_reason("") + " (the peer did not take what was left to send within " +
                             std::to_string(flush_timeout.count()) + " s)",
                         /*linger=*/false);
       });

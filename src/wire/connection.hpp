@@ -117,6 +117,9 @@ class connection : public std::enable_shared_from_this<connection> {
   void on_read_end(boost::system::error_code ec);
   void process_received();
   bool is_closing() const;
+  /// The reason close() was given, while the close flushes; otherwise `otherwise`. (A peer that goes
+  /// while a close flushes fails the write or read in progress: the close's reason stands.)
+  std::string closing_reason(std::string otherwise) const;
   /// Closes at once (what is queued is dropped) and reports the close. With `linger` (after a flush: the
   /// peer is to read all that was sent), reads until the peer closes too, or for flush_timeout.
   void close_now(const std::string& reason, bool linger);
