@@ -73,6 +73,7 @@ void capture_outcome(outcome& out, const runtime::input_context& input, Run&& ru
     out.error.message = "(an exception not derived from std::exception)";
     out.error.stack = last_throw_stack();
   }
+  wire::bound_error(out.error);  // a what() of any size travels bounded
 }
 
 /// Inputs of one function: runs them, tracks them for cancellation, and sends their outputs.

@@ -24,11 +24,26 @@ class future_state : public std::enable_shared_from_this<future_state> {
       } catch (...) {
       }
     }
+    // A chain of futures not yet submitted (each the argument of the next) would be destroyed by recursion
+    // as deep as the chain: take over the deps of every state this one is the last owner of, and let them go
+    // one at a time.
+    std::vector<std::shared_ptr<future_state>> orphans;
+    for (auto& [position, dep] : deps) orphans.push_back(std::move(dep));
+    while (!orphans.empty()) {
+      std::shared_ptr<future_state> last = std::move(orphans.back());
+      orphans.pop_back();
+      if (last.use_count() == 1) {  // only we hold it: nobody else can reach it to add an owner
+        for (auto& [position, dep] : last->deps) orphans.push_back(std::move(dep));
+        last->deps.clear();
+      }
+    }
   }
 
   const std::shared_ptr<const function_entry> function;
   const buffer arguments;
-  const std::vector<future_dependency> deps;
+  /// The argument calls, until this call is submitted (the server has their results from then on).
+  /// Guarded by mu.
+  std::vector<future_dependency> deps;
   const std::uint64_t parent_input;  // the input whose body made the future (submitted later, maybe elsewhere)
 
   std::mutex mu;
@@ -57,9 +72,10 @@ class future_state : public std::enable_shared_from_this<future_state> {
       }
       return;
     }
+    submit_arguments();
     std::vector<wire::dependency> wire_deps;
     wire_deps.reserve(deps.size());
-    for (const auto& [position, dep] : deps) wire_deps.emplace_back(position, submit_as_argument(*dep));
+    for (const auto& [position, dep] : deps) wire_deps.emplace_back(position, submitted_id(*dep));
     auto c = runtime::require_client(function->name);
     const std::uint8_t flags = wire::keep_result | (deliver ? wire::deliver_result : 0);
     call_id = c->submit({*function, [this](buffer& out) { out.append(arguments.data(), arguments.size()); },
@@ -67,9 +83,54 @@ class future_state : public std::enable_shared_from_this<future_state> {
                         deliver ? completion() : client::call_callback{});
     client = std::move(c);
     delivering = deliver;
+    // The server holds the argument calls for this one now: letting go of them here releases those that
+    // nobody else holds (a reduce's earlier steps), so a long chain never lives whole in this program.
+    deps.clear();
   }
 
  private:
+  /// Submits, as arguments, every call this one depends on that has not been submitted yet, innermost
+  /// first, without recursion: a chain of lazy futures may be as long as a reduce. Requires mu.
+  void submit_arguments() {
+    struct visit {
+      std::shared_ptr<future_state> state;
+      std::size_t next_dep = 0;
+    };
+    std::vector<visit> path;
+    std::vector<std::shared_ptr<future_state>> pending_deps;  // (read under each state's own lock)
+    auto unsubmitted_deps = [](future_state& state) {
+      std::vector<std::shared_ptr<future_state>> out;
+      std::lock_guard lock(state.mu);
+      if (state.client || !state.function) return out;
+      for (const auto& [position, dep] : state.deps) out.push_back(dep);
+      return out;
+    };
+    for (const auto& [position, dep] : deps) {
+      path.push_back({dep});
+      while (!path.empty()) {
+        visit& top = path.back();
+        // (Each visit re-reads the deps: cheap, and it never holds two states' locks at once.)
+        pending_deps = unsubmitted_deps(*top.state);
+        if (top.next_dep < pending_deps.size()) {
+          path.push_back({pending_deps[top.next_dep++]});
+          continue;
+        }
+        {
+          std::lock_guard lock(top.state->mu);
+          top.state->submit(/*deliver=*/false);  // its own deps are submitted: no recursion
+        }
+        path.pop_back();
+      }
+    }
+  }
+
+  /// The call id of a submitted dependency.
+  static std::uint64_t submitted_id(future_state& dep) {
+    std::lock_guard lock(dep.mu);
+    if (!dep.function) throw Error("a future made from a value cannot be passed as an argument; pass the value");
+    return dep.call_id;
+  }
+
   client::call_callback completion() {
     // The pending call keeps the state alive: the last Future may go while the call runs.
     return [self = shared_from_this()](std::exception_ptr e, buffer payload) {

@@ -575,6 +575,11 @@ http_response server::state::metrics_response() const {
   }
   extra += "# HELP ferry_inputs_running Inputs running in containers.\n# TYPE ferry_inputs_running gauge\n";
   extra += "ferry_inputs_running " + std::to_string(running) + "\n";
+  std::size_t waiting = 0;
+  for (const auto& [id, in] : inputs) waiting += in->state == input_state::waiting;
+  extra += "# HELP ferry_calls_waiting Calls waiting for the calls that produce their arguments.\n"
+           "# TYPE ferry_calls_waiting gauge\n";
+  extra += "ferry_calls_waiting " + std::to_string(waiting) + "\n";
   extra += "# HELP ferry_connections Open wire connections (programs and containers).\n# TYPE ferry_connections gauge\n";
   extra += "ferry_connections " + std::to_string(sessions.size()) + "\n";
   extra += "# HELP ferry_server_resident_memory_bytes The server process's resident memory.\n"

@@ -471,7 +471,20 @@ void server::state::complete(input_record& in, status outcome, std::span<const c
   in.state = input_state::done;
   in.outcome = outcome;
   in.result.clear();
-  in.result.append(payload.data(), payload.size());
+  if (outcome != status::ok && payload.size() > wire::max_bounded_error_size) {
+    // What is kept (in memory, in the history, in the store) and passed on stays bounded.
+    wire::error_record error;
+    try {
+      error = wire::decode_error(payload);
+    } catch (const DecodeError& e) {
+      error = {outcome, "", std::string("the error record of '") + in.function->name + "' is malformed: " + e.what(),
+               in.function->name, in.call_id, ""};
+    }
+    wire::bound_error(error);
+    wire::encode_error(in.result, error);
+  } else {
+    in.result.append(payload.data(), payload.size());
+  }
   in.arguments = detail::buffer{};
   record_end(in);
   // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
@@ -480,6 +493,21 @@ void server::state::complete(input_record& in, status outcome, std::span<const c
 }
 
 void server::state::settle(input_record& in) {
+  unsettled.push_back(in.id);
+  if (settling) return;  // the loop below, further up this stack, takes it
+  settling = true;
+  struct reset {
+    bool& flag;
+    ~reset() { flag = false; }
+  } reset_settling{settling};
+  while (!unsettled.empty()) {
+    const std::uint64_t id = unsettled.front();
+    unsettled.pop_front();
+    if (auto it = inputs.find(id); it != inputs.end()) settle_now(*it->second);
+  }
+}
+
+void server::state::settle_now(input_record& in) {
   // Consumers go on (or fail, naming this call) now that its result exists. Each one that moves on stops
   // reading this call, which could forget it: hold a reader of our own until done.
   ++in.readers;
@@ -501,10 +529,19 @@ void server::state::settle(input_record& in) {
 }
 
 void server::state::fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position) {
+  // The type, stack, function and call id stay those of the first failure; the message names this hop and
+  // where the failure began, with the first failure's message once, whatever the chain's length.
   wire::error_record error = wire::decode_error(dep.result.view());
+  consumer.failed_upstream = dep.failed_upstream + 1;
+  consumer.first_failure =
+      dep.first_failure ? dep.first_failure : std::make_shared<const std::string>(std::move(error.message));
   error.message = "argument " + std::to_string(position + 1) + " of '" + consumer.function->name +
-                  "' comes from call " + dep.call_id + " of '" + dep.function->name +
-                  "', which failed: " + error.message;
+                  "' comes from call " + dep.call_id + " of '" + dep.function->name + "', which failed";
+  if (dep.failed_upstream > 0) {
+    error.message += " because call " + error.call_id + " of '" + error.function + "', " +
+                     plural(dep.failed_upstream, "call") + " further up its chain of arguments, failed";
+  }
+  error.message += ": " + *consumer.first_failure;
   fail(consumer, error);
 }
 

@@ -73,6 +73,11 @@ struct input_record {
   container_record* container = nullptr;  // while running
   status outcome = status::ok;            // once done: the value, or an error record, in `result`
   detail::buffer result;
+  /// Failed because an argument call failed: how many calls up the chain of arguments the failure began
+  /// (1: the argument call itself), and that first failure's message, shared along the chain so that an
+  /// error passed down a long chain (a reduce) is told once, not once per step.
+  std::uint32_t failed_upstream = 0;
+  std::shared_ptr<const std::string> first_failure;
   // What observers see (the HTTP API, the dashboard, metrics).
   std::string parent_call_id;      // the call whose body made this one; "" when a program made it
   std::uint64_t parent_input = 0;  // that call's input id: its logs go where the parent's go
@@ -288,6 +293,10 @@ struct server::state {
   std::uint64_t next_subscriber_id = 1;
   std::map<std::uint64_t, subscriber> subscribers;  // by subscriber id
 
+  /// Calls whose results exist and whose consumers have not been told yet (see settle).
+  std::deque<std::uint64_t> unsettled;
+  bool settling = false;
+
   bool stopping = false;
   bool finishing = false;
   std::unique_ptr<asio::steady_timer> stop_timer;
@@ -349,7 +358,11 @@ struct server::state {
   void make_ready(input_record& in);
   void complete(input_record& in, status outcome, std::span<const char> payload);
   void fail(input_record& in, const wire::error_record& error);
+  /// Tells the consumers of a call that has ended (they go on, or fail naming it) and delivers its result.
+  /// Iterative: a consumer that fails is settled after the call that failed it, never within it, so a
+  /// failure runs down a chain of any length in constant stack.
   void settle(input_record& in);
+  void settle_now(input_record& in);
   /// Fails `consumer` with the error of `dep`, its argument at `position`, naming that call.
   void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
   void deliver(input_record& in);

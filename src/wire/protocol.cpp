@@ -19,6 +19,24 @@ error_record decode_error(std::span<const char> payload) {
           std::move(function),       std::move(call_id), std::move(stack)};
 }
 
+namespace {
+bool bound_text(std::string& text, std::size_t limit) {
+  if (text.size() <= limit) return false;
+  std::size_t keep = limit;
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;  // not inside a character
+  const std::size_t cut = text.size() - keep;
+  text.resize(keep);
+  text += "... (" + std::to_string(cut) + " more bytes not kept)";
+  return true;
+}
+}  // namespace
+
+bool bound_error(error_record& e) {
+  const bool message_cut = bound_text(e.message, max_error_message_size);
+  const bool stack_cut = bound_text(e.stack, max_error_stack_size);
+  return message_cut || stack_cut;
+}
+
 const char* to_string(message_kind kind) {
   switch (kind) {
     case message_kind::hello:

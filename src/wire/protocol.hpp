@@ -99,6 +99,17 @@ struct error_record {
   std::string stack;  // the remote stack, for remote_exception
 };
 
+/// The most of an error's message and of its stack that travel and are kept. A body's exception may say
+/// anything at any length, and an error passed along a chain of calls must not grow with the chain.
+inline constexpr std::size_t max_error_message_size = 8 * 1024;
+inline constexpr std::size_t max_error_stack_size = 16 * 1024;
+/// An encoded error record longer than this may hold more than those bounds allow (see bound_error).
+inline constexpr std::size_t max_bounded_error_size = 32 * 1024;
+
+/// Cuts `e`'s message and stack to the bounds above (at a UTF-8 character boundary), saying how much was cut.
+/// Returns whether anything was cut.
+bool bound_error(error_record& e);
+
 // Headers, as tuples in wire order (the kind precedes them). Roles and statuses travel as integers.
 using hello_header = std::tuple<std::uint32_t /*protocol*/, std::string /*token*/, std::uint8_t /*role*/,
                                 std::uint64_t /*container id*/, std::int64_t /*pid*/>;

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/use_future.hpp>
+#include <fstream>
 #include <future>
+#include <thread>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -163,6 +165,54 @@ TEST(futures, reduce_folds_left_to_right_with_its_edge_cases) {
               EXPECT_EQ(ferry::run(add.reduce.aio(std::vector<std::int64_t>{4, 5})), 9);
             }),
             0);
+}
+
+TEST(futures, a_reduce_of_20000_items_folds_them_all) {
+  // Each step's future is the argument of the next: the chain used to be destroyed by recursion as deep as
+  // it was long, and overflowed the stack at about 16,000 items in a Debug build.
+  EXPECT_EQ(run_app([] { EXPECT_EQ(add.reduce(std::vector<std::int64_t>(20'000, 1)), 20'000); }), 0);
+}
+
+TEST(futures, a_failure_at_the_head_of_a_long_reduce_reaches_the_caller_told_once_and_bounded) {
+  const std::string gate = scratch_dir() + "/gate";
+  scoped_env gate_env({{"E2E_GATE", gate}});  // (the server's containers inherit it)
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr std::int64_t n = 100'000;  // (the sanitizers' memory and time overheads)
+#else
+  constexpr std::int64_t n = 1'000'000;
+#endif
+  EXPECT_EQ(run_app([&] {
+              std::vector<std::int64_t> items(n, 1);
+              items[0] = -1;  // the first step waits for the gate, then throws
+              std::thread opener([&] {
+                // Every later step waits on the server for the one before it; then the head fails, and the
+                // failure runs down the whole chain.
+                const auto give_up = std::chrono::steady_clock::now() + 120s;
+                while (server.metric("ferry_calls_waiting") < n - 2 && std::chrono::steady_clock::now() < give_up) {
+                  std::this_thread::sleep_for(10ms);  // (polling the server's state, with a deadline)
+                }
+                std::ofstream(gate) << "open\n";
+              });
+              try {
+                gated_add.reduce(items);
+                ADD_FAILURE() << "no exception";
+              } catch (const std::invalid_argument& e) {
+                const std::string what = e.what();
+                EXPECT_LT(what.size(), 1000u) << what.substr(0, 2000);
+                EXPECT_THAT(what, HasSubstr("the first step fails on purpose"));
+                EXPECT_EQ(what.find("the first step fails on purpose"), what.rfind("the first step fails on purpose"));
+                EXPECT_THAT(what, HasSubstr(std::to_string(n - 3) + " calls further up its chain of arguments"));
+                const auto* details = ferry::remote_details(e);
+                ASSERT_NE(details, nullptr);
+                EXPECT_EQ(details->function(), "gated_add");  // where it began
+              }
+              opener.join();
+            }),
+            0);
+  // What the server keeps of all those failures stays small too.
+  EXPECT_LT(server.http_get("/v1/calls").size(), 1'000'000u);
 }
 
 TEST(futures, reduce_begins_before_the_maps_last_item_finishes) {

@@ -429,6 +429,15 @@ bool hold_body(std::string gate) {
   return true;
 }
 
+/// a + b, except that a step whose a is -1 waits for the file named by E2E_GATE (inherited from the server's
+/// environment) and then throws: the head of a reduce that fails once the rest of its chain waits for it.
+std::int64_t gated_add_body(std::int64_t a, std::int64_t b) {
+  if (a != -1) return a + b;
+  const char* gate = std::getenv("E2E_GATE");
+  if (!gate || !hold_body(gate)) throw std::logic_error("gated_add: no E2E_GATE, or cancelled");
+  throw std::invalid_argument("the first step fails on purpose");
+}
+
 ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first =
     app().function("fail_first", fail_first_body, {.retries = ferry::Retries(3, 10ms)});
 ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first_no_retries =
@@ -453,6 +462,7 @@ ferry::Function<std::int64_t(std::string, std::int64_t)> slow_square =
 /// Spawns square(x) from inside a body and waits for it.
 ferry::Function<std::int64_t(std::int64_t)> spawner =
     app().function("spawner", [](std::int64_t x) { return square.spawn(x).get(std::chrono::seconds{30}); });
+ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add = app().function("gated_add", gated_add_body);
 ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
 ferry::Function<bool(std::string)> single_hold = app().function("single_hold", hold_body, {.max_containers = 1});
 ferry::Function<bool(std::string)> warm_hold =

@@ -115,6 +115,7 @@ extern ferry::Function<bool(std::string)> timed_hold;
 extern ferry::Function<std::int64_t(std::int64_t)> spawner;
 extern ferry::Function<bool(std::string)> single_hold;
 extern ferry::Function<bool(std::string)> warm_hold;
+extern ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add;
 
 }  // namespace e2e
 
