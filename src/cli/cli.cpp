@@ -24,6 +24,7 @@
 #include "client/client.hpp"
 #include "codec/json.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/process_client.hpp"
 #include "runtime/server_config.hpp"
 #include "server/server.hpp"
 
@@ -31,7 +32,7 @@ namespace ferry::cli {
 
 namespace {
 
-constexpr const char* default_address = "127.0.0.1:7700";
+constexpr const char* default_address = runtime::default_server_address;
 
 struct server_flags {
   std::string host = "127.0.0.1";
@@ -52,20 +53,6 @@ struct server_target {
   std::string state_dir;
 };
 
-client::connect_options connect_options_for(server_target target) {
-  if (target.address.empty()) {
-    const char* env = std::getenv("FERRY_SERVER");
-    target.address = env && *env ? env : default_address;
-  }
-  client::connect_options options;
-  options.server = client::endpoint::parse(target.address);
-  const char* token = std::getenv("FERRY_TOKEN");
-  options.token = token && *token ? token
-                                  : runtime::read_token(target.state_dir.empty() ? runtime::default_state_dir()
-                                                                                 : std::filesystem::path(target.state_dir));
-  return options;
-}
-
 std::string human_bytes(std::uint64_t bytes) {
   char text[32];
   std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
@@ -73,7 +60,7 @@ std::string human_bytes(std::uint64_t bytes) {
 }
 
 std::shared_ptr<client::client> connect_to(const server_target& target) {
-  return client::client::connect(connect_options_for(target));
+  return client::client::connect(runtime::server_connect_options(target.address, target.state_dir));
 }
 
 /// Runs `binary` with FERRY_DESCRIBE=1 and returns what it writes to stdout.
@@ -330,10 +317,10 @@ int serve(const server_flags& flags) {
 int run_app(const std::string& address, const std::string& state_dir, const std::string& app,
             const std::vector<std::string>& args) {
   ::setenv("FERRY_SERVER", address.c_str(), 1);
-  if (const char* token = std::getenv("FERRY_TOKEN"); !token || !*token) {
-    const std::string t =
-        runtime::read_token(state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(state_dir));
-    ::setenv("FERRY_TOKEN", t.c_str(), 1);
+  // The app reads the token from the state directory once it has reached the server (so that an unreachable
+  // server is reported first).
+  if (const char* token = std::getenv("FERRY_TOKEN"); (!token || !*token) && !state_dir.empty()) {
+    ::setenv("FERRY_HOME", state_dir.c_str(), 1);
   }
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(app.c_str()));

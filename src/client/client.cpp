@@ -40,6 +40,21 @@ endpoint endpoint::parse(const std::string& text) {
   return e;
 }
 
+std::chrono::milliseconds connect_options::default_connect_timeout() {
+  static const std::chrono::milliseconds timeout = [] {
+    const char* text = std::getenv("FERRY_CONNECT_TIMEOUT");
+    if (text && *text) {
+      char* end = nullptr;
+      const double seconds = std::strtod(text, &end);
+      if (end && *end == '\0' && seconds > 0 && seconds < 1e6) {
+        return std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
+      }
+    }
+    return std::chrono::milliseconds(10'000);
+  }();
+  return timeout;
+}
+
 client::client() = default;
 
 std::shared_ptr<client> client::connect(const connect_options& options, container_handlers handlers) {
@@ -58,24 +73,46 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
   const char* stream_logs = std::getenv("FERRY_STREAM_LOGS");
   if (!(stream_logs && std::string_view(stream_logs) == "0")) c->on_log_ = print_log_line;
 
+  const std::string where = options.server.to_string();
+  const auto seconds = [&] {
+    return std::to_string(options.timeout.count() / 1000) +
+           (options.timeout.count() % 1000 ? "." + std::to_string(options.timeout.count() % 1000 / 100) : "") + " s";
+  };
   tcp::socket socket(c->io_);
   boost::system::error_code ec;
+  bool timed_out = false;
   try {
     tcp::resolver resolver(c->io_);
     // Through the event loop, which resumes what a signal interrupts (a program's SIGALRM timer, a
-    // profiler's SIGPROF), where a blocking connect() fails with EINTR.
+    // profiler's SIGPROF), where a blocking connect() fails with EINTR; and bounded, for a host that drops
+    // the connection attempt without an answer.
+    asio::steady_timer deadline(c->io_, options.timeout);
+    deadline.async_wait([&](boost::system::error_code timer_ec) {
+      if (timer_ec) return;
+      timed_out = true;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    });
     asio::async_connect(socket, resolver.resolve(options.server.host, std::to_string(options.server.port)),
-                        [&ec](boost::system::error_code connect_ec, const tcp::endpoint&) { ec = connect_ec; });
+                        [&](boost::system::error_code connect_ec, const tcp::endpoint&) {
+                          ec = connect_ec;
+                          deadline.cancel();
+                        });
     c->io_.run();
     c->io_.restart();
   } catch (const boost::system::system_error& e) {
     ec = e.code();
   }
-  if (ec) {
-    throw ConnectionError("cannot connect to the ferry server at " + options.server.to_string() + ": " +
-                          ec.message() +
-                          "; start one with `ferry server`, or unset FERRY_SERVER to use an embedded server");
+  if (timed_out) {
+    throw ConnectionError("cannot connect to the ferry server at " + where + ": no answer within " + seconds() +
+                          "; check the address (FERRY_SERVER or --server) and that the host is reachable");
   }
+  if (ec) {
+    throw ConnectionError("cannot connect to the ferry server at " + where + ": " + ec.message() +
+                          "; start one with `ferry server`, or set FERRY_SERVER to a running one's address (a "
+                          "program's app.main uses an embedded server when FERRY_SERVER is unset)");
+  }
+  const std::string token = options.token.empty() && options.read_token ? options.read_token() : options.token;
   c->connection_ = std::make_shared<wire::connection>(std::move(socket), wire::default_max_frame_size);
   c->connection_->start([raw = c.get()](const wire::frame& f) { raw->on_frame(f); },
                         [raw = c.get()](const std::string& reason) { raw->on_close(reason); });
@@ -84,14 +121,33 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
     wire::run_batched(raw->io_);
   });
 
+  // A peer that accepts and then says nothing (or waits for an HTTP request that never comes) is not a ferry
+  // server: past the deadline the connection closes, failing the handshake.
+  static const std::string no_welcome = "no welcome";
+  asio::post(c->io_, [raw = c.get(), timeout = options.timeout] {
+    raw->handshake_deadline_.emplace(raw->io_, timeout);
+    raw->handshake_deadline_->async_wait([raw](boost::system::error_code ec) {
+      if (!ec && !raw->handshake_.done.load()) raw->connection_->close(no_welcome);
+    });
+  });
   c->connection_->send(
       wire::message_kind::hello,
-      wire::hello_header{wire::protocol_version, options.token, static_cast<std::uint8_t>(options.role),
+      wire::hello_header{wire::protocol_version, token, static_cast<std::uint8_t>(options.role),
                          options.container_id, static_cast<std::int64_t>(::getpid())});
   pending_call& welcome = c->wait(c->handshake_);
+  asio::post(c->io_, [raw = c.get()] {
+    if (raw->handshake_deadline_) raw->handshake_deadline_->cancel();
+  });
+  if (welcome.connection_error == no_welcome) {
+    throw ConnectionError("the server at " + where + " accepted the connection but did not answer ferry's handshake "
+                          "within " + seconds() + ": is " + where +
+                          " a ferry server (and not another service, or an HTTP proxy)? Check FERRY_SERVER or "
+                          "--server; FERRY_CONNECT_TIMEOUT sets the wait in seconds");
+  }
   if (!welcome.connection_error.empty()) {
-    throw ConnectionError("the ferry server at " + options.server.to_string() +
-                          " closed the connection during the handshake: " + welcome.connection_error);
+    throw ConnectionError("the server at " + where + " closed the connection during ferry's handshake (" +
+                          welcome.connection_error + "): is " + where +
+                          " a ferry server of this version? Check FERRY_SERVER or --server");
   }
   if (welcome.status != wire::status::ok) {
     throw ConnectionError("the ferry server at " + options.server.to_string() +

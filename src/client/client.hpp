@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <exception>
@@ -37,9 +39,18 @@ struct endpoint {
 
 struct connect_options {
   endpoint server;
+  /// The server's token; when empty, read_token gives it once the connection is made (so that a server that
+  /// cannot be reached is reported before a token file that cannot be read).
   std::string token;
+  std::function<std::string()> read_token;
   wire::peer_role role = wire::peer_role::client;
   std::uint64_t container_id = 0;
+  /// How long connecting and the handshake may take together: a port that accepts and stays silent (or
+  /// answers in another protocol) is not a ferry server. FERRY_CONNECT_TIMEOUT (seconds) overrides it.
+  std::chrono::milliseconds timeout = default_connect_timeout();
+
+  /// 10 s, or FERRY_CONNECT_TIMEOUT.
+  static std::chrono::milliseconds default_connect_timeout();
 };
 
 /// An input the server hands a container.
@@ -132,6 +143,12 @@ class client {
   /// Blocks until the connection has closed (containers wait on this), and returns why.
   std::string wait_closed();
 
+  /// Whether the connection has closed (the server went away, or close()).
+  bool closed() const { return closed_.load(); }
+
+  /// Where this client is connected: host:port.
+  std::string server_address() const { return server_.to_string(); }
+
  private:
   struct pending_call {
     std::string function;
@@ -171,6 +188,7 @@ class client {
   std::uint64_t next_call_id_ = 1;                            // guarded by mu_
   std::unordered_map<std::uint64_t, pending_call*> pending_;  // guarded by mu_
   pending_call handshake_;                                    // the welcome or app_registered being awaited
+  std::optional<boost::asio::steady_timer> handshake_deadline_;  // I/O thread only
   std::string closed_reason_;                                 // guarded by mu_; non-empty once closed
   std::atomic<bool> closed_{false};
 };

@@ -129,9 +129,7 @@ int App::run(int argc, char** argv, std::function<void()> entry, std::function<T
   try {
     client::connect_options options;
     if (const char* address = std::getenv("FERRY_SERVER"); address && *address) {
-      options.server = client::endpoint::parse(address);
-      const char* token = std::getenv("FERRY_TOKEN");
-      options.token = token && *token ? token : runtime::read_token(runtime::default_state_dir());
+      options = runtime::server_connect_options(address);
     } else {
       embedded = std::make_unique<embedded_server>();
       options.server = client::endpoint::parse(embedded->address());

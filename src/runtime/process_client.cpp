@@ -11,6 +11,7 @@
 #include <set>
 
 #include "runtime/current.hpp"
+#include "runtime/server_config.hpp"
 
 namespace ferry::runtime {
 
@@ -18,15 +19,53 @@ namespace {
 std::mutex mu;
 std::shared_ptr<client::client> current;  // guarded by mu
 
+/// Outside app.main: the program's own connection to the standalone server.
+struct standalone_connection {
+  std::mutex mu;
+  std::shared_ptr<client::client> client;  // guarded by mu
+  ~standalone_connection() {
+    // At exit: close it before the static objects its I/O thread might use go.
+    std::lock_guard lock(mu);
+    client.reset();
+  }
+};
+standalone_connection& standalone() {
+  static standalone_connection connection;
+  return connection;
+}
+
 }  // namespace
 
-std::shared_ptr<client::client> require_client(const std::string& function) {
-  auto c = process_client();
-  if (!c) {
-    throw Error("cannot call '" + function +
-                "' remotely: no ferry runtime is running; make the call inside app.main(argc, argv, entry)");
+client::connect_options server_connect_options(std::string address, std::filesystem::path state_dir) {
+  if (address.empty()) {
+    const char* env = std::getenv("FERRY_SERVER");
+    address = env && *env ? env : default_server_address;
   }
-  return c;
+  client::connect_options options;
+  options.server = client::endpoint::parse(address);
+  if (const char* token = std::getenv("FERRY_TOKEN"); token && *token) {
+    options.token = token;
+  } else {
+    options.read_token = [state_dir = state_dir.empty() ? default_state_dir() : std::move(state_dir)] {
+      return read_token(state_dir);
+    };
+  }
+  return options;
+}
+
+std::shared_ptr<client::client> require_client(const std::string& function) {
+  if (auto c = process_client()) return c;
+  standalone_connection& s = standalone();
+  std::lock_guard lock(s.mu);
+  if (!s.client || s.client->closed()) {
+    s.client.reset();
+    try {
+      s.client = client::client::connect(server_connect_options(""));
+    } catch (const ConnectionError& e) {
+      throw ConnectionError("cannot call '" + function + "': " + e.what());
+    }
+  }
+  return s.client;
 }
 
 /// A blocking call on an event loop holds every coroutine of that loop until it returns: say so, once per

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ferry/task.hpp>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <source_location>
@@ -12,10 +13,21 @@
 
 namespace ferry::runtime {
 
+/// The address programs and the CLI use when neither FERRY_SERVER nor --server names one.
+inline constexpr const char* default_server_address = "127.0.0.1:7700";
+
+/// How to reach a standalone server: `address` (empty: FERRY_SERVER, or default_server_address), with
+/// FERRY_TOKEN, or else the token in `state_dir` (empty: the default state directory), read once connected.
+client::connect_options server_connect_options(std::string address, std::filesystem::path state_dir = {});
+
+/// The client set by App::main (for its entrypoint) or by the container runtime; nullptr otherwise.
 void set_process_client(std::shared_ptr<client::client> c);
 std::shared_ptr<client::client> process_client();
 
-/// The process client, or Error saying that `function` can only be called inside app.main.
+/// The client to call `function` through: the process client, or outside app.main (a program that only
+/// calls deployed functions) a connection of its own to the standalone server (server_connect_options),
+/// made on first use and made again once the server has gone (restarted). Throws ConnectionError when the
+/// server cannot be reached.
 std::shared_ptr<client::client> require_client(const std::string& function);
 
 /// Awaits a completion delivered on the client's I/O thread: `start` is given the callback to complete;

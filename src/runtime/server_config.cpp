@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ferry/errors.hpp>
 #include <fstream>
 #include <system_error>
@@ -39,10 +40,13 @@ std::string random_token() {
 std::string read_token(const std::filesystem::path& state_dir) {
   const auto path = state_dir / "token";
   std::ifstream in(path);
+  const int open_error = errno;
   std::string token;
   if (!in || !std::getline(in, token) || token.empty()) {
-    throw ConnectionError("cannot read the server's token from " + path.string() +
-                          "; set FERRY_TOKEN, or FERRY_HOME to the state directory of the `ferry server` you use");
+    const std::string why = !in ? std::strerror(open_error) : "it is empty";
+    throw ConnectionError("cannot read the server's token from " + path.string() + " (" + why +
+                          "); set FERRY_TOKEN, or FERRY_HOME (or --state-dir) to the state directory of the "
+                          "`ferry server` you use");
   }
   return token;
 }

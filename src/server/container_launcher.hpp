@@ -39,11 +39,20 @@ class container_process {
   virtual std::uint64_t rss_bytes() const = 0;
 };
 
+/// How a container's process ended.
+struct container_exit {
+  std::string how;  // "exited with code 3", "was killed by signal 9 (SIGKILL)"
+  int signal = 0;   // the signal that killed it; 0 when it exited (or its status is unknown)
+
+  /// Killed by a signal sent from outside (kill, the OOM killer, a shutdown), not by a fault of its own
+  /// (SIGSEGV, SIGABRT, ...): another start may well succeed.
+  bool killed_from_outside() const;
+};
+
 class container_launcher {
  public:
-  /// Runs on the server's executor once the container has exited, with how ("exited with code 3",
-  /// "was killed by signal 9 (KILL)"); its stderr is complete by then.
-  using exit_handler = std::function<void(std::string how)>;
+  /// Runs on the server's executor once the container has exited; its stderr is complete by then.
+  using exit_handler = std::function<void(container_exit exit)>;
   /// Runs on the server's executor with each chunk the container writes to stdout (stream 1) or stderr (2),
   /// in order per stream; the chunks are not split at line ends.
   using output_handler = std::function<void(int stream, std::string_view chunk)>;

@@ -25,14 +25,14 @@ namespace {
 
 constexpr std::size_t stderr_tail_size = 8 * 1024;
 
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+container_exit describe_exit(int status) {
+  if (WIFEXITED(status)) return {"exited with code " + std::to_string(WEXITSTATUS(status))};
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
     const char* name = sigabbrev_np(sig);
-    return "was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : "");
+    return {"was killed by signal " + std::to_string(sig) + (name ? std::string(" (SIG") + name + ")" : ""), sig};
   }
-  return "ended with status " + std::to_string(status);
+  return {"ended with status " + std::to_string(status)};
 }
 
 class process final : public container_process, public std::enable_shared_from_this<process> {
@@ -120,7 +120,7 @@ class process final : public container_process, public std::enable_shared_from_t
     boost::system::error_code ec;
     for (auto& p : pipes_) p.cancel(ec);
     if (auto handler = std::move(on_exit_))
-      handler(reaped ? describe_exit(status) : "exited (its exit status was collected elsewhere)");
+      handler(reaped ? describe_exit(status) : container_exit{"exited (its exit status was collected elsewhere)"});
   }
 
   pid_t pid_;
@@ -226,6 +226,22 @@ class process_launcher final : public container_launcher {
 };
 
 }  // namespace
+
+bool container_exit::killed_from_outside() const {
+  switch (signal) {
+    case SIGKILL:
+    case SIGTERM:
+    case SIGINT:
+    case SIGHUP:
+    case SIGQUIT:
+    case SIGPIPE:
+    case SIGUSR1:
+    case SIGUSR2:
+      return true;
+    default:
+      return false;
+  }
+}
 
 std::unique_ptr<container_launcher> make_process_launcher(asio::any_io_executor executor) {
   return std::make_unique<process_launcher>(std::move(executor));

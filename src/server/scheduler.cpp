@@ -39,10 +39,7 @@ void server::state::retry_or_fail(input_record& in, wire::error_record error) {
     });
     return;
   }
-  if (in.attempts > 1) {
-    error.message = "'" + fn.name + "' failed " + plural(in.attempts, "time") + " (" +
-                    plural(in.attempts, "attempt") + ", the retry limit); the last attempt: " + error.message;
-  }
+  error.message = last_attempt_failed(fn, in.attempts, error.message);
   fail(in, error);
 }
 
@@ -233,7 +230,7 @@ void server::state::launch_container(function_state& fn) {
   container_spec spec{c->id, fn.app->executable, fn.app->declared_name, fn.name, address, options.token};
   try {
     c->process = launcher->launch(
-        spec, [this, id = c->id](std::string how) { on_container_exit(id, how); },
+        spec, [this, id = c->id](container_exit exit) { on_container_exit(id, exit); },
         [this, id = c->id](int stream, std::string_view chunk) { on_container_output(id, stream, chunk); });
   } catch (const std::exception& e) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
@@ -251,13 +248,15 @@ void server::state::launch_container(function_state& fn) {
     if (it == containers.end() || it->second->state != container_state::starting) return;
     spdlog::warn("container {} did not connect within {} ms; killing it", id,
                  options.container_connect_timeout.count());
+    it->second->connect_timed_out = true;
     it->second->process->kill();
   });
   fn.containers.push_back(c.get());
   containers.emplace(c->id, std::move(c));
 }
 
-void server::state::on_container_exit(std::uint64_t container_id, const std::string& how) {
+void server::state::on_container_exit(std::uint64_t container_id, const container_exit& exit) {
+  const std::string& how = exit.how;
   auto it = containers.find(container_id);
   if (it == containers.end()) return;
   std::unique_ptr<container_record> c = std::move(it->second);
@@ -284,11 +283,17 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
 
   if (c->state == container_state::starting) {
     spdlog::warn("container {} for {}.{} {} before it connected", c->id, fn.app->name, fn.name, how);
-    // With no other container on the way, nothing would ever run what is queued: fail it now.
+    // With no other container on the way, nothing would run what is queued. A start killed from outside
+    // (kill -9, the OOM killer) may well succeed next time: it costs the queued inputs an attempt each. A
+    // binary that cannot start (it exits, or faults, before connecting; or never connects) fails them now.
     if (fn.containers.empty()) {
-      fail_queue(fn, status::container_start_failed,
-                 "could not start a container for '" + fn.name + "': the container process " + how +
-                     " before it connected to the server" + tail_note(tail));
+      const std::string message = "could not start a container for '" + fn.name + "': the container process " +
+                                  how + " before it connected to the server" + tail_note(tail);
+      if (exit.killed_from_outside() && !c->connect_timed_out && !c->stop_requested) {
+        charge_start_to_queue(fn, message);
+      } else {
+        fail_queue(fn, status::container_start_failed, message);
+      }
     }
   } else {
     const std::size_t running = c->running_inputs();
@@ -324,6 +329,20 @@ void server::state::on_container_exit(std::uint64_t container_id, const std::str
   }
   if (!stopping) dispatch(fn);
   finish_stop_if_done();
+}
+
+void server::state::charge_start_to_queue(function_state& fn, const std::string& message) {
+  auto queue = std::move(fn.queue);
+  fn.queue.clear();
+  for (input_record* in : queue) {
+    if (++in->attempts <= fn.retries.max_retries) {
+      fn.queue.push_back(in);  // it waits for the next start (which backs off while starts keep dying)
+      continue;
+    }
+    in->state = input_state::waiting;  // no longer in the queue
+    fail(*in, {status::container_start_failed, "", last_attempt_failed(fn, in->attempts, message), fn.name,
+               in->call_id, ""});
+  }
 }
 
 void server::state::stop_container(container_record& c) {

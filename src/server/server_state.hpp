@@ -107,6 +107,7 @@ struct container_record {
   std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> stopping_attempts;
   bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
   bool replaced = false;        // killed for an attempt that would not stop: its other inputs are re-queued
+  bool connect_timed_out = false;  // killed because it did not connect in time: a failed start
   std::unique_ptr<asio::steady_timer> connect_timer;
   /// Armed when the server asks it to exit (SIGTERM): it is killed if it has not exited `stop_grace` later.
   std::unique_ptr<asio::steady_timer> kill_timer;
@@ -195,6 +196,14 @@ inline std::chrono::milliseconds retry_delay(const Retries& r, int failed_attemp
 inline std::string plural(std::int64_t n, const char* word) {
   return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
 }
+
+/// The error of a call whose last allowed attempt failed with `last`: says how many there were.
+inline std::string last_attempt_failed(const function_state& fn, int attempts, const std::string& last) {
+  if (attempts <= 1) return last;
+  return "'" + fn.name + "' failed " + plural(attempts, "time") + " (" + plural(attempts, "attempt") +
+         ", the retry limit); the last attempt: " + last;
+}
+
 
 enum class session_role { handshake, client, container };
 
@@ -391,7 +400,10 @@ struct server::state {
   void scale(function_state& fn);
   void arm_idle_timer(container_record& c);
   void launch_container(function_state& fn);
-  void on_container_exit(std::uint64_t container_id, const std::string& how);
+  void on_container_exit(std::uint64_t container_id, const container_exit& exit);
+  /// A container of `fn` died before it connected, killed from outside, and no other is on the way: each
+  /// queued input counts that as a failed attempt, under its retry policy; those out of retries fail.
+  void charge_start_to_queue(function_state& fn, const std::string& message);
   void stop_container(container_record& c);
   /// Sends SIGTERM, and SIGKILL `stop_grace` later if the process has not exited by then (a container that
   /// is frozen, SIGSTOP say, cannot act on SIGTERM, and would otherwise stay, `stopping`, for ever).

@@ -76,6 +76,15 @@ ferry::Function<stoppable_result(std::string, std::int64_t)> chaos_stoppable =
                    {.max_inputs = 2, .max_containers = 2, .timeout = std::chrono::milliseconds(4000),
                     .retries = ferry::Retries(3, std::chrono::milliseconds(10))});
 
+/// expected_for(i), after 20 ms of work. One container of 4 inputs, so that a container killed while it starts
+/// is the only one the queue waits on; many retries with the default backoff.
+std::int64_t chaos_patient_body(std::int64_t i) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return expected_for(i);
+}
+ferry::Function<std::int64_t(std::int64_t)> chaos_patient =
+    app().function("chaos_patient", chaos_patient_body, {.max_inputs = 4, .max_containers = 1, .retries = 25});
+
 namespace {
 
 using testing::HasSubstr;
@@ -247,6 +256,78 @@ TEST(chaos, kill_9_of_random_containers_during_a_100000_input_map_delivers_each_
   EXPECT_EQ(c.duplicated, 0);
   EXPECT_EQ(c.foreign, 0);
   EXPECT_GE(kills, min_map_kills);
+}
+
+// Containers take 300 ms to reach app.main. For the map's first 3 s, its container is killed every 0.25 s,
+// and every fourth time its replacement is killed while it starts: a start killed from outside costs the
+// queued inputs an attempt each (under their 25 retries), and the map completes, every result right. (Such a
+// kill used to fail every queued input with ContainerStartError.)
+TEST(chaos, containers_killed_while_they_start_cost_the_queued_inputs_an_attempt_and_the_map_completes) {
+  constexpr std::int64_t n = 300;
+  scoped_env slow({{"E2E_SLOW_START_MS", std::string("300")}});  // (the server's containers inherit it)
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  const pid_t server_pid = server.proc().pid();
+  std::atomic<bool> done{false};
+  std::atomic<int> kills{0}, kills_while_starting{0};
+  std::string killer_error;
+  std::vector<std::int64_t> results;
+  EXPECT_EQ(run_app([&] {
+              std::thread killer([&] {
+                std::mt19937 random(std::random_device{}());
+                try {
+                  for (int round = 1; round <= 12 && !done; ++round) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // (the chaos's pace)
+                    const bool replacement = round % 4 == 0;
+                    // The replacement: wait (up to 10 s) until one is starting, then kill it before it connects.
+                    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                    while (!done && std::chrono::steady_clock::now() < give_up) {
+                      std::vector<ferry_server::container_row> victims;
+                      for (auto& c : server.containers("chaos_patient")) {
+                        const bool wanted = replacement ? c.state == "starting" : c.state != "stopping";
+                        if (wanted && parent_of(c.pid) == server_pid) victims.push_back(c);
+                      }
+                      if (!victims.empty()) {
+                        const auto& v = victims[std::uniform_int_distribution<std::size_t>(0, victims.size() - 1)(random)];
+                        if (::kill(v.pid, SIGKILL) == 0) {
+                          ++kills;
+                          if (v.state == "starting") ++kills_while_starting;
+                        }
+                        break;
+                      }
+                      if (!replacement) break;
+                      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                    }
+                  }
+                } catch (const std::exception& e) {
+                  killer_error = e.what();
+                }
+              });
+              std::vector<std::int64_t> items(n);
+              for (std::int64_t i = 0; i < n; ++i) items[static_cast<std::size_t>(i)] = i;
+              try {
+                results = chaos_patient.map(items);
+              } catch (const std::exception& e) {
+                ADD_FAILURE() << "the map failed: " << e.what();
+              }
+              done = true;
+              killer.join();
+            }),
+            0);
+  EXPECT_EQ(killer_error, "");
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(n));
+  std::int64_t wrong = 0;
+  for (std::int64_t i = 0; i < n; ++i) wrong += results[static_cast<std::size_t>(i)] != expected_for(i);
+  std::printf("chaos: map of %ld inputs, containers starting in 300 ms, %d killed (%d while starting), %ld wrong\n", n,
+              kills.load(), kills_while_starting.load(), wrong);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GE(kills_while_starting.load(), 1);  // the case under test happened
+}
+
+// A binary that cannot start at all still fails fast: its exit before connecting fails the queue at once,
+// whatever the retries (never_starts exits with code 3 before it connects).
+TEST(chaos, a_container_that_exits_before_it_connects_fails_the_call_at_once) {
+  EXPECT_EQ(run_app([] { EXPECT_THROW(never_starts.remote(), ferry::ContainerStartError); }), 0);
 }
 
 // 10,000 spawned calls of the deployed app: the first 2,000 finish (and are fetched) before the kill, the

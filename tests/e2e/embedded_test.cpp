@@ -206,14 +206,6 @@ TEST(embedded, an_exception_escaping_the_entrypoint_makes_main_return_1) {
   EXPECT_EQ(run_app([] { raise_test_error.remote(); }), 1);
 }
 
-TEST(embedded, remote_outside_app_main_is_a_clear_error) {
-  try {
-    add.remote(1, 2);
-    ADD_FAILURE() << "no exception";
-  } catch (const ferry::Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("inside app.main"));
-  }
-}
 
 TEST(embedded, hello_example_prints_42) {
   const auto r = run({FERRY_HELLO_PATH});
