@@ -9,8 +9,11 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <typeinfo>
 
 namespace ferry {
 
@@ -56,6 +59,43 @@ class RemoteError : public Error, public RemoteDetails {
 /// The remote details of an exception that a remote body threw, or nullptr for a local exception.
 inline const RemoteDetails* remote_details(const std::exception& e) noexcept {
   return dynamic_cast<const RemoteDetails*>(&e);
+}
+
+namespace detail {
+
+/// An exception of type E that a remote body threw, rethrown in the caller: catchable as E, with the remote
+/// details.
+template <class E>
+class remote_exception final : public E, public RemoteDetails {
+ public:
+  remote_exception(const std::string& what, RemoteDetails details) : E(what), RemoteDetails(std::move(details)) {}
+};
+
+/// Makes the exception a remote body threw, from its message and details.
+using remote_exception_factory = std::exception_ptr (*)(const std::string& what, RemoteDetails details);
+/// Rethrows remote exceptions of `type` through `make`. Thread-safe.
+void register_remote_exception(const std::type_info& type, remote_exception_factory make);
+/// A C++ name, demangled ("std::out_of_range" from typeid(std::out_of_range).name()); itself when it is not a
+/// mangled name.
+std::string demangle(const char* mangled);
+
+}  // namespace detail
+
+/// Makes an exception type of the program's own reach callers as itself, like the standard types: when a
+/// remote body throws an E, `catch (const E&)` catches it in the caller, and ferry::remote_details(e) gives
+/// where it came from. Without it, an E arrives as a ferry::RemoteError whose type() is E's name. E must
+/// derive from std::exception, be constructible from its message (a std::string), and not be final.
+/// Register it in every program that catches it (containers of the same binary included: in main before
+/// app.main, or in a namespace-scope initializer). Thread-safe.
+template <class E>
+void register_exception() {
+  static_assert(std::is_base_of_v<std::exception, E>, "ferry::register_exception: E must derive from std::exception");
+  static_assert(std::is_constructible_v<E, const std::string&>,
+                "ferry::register_exception: E must be constructible from its message, a std::string");
+  static_assert(!std::is_final_v<E>, "ferry::register_exception: E must not be final (it is rethrown as a subclass)");
+  detail::register_remote_exception(typeid(E), [](const std::string& what, RemoteDetails details) {
+    return std::make_exception_ptr(detail::remote_exception<E>(what, std::move(details)));
+  });
 }
 
 /// A value that does not decode as the type expected: names the expected and the received type, and

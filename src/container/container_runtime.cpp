@@ -63,13 +63,23 @@ void capture_outcome(outcome& out, const runtime::input_context& input, Run&& ru
       return;
     }
     out.error.code = wire::status::remote_exception;
-    out.error.type = demangle(typeid(e).name());
-    out.error.message = e.what();
-    out.error.stack = last_throw_stack();
+    if (const RemoteDetails* remote = remote_details(e)) {
+      // A nested call's exception that the body let through: it travels on as it was first thrown (its type,
+      // message, function and call), its stack followed by the call that passed it on.
+      out.error.type = remote->type();
+      out.error.message = remote->message();
+      out.error.function = remote->function();
+      out.error.call_id = remote->call_id();
+      out.error.stack = remote->stack() + "  (passed on by '" + input.function + "', call " + input.call_id + ")\n";
+    } else {
+      out.error.type = detail::demangle(typeid(e).name());
+      out.error.message = e.what();
+      out.error.stack = last_throw_stack();
+    }
   } catch (...) {
     out.error.code = wire::status::remote_exception;
     const std::type_info* type = abi::__cxa_current_exception_type();
-    out.error.type = type ? demangle(type->name()) : "unknown";
+    out.error.type = type ? detail::demangle(type->name()) : "unknown";
     out.error.message = "(an exception not derived from std::exception)";
     out.error.stack = last_throw_stack();
   }

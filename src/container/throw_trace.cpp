@@ -1,12 +1,12 @@
 #include "container/throw_trace.hpp"
 
-#include <cxxabi.h>
 #include <dlfcn.h>
 #include <execinfo.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
+#include <ferry/errors.hpp>
 #include <cstdlib>
 #include <memory>
 #include <typeinfo>
@@ -45,12 +45,6 @@ void print_stack_on_fatal_signals() {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, on_fatal_signal);
 }
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), &std::free);
-  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
-}
-
 namespace {
 /// Frames of the standard library's call machinery (std::function, std::apply, std::invoke).
 bool is_call_plumbing(const std::string& frame) {
@@ -73,7 +67,7 @@ std::string last_throw_stack() {
     const auto open = line.find('(');
     const auto plus = line.find('+', open);
     const bool named = open != std::string::npos && plus != std::string::npos && plus > open + 1;
-    std::string frame = named ? demangle(line.substr(open + 1, plus - open - 1).c_str()) : line;
+    std::string frame = named ? detail::demangle(line.substr(open + 1, plus - open - 1).c_str()) : line;
     // What lies below the invoker (or the coroutine machinery that resumed the body) is ferry's container
     // runtime, not the user's code.
     if (frame.rfind("ferry::detail::body_invoker", 0) == 0 ||

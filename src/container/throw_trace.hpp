@@ -13,7 +13,5 @@ void record_throw_stacks();
 void print_stack_on_fatal_signals();
 /// The stack of the exception most recently thrown on this thread, one frame a line, demangled.
 std::string last_throw_stack();
-/// A type's name, demangled: "std::out_of_range".
-std::string demangle(const char* mangled);
 
 }  // namespace ferry::container

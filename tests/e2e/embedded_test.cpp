@@ -198,6 +198,67 @@ TEST(embedded, a_program_whose_timer_signals_interrupt_system_calls_runs_its_cal
   EXPECT_EQ(r.out, "sum 2668669870\n");  // 1² + … + 20² + 1² + … + 2000²
 }
 
+TEST(embedded, an_exception_a_body_lets_through_from_a_nested_call_reaches_the_caller_as_its_own_type) {
+  EXPECT_EQ(run_app([] {
+              for (int async = 0; async < 2; ++async) {
+                auto pass = [&](const std::string& kind) {
+                  return async ? async_pass_on.remote(kind) : pass_on.remote(kind);
+                };
+                const std::string passer = async ? "async_pass_on" : "pass_on";
+                try {
+                  pass("element_at");
+                  ADD_FAILURE() << "no exception";
+                } catch (const std::out_of_range& e) {
+                  const auto* details = ferry::remote_details(e);
+                  ASSERT_NE(details, nullptr);
+                  EXPECT_EQ(details->type(), "std::out_of_range");
+                  EXPECT_EQ(details->function(), "element_at");  // where it was thrown
+                  EXPECT_THAT(details->stack(), HasSubstr("passed on by '" + passer + "'"));
+                }
+                try {
+                  pass("test_error");
+                  ADD_FAILURE() << "no exception";
+                } catch (const ferry::RemoteError& e) {
+                  EXPECT_EQ(e.type(), "e2e::test_error");  // not the RemoteError the passing body saw
+                  EXPECT_EQ(e.message(), "the answer is not 42");
+                  EXPECT_EQ(e.function(), "raise_test_error");
+                }
+                try {
+                  pass("registered");
+                  ADD_FAILURE() << "no exception";
+                } catch (const registered_error& e) {
+                  EXPECT_STREQ(e.what(), "registered and passed on");
+                }
+                try {
+                  pass("crash");
+                  ADD_FAILURE() << "no exception";
+                } catch (const ferry::ContainerCrashedError& e) {
+                  EXPECT_THAT(e.what(), HasSubstr("crash"));
+                  ASSERT_NE(ferry::remote_details(e), nullptr);
+                  EXPECT_EQ(ferry::remote_details(e)->function(), passer);
+                }
+              }
+              // A registered type thrown directly is caught as itself too.
+              EXPECT_THROW(raise_registered.remote("direct"), registered_error);
+            }),
+            0);
+}
+
+TEST(embedded, an_exception_with_a_huge_message_arrives_bounded_saying_how_much_was_cut) {
+  EXPECT_EQ(run_app([] {
+              try {
+                raise_long.remote(10'000'000);
+                ADD_FAILURE() << "no exception";
+              } catch (const std::runtime_error& e) {
+                const std::string what = e.what();
+                EXPECT_LT(what.size(), 10'000u);
+                EXPECT_THAT(what, HasSubstr("more bytes not kept"));
+              }
+              EXPECT_EQ(add.remote(1, 2), 3);  // and the container goes on serving
+            }),
+            0);
+}
+
 TEST(embedded, a_container_can_call_other_functions) {
   EXPECT_EQ(run_app([] { EXPECT_EQ(sum_of_squares.remote(4), 1 + 4 + 9 + 16); }), 0);
 }

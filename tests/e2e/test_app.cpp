@@ -83,6 +83,29 @@ ferry::Function<std::int64_t(std::int64_t, std::int64_t)> add = app().function("
 ferry::Function<std::int64_t(std::int64_t)> square = app().function("square", square_body);
 ferry::Function<sample(sample)> echo = app().function("echo", echo_body);
 ferry::Function<std::int64_t(std::string, std::int64_t)> element_at = app().function("element_at", element_at_body);
+// (Registered at namespace scope, so that containers of this binary rethrow it as itself too.)
+const bool registered_error_registered = (ferry::register_exception<registered_error>(), true);
+ferry::Function<void(std::string)> raise_registered =
+    app().function("raise_registered", [](std::string message) { throw registered_error(message); });
+std::int64_t pass_on_body(std::string kind) {
+  if (kind == "element_at") return element_at.remote("ab", 5);
+  if (kind == "test_error") raise_test_error.remote();
+  if (kind == "registered") raise_registered.remote("registered and passed on");
+  if (kind == "crash") return crash.remote();
+  return 0;
+}
+ferry::Function<std::int64_t(std::string)> pass_on = app().function("pass_on", pass_on_body);
+ferry::Task<std::int64_t> async_pass_on_body(std::string kind) {
+  if (kind == "element_at") co_return co_await element_at.remote.aio("ab", 5);
+  if (kind == "test_error") co_await raise_test_error.remote.aio();
+  if (kind == "registered") co_await raise_registered.remote.aio("registered and passed on");
+  if (kind == "crash") co_return co_await crash.remote.aio();
+  co_return 0;
+}
+ferry::Function<ferry::Task<std::int64_t>(std::string)> async_pass_on =
+    app().function("async_pass_on", async_pass_on_body);
+ferry::Function<void(std::int64_t)> raise_long = app().function(
+    "raise_long", [](std::int64_t bytes) { throw std::runtime_error(std::string(static_cast<std::size_t>(bytes), 'x')); });
 ferry::Function<void()> raise_test_error = app().function("raise_test_error", raise_test_error_body);
 ferry::Function<std::int64_t()> crash = app().function("crash", crash_body);
 ferry::Function<std::int64_t()> never_starts = app().function("never_starts", never_starts_body);

@@ -41,6 +41,12 @@ class test_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// An exception type the test app registers with ferry::register_exception: callers catch it as itself.
+class registered_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 ferry::App& app();
 
 extern ferry::Function<std::int64_t(std::int64_t, std::int64_t)> add;
@@ -53,6 +59,15 @@ extern ferry::Function<std::int64_t()> never_starts;
 extern ferry::Function<rendezvous_report(std::int64_t)> rendezvous;
 extern ferry::Function<std::int64_t(std::int64_t)> sum_of_squares;
 extern ferry::Function<std::uint64_t(ferry::bytes)> length_of;
+/// Throws a registered_error with `message`.
+extern ferry::Function<void(std::string)> raise_registered;
+/// Calls another function that fails and lets its exception through: "element_at" (std::out_of_range),
+/// "test_error" (unregistered), "registered", "crash" (ContainerCrashedError); async_pass_on the same from an
+/// async body.
+extern ferry::Function<std::int64_t(std::string)> pass_on;
+extern ferry::Function<ferry::Task<std::int64_t>(std::string)> async_pass_on;
+/// Throws a std::runtime_error whose message is `bytes` long.
+extern ferry::Function<void(std::int64_t)> raise_long;
 
 /// Runs `entry` (blocking, or returning ferry::Task<void>) through app().main, as a program's main would;
 /// returns its exit code.
