@@ -3,14 +3,18 @@
 ///     auto [text, joke] = co_await ferry::gather(capitalize(name), make_joke(name));   // concurrently
 ///     std::vector<int> all = co_await ferry::gather(std::move(tasks));                 // in order
 ///     auto background = ferry::create_task(double_it(x));  // starts now
-///     int v = co_await std::move(background);                 // awaits it later
+///     int v = co_await background;                           // awaits it later (as often as wanted)
 ///
 /// All of these run on the awaiting coroutine's executor, so everything stays on one thread.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/system_executor.hpp>
 #include <chrono>
 #include <exception>
+#include <ferry/future.hpp>
 #include <ferry/task.hpp>
 #include <memory>
 #include <optional>
@@ -51,13 +55,18 @@ Task<void> gather_all(std::vector<Task<void>> tasks);
 /// current input's). Throws Error outside one.
 boost::asio::any_io_executor current_executor();
 
-/// The shared state between a task started by create_task and whoever awaits it.
+/// A task started by create_task, and its end, shared by the StartedTask handles and whoever awaits them.
+/// Confined to the executor the task runs on.
 class started_task {
  public:
-  /// Starts `task` on the current executor; its outcome is kept until awaited.
+  /// Starts `task` on the current executor (see current_executor).
   void start(Task<void> task);
-  /// Waits for the outcome; rethrows the task's exception.
-  Task<void> wait();
+  /// Waits for the task's end; rethrows its exception. When the awaiting coroutine is cancelled first, it
+  /// stops waiting with CancelledError, and the task is cancelled too if nothing else awaits it.
+  Task<void> wait() const;
+  bool done() const;
+  /// Asks the task to stop: it is cancelled at its next suspension point (its remote calls with it).
+  void cancel() const;
 
  private:
   struct state;
@@ -66,6 +75,16 @@ class started_task {
 
 template <class T>
 using gathered_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+
+/// The completion signature of a StartedTask<T>: void(std::exception_ptr, T), or void(std::exception_ptr).
+template <class T>
+struct started_signature {
+  using type = void(std::exception_ptr, T);
+};
+template <>
+struct started_signature<void> {
+  using type = void(std::exception_ptr);
+};
 
 template <class T, class Store>
 Task<void> store_result(Task<T> task, Store store) {
@@ -79,35 +98,116 @@ Task<void> store_result(Task<T> task, Store store) {
 
 }  // namespace detail
 
-/// Awaits all tasks concurrently and returns their values in order (std::monostate for Task<void>).
-/// If one throws, the others are cancelled (their remote inputs too) and that first error is rethrown.
-template <class... T>
-Task<std::tuple<detail::gathered_t<T>...>> gather(Task<T>... tasks) {
-  std::tuple<std::optional<detail::gathered_t<T>>...> results;
+/// What ferry::create_task returns: a handle to a task that runs on its own, whether or not anything awaits
+/// it (asyncio's Task). Await it with `co_await t`, from as many coroutines and as often as wanted: each gets
+/// its value (a copy, when T can be copied) or its exception. Pass it to gather, poll it with done(), stop it
+/// with cancel(). A coroutine awaiting it that is cancelled stops waiting (CancelledError), and cancels the
+/// task when nothing else awaits it. Copies share the task. Confined to the event loop it runs on, like the
+/// coroutines that await it.
+template <class T>
+class StartedTask {
+ public:
+  using value_type = T;
+  using result_storage = std::shared_ptr<std::optional<detail::gathered_t<T>>>;
+
+  StartedTask(detail::started_task task, result_storage result) : task_(std::move(task)), result_(std::move(result)) {}
+
+  /// Whether the task has ended (with a value or an exception). Never suspends.
+  bool done() const { return task_.done(); }
+  /// Asks the task to stop: it is cancelled at its next suspension point, with its remote calls; awaiting it
+  /// then throws CancelledError (unless it ended first).
+  void cancel() const { task_.cancel(); }
+  /// A Task that awaits it: for anything that takes a Task.
+  Task<T> coroutine() const { return awaiting(task_, result_); }
+
+  /// An Asio asynchronous operation, like ferry::Future: `co_await t`, or `t(token)` with any completion token.
+  template <boost::asio::completion_token_for<typename detail::started_signature<T>::type> CompletionToken>
+  auto operator()(CompletionToken&& token) const {
+    using signature = typename detail::started_signature<T>::type;
+    return boost::asio::async_initiate<CompletionToken, signature>(
+        [](auto handler, Task<T> task) {
+          auto executor = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
+          boost::asio::co_spawn(executor, std::move(task), std::move(handler));
+        },
+        token, coroutine());
+  }
+
+ private:
+  static Task<T> awaiting(detail::started_task task, result_storage result) {
+    co_await task.wait();
+    if constexpr (std::is_void_v<T>) {
+      co_return;
+    } else if constexpr (std::is_copy_constructible_v<T>) {
+      co_return T(**result);  // every awaiter gets the value
+    } else {
+      co_return std::move(**result);  // a value that cannot be copied goes to the first awaiter
+    }
+  }
+
+  detail::started_task task_;
+  result_storage result_;
+};
+
+namespace detail {
+
+/// What may be gathered or awaited as a Task: a Task (or CallTask), a Future, a StartedTask.
+template <class A>
+struct awaited;
+template <class T>
+struct awaited<Task<T>> {
+  using type = T;
+  static Task<T> task(Task<T> t) { return t; }
+};
+template <class T>
+struct awaited<CallTask<T>> : awaited<Task<T>> {};
+template <class T>
+struct awaited<Future<T>> {
+  using type = T;
+  static Task<T> task(const Future<T>& f) { return f.coroutine(); }
+};
+template <class T>
+struct awaited<StartedTask<T>> {
+  using type = T;
+  static Task<T> task(const StartedTask<T>& t) { return t.coroutine(); }
+};
+template <class A>
+using awaited_t = typename awaited<std::remove_cvref_t<A>>::type;
+
+}  // namespace detail
+
+/// Awaits all of them concurrently (Tasks, Futures, created tasks) and returns their values in order
+/// (std::monostate for void). If one throws, the others are cancelled (their remote inputs too) and that first
+/// error is rethrown.
+template <class... A>
+Task<std::tuple<detail::gathered_t<detail::awaited_t<A>>...>> gather(A... tasks) {
+  std::tuple<std::optional<detail::gathered_t<detail::awaited_t<A>>>...> results;
   std::vector<Task<void>> all;
-  all.reserve(sizeof...(T));
+  all.reserve(sizeof...(A));
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (all.push_back(detail::store_result(
-         std::move(tasks), [&results](auto&& v) { std::get<I>(results).emplace(std::forward<decltype(v)>(v)); })),
+         detail::awaited<A>::task(std::move(tasks)),
+         [&results](auto&& v) { std::get<I>(results).emplace(std::forward<decltype(v)>(v)); })),
      ...);
   }
-  (std::index_sequence_for<T...>{});
+  (std::index_sequence_for<A...>{});
   co_await detail::gather_all(std::move(all));
-  co_return std::apply([](auto&... r) { return std::tuple<detail::gathered_t<T>...>{std::move(*r)...}; }, results);
+  co_return std::apply(
+      [](auto&... r) { return std::tuple<detail::gathered_t<detail::awaited_t<A>>...>{std::move(*r)...}; }, results);
 }
 
-/// Awaits all tasks concurrently and returns their values in input order; the same error rules.
-template <class T>
-Task<std::vector<detail::gathered_t<T>>> gather(std::vector<Task<T>> tasks) {
-  std::vector<std::optional<detail::gathered_t<T>>> results(tasks.size());
+/// Awaits all of them concurrently and returns their values in input order; the same error rules.
+template <class A>
+Task<std::vector<detail::gathered_t<detail::awaited_t<A>>>> gather(std::vector<A> tasks) {
+  using value = detail::gathered_t<detail::awaited_t<A>>;
+  std::vector<std::optional<value>> results(tasks.size());
   std::vector<Task<void>> all;
   all.reserve(tasks.size());
   for (std::size_t i = 0; i < tasks.size(); ++i) {
-    all.push_back(detail::store_result(std::move(tasks[i]),
+    all.push_back(detail::store_result(detail::awaited<A>::task(std::move(tasks[i])),
                                        [&results, i](auto&& v) { results[i].emplace(std::forward<decltype(v)>(v)); }));
   }
   co_await detail::gather_all(std::move(all));
-  std::vector<detail::gathered_t<T>> values;
+  std::vector<value> values;
   values.reserve(results.size());
   for (auto& r : results) values.push_back(std::move(*r));
   co_return values;
@@ -123,20 +223,52 @@ T run(Task<T> task) {
   if constexpr (!std::is_void_v<T>) return std::move(*result);
 }
 
-/// Starts `task` now, on the running event loop, and returns a Task that awaits its outcome later (it
-/// may also be passed to gather). The task runs even if the returned Task is never awaited. Must be
-/// called on a ferry event loop: an async entrypoint, or an async body in a container.
+/// Starts `task` now, on the running event loop, and returns its StartedTask: await it later (as often as
+/// wanted), gather it, poll it, cancel it. The task runs even if nothing awaits it. Must be called on a ferry
+/// event loop: an async entrypoint, or an async body in a container (Error otherwise).
 template <class T>
-Task<T> create_task(Task<T> task) {
+StartedTask<T> create_task(Task<T> task) {
   auto result = std::make_shared<std::optional<detail::gathered_t<T>>>();
-  auto started = std::make_shared<detail::started_task>();
-  started->start(
+  detail::started_task started;
+  started.start(
       detail::store_result(std::move(task), [result](auto&& v) { result->emplace(std::forward<decltype(v)>(v)); }));
-  return [](std::shared_ptr<detail::started_task> started,
-            std::shared_ptr<std::optional<detail::gathered_t<T>>> result) -> Task<T> {
-    co_await started->wait();
-    if constexpr (!std::is_void_v<T>) co_return std::move(**result);
-  }(std::move(started), std::move(result));
+  return StartedTask<T>(std::move(started), std::move(result));
 }
 
 }  // namespace ferry
+
+namespace boost::asio::detail {
+
+/// `co_await t` for a StartedTask, lvalue or not, as for ferry::Future (see future.hpp): awaited as its Task.
+template <class T, class Executor>
+class awaitable_async_op<void(std::exception_ptr, T), ferry::StartedTask<T>, Executor> {
+ public:
+  awaitable_async_op(const ferry::StartedTask<T>& task, awaitable_frame_base<Executor>*) : task_(task.coroutine()) {}
+  bool await_ready() const noexcept { return false; }
+  template <class Frame>
+  void await_suspend(coroutine_handle<Frame> caller) {
+    task_.await_suspend(caller);
+  }
+  T await_resume() { return task_.await_resume(); }
+
+ private:
+  awaitable<T, Executor> task_;
+};
+
+template <class Executor>
+class awaitable_async_op<void(std::exception_ptr), ferry::StartedTask<void>, Executor> {
+ public:
+  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*)
+      : task_(task.coroutine()) {}
+  bool await_ready() const noexcept { return false; }
+  template <class Frame>
+  void await_suspend(coroutine_handle<Frame> caller) {
+    task_.await_suspend(caller);
+  }
+  void await_resume() { task_.await_resume(); }
+
+ private:
+  awaitable<void, Executor> task_;
+};
+
+}  // namespace boost::asio::detail

@@ -199,6 +199,10 @@ class Function<R(A...)> {
       : entry_(std::move(entry)), body_(std::move(body)) {
     remote.entry_ = entry_;
     map.entry_ = entry_;
+    map.outcomes.entry_ = entry_;
+    starmap.entry_ = entry_;
+    for_each.map_.entry_ = entry_;
+    for_each.map_.outcomes.entry_ = entry_;
     reduce.entry_ = entry_;
     spawn.entry_ = entry_;
   }
@@ -276,86 +280,138 @@ class Function<R(A...)> {
 
   remote_caller remote;
 
-  /// The `map` member: `f.map(items)`, `co_await f.map.aio(items)`, `f.map.outcomes(items)`. For a function
-  /// of one parameter; the items are values of it or Futures of them.
+  /// What map, starmap, for_each and reduce produce per item.
+  using item_value = detail::future_value_t<value_type>;
+
+  /// The `map` member, for a function of one parameter: `f.map(items)`, `co_await f.map.aio(items)`, and
+  /// `f.map.outcomes(items)` / `co_await f.map.outcomes.aio(items)`. Items are values of the parameter's type,
+  /// Futures (or CallTasks) of it, or a Future of a std::vector of them (waited for first). Cancelling the
+  /// coroutine awaiting an aio form cancels the calls in flight.
   class map_caller {
    public:
     template <class Items>
-    std::vector<detail::future_value_t<value_type>> operator()(const Items& items, MapOptions options = {}) const {
-      return values(detail::map_calls(entry_, std::size(items), encoder(items), options.window), options);
-    }
-    /// Over the items a future produces (waiting for them first).
-    template <class Item>
-    std::vector<detail::future_value_t<value_type>> operator()(const Future<std::vector<Item>>& items,
-                                                               MapOptions options = {}) const {
-      return (*this)(items.result(), options);
-    }
-    template <class Items>
-    Task<std::vector<detail::future_value_t<value_type>>> aio(Items items, MapOptions options = {}) const {
-      auto results = co_await detail::map_calls_async(entry_, std::size(items), encoder(items), options.window);
-      co_return values(std::move(results), options);
-    }
-    /// Each item's value or exception, in order: failures do not stop the map.
-    template <class Items>
-    std::vector<Outcome<detail::future_value_t<value_type>>> outcomes(const Items& items,
-                                                                      MapOptions options = {}) const {
-      auto results = detail::map_calls(entry_, std::size(items), encoder(items), options.window);
-      std::vector<Outcome<detail::future_value_t<value_type>>> out(results.items.size());
-      for (std::size_t i = 0; i < out.size(); ++i) {
-        const std::size_t at = options.order_outputs ? i : results.completion_order[i];
-        auto& [error, encoded] = results.items[at];
-        out[i].error = error;
-        if (!error) out[i].value.emplace(detail::decode_result<detail::future_value_t<value_type>>(*entry_, encoded));
+    std::vector<item_value> operator()(const Items& items, MapOptions options = {}) const {
+      if constexpr (detail::is_future_v<Items>) {
+        return (*this)(items.result(), options);
+      } else {
+        return values(*entry_, detail::map_calls(entry_, std::size(items), encoder(items), options.window), options);
       }
-      return out;
     }
+    template <class Items>
+    Task<std::vector<item_value>> aio(Items items, MapOptions options = {}) const {
+      return map_async(entry_, std::move(items), options);
+    }
+
+    /// Each item's value or exception, in order (or in completion order): failures do not stop the map
+    /// (Modal's return_exceptions=True).
+    class outcomes_caller {
+     public:
+      template <class Items>
+      std::vector<Outcome<item_value>> operator()(const Items& items, MapOptions options = {}) const {
+        if constexpr (detail::is_future_v<Items>) {
+          return (*this)(items.result(), options);
+        } else {
+          return outcomes_of(*entry_, detail::map_calls(entry_, std::size(items), encoder(items), options.window),
+                             options);
+        }
+      }
+      template <class Items>
+      Task<std::vector<Outcome<item_value>>> aio(Items items, MapOptions options = {}) const {
+        return outcomes_async(entry_, std::move(items), options);
+      }
+
+     private:
+      friend class Function;
+      template <class Items>
+      static Task<std::vector<Outcome<item_value>>> outcomes_async(std::shared_ptr<const detail::function_entry> entry,
+                                                                   Items items, MapOptions options) {
+        if constexpr (detail::is_future_v<Items>) {
+          auto resolved = co_await items;
+          co_return co_await outcomes_async(entry, std::move(resolved), options);
+        } else {
+          auto results = co_await detail::map_calls_async(entry, std::size(items), encoder(items), options.window);
+          co_return outcomes_of(*entry, std::move(results), options);
+        }
+      }
+      std::shared_ptr<const detail::function_entry> entry_;
+    };
+    outcomes_caller outcomes;
 
    private:
     friend class Function;
     template <class Items>
-    detail::map_item_encoder encoder(const Items& items) const {
-      static_assert(sizeof...(A) == 1, "ferry: map calls a function of one parameter; use starmap for several");
-      return [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
-        const auto& item = *(std::begin(items) + static_cast<std::ptrdiff_t>(i));
-        detail::encode_call_arguments<A...>(out, deps, std::index_sequence<0>{}, item);
-      };
-    }
-    std::vector<detail::future_value_t<value_type>> values(detail::map_results results,
-                                                           const MapOptions& options) const {
-      std::vector<detail::future_value_t<value_type>> out;
-      out.reserve(results.items.size());
-      for (std::size_t i = 0; i < results.items.size(); ++i) {
-        auto& [error, encoded] = results.items[options.order_outputs ? i : results.completion_order[i]];
-        if (error) std::rethrow_exception(error);
-        out.push_back(detail::decode_result<detail::future_value_t<value_type>>(*entry_, encoded));
+    static Task<std::vector<item_value>> map_async(std::shared_ptr<const detail::function_entry> entry, Items items,
+                                                   MapOptions options) {
+      if constexpr (detail::is_future_v<Items>) {
+        auto resolved = co_await items;
+        co_return co_await map_async(entry, std::move(resolved), options);
+      } else {
+        auto results = co_await detail::map_calls_async(entry, std::size(items), encoder(items), options.window);
+        co_return values(*entry, std::move(results), options);
       }
-      return out;
     }
     std::shared_ptr<const detail::function_entry> entry_;
   };
   map_caller map;
 
-  /// Calls the function once per tuple of arguments (items are std::tuple<A...>), results in order.
-  std::vector<detail::future_value_t<value_type>> starmap(const std::vector<std::tuple<A...>>& items,
-                                                          MapOptions options = {}) const {
-    auto results = detail::map_calls(
-        entry_, items.size(),
-        [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
-          std::apply(
-              [&](const auto&... args) {
-                detail::encode_call_arguments<A...>(out, deps, std::index_sequence_for<A...>{}, args...);
-              },
-              items[i]);
-        },
-        options.window);
-    return map.values(std::move(results), options);
-  }
+  /// The `starmap` member: calls the function once per tuple of arguments, `f.starmap(tuples)` and
+  /// `co_await f.starmap.aio(tuples)`; the tuples (std::tuple<A...>) may come as a Future of a std::vector.
+  class starmap_caller {
+   public:
+    /// (Also for a braced list: `f.starmap({{1, 2}, {3, 4}})`.)
+    std::vector<item_value> operator()(const std::vector<std::tuple<A...>>& items, MapOptions options = {}) const {
+      return values(*entry_, detail::map_calls(entry_, items.size(), tuple_encoder(items), options.window), options);
+    }
+    template <class Items>
+    std::vector<item_value> operator()(const Items& items, MapOptions options = {}) const {
+      if constexpr (detail::is_future_v<Items>) {
+        return (*this)(items.result(), options);
+      } else {
+        return values(*entry_, detail::map_calls(entry_, std::size(items), tuple_encoder(items), options.window),
+                      options);
+      }
+    }
+    template <class Items>
+    Task<std::vector<item_value>> aio(Items items, MapOptions options = {}) const {
+      return starmap_async(entry_, std::move(items), options);
+    }
 
-  /// Calls the function once per item and waits for all; rethrows the first failure.
-  template <class Items>
-  void for_each(const Items& items, MapOptions options = {}) const {
-    (void)map(items, options);
-  }
+   private:
+    friend class Function;
+    template <class Items>
+    static Task<std::vector<item_value>> starmap_async(std::shared_ptr<const detail::function_entry> entry, Items items,
+                                                       MapOptions options) {
+      if constexpr (detail::is_future_v<Items>) {
+        auto resolved = co_await items;
+        co_return co_await starmap_async(entry, std::move(resolved), options);
+      } else {
+        auto results = co_await detail::map_calls_async(entry, std::size(items), tuple_encoder(items), options.window);
+        co_return values(*entry, std::move(results), options);
+      }
+    }
+    std::shared_ptr<const detail::function_entry> entry_;
+  };
+  starmap_caller starmap;
+
+  /// The `for_each` member: calls the function once per item and waits for all, rethrowing the first failure;
+  /// `f.for_each(items)` and `co_await f.for_each.aio(items)`, with the items map takes.
+  class for_each_caller {
+   public:
+    template <class Items>
+    void operator()(const Items& items, MapOptions options = {}) const {
+      (void)map_(items, options);
+    }
+    template <class Items>
+    Task<void> aio(Items items, MapOptions options = {}) const {
+      return for_each_async(map_.aio(std::move(items), options));
+    }
+
+   private:
+    friend class Function;
+    static Task<void> for_each_async(Task<std::vector<item_value>> mapped) { (void)co_await std::move(mapped); }
+    map_caller map_;
+  };
+  for_each_caller for_each;
 
   /// A lazy Future of a call with these arguments (values, or futures of the parameter types). It starts
   /// when run, awaited, asked for its result, or passed to a call that is made.
@@ -369,13 +425,14 @@ class Function<R(A...)> {
     FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
   }
 
-  /// The `reduce` member, for a function of two parameters of its result type: folds `items` (values or
-  /// Futures) left to right, f(f(f(initial, i0), i1), i2)... Every step is submitted at once and the server
-  /// starts each as soon as its inputs exist, so a reduce over a map's futures folds while the map runs.
-  /// Empty items: the initial value, or std::invalid_argument without one.
+  /// The `reduce` member, for a function of two parameters of its result type: folds `items` (values,
+  /// Futures, or a Future of a std::vector of them) left to right, f(f(f(initial, i0), i1), i2)... Every step
+  /// is submitted at once and the server starts each as soon as its inputs exist, so a reduce over a map's
+  /// futures folds while the map runs. Empty items: the initial value, or std::invalid_argument without one.
+  /// Cancelling the coroutine awaiting reduce.aio cancels the steps.
   class reduce_caller {
    public:
-    using fold_type = detail::future_value_t<value_type>;
+    using fold_type = item_value;
     template <class Items>
     fold_type operator()(const Items& items) const {
       return fold(items, std::optional<fold_type>{});
@@ -384,29 +441,41 @@ class Function<R(A...)> {
     fold_type operator()(const Items& items, const fold_type& initial) const {
       return fold(items, std::optional<fold_type>{initial});
     }
-    /// Over the items a future produces (waiting for them first).
-    template <class Item>
-    fold_type operator()(const Future<std::vector<Item>>& items) const {
-      return fold(items.result(), std::optional<fold_type>{});
-    }
     template <class Items>
     Task<fold_type> aio(Items items) const {
-      co_return co_await start_fold(items, std::optional<fold_type>{}).coroutine();
+      return fold_async(entry_, std::move(items), std::optional<fold_type>{});
     }
     template <class Items>
     Task<fold_type> aio(Items items, fold_type initial) const {
-      co_return co_await start_fold(items, std::optional<fold_type>{initial}).coroutine();
+      return fold_async(entry_, std::move(items), std::optional<fold_type>{std::move(initial)});
     }
 
    private:
     friend class Function;
     template <class Items>
     fold_type fold(const Items& items, std::optional<fold_type> initial) const {
-      if (std::size(items) == 0 && initial) return *initial;
-      return start_fold(items, std::move(initial)).result();
+      if constexpr (detail::is_future_v<Items>) {
+        return fold(items.result(), std::move(initial));
+      } else {
+        if (std::size(items) == 0 && initial) return *initial;
+        return start_fold(entry_, items, std::move(initial)).result();
+      }
     }
     template <class Items>
-    Future<fold_type> start_fold(const Items& items, std::optional<fold_type> initial) const {
+    static Task<fold_type> fold_async(std::shared_ptr<const detail::function_entry> entry, Items items,
+                                      std::optional<fold_type> initial) {
+      if constexpr (detail::is_future_v<Items>) {
+        auto resolved = co_await items;
+        co_return co_await fold_async(entry, std::move(resolved), std::move(initial));
+      } else {
+        if (std::size(items) == 0 && initial) co_return *initial;
+        auto folded = start_fold(entry, items, std::move(initial));
+        co_return co_await folded.coroutine();
+      }
+    }
+    template <class Items>
+    static Future<fold_type> start_fold(const std::shared_ptr<const detail::function_entry>& entry, const Items& items,
+                                        std::optional<fold_type> initial) {
       static_assert(sizeof...(A) == 2, "ferry: reduce folds with a function of two parameters");
       using item_type = std::remove_cvref_t<decltype(*std::begin(items))>;
       const std::size_t n = std::size(items);
@@ -417,20 +486,20 @@ class Function<R(A...)> {
       auto it = std::begin(items);
       std::optional<Future<fold_type>> acc;
       if (initial) {
-        acc.emplace(detail::make_call_future<fold_type, A...>(entry_, *initial, *it++));
+        acc.emplace(detail::make_call_future<fold_type, A...>(entry, *initial, *it++));
       } else if (n == 1) {
-        if constexpr (detail::is_future_v<item_type>) {
-          return it->share();
+        if constexpr (detail::is_pending_v<item_type>) {
+          return Future<fold_type>(it->state());
         } else {
           return identity(*it);
         }
       } else {
         const auto& first = *it++;
-        acc.emplace(detail::make_call_future<fold_type, A...>(entry_, first, *it++));
+        acc.emplace(detail::make_call_future<fold_type, A...>(entry, first, *it++));
       }
       for (; it != std::end(items); ++it) {
         detail::submit_as_argument(*acc->state());  // submit as we go: the chain is not built recursively
-        acc.emplace(detail::make_call_future<fold_type, A...>(entry_, *acc, *it));
+        acc.emplace(detail::make_call_future<fold_type, A...>(entry, *acc, *it));
       }
       return *acc;
     }
@@ -440,8 +509,63 @@ class Function<R(A...)> {
   };
   reduce_caller reduce;
 
-  /// Runs the body in the calling process: returns what the body returns (a Task for an async body).
-  R local(const A&... args) const { return (*body_)(args...); }
+ private:
+  /// Writes item i's argument array (futures as placeholders), for map.
+  template <class Items>
+  static detail::map_item_encoder encoder(const Items& items) {
+    static_assert(sizeof...(A) == 1, "ferry: map calls a function of one parameter; use starmap for several");
+    return [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
+      const auto& item = *(std::begin(items) + static_cast<std::ptrdiff_t>(i));
+      detail::encode_call_arguments<A...>(out, deps, std::index_sequence<0>{}, item);
+    };
+  }
+  /// The same for starmap: item i is a std::tuple of the arguments.
+  template <class Items>
+  static detail::map_item_encoder tuple_encoder(const Items& items) {
+    return [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
+      std::apply(
+          [&](const auto&... args) {
+            detail::encode_call_arguments<A...>(out, deps, std::index_sequence_for<A...>{}, args...);
+          },
+          *(std::begin(items) + static_cast<std::ptrdiff_t>(i)));
+    };
+  }
+  /// The items' values in input (or completion) order; rethrows the first failure in that order.
+  static std::vector<item_value> values(const detail::function_entry& function, detail::map_results results,
+                                        const MapOptions& options) {
+    std::vector<item_value> out;
+    out.reserve(results.items.size());
+    for (std::size_t i = 0; i < results.items.size(); ++i) {
+      auto& [error, encoded] = results.items[options.order_outputs ? i : results.completion_order[i]];
+      if (error) std::rethrow_exception(error);
+      out.push_back(detail::decode_result<item_value>(function, encoded));
+    }
+    return out;
+  }
+  static std::vector<Outcome<item_value>> outcomes_of(const detail::function_entry& function,
+                                                      detail::map_results results, const MapOptions& options) {
+    std::vector<Outcome<item_value>> out(results.items.size());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      auto& [error, encoded] = results.items[options.order_outputs ? i : results.completion_order[i]];
+      out[i].error = error;
+      if (!error) out[i].value.emplace(detail::decode_result<item_value>(function, encoded));
+    }
+    return out;
+  }
+
+ public:
+
+
+  /// Runs the body in the calling process: returns what the body returns (a Task for an async body). Throws
+  /// ferry::Error for a handle from from_name, whose body this program does not have.
+  R local(const A&... args) const {
+    if (!body_) {
+      throw Error("'" + entry_->app + "." + entry_->name +
+                  "' was looked up with from_name, so this program does not have its body to run locally: call it "
+                  "with .remote(), or declare it on this program's App to run it here");
+    }
+    return (*body_)(args...);
+  }
 
   /// The direct call: for an async body a lazy Task of the remote call (remote.aio), for a blocking body
   /// the value of the remote call (remote), as the Tensorlake seed describes.

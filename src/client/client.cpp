@@ -253,8 +253,8 @@ detail::buffer client::request(const std::string& verb, const std::string& subje
   return std::move(call.payload);
 }
 
-void client::request_async(const std::string& verb, const std::string& subject,
-                           const std::function<void(detail::buffer&)>& write, call_callback done) {
+std::uint64_t client::request_async(const std::string& verb, const std::string& subject,
+                                    const std::function<void(detail::buffer&)>& write, call_callback done) {
   auto call = std::make_unique<pending_call>();
   call->function = verb + " " + subject;
   call->callback = std::move(done);
@@ -265,6 +265,18 @@ void client::request_async(const std::string& verb, const std::string& subject,
   } catch (...) {
     delete raw;  // send_request took it out of pending_
     throw;
+  }
+  return id;
+}
+
+void client::abandon(std::uint64_t id) {
+  std::unique_ptr<pending_call> call;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return;  // answered (or being answered) already
+    call.reset(it->second);
+    pending_.erase(it);
   }
 }
 

@@ -115,9 +115,16 @@ class client {
   /// error the server answers with. `write` appends the request's payload (nothing when empty).
   detail::buffer request(const std::string& verb, const std::string& subject,
                          const std::function<void(detail::buffer&)>& write = {});
-  /// The same, completing `done` on the I/O thread.
-  void request_async(const std::string& verb, const std::string& subject,
-                     const std::function<void(detail::buffer&)>& write, call_callback done);
+  /// The same, completing `done` on the I/O thread. Returns the request's id (for abandon).
+  std::uint64_t request_async(const std::string& verb, const std::string& subject,
+                              const std::function<void(detail::buffer&)>& write, call_callback done);
+
+  /// Stops waiting for request `id`: its answer, if one comes, is dropped, and its `done` never runs.
+  void abandon(std::uint64_t id);
+
+  /// Cancels call `call_id` (one this program submitted with deliver_result, or awaits): the server is told
+  /// to cancel it, and whoever waits for it gets CancelledError at once. Nothing happens when it has ended.
+  void cancel(std::uint64_t call_id) { cancel_call(call_id); }
 
   /// Asks for the result of a call submitted without deliver_result; `done` runs on the I/O thread.
   void await_call(std::uint64_t call_id, const std::string& function, call_callback done);

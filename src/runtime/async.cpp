@@ -4,6 +4,7 @@
 #include <boost/asio/cancellation_state.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -63,7 +64,14 @@ void progress(double done, double total, std::string_view message) {
 
 Task<void> sleep(std::chrono::steady_clock::duration duration) {
   asio::steady_timer timer(co_await asio::this_coro::executor, duration);
-  co_await timer.async_wait(asio::use_awaitable);
+  boost::system::error_code ec;
+  try {
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  } catch (const boost::system::system_error& e) {  // cancelled before it began
+    if (e.code() != asio::error::operation_aborted) throw;
+    ec = e.code();
+  }
+  if (ec == asio::error::operation_aborted) throw CancelledError("ferry::sleep was cancelled");
 }
 
 namespace detail {
@@ -158,31 +166,48 @@ asio::any_io_executor current_executor() {
 }
 
 struct started_task::state {
-  explicit state(const asio::any_io_executor& executor) : done_event(executor) {}
+  explicit state(const asio::any_io_executor& e) : executor(e), done_event(e) {}
+  asio::any_io_executor executor;
   bool done = false;
   std::exception_ptr error;
   loop_event done_event;
+  asio::cancellation_signal cancel_signal;  // the task's
+  int awaiting = 0;                         // coroutines waiting for the task's end
 };
 
 void started_task::start(Task<void> task) {
   const asio::any_io_executor executor = current_executor();
   state_ = std::make_shared<state>(executor);
-  asio::co_spawn(executor, std::move(task), [s = state_](std::exception_ptr error) {
-    s->done = true;
-    s->error = error;
-    s->done_event.notify();
-  });
+  asio::co_spawn(executor, std::move(task),
+                 asio::bind_cancellation_slot(state_->cancel_signal.slot(), [s = state_](std::exception_ptr error) {
+                   s->done = true;
+                   s->error = error;
+                   s->done_event.notify();
+                 }));
 }
 
-Task<void> started_task::wait() {
+Task<void> started_task::wait() const {
   auto s = state_;
+  ++s->awaiting;
   while (!s->done) {
     co_await s->done_event.wait();
     const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
-    if (cancellation.cancelled() != asio::cancellation_type::none)
+    if (cancellation.cancelled() != asio::cancellation_type::none) {
+      // Nothing else waits for the task: it goes too, with its remote calls.
+      if (--s->awaiting == 0 && !s->done) s->cancel_signal.emit(asio::cancellation_type::terminal);
       throw CancelledError("awaiting a created task was cancelled");
+    }
   }
+  --s->awaiting;
   if (s->error) std::rethrow_exception(s->error);
+}
+
+bool started_task::done() const { return state_->done; }
+
+void started_task::cancel() const {
+  asio::post(state_->executor, [s = state_] {
+    if (!s->done) s->cancel_signal.emit(asio::cancellation_type::terminal);
+  });
 }
 
 }  // namespace detail

@@ -19,11 +19,15 @@ buffer control_request(const std::string& verb, const std::string& subject, cons
 
 Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write) {
   auto c = runtime::require_client(verb + " " + subject);
+  // Cancelling the await stops waiting for the answer; what was asked stands (a spawned call, a cancel).
+  auto id = std::make_shared<std::uint64_t>(0);
   // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
   const std::function<void(client::call_callback)> start = [&](client::call_callback done) {
-    c->request_async(verb, subject, write, std::move(done));
+    *id = c->request_async(verb, subject, write, std::move(done));
   };
-  co_return co_await runtime::await_io_completion(start);
+  const std::function<void()> abandon = [c, id] { c->abandon(*id); };
+  const std::string cancelled = "awaiting " + verb + " " + subject + " was cancelled";
+  co_return co_await runtime::await_io_completion(start, abandon, cancelled);
 }
 
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout) {

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <ferry/future.hpp>
 #include <mutex>
+#include <utility>
 
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
@@ -53,6 +54,10 @@ class future_state : public std::enable_shared_from_this<future_state> {
   bool delivering = false;                 // the result comes to this program; guarded by mu
   bool run_called = false;                 // guarded by mu
   bool handed_over = false;                // guarded by mu
+  /// Submitted as another call's argument (or handed over as a tail call): something besides this program's
+  /// waits needs it, so a cancelled await does not cancel it. Guarded by mu.
+  bool passed = false;
+  int awaiting = 0;                        // blocking result() calls and awaits under way; guarded by mu
   bool done = false;                       // guarded by mu
   std::exception_ptr error;                // guarded by mu
   buffer result;                           // guarded by mu
@@ -179,7 +184,9 @@ buffer future_result(future_state& state, const std::source_location& site) {
   }
   wire::send_batch::flush_this_thread();  // (within an event loop's batch, the one above does not write)
   lock.lock();
+  ++state.awaiting;
   state.changed.wait(lock, [&] { return state.done; });
+  --state.awaiting;
   if (state.error) std::rethrow_exception(state.error);
   buffer copy;
   copy.append(state.result.data(), state.result.size());
@@ -202,6 +209,7 @@ void on_future_result(const std::shared_ptr<future_state>& state,
 std::uint64_t submit_as_argument(future_state& state) {
   std::lock_guard lock(state.mu);
   state.submit(/*deliver=*/false);
+  state.passed = true;
   return state.call_id;
 }
 
@@ -214,19 +222,49 @@ std::uint64_t hand_over(future_state& state) {
   }
   state.submit(/*deliver=*/false);
   state.handed_over = true;
+  state.passed = true;
   return state.call_id;
 }
 
 Task<buffer> await_future(std::shared_ptr<future_state> state) {
+  // This await's share of state->awaiting, given back once: when the result comes, or when it is cancelled.
+  struct await_share {
+    bool held = true;  // guarded by the state's mu
+  };
+  auto share = std::make_shared<await_share>();
   // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
-  const std::function<void(client::call_callback)> start = [&state](client::call_callback done) {
-    on_future_result(state, [done = std::move(done)](std::exception_ptr error, const buffer& encoded) {
+  const std::function<void(client::call_callback)> start = [&state, &share](client::call_callback done) {
+    {
+      std::lock_guard lock(state->mu);
+      ++state->awaiting;
+    }
+    on_future_result(state, [state, share, done = std::move(done)](std::exception_ptr error, const buffer& encoded) {
+      {
+        std::lock_guard lock(state->mu);
+        if (std::exchange(share->held, false)) --state->awaiting;
+      }
       buffer copy;  // the state keeps its result for other readers
       if (!error) copy.append(encoded.data(), encoded.size());
       done(error, std::move(copy));
     });
   };
-  co_return co_await runtime::await_io_completion(start);
+  // A cancelled await cancels the call when it was the call's only reason to be: nothing else awaits it and
+  // it is no other call's argument (as a Task's await does, and as asyncio cancels an awaited task).
+  const std::function<void()> on_cancel = [state, share] {
+    std::shared_ptr<client::client> c;
+    std::uint64_t call_id = 0;
+    {
+      std::lock_guard lock(state->mu);
+      if (!std::exchange(share->held, false)) return;
+      if (--state->awaiting == 0 && !state->done && !state->passed && state->delivering) {
+        c = state->client;
+        call_id = state->call_id;
+      }
+    }
+    if (c) c->cancel(call_id);
+  };
+  const std::string cancelled = "awaiting '" + future_function_name(*state) + "' was cancelled";
+  co_return co_await runtime::await_io_completion(start, on_cancel, cancelled);
 }
 
 class lazy_call {

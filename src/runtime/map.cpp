@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <ferry/function.hpp>
 #include <mutex>
+#include <unordered_map>
 
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
@@ -29,6 +30,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
         bar_(function_->name, n) {
     results_.items.resize(n);
     results_.completion_order.reserve(n);
+    finished_items_.resize(n);
     client_ = runtime::require_client(function_->name);
   }
 
@@ -38,7 +40,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
       std::size_t i = 0;
       {
         std::lock_guard lock(mu_);
-        if (in_flight_ >= window_ || waiting_for_room_) return;
+        if (in_flight_ >= window_ || waiting_for_room_ || cancelled_) return;
         if (!refused_.empty()) {
           i = refused_.back();
           refused_.pop_back();
@@ -55,12 +57,14 @@ class map_run : public std::enable_shared_from_this<map_run> {
         encode_(i, arguments, futures);
         std::vector<wire::dependency> deps;
         for (const auto& [position, future] : futures) deps.emplace_back(position, submit_as_argument(*future));
-        client_->submit(
+        const std::uint64_t id = client_->submit(
             {*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps),
              wire::deliver_result, parent_input_},
             [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
               self->finished(i, error, std::move(result));
             });
+        std::lock_guard lock(mu_);
+        if (!finished_items_[i]) in_flight_calls_.emplace(i, id);  // (it may have finished already)
       } catch (...) {
         finished(i, std::current_exception(), buffer{});
       }
@@ -87,6 +91,17 @@ class map_run : public std::enable_shared_from_this<map_run> {
   map_results take() {
     std::lock_guard lock(mu_);  // (finished() may still be in pump() on the I/O thread)
     return std::move(results_);
+  }
+
+  /// Stops the map: no more calls start, and those in flight are cancelled (the server cancels their inputs).
+  void cancel() {
+    std::vector<std::uint64_t> calls;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      for (const auto& [i, id] : in_flight_calls_) calls.push_back(id);
+    }
+    for (std::uint64_t id : calls) client_->cancel(id);
   }
 
  private:
@@ -125,6 +140,8 @@ class map_run : public std::enable_shared_from_this<map_run> {
     {
       std::lock_guard lock(mu_);
       pause_ = std::chrono::milliseconds(0);
+      finished_items_[i] = true;
+      in_flight_calls_.erase(i);
       results_.items[i] = {error, std::move(result)};
       results_.completion_order.push_back(i);
       finished = ++finished_;
@@ -155,6 +172,9 @@ class map_run : public std::enable_shared_from_this<map_run> {
   std::size_t in_flight_ = 0;   // guarded by mu_
   std::size_t finished_ = 0;    // guarded by mu_
   std::function<void()> done_;  // guarded by mu_
+  std::vector<bool> finished_items_;                      // guarded by mu_
+  std::unordered_map<std::size_t, std::uint64_t> in_flight_calls_;  // item -> call id; guarded by mu_
+  bool cancelled_ = false;                                // guarded by mu_
   std::vector<std::size_t> refused_;                      // guarded by mu_
   bool waiting_for_room_ = false;                         // guarded by mu_
   std::chrono::milliseconds pause_{0};                    // guarded by mu_
@@ -173,19 +193,15 @@ map_results map_calls(std::shared_ptr<const function_entry> function, std::size_
 
 Task<map_results> map_calls_async(std::shared_ptr<const function_entry> function, std::size_t n,
                                   map_item_encoder encode, std::size_t window) {
-  auto run = std::make_shared<map_run>(std::move(function), n, std::move(encode), window);
-  // (The initiation captures `run` by reference: GCC 12 destroys co_await temporaries twice.)
-  co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
-      [&run](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        run->on_done([shared] {
-          auto executor = boost::asio::get_associated_executor(*shared);
-          const client::completion_post posting;
-          boost::asio::post(executor, [shared] { std::move (*shared)(); });
-        });
-        run->pump();
-      },
-      boost::asio::use_awaitable);
+  auto run = std::make_shared<map_run>(function, n, std::move(encode), window);
+  // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
+  const std::function<void(client::call_callback)> start = [&run](client::call_callback done) {
+    run->on_done([done = std::move(done)] { done(nullptr, buffer{}); });
+    run->pump();
+  };
+  const std::function<void()> cancel = [run] { run->cancel(); };
+  const std::string cancelled = "the map of '" + function->name + "' was cancelled";
+  co_await runtime::await_io_completion(start, cancel, cancelled);
   co_return run->take();
 }
 

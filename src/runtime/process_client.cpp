@@ -3,11 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "runtime/current.hpp"
@@ -84,22 +86,47 @@ void warn_if_blocking_on_loop(const std::string& function, const std::source_loc
       function, site.file_name(), site.line(), function, function);
 }
 
-Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start) {
+Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start,
+                                         const std::function<void()>& on_cancel, const std::string& cancelled) {
+  namespace asio = boost::asio;
   // GCC 12 destroys a temporary inside a co_await expression twice: the initiation captures by reference
   // (it runs within this frame), never an owning copy.
-  co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                                 void(std::exception_ptr, detail::buffer)>(
-      [&start](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        start([shared](std::exception_ptr error, detail::buffer payload) {
-          auto executor = boost::asio::get_associated_executor(*shared);
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, detail::buffer)>(
+      [&](auto awaiting) {
+        // Completed once, by the I/O thread's answer or by the cancellation, whichever reaches the awaiting
+        // coroutine's executor first: both are posted there, so `op` is confined to it.
+        struct operation {
+          std::optional<decltype(awaiting)> handler;
+          asio::cancellation_slot slot;
+          void finish(std::exception_ptr error, detail::buffer payload) {
+            if (!handler) return;
+            if (slot.is_connected()) slot.clear();
+            auto h = std::move(*handler);
+            handler.reset();
+            std::move(h)(error, std::move(payload));
+          }
+        };
+        auto op = std::make_shared<operation>();
+        const auto executor = asio::get_associated_executor(awaiting);
+        op->slot = asio::get_associated_cancellation_slot(awaiting);
+        op->handler.emplace(std::move(awaiting));
+        if (op->slot.is_connected()) {
+          op->slot.assign([op, executor, on_cancel, cancelled](asio::cancellation_type) {
+            asio::post(executor, [op, on_cancel, cancelled] {
+              if (!op->handler) return;  // answered meanwhile
+              if (on_cancel) on_cancel();
+              op->finish(std::make_exception_ptr(CancelledError(cancelled)), {});
+            });
+          });
+        }
+        start([op, executor](std::exception_ptr error, detail::buffer payload) {
           const client::completion_post posting;
-          boost::asio::post(executor, [shared, error, payload = std::move(payload)]() mutable {
-            std::move (*shared)(error, std::move(payload));
+          asio::post(executor, [op, error, payload = std::move(payload)]() mutable {
+            op->finish(error, std::move(payload));
           });
         });
       },
-      boost::asio::use_awaitable);
+      asio::use_awaitable);
 }
 
 void set_process_client(std::shared_ptr<client::client> c) {

@@ -31,8 +31,13 @@ std::shared_ptr<client::client> process_client();
 std::shared_ptr<client::client> require_client(const std::string& function);
 
 /// Awaits a completion delivered on the client's I/O thread: `start` is given the callback to complete;
-/// the awaiting coroutine resumes on its own executor with the error or the payload.
-Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start);
+/// the awaiting coroutine resumes on its own executor with the error or the payload. When the awaiting
+/// coroutine is cancelled first (Asio's per-operation cancellation: gather, a cancellation signal), the await
+/// ends at once with CancelledError(`cancelled`), after `on_cancel` has run on the coroutine's executor (to
+/// cancel what the await was for); a completion that comes later is dropped.
+/// (Pass named objects, not temporaries: GCC 12 destroys temporaries in a co_await expression twice.)
+Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start,
+                                         const std::function<void()>& on_cancel, const std::string& cancelled);
 
 /// On an event-loop thread, warns (once per call site) that a blocking wait for `function` holds the loop.
 void warn_if_blocking_on_loop(const std::string& function, const std::source_location& site);

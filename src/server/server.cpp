@@ -453,7 +453,30 @@ void server::state::detach_from_deps(input_record& in) {
   for (auto& [position, dep] : deps) {
     std::erase(dep->consumers, &in);
     --dep->readers;
+    drop_if_unneeded(*dep);
     maybe_forget(*dep);
+  }
+}
+
+void server::state::drop_if_unneeded(input_record& in) {
+  if (in.state == input_state::done) return;
+  unneeded.push_back(in.id);
+  if (dropping) return;  // the loop below, further up this stack, takes it
+  dropping = true;
+  struct reset {
+    bool& flag;
+    ~reset() { flag = false; }
+  } reset_dropping{dropping};
+  while (!unneeded.empty()) {
+    auto it = inputs.find(unneeded.front());
+    unneeded.pop_front();
+    if (it == inputs.end()) continue;
+    input_record& call = *it->second;
+    const bool received = (call.flags & (wire::deliver_result | wire::keep_result)) || !call.consumers.empty();
+    if (call.state == input_state::done || call.durable || call.cancelled || received) continue;
+    spdlog::debug("call {} of '{}': nothing needs its result any more; cancelling it", call.call_id,
+                  call.function->name);
+    cancel_input(call);
   }
 }
 
@@ -602,6 +625,7 @@ void server::state::on_release(session& s, const wire::frame& f) {
   input_record* in = open_call(s, call_id);
   if (!in) return;
   in->flags &= static_cast<std::uint8_t>(~wire::keep_result);
+  drop_if_unneeded(*in);
   maybe_forget(*in);
 }
 
@@ -750,6 +774,7 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
   sessions.erase(it);
   for (auto& [id, in] : open_calls) {
     in->flags = 0;
+    drop_if_unneeded(*in);
     maybe_forget(*in);
   }
   if (role == session_role::client) remove_app(session_id);

@@ -305,6 +305,9 @@ struct server::state {
   /// Calls whose results exist and whose consumers have not been told yet (see settle).
   std::deque<std::uint64_t> unsettled;
   bool settling = false;
+  /// Calls to look at for drop_if_unneeded.
+  std::deque<std::uint64_t> unneeded;
+  bool dropping = false;
 
   bool stopping = false;
   bool finishing = false;
@@ -381,6 +384,10 @@ struct server::state {
   /// moment's.
   void trim_memory_when_idle();
   void detach_from_deps(input_record& in);
+  /// Cancels a call whose result nobody can receive any more: no consumer waits for it, its caller neither
+  /// awaits nor keeps it (it released it, cancelled the call it fed, or went away), and it is not a spawned
+  /// call. Its own argument calls follow when they are needed by nothing else. Iterative, like settle.
+  void drop_if_unneeded(input_record& in);
   void tail_call(input_record& original, input_record& target);
 
   // Attempts: timeouts, retries, cancellation.

@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include <filesystem>
+
 #include "process.hpp"
 #include "test_app.hpp"
 
@@ -78,6 +80,118 @@ TEST(async, create_task_starts_the_call_now_and_is_awaited_later) {
               // Not awaited yet, but already running: the mark becomes visible.
               EXPECT_TRUE(co_await sleeper("started", "created"));
               EXPECT_TRUE(co_await std::move(marked));
+            }),
+            0);
+}
+
+/// Throws test_error once file `path` exists.
+ferry::Task<void> fail_once_exists(std::string path) {
+  EXPECT_TRUE(co_await wait_for_file_async(path));
+  throw test_error("a sibling failed");
+}
+
+TEST(async, a_created_task_is_awaited_as_an_lvalue_by_several_awaiters_and_is_polled_and_cancelled) {
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              auto doubled = ferry::create_task(async_double(21));
+              EXPECT_FALSE(doubled.done());  // (it runs on this loop, which has not let it run yet)
+              auto [a, b] = co_await ferry::gather(doubled, doubled);  // two awaiters at once
+              EXPECT_EQ(a, 42);
+              EXPECT_EQ(b, 42);
+              EXPECT_TRUE(doubled.done());
+              EXPECT_EQ(co_await doubled, 42);  // as an lvalue, again
+              auto watched = ferry::create_task(cancel_witness.remote.aio(dir + "/task"));
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/task.started"));
+              watched.cancel();
+              EXPECT_THROW(co_await watched, ferry::CancelledError);
+              EXPECT_TRUE(watched.done());
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/task.cancelled"));  // its remote input too
+            }),
+            0);
+}
+
+TEST(async, a_gathered_future_is_cancelled_with_its_remote_call_when_a_sibling_fails) {
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              auto watched = cancel_witness.future(dir + "/future");
+              EXPECT_THROW(co_await ferry::gather(watched.coroutine(), fail_once_exists(dir + "/future.started")),
+                           test_error);
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/future.cancelled"));
+              EXPECT_THROW(co_await watched, ferry::CancelledError);  // the call was cancelled
+              // Awaited directly (a Future is an Asio operation), with a sibling failing at once.
+              auto direct = cancel_witness.future(dir + "/direct");
+              EXPECT_THROW(co_await ferry::gather(direct, fail_once_exists(dir + "/direct.started")), test_error);
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/direct.cancelled"));
+            }),
+            0);
+}
+
+TEST(async, a_cancelled_map_aio_cancels_its_remote_inputs) {
+  const std::string dir = scratch_dir();
+  // (Built outside the coroutine: GCC 12 cannot keep an initializer list's array in a coroutine frame.)
+  const std::vector<std::string> items{dir + "/m0", dir + "/m1", dir + "/m2"};
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              auto fail_once_all_started = [&]() -> ferry::Task<void> {
+                for (const auto& item : items) {
+                  const bool started = co_await wait_for_file_async(item + ".started");
+                  EXPECT_TRUE(started) << item;
+                }
+                throw test_error("a sibling failed");
+              };
+              EXPECT_THROW(co_await ferry::gather(cancel_witness.map.aio(items), fail_once_all_started()), test_error);
+              for (const auto& item : items) {
+                const bool cancelled = co_await wait_for_file_async(item + ".cancelled");
+                EXPECT_TRUE(cancelled) << item;
+              }
+            }),
+            0);
+}
+
+TEST(async, a_cancelled_reduce_aio_cancels_its_steps) {
+  const std::string dir = scratch_dir();
+  scoped_env witness({{"E2E_WITNESS", dir + "/reduce"}});  // (the containers inherit it)
+  const std::vector<std::int64_t> items{-2, 1, 1, 1};
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              // The first step waits until cancelled; the later ones wait on the server for the one before.
+              EXPECT_THROW(co_await ferry::gather(cancellable_add.reduce.aio(items),
+                                                  fail_once_exists(dir + "/reduce.started")),
+                           test_error);
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/reduce.cancelled"));
+            }),
+            0);
+}
+
+TEST(async, a_cancelled_get_aio_stops_waiting_and_the_spawned_call_goes_on) {
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              auto call = co_await cancel_witness.spawn.aio(dir + "/spawned");
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/spawned.started"));
+              EXPECT_THROW(co_await ferry::gather(call.get.aio(), fail_once_exists(dir + "/spawned.started")),
+                           test_error);
+              EXPECT_FALSE(std::filesystem::exists(dir + "/spawned.cancelled"));  // a spawned call is durable
+              co_await call.cancel.aio();
+              EXPECT_TRUE(co_await wait_for_file_async(dir + "/spawned.cancelled"));
+            }),
+            0);
+}
+
+TEST(async, a_cancelled_ferry_sleep_throws_cancelled_error) {
+  EXPECT_EQ(run_app([]() -> ferry::Task<void> {
+              bool saw_cancelled_error = false;
+              auto sleeping = [&]() -> ferry::Task<void> {
+                try {
+                  co_await ferry::sleep(60s);
+                } catch (const ferry::CancelledError&) {
+                  saw_cancelled_error = true;
+                  throw;
+                }
+              };
+              auto failing = []() -> ferry::Task<void> {
+                co_await ferry::sleep(1ms);
+                throw test_error("a sibling failed");
+              };
+              EXPECT_THROW(co_await ferry::gather(sleeping(), failing()), test_error);
+              EXPECT_TRUE(saw_cancelled_error);
             }),
             0);
 }

@@ -149,6 +149,18 @@ TEST(client, a_program_without_app_main_looks_up_calls_spawns_maps_and_fetches_d
   EXPECT_THROW(Square::from_name("plain", "no_such_function"), ferry::UnknownFunctionError);
 }
 
+TEST(client, local_on_a_function_looked_up_by_name_is_a_clear_error) {
+  deployed_server d;
+  const auto square_of = Square::from_name("plain", "square");
+  try {
+    square_of.local(3);  // (it used to dereference a null body)
+    ADD_FAILURE() << "no exception";
+  } catch (const ferry::Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'plain.square' was looked up with from_name"));
+    EXPECT_THAT(e.what(), HasSubstr(".remote()"));
+  }
+}
+
 TEST(client, a_program_without_app_main_reconnects_after_the_server_restarts) {
   deployed_server d;
   const auto square_of = Square::from_name("plain", "square");

@@ -155,6 +155,64 @@ TEST(futures, map_in_every_form_starmap_and_for_each) {
             0);
 }
 
+/// The items 1, 2, 3 in each kind map and reduce take: values, futures, and a future of a vector.
+struct item_kinds {
+  std::vector<std::int64_t> values{1, 2, 3};
+  std::vector<ferry::Future<std::int64_t>> futures{add.future(1, 0), add.future(2, 0), add.future(3, 0)};
+  ferry::Future<std::vector<std::int64_t>> future_of_vector = echo_numbers.future(std::vector<std::int64_t>{1, 2, 3});
+};
+
+template <class Items>
+void expect_every_blocking_form(const Items& items) {
+  const std::vector<std::int64_t> squares{1, 4, 9};
+  EXPECT_EQ(square.map(items), squares);
+  const auto outcomes = square.map.outcomes(items);
+  ASSERT_EQ(outcomes.size(), 3u);
+  EXPECT_EQ(outcomes[2].get(), 9);
+  square.for_each(items);
+  EXPECT_EQ(add.reduce(items), 6);
+  EXPECT_EQ(add.reduce(items, 10), 16);
+}
+
+/// (The expected values come in as an argument: GCC 12 cannot keep an initializer list's array in a
+/// coroutine frame.)
+template <class Items>
+ferry::Task<void> expect_every_async_form(Items items, std::vector<std::int64_t> squares) {
+  EXPECT_EQ(co_await square.map.aio(items), squares);
+  const auto outcomes = co_await square.map.outcomes.aio(items);
+  EXPECT_EQ(outcomes.size(), 3u);
+  if (outcomes.size() == 3) {
+    EXPECT_EQ(outcomes[2].get(), 9);
+  }
+  co_await square.for_each.aio(items);
+  EXPECT_EQ(co_await add.reduce.aio(items), 6);
+  EXPECT_EQ(co_await add.reduce.aio(items, 10), 16);
+}
+
+TEST(futures, every_map_and_reduce_form_takes_values_futures_or_a_future_of_a_vector) {
+  EXPECT_EQ(run_app([] {
+              item_kinds kinds;
+              expect_every_blocking_form(kinds.values);
+              expect_every_blocking_form(kinds.futures);
+              expect_every_blocking_form(kinds.future_of_vector);
+              using pair = std::tuple<std::int64_t, std::int64_t>;
+              const auto pairs = pair_up.future(std::vector<std::int64_t>{1, 2, 3});
+              EXPECT_EQ(add.starmap(pairs), (std::vector<std::int64_t>{2, 4, 6}));
+              EXPECT_EQ(add.starmap(std::vector<pair>{{1, 2}}), (std::vector<std::int64_t>{3}));
+            }),
+            0);
+  item_kinds kinds;  // (lazy until used in the program below)
+  const auto pairs = pair_up.future(std::vector<std::int64_t>{1, 2, 3});
+  const std::vector<std::int64_t> squares{1, 4, 9}, doubles{2, 4, 6};
+  EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
+              co_await expect_every_async_form(kinds.values, squares);
+              co_await expect_every_async_form(kinds.futures, squares);
+              co_await expect_every_async_form(kinds.future_of_vector, squares);
+              EXPECT_EQ(co_await add.starmap.aio(pairs), doubles);
+            }),
+            0);
+}
+
 TEST(futures, reduce_folds_left_to_right_with_its_edge_cases) {
   EXPECT_EQ(run_app([] {
               EXPECT_THROW(add.reduce(std::vector<std::int64_t>{}), std::invalid_argument);

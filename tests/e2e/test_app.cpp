@@ -218,7 +218,7 @@ ferry::Task<bool> sleeper_body(std::string mode, std::string tag) {
   if (mode == "cancelled") co_return co_await async_changed.wait_until([&] { return cancelled_tags.contains(tag); });
   try {
     co_await ferry::sleep(60s);
-  } catch (...) {
+  } catch (const ferry::CancelledError&) {  // (not Asio's system_error: ferry's own type)
     if (ferry::cancelled()) cancelled_tags.insert(tag);
     async_changed.notify();
     throw;
@@ -247,6 +247,39 @@ bool blocking_waiter_body(std::string mode, std::string tag) {
   auto& tags = mode == "started" ? waiter_started : waiter_cancelled;
   return waiter_changed.wait_for(lock, 30s, [&] { return tags.contains(tag); });
 }
+
+bool cancel_witness_body(std::string path) {
+  std::ofstream(path + ".started") << "started\n";
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (!ferry::cancelled() && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(2ms);
+  if (ferry::cancelled()) std::ofstream(path + ".cancelled") << "cancelled\n";
+  return ferry::cancelled();
+}
+
+std::int64_t cancellable_add_body(std::int64_t a, std::int64_t b) {
+  if (a != -2) return a + b;
+  const char* witness = std::getenv("E2E_WITNESS");
+  if (witness) cancel_witness_body(witness);
+  return 0;
+}
+
+bool wait_for_file(const std::string& path) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(5ms);  // (polling for a file another process writes, with a deadline)
+  }
+  return std::filesystem::exists(path);
+}
+
+ferry::Task<bool> wait_for_file_async(std::string path) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (!std::filesystem::exists(path) && std::chrono::steady_clock::now() < give_up) co_await ferry::sleep(5ms);
+  co_return std::filesystem::exists(path);
+}
+
+ferry::Function<bool(std::string)> cancel_witness =
+    app().function("cancel_witness", cancel_witness_body, {.max_inputs = 8, .max_containers = 1});
+ferry::Function<std::int64_t(std::int64_t, std::int64_t)> cancellable_add = app().function("cancellable_add", cancellable_add_body);
 
 ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> async_double =
     app().function("async_double", async_double_body);
@@ -383,6 +416,12 @@ ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> marking_a
     app().function("marking_add", marking_add_body, {.max_inputs = 10, .max_containers = 1});
 ferry::Function<std::vector<std::int64_t>(std::vector<std::int64_t>)> echo_numbers =
     app().function("echo_numbers", [](std::vector<std::int64_t> v) { return v; });
+ferry::Function<std::vector<std::tuple<std::int64_t, std::int64_t>>(std::vector<std::int64_t>)> pair_up =
+    app().function("pair_up", [](std::vector<std::int64_t> v) {
+      std::vector<std::tuple<std::int64_t, std::int64_t>> pairs;
+      for (auto x : v) pairs.emplace_back(x, x);
+      return pairs;
+    });
 ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down =
     app().function("count_down", count_down_body, {.max_inputs = 1, .max_containers = 1});
 ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down =

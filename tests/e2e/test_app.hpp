@@ -95,6 +95,16 @@ extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> hog;
 extern ferry::Function<ferry::Task<bool>(std::string)> spin;
 extern ferry::Function<ferry::Task<bool>(std::string, std::string)> sleeper;
 extern ferry::Function<bool(std::string, std::string)> blocking_waiter;
+/// Writes file `path + ".started"`, then waits (polling ferry::cancelled(), up to 60 s) and, when cancelled,
+/// writes `path + ".cancelled"`. Returns whether it was cancelled.
+extern ferry::Function<bool(std::string)> cancel_witness;
+/// a + b, except that with a = -2 it is cancel_witness of $E2E_WITNESS (inherited by containers) and returns 0:
+/// the head of a reduce that waits until cancelled.
+extern ferry::Function<std::int64_t(std::int64_t, std::int64_t)> cancellable_add;
+/// Waits (up to 30 s) until file `path` exists; false when it does not.
+bool wait_for_file(const std::string& path);
+/// The same, awaitable: polls on the event loop.
+ferry::Task<bool> wait_for_file_async(std::string path);
 
 /// Runs the scenario named by E2E_SCENARIO (a test that reads this process's output); returns the exit code.
 int run_scenario(const std::string& name);
@@ -110,6 +120,8 @@ extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, bool)> gated_doub
 extern ferry::Function<ferry::Task<std::int64_t>(std::int64_t, std::int64_t)> marking_add;
 extern ferry::Function<ferry::Future<std::int64_t>(std::int64_t)> count_down;
 extern ferry::Function<std::vector<std::int64_t>(std::vector<std::int64_t>)> echo_numbers;
+/// Each x as the pair (x, x).
+extern ferry::Function<std::vector<std::tuple<std::int64_t, std::int64_t>>(std::vector<std::int64_t>)> pair_up;
 extern ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down;
 
 }  // namespace e2e
