@@ -63,8 +63,8 @@ std::shared_ptr<client::client> connect_to(const server_target& target) {
   return client::client::connect(runtime::server_connect_options(target.address, target.state_dir));
 }
 
-/// Runs `binary` with FERRY_DESCRIBE=1 and returns what it writes to stdout.
-std::string describe_app(const std::string& binary) {
+/// Runs `binary` with `arguments` and FERRY_DESCRIBE=1, and returns what it writes to stdout.
+std::string describe_app(const std::string& binary, const std::vector<std::string>& arguments) {
   int fds[2];
   if (::pipe(fds) != 0) throw Error("pipe failed");
   const pid_t pid = ::fork();
@@ -74,7 +74,10 @@ std::string describe_app(const std::string& binary) {
     ::close(fds[0]);
     ::close(fds[1]);
     ::setenv("FERRY_DESCRIBE", "1", 1);
-    ::execl(binary.c_str(), binary.c_str(), static_cast<char*>(nullptr));
+    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+    for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
     std::fprintf(stderr, "ferry deploy: cannot run %s: %s\n", binary.c_str(), std::strerror(errno));
     ::_exit(127);
   }
@@ -97,9 +100,11 @@ std::string describe_app(const std::string& binary) {
   return out;
 }
 
-/// `ferry deploy BINARY`: stores the binary on the server and registers its functions.
-int deploy(const server_target& target, const std::string& binary, const std::string& name) {
-  const std::string described = describe_app(binary);
+/// `ferry deploy BINARY [ARGS...]`: stores the binary on the server and registers its functions; its
+/// containers run it with ARGS.
+int deploy(const server_target& target, const std::string& binary, const std::string& name,
+           const std::vector<std::string>& arguments) {
+  const std::string described = describe_app(binary, arguments);
   if (described.empty()) {
     throw Error(binary + " is not a ferry app: run with FERRY_DESCRIBE=1 it printed nothing (a ferry app declares "
                 "its functions on a ferry::App and returns app.main(argc, argv, entry) from main)");
@@ -120,11 +125,12 @@ int deploy(const server_target& target, const std::string& binary, const std::st
   if (!file.read(image.data(), static_cast<std::streamsize>(image.size()))) throw Error("cannot read " + binary);
   auto c = connect_to(target);
   detail::buffer answer = c->request("deploy", app, [&](detail::buffer& out) {
-    out.commit(mp_encode_array(out.reserve(5), 3));
+    out.commit(mp_encode_array(out.reserve(5), 4));
     codec<std::vector<wire::function_spec>>::encode(out, specs);
     out.commit(mp_encode_binl(out.reserve(5), static_cast<std::uint32_t>(image.size())));
     out.append(image.data(), image.size());
     codec<std::string>::encode(out, declared_name);
+    codec<std::vector<std::string>>::encode(out, arguments);
   });
   detail::reader digest_reader{answer.view()};
   const auto digest = ferry::decode<std::string>(digest_reader);
@@ -393,6 +399,9 @@ int run_cli(int argc, char** argv) {
   deploy_cmd->add_option("binary", binary, "The app binary")->required()->check(CLI::ExistingFile);
   std::string deploy_name;
   deploy_cmd->add_option("--name", deploy_name, "Deploy under this name instead of the app's own");
+  std::vector<std::string> deploy_args;
+  deploy_cmd->add_option("args", deploy_args,
+                         "Arguments for the app's main (after --): its containers run it with them");
   std::string qualified;
   std::string arguments_json = "[]";
   auto* call_cmd = add_target(cli.add_subcommand("call", "Call a deployed function; arguments and result as JSON"));
@@ -440,7 +449,7 @@ int run_cli(int argc, char** argv) {
     }
     if (*server_cmd) return serve(flags);
     if (*ps_cmd) return list_containers(target);
-    if (*deploy_cmd) return deploy(target, binary, deploy_name);
+    if (*deploy_cmd) return deploy(target, binary, deploy_name, deploy_args);
     if (*call_cmd) return call(target, qualified, arguments_json);
     if (*apps_cmd) return list_apps(target);
     if (*stop_cmd) return stop_app(target, stop_name);

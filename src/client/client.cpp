@@ -170,12 +170,13 @@ client::pending_call& client::wait(pending_call& call) {
 }
 
 void client::register_app(const std::string& app, const std::string& executable,
-                          const std::vector<std::shared_ptr<const detail::function_entry>>& functions) {
+                          const std::vector<std::shared_ptr<const detail::function_entry>>& functions,
+                          const std::vector<std::string>& arguments) {
   std::vector<wire::function_spec> specs;
   specs.reserve(functions.size());
   for (const auto& f : functions) specs.push_back(spec_of(*f));
   handshake_.done.store(false);
-  if (!connection_->send(wire::message_kind::register_app, wire::register_app_header{app, executable, specs})) {
+  if (!connection_->send(wire::message_kind::register_app, wire::register_app_header{app, executable, specs, arguments})) {
     throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
   }
   pending_call& reply = wait(handshake_);

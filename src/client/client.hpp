@@ -94,9 +94,11 @@ class client {
   static std::shared_ptr<client> connect(const connect_options& options, container_handlers handlers = {});
   ~client();
 
-  /// Registers this program's app and its functions; blocks until the server confirms.
+  /// Registers this program's app and its functions; blocks until the server confirms. Its containers run
+  /// `executable` with `arguments`.
   void register_app(const std::string& app, const std::string& executable,
-                    const std::vector<std::shared_ptr<const detail::function_entry>>& functions);
+                    const std::vector<std::shared_ptr<const detail::function_entry>>& functions,
+                    const std::vector<std::string>& arguments);
 
   /// Makes a call and blocks for its encoded result; throws the error the call ended with.
   detail::buffer call(const call_request& request);

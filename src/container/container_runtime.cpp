@@ -370,6 +370,13 @@ int run_container(const detail::app_state& app) {
   // Die with the server that started us, even when it is killed outright.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (std::to_string(::getppid()) != env_or_empty("FERRY_PARENT_PID")) return 0;
+  // Tell the server the program's main got this far (a start that fails before says so).
+  if (const std::string fd = env_or_empty("FERRY_MAIN_FD"); !fd.empty()) {
+    const int main_fd = std::atoi(fd.c_str());
+    (void)!::write(main_fd, "m", 1);
+    ::close(main_fd);
+    ::unsetenv("FERRY_MAIN_FD");
+  }
 
   const std::string function_name = env_or_empty("FERRY_FUNCTION");
   const std::string token = env_or_empty("FERRY_TOKEN");

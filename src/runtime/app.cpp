@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ferry/app.hpp>
 #include <ferry/ferry.hpp>
@@ -109,8 +110,6 @@ std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::f
 }
 
 int App::run(int argc, char** argv, std::function<void()> entry, std::function<Task<void>()> async_entry) {
-  (void)argc;
-  (void)argv;
   runtime::init_logging("warn");
   if (container::in_container()) return container::run_container(*state_);
   if (std::getenv("FERRY_DESCRIBE")) {
@@ -136,7 +135,11 @@ int App::run(int argc, char** argv, std::function<void()> entry, std::function<T
       options.token = embedded->token();
     }
     auto c = client::client::connect(options);
-    c->register_app(state_->name, std::filesystem::read_symlink("/proc/self/exe").string(), state_->functions);
+    // Containers run this binary with the same arguments, so that a main that reads them before app.main (to
+    // parse options, say) does the same in its containers.
+    const std::vector<std::string> arguments(argv + std::min(argc, 1), argv + std::max(argc, 0));
+    c->register_app(state_->name, std::filesystem::read_symlink("/proc/self/exe").string(), state_->functions,
+                    arguments);
     runtime::set_process_client(c);
     try {
       if (async_entry) {

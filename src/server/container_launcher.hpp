@@ -15,6 +15,7 @@ namespace ferry::server {
 struct container_spec {
   std::uint64_t id = 0;
   std::string executable;
+  std::vector<std::string> arguments;  // argv[1] on (argv[0] is the executable)
   std::string app;
   std::string function;
   std::string server_address;  // host:port the container connects to
@@ -30,13 +31,14 @@ class container_process {
   virtual void terminate() = 0;
   /// Stops it at once (SIGKILL).
   virtual void kill() = 0;
-  /// The last few KiB the container wrote to stderr.
-  virtual std::string stderr_tail() const = 0;
   /// Hands what the container has written and the server has not read yet to the output handler, now.
   /// (The server calls it before it takes an output, so that the lines the body wrote come first.)
   virtual void drain_output() = 0;
   /// Its resident memory now, in bytes (0 once it has exited, or when unknown).
   virtual std::uint64_t rss_bytes() const = 0;
+  /// Whether the program has reached app.main (so far): a container that ends before it connects without
+  /// having reached it failed in the program's own main.
+  virtual bool reached_main() = 0;
 };
 
 /// How a container's process ended.

@@ -170,9 +170,10 @@ void server::state::deploy(session& s, std::uint64_t request_id, const std::stri
   std::vector<wire::function_spec> specs;
   ferry::bytes binary;
   std::string declared_name;
+  std::vector<std::string> arguments;
   try {
-    std::tie(specs, binary, declared_name) =
-        ferry::decode<std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string>>(r);
+    std::tie(specs, binary, declared_name, arguments) = ferry::decode<
+        std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string, std::vector<std::string>>>(r);
   } catch (const DecodeError& e) {
     return refuse_deploy(std::string("malformed deploy request: ") + e.what());
   }
@@ -182,6 +183,7 @@ void server::state::deploy(session& s, std::uint64_t request_id, const std::stri
   auto app = std::make_unique<app_instance>();
   app->name = app_name;
   app->declared_name = declared_name;
+  app->arguments = arguments;
   if (auto problem = add_functions(*app, specs); !problem.empty()) return refuse_deploy(problem);
   const std::span<const char> image(reinterpret_cast<const char*>(binary.data()), binary.size());
   app->digest = sha256_hex(image);
@@ -205,7 +207,8 @@ void server::state::deploy(session& s, std::uint64_t request_id, const std::stri
   app->executable = path.string();
   detail::buffer encoded_specs;
   codec<std::vector<wire::function_spec>>::encode(encoded_specs, specs);
-  store->put_deployment({app_name, declared_name, app->digest, app->deployed_at, std::move(encoded_specs)});
+  store->put_deployment(
+      {app_name, declared_name, app->digest, app->deployed_at, std::move(encoded_specs), std::move(arguments)});
   app_instance& fresh = *app;
   std::unique_ptr<app_instance> previous;
   if (auto it = deployed.find(app_name); it != deployed.end()) previous = std::move(it->second);
@@ -484,6 +487,7 @@ void server::state::recover() {
     app->declared_name = d.declared_name;
     app->digest = d.digest;
     app->deployed_at = d.deployed_at;
+    app->arguments = std::move(d.arguments);
     app->executable = (options.state_dir / "binaries" / d.digest).string();
     detail::reader r{d.specs.view()};
     auto specs = ferry::decode<std::vector<wire::function_spec>>(r);

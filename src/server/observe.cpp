@@ -64,6 +64,10 @@ void server::state::add_log_line(container_record& c, wire::log_stream stream, s
   entry.container_id = c.id;
   entry.stream = stream;
   entry.text = line;
+  if (stream == wire::log_stream::stderr_stream) {
+    c.recent_stderr.emplace_back(entry.call_id, std::string(line.substr(0, 1024)));
+    if (c.recent_stderr.size() > container_record::recent_stderr_lines) c.recent_stderr.pop_front();
+  }
   const log_entry& kept = logs->add(std::move(entry));
   session* recipient = nullptr;
   if (in) {

@@ -23,7 +23,8 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr std::size_t stderr_tail_size = 8 * 1024;
+/// The descriptor on which a container marks that it has reached app.main (FERRY_MAIN_FD).
+constexpr int main_fd_in_container = 3;
 
 container_exit describe_exit(int status) {
   if (WIFEXITED(status)) return {"exited with code " + std::to_string(WEXITSTATUS(status))};
@@ -37,9 +38,20 @@ container_exit describe_exit(int status) {
 
 class process final : public container_process, public std::enable_shared_from_this<process> {
  public:
-  process(asio::any_io_executor executor, pid_t pid, int pidfd, int stdout_fd, int stderr_fd)
-      : pid_(pid), exit_watch_(executor, pidfd), pipes_{{executor, stdout_fd}, {executor, stderr_fd}} {
+  process(asio::any_io_executor executor, pid_t pid, int pidfd, int stdout_fd, int stderr_fd, int main_fd)
+      : pid_(pid), exit_watch_(executor, pidfd), pipes_{{executor, stdout_fd}, {executor, stderr_fd}}, main_fd_(main_fd) {
     for (auto& p : pipes_) p.non_blocking(true);
+  }
+  ~process() override {
+    if (main_fd_ >= 0) ::close(main_fd_);
+  }
+
+  bool reached_main() override {
+    if (!reached_main_ && main_fd_ >= 0) {
+      char mark = 0;
+      reached_main_ = ::read(main_fd_, &mark, 1) == 1;  // (non-blocking: the mark is there or not)
+    }
+    return reached_main_;
   }
 
   std::int64_t pid() const override { return pid_; }
@@ -49,7 +61,6 @@ class process final : public container_process, public std::enable_shared_from_t
   void kill() override {
     if (!exited_) ::kill(pid_, SIGKILL);
   }
-  std::string stderr_tail() const override { return tail_; }
   std::uint64_t rss_bytes() const override {
     if (exited_) return 0;
     // /proc/PID/statm: size resident ... in pages.
@@ -103,10 +114,6 @@ class process final : public container_process, public std::enable_shared_from_t
   }
 
   void take(int stream, const char* data, std::size_t n) {
-    if (stream == 1) {
-      tail_.append(data, n);
-      if (tail_.size() > stderr_tail_size) tail_.erase(0, tail_.size() - stderr_tail_size);
-    }
     if (on_output_) on_output_(stream + 1, std::string_view(data, n));
   }
 
@@ -128,7 +135,8 @@ class process final : public container_process, public std::enable_shared_from_t
   asio::posix::stream_descriptor exit_watch_;
   asio::posix::stream_descriptor pipes_[2];  // the container's stdout and stderr
   std::array<char, 4096> chunk_{};
-  std::string tail_;
+  int main_fd_;  // the read end of the pipe the container marks when it reaches app.main
+  bool reached_main_ = false;
   container_launcher::exit_handler on_exit_;
   container_launcher::output_handler on_output_;
 };
@@ -141,9 +149,9 @@ class process_handle final : public container_process {
   std::int64_t pid() const override { return p_->pid(); }
   void terminate() override { p_->terminate(); }
   void kill() override { p_->kill(); }
-  std::string stderr_tail() const override { return p_->stderr_tail(); }
   void drain_output() override { p_->drain_output(); }
   std::uint64_t rss_bytes() const override { return p_->rss_bytes(); }
+  bool reached_main() override { return p_->reached_main(); }
 
  private:
   std::shared_ptr<process> p_;
@@ -170,9 +178,16 @@ class process_launcher final : public container_launcher {
       ::close(out_fds[1]);
       throw_errno(err, "pipe2");
     }
+    int main_fds[2];
+    if (::pipe2(main_fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+      const int err = errno;
+      for (int fd : {out_fds[0], out_fds[1], err_fds[0], err_fds[1]}) ::close(fd);
+      throw_errno(err, "pipe2");
+    }
     auto close_read_ends = [&] {
       ::close(out_fds[0]);
       ::close(err_fds[0]);
+      ::close(main_fds[0]);
     };
 
     std::vector<std::string> env_storage;
@@ -185,25 +200,31 @@ class process_launcher final : public container_launcher {
     env_storage.push_back("FERRY_APP=" + spec.app);
     env_storage.push_back("FERRY_FUNCTION=" + spec.function);
     env_storage.push_back("FERRY_PARENT_PID=" + std::to_string(::getpid()));
+    env_storage.push_back("FERRY_MAIN_FD=" + std::to_string(main_fd_in_container));
     std::vector<char*> envp;
     for (auto& s : env_storage) envp.push_back(s.data());
     envp.push_back(nullptr);
-    std::string exe = spec.executable;
-    char* argv[] = {exe.data(), nullptr};
+    std::vector<std::string> arguments{spec.executable};
+    arguments.insert(arguments.end(), spec.arguments.begin(), spec.arguments.end());
+    std::vector<char*> argv;
+    for (auto& a : arguments) argv.push_back(a.data());
+    argv.push_back(nullptr);
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&actions, out_fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, err_fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, main_fds[1], main_fd_in_container);
     // The server's sockets must not leak into containers: a container holding a client's socket would
     // keep that connection open after the client dies.
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    posix_spawn_file_actions_addclosefrom_np(&actions, main_fd_in_container + 1);
     pid_t pid = 0;
-    const int err = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
+    const int err = ::posix_spawn(&pid, spec.executable.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     ::close(out_fds[1]);
     ::close(err_fds[1]);
+    ::close(main_fds[1]);
     if (err != 0) {
       close_read_ends();
       throw_errno(err, "cannot start " + spec.executable);
@@ -216,7 +237,7 @@ class process_launcher final : public container_launcher {
       close_read_ends();
       throw_errno(open_err, "pidfd_open");
     }
-    auto p = std::make_shared<process>(executor_, pid, pidfd, out_fds[0], err_fds[0]);
+    auto p = std::make_shared<process>(executor_, pid, pidfd, out_fds[0], err_fds[0], main_fds[0]);
     p->watch(std::move(on_exit), std::move(on_output));
     return std::make_unique<process_handle>(std::move(p));
   }

@@ -227,7 +227,8 @@ void server::state::launch_container(function_state& fn) {
   c->id = next_container_id++;
   c->function = &fn;
   c->started_at = std::chrono::steady_clock::now();
-  container_spec spec{c->id, fn.app->executable, fn.app->declared_name, fn.name, address, options.token};
+  container_spec spec{c->id,    fn.app->executable, fn.app->arguments, fn.app->declared_name,
+                      fn.name, address,            options.token};
   try {
     c->process = launcher->launch(
         spec, [this, id = c->id](container_exit exit) { on_container_exit(id, exit); },
@@ -268,7 +269,6 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
       add_log_line(*c, static_cast<wire::log_stream>(stream + 1), c->partial_line[stream]);
     }
   }
-  const std::string tail = c->process->stderr_tail();
   if (!c->stop_requested && !stopping) {
     // Died without being asked to: from the second in a row, starts back off (0.25 s doubling to 30 s).
     ++fn.crash_streak;
@@ -287,8 +287,15 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
     // (kill -9, the OOM killer) may well succeed next time: it costs the queued inputs an attempt each. A
     // binary that cannot start (it exits, or faults, before connecting; or never connects) fails them now.
     if (fn.containers.empty()) {
-      const std::string message = "could not start a container for '" + fn.name + "': the container process " +
-                                  how + " before it connected to the server" + tail_note(tail);
+      const std::string message =
+          "could not start a container for '" + fn.name + "': the container process " + how +
+          (c->process->reached_main()
+               ? " before it connected to the server"
+               : " before it reached app.main: the program's main failed before calling app.main (a container "
+                 "runs main again, with the program's arguments" +
+                     (fn.app->arguments.empty() ? std::string(" (none)") : "") +
+                     "; what main does before app.main, it does in every container)") +
+          tail_note(c->stderr_of(""));
       if (exit.killed_from_outside() && !c->connect_timed_out && !c->stop_requested) {
         charge_start_to_queue(fn, message);
       } else {
@@ -318,7 +325,7 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
       } else {
         retry_or_fail(*in, {status::container_crashed, "",
                             "the container running '" + fn.name + "' (call " + in->call_id + ") " + how +
-                                " before the call finished" + tail_note(tail),
+                                " before the call finished" + tail_note(c->stderr_of(in->call_id)),
                             fn.name, in->call_id, ""});
       }
     }

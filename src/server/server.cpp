@@ -268,7 +268,7 @@ void server::state::on_hello(session& s, const wire::frame& f) {
 }
 
 void server::state::on_register_app(session& s, const wire::frame& f) {
-  auto [name, executable, specs] = f.decode_header<wire::register_app_header>();
+  auto [name, executable, specs, arguments] = f.decode_header<wire::register_app_header>();
   auto reply_error = [&](const std::string& message) {
     s.connection->send(message_kind::app_registered,
                        wire::app_registered_header{static_cast<std::uint8_t>(status::bad_arguments)},
@@ -286,6 +286,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   app->name = name;
   app->declared_name = name;
   app->executable = executable;
+  app->arguments = std::move(arguments);
   app->owner_session = s.id;
   if (auto problem = add_functions(*app, specs); !problem.empty()) return reply_error(problem);
   s.app = app.get();

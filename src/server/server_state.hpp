@@ -116,6 +116,12 @@ struct container_record {
   std::optional<std::chrono::steady_clock::time_point> idle_since;
   std::unique_ptr<asio::steady_timer> idle_timer;
   std::string partial_line[2];  // what it wrote to stdout / stderr after its last newline
+  /// The last lines it wrote to stderr, each with the call it was written for ("" for none), for the
+  /// error that reports its crash.
+  std::deque<std::pair<std::string, std::string>> recent_stderr;
+  static constexpr std::size_t recent_stderr_lines = 30;
+  /// The recent stderr lines of call `call_id` and of no call (those a crash writes), as text; "" for all.
+  std::string stderr_of(const std::string& call_id) const;
 
   /// Attempts it runs (not counting those given up on that still hold a slot).
   std::size_t running_inputs() const {
@@ -171,6 +177,7 @@ struct function_state {
 struct app_instance {
   std::string name;
   std::string executable;
+  std::vector<std::string> arguments;  // what its containers' main gets after the program's name
   std::uint64_t owner_session = 0;  // 0 for a deployed app
   std::string declared_name;        // the name its binary gives it (a deployment may rename it)
   std::string digest;               // of a deployed app's binary
@@ -245,6 +252,14 @@ inline std::string join_names(const std::map<std::string, function_state>& funct
 inline std::string tail_note(const std::string& tail) {
   if (tail.empty()) return "; it wrote nothing to stderr";
   return "; its stderr ended with:\n" + tail;
+}
+
+inline std::string container_record::stderr_of(const std::string& call_id) const {
+  std::string text;
+  for (const auto& [line_call, line] : recent_stderr) {
+    if (call_id.empty() || line_call.empty() || line_call == call_id) text += line + "\n";
+  }
+  return text;
 }
 
 struct server::state {

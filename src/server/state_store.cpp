@@ -84,6 +84,8 @@ state_store::state_store(const std::filesystem::path& file) {
   exec(
       "CREATE TABLE IF NOT EXISTS deployments (app TEXT PRIMARY KEY, declared_name TEXT NOT NULL, digest TEXT NOT NULL,"
       " deployed_at REAL NOT NULL, specs BLOB NOT NULL)");
+  // (Added after the first release: a database from before it gets the column, empty.)
+  if (!has_column("deployments", "arguments")) exec("ALTER TABLE deployments ADD COLUMN arguments BLOB");
   exec(
       "CREATE TABLE IF NOT EXISTS calls (call_id TEXT PRIMARY KEY, app TEXT NOT NULL, function TEXT NOT NULL,"
       " idempotency_key TEXT UNIQUE, arguments BLOB, created_at REAL NOT NULL, finished_at REAL,"
@@ -102,6 +104,14 @@ state_store::~state_store() {
 }
 
 void state_store::release_memory() { sqlite3_db_release_memory(db_); }
+
+bool state_store::has_column(const char* table, const char* column) {
+  statement s(prepare((std::string("PRAGMA table_info(") + table + ")").c_str()));
+  while (sqlite3_step(s.get()) == SQLITE_ROW) {
+    if (text_column(s.get(), 1) == column) return true;
+  }
+  return false;
+}
 
 void state_store::exec(const char* sql) {
   char* error = nullptr;
@@ -135,12 +145,16 @@ sqlite3_stmt* state_store::prepare(const char* sql) {
 
 void state_store::put_deployment(const deployment& d) {
   statement s(prepare(
-      "INSERT OR REPLACE INTO deployments (app, declared_name, digest, deployed_at, specs) VALUES (?, ?, ?, ?, ?)"));
+      "INSERT OR REPLACE INTO deployments (app, declared_name, digest, deployed_at, specs, arguments)"
+      " VALUES (?, ?, ?, ?, ?, ?)"));
   bind_text(s.get(), 1, d.app);
   bind_text(s.get(), 2, d.declared_name);
   bind_text(s.get(), 3, d.digest);
   sqlite3_bind_double(s.get(), 4, d.deployed_at);
   bind_blob(s.get(), 5, d.specs.view());
+  detail::buffer arguments;
+  ferry::encode(arguments, d.arguments);
+  bind_blob(s.get(), 6, arguments.view());
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot store a deployment: ") + sqlite3_errmsg(db_));
 }
 
@@ -151,11 +165,16 @@ void state_store::remove_deployment(const std::string& app) {
 }
 
 std::vector<state_store::deployment> state_store::deployments() {
-  statement s(prepare("SELECT app, declared_name, digest, deployed_at, specs FROM deployments ORDER BY app"));
+  statement s(prepare("SELECT app, declared_name, digest, deployed_at, specs, arguments FROM deployments ORDER BY app"));
   std::vector<deployment> out;
   while (sqlite3_step(s.get()) == SQLITE_ROW) {
     out.push_back({text_column(s.get(), 0), text_column(s.get(), 1), text_column(s.get(), 2),
-                   sqlite3_column_double(s.get(), 3), blob_column(s.get(), 4)});
+                   sqlite3_column_double(s.get(), 3), blob_column(s.get(), 4), {}});
+    const detail::buffer arguments = blob_column(s.get(), 5);
+    if (arguments.size() > 0) {
+      detail::reader r{arguments.view()};
+      out.back().arguments = ferry::decode<std::vector<std::string>>(r);
+    }
   }
   return out;
 }

@@ -36,6 +36,7 @@ class state_store {
     std::string digest;  // of the binary, stored as binaries/<digest>
     double deployed_at = 0;
     detail::buffer specs;  // the encoded vector<wire::function_spec>
+    std::vector<std::string> arguments;  // what its containers' main gets after the program's name
   };
   void put_deployment(const deployment& d);
   void remove_deployment(const std::string& app);
@@ -95,6 +96,7 @@ class state_store {
     double finished_at = 0;
   };
   void exec(const char* sql);
+  bool has_column(const char* table, const char* column);
   sqlite3_stmt* prepare(const char* sql);
   /// The statement for `sql` (a string literal: cached by its address), prepared once and kept, since the
   /// hot queries run once per call. Reset it after use (statement_use does).

@@ -14,7 +14,7 @@
 
 namespace ferry::wire {
 
-inline constexpr std::uint32_t protocol_version = 1;
+inline constexpr std::uint32_t protocol_version = 2;
 /// The default upper bound of a frame a program sends; the server announces its own in `welcome`.
 inline constexpr std::uint64_t default_max_frame_size = 256ull << 20;
 /// The largest limit a 4-byte length prefix allows, less room for headers.
@@ -122,7 +122,9 @@ using function_spec =
     std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
                std::int32_t /*max containers*/, std::uint32_t /*timeout ms, 0: none*/, retry_spec,
                std::int32_t /*min containers*/, std::int32_t /*buffer containers*/, std::uint32_t /*scaledown window ms*/>;
-using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>>;
+/// `arguments`: the program's own (argv[1] on); its containers are started with them.
+using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>,
+                                       std::vector<std::string> /*arguments*/>;
 using app_registered_header = std::tuple<std::uint8_t /*status; an error record follows unless ok*/>;
 /// A call's argument that is another call's result: the argument position (whose value in the payload is a
 /// nil placeholder) and that call's id, in the caller's numbering.

@@ -124,6 +124,37 @@ TEST(standalone, sigterm_stops_the_server_and_its_containers) {
   EXPECT_EQ(server.proc().wait(), 0);
 }
 
+TEST(standalone, containers_run_main_with_the_programs_arguments) {
+  // argv_app reads argv[1] before app.main, and its function uses it: in its containers too.
+  auto r = run({FERRY_ARGV_APP_PATH, "Hello"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Hello, world\n");
+  ferry_server server;
+  r = run({FERRY_ARGV_APP_PATH, "Bonjour"}, {{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Bonjour, world\n");
+  // Deployed: `ferry deploy BINARY -- ARGS` gives them to its containers.
+  r = run({FERRY_CLI_PATH, "deploy", "--server", server.address(), "--state-dir", server.state_dir(),
+           FERRY_ARGV_APP_PATH, "--", "Hola"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = server.cli({"call", "argv_app.greet", "[\"world\"]"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "\"Hola, world\"\n");
+}
+
+TEST(standalone, a_container_that_fails_in_main_before_app_main_says_so) {
+  EXPECT_EQ(run_app([] {
+              try {
+                never_starts.remote();  // the e2e binary's main exits with code 3 for it, before app.main
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ContainerStartError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("exited with code 3 before it reached app.main"));
+                EXPECT_THAT(e.what(), HasSubstr("never_starts: failing on purpose before serving"));
+              }
+            }),
+            0);
+}
+
 TEST(standalone, a_malformed_server_address_or_an_unreadable_token_is_a_clear_error) {
   const auto nonsense = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "nonsense"}, {"FERRY_TOKEN", "x"}});
   EXPECT_EQ(nonsense.code, 1);

@@ -104,6 +104,14 @@ ferry::Task<std::int64_t> async_pass_on_body(std::string kind) {
 }
 ferry::Function<ferry::Task<std::int64_t>(std::string)> async_pass_on =
     app().function("async_pass_on", async_pass_on_body);
+ferry::Function<bool(std::string, bool)> stderr_then_exit = app().function(
+    "stderr_then_exit",
+    [](std::string line, bool exit3) {
+      std::cerr << line << std::endl;
+      if (exit3) std::exit(3);
+      return true;
+    },
+    {.max_containers = 1});
 ferry::Function<void(std::int64_t)> raise_long = app().function(
     "raise_long", [](std::int64_t bytes) { throw std::runtime_error(std::string(static_cast<std::size_t>(bytes), 'x')); });
 ferry::Function<void()> raise_test_error = app().function("raise_test_error", raise_test_error_body);

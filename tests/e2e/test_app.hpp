@@ -66,6 +66,8 @@ extern ferry::Function<void(std::string)> raise_registered;
 /// async body.
 extern ferry::Function<std::int64_t(std::string)> pass_on;
 extern ferry::Function<ferry::Task<std::int64_t>(std::string)> async_pass_on;
+/// Writes `line` to stderr, then exits with code 3 when `exit3` (one container: calls share it).
+extern ferry::Function<bool(std::string, bool)> stderr_then_exit;
 /// Throws a std::runtime_error whose message is `bytes` long.
 extern ferry::Function<void(std::int64_t)> raise_long;
 

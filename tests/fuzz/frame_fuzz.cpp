@@ -155,7 +155,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"hello", frame_bytes(message_kind::hello, wire::hello_header{1, "fuzz-token", 0, 0, 1234})},
       {"welcome", frame_bytes(message_kind::welcome, wire::welcome_header{"0.1.0", 1 << 20})},
       {"refused", frame_bytes(message_kind::refused, wire::refused_header{"invalid token"})},
-      {"register_app", frame_bytes(message_kind::register_app, wire::register_app_header{"app", "/bin/app", {spec}})},
+      {"register_app", frame_bytes(message_kind::register_app, wire::register_app_header{"app", "/bin/app", {spec}, {"--flag"}})},
       {"app_registered_error", frame_bytes(message_kind::app_registered, wire::app_registered_header{2}, failure)},
       {"call", frame_bytes(message_kind::call, wire::call_header{1, "app", "square", wire::deliver_result, {}, 0},
                            values(std::tuple<std::int64_t>{7}))},

@@ -103,7 +103,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
            frame_bytes(message_kind::cancel, wire::cancel_header{2}) +
            frame_bytes(message_kind::release, wire::release_header{1})},
       {"register_app_and_call",
-       client + frame_bytes(message_kind::register_app, wire::register_app_header{"seed", "/bin/false", {spec}}) +
+       client + frame_bytes(message_kind::register_app, wire::register_app_header{"seed", "/bin/false", {spec}, {}}) +
            call(1, "seed", "echo", wire::deliver_result, {}, values(std::tuple<std::string>{"hi"}))},
       {"requests",
        client + request(1, "apps", "") + request(2, "containers", "") + request(3, "calls", "") +
@@ -116,8 +116,9 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
                             request(2, "get", "fc-0000000000000001", values(std::uint32_t{100}))},
       {"deploy_and_stop", client +
                               request(1, "deploy", "other",
-                                      values(std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string>{
-                                          {spec}, {std::byte{'#'}, std::byte{'!'}}, "other"})) +
+                                      values(std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string,
+                                                        std::vector<std::string>>{
+                                          {spec}, {std::byte{'#'}, std::byte{'!'}}, "other", {"--flag"}})) +
                               request(2, "stop", "other")},
       {"logs_follow", client + request(1, "logs", "fuzz", values(std::tuple<std::string, bool>{"", true}))},
       {"output_from_a_client", client + frame_bytes(message_kind::output, wire::output_header{1, 0}, values(1))},

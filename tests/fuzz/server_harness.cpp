@@ -86,11 +86,12 @@ struct running_server {
     };
     const std::string image = "#!/bin/false\n";
     client->request("deploy", deployed_app, [&](ferry::detail::buffer& out) {
-      out.commit(mp_encode_array(out.reserve(5), 3));
+      out.commit(mp_encode_array(out.reserve(5), 4));
       ferry::encode(out, specs);
       out.commit(mp_encode_binl(out.reserve(5), static_cast<std::uint32_t>(image.size())));
       out.append(image.data(), image.size());
       ferry::encode(out, std::string(deployed_app));
+      ferry::encode(out, std::vector<std::string>{});  // the app's arguments
     });
     client->close();
   }
