@@ -156,7 +156,9 @@ class App {
     auto shared_body = std::make_shared<const std::function<R(A...)>>(std::move(body));
     auto entry = std::make_shared<detail::function_entry>();
     entry->name = name;
-    entry->signature = detail::signature_string<detail::body_value_t<R>, A...>();
+    auto described = detail::describe_signature<detail::body_value_t<R>, A...>();
+    entry->signature = std::move(described.signature);
+    entry->structs = std::move(described.structs);
     entry->options = options;
     if constexpr (is_task_v<R>) {
       entry->invoke_async = detail::async_body_invoker<task_value_t<R>, A...>{name, shared_body};

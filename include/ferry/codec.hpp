@@ -30,6 +30,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -117,10 +118,15 @@ struct field {
 };
 
 template <class T>
-concept described_struct = requires(const T* p) {
-  ferry_struct_fields(p);
-  { ferry_struct_name(p) } -> std::convertible_to<const char*>;
+concept described_struct = requires(const T* p) { ferry_struct_fields(p); };
+
+/// While a function's signature is being named (see describe_signature): the structs its types mention, by
+/// qualified name, each with its fields ("{id:int64,items:vector<string>}"), so that two programs' structs of
+/// the same name are compared field by field. Thread-local; nullptr otherwise.
+struct struct_collection {
+  std::map<std::string, std::string> fields;  // "" while a struct is being described (it may contain itself)
 };
+inline thread_local struct_collection* collecting_structs = nullptr;
 
 template <class T>
 inline constexpr bool is_optional_v = false;
@@ -444,7 +450,22 @@ struct codec<T> {
     std::size_t index = 0;
     std::apply([&](const auto&... f) { ((check_present(f, index++, seen)), ...); }, fields);
   }
-  static std::string name() { return ferry_struct_name(static_cast<const T*>(nullptr)); }
+  /// Its qualified name (`shop::Order`). While a signature is named, it also records its fields.
+  static std::string name() {
+    std::string qualified = detail::demangle(typeid(T).name());
+    if (detail::struct_collection* collection = detail::collecting_structs;
+        collection && collection->fields.emplace(qualified, "").second) {
+      std::string described = "{";
+      std::apply(
+          [&](const auto&... f) {
+            ((described += std::string(f.name) + ":" + codec<member_t<decltype(f)>>::name() + ","), ...);
+          },
+          ferry_struct_fields(static_cast<const T*>(nullptr)));
+      if (described.size() > 1) described.pop_back();
+      collection->fields[qualified] = described + "}";
+    }
+    return qualified;
+  }
 
  private:
   template <class F>
@@ -503,5 +524,5 @@ T decode(detail::reader& in) {
 #define FERRY_STRUCT(Type, ...)                                                             \
   [[maybe_unused]] inline auto ferry_struct_fields(const Type*) {                           \
     return ::std::make_tuple(FERRY_DETAIL_FOR_EACH(FERRY_DETAIL_FIELD, Type, __VA_ARGS__)); \
-  }                                                                                         \
-  [[maybe_unused]] inline constexpr const char* ferry_struct_name(const Type*) { return #Type; }
+  }
+

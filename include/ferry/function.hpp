@@ -52,14 +52,37 @@ std::string type_name() {
   }
 }
 
-/// `int64(string,vector<int64>)`: how the server names a signature, to check callers against it.
+/// How the server names a function's signature, to check callers against it: `int64(string,vector<int64>)`
+/// (structs by their qualified names, `shop::Receipt(shop::Order)`), and the fields of every struct it mentions,
+/// by name: `shop::Order{id:int64,items:vector<string>};shop::Receipt{total:float64}`.
+struct signature_description {
+  std::string signature;
+  std::string structs;
+};
 template <class R, class... A>
-std::string signature_string() {
-  std::string s = type_name<R>() + "(";
-  ((s += codec<A>::name() + ","), ...);
-  if (sizeof...(A) > 0) s.pop_back();
-  return s + ")";
+signature_description describe_signature() {
+  struct_collection collection;
+  struct collecting {
+    struct_collection* previous;
+    ~collecting() { collecting_structs = previous; }
+  } scope{std::exchange(collecting_structs, &collection)};
+  signature_description d;
+  d.signature = type_name<R>() + "(";
+  ((d.signature += codec<A>::name() + ","), ...);
+  if (sizeof...(A) > 0) d.signature.pop_back();
+  d.signature += ")";
+  for (const auto& [name, fields] : collection.fields) d.structs += (d.structs.empty() ? "" : ";") + name + fields;
+  return d;
 }
+
+/// The signature of deployed function `app.function`; throws UnknownFunctionError when there is none.
+signature_description deployed_signature(const std::string& app, const std::string& function,
+                                         const std::source_location& site);
+Task<signature_description> deployed_signature_async(std::string app, std::string function);
+/// Throws SignatureMismatchError, showing both (and, when only a struct's fields differ, that struct's), when
+/// they differ.
+void check_signature(const std::string& app, const std::string& function, const signature_description& deployed,
+                     const signature_description& expected);
 
 template <class... A>
 void encode_arguments(buffer& out, const A&... args) {
@@ -215,13 +238,14 @@ class Function<R(A...)> {
     Function operator()(const std::string& app, const std::string& function,
                         std::source_location site = std::source_location::current()) const {
       auto entry = make_entry(app, function);
-      detail::check_signature(app, function, detail::deployed_signature(app, function, site), entry->signature);
+      detail::check_signature(app, function, detail::deployed_signature(app, function, site),
+                              {entry->signature, entry->structs});
       return Function(std::move(entry), nullptr);
     }
     Task<Function> aio(std::string app, std::string function) const {
       auto entry = make_entry(app, function);
-      const std::string deployed = co_await detail::deployed_signature_async(app, function);
-      detail::check_signature(app, function, deployed, entry->signature);
+      const detail::signature_description deployed = co_await detail::deployed_signature_async(app, function);
+      detail::check_signature(app, function, deployed, {entry->signature, entry->structs});
       co_return Function(std::move(entry), nullptr);
     }
 
@@ -230,7 +254,9 @@ class Function<R(A...)> {
       auto entry = std::make_shared<detail::function_entry>();
       entry->app = app;
       entry->name = function;
-      entry->signature = detail::signature_string<value_type, A...>();
+      auto described = detail::describe_signature<value_type, A...>();
+      entry->signature = std::move(described.signature);
+      entry->structs = std::move(described.structs);
       return entry;
     }
   };

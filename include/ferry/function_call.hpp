@@ -44,12 +44,7 @@ std::string decode_string(const buffer& encoded);
 /// server cannot be reached); returns when the call exists (not finished, expired, or failed).
 void rethrow_unless_call_exists(std::exception_ptr error);
 
-/// The signature of deployed function `app.function`; throws UnknownFunctionError when there is none.
-std::string deployed_signature(const std::string& app, const std::string& function, const std::source_location& site);
-Task<std::string> deployed_signature_async(std::string app, std::string function);
-/// Throws SignatureMismatchError, showing both, when they differ.
-void check_signature(const std::string& app, const std::string& function, const std::string& deployed,
-                     const std::string& expected);
+
 
 }  // namespace detail
 

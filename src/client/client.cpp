@@ -240,7 +240,8 @@ wire::function_spec spec_of(const detail::function_entry& f) {
                            ms(o.retries.max_delay)},
           o.min_containers,
           o.buffer_containers,
-          ms(o.scaledown_window)};
+          ms(o.scaledown_window),
+          f.structs};
 }
 
 detail::buffer client::request(const std::string& verb, const std::string& subject,

@@ -17,7 +17,7 @@ void to_msgpack(const boost::json::value& value, detail::buffer& out);
 boost::json::value to_json(detail::reader& in);
 
 /// What is wrong with `arguments` as the arguments of `function`, whose signature (as
-/// ferry::detail::signature_string writes it, `int64(string,vector<int64>)`) is `signature`: a message
+/// ferry::detail::describe_signature writes it, `int64(string,vector<int64>)`) is `signature`: a message
 /// naming the argument, its expected type and what it got; "" when they fit. Struct parameters are only
 /// checked to be JSON objects (their fields are the container's to check).
 std::string check_arguments(const std::string& function, const std::string& signature,

@@ -4,7 +4,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <climits>
+#include <ferry/function.hpp>
 #include <ferry/function_call.hpp>
+#include <map>
 
 #include "runtime/process_client.hpp"
 
@@ -59,23 +61,60 @@ std::string decode_string(const buffer& encoded) {
   return ferry::decode<std::string>(r);
 }
 
-std::string deployed_signature(const std::string& app, const std::string& function, const std::source_location& site) {
-  buffer answer = control_request("function", app + "." + function, {}, site);
-  return decode_string(answer);
+namespace {
+signature_description decode_signature(const buffer& encoded) {
+  reader r{encoded.view()};
+  auto [signature, structs] = ferry::decode<std::tuple<std::string, std::string>>(r);
+  return {std::move(signature), std::move(structs)};
 }
 
-Task<std::string> deployed_signature_async(std::string app, std::string function) {
-  buffer answer = co_await control_request_async("function", app + "." + function, {});
-  co_return decode_string(answer);
-}
-
-void check_signature(const std::string& app, const std::string& function, const std::string& deployed,
-                     const std::string& expected) {
-  if (deployed != expected) {
-    throw SignatureMismatchError("'" + app + "." + function + "' is deployed as " + deployed +
-                                 ", but this program declares it as " + expected +
-                                 ": use Function<...> with the deployed signature, or deploy the app again");
+/// "shop::Order{...}" entries by name.
+std::map<std::string, std::string> structs_by_name(const std::string& structs) {
+  std::map<std::string, std::string> out;
+  std::size_t start = 0;
+  while (start < structs.size()) {
+    // (Fields never contain ';': it separates structs.)
+    const auto end = std::min(structs.find(';', start), structs.size());
+    const std::string entry = structs.substr(start, end - start);
+    const auto brace = entry.find('{');
+    out[entry.substr(0, brace)] = brace == std::string::npos ? "" : entry.substr(brace);
+    start = end + 1;
   }
+  return out;
+}
+}  // namespace
+
+signature_description deployed_signature(const std::string& app, const std::string& function,
+                                         const std::source_location& site) {
+  return decode_signature(control_request("function", app + "." + function, {}, site));
+}
+
+Task<signature_description> deployed_signature_async(std::string app, std::string function) {
+  buffer answer = co_await control_request_async("function", app + "." + function, {});
+  co_return decode_signature(answer);
+}
+
+void check_signature(const std::string& app, const std::string& function, const signature_description& deployed,
+                     const signature_description& expected) {
+  const std::string fix = ": use Function<...> with the deployed signature, or deploy the app again";
+  if (deployed.signature != expected.signature) {
+    throw SignatureMismatchError("'" + app + "." + function + "' is deployed as " + deployed.signature +
+                                 ", but this program declares it as " + expected.signature + fix);
+  }
+  if (deployed.structs == expected.structs) return;
+  // The same names, but some struct's fields differ: say which.
+  const auto theirs = structs_by_name(deployed.structs);
+  for (const auto& [name, fields] : structs_by_name(expected.structs)) {
+    auto it = theirs.find(name);
+    if (it != theirs.end() && it->second != fields) {
+      throw SignatureMismatchError("'" + app + "." + function + "' is deployed as " + deployed.signature +
+                                   " too, but its struct " + name + " is not this program's: deployed " + name +
+                                   it->second + ", here " + name + fields + fix);
+    }
+  }
+  throw SignatureMismatchError("'" + app + "." + function + "' is deployed as " + deployed.signature +
+                               ", whose structs are " + deployed.structs + ", but this program's are " +
+                               expected.structs + fix);
 }
 
 }  // namespace ferry::detail

@@ -87,7 +87,9 @@ void server::state::handle_request(session& s, std::uint64_t request_id, const s
   if (verb == "function") {
     function_state* fn = deployed_function(s, request_id, subject);
     if (!fn) return;
-    return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fn->signature); });
+    return reply(s.id, request_id, status::ok, [&](detail::buffer& out) {
+      ferry::encode(out, std::tuple<std::string, std::string>{fn->signature, fn->structs});
+    });
   }
   if (verb == "deploy") return deploy(s, request_id, subject, payload);
   if (verb == "stop") {
@@ -226,7 +228,7 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
     function_state* next = nullptr;
     if (successor) {
       auto it = successor->functions.find(fname);
-      if (it != successor->functions.end() && it->second.signature == fn.signature) next = &it->second;
+      if (it != successor->functions.end() && same_signature(it->second, fn)) next = &it->second;
     }
     if (next) {
       // Not started yet: the new version runs them, and its backlog in the store.
@@ -265,7 +267,7 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
     function_state* next = nullptr;
     if (successor) {
       auto f = successor->functions.find(in.function->name);
-      if (f != successor->functions.end() && f->second.signature == in.function->signature) next = &f->second;
+      if (f != successor->functions.end() && same_signature(f->second, *in.function)) next = &f->second;
     }
     if (next) {
       in.function = next;

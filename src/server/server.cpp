@@ -300,7 +300,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
 
 std::string server::state::add_functions(app_instance& app, std::vector<wire::function_spec>& specs) {
   for (auto& [fname, signature, max_inputs, max_containers, timeout_ms, retries, min_containers, buffer_containers,
-              scaledown_ms] : specs) {
+              scaledown_ms, structs] : specs) {
     auto [max_retries, initial_delay_ms, backoff_coefficient, max_delay_ms] = retries;
     std::string problem;
     if (max_inputs < 1 || max_containers < 1) {
@@ -318,6 +318,7 @@ std::string server::state::add_functions(app_instance& app, std::vector<wire::fu
     fn.name = fname;
     fn.metrics = &metrics.of(app.name, fname);
     fn.signature = signature;
+    fn.structs = structs;
     fn.max_inputs = max_inputs;
     fn.max_containers = max_containers;
     fn.min_containers = min_containers;

@@ -152,6 +152,7 @@ struct function_state {
   app_instance* app = nullptr;
   std::string name;
   std::string signature;
+  std::string structs;  // the fields of the structs the signature mentions (function_entry::structs)
   int max_inputs = 1;
   int max_containers = 1;
   int min_containers = 0;
@@ -172,6 +173,11 @@ struct function_state {
   std::int64_t loaded_seq = 0;
   function_metrics* metrics = nullptr;  // counters that outlive redeployments, by app and function name
 };
+
+/// Whether two versions of a function take and return the same types, down to the fields of their structs.
+inline bool same_signature(const function_state& a, const function_state& b) {
+  return a.signature == b.signature && a.structs == b.structs;
+}
 
 /// An app as a running program registered it; it lives as long as that program's connection.
 struct app_instance {

@@ -121,7 +121,8 @@ using retry_spec = std::tuple<std::int32_t /*max retries*/, std::uint32_t /*init
 using function_spec =
     std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
                std::int32_t /*max containers*/, std::uint32_t /*timeout ms, 0: none*/, retry_spec,
-               std::int32_t /*min containers*/, std::int32_t /*buffer containers*/, std::uint32_t /*scaledown window ms*/>;
+               std::int32_t /*min containers*/, std::int32_t /*buffer containers*/, std::uint32_t /*scaledown window ms*/,
+               std::string /*structs: the fields of those the signature mentions (function_entry::structs)*/>;
 /// `arguments`: the program's own (argv[1] on); its containers are started with them.
 using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>,
                                        std::vector<std::string> /*arguments*/>;

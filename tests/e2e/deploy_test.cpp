@@ -96,6 +96,59 @@ TEST(deploy, a_signature_that_does_not_match_the_deployed_one_is_an_error_before
             0);
 }
 
+}  // namespace
+}  // namespace e2e
+
+// Two namespaces' structs of one unqualified name, and this program's own shop::Order, whose fields are not
+// those of the deployed shop_app's shop::Order.
+namespace other {
+struct Order {
+  std::int64_t id = 0;
+  std::int32_t quantity = 0;
+};
+FERRY_STRUCT(Order, id, quantity)
+struct Receipt {
+  double total = 0;
+};
+FERRY_STRUCT(Receipt, total)
+}  // namespace other
+namespace shop {
+struct Order {
+  std::int64_t id = 0;
+  std::vector<std::string> items;
+};
+FERRY_STRUCT(Order, id, items)
+struct Receipt {
+  double total = 0;
+};
+FERRY_STRUCT(Receipt, total)
+}  // namespace shop
+
+namespace e2e {
+namespace {
+
+TEST(deploy, structs_are_compared_by_qualified_name_and_fields_before_anything_runs) {
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  ASSERT_EQ(server.cli({"deploy", FERRY_SHOP_APP_PATH}).code, 0);
+  // The same unqualified names and fields, in another namespace: another type.
+  try {
+    ferry::Function<other::Receipt(other::Order)>::from_name("shop", "price");
+    ADD_FAILURE() << "no exception";
+  } catch (const ferry::SignatureMismatchError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'shop.price' is deployed as shop::Receipt(shop::Order), but this program "
+                                    "declares it as other::Receipt(other::Order)"));
+  }
+  // The same qualified names, other fields: a program built from other sources.
+  try {
+    ferry::Function<shop::Receipt(shop::Order)>::from_name("shop", "price");
+    ADD_FAILURE() << "no exception";
+  } catch (const ferry::SignatureMismatchError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("its struct shop::Order is not this program's: deployed "
+                                    "shop::Order{id:int64,quantity:int32}, here shop::Order{id:int64,items:vector<string>}"));
+  }
+}
+
 TEST(deploy, redeploying_sends_new_calls_to_the_new_version_while_calls_in_flight_finish) {
   deployed_server d;
   const std::string dir = scratch_dir();

@@ -147,7 +147,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
   using fuzz::frame_bytes;
   using fuzz::values;
   const auto spec =
-      wire::function_spec{"square", "int64(int64)", 1, 8, 0, wire::retry_spec{3, 500, 2.0, 10'000}, 0, 0, 60'000};
+      wire::function_spec{"square", "int64(int64)", 1, 8, 0, wire::retry_spec{3, 500, 2.0, 10'000}, 0, 0, 60'000, ""};
   const auto failure = [](ferry::detail::buffer& out) {
     wire::encode_error(out, {wire::status::remote_exception, "std::runtime_error", "boom", "square", "fc-1", "#0 f"});
   };

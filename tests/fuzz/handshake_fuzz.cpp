@@ -83,7 +83,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
     return frame_bytes(message_kind::request, wire::request_header{id, verb, subject}, payload);
   };
   const auto square_args = values(std::tuple<std::int64_t>{7});
-  const wire::function_spec spec{"echo", "string(string)", 2, 2, 1000, wire::retry_spec{1, 10, 2.0, 100}, 0, 0, 1000};
+  const wire::function_spec spec{"echo", "string(string)", 2, 2, 1000, wire::retry_spec{1, 10, 2.0, 100}, 0, 0, 1000, ""};
   return {
       {"hello_client", client},
       {"hello_wrong_token", hello(wire::protocol_version, "not-the-token", 0, 0)},

@@ -32,7 +32,7 @@ class refusing_launcher final : public ferry::server::container_launcher {
 };
 
 wire::function_spec function(std::string name, std::string signature) {
-  return {std::move(name), std::move(signature), 1, 1, 0, wire::retry_spec{0, 0, 1.0, 0}, 0, 0, 60'000};
+  return {std::move(name), std::move(signature), 1, 1, 0, wire::retry_spec{0, 0, 1.0, 0}, 0, 0, 60'000, ""};
 }
 
 struct running_server {

@@ -18,6 +18,9 @@ struct function_entry {
   /// `int64(string,vector<int64>)`: the codec's names of the result and parameter types. An async
   /// body's result is named by its value: `Task<int64>` is `int64`.
   std::string signature;
+  /// The fields of every struct the signature mentions: `shop::Order{id:int64,qty:int32}`, ";"-separated,
+  /// by name; "" when there are none. Two programs agree on a signature only when these agree too.
+  std::string structs;
   FunctionOptions options;
   /// Blocking bodies: decodes the arguments (a MessagePack array), runs the body and appends the encoded
   /// result to `result`, returning 0; or, when the body returns a Future (a tail call), hands that future's
