@@ -4,12 +4,17 @@
 
 #include <boost/json.hpp>
 #include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <deque>
-#include <set>
 #include <fstream>
+#include <set>
+#include <variant>
 
 #include "codec/json.hpp"
 #include "server/dashboard_assets.hpp"
+
 #include "server/server_state.hpp"
 
 namespace ferry::server {
@@ -23,6 +28,23 @@ struct target_query {
   std::string query_value(const std::string& key, const std::string& fallback = "") const {
     auto it = query.find(key);
     return it == query.end() ? fallback : it->second;
+  }
+  /// Parameter `key` as a number in [min, max] (a whole one when `whole`): `fallback` when absent; otherwise
+  /// an error message naming the parameter and what it takes, for a 400.
+  std::variant<double, std::string> number(const std::string& key, double fallback, double min, double max,
+                                           bool whole) const {
+    auto it = query.find(key);
+    if (it == query.end()) return fallback;
+    const std::string& text = it->second;
+    double value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(value) || value < min ||
+        value > max || (whole && value != std::floor(value))) {
+      char range[64];
+      std::snprintf(range, sizeof range, "%g to %g", min, max);
+      return key + " must be " + (whole ? "a whole number" : "a number") + " from " + range + ", not '" + text + "'";
+    }
+    return value;
   }
 };
 
@@ -324,12 +346,11 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
 
 void server::state::respond_calls(const std::shared_ptr<http_connection>& conn, const target_query& t) {
   const std::string app = t.query_value("app");
-  std::size_t limit = 100;
-  try {
-    limit = std::clamp<std::size_t>(std::stoul(t.query_value("limit", "100")), 1, 10'000);
-  } catch (const std::exception&) {
-    return conn->respond(json_error(http::status::bad_request, "bad_arguments", "limit must be a number"));
+  const auto limit_or_error = t.number("limit", 100, 1, 10'000, /*whole=*/true);
+  if (const auto* error = std::get_if<std::string>(&limit_or_error)) {
+    return conn->respond(json_error(http::status::bad_request, "bad_arguments", *error));
   }
+  const auto limit = static_cast<std::size_t>(std::get<double>(limit_or_error));
   // Live calls (newest first), then ended ones from the history.
   std::vector<const input_record*> live;
   for (const auto& [id, in] : inputs) {
@@ -431,12 +452,11 @@ void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, 
 
 void server::state::respond_logs(const std::shared_ptr<http_connection>& conn, const std::string& app,
                                  const std::string& call_id, const target_query& t) {
-  std::uint64_t after = 0;
-  try {
-    after = std::stoull(t.query_value("after", "0"));
-  } catch (const std::exception&) {
-    return conn->respond(json_error(http::status::bad_request, "bad_arguments", "after must be a number"));
+  const auto after_or_error = t.number("after", 0, 0, 9e15, /*whole=*/true);
+  if (const auto* error = std::get_if<std::string>(&after_or_error)) {
+    return conn->respond(json_error(http::status::bad_request, "bad_arguments", *error));
   }
+  const auto after = static_cast<std::uint64_t>(std::get<double>(after_or_error));
   json::array lines;
   for (const log_entry* e : logs->find(app, call_id, after, 10'000)) lines.push_back(log_json(*e));
   conn->respond(json_response(http::status::ok, json::object{{"logs", std::move(lines)}}));
@@ -514,12 +534,11 @@ void server::state::run_function(const http_request& req, const std::shared_ptr<
       !problem.empty()) {
     return conn->respond(json_error(http::status::bad_request, "bad_arguments", problem));
   }
-  std::uint32_t timeout_ms = 30'000;
-  try {
-    timeout_ms = static_cast<std::uint32_t>(std::clamp(std::stod(t.query_value("timeout", "30")), 0.0, 3600.0) * 1000);
-  } catch (const std::exception&) {
-    return conn->respond(json_error(http::status::bad_request, "bad_arguments", "timeout must be seconds, as a number"));
+  const auto timeout_or_error = t.number("timeout", 30, 0, 3600, /*whole=*/false);
+  if (const auto* error = std::get_if<std::string>(&timeout_or_error)) {
+    return conn->respond(json_error(http::status::bad_request, "bad_arguments", *error + " (seconds)"));
   }
+  const auto timeout_ms = static_cast<std::uint32_t>(std::get<double>(timeout_or_error) * 1000);
   std::string key;
   if (auto header = req.find("Idempotency-Key"); header != req.end()) key = std::string(header->value());
   detail::buffer payload;

@@ -157,7 +157,9 @@ void server::state::summarize(const input_record& in, call_summary& out) const {
   out.app = in.function->app->name;
   out.function = in.function->name;
   static constexpr const char* live_states[] = {"waiting", "queued", "running", "queued"};
-  if (in.state != input_state::done) {
+  if (in.state == input_state::running && in.cancelled) {
+    out.state = "cancelling";  // asked to stop; its body has not stopped yet
+  } else if (in.state != input_state::done) {
     out.state = live_states[static_cast<int>(in.state)];
   } else if (in.outcome == status::ok) {
     out.state = "succeeded";

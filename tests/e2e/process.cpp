@@ -207,6 +207,13 @@ run_result ferry_server::cli(std::vector<std::string> args) const {
 namespace e2e {
 
 std::string ferry_server::http_get(const std::string& path) const {
+  auto [status, body] = http("GET", path);
+  if (status != 200) throw std::runtime_error("GET " + path + ": " + std::to_string(status) + " " + body.substr(0, 200));
+  return body;
+}
+
+ferry_server::http_reply ferry_server::http(const std::string& method, const std::string& path,
+                                            const std::string& body) const {
   const auto colon = address_.rfind(':');
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
@@ -219,8 +226,9 @@ std::string ferry_server::http_get(const std::string& path) const {
   std::string reply;
   try {
     if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) throw std::runtime_error("connect");
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + address_ + "\r\nAuthorization: Bearer " +
-                                token() + "\r\nConnection: close\r\n\r\n";
+    const std::string request = method + " " + path + " HTTP/1.1\r\nHost: " + address_ + "\r\nAuthorization: Bearer " +
+                                token() + "\r\nContent-Length: " + std::to_string(body.size()) +
+                                "\r\nConnection: close\r\n\r\n" + body;
     for (std::size_t sent = 0; sent < request.size();) {
       const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
       if (n <= 0) throw std::runtime_error("send");
@@ -238,11 +246,12 @@ std::string ferry_server::http_get(const std::string& path) const {
     throw;
   }
   ::close(fd);
-  if (reply.rfind("HTTP/1.1 200", 0) != 0) throw std::runtime_error("GET " + path + ": " + reply.substr(0, 200));
-  const auto body = reply.find("\r\n\r\n");
-  if (body == std::string::npos) throw std::runtime_error("GET " + path + ": no body");
-  std::string text = reply.substr(body + 4);
-  if (reply.substr(0, body).find("Transfer-Encoding: chunked") != std::string::npos) {  // undo chunking
+  if (reply.rfind("HTTP/1.1 ", 0) != 0) throw std::runtime_error(method + " " + path + ": " + reply.substr(0, 200));
+  const int status = std::atoi(reply.c_str() + 9);
+  const auto head_end = reply.find("\r\n\r\n");
+  if (head_end == std::string::npos) throw std::runtime_error(method + " " + path + ": no body");
+  std::string text = reply.substr(head_end + 4);
+  if (reply.substr(0, head_end).find("Transfer-Encoding: chunked") != std::string::npos) {  // undo chunking
     std::string plain;
     std::size_t at = 0;
     for (;;) {
@@ -255,7 +264,7 @@ std::string ferry_server::http_get(const std::string& path) const {
     }
     text = std::move(plain);
   }
-  return text;
+  return {status, std::move(text)};
 }
 
 std::vector<ferry_server::container_row> ferry_server::containers(const std::string& function) const {

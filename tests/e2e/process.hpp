@@ -75,6 +75,12 @@ class ferry_server {
   run_result cli(std::vector<std::string> args) const;
   /// GET `path` from the server's HTTP API with its token; returns the body. Throws unless the reply is 200.
   std::string http_get(const std::string& path) const;
+  /// Any request to the HTTP API with the token: the reply's status and body.
+  struct http_reply {
+    int status = 0;
+    std::string body;
+  };
+  http_reply http(const std::string& method, const std::string& path, const std::string& body = "") const;
   /// One container as GET /v1/containers reports it.
   struct container_row {
     std::uint64_t id = 0;

@@ -534,6 +534,10 @@ ferry::Function<std::int64_t(std::int64_t)> spawner =
     app().function("spawner", [](std::int64_t x) { return square.spawn(x).get(std::chrono::seconds{30}); });
 ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add = app().function("gated_add", gated_add_body);
 ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
+ferry::Function<bool(std::int64_t)> ignore_cancel = app().function("ignore_cancel", [](std::int64_t seconds) {
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));  // never looks at ferry::cancelled()
+  return true;
+});
 ferry::Function<bool(std::string)> single_hold = app().function("single_hold", hold_body, {.max_containers = 1});
 ferry::Function<bool(std::string)> warm_hold =
     app().function("warm_hold", hold_body, {.max_containers = 4, .min_containers = 1, .buffer_containers = 1});

@@ -145,6 +145,8 @@ extern ferry::Function<std::int64_t(std::int64_t)> spawner;
 extern ferry::Function<bool(std::string)> single_hold;
 extern ferry::Function<bool(std::string)> warm_hold;
 extern ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add;
+/// Sleeps `seconds` without looking at ferry::cancelled(): a body that ignores cancellation.
+extern ferry::Function<bool(std::int64_t)> ignore_cancel;
 
 }  // namespace e2e
 
