@@ -1,5 +1,7 @@
 #include "cli/cli.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <spdlog/spdlog.h>
@@ -8,8 +10,10 @@
 #include <CLI/CLI.hpp>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -63,8 +67,10 @@ std::shared_ptr<client::client> connect_to(const server_target& target) {
   return client::client::connect(runtime::server_connect_options(target.address, target.state_dir));
 }
 
-/// Runs `binary` with `arguments` and FERRY_DESCRIBE=1, and returns what it writes to stdout.
-std::string describe_app(const std::string& binary, const std::vector<std::string>& arguments) {
+/// Runs `binary` with `arguments` and FERRY_DESCRIBE=1, and returns what it writes to stdout; a binary that
+/// has not finished within `timeout` is killed, and that is an error.
+std::string describe_app(const std::string& binary, const std::vector<std::string>& arguments,
+                         std::chrono::milliseconds timeout) {
   int fds[2];
   if (::pipe(fds) != 0) throw Error("pipe failed");
   const pid_t pid = ::fork();
@@ -73,6 +79,7 @@ std::string describe_app(const std::string& binary, const std::vector<std::strin
     ::dup2(fds[1], STDOUT_FILENO);
     ::close(fds[0]);
     ::close(fds[1]);
+    if (const int null = ::open("/dev/null", O_RDONLY); null >= 0) ::dup2(null, STDIN_FILENO);  // it asks nothing
     ::setenv("FERRY_DESCRIBE", "1", 1);
     std::vector<char*> argv{const_cast<char*>(binary.c_str())};
     for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
@@ -84,14 +91,33 @@ std::string describe_app(const std::string& binary, const std::vector<std::strin
   ::close(fds[1]);
   std::string out;
   char chunk[65536];
-  for (ssize_t n; (n = ::read(fds[0], chunk, sizeof chunk)) != 0;) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd readable{fds[0], POLLIN, 0};
+    const int ready = left.count() > 0 ? ::poll(&readable, 1, static_cast<int>(left.count())) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready == 0) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
+    if (n <= 0) break;
     out.append(chunk, static_cast<std::size_t>(n));
   }
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
+  if (timed_out) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%g", static_cast<double>(timeout.count()) / 1000);
+    throw Error(binary + " did not describe its app within " + seconds + " s, and was stopped: ferry deploy runs it (with FERRY_DESCRIBE=1 and the arguments after --) and "
+                "expects it to reach app.main at once; does its main wait for something, or work long before "
+                "app.main? (--describe-timeout sets the wait)");
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     throw Error(binary + " did not describe its app (it " +
                 (WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status)) : "was killed") +
@@ -103,8 +129,8 @@ std::string describe_app(const std::string& binary, const std::vector<std::strin
 /// `ferry deploy BINARY [ARGS...]`: stores the binary on the server and registers its functions; its
 /// containers run it with ARGS.
 int deploy(const server_target& target, const std::string& binary, const std::string& name,
-           const std::vector<std::string>& arguments) {
-  const std::string described = describe_app(binary, arguments);
+           const std::vector<std::string>& arguments, std::chrono::milliseconds describe_timeout) {
+  const std::string described = describe_app(binary, arguments, describe_timeout);
   if (described.empty()) {
     throw Error(binary + " is not a ferry app: run with FERRY_DESCRIBE=1 it printed nothing (a ferry app declares "
                 "its functions on a ferry::App and returns app.main(argc, argv, entry) from main)");
@@ -153,13 +179,52 @@ int call(const server_target& target, const std::string& qualified, const std::s
               << '\n';
     return 2;
   }
+  // Ctrl-C (or SIGTERM) cancels the call rather than leaving it to run with nobody to take its result: the
+  // signals are blocked in every thread (the client's too, so set before it starts) and awaited on one.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&signals, sig);  // SIGUSR1: the call ended
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   auto c = connect_to(target);
   detail::function_entry entry;
   entry.app = qualified.substr(0, dot);
   entry.name = qualified.substr(dot + 1);
   const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) { codec_json::to_msgpack(args, out); };
-  detail::buffer result = c->call({entry, encode});
-  detail::reader rr{result.view()};
+  struct outcome {
+    std::mutex mu;
+    std::condition_variable ended;
+    bool done = false;
+    std::exception_ptr error;
+    detail::buffer result;
+  } call;
+  const std::uint64_t id =
+      c->submit({entry, encode}, [&call](std::exception_ptr error, detail::buffer result) {
+        std::lock_guard lock(call.mu);
+        call.done = true;
+        call.error = error;
+        call.result = std::move(result);
+        call.ended.notify_all();
+      });
+  std::atomic<int> interrupted{0};
+  std::thread signal_waiter([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGUSR1) return;
+    interrupted = sig;
+    c->cancel(id);
+  });
+  {
+    std::unique_lock lock(call.mu);
+    call.ended.wait(lock, [&] { return call.done; });
+  }
+  pthread_kill(signal_waiter.native_handle(), SIGUSR1);
+  signal_waiter.join();
+  if (interrupted) {
+    std::cerr << "ferry call: interrupted; the call of " << qualified << " was cancelled\n";
+    return 128 + interrupted;
+  }
+  if (call.error) std::rethrow_exception(call.error);
+  detail::reader rr{call.result.view()};
   std::cout << boost::json::serialize(codec_json::to_json(rr)) << '\n';
   return 0;
 }
@@ -191,9 +256,20 @@ int stop_app(const server_target& target, const std::string& app) {
   return 0;
 }
 
-/// `ferry calls`: recent spawned calls.
-int list_calls(const server_target& target) {
-  detail::buffer answer = connect_to(target)->request("calls", "");
+/// Which calls `ferry calls` lists.
+struct call_filter {
+  std::string app;
+  std::string function;
+  std::string status;
+  std::uint32_t limit = 100;
+};
+
+/// `ferry calls`: recent spawned calls, newest first.
+int list_calls(const server_target& target, const call_filter& filter) {
+  detail::buffer answer = connect_to(target)->request("calls", "", [&](detail::buffer& out) {
+    ferry::encode(out, std::tuple<std::string, std::string, std::string, std::uint32_t>{filter.app, filter.function,
+                                                                                        filter.status, filter.limit});
+  });
   detail::reader r{answer.view()};
   std::printf("%-20s %-30s %-22s %-20s %10s\n", "CALL", "FUNCTION", "STATUS", "CREATED", "DURATION");
   for (const auto& [id, app, function, status, created, duration] : ferry::decode<std::vector<wire::call_row>>(r)) {
@@ -320,6 +396,11 @@ int serve(const server_flags& flags) {
   return 0;
 }
 
+/// `ferry --version`: the release and the wire protocol it speaks (programs and servers must agree on it).
+std::string version_text() {
+  return std::string("ferry ") + ferry::version() + " (wire protocol " + std::to_string(wire::protocol_version) + ")";
+}
+
 int run_app(const std::string& address, const std::string& state_dir, const std::string& app,
             const std::vector<std::string>& args) {
   ::setenv("FERRY_SERVER", address.c_str(), 1);
@@ -343,6 +424,7 @@ int run_cli(int argc, char** argv) {
   CLI::App cli{"ferry: run C++ functions remotely, in containers managed by a ferry server"};
   cli.require_subcommand(1);
   cli.footer("Run `ferry COMMAND --help` for a command's options.");
+  cli.set_version_flag("--version", version_text());
 
   server_flags flags;
   auto* server_cmd = cli.add_subcommand("server", "Run the ferry server in the foreground");
@@ -402,6 +484,12 @@ int run_cli(int argc, char** argv) {
   std::vector<std::string> deploy_args;
   deploy_cmd->add_option("args", deploy_args,
                          "Arguments for the app's main (after --): its containers run it with them");
+  double describe_timeout_s = 30;
+  deploy_cmd
+      ->add_option("--describe-timeout", describe_timeout_s,
+                   "Seconds the binary may take to describe its app (it runs until app.main) before it is stopped")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
   std::string qualified;
   std::string arguments_json = "[]";
   auto* call_cmd = add_target(cli.add_subcommand("call", "Call a deployed function; arguments and result as JSON"));
@@ -411,7 +499,17 @@ int run_cli(int argc, char** argv) {
   std::string stop_name;
   auto* stop_cmd = add_target(cli.add_subcommand("stop", "Remove a deployed app (running inputs finish)"));
   stop_cmd->add_option("app", stop_name, "The app's name")->required();
-  auto* calls_cmd = add_target(cli.add_subcommand("calls", "List recent spawned calls with status and duration"));
+  auto* calls_cmd =
+      add_target(cli.add_subcommand("calls", "List recent spawned calls, newest first, with status and duration"));
+  call_filter calls_filter;
+  calls_cmd->add_option("--app", calls_filter.app, "Only the calls of this app");
+  calls_cmd->add_option("--function", calls_filter.function, "Only the calls of functions of this name");
+  calls_cmd->add_option("--status", calls_filter.status,
+                        "Only calls in this status: pending, ok, failed (any error), or an error's code "
+                        "(cancelled, remote_exception, ...)");
+  calls_cmd->add_option("-n,--limit", calls_filter.limit, "At most this many calls")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100'000));
   std::string logs_app;
   std::string logs_call;
   bool logs_follow = false;
@@ -436,6 +534,20 @@ int run_cli(int argc, char** argv) {
 
   auto* version_cmd = cli.add_subcommand("version", "Print ferry's version");
 
+  // A word that is no command: say so (CLI11 would only say that a command is required).
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string commands;
+    bool known = false;
+    for (const CLI::App* command : cli.get_subcommands({})) {
+      known = known || command->get_name() == argv[1];
+      commands += (commands.empty() ? "" : ", ") + command->get_name();
+    }
+    if (!known) {
+      std::cerr << "ferry: '" << argv[1] << "' is not a ferry command (commands: " << commands
+                << "); see ferry --help\n";
+      return 2;
+    }
+  }
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -444,16 +556,19 @@ int run_cli(int argc, char** argv) {
 
   try {
     if (*version_cmd) {
-      std::cout << "ferry " << ferry::version() << '\n';
+      std::cout << version_text() << '\n';
       return 0;
     }
     if (*server_cmd) return serve(flags);
     if (*ps_cmd) return list_containers(target);
-    if (*deploy_cmd) return deploy(target, binary, deploy_name, deploy_args);
+    if (*deploy_cmd) {
+      return deploy(target, binary, deploy_name, deploy_args,
+                    std::chrono::milliseconds(static_cast<std::int64_t>(describe_timeout_s * 1000)));
+    }
     if (*call_cmd) return call(target, qualified, arguments_json);
     if (*apps_cmd) return list_apps(target);
     if (*stop_cmd) return stop_app(target, stop_name);
-    if (*calls_cmd) return list_calls(target);
+    if (*calls_cmd) return list_calls(target, calls_filter);
     if (*logs_cmd) return show_logs(target, logs_app, logs_call, logs_follow);
     if (*run_cmd) {
       if (address.empty()) {

@@ -79,8 +79,21 @@ void server::state::handle_request(session& s, std::uint64_t request_id, const s
                  [&](detail::buffer& out) { codec<std::vector<wire::app_row>>::encode(out, rows); });
   }
   if (verb == "calls") {
-    store->flush();
-    const auto rows = store->recent_calls(100);
+    state_store::call_filter filter;
+    std::vector<wire::call_row> rows;
+    try {
+      if (!payload.empty()) {
+        detail::reader r{payload};
+        std::uint32_t limit = 0;
+        std::tie(filter.app, filter.function, filter.status, limit) =
+            ferry::decode<std::tuple<std::string, std::string, std::string, std::uint32_t>>(r);
+        filter.limit = std::clamp<std::size_t>(limit, 1, 100'000);
+      }
+      store->flush();
+      rows = store->recent_calls(filter);
+    } catch (const Error& e) {  // a malformed payload (DecodeError), or an unknown status (ArgumentError)
+      return reply_error(s.id, request_id, {status::bad_arguments, "", e.what(), "", "", ""});
+    }
     return reply(s.id, request_id, status::ok,
                  [&](detail::buffer& out) { codec<std::vector<wire::call_row>>::encode(out, rows); });
   }

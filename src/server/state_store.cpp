@@ -346,11 +346,33 @@ std::optional<std::string> state_store::call_for_key(const std::string& idempote
   return text_column(s.get(), 0);
 }
 
-std::vector<wire::call_row> state_store::recent_calls(std::size_t limit) {
+std::vector<wire::call_row> state_store::recent_calls(const call_filter& filter) {
+  // The status as SQL sees it: -1 any, -2 pending, -3 failed, or an outcome's code.
+  int status = -1;
+  if (filter.status == "pending") {
+    status = -2;
+  } else if (filter.status == "failed") {
+    status = -3;
+  } else if (!filter.status.empty()) {
+    std::string known = "pending, failed";
+    for (int code = 0; code <= wire::last_status; ++code) {
+      const char* name = wire::to_string(static_cast<wire::status>(code));
+      if (filter.status == name) status = code;
+      known += std::string(", ") + name;
+    }
+    if (status < 0) throw ArgumentError("no call status '" + filter.status + "': use one of " + known);
+  }
   statement s(prepare(
       "SELECT call_id, app, function, finished_at IS NOT NULL, COALESCE(outcome, 0), expired, created_at,"
-      " COALESCE(finished_at - created_at, -1) FROM calls ORDER BY created_at DESC LIMIT ?"));
-  sqlite3_bind_int64(s.get(), 1, static_cast<sqlite3_int64>(limit));
+      " COALESCE(finished_at - created_at, -1) FROM calls"
+      " WHERE (?1 = '' OR app = ?1) AND (?2 = '' OR function = ?2) AND CASE ?3"
+      "   WHEN -1 THEN 1 WHEN -2 THEN finished_at IS NULL"
+      "   WHEN -3 THEN finished_at IS NOT NULL AND outcome != 0 ELSE finished_at IS NOT NULL AND outcome = ?3 END"
+      " ORDER BY created_at DESC LIMIT ?4"));
+  bind_text(s.get(), 1, filter.app);
+  bind_text(s.get(), 2, filter.function);
+  sqlite3_bind_int(s.get(), 3, status);
+  sqlite3_bind_int64(s.get(), 4, static_cast<sqlite3_int64>(filter.limit));
   std::vector<wire::call_row> out;
   while (sqlite3_step(s.get()) == SQLITE_ROW) {
     std::string status = "pending";

@@ -82,7 +82,16 @@ class state_store {
   /// The call as stored, counting writes still queued (so a look-up never has to force a commit).
   std::optional<stored_call> find_call(const std::string& call_id);
   std::optional<std::string> call_for_key(const std::string& idempotency_key);
-  std::vector<wire::call_row> recent_calls(std::size_t limit);
+  /// Which spawned calls `recent_calls` lists: those of `app` and `function` ("": any) in `status` ("": any;
+  /// "pending", "ok", "failed" for any error, or an error's code name), the newest `limit`.
+  struct call_filter {
+    std::string app;
+    std::string function;
+    std::string status;
+    std::size_t limit = 100;
+  };
+  /// Throws ArgumentError for a status name that is none of those.
+  std::vector<wire::call_row> recent_calls(const call_filter& filter);
   /// Drops the results of calls that finished before `before` (unix seconds); they read as expired.
   void expire_results(double before);
 

@@ -50,9 +50,11 @@ inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(mess
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
 ///   apps        -                     -> vector<app_row>
-///   calls       -                     -> vector<call_row> (recent spawned calls)
-///   function    "app.fn"              -> signature str
-///   deploy      app name, [specs, bin executable, the name the binary declares] -> digest str
+///   calls       -, [app, function, status ("": any), limit u32] (or no payload: all, 100)
+///                                     -> vector<call_row> (recent spawned calls, newest first)
+///   function    "app.fn"              -> [signature str, structs str] (function_entry::structs)
+///   deploy      app name, [specs, bin executable, the name the binary declares, arguments vector<str>]
+///                                     -> digest str
 ///   stop        app name              -> nil
 ///   spawn       "app.fn", [idempotency key str, arguments] -> call id str (once stored)
 ///   get         call id, [timeout ms] -> the call's value (or its error; `running` when it has not finished)

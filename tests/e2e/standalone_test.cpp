@@ -4,11 +4,13 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <boost/json.hpp>
 #include <regex>
 #include <thread>
 
 #include "process.hpp"
 #include "test_app.hpp"
+#include "wire/protocol.hpp"
 
 namespace e2e {
 namespace {
@@ -190,10 +192,90 @@ TEST(cli, deploying_a_binary_that_is_not_a_ferry_app_is_refused_saying_what_an_a
   EXPECT_THAT(server.cli({"apps"}).out, testing::Not(HasSubstr("true")));
 }
 
+TEST(cli, deploying_a_program_that_never_describes_its_app_stops_it_after_the_deadline) {
+  ferry_server server;
+  // /bin/sleep 600 never reaches an app.main: deploy gives up on it after --describe-timeout.
+  const auto r = run({FERRY_CLI_PATH, "deploy", "--server", server.address(), "--state-dir", server.state_dir(),
+                      "--describe-timeout", "0.5", "/bin/sleep", "--", "600"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("/bin/sleep did not describe its app within 0.5 s, and was stopped"));
+}
+
+/// Waits (up to 30 s) until GET /v1/calls lists a call of `function` in `status`; its id, or "".
+std::string wait_for_call(const ferry_server& server, const std::string& function, const std::string& status) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (std::chrono::steady_clock::now() < give_up) {
+    const auto listing = boost::json::parse(server.http_get("/v1/calls?limit=10000"));
+    for (const auto& c : listing.at("calls").as_array()) {
+      if (c.at("function").as_string() == function && c.at("status").as_string() == status) {
+        return c.at("call_id").as_string().c_str();
+      }
+    }
+    std::this_thread::sleep_for(10ms);  // (polling the server's state, with a deadline)
+  }
+  return "";
+}
+
+TEST(cli, ctrl_c_on_ferry_call_cancels_the_call_and_says_so) {
+  ferry_server server;
+  ASSERT_EQ(server.cli({"deploy", "--name", "demo", E2E_BINARY}).code, 0);
+  const std::string never = scratch_dir() + "/never";
+  process call({FERRY_CLI_PATH, "call", "--server", server.address(), "--state-dir", server.state_dir(), "demo.hold",
+                "[\"" + never + "\"]"});
+  ASSERT_NE(wait_for_call(server, "hold", "running"), "");
+  call.signal(SIGINT);
+  EXPECT_EQ(call.wait(), 128 + SIGINT);
+  EXPECT_THAT(call.err(), HasSubstr("ferry call: interrupted; the call of demo.hold was cancelled"));
+  EXPECT_NE(wait_for_call(server, "hold", "cancelled"), "");
+}
+
+TEST(cli, a_call_whose_caller_is_killed_is_cancelled_on_the_server) {
+  ferry_server server;
+  ASSERT_EQ(server.cli({"deploy", "--name", "demo", E2E_BINARY}).code, 0);
+  const std::string never = scratch_dir() + "/never";
+  process call({FERRY_CLI_PATH, "call", "--server", server.address(), "--state-dir", server.state_dir(), "demo.hold",
+                "[\"" + never + "\"]"});
+  ASSERT_NE(wait_for_call(server, "hold", "running"), "");
+  call.signal(SIGKILL);  // nobody can take its result any more: the server cancels it
+  call.wait();
+  EXPECT_NE(wait_for_call(server, "hold", "cancelled"), "");
+}
+
+TEST(cli, ferry_calls_filters_by_app_function_and_status_and_limits_the_count) {
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  ASSERT_EQ(server.cli({"deploy", "--name", "demo", E2E_BINARY}).code, 0);
+  using Square = ferry::Function<std::int64_t(std::int64_t)>;
+  const auto square_of = Square::from_name("demo", "square");
+  for (std::int64_t i = 0; i < 3; ++i) EXPECT_EQ(square_of.spawn(i).get(30s), i * i);
+  EXPECT_THROW(ferry::Function<void()>::from_name("demo", "raise_test_error").spawn().get(30s), ferry::RemoteError);
+  auto lines = [](const std::string& out) { return std::count(out.begin(), out.end(), '\n') - 1; };  // (a header)
+  auto r = server.cli({"calls", "--app", "demo"});
+  EXPECT_EQ(lines(r.out), 4) << r.out;
+  r = server.cli({"calls", "--function", "square", "--status", "ok"});
+  EXPECT_EQ(lines(r.out), 3) << r.out;
+  r = server.cli({"calls", "--status", "failed"});
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("demo.raise_test_error"));
+  r = server.cli({"calls", "--status", "remote_exception", "-n", "1"});
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+  r = server.cli({"calls", "--limit", "2"});
+  EXPECT_EQ(lines(r.out), 2) << r.out;
+  r = server.cli({"calls", "--app", "nope"});
+  EXPECT_EQ(lines(r.out), 0) << r.out;
+  r = server.cli({"calls", "--status", "finished"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no call status 'finished': use one of pending, failed, ok, remote_exception"));
+}
+
 TEST(cli, version_help_and_usage_errors_follow_conventions) {
-  const auto version = run({FERRY_CLI_PATH, "version"});
-  EXPECT_EQ(version.code, 0);
-  EXPECT_EQ(version.out, std::string("ferry ") + ferry::version() + "\n");
+  const std::string version_line =
+      std::string("ferry ") + ferry::version() + " (wire protocol " + std::to_string(ferry::wire::protocol_version) + ")\n";
+  for (const char* flag : {"version", "--version"}) {
+    const auto version = run({FERRY_CLI_PATH, flag});
+    EXPECT_EQ(version.code, 0) << flag;
+    EXPECT_EQ(version.out, version_line) << flag;
+  }
   for (const char* command : {"server", "run", "version"}) {
     const auto help = run({FERRY_CLI_PATH, command, "--help"});
     EXPECT_EQ(help.code, 0) << command;
@@ -204,6 +286,7 @@ TEST(cli, version_help_and_usage_errors_follow_conventions) {
   EXPECT_THAT(top.out, HasSubstr("server"));
   const auto bad = run({FERRY_CLI_PATH, "frobnicate"});
   EXPECT_EQ(bad.code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("'frobnicate' is not a ferry command (commands: server, "));
   const auto missing = run({FERRY_CLI_PATH, "run"});
   EXPECT_EQ(missing.code, 2);
 }
