@@ -117,7 +117,10 @@ struct async_body_invoker {
 
 class App {
  public:
-  /// `name` identifies the app on the server: letters, digits, '-', '_' and '.'.
+  /// `name` identifies the app on the server: 1 to 128 letters, digits, '-' and '_' (the same rule as for
+  /// function names; '.' separates the two in `APP.FUNCTION`). Throws std::invalid_argument for another name:
+  /// catchable where the App is made in a function; made at namespace scope, the program prints the error
+  /// and exits with 1 (as it does for the errors of App::function).
   explicit App(std::string name);
   ~App();
   App(const App&) = delete;
@@ -128,7 +131,8 @@ class App {
   /// Declares `body` as the function `name` and returns its typed handle. `body` is a function,
   /// function pointer or lambda without captures that matter outside this process (the container runs
   /// its own copy); its parameter and result types must be serializable. Throws std::invalid_argument
-  /// when `name` is already declared or the options are out of range.
+  /// when `name` breaks the rule for names (see App), is already declared, or the options are out of range;
+  /// at namespace scope, where nothing can catch it, the program prints the error and exits with 1.
   template <class F>
   auto function(std::string name, F body, FunctionOptions options = {}) {
     using traits = detail::callable_traits<F>;

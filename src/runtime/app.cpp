@@ -2,7 +2,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <ferry/app.hpp>
 #include <ferry/ferry.hpp>
 #include <filesystem>
@@ -37,12 +39,46 @@ void throw_argument_count_error(const std::string& function, std::size_t expecte
 
 namespace {
 
-bool valid_name(const std::string& name) {
-  if (name.empty() || name.size() > 128) return false;
-  for (char ch : name) {
-    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') return false;
+/// A declaration the program cannot run with: a bad name, a name declared twice, options out of range.
+/// Catchable (as std::invalid_argument) where it is made in a function; made at namespace scope, as usual, it
+/// escapes a static initializer, where nothing can catch it: then the program prints it and exits with 1,
+/// instead of std::terminate's abort.
+class declaration_error : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+[[noreturn]] void throw_declaration_error(const std::string& message) {
+  static const std::terminate_handler previous = std::set_terminate([] {
+    if (std::exception_ptr escaped = std::current_exception()) {
+      try {
+        std::rethrow_exception(escaped);
+      } catch (const declaration_error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        std::fflush(stderr);
+        std::_Exit(1);
+      } catch (...) {
+      }
+    }
+    previous ? previous() : std::abort();
+  });
+  throw declaration_error(message);
+}
+
+/// What is wrong with `o`, or "" (the server applies the same rules to what programs register).
+std::string options_problem(const FunctionOptions& o) {
+  if (o.max_inputs < 1 || o.max_containers < 1) return "max_inputs and max_containers must be at least 1";
+  if (o.min_containers < 0 || o.buffer_containers < 0 || o.min_containers > o.max_containers) {
+    return "min_containers and buffer_containers must be at least 0, and min_containers at most max_containers";
   }
-  return true;
+  if (o.retries.max_retries < 0 || !(o.retries.backoff_coefficient >= 1.0 && o.retries.backoff_coefficient <= 10.0) ||
+      o.retries.initial_delay.count() < 0 || o.retries.max_delay.count() < 0) {
+    return "retries: max_retries and the delays must be at least 0, and backoff_coefficient between 1 and 10";
+  }
+  if (o.timeout.count() < 0 || o.scaledown_window.count() < 0 || o.stall_threshold.count() <= 0) {
+    return "timeout and scaledown_window must be at least 0, and stall_threshold more than 0";
+  }
+  return "";
 }
 
 void print_error(const std::exception& e) {
@@ -81,9 +117,8 @@ class embedded_server {
 }  // namespace
 
 App::App(std::string name) : state_(std::make_unique<detail::app_state>()) {
-  if (!valid_name(name)) {
-    throw std::invalid_argument("ferry::App: '" + name +
-                                "' is not a valid app name; use letters, digits, '-', '_' and '.'");
+  if (!wire::valid_name(name)) {
+    throw_declaration_error("ferry::App: '" + name + "' is not a valid app name: use " + wire::name_rule);
   }
   state_->name = std::move(name);
 }
@@ -93,16 +128,14 @@ App::~App() = default;
 const std::string& App::name() const noexcept { return state_->name; }
 
 std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::function_entry> entry) {
-  if (!valid_name(entry->name)) {
-    throw std::invalid_argument("ferry: '" + entry->name +
-                                "' is not a valid function name; use letters, digits, '-', '_' and '.'");
+  if (!wire::valid_name(entry->name)) {
+    throw_declaration_error("ferry: '" + entry->name + "' is not a valid function name: use " + wire::name_rule);
   }
   if (state_->find(entry->name)) {
-    throw std::invalid_argument("ferry: app '" + state_->name + "' already declares a function '" + entry->name + "'");
+    throw_declaration_error("ferry: app '" + state_->name + "' already declares a function '" + entry->name + "'");
   }
-  if (entry->options.max_inputs < 1 || entry->options.max_containers < 1) {
-    throw std::invalid_argument("ferry: function '" + entry->name +
-                                "': max_inputs and max_containers must be at least 1");
+  if (const std::string problem = options_problem(entry->options); !problem.empty()) {
+    throw_declaration_error("ferry: function '" + entry->name + "': " + problem);
   }
   entry->app = state_->name;
   state_->functions.push_back(entry);

@@ -192,8 +192,8 @@ void server::state::deploy(session& s, std::uint64_t request_id, const std::stri
   } catch (const DecodeError& e) {
     return refuse_deploy(std::string("malformed deploy request: ") + e.what());
   }
-  if (app_name.empty() || app_name.find_first_of("./ ") != std::string::npos) {
-    return refuse_deploy("invalid app name '" + app_name + "': use letters, digits, '-' and '_'");
+  if (!wire::valid_name(app_name)) {
+    return refuse_deploy("'" + app_name + "' is not a valid app name: use " + wire::name_rule);
   }
   auto app = std::make_unique<app_instance>();
   app->name = app_name;

@@ -282,6 +282,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
       ::access(executable.c_str(), X_OK) != 0) {
     return reply_error("the app's binary '" + executable + "' is not an executable file on the server's host");
   }
+  if (!wire::valid_name(name)) return reply_error("'" + name + "' is not a valid app name: use " + wire::name_rule);
   auto app = std::make_unique<app_instance>();
   app->name = name;
   app->declared_name = name;
@@ -303,7 +304,9 @@ std::string server::state::add_functions(app_instance& app, std::vector<wire::fu
               scaledown_ms, structs] : specs) {
     auto [max_retries, initial_delay_ms, backoff_coefficient, max_delay_ms] = retries;
     std::string problem;
-    if (max_inputs < 1 || max_containers < 1) {
+    if (!wire::valid_name(fname)) {
+      problem = std::string("not a valid function name: use ") + wire::name_rule;
+    } else if (max_inputs < 1 || max_containers < 1) {
       problem = "max_inputs and max_containers must be at least 1";
     } else if (min_containers < 0 || buffer_containers < 0 || min_containers > max_containers) {
       problem = "min_containers and buffer_containers must be at least 0, and min_containers at most max_containers";

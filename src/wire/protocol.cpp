@@ -31,6 +31,15 @@ bool bound_text(std::string& text, std::size_t limit) {
 }
 }  // namespace
 
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  for (char ch : name) {
+    const bool letter_or_digit = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+    if (!letter_or_digit && ch != '-' && ch != '_') return false;
+  }
+  return true;
+}
+
 bool bound_error(error_record& e) {
   const bool message_cut = bound_text(e.message, max_error_message_size);
   const bool stack_cut = bound_text(e.stack, max_error_stack_size);

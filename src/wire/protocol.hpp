@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <ferry/codec.hpp>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -100,6 +101,11 @@ struct error_record {
   std::string call_id;
   std::string stack;  // the remote stack, for remote_exception
 };
+
+/// The rule for app and function names, which `APP.FUNCTION` (the CLI, the HTTP API's paths) must be able to
+/// tell apart: 1 to 128 letters, digits, '-' and '_'.
+bool valid_name(std::string_view name);
+inline constexpr const char* name_rule = "1 to 128 letters, digits, '-' and '_' (no '.', which separates app and function)";
 
 /// The most of an error's message and of its stack that travel and are kept. A body's exception may say
 /// anything at any length, and an error passed along a chain of calls must not grow with the chain.

@@ -286,6 +286,31 @@ TEST(embedded, an_exception_escaping_the_entrypoint_makes_main_return_1) {
 }
 
 
+TEST(embedded, names_follow_one_rule_checked_at_declaration_with_a_catchable_error) {
+  EXPECT_THROW(ferry::App("my.app"), std::invalid_argument);  // '.' separates app and function in APP.FUNCTION
+  EXPECT_THROW(ferry::App(""), std::invalid_argument);
+  EXPECT_THROW(ferry::App("with space"), std::invalid_argument);
+  ferry::App valid{"my-app_2"};
+  EXPECT_THROW(valid.function("f.g", [] { return 1; }), std::invalid_argument);
+  try {
+    valid.function("f/g", [] { return 1; });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("'f/g' is not a valid function name: use 1 to 128 letters, digits, '-' and '_'"));
+  }
+  (void)valid.function("f", [] { return 1; });
+  EXPECT_THROW(valid.function("f", [] { return 2; }), std::invalid_argument);  // declared twice
+  EXPECT_THROW(valid.function("g", [] { return 1; }, {.max_containers = 2, .min_containers = 9}), std::invalid_argument);
+  EXPECT_THROW(valid.function("h", [] { return 1; }, {.retries = -1}), std::invalid_argument);
+}
+
+TEST(embedded, an_invalid_name_at_namespace_scope_ends_the_program_with_the_error_not_an_abort) {
+  const auto r = run({FERRY_BAD_NAME_APP_PATH});
+  EXPECT_EQ(r.code, 1);  // (an abort would be 128 + SIGABRT)
+  EXPECT_THAT(r.err, HasSubstr("error: ferry::App: 'my.app' is not a valid app name"));
+  EXPECT_THAT(r.err, Not(HasSubstr("terminate called")));
+}
+
 TEST(embedded, hello_example_prints_42) {
   const auto r = run({FERRY_HELLO_PATH});
   EXPECT_EQ(r.code, 0) << r.err;

@@ -183,6 +183,13 @@ TEST(cli, a_server_that_cannot_listen_exits_1_naming_the_fix) {
   EXPECT_THAT(bad_host.err, HasSubstr("'no-such-host' is not an IP address to listen on"));
 }
 
+TEST(cli, deploying_under_a_name_that_breaks_the_rule_is_refused_naming_it) {
+  ferry_server server;
+  const auto r = server.cli({"deploy", "--name", "my.app", FERRY_HELLO_PATH});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("'my.app' is not a valid app name: use 1 to 128 letters, digits, '-' and '_'"));
+}
+
 TEST(cli, deploying_a_binary_that_is_not_a_ferry_app_is_refused_saying_what_an_app_is) {
   ferry_server server;
   const auto r = server.cli({"deploy", "/bin/true"});
