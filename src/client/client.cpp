@@ -13,7 +13,7 @@
 #include <ferry/errors.hpp>
 
 #include "runtime/check.hpp"
-#include "runtime/write_all.hpp"
+#include "client/terminal.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::client {
@@ -444,7 +444,7 @@ void print_log_line(const wire::log_row& line) {
   out += text;
   out += '\n';
   const int fd = stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? STDERR_FILENO : STDOUT_FILENO;
-  runtime::write_all(fd, out);
+  print_lines(fd, out);
 }
 
 void client::answer(std::uint64_t id, wire::status status, std::span<const char> payload) {

@@ -8,7 +8,7 @@
 #include <streambuf>
 #include <string>
 
-#include "runtime/write_all.hpp"
+#include "client/terminal.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::container {
@@ -24,7 +24,7 @@ void write_line(int fd, const runtime::input_context& input, const std::string& 
   out += wire::log_tag;
   out += line;
   out += '\n';
-  runtime::write_all(fd, out);  // (false: the server has gone, and there is nobody to tell)
+  client::write_all(fd, out);  // (false: the server has gone, and there is nobody to tell)
 }
 
 /// A stream buffer that collects characters per input (or, outside any input, in a buffer of its own) and
@@ -55,7 +55,7 @@ class tagging_buffer final : public std::streambuf {
         write_line(fd_, *input, partial);
       } else {
         partial += '\n';
-        runtime::write_all(fd_, partial);
+        client::write_all(fd_, partial);
       }
       partial.clear();
     }

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "client/terminal.hpp"
+
 namespace ferry::runtime {
 
 namespace {
@@ -47,7 +49,7 @@ progress_bar::progress_bar(std::string label, std::size_t total)
 progress_bar::~progress_bar() {
   if (!enabled_) return;
   std::lock_guard lock(mu_);
-  if (!finished_) std::fputs("\n", stderr);  // leave the last (unfinished) bar on its line
+  if (!finished_) client::end_bar();  // leave the last (unfinished) bar on its line
 }
 
 void progress_bar::update(std::size_t done) {
@@ -76,10 +78,10 @@ void progress_bar::draw(std::size_t done, bool last) {
   } else if (rate > 0) {
     tail = "ETA " + format_duration(static_cast<double>(total_ - done) / rate);
   }
-  // \r and "erase to the end of the line": each draw replaces the previous one.
-  std::fprintf(stderr, "\r%s %s %zu/%zu %3.0f%% %s %s\x1b[K%s", label_.c_str(), bar.c_str(), done, total_,
-               fraction * 100, format_rate(rate).c_str(), tail.c_str(), last ? "\n" : "");
-  std::fflush(stderr);
+  char counts[96];
+  std::snprintf(counts, sizeof counts, " %zu/%zu %3.0f%% ", done, total_, fraction * 100);
+  client::draw_bar(label_ + " " + bar + counts + format_rate(rate) + " " + tail);
+  if (last) client::end_bar();
 }
 
 }  // namespace ferry::runtime

@@ -132,6 +132,42 @@ void server::state::follow_logs(session& s, std::uint64_t request_id, const std:
              }});
 }
 
+void server::state::warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) {
+  repeating_warning& w = repeating_warnings[key];
+  if (w.window) {
+    ++w.held;
+    w.repeated = repeated;
+    return;
+  }
+  spdlog::warn("{}", message);
+  w.window = std::make_unique<asio::steady_timer>(io);
+  open_warning_window(key);
+}
+
+void server::state::open_warning_window(const std::string& key) {
+  repeating_warning& w = repeating_warnings.at(key);
+  w.window->expires_after(std::chrono::seconds(5));
+  w.window->async_wait([this, key](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = repeating_warnings.find(key);
+    if (it == repeating_warnings.end()) return;
+    if (it->second.held == 0) {  // quiet for a whole window: the next one is logged at once again
+      repeating_warnings.erase(it);
+      return;
+    }
+    spdlog::warn("{} more {} in the last 5 s", it->second.held, it->second.repeated);
+    it->second.held = 0;
+    open_warning_window(key);
+  });
+}
+
+void server::state::flush_repeating_warnings() {
+  for (auto& [key, w] : repeating_warnings) {
+    if (w.held > 0) spdlog::warn("{} more {}", w.held, w.repeated);
+  }
+  repeating_warnings.clear();
+}
+
 std::uint64_t server::state::subscribe(subscriber sub) {
   const std::uint64_t id = next_subscriber_id++;
   subscribers.emplace(id, std::move(sub));

@@ -276,13 +276,17 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
       const auto wait = std::min<std::chrono::milliseconds>(
           std::chrono::milliseconds(250 << std::min(fn.crash_streak - 2, 7)), std::chrono::seconds(30));
       fn.next_launch = std::chrono::steady_clock::now() + wait;
-      spdlog::warn("'{}' has lost {} containers in a row; the next starts in {} ms", fn.name, fn.crash_streak,
-                   wait.count());
+      warn_repeating("crash loop " + fn.app->name + "." + fn.name,
+                     fmt::format("'{}' has lost {} containers in a row; the next starts in {} ms", fn.name,
+                                 fn.crash_streak, wait.count()),
+                     fmt::format("times '{}' lost containers in a row (its starts back off, up to 30 s apart)", fn.name));
     }
   }
 
   if (c->state == container_state::starting) {
-    spdlog::warn("container {} for {}.{} {} before it connected", c->id, fn.app->name, fn.name, how);
+    warn_repeating("lost " + fn.app->name + "." + fn.name,
+                   fmt::format("container {} for {}.{} {} before it connected", c->id, fn.app->name, fn.name, how),
+                   fmt::format("containers of {}.{} ended unasked (ferry ps, ferry logs)", fn.app->name, fn.name));
     // With no other container on the way, nothing would run what is queued. A start killed from outside
     // (kill -9, the OOM killer) may well succeed next time: it costs the queued inputs an attempt each. A
     // binary that cannot start (it exits, or faults, before connecting; or never connects) fails them now.
@@ -304,9 +308,13 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
     }
   } else {
     const std::size_t running = c->running_inputs();
-    if (!c->stop_requested || running > 0) {
-      spdlog::log(running == 0 ? spdlog::level::debug : spdlog::level::warn, "container {} for {}.{} {}{}", c->id,
-                  fn.app->name, fn.name, how, running == 0 ? "" : " with " + plural(running, "input") + " in flight");
+    if (running > 0) {
+      warn_repeating("lost " + fn.app->name + "." + fn.name,
+                     fmt::format("container {} for {}.{} {} with {} in flight", c->id, fn.app->name, fn.name, how,
+                                 plural(running, "input")),
+                     fmt::format("containers of {}.{} ended unasked (ferry ps, ferry logs)", fn.app->name, fn.name));
+    } else if (!c->stop_requested) {
+      spdlog::debug("container {} for {}.{} {}", c->id, fn.app->name, fn.name, how);
     }
     auto in_flight = std::move(c->in_flight);
     c->in_flight.clear();

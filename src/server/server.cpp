@@ -877,6 +877,7 @@ void server::state::finish_stop_if_done() {
   });
   if (!stopping || !containers.empty() || finishing) return;
   finishing = true;
+  flush_repeating_warnings();
   try {
     store->flush();
   } catch (const std::exception& e) {

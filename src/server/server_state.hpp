@@ -320,6 +320,12 @@ struct server::state {
   std::unique_ptr<log_book> logs;
   call_history history;
   server_metrics metrics;
+  struct repeating_warning {
+    std::size_t held = 0;  // counted since it was last logged
+    std::string repeated;
+    std::unique_ptr<asio::steady_timer> window;
+  };
+  std::map<std::string, repeating_warning> repeating_warnings;  // by key
   std::uint64_t next_subscriber_id = 1;
   std::map<std::uint64_t, subscriber> subscribers;  // by subscriber id
 
@@ -459,6 +465,12 @@ struct server::state {
   void publish(const server_event& event);
   /// A call ended (or handed its result to a tail call): its summary joins the history; metrics count it.
   void record_end(const input_record& in, const std::string& tail_call_id = "");
+  /// A warning that may repeat many times over (a map whose inputs crash their containers): the first of a
+  /// `key` is logged as `message`; later ones within a window of 5 s are counted, and logged as one line,
+  /// "N more `repeated` in the last 5 s", when the window ends (or the server stops).
+  void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated);
+  void open_warning_window(const std::string& key);
+  void flush_repeating_warnings();
   /// The observers' view of a live call.
   void summarize(const input_record& in, call_summary& out) const;
 

@@ -105,5 +105,40 @@ TEST(observe, a_map_draws_a_progress_bar_on_a_terminal_and_nothing_when_stderr_i
   EXPECT_THAT(piped.err, Not(HasSubstr("40/40")));
 }
 
+/// The lines a terminal shows for `written`: each line's text after its last carriage return, without
+/// "erase to the end of the line" sequences.
+std::vector<std::string> visible_lines(const std::string& written) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < written.size()) {
+    const auto end = std::min(written.find('\n', start), written.size());
+    std::string line = written.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (const auto cr = line.rfind('\r'); cr != std::string::npos) line = line.substr(cr + 1);
+    for (auto erase = line.find("\x1b[K"); erase != std::string::npos; erase = line.find("\x1b[K")) line.erase(erase, 3);
+    lines.push_back(line);
+    start = end + 1;
+  }
+  return lines;
+}
+
+TEST(observe, lines_printed_during_a_map_never_share_the_bars_line_and_repeated_warnings_are_summed_up) {
+  std::string out;
+  const std::string terminal = run_on_a_terminal("map_outcomes", out);
+  EXPECT_THAT(out, HasSubstr("failed 20"));
+  std::size_t bodies = 0, lost = 0, summaries = 0;
+  for (const auto& line : visible_lines(terminal)) {
+    const bool bar = line.find("/40 ") != std::string::npos;
+    const bool printed = line.find("[flaky_square ") != std::string::npos || line.find("[ferry ") != std::string::npos;
+    EXPECT_FALSE(bar && printed) << "a line and the bar share a line: " << line;
+    bodies += line.find("] squaring ") != std::string::npos;
+    lost += line.find("with 1 input in flight") != std::string::npos;
+    summaries += line.find("more containers of e2e.flaky_square ended unasked") != std::string::npos;
+  }
+  EXPECT_EQ(bodies, 40u);  // what the bodies wrote is all there, each on a line of its own
+  EXPECT_EQ(lost, 1u) << terminal;  // the first lost container is told; the other nine are summed up
+  EXPECT_GE(summaries, 1u) << terminal;  // (one per 5 s while they go on)
+}
+
 }  // namespace
 }  // namespace e2e

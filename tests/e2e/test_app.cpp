@@ -333,6 +333,17 @@ int run_scenario(const std::string& name) {
       std::cout << "sum " << total << std::endl;
     });
   }
+  if (name == "map_outcomes") {
+    // A map whose odd items fail (and half of those crash their container), handled through map.outcomes,
+    // while the bodies write lines and the bar is drawn.
+    return run_app([] {
+      std::vector<std::int64_t> xs(40);
+      std::iota(xs.begin(), xs.end(), 1);
+      std::size_t failed = 0;
+      for (const auto& outcome : flaky_square.map.outcomes(xs)) failed += !outcome.ok();
+      std::cout << "failed " << failed << std::endl;
+    });
+  }
   if (name == "signal_storm") {
     // A SIGALRM every 50 µs, its handler installed without SA_RESTART (a program's own timer, a
     // profiler's): every system call it interrupts fails with EINTR unless ferry resumes it. The program
@@ -534,6 +545,15 @@ ferry::Function<std::int64_t(std::int64_t)> spawner =
     app().function("spawner", [](std::int64_t x) { return square.spawn(x).get(std::chrono::seconds{30}); });
 ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add = app().function("gated_add", gated_add_body);
 ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
+ferry::Function<std::int64_t(std::int64_t)> flaky_square = app().function(
+    "flaky_square",
+    [](std::int64_t x) {
+      std::cerr << "squaring " << x << std::endl;
+      if (x % 4 == 1) throw std::runtime_error("odd one out: " + std::to_string(x));
+      if (x % 4 == 3) ::kill(::getpid(), SIGKILL);
+      return x * x;
+    },
+    {.max_containers = 2});
 ferry::Function<bool(std::int64_t)> ignore_cancel = app().function("ignore_cancel", [](std::int64_t seconds) {
   std::this_thread::sleep_for(std::chrono::seconds(seconds));  // never looks at ferry::cancelled()
   return true;

@@ -147,6 +147,8 @@ extern ferry::Function<bool(std::string)> warm_hold;
 extern ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add;
 /// Sleeps `seconds` without looking at ferry::cancelled(): a body that ignores cancellation.
 extern ferry::Function<bool(std::int64_t)> ignore_cancel;
+/// x * x, after writing a line to stderr; x % 4 == 1 throws, x % 4 == 3 kills its container.
+extern ferry::Function<std::int64_t(std::int64_t)> flaky_square;
 
 }  // namespace e2e
 
