@@ -25,7 +25,7 @@
 #include "client/client.hpp"
 #include "container/input_executor.hpp"
 #include "container/output_capture.hpp"
-#include "container/throw_trace.hpp"
+#include "container/stack_trace.hpp"
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
 #include "wire/connection.hpp"

@@ -191,8 +191,13 @@ class process_launcher final : public container_launcher {
     };
 
     std::vector<std::string> env_storage;
+    // The server's own settings stay with it, but for those meant for containers too.
     for (char** e = environ; *e; ++e) {
-      if (std::strncmp(*e, "FERRY_", 6) != 0) env_storage.emplace_back(*e);
+      const std::string_view entry(*e);
+      if (!entry.starts_with("FERRY_") || entry.starts_with("FERRY_FULL_STACKS=") ||
+          entry.starts_with("FERRY_LOG_LEVEL=")) {
+        env_storage.emplace_back(entry);
+      }
     }
     env_storage.push_back("FERRY_CONTAINER_ID=" + std::to_string(spec.id));
     env_storage.push_back("FERRY_SERVER=" + spec.server_address);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "process.hpp"
@@ -138,6 +139,53 @@ TEST(embedded, a_crash_report_quotes_that_calls_stderr_as_text_not_earlier_calls
               }
             }),
             0);
+}
+
+TEST(embedded, a_remote_stack_starts_at_the_throw_site_with_names_and_lines_even_for_static_functions) {
+  EXPECT_EQ(run_app([] {
+              try {
+                throw_deep.remote();
+                ADD_FAILURE() << "no exception";
+              } catch (const std::runtime_error& e) {
+                const auto* details = ferry::remote_details(e);
+                ASSERT_NE(details, nullptr);
+                const std::string stack = details->stack();
+                EXPECT_EQ(stack.rfind("  #0 ", 0), 0u) << stack;
+                const std::string top = stack.substr(0, stack.find('\n'));
+                EXPECT_THAT(top, HasSubstr("fail_in_a_static_helper")) << stack;  // the throw site, by its name
+                EXPECT_THAT(top, HasSubstr(" at test_app.cpp:")) << stack;
+                EXPECT_THAT(stack, HasSubstr("#3 e2e::throw_deep_body() at test_app.cpp:"));
+                EXPECT_THAT(stack, Not(HasSubstr("ferry::detail")));  // ferry's runtime below the body is cut
+                EXPECT_THAT(stack, Not(HasSubstr("+0x")));            // no bare offsets
+              }
+            }),
+            0);
+}
+
+/// The stacks a crashing program's terminal shows: the lines of `stderr` that are frames ("  #...").
+std::vector<std::string> frame_lines(const std::string& stderr_text) {
+  std::vector<std::string> frames;
+  std::istringstream lines(stderr_text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("]   #") != std::string::npos) frames.push_back(line);
+  }
+  return frames;
+}
+
+TEST(embedded, a_crash_stack_is_short_and_named_by_default_and_whole_with_ferry_full_stacks) {
+  auto r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "abort_with_retries"}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Three attempts, three crashes, three stacks: each from abort to the body, and no further.
+  EXPECT_EQ(frame_lines(r.err).size(), 6u) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("ferry container: signal 6 (SIGABRT) in 'abort_always' (call fc-"));
+  EXPECT_THAT(r.err, HasSubstr("#1 e2e::abort_always_body() at test_app.cpp:"));
+  // The error quotes the last one.
+  EXPECT_THAT(r.out, HasSubstr("'abort_always' failed 3 times"));
+  EXPECT_THAT(r.out, HasSubstr("#1 e2e::abort_always_body() at test_app.cpp:"));
+  r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "abort_with_retries"}, {"FERRY_FULL_STACKS", "1"}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_GT(frame_lines(r.err).size(), 3u * 10);
+  EXPECT_THAT(r.err, HasSubstr("ferry::detail::body_invoker"));
 }
 
 TEST(embedded, wrong_argument_type_names_function_position_and_both_types) {

@@ -42,6 +42,24 @@ std::int64_t element_at_body(std::string text, std::int64_t i) {
 
 void raise_test_error_body() { throw test_error("the answer is not 42"); }
 
+namespace {
+/// A helper with internal linkage, which only the executable's own symbol table names (not the dynamic
+/// loader's): where a remote stack must start.
+[[gnu::noinline]] void fail_in_a_static_helper(std::int64_t depth) {
+  if (depth > 0) return fail_in_a_static_helper(depth - 1);
+  throw std::runtime_error("thrown three calls deep");
+}
+}  // namespace
+
+std::int64_t throw_deep_body() {
+  fail_in_a_static_helper(2);
+  return 0;
+}
+
+std::int64_t abort_always_body() {
+  std::abort();
+}
+
 std::int64_t crash_body() {
   std::fputs("crash: about to abort\n", stderr);
   std::fflush(stderr);
@@ -116,6 +134,9 @@ ferry::Function<void(std::int64_t)> raise_long = app().function(
     "raise_long", [](std::int64_t bytes) { throw std::runtime_error(std::string(static_cast<std::size_t>(bytes), 'x')); });
 ferry::Function<void()> raise_test_error = app().function("raise_test_error", raise_test_error_body);
 ferry::Function<std::int64_t()> crash = app().function("crash", crash_body);
+ferry::Function<std::int64_t()> throw_deep = app().function("throw_deep", throw_deep_body);
+ferry::Function<std::int64_t()> abort_always =
+    app().function("abort_always", abort_always_body, {.retries = ferry::Retries(2, std::chrono::milliseconds(10))});
 ferry::Function<std::int64_t()> never_starts = app().function("never_starts", never_starts_body);
 ferry::Function<rendezvous_report(std::int64_t)> rendezvous =
     app().function("rendezvous", rendezvous_body, {.max_inputs = 4, .max_containers = 1});
@@ -331,6 +352,15 @@ int run_scenario(const std::string& name) {
       std::int64_t total = 0;
       for (std::int64_t v : square.map(xs)) total += v;
       std::cout << "sum " << total << std::endl;
+    });
+  }
+  if (name == "abort_with_retries") {
+    return run_app([] {
+      try {
+        abort_always.remote();
+      } catch (const ferry::ContainerCrashedError& e) {
+        std::cout << "crashed: " << e.what() << std::endl;
+      }
     });
   }
   if (name == "map_outcomes") {
