@@ -20,6 +20,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "client/client.hpp"
@@ -131,6 +132,12 @@ class input_runner {
  protected:
   virtual void start(client::input in) = 0;
   virtual void on_cancel(std::uint64_t, const std::shared_ptr<runtime::input_context>&) {}
+
+ public:
+  /// The container is stopping: write out what is still held back.
+  virtual void flush() {}
+
+ protected:
 
   std::shared_ptr<runtime::input_context> track(const client::input& in) {
     auto input = std::make_shared<runtime::input_context>();
@@ -261,8 +268,10 @@ class thread_runner final : public input_runner {
   bool waking_ = false;  // guarded by queue_mu_: a thread is being woken or started
 };
 
-/// Async bodies: every input a coroutine on the one executor thread. A watchdog thread warns when a step
-/// of some input holds that thread longer than the function's stall threshold.
+/// Async bodies: every input a coroutine on the one executor thread. A step that holds that thread longer than
+/// the function's stall threshold is a stall: the first is warned about when it ends, with how long it held
+/// the thread; later ones are counted and told as one line every 10 s (and when the container stops). A
+/// watchdog thread warns about a step that is still holding the thread after 5 s, and writes the counts.
 class coroutine_runner final : public input_runner, public step_observer {
  public:
   explicit coroutine_runner(const detail::function_entry& function)
@@ -296,7 +305,15 @@ class coroutine_runner final : public input_runner, public step_observer {
   }
   void step_ended() override {
     std::lock_guard lock(step_mu_);
+    const auto held = std::chrono::steady_clock::now() - step_started_;
+    if (held >= function_.options.stall_threshold && step_input_) record_stall(*step_input_, held);
     step_input_.reset();
+  }
+
+  /// Writes the stalls counted since the last line (the container is stopping).
+  void flush() override {
+    std::lock_guard lock(step_mu_);
+    report_counted_stalls();
   }
 
  private:
@@ -330,22 +347,53 @@ class coroutine_runner final : public input_runner, public step_observer {
     });
   }
 
+  static constexpr auto still_holding = std::chrono::seconds(5);
+  static constexpr auto stall_report_period = std::chrono::seconds(10);
+
+  static std::int64_t ms(std::chrono::steady_clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  }
+
+  /// Requires step_mu_.
+  void record_stall(const runtime::input_context& input, std::chrono::steady_clock::duration held) {
+    if (step_warned_) return;  // told already while it held the thread
+    if (!stall_reported_) {
+      stall_reported_ = std::chrono::steady_clock::now();
+      spdlog::warn(
+          "async function '{}' (call {}) held the event loop for {} ms without suspending; every other input of "
+          "this container waited meanwhile: co_await instead of blocking, or make the work a blocking function",
+          input.function, input.call_id, ms(held));
+      return;
+    }
+    ++stalls_counted_;
+    longest_counted_ = std::max(longest_counted_, held);
+  }
+
+  /// Requires step_mu_.
+  void report_counted_stalls() {
+    if (stalls_counted_ == 0) return;
+    spdlog::warn("async function '{}' held the event loop {} more time{} (the longest for {} ms)", function_.name,
+                 stalls_counted_, stalls_counted_ == 1 ? "" : "s", ms(longest_counted_));
+    stalls_counted_ = 0;
+    longest_counted_ = {};
+    stall_reported_ = std::chrono::steady_clock::now();
+  }
+
   void watch() {
-    const auto threshold = function_.options.stall_threshold;
-    const auto period = std::max(threshold / 4, std::chrono::milliseconds(1));
+    const auto period = std::max(function_.options.stall_threshold / 4, std::chrono::milliseconds(1));
     std::unique_lock lock(step_mu_);
     for (;;) {
       // (A watchdog's sampling period; the wait ends early only for the destructor.)
       if (watchdog_wake_.wait_for(lock, period, [this] { return stopping_; })) return;
-      if (!step_input_ || step_warned_) continue;
-      const auto held = std::chrono::steady_clock::now() - step_started_;
-      if (held < threshold) continue;
+      const auto now = std::chrono::steady_clock::now();
+      if (stall_reported_ && now - *stall_reported_ >= stall_report_period) report_counted_stalls();
+      if (!step_input_ || step_warned_ || now - step_started_ < still_holding) continue;
       step_warned_ = true;
       spdlog::warn(
-          "async function '{}' (call {}) has held the event loop for {} ms without suspending; every other input "
-          "of this container waits meanwhile: co_await instead of blocking, or make the work a blocking function",
-          step_input_->function, step_input_->call_id,
-          std::chrono::duration_cast<std::chrono::milliseconds>(held).count());
+          "async function '{}' (call {}) has held the event loop for {} ms without suspending, and still does; "
+          "every other input of this container waits meanwhile: co_await instead of blocking, or make the work "
+          "a blocking function",
+          step_input_->function, step_input_->call_id, ms(now - step_started_));
     }
   }
 
@@ -355,7 +403,10 @@ class coroutine_runner final : public input_runner, public step_observer {
   std::mutex step_mu_;
   std::shared_ptr<runtime::input_context> step_input_;  // guarded by step_mu_: the step running now
   std::chrono::steady_clock::time_point step_started_;  // guarded by step_mu_
-  bool step_warned_ = false;                            // guarded by step_mu_
+  bool step_warned_ = false;                            // guarded by step_mu_: the step running now
+  std::optional<std::chrono::steady_clock::time_point> stall_reported_;  // guarded by step_mu_
+  int stalls_counted_ = 0;                                   // guarded by step_mu_: since stall_reported_
+  std::chrono::steady_clock::duration longest_counted_{};    // guarded by step_mu_
   bool stopping_ = false;                               // guarded by step_mu_
   std::condition_variable watchdog_wake_;
   std::thread executor_thread_;
@@ -418,6 +469,7 @@ int run_container(const detail::app_state& app) {
   runtime::set_process_client(c);  // before any body runs: bodies make nested calls through it
   runner->set_client(c);
   c->wait_closed();
+  runner->flush();
   // The server let us go (or went away). Bodies still running belong to a container being stopped:
   // leave without running static destructors under them.
   std::cout.flush();

@@ -3,9 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <set>
-
 #include <filesystem>
+#include <regex>
+#include <set>
+#include <thread>
 
 #include "process.hpp"
 #include "test_app.hpp"
@@ -244,7 +245,27 @@ TEST(async, an_async_body_holding_the_loop_is_warned_about_with_its_function_and
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("hog 400"));
   EXPECT_THAT(r.err, HasSubstr("async function 'hog' (call fc-"));
-  EXPECT_THAT(r.err, HasSubstr("has held the event loop for"));
+  EXPECT_THAT(r.err, HasSubstr("held the event loop for"));
+}
+
+TEST(async, a_stalling_function_is_warned_about_once_with_the_whole_hold_and_later_stalls_are_counted) {
+  ferry_server server;
+  const auto r = run({"/proc/self/exe"},
+                     {{"E2E_SCENARIO", "stall3"}, {"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count(r.err, "held the event loop for"), 1u) << r.err;  // not one warning per call
+  std::smatch held;
+  ASSERT_TRUE(std::regex_search(r.err, held, std::regex("held the event loop for ([0-9]+) ms"))) << r.err;
+  EXPECT_GE(std::stoi(held[1]), 300) << r.err;  // the whole hold, not the moment it crossed the threshold
+  // The other two are counted, and told when the container stops (here: after the program has gone).
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  std::string logs;
+  while (logs.find("held the event loop 2 more times") == std::string::npos &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(20ms);  // (polling the server's log book, with a deadline)
+    logs = server.cli({"logs", "e2e"}).out;
+  }
+  EXPECT_THAT(logs, HasSubstr("async function 'hog' held the event loop 2 more times (the longest for "));
 }
 
 TEST(async, create_task_outside_an_event_loop_is_a_clear_error) {

@@ -338,6 +338,11 @@ int run_scenario(const std::string& name) {
   if (name == "stall") {
     return run_app([] { std::cout << "hog " << hog.remote(400) << '\n'; });
   }
+  if (name == "stall3") {
+    return run_app([] {
+      for (int i = 0; i < 3; ++i) std::cout << "hog " << hog.remote(300) << '\n';
+    });
+  }
   if (name == "logs") {
     return run_app([] {
       const char* text = std::getenv("E2E_TEXT");
