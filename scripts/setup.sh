@@ -12,6 +12,7 @@ packages=(
   curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
   libboost1.81-dev libboost-json1.81-dev
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
+  libdw-dev  # elfutils: names the frames of remote stacks
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium nodejs
   clang-16 libclang-rt-16-dev llvm-16  # scripts/fuzz.sh: libFuzzer (clang 14 lacks std::source_location), its symbolizer

@@ -1,17 +1,21 @@
 #include "container/stack_trace.hpp"
 
-#include <backtrace.h>
 #include <cxxabi.h>
 #include <dlfcn.h>
+#include <elfutils/libdwfl.h>
 #include <execinfo.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ferry/errors.hpp>
+#include <initializer_list>
+#include <memory>
+#include <mutex>
 #include <string_view>
 #include <typeinfo>
 
@@ -24,8 +28,11 @@ namespace {
 constexpr int max_frames = 64;
 constexpr int short_stack_frames = 16;
 
-/// libbacktrace's state for this binary: made once at start (it must be, for a signal handler to use it).
-backtrace_state* symbols = nullptr;
+/// elfutils' view of this process's modules, made once at start. Not thread-safe: guarded by symbols_mu.
+/// It reads symbol tables and debug information lazily, a compilation unit at a time, so a stack costs
+/// little memory however large the binary's debug information.
+Dwfl* symbols = nullptr;
+std::mutex symbols_mu;
 bool full_stacks = false;
 const void* program_base = nullptr;  // where the executable (with libferry in it) is loaded
 std::atomic<bool> recording{false};
@@ -36,21 +43,25 @@ struct throw_stack {
 };
 thread_local throw_stack last;
 
-void ignore_error(void*, const char*, int) {}  // a frame without symbols stays unnamed
-
 void make_symbols() {
   if (symbols) return;
-  symbols = backtrace_create_state(nullptr, /*threaded=*/1, ignore_error, nullptr);
+  static const Dwfl_Callbacks callbacks = {dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, nullptr};
+  Dwfl* session = dwfl_begin(&callbacks);
+  if (session && dwfl_linux_proc_report(session, ::getpid()) == 0 &&
+      dwfl_report_end(session, nullptr, nullptr) == 0) {
+    symbols = session;
+  } else if (session) {
+    dwfl_end(session);
+  }
   Dl_info self{};
   if (::dladdr(reinterpret_cast<const void*>(&make_symbols), &self)) program_base = self.dli_fbase;
   const char* full = std::getenv("FERRY_FULL_STACKS");
-  full_stacks = full && std::strcmp(full, "0") != 0 && *full;
+  full_stacks = full && *full && std::strcmp(full, "0") != 0;
 }
 
-/// A frame, symbolized. Its strings belong to libbacktrace (which keeps them for the process's life) or to
-/// the dynamic loader. Plain data: frames are collected in fixed arrays, in a signal handler too.
+/// A frame, symbolized. Its strings belong to elfutils, which keeps them for the process's life.
 struct frame {
-  std::uintptr_t pc = 0;
+  std::uintptr_t pc = 0;           // the call's address (a return address less one)
   const char* function = nullptr;  // mangled; nullptr when nothing names it
   const char* file = nullptr;      // nullptr without debug information
   int line = 0;
@@ -59,31 +70,32 @@ struct frame {
 
 struct frame_list {
   frame frames[max_frames];
+  char names[max_frames][256];  // demangled
   int size = 0;
 };
 
-bool in_program(std::uintptr_t pc) {
-  Dl_info info{};
-  return ::dladdr(reinterpret_cast<void*>(pc), &info) && info.dli_fbase == program_base;
-}
-
-int add_frame(void* data, std::uintptr_t pc, const char* file, int line, const char* function) {
-  auto& list = *static_cast<frame_list*>(data);
-  if (list.size == max_frames) return 1;
-  list.frames[list.size++] = {pc, function, file, line, in_program(pc)};
-  return 0;
-}
-
-void name_from_symbol_table(void* data, std::uintptr_t, const char* symbol, std::uintptr_t, std::uintptr_t) {
-  if (symbol) *static_cast<const char**>(data) = symbol;
-}
-
-/// Frames without debug information are named from the symbol tables (the executable's own, which names
-/// static functions too, unlike the dynamic loader's).
-void name_the_rest(frame_list& list) {
-  for (int i = 0; i < list.size; ++i) {
-    frame& f = list.frames[i];
-    if (!f.function) backtrace_syminfo(symbols, f.pc, name_from_symbol_table, ignore_error, &f.function);
+/// Names the frames at `pcs` (call addresses). Requires symbols_mu. Source lines are looked up in the
+/// program's own debug information only: a library's (libc's, when installed) would be read for nothing.
+void symbolize(const std::uintptr_t* pcs, int n, frame_list& list) {
+  list.size = 0;
+  for (int i = 0; i < n && list.size < max_frames; ++i) {
+    frame& f = list.frames[list.size++];
+    f = {pcs[i]};
+    Dl_info info{};
+    f.in_program = ::dladdr(reinterpret_cast<void*>(pcs[i]), &info) && info.dli_fbase == program_base;
+    Dwfl_Module* module = symbols ? dwfl_addrmodule(symbols, pcs[i]) : nullptr;
+    if (module) f.function = dwfl_module_addrname(module, pcs[i]);
+    if (!f.function) f.function = info.dli_sname;
+    if (module && f.in_program) {
+      if (Dwfl_Line* line = dwfl_module_getsrc(module, pcs[i])) {
+        f.file = dwfl_lineinfo(line, nullptr, &f.line, nullptr, nullptr, nullptr);
+      }
+    }
+    char* name = list.names[list.size - 1];
+    int status = -1;
+    char* demangled = f.function ? abi::__cxa_demangle(f.function, nullptr, nullptr, &status) : nullptr;
+    std::snprintf(name, sizeof list.names[0], "%s", status == 0 && demangled ? demangled : (f.function ? f.function : "??"));
+    std::free(demangled);
   }
 }
 
@@ -107,42 +119,33 @@ bool is_runtime(std::string_view name) {
          name.starts_with("boost::asio::detail::") || name.find(" boost::asio::detail::") != std::string_view::npos;
 }
 
-/// Writes a demangled name into `out` (size n); the mangled name when it does not demangle.
-void demangle_into(const char* mangled, char* out, std::size_t n) {
-  int status = 0;
-  char* demangled = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::strncpy(out, status == 0 && demangled ? demangled : mangled, n - 1);
-  out[n - 1] = '\0';
-  std::free(demangled);
-}
-
 /// The frames to show: in the short form, from the first of the user's (or the library function it called
 /// last, such as abort or std::string::at) down to the body; all of them with FERRY_FULL_STACKS=1.
-/// `names` holds each frame's demangled name. Returns [first, end).
-std::pair<int, int> shown_frames(const frame_list& list, char (*names)[256]) {
+std::pair<int, int> shown_frames(const frame_list& list) {
   if (full_stacks) return {0, list.size};
   int first = 0;
-  while (first < list.size && std::strcmp(names[first], "__restore_rt") == 0) ++first;  // the signal trampoline
+  while (first < list.size && std::strstr(list.names[first], "__restore_rt")) ++first;  // the signal trampoline
   int program = first;
   while (program < list.size && !list.frames[program].in_program) ++program;
   if (program < list.size && program > first) first = program - 1;  // the library call the program made
   int end = first;
-  while (end < list.size && !is_runtime(names[end])) ++end;
+  while (end < list.size && !is_runtime(list.names[end])) ++end;
   if (end < list.size) {
-    while (end > first + 1 && is_call_plumbing(names[end - 1])) --end;
+    while (end > first + 1 && is_call_plumbing(list.names[end - 1])) --end;
   }
   return {first, end};
 }
 
-/// Formats frames [first, end) into `out`, one "  #i name at file:line" a line, through `emit(text, n)`.
+/// Writes the frames shown, one "  #i name at file:line" a line, through `emit(text, n)`.
 template <class Emit>
-void format_frames(const frame_list& list, char (*names)[256], int first, int end, Emit emit) {
+void format_frames(const frame_list& list, Emit emit) {
+  const auto [first, end] = shown_frames(list);
   char line[512];
   int shown = 0;
   for (int i = first; i < end; ++i, ++shown) {
     if (!full_stacks && shown == short_stack_frames) {
-      const int n = std::snprintf(line, sizeof line, "  ... %d more frames (FERRY_FULL_STACKS=1 shows them)\n",
-                                  end - i);
+      const int n =
+          std::snprintf(line, sizeof line, "  ... %d more frames (FERRY_FULL_STACKS=1 shows them)\n", end - i);
       emit(line, n);
       return;
     }
@@ -151,19 +154,9 @@ void format_frames(const frame_list& list, char (*names)[256], int first, int en
     if (file && !full_stacks) {
       if (const char* slash = std::strrchr(file, '/')) file = slash + 1;
     }
-    const int n = file ? std::snprintf(line, sizeof line, "  #%d %s at %s:%d\n", shown, names[i], file, f.line)
-                       : std::snprintf(line, sizeof line, "  #%d %s\n", shown, names[i]);
+    const int n = file ? std::snprintf(line, sizeof line, "  #%d %s at %s:%d\n", shown, list.names[i], file, f.line)
+                       : std::snprintf(line, sizeof line, "  #%d %s\n", shown, list.names[i]);
     emit(line, std::min<int>(n, sizeof line - 1));
-  }
-}
-
-void demangle_all(const frame_list& list, char (*names)[256]) {
-  for (int i = 0; i < list.size; ++i) {
-    if (list.frames[i].function) {
-      demangle_into(list.frames[i].function, names[i], sizeof names[i]);
-    } else {
-      std::strcpy(names[i], "??");
-    }
   }
 }
 
@@ -185,19 +178,25 @@ void on_fatal_signal(int sig) {
   char header[256];
   const char* name = sigabbrev_np(sig);
   const runtime::input_context* input = runtime::current_input();
-  const int n = input ? std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s) in '%s' (call %s); stack:\n",
-                                      sig, name ? name : "?", input->function.c_str(), input->call_id.c_str())
+  const int n = input ? std::snprintf(header, sizeof header,
+                                      "ferry container: signal %d (SIG%s) in '%s' (call %s); stack:\n", sig,
+                                      name ? name : "?", input->function.c_str(), input->call_id.c_str())
                       : std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s); stack:\n", sig,
                                       name ? name : "?");
   write_text(header, n);
-  static frame_list list;  // (static: a deep stack's signal handler may run short of stack)
-  static char names[max_frames][256];
-  list.size = 0;
-  backtrace_full(symbols, /*skip=*/1, add_frame, ignore_error, &list);  // (skips this handler)
-  name_the_rest(list);
-  demangle_all(list, names);
-  const auto [first, end] = shown_frames(list, names);
-  format_frames(list, names, first, end, write_text);
+  void* raw[max_frames];
+  const int count = backtrace(raw, max_frames);
+  std::uintptr_t pcs[max_frames];
+  // Frame 0 is this handler, frame 1 the signal trampoline (where the signal struck: an address, not a return
+  // address); the others are return addresses, whose calls are the instruction before.
+  for (int i = 1; i < count; ++i) pcs[i - 1] = reinterpret_cast<std::uintptr_t>(raw[i]) - (i > 2 ? 1 : 0);
+  // (A crash while another thread symbolizes a throw must not wait for it.)
+  if (symbols_mu.try_lock()) {
+    static frame_list list;  // (static: the crashing thread may be short of stack)
+    symbolize(pcs, count - 1, list);
+    symbols_mu.unlock();
+    format_frames(list, write_text);
+  }
   ::signal(sig, SIG_DFL);
   ::raise(sig);
 }
@@ -217,23 +216,20 @@ void print_stack_on_fatal_signals() {
 }
 
 std::string last_throw_stack() {
-  if (last.size <= 1 || !symbols) return {};
-  frame_list list;
+  if (last.size <= 1) return {};
   // Frame 0 is the throw hook itself. The others are return addresses: the call is the instruction before.
-  for (int i = 1; i < last.size && list.size < max_frames; ++i) {
-    const auto pc = reinterpret_cast<std::uintptr_t>(last.frames[i]) - 1;
-    const int before = list.size;
-    backtrace_pcinfo(symbols, pc, add_frame, ignore_error, &list);  // (inlined functions: several frames)
-    if (list.size == before) add_frame(&list, pc, nullptr, 0, nullptr);
+  std::uintptr_t pcs[max_frames];
+  int n = 0;
+  for (int i = 1; i < last.size; ++i) pcs[n++] = reinterpret_cast<std::uintptr_t>(last.frames[i]) - 1;
+  auto list = std::make_unique<frame_list>();
+  {
+    std::lock_guard lock(symbols_mu);
+    symbolize(pcs, n, *list);
   }
-  name_the_rest(list);
-  char names[max_frames][256];
-  demangle_all(list, names);
-  // (The first frames are __cxa_throw's callers inside libstdc++ for a standard exception, such as
+  // (For a standard exception the first frames are __cxa_throw's callers inside libstdc++, such as
   // std::__throw_out_of_range_fmt: shown_frames keeps the last of them, the call the program made.)
-  const auto [first, end] = shown_frames(list, names);
   std::string out;
-  format_frames(list, names, first, end, [&out](const char* text, int n) { out.append(text, static_cast<std::size_t>(n)); });
+  format_frames(*list, [&out](const char* text, int len) { out.append(text, static_cast<std::size_t>(len)); });
   return out;
 }
 

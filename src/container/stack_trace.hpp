@@ -1,8 +1,8 @@
 // Stacks of a container's failures, for what its caller sees: where a body's exception was thrown (the
 // remote stack of RemoteError), and where a fatal signal struck (written to stderr, which the crash report
-// quotes). Frames are symbolized from the binary's own symbol table and debug information (GCC's
-// libbacktrace): static functions and those in anonymous namespaces by their names, with file:line where
-// there is debug information.
+// quotes). Frames are named from the binary's own symbol table and debug information (elfutils' libdw):
+// static functions and those in anonymous namespaces by their names, with file:line where there is debug
+// information.
 //
 // By default a stack is the user's part of it: from the throw site (or the library function the body called
 // when the signal struck, such as abort) down to the body, without the signal handler, libc's internals

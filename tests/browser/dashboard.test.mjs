@@ -101,6 +101,10 @@ async function main() {
     if (added.body.result !== 5) fail(`add(2, 3) returned ${added.text}`);
     const squared = await call(base, token, 'square', [7], 200);
     const failed = await call(base, token, 'raise_test_error', [], 500);
+    const crashed = await call(base, token, 'crash', [], 502);  // a long, many-line error quoting stderr
+    if (crashed.body.error.code !== 'container_crashed' || !crashed.body.error.message.includes('\n')) {
+      fail(`crash should fail with container_crashed and a many-line message: ${crashed.text}`);
+    }
     const failedMessage = failed.body.error.message;
     if (!/the answer is not 42/.test(failedMessage)) fail(`raise_test_error's error says ${failed.text}`);
     const hasPipeline = functions.includes('pipeline');
@@ -157,7 +161,18 @@ async function main() {
     if (!(await failedRow.textContent()).includes(failedMessage)) fail(`the failed call's row should show "${failedMessage}"`);
     const ids = await page.locator('#calls tbody tr[data-call-id]').evaluateAll((rows) => rows.map((r) => r.dataset.callId));
     if (ids.indexOf(graphCall.callId) > ids.indexOf(added.callId)) fail(`calls should be listed newest first: ${ids.join(' ')}`);
-    step('calls shown with statuses and the error message');
+    // A long, many-line error takes one line in its row (the whole message is its tooltip).
+    const crashedRow = page.locator(`#calls tr[data-call-id="${crashed.callId}"][data-status="failed"]`);
+    await see(crashedRow, `call ${crashed.callId} as failed`);
+    const crashedCell = crashedRow.locator('td.error-message');
+    const shown = await crashedCell.textContent();
+    if (shown.includes('\n') || shown.length > 161) fail(`a long error should be cut to one line in its row: ${JSON.stringify(shown)}`);
+    if (await crashedCell.getAttribute('title') !== crashed.body.error.message) fail('the cut error\'s tooltip should be the whole message');
+    const rowHeight = async (id) => (await page.locator(`#calls tr[data-call-id="${id}"]`).boundingBox()).height;
+    if (await rowHeight(crashed.callId) > 1.5 * await rowHeight(added.callId)) {
+      fail(`the crashed call's row is ${await rowHeight(crashed.callId)} px tall, an ordinary one ${await rowHeight(added.callId)} px`);
+    }
+    step('calls shown with statuses and the error message; a long error on one line');
     await page.screenshot({ path: join(outputDir, 'overview.png'), fullPage: true });
 
     // One call's detail: its graph of futures and its logs.
@@ -192,9 +207,26 @@ async function main() {
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(outputDir, 'call-detail.png'), fullPage: true });
 
-    // The failed call's detail shows its error.
+    // The failed call's detail shows its error: the exception's type with the code beside it.
     await page.locator(`#calls tr[data-call-id="${failed.callId}"]`).click();
     await see(page.locator('#call-error').filter({ hasText: failedMessage }), 'the failed call\'s error in its detail');
+    const failedHeading = await page.locator('#call-error').textContent();
+    if (!failedHeading.startsWith('e2e::test_error (remote_exception)')) fail(`the error's heading says: ${failedHeading}`);
+    // An error without an exception type names its code once.
+    await page.locator(`#calls tr[data-call-id="${crashed.callId}"]`).click();
+    await see(page.locator(`#call-detail[data-call-id="${crashed.callId}"]`), 'the crashed call\'s detail');
+    const crashedHeading = await page.locator('#call-error strong').textContent();
+    const crashedError = await page.locator('#call-error').textContent();
+    if (crashedHeading !== 'container_crashed' || crashedError.includes('(container_crashed)')) {
+      fail(`the crashed call's error should name its code once: ${crashedError.slice(0, 120)}`);
+    }
+    // Dates in one format, the CLI's.
+    const fieldsText = await page.locator('#call-fields').textContent();
+    for (const label of ['created', 'ended']) {
+      const value = await page.locator('#call-fields dt', { hasText: label }).locator('xpath=following-sibling::dd[1]').textContent();
+      if (!/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(value)) fail(`'${label}' shows "${value}", not YYYY-MM-DD HH:MM:SS (${fieldsText})`);
+    }
+    step('a call\'s error names its code once; dates read YYYY-MM-DD HH:MM:SS');
 
     // Live refresh: a call made while the page is open shows up without a reload.
     const late = await call(base, token, 'add', [40, 2], 200);

@@ -45,8 +45,24 @@ function fmtBytes(n) {
   while (n >= 1024 && i < units.length - 1) { n /= 1024; ++i; }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
-const fmtTime = (t) => (t ? new Date(t * 1000).toLocaleTimeString([], { hour12: false }) : '');
-const fmtDate = (t) => (t ? new Date(t * 1000).toLocaleString() : '');
+// Times in one format, the CLI's: 2026-12-06 14:03:07 (local time), or 14:03:07 where the day is clear.
+const pad2 = (n) => String(n).padStart(2, '0');
+const fmtTime = (t) => {
+  if (!t) return '';
+  const d = new Date(t * 1000);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+};
+const fmtDate = (t) => {
+  if (!t) return '';
+  const d = new Date(t * 1000);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${fmtTime(t)}`;
+};
+// An error message in a table row: its first line, cut to 160 characters (the whole one is the cell's
+// tooltip, and the call's detail shows it).
+const summarize = (message) => {
+  const first = (message || '').split('\n')[0];
+  return first.length > 160 || first !== message ? `${first.slice(0, 160)}…` : first;
+};
 // Call ids are a random base plus a counter: their last digits tell calls of one server apart.
 const shortId = (id) => `…${(id || '').slice(-6)}`;
 const statusBadge = (status) => el('span', { class: `status status-${status}`, 'data-status': status }, status);
@@ -190,7 +206,7 @@ function renderCalls(calls) {
   el('td', {}, statusBadge(c.status)),
   el('td', { title: fmtDate(c.created_at) }, fmtTime(c.created_at)),
   el('td', { class: 'num' }, fmtDuration(c.duration_s)),
-  el('td', { class: 'error-message' }, c.error ? c.error.message : '')));
+  el('td', { class: 'error-message', title: c.error ? c.error.message : null }, c.error ? summarize(c.error.message) : '')));
   tbody.replaceChildren(...(rows.length ? rows
     : [el('tr', { class: 'empty' }, el('td', { colspan: 6 }, 'No calls yet.'))]));
 }
@@ -266,8 +282,10 @@ function renderCall(c) {
   const err = $('#call-error');
   err.hidden = !c.error;
   if (c.error) {
+    // The exception's type when there is one, with the error's code beside it; the code alone otherwise.
     err.replaceChildren(el('strong', {}, c.error.type || c.error.code || 'error'),
-      c.error.code ? el('span', { class: 'dim' }, ` (${c.error.code})`) : null, el('div', {}, c.error.message));
+      c.error.type && c.error.code ? el('span', { class: 'dim' }, ` (${c.error.code})`) : null,
+      el('div', { class: 'error-text' }, c.error.message));
   }
   const p = c.progress;
   $('#call-progress').hidden = !p;
