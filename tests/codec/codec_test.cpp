@@ -327,8 +327,8 @@ TEST(codec, names_types_as_error_messages_show_them) {
   EXPECT_EQ((ferry::codec<std::tuple<std::int64_t, std::string>>::name()), "tuple<int64,string>");
   EXPECT_EQ(ferry::codec<std::tuple<>>::name(), "tuple<>");
   EXPECT_EQ((ferry::codec<std::pair<std::string, double>>::name()), "pair<string,float64>");
-  EXPECT_EQ(ferry::codec<geo::point>::name(), "point");
-  EXPECT_EQ(ferry::codec<std::vector<geo::place>>::name(), "vector<place>");
+  EXPECT_EQ(ferry::codec<geo::point>::name(), "geo::point");
+  EXPECT_EQ(ferry::codec<std::vector<geo::place>>::name(), "vector<geo::place>");
 }
 
 TEST(codec, serializable_concept_accepts_supported_types_and_rejects_others) {
@@ -487,7 +487,7 @@ TEST(codec, rejects_hostile_container_length_without_allocating_for_it) {
   EXPECT_EQ(in_map.expected(), "map<string,int64>");
   EXPECT_EQ(in_map.received(), "a truncated value");
   EXPECT_EQ(in_unordered_map.received(), "a truncated value");
-  EXPECT_EQ(in_struct.expected(), "point");
+  EXPECT_EQ(in_struct.expected(), "geo::point");
   EXPECT_EQ(in_struct.received(), "a truncated value");
   EXPECT_EQ(in_string.received(), "a truncated value");
   EXPECT_EQ(in_bytes.received(), "a truncated value");
@@ -572,7 +572,7 @@ TEST(codec, rejects_truncated_unknown_struct_field) {
   bytes += encoded(std::string{"y"}) + encoded(2.0);
   bytes += encoded(std::string{"extra"}) + raw({0x93, 0x01, 0x02});  // array of 3 with 2 elements
   const DecodeError e = decode_error<geo::point>(bytes);
-  EXPECT_EQ(e.expected(), "point");
+  EXPECT_EQ(e.expected(), "geo::point");
   EXPECT_EQ(e.received(), "a truncated value");
 }
 

@@ -177,11 +177,11 @@ TEST(embedded, a_crash_stack_is_short_and_named_by_default_and_whole_with_ferry_
   ASSERT_EQ(r.code, 0) << r.err;
   // Three attempts, three crashes, three stacks: each from abort to the body, and no further.
   EXPECT_EQ(frame_lines(r.err).size(), 6u) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("ferry container: signal 6 (SIGABRT) in 'abort_always' (call fc-"));
-  EXPECT_THAT(r.err, HasSubstr("#1 e2e::abort_always_body() at test_app.cpp:"));
+  EXPECT_THAT(r.err, HasSubstr("ferry container: signal 6 (SIGABRT) in 'crash_thrice' (call fc-"));
+  EXPECT_THAT(r.err, HasSubstr("#1 e2e::crash_thrice_body() at test_app.cpp:"));
   // The error quotes the last one.
-  EXPECT_THAT(r.out, HasSubstr("'abort_always' failed 3 times"));
-  EXPECT_THAT(r.out, HasSubstr("#1 e2e::abort_always_body() at test_app.cpp:"));
+  EXPECT_THAT(r.out, HasSubstr("'crash_thrice' failed 3 times"));
+  EXPECT_THAT(r.out, HasSubstr("#1 e2e::crash_thrice_body() at test_app.cpp:"));
   r = run({"/proc/self/exe"}, {{"E2E_SCENARIO", "abort_with_retries"}, {"FERRY_FULL_STACKS", "1"}});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_GT(frame_lines(r.err).size(), 3u * 10);

@@ -56,7 +56,7 @@ std::int64_t throw_deep_body() {
   return 0;
 }
 
-std::int64_t abort_always_body() {
+std::int64_t crash_thrice_body() {
   std::abort();
 }
 
@@ -135,8 +135,8 @@ ferry::Function<void(std::int64_t)> raise_long = app().function(
 ferry::Function<void()> raise_test_error = app().function("raise_test_error", raise_test_error_body);
 ferry::Function<std::int64_t()> crash = app().function("crash", crash_body);
 ferry::Function<std::int64_t()> throw_deep = app().function("throw_deep", throw_deep_body);
-ferry::Function<std::int64_t()> abort_always =
-    app().function("abort_always", abort_always_body, {.retries = ferry::Retries(2, std::chrono::milliseconds(10))});
+ferry::Function<std::int64_t()> crash_thrice =
+    app().function("crash_thrice", crash_thrice_body, {.retries = ferry::Retries(2, std::chrono::milliseconds(10))});
 ferry::Function<std::int64_t()> never_starts = app().function("never_starts", never_starts_body);
 ferry::Function<rendezvous_report(std::int64_t)> rendezvous =
     app().function("rendezvous", rendezvous_body, {.max_inputs = 4, .max_containers = 1});
@@ -362,7 +362,7 @@ int run_scenario(const std::string& name) {
   if (name == "abort_with_retries") {
     return run_app([] {
       try {
-        abort_always.remote();
+        crash_thrice.remote();
       } catch (const ferry::ContainerCrashedError& e) {
         std::cout << "crashed: " << e.what() << std::endl;
       }

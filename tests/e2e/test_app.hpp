@@ -58,7 +58,7 @@ extern ferry::Function<std::int64_t()> crash;
 /// Throws std::runtime_error from a static helper in an anonymous namespace, three calls deep.
 extern ferry::Function<std::int64_t()> throw_deep;
 /// Calls abort(), on each of its three attempts (two retries).
-extern ferry::Function<std::int64_t()> abort_always;
+extern ferry::Function<std::int64_t()> crash_thrice;
 extern ferry::Function<std::int64_t()> never_starts;
 extern ferry::Function<rendezvous_report(std::int64_t)> rendezvous;
 extern ferry::Function<std::int64_t(std::int64_t)> sum_of_squares;
