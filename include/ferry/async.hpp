@@ -11,7 +11,6 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/system_executor.hpp>
 #include <chrono>
 #include <exception>
 #include <ferry/future.hpp>
@@ -67,6 +66,8 @@ class started_task {
   bool done() const;
   /// Asks the task to stop: it is cancelled at its next suspension point (its remote calls with it).
   void cancel() const;
+  /// The executor the task runs on (its state is confined to it).
+  const boost::asio::any_io_executor& executor() const;
 
  private:
   struct state;
@@ -121,15 +122,15 @@ class StartedTask {
   Task<T> coroutine() const { return awaiting(task_, result_); }
 
   /// An Asio asynchronous operation, like ferry::Future: `co_await t`, or `t(token)` with any completion token.
+  /// (The wait runs on the task's own loop; the handler is completed on its associated executor.)
   template <boost::asio::completion_token_for<typename detail::started_signature<T>::type> CompletionToken>
   auto operator()(CompletionToken&& token) const {
     using signature = typename detail::started_signature<T>::type;
     return boost::asio::async_initiate<CompletionToken, signature>(
-        [](auto handler, Task<T> task) {
-          auto executor = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
-          boost::asio::co_spawn(executor, std::move(task), std::move(handler));
+        [](auto handler, Task<T> task, boost::asio::any_io_executor loop) {
+          boost::asio::co_spawn(loop, std::move(task), std::move(handler));
         },
-        token, coroutine());
+        token, coroutine(), task_.executor());
   }
 
  private:

@@ -320,7 +320,7 @@ class Function<R(A...)> {
       if constexpr (detail::is_future_v<Items>) {
         return (*this)(items.result(), options);
       } else {
-        return values(*entry_, detail::map_calls(entry_, std::size(items), encoder(items), options.window), options);
+        return values(*entry_, detail::map_calls(entry_, std::size(items), encoder(&items), options.window), options);
       }
     }
     template <class Items>
@@ -337,7 +337,7 @@ class Function<R(A...)> {
         if constexpr (detail::is_future_v<Items>) {
           return (*this)(items.result(), options);
         } else {
-          return outcomes_of(*entry_, detail::map_calls(entry_, std::size(items), encoder(items), options.window),
+          return outcomes_of(*entry_, detail::map_calls(entry_, std::size(items), encoder(&items), options.window),
                              options);
         }
       }
@@ -355,7 +355,11 @@ class Function<R(A...)> {
           auto resolved = co_await items;
           co_return co_await outcomes_async(entry, std::move(resolved), options);
         } else {
-          auto results = co_await detail::map_calls_async(entry, std::size(items), encoder(items), options.window);
+          // (The map owns the items: cancelled, this coroutine may end while the map still encodes one. The
+          // encoder is named: GCC 12 destroys a temporary in a co_await expression twice.)
+          const std::size_t n = std::size(items);
+          const detail::map_item_encoder encode = encoder(std::make_shared<const Items>(std::move(items)));
+          auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
           co_return outcomes_of(*entry, std::move(results), options);
         }
       }
@@ -372,7 +376,11 @@ class Function<R(A...)> {
         auto resolved = co_await items;
         co_return co_await map_async(entry, std::move(resolved), options);
       } else {
-        auto results = co_await detail::map_calls_async(entry, std::size(items), encoder(items), options.window);
+        // (The map owns the items: cancelled, this coroutine may end while the map still encodes one. The
+        // encoder is named: GCC 12 destroys a temporary in a co_await expression twice.)
+        const std::size_t n = std::size(items);
+        const detail::map_item_encoder encode = encoder(std::make_shared<const Items>(std::move(items)));
+        auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
         co_return values(*entry, std::move(results), options);
       }
     }
@@ -386,14 +394,14 @@ class Function<R(A...)> {
    public:
     /// (Also for a braced list: `f.starmap({{1, 2}, {3, 4}})`.)
     std::vector<item_value> operator()(const std::vector<std::tuple<A...>>& items, MapOptions options = {}) const {
-      return values(*entry_, detail::map_calls(entry_, items.size(), tuple_encoder(items), options.window), options);
+      return values(*entry_, detail::map_calls(entry_, items.size(), tuple_encoder(&items), options.window), options);
     }
     template <class Items>
     std::vector<item_value> operator()(const Items& items, MapOptions options = {}) const {
       if constexpr (detail::is_future_v<Items>) {
         return (*this)(items.result(), options);
       } else {
-        return values(*entry_, detail::map_calls(entry_, std::size(items), tuple_encoder(items), options.window),
+        return values(*entry_, detail::map_calls(entry_, std::size(items), tuple_encoder(&items), options.window),
                       options);
       }
     }
@@ -411,7 +419,9 @@ class Function<R(A...)> {
         auto resolved = co_await items;
         co_return co_await starmap_async(entry, std::move(resolved), options);
       } else {
-        auto results = co_await detail::map_calls_async(entry, std::size(items), tuple_encoder(items), options.window);
+        const std::size_t n = std::size(items);
+        const detail::map_item_encoder encode = tuple_encoder(std::make_shared<const Items>(std::move(items)));
+        auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
         co_return values(*entry, std::move(results), options);
       }
     }
@@ -536,24 +546,25 @@ class Function<R(A...)> {
   reduce_caller reduce;
 
  private:
-  /// Writes item i's argument array (futures as placeholders), for map.
-  template <class Items>
-  static detail::map_item_encoder encoder(const Items& items) {
+  /// Writes item i's argument array (futures as placeholders), for map. `items` points to the items: a plain
+  /// pointer while the caller blocks for the map, a shared_ptr owning them for the aio forms.
+  template <class ItemsPointer>
+  static detail::map_item_encoder encoder(ItemsPointer items) {
     static_assert(sizeof...(A) == 1, "ferry: map calls a function of one parameter; use starmap for several");
-    return [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
-      const auto& item = *(std::begin(items) + static_cast<std::ptrdiff_t>(i));
+    return [items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
+      const auto& item = *(std::begin(*items) + static_cast<std::ptrdiff_t>(i));
       detail::encode_call_arguments<A...>(out, deps, std::index_sequence<0>{}, item);
     };
   }
   /// The same for starmap: item i is a std::tuple of the arguments.
-  template <class Items>
-  static detail::map_item_encoder tuple_encoder(const Items& items) {
-    return [&items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
+  template <class ItemsPointer>
+  static detail::map_item_encoder tuple_encoder(ItemsPointer items) {
+    return [items](std::size_t i, detail::buffer& out, std::vector<detail::future_dependency>& deps) {
       std::apply(
           [&](const auto&... args) {
             detail::encode_call_arguments<A...>(out, deps, std::index_sequence_for<A...>{}, args...);
           },
-          *(std::begin(items) + static_cast<std::ptrdiff_t>(i)));
+          *(std::begin(*items) + static_cast<std::ptrdiff_t>(i)));
     };
   }
   /// The items' values in input (or completion) order; rethrows the first failure in that order.

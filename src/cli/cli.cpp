@@ -219,7 +219,17 @@ int call(const server_target& target, const std::string& qualified, const std::s
   }
   pthread_kill(signal_waiter.native_handle(), SIGUSR1);
   signal_waiter.join();
-  if (interrupted) {
+  // (A signal that came as the call ended cancelled nothing: then the result stands.)
+  bool was_cancelled = false;
+  if (call.error) {
+    try {
+      std::rethrow_exception(call.error);
+    } catch (const CancelledError&) {
+      was_cancelled = true;
+    } catch (...) {
+    }
+  }
+  if (interrupted && was_cancelled) {
     std::cerr << "ferry call: interrupted; the call of " << qualified << " was cancelled\n";
     return 128 + interrupted;
   }

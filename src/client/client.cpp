@@ -135,9 +135,6 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
       wire::hello_header{wire::protocol_version, token, static_cast<std::uint8_t>(options.role),
                          options.container_id, static_cast<std::int64_t>(::getpid())});
   pending_call& welcome = c->wait(c->handshake_);
-  asio::post(c->io_, [raw = c.get()] {
-    if (raw->handshake_deadline_) raw->handshake_deadline_->cancel();
-  });
   if (welcome.connection_error == no_welcome) {
     throw ConnectionError("the server at " + where + " accepted the connection but did not answer ferry's handshake "
                           "within " + seconds() + ": is " + where +
@@ -492,6 +489,7 @@ void client::on_frame(const wire::frame& f) {
       return;
     }
     case wire::message_kind::welcome: {
+      if (handshake_deadline_) handshake_deadline_->cancel();
       auto [version, max_frame_size] = f.decode_header<wire::welcome_header>();
       connection_->set_peer_max_frame_size(max_frame_size);
       connection_->set_max_frame_size(max_frame_size);
@@ -501,6 +499,7 @@ void client::on_frame(const wire::frame& f) {
       return;
     }
     case wire::message_kind::refused: {
+      if (handshake_deadline_) handshake_deadline_->cancel();
       auto [reason] = f.decode_header<wire::refused_header>();
       handshake_.status = wire::status::internal;
       handshake_.payload.clear();

@@ -387,8 +387,11 @@ class coroutine_runner final : public input_runner, public step_observer {
       if (watchdog_wake_.wait_for(lock, period, [this] { return stopping_; })) return;
       const auto now = std::chrono::steady_clock::now();
       if (stall_reported_ && now - *stall_reported_ >= stall_report_period) report_counted_stalls();
-      if (!step_input_ || step_warned_ || now - step_started_ < still_holding) continue;
+      // (A threshold above 5 s makes a step a stall only past it.)
+      const auto warn_after = std::max<std::chrono::steady_clock::duration>(still_holding, function_.options.stall_threshold);
+      if (!step_input_ || step_warned_ || now - step_started_ < warn_after) continue;
       step_warned_ = true;
+      stall_reported_ = now;
       spdlog::warn(
           "async function '{}' (call {}) has held the event loop for {} ms without suspending, and still does; "
           "every other input of this container waits meanwhile: co_await instead of blocking, or make the work "

@@ -192,10 +192,10 @@ void on_fatal_signal(int sig) {
   for (int i = 1; i < count; ++i) pcs[i - 1] = reinterpret_cast<std::uintptr_t>(raw[i]) - (i > 2 ? 1 : 0);
   // (A crash while another thread symbolizes a throw must not wait for it.)
   if (symbols_mu.try_lock()) {
-    static frame_list list;  // (static: the crashing thread may be short of stack)
+    static frame_list list;  // (static: the crashing thread may be short of stack; the lock guards it too)
     symbolize(pcs, count - 1, list);
-    symbols_mu.unlock();
     format_frames(list, write_text);
+    symbols_mu.unlock();
   }
   ::signal(sig, SIG_DFL);
   ::raise(sig);

@@ -172,7 +172,14 @@ struct started_task::state {
   std::exception_ptr error;
   loop_event done_event;
   asio::cancellation_signal cancel_signal;  // the task's
-  int awaiting = 0;                         // coroutines waiting for the task's end
+  bool cancel_requested = false;
+  int awaiting = 0;  // coroutines waiting for the task's end
+
+  void cancel() {
+    if (done) return;
+    cancel_requested = true;
+    cancel_signal.emit(asio::cancellation_type::terminal);
+  }
 };
 
 void started_task::start(Task<void> task) {
@@ -182,6 +189,18 @@ void started_task::start(Task<void> task) {
                  asio::bind_cancellation_slot(state_->cancel_signal.slot(), [s = state_](std::exception_ptr error) {
                    s->done = true;
                    s->error = error;
+                   // A cancelled task that awaited an Asio operation of its own ends with Asio's
+                   // operation_aborted: its awaiters get ferry's CancelledError, as for ferry's own calls.
+                   if (error && s->cancel_requested) {
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const boost::system::system_error& e) {
+                       if (e.code() == asio::error::operation_aborted) {
+                         s->error = std::make_exception_ptr(CancelledError("the created task was cancelled"));
+                       }
+                     } catch (...) {
+                     }
+                   }
                    s->done_event.notify();
                  }));
 }
@@ -194,7 +213,7 @@ Task<void> started_task::wait() const {
     const asio::cancellation_state cancellation = co_await asio::this_coro::cancellation_state;
     if (cancellation.cancelled() != asio::cancellation_type::none) {
       // Nothing else waits for the task: it goes too, with its remote calls.
-      if (--s->awaiting == 0 && !s->done) s->cancel_signal.emit(asio::cancellation_type::terminal);
+      if (--s->awaiting == 0) s->cancel();
       throw CancelledError("awaiting a created task was cancelled");
     }
   }
@@ -205,10 +224,10 @@ Task<void> started_task::wait() const {
 bool started_task::done() const { return state_->done; }
 
 void started_task::cancel() const {
-  asio::post(state_->executor, [s = state_] {
-    if (!s->done) s->cancel_signal.emit(asio::cancellation_type::terminal);
-  });
+  asio::post(state_->executor, [s = state_] { s->cancel(); });
 }
+
+const asio::any_io_executor& started_task::executor() const { return state_->executor; }
 
 }  // namespace detail
 }  // namespace ferry

@@ -129,10 +129,11 @@ class future_state : public std::enable_shared_from_this<future_state> {
     }
   }
 
-  /// The call id of a submitted dependency.
+  /// The call id of a submitted dependency, which is another call's argument from now on.
   static std::uint64_t submitted_id(future_state& dep) {
     std::lock_guard lock(dep.mu);
     if (!dep.function) throw Error("a future made from a value cannot be passed as an argument; pass the value");
+    dep.passed = true;
     return dep.call_id;
   }
 

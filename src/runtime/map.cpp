@@ -63,8 +63,13 @@ class map_run : public std::enable_shared_from_this<map_run> {
             [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
               self->finished(i, error, std::move(result));
             });
-        std::lock_guard lock(mu_);
-        if (!finished_items_[i]) in_flight_calls_.emplace(i, id);  // (it may have finished already)
+        bool cancel_now = false;
+        {
+          std::lock_guard lock(mu_);
+          if (!finished_items_[i]) in_flight_calls_.insert_or_assign(i, id);  // (it may have finished already)
+          cancel_now = cancelled_;  // cancel() ran while this one was being sent: it missed it
+        }
+        if (cancel_now) client_->cancel(id);
       } catch (...) {
         finished(i, std::current_exception(), buffer{});
       }
@@ -116,6 +121,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
     }
     std::lock_guard lock(mu_);
     refused_.push_back(i);
+    in_flight_calls_.erase(i);  // (sent again later, under another id)
     --in_flight_;
     if (!waiting_for_room_) {
       waiting_for_room_ = true;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
@@ -98,8 +99,12 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
         struct operation {
           std::optional<decltype(awaiting)> handler;
           asio::cancellation_slot slot;
+          /// Set once the await has ended: an answer that comes after a cancellation is not posted to a loop
+          /// that may have gone (read under completion_post, which whoever destroys a loop waits for).
+          std::atomic<bool> ended{false};
           void finish(std::exception_ptr error, detail::buffer payload) {
             if (!handler) return;
+            ended = true;
             if (slot.is_connected()) slot.clear();
             auto h = std::move(*handler);
             handler.reset();
@@ -121,6 +126,7 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
         }
         start([op, executor](std::exception_ptr error, detail::buffer payload) {
           const client::completion_post posting;
+          if (op->ended) return;
           asio::post(executor, [op, error, payload = std::move(payload)]() mutable {
             op->finish(error, std::move(payload));
           });

@@ -347,16 +347,31 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
 }
 
 void server::state::charge_start_to_queue(function_state& fn, const std::string& message) {
+  // Those with retries left wait for the next start (which backs off while starts keep dying).
   auto queue = std::move(fn.queue);
   fn.queue.clear();
+  std::vector<std::uint64_t> out_of_retries;
   for (input_record* in : queue) {
     if (++in->attempts <= fn.retries.max_retries) {
-      fn.queue.push_back(in);  // it waits for the next start (which backs off while starts keep dying)
-      continue;
+      fn.queue.push_back(in);
+    } else {
+      in->state = input_state::waiting;  // out of the queue
+      out_of_retries.push_back(in->id);
     }
-    in->state = input_state::waiting;  // no longer in the queue
-    fail(*in, {status::container_start_failed, "", last_attempt_failed(fn, in->attempts, message), fn.name,
-               in->call_id, ""});
+  }
+  fail_each(out_of_retries, [&](const input_record& in) {
+    return wire::error_record{status::container_start_failed, "", last_attempt_failed(fn, in.attempts, message),
+                              fn.name, in.call_id, ""};
+  });
+}
+
+void server::state::fail_each(const std::vector<std::uint64_t>& ids,
+                              const std::function<wire::error_record(const input_record&)>& error) {
+  // (By id: failing one may cancel and forget another, through the calls they feed.)
+  for (std::uint64_t id : ids) {
+    auto it = inputs.find(id);
+    if (it == inputs.end() || it->second->state == input_state::done) continue;
+    fail(*it->second, error(*it->second));
   }
 }
 
@@ -382,12 +397,13 @@ void server::state::terminate_container(container_record& c) {
 }
 
 void server::state::fail_queue(function_state& fn, status code, const std::string& message) {
-  auto queue = std::move(fn.queue);
-  fn.queue.clear();
-  for (input_record* in : queue) {
-    in->state = input_state::waiting;  // no longer in the queue
-    fail(*in, {code, "", message, fn.name, in->call_id, ""});
+  std::vector<std::uint64_t> queued;
+  for (input_record* in : fn.queue) {
+    in->state = input_state::waiting;  // out of the queue, all at once
+    queued.push_back(in->id);
   }
+  fn.queue.clear();
+  fail_each(queued, [&](const input_record& in) { return wire::error_record{code, "", message, fn.name, in.call_id, ""}; });
 }
 
 }  // namespace ferry::server

@@ -455,11 +455,24 @@ void server::state::make_ready(input_record& in) {
 void server::state::detach_from_deps(input_record& in) {
   auto deps = std::move(in.deps);
   in.deps.clear();
+  std::vector<std::uint64_t> ids;
+  ids.reserve(deps.size());
   for (auto& [position, dep] : deps) {
     std::erase(dep->consumers, &in);
     --dep->readers;
-    drop_if_unneeded(*dep);
-    maybe_forget(*dep);
+    ids.push_back(dep->id);
+  }
+  // (By id: letting go of one may cancel and forget another among them.)
+  for (std::uint64_t id : ids) {
+    if (auto dep = inputs.find(id); dep != inputs.end()) let_go(*dep->second);
+  }
+}
+
+void server::state::let_go(input_record& in) {
+  if (in.state == input_state::done) {
+    maybe_forget(in);
+  } else {
+    drop_if_unneeded(in);  // (which forgets it, if it cancels it)
   }
 }
 
@@ -630,8 +643,7 @@ void server::state::on_release(session& s, const wire::frame& f) {
   input_record* in = open_call(s, call_id);
   if (!in) return;
   in->flags &= static_cast<std::uint8_t>(~wire::keep_result);
-  drop_if_unneeded(*in);
-  maybe_forget(*in);
+  let_go(*in);
 }
 
 void server::state::on_cancel(session& s, const wire::frame& f) {
@@ -777,10 +789,14 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
   const session_role role = s.role;
   auto open_calls = std::move(s.open_calls);
   sessions.erase(it);
+  // (By id: letting go of one call may cancel and forget another among them.)
+  std::vector<std::uint64_t> let_go_of;
   for (auto& [id, in] : open_calls) {
     in->flags = 0;
-    drop_if_unneeded(*in);
-    maybe_forget(*in);
+    let_go_of.push_back(in->id);
+  }
+  for (std::uint64_t id : let_go_of) {
+    if (auto in = inputs.find(id); in != inputs.end()) let_go(*in->second);
   }
   if (role == session_role::client) remove_app(session_id);
   finish_stop_if_done();

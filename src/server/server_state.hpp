@@ -415,6 +415,9 @@ struct server::state {
   /// awaits nor keeps it (it released it, cancelled the call it fed, or went away), and it is not a spawned
   /// call. Its own argument calls follow when they are needed by nothing else. Iterative, like settle.
   void drop_if_unneeded(input_record& in);
+  /// Someone stopped reading `in` (a consumer, its caller): forgets it when it has ended and nothing needs it,
+  /// cancels it (see drop_if_unneeded) when it has not. `in` may be gone after.
+  void let_go(input_record& in);
   void tail_call(input_record& original, input_record& target);
 
   // Attempts: timeouts, retries, cancellation.
@@ -446,6 +449,9 @@ struct server::state {
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
   void fail_queue(function_state& fn, status code, const std::string& message);
+  /// Fails the calls `ids` that still exist and have not ended, each with `error(call)`.
+  void fail_each(const std::vector<std::uint64_t>& ids,
+                 const std::function<wire::error_record(const input_record&)>& error);
   std::string new_call_id() const { return format_call_id(call_id_base + next_input_id); }
 
   void begin_stop();
