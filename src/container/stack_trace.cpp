@@ -123,7 +123,16 @@ bool is_runtime(std::string_view name) {
 /// last, such as abort or std::string::at) down to the body; all of them with FERRY_FULL_STACKS=1.
 std::pair<int, int> shown_frames(const frame_list& list) {
   if (full_stacks) return {0, list.size};
+  // The frames that recorded the stack come first: the throw hook or the signal handler (and, in a sanitizer
+  // build, its interceptors of backtrace and __cxa_throw).
   int first = 0;
+  for (int i = 0; i < std::min(list.size, 6); ++i) {
+    const std::string_view name = list.names[i];
+    if (name == "__cxa_throw" || name.find("::on_fatal_signal(") != std::string_view::npos ||
+        name.starts_with("__interceptor_") || name.starts_with("__sanitizer")) {
+      first = i + 1;
+    }
+  }
   while (first < list.size && std::strstr(list.names[first], "__restore_rt")) ++first;  // the signal trampoline
   int program = first;
   while (program < list.size && !list.frames[program].in_program) ++program;
