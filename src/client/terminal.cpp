@@ -9,8 +9,16 @@
 namespace ferry::client {
 
 namespace {
-std::mutex mu;
-std::string drawn_bar;  // guarded by mu; empty: no bar
+/// The terminal's state. Leaked on purpose: threads may print until the process's very end, after static
+/// destructors have run.
+struct terminal_state {
+  std::mutex mu;
+  std::string drawn_bar;  // guarded by mu; empty: no bar
+};
+terminal_state& terminal() {
+  static auto* state = new terminal_state;
+  return *state;
+}
 
 /// Whether `fd` writes where the bar is (stderr's terminal): stderr itself, or stdout on the same terminal.
 bool shares_the_bar(int fd) { return fd == STDERR_FILENO || ::isatty(fd) == 1; }
@@ -27,26 +35,29 @@ bool write_all(int fd, std::string_view data) {
 }
 
 void print_lines(int fd, std::string_view text) {
-  std::lock_guard lock(mu);
-  if (drawn_bar.empty() || !shares_the_bar(fd)) {
+  terminal_state& t = terminal();
+  std::lock_guard lock(t.mu);
+  if (t.drawn_bar.empty() || !shares_the_bar(fd)) {
     write_all(fd, text);
     return;
   }
   write_all(STDERR_FILENO, "\r\x1b[K");  // back to the line's start, erasing the bar
   write_all(fd, text);
-  write_all(STDERR_FILENO, drawn_bar);
+  write_all(STDERR_FILENO, t.drawn_bar);
 }
 
 void draw_bar(std::string_view bar) {
-  std::lock_guard lock(mu);
-  drawn_bar = bar;
-  write_all(STDERR_FILENO, "\r" + drawn_bar + "\x1b[K");
+  terminal_state& t = terminal();
+  std::lock_guard lock(t.mu);
+  t.drawn_bar = bar;
+  write_all(STDERR_FILENO, "\r" + t.drawn_bar + "\x1b[K");
 }
 
 void end_bar() {
-  std::lock_guard lock(mu);
-  if (drawn_bar.empty()) return;
-  drawn_bar.clear();
+  terminal_state& t = terminal();
+  std::lock_guard lock(t.mu);
+  if (t.drawn_bar.empty()) return;
+  t.drawn_bar.clear();
   write_all(STDERR_FILENO, "\n");
 }
 
