@@ -319,10 +319,22 @@ std::uint64_t client::submit(const call_request& request, call_callback done) {
   auto call = std::make_unique<pending_call>();
   call->function = request.function.name;
   call->callback = std::move(done);
+  call->group = request.group;
   const std::uint64_t id = add_pending(call.get());
   call.release();  // owned by pending_ until completed
   send_call(id, request);
   return id;
+}
+
+void client::cancel_group(const void* group) {
+  std::vector<std::uint64_t> ids;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, call] : pending_) {
+      if (call->group == group) ids.push_back(id);
+    }
+  }
+  for (std::uint64_t id : ids) cancel_call(id);
 }
 
 void client::await_call(std::uint64_t call_id, const std::string& function, call_callback done) {

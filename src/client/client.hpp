@@ -82,6 +82,7 @@ struct call_request {
   std::vector<wire::dependency> deps = {};
   std::uint8_t flags = wire::deliver_result;
   std::uint64_t parent_input = 0;  // in a container: the input whose body makes the call (its input id)
+  const void* group = nullptr;     // calls made together (a map's), which cancel_group cancels at once
 };
 
 /// How a function is registered with the server: name, signature and options.
@@ -127,6 +128,8 @@ class client {
   /// Cancels call `call_id` (one this program submitted with deliver_result, or awaits): the server is told
   /// to cancel it, and whoever waits for it gets CancelledError at once. Nothing happens when it has ended.
   void cancel(std::uint64_t call_id) { cancel_call(call_id); }
+  /// Cancels every call submitted with `group` (call_request::group) that has not ended.
+  void cancel_group(const void* group);
 
   /// Asks for the result of a call submitted without deliver_result; `done` runs on the I/O thread.
   void await_call(std::uint64_t call_id, const std::string& function, call_callback done);
@@ -169,6 +172,7 @@ class client {
     wire::status status = wire::status::ok;
     detail::buffer payload;
     std::string connection_error;  // set when the connection closed first
+    const void* group = nullptr;   // see call_request::group
   };
 
   client();

@@ -43,6 +43,8 @@ struct throw_stack {
 };
 thread_local throw_stack last;
 
+/// Made at the first stack (not at start: it reads the process's modules, which costs a start milliseconds).
+/// Requires symbols_mu.
 void make_symbols() {
   if (symbols) return;
   static const Dwfl_Callbacks callbacks = {dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, nullptr};
@@ -53,8 +55,12 @@ void make_symbols() {
   } else if (session) {
     dwfl_end(session);
   }
+}
+
+/// What needs no symbols: read at start.
+void read_settings() {
   Dl_info self{};
-  if (::dladdr(reinterpret_cast<const void*>(&make_symbols), &self)) program_base = self.dli_fbase;
+  if (::dladdr(reinterpret_cast<const void*>(&read_settings), &self)) program_base = self.dli_fbase;
   const char* full = std::getenv("FERRY_FULL_STACKS");
   full_stacks = full && *full && std::strcmp(full, "0") != 0;
 }
@@ -77,6 +83,7 @@ struct frame_list {
 /// Names the frames at `pcs` (call addresses). Requires symbols_mu. Source lines are looked up in the
 /// program's own debug information only: a library's (libc's, when installed) would be read for nothing.
 void symbolize(const std::uintptr_t* pcs, int n, frame_list& list) {
+  make_symbols();
   list.size = 0;
   for (int i = 0; i < n && list.size < max_frames; ++i) {
     frame& f = list.frames[list.size++];
@@ -213,12 +220,12 @@ void on_fatal_signal(int sig) {
 }  // namespace
 
 void record_throw_stacks() {
-  make_symbols();
+  read_settings();
   recording.store(true, std::memory_order_relaxed);
 }
 
 void print_stack_on_fatal_signals() {
-  make_symbols();
+  read_settings();
   void* warm_up[1];
   backtrace(warm_up, 1);  // loads libgcc's unwinder now, not in the signal handler
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::signal(sig, on_fatal_signal);

@@ -20,16 +20,23 @@ buffer control_request(const std::string& verb, const std::string& subject, cons
 }
 
 Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write) {
-  auto c = runtime::require_client(verb + " " + subject);
-  // Cancelling the await stops waiting for the answer; what was asked stands (a spawned call, a cancel).
-  auto id = std::make_shared<std::uint64_t>(0);
-  // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
-  const std::function<void(client::call_callback)> start = [&](client::call_callback done) {
-    *id = c->request_async(verb, subject, write, std::move(done));
+  struct request {
+    std::shared_ptr<client::client> client;
+    std::string verb, subject;
+    std::function<void(buffer&)> write;
+    std::uint64_t id = 0;
+  } r{runtime::require_client(verb + " " + subject), std::move(verb), std::move(subject), std::move(write)};
+  // (One reference each, so that the functions need no memory of their own. Named, not temporaries in the
+  // co_await expression: GCC 12 destroys those twice.)
+  const std::function<void(client::call_callback)> start = [&r](client::call_callback done) {
+    r.id = r.client->request_async(r.verb, r.subject, r.write, std::move(done));
   };
-  const std::function<void()> abandon = [c, id] { c->abandon(*id); };
-  const std::string cancelled = "awaiting " + verb + " " + subject + " was cancelled";
-  co_return co_await runtime::await_io_completion(start, abandon, cancelled);
+  // Cancelling the await stops waiting for the answer; what was asked stands (a spawned call, a cancel).
+  const std::function<std::string()> abandon = [&r] {
+    r.client->abandon(r.id);
+    return "awaiting " + r.verb + " " + r.subject + " was cancelled";
+  };
+  co_return co_await runtime::await_io_completion(start, abandon);
 }
 
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout) {

@@ -251,21 +251,22 @@ Task<buffer> await_future(std::shared_ptr<future_state> state) {
   };
   // A cancelled await cancels the call when it was the call's only reason to be: nothing else awaits it and
   // it is no other call's argument (as a Task's await does, and as asyncio cancels an awaited task).
-  const std::function<void()> on_cancel = [state, share] {
+  const std::function<std::string()> on_cancel = [&state, &share] {
+    const std::string message = "awaiting '" + future_function_name(*state) + "' was cancelled";
     std::shared_ptr<client::client> c;
     std::uint64_t call_id = 0;
     {
       std::lock_guard lock(state->mu);
-      if (!std::exchange(share->held, false)) return;
+      if (!std::exchange(share->held, false)) return message;
       if (--state->awaiting == 0 && !state->done && !state->passed && state->delivering) {
         c = state->client;
         call_id = state->call_id;
       }
     }
     if (c) c->cancel(call_id);
+    return message;
   };
-  const std::string cancelled = "awaiting '" + future_function_name(*state) + "' was cancelled";
-  co_return co_await runtime::await_io_completion(start, on_cancel, cancelled);
+  co_return co_await runtime::await_io_completion(start, on_cancel);
 }
 
 class lazy_call {

@@ -1,4 +1,5 @@
 // f.map: many calls of one function, fed to the server through a window of calls in flight.
+#include <atomic>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -7,7 +8,6 @@
 #include <condition_variable>
 #include <ferry/function.hpp>
 #include <mutex>
-#include <unordered_map>
 
 #include "runtime/current.hpp"
 #include "runtime/process_client.hpp"
@@ -30,7 +30,6 @@ class map_run : public std::enable_shared_from_this<map_run> {
         bar_(function_->name, n) {
     results_.items.resize(n);
     results_.completion_order.reserve(n);
-    finished_items_.resize(n);
     client_ = runtime::require_client(function_->name);
   }
 
@@ -40,7 +39,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
       std::size_t i = 0;
       {
         std::lock_guard lock(mu_);
-        if (in_flight_ >= window_ || waiting_for_room_ || cancelled_) return;
+        if (in_flight_ >= window_ || waiting_for_room_ || cancelled_.load()) return;
         if (!refused_.empty()) {
           i = refused_.back();
           refused_.pop_back();
@@ -59,17 +58,13 @@ class map_run : public std::enable_shared_from_this<map_run> {
         for (const auto& [position, future] : futures) deps.emplace_back(position, submit_as_argument(*future));
         const std::uint64_t id = client_->submit(
             {*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps),
-             wire::deliver_result, parent_input_},
+             wire::deliver_result, parent_input_, this},
             [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
               self->finished(i, error, std::move(result));
             });
-        bool cancel_now = false;
-        {
-          std::lock_guard lock(mu_);
-          if (!finished_items_[i]) in_flight_calls_.insert_or_assign(i, id);  // (it may have finished already)
-          cancel_now = cancelled_;  // cancel() ran while this one was being sent: it missed it
-        }
-        if (cancel_now) client_->cancel(id);
+        // cancel() sets the flag, then cancels the map's calls the client has; this call became the client's
+        // before the flag is read here: so either cancel() saw it, or this sees the flag.
+        if (cancelled_.load()) client_->cancel(id);
       } catch (...) {
         finished(i, std::current_exception(), buffer{});
       }
@@ -93,6 +88,8 @@ class map_run : public std::enable_shared_from_this<map_run> {
     done_ = std::move(done);
   }
 
+  const std::string& function_name() const { return function_->name; }
+
   map_results take() {
     std::lock_guard lock(mu_);  // (finished() may still be in pump() on the I/O thread)
     return std::move(results_);
@@ -100,13 +97,8 @@ class map_run : public std::enable_shared_from_this<map_run> {
 
   /// Stops the map: no more calls start, and those in flight are cancelled (the server cancels their inputs).
   void cancel() {
-    std::vector<std::uint64_t> calls;
-    {
-      std::lock_guard lock(mu_);
-      cancelled_ = true;
-      for (const auto& [i, id] : in_flight_calls_) calls.push_back(id);
-    }
-    for (std::uint64_t id : calls) client_->cancel(id);
+    cancelled_ = true;
+    client_->cancel_group(this);
   }
 
  private:
@@ -121,7 +113,6 @@ class map_run : public std::enable_shared_from_this<map_run> {
     }
     std::lock_guard lock(mu_);
     refused_.push_back(i);
-    in_flight_calls_.erase(i);  // (sent again later, under another id)
     --in_flight_;
     if (!waiting_for_room_) {
       waiting_for_room_ = true;
@@ -146,8 +137,6 @@ class map_run : public std::enable_shared_from_this<map_run> {
     {
       std::lock_guard lock(mu_);
       pause_ = std::chrono::milliseconds(0);
-      finished_items_[i] = true;
-      in_flight_calls_.erase(i);
       results_.items[i] = {error, std::move(result)};
       results_.completion_order.push_back(i);
       finished = ++finished_;
@@ -178,9 +167,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
   std::size_t in_flight_ = 0;   // guarded by mu_
   std::size_t finished_ = 0;    // guarded by mu_
   std::function<void()> done_;  // guarded by mu_
-  std::vector<bool> finished_items_;                      // guarded by mu_
-  std::unordered_map<std::size_t, std::uint64_t> in_flight_calls_;  // item -> call id; guarded by mu_
-  bool cancelled_ = false;                                // guarded by mu_
+  std::atomic<bool> cancelled_{false};
   std::vector<std::size_t> refused_;                      // guarded by mu_
   bool waiting_for_room_ = false;                         // guarded by mu_
   std::chrono::milliseconds pause_{0};                    // guarded by mu_
@@ -199,15 +186,17 @@ map_results map_calls(std::shared_ptr<const function_entry> function, std::size_
 
 Task<map_results> map_calls_async(std::shared_ptr<const function_entry> function, std::size_t n,
                                   map_item_encoder encode, std::size_t window) {
-  auto run = std::make_shared<map_run>(function, n, std::move(encode), window);
+  auto run = std::make_shared<map_run>(std::move(function), n, std::move(encode), window);
   // (Named, not a temporary in the co_await expression: GCC 12 destroys those twice.)
   const std::function<void(client::call_callback)> start = [&run](client::call_callback done) {
     run->on_done([done = std::move(done)] { done(nullptr, buffer{}); });
     run->pump();
   };
-  const std::function<void()> cancel = [run] { run->cancel(); };
-  const std::string cancelled = "the map of '" + function->name + "' was cancelled";
-  co_await runtime::await_io_completion(start, cancel, cancelled);
+  const std::function<std::string()> cancel = [&run] {
+    run->cancel();
+    return "the map of '" + run->function_name() + "' was cancelled";
+  };
+  co_await runtime::await_io_completion(start, cancel);
   co_return run->take();
 }
 

@@ -88,17 +88,25 @@ void warn_if_blocking_on_loop(const std::string& function, const std::source_loc
 }
 
 Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start,
-                                         const std::function<void()>& on_cancel, const std::string& cancelled) {
+                                         const std::function<std::string()>& on_cancel) {
   namespace asio = boost::asio;
   // GCC 12 destroys a temporary inside a co_await expression twice: the initiation captures by reference
   // (it runs within this frame), never an owning copy.
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, detail::buffer)>(
       [&](auto awaiting) {
         // Completed once, by the I/O thread's answer or by the cancellation, whichever reaches the awaiting
-        // coroutine's executor first: both are posted there, so `op` is confined to it.
+        // coroutine's executor first: both are posted there, so `op` is confined to it (but `ended`).
         struct operation {
+          explicit operation(decltype(awaiting) h, const std::function<std::string()>& cancel)
+              : executor(asio::get_associated_executor(h)),
+                slot(asio::get_associated_cancellation_slot(h)),
+                on_cancel(cancel) {
+            handler.emplace(std::move(h));
+          }
           std::optional<decltype(awaiting)> handler;
+          asio::any_io_executor executor;
           asio::cancellation_slot slot;
+          const std::function<std::string()>& on_cancel;  // (the caller's, alive while the await is pending)
           /// Set once the await has ended: an answer that comes after a cancellation is not posted to a loop
           /// that may have gone (read under completion_post, which whoever destroys a loop waits for).
           std::atomic<bool> ended{false};
@@ -111,23 +119,20 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
             std::move(h)(error, std::move(payload));
           }
         };
-        auto op = std::make_shared<operation>();
-        const auto executor = asio::get_associated_executor(awaiting);
-        op->slot = asio::get_associated_cancellation_slot(awaiting);
-        op->handler.emplace(std::move(awaiting));
+        auto op = std::make_shared<operation>(std::move(awaiting), on_cancel);
         if (op->slot.is_connected()) {
-          op->slot.assign([op, executor, on_cancel, cancelled](asio::cancellation_type) {
-            asio::post(executor, [op, on_cancel, cancelled] {
+          op->slot.assign([op](asio::cancellation_type) {
+            asio::post(op->executor, [op] {
               if (!op->handler) return;  // answered meanwhile
-              if (on_cancel) on_cancel();
-              op->finish(std::make_exception_ptr(CancelledError(cancelled)), {});
+              const std::string message = op->on_cancel();
+              op->finish(std::make_exception_ptr(CancelledError(message)), {});
             });
           });
         }
-        start([op, executor](std::exception_ptr error, detail::buffer payload) {
+        start([op](std::exception_ptr error, detail::buffer payload) {
           const client::completion_post posting;
           if (op->ended) return;
-          asio::post(executor, [op, error, payload = std::move(payload)]() mutable {
+          asio::post(op->executor, [op, error, payload = std::move(payload)]() mutable {
             op->finish(error, std::move(payload));
           });
         });

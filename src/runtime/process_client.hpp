@@ -33,11 +33,12 @@ std::shared_ptr<client::client> require_client(const std::string& function);
 /// Awaits a completion delivered on the client's I/O thread: `start` is given the callback to complete;
 /// the awaiting coroutine resumes on its own executor with the error or the payload. When the awaiting
 /// coroutine is cancelled first (Asio's per-operation cancellation: gather, a cancellation signal), the await
-/// ends at once with CancelledError(`cancelled`), after `on_cancel` has run on the coroutine's executor (to
-/// cancel what the await was for); a completion that comes later is dropped.
+/// ends at once with a CancelledError whose message `on_cancel` returns, after it has run on the coroutine's
+/// executor (to cancel what the await was for); a completion that comes later is dropped. `on_cancel` runs
+/// only while the await is pending, so it may refer to the awaiting coroutine's locals.
 /// (Pass named objects, not temporaries: GCC 12 destroys temporaries in a co_await expression twice.)
 Task<detail::buffer> await_io_completion(const std::function<void(client::call_callback)>& start,
-                                         const std::function<void()>& on_cancel, const std::string& cancelled);
+                                         const std::function<std::string()>& on_cancel);
 
 /// On an event-loop thread, warns (once per call site) that a blocking wait for `function` holds the loop.
 void warn_if_blocking_on_loop(const std::string& function, const std::source_location& site);

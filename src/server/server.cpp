@@ -476,8 +476,17 @@ void server::state::let_go(input_record& in) {
   }
 }
 
+namespace {
+/// Whether drop_if_unneeded leaves `call` alone: it has ended or is being cancelled, it is a spawned call, or
+/// something can still receive its result.
+bool leave_alone(const input_record& call) {
+  return call.state == input_state::done || call.durable || call.cancelled ||
+         (call.flags & (wire::deliver_result | wire::keep_result)) || !call.consumers.empty();
+}
+}  // namespace
+
 void server::state::drop_if_unneeded(input_record& in) {
-  if (in.state == input_state::done) return;
+  if (leave_alone(in)) return;
   unneeded.push_back(in.id);
   if (dropping) return;  // the loop below, further up this stack, takes it
   dropping = true;
@@ -490,8 +499,7 @@ void server::state::drop_if_unneeded(input_record& in) {
     unneeded.pop_front();
     if (it == inputs.end()) continue;
     input_record& call = *it->second;
-    const bool received = (call.flags & (wire::deliver_result | wire::keep_result)) || !call.consumers.empty();
-    if (call.state == input_state::done || call.durable || call.cancelled || received) continue;
+    if (leave_alone(call)) continue;
     spdlog::debug("call {} of '{}': nothing needs its result any more; cancelling it", call.call_id,
                   call.function->name);
     cancel_input(call);
@@ -534,13 +542,16 @@ void server::state::complete(input_record& in, status outcome, std::span<const c
 }
 
 void server::state::settle(input_record& in) {
-  unsettled.push_back(in.id);
-  if (settling) return;  // the loop below, further up this stack, takes it
+  if (settling) {  // the loop below, further up this stack, takes it
+    unsettled.push_back(in.id);
+    return;
+  }
   settling = true;
   struct reset {
     bool& flag;
     ~reset() { flag = false; }
   } reset_settling{settling};
+  settle_now(in);
   while (!unsettled.empty()) {
     const std::uint64_t id = unsettled.front();
     unsettled.pop_front();
