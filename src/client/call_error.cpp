@@ -86,44 +86,14 @@ std::exception_ptr call_error(wire::status status, const wire::error_record& err
 }
 
 void throw_call_error(wire::status status, const wire::error_record& e) {
-  switch (status) {
-    case wire::status::remote_exception: {
-      RemoteDetails details(e.type, e.message, e.function, e.call_id, e.stack);
-      if (auto make = detail::registry().find(e.type)) std::rethrow_exception(make(e.message, std::move(details)));
-      throw RemoteError("'" + e.function + "' raised " + e.type + ": " + e.message + " (call " + e.call_id + ")",
-                        std::move(details));
-    }
-    case wire::status::bad_arguments:
-      throw ArgumentError(e.message);
-    case wire::status::unknown_function:
-    case wire::status::unknown_app:
-      throw UnknownFunctionError(e.message);
-    case wire::status::container_crashed:
-      throw ContainerCrashedError(e.message);
-    case wire::status::container_start_failed:
-      throw ContainerStartError(e.message);
-    case wire::status::payload_too_large:
-      throw PayloadTooLargeError(e.message);
-    case wire::status::server_shutdown:
-      throw ConnectionError(e.message);
-    case wire::status::cancelled:
-      throw CancelledError(e.message);
-    case wire::status::timed_out:
-      throw TimeoutError(e.message);
-    case wire::status::resource_exhausted:
-      throw ResourceExhaustedError(e.message);
-    case wire::status::running:
-      throw NotFinishedError(e.message);
-    case wire::status::expired:
-      throw ResultExpiredError(e.message);
-    case wire::status::unknown_call:
-      throw UnknownCallError(e.message);
-    case wire::status::signature_mismatch:
-      throw SignatureMismatchError(e.message);
-    case wire::status::ok:
-    case wire::status::internal:
-    case wire::status::tail_call:  // never reaches a caller: the server resolves it
-      break;
+  if (status == wire::status::remote_exception) {
+    RemoteDetails details(e.type, e.message, e.function, e.call_id, e.stack);
+    if (auto make = detail::registry().find(e.type)) std::rethrow_exception(make(e.message, std::move(details)));
+    throw RemoteError("'" + e.function + "' raised " + e.type + ": " + e.message + " (call " + e.call_id + ")",
+                      std::move(details));
+  }
+  if (static_cast<std::uint8_t>(status) <= wire::last_status) {
+    if (auto throw_error = wire::row(status).throw_error) throw_error(e.message);
   }
   throw Error("internal error in ferry: " + e.message);
 }

@@ -267,16 +267,16 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
   // Calls still waiting for their arguments, or for a retry, follow the queued ones. (The retired app goes
   // once its containers have: nothing else may point at it by then.)
   std::vector<std::uint64_t> pending;
-  for (auto& [id, in] : inputs) {
+  for (const auto& [id, in] : graph.calls()) {
     if (in->function->app == app.get() &&
         (in->state == input_state::waiting || in->state == input_state::backoff)) {
       pending.push_back(id);
     }
   }
   for (std::uint64_t id : pending) {
-    auto it = inputs.find(id);  // failing one may have failed (and forgotten) a consumer among them
-    if (it == inputs.end()) continue;
-    input_record& in = *it->second;
+    input_record* found = graph.find(id);  // failing one may have failed (and forgotten) a consumer among them
+    if (!found) continue;
+    input_record& in = *found;
     function_state* next = nullptr;
     if (successor) {
       auto f = successor->functions.find(in.function->name);
@@ -351,7 +351,7 @@ input_record& server::state::add_durable_input(function_state& fn, state_store::
   in.created = std::chrono::steady_clock::now();
   in.created_at = call.created_at;
   in.arguments = std::move(call.arguments);
-  inputs.emplace(in.id, std::move(owned));
+  graph.add(std::move(owned));
   durable_calls.emplace(in.call_id, &in);
   fn.loaded_seq = std::max(fn.loaded_seq, call.seq);
   return in;
@@ -408,18 +408,18 @@ void server::state::flush_store() {
       }
       continue;
     }
-    auto it = inputs.find(input_id);
-    if (it == inputs.end()) continue;
-    input_record& in = *it->second;
+    input_record* found = graph.find(input_id);
+    if (!found) continue;
+    input_record& in = *found;
     if (!failure.empty()) {
       durable_calls.erase(in.call_id);
       reply_error(session_id, request_id,
                   {status::internal, "", "the server could not store the call: " + failure, in.function->name, "", ""});
-      inputs.erase(it);
+      graph.discard(in);
       continue;
     }
     reply(session_id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
-    make_ready(in);  // stored: now it may run
+    graph.start_when_ready(in);  // stored: now it may run
   }
 }
 
@@ -535,7 +535,7 @@ void server::state::recover() {
       fn->backlogged = true;  // the rest stays in the store until the queue has room
       continue;
     }
-    make_ready(add_durable_input(*fn, std::move(call)));
+    graph.start_when_ready(add_durable_input(*fn, std::move(call)));
   }
   store->flush();
   if (!deployed.empty() || resumed) {

@@ -60,32 +60,8 @@ http_response json_response(http::status status, const json::value& body) {
 
 /// The HTTP status of a call's (or request's) failure.
 http::status http_status_of(status s) {
-  switch (s) {
-    case status::bad_arguments:
-      return http::status::bad_request;
-    case status::unknown_app:
-    case status::unknown_function:
-    case status::unknown_call:
-      return http::status::not_found;
-    case status::signature_mismatch:
-    case status::cancelled:
-      return http::status::conflict;
-    case status::payload_too_large:
-      return http::status::payload_too_large;
-    case status::resource_exhausted:
-      return http::status::too_many_requests;
-    case status::expired:
-      return http::status::gone;
-    case status::timed_out:
-      return http::status::gateway_timeout;
-    case status::container_crashed:
-    case status::container_start_failed:
-      return http::status::bad_gateway;
-    case status::server_shutdown:
-      return http::status::service_unavailable;
-    default:
-      return http::status::internal_server_error;
-  }
+  return static_cast<std::uint8_t>(s) <= wire::last_status ? static_cast<http::status>(wire::row(s).http)
+                                                            : http::status::internal_server_error;
 }
 
 http_response error_response(status code, std::span<const char> payload, const std::string& call_id = "") {
@@ -230,7 +206,7 @@ json::object app_json(const app_instance& app) {
 
 input_record* server::state::live_call(const std::string& call_id) const {
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) return it->second;
-  for (const auto& [id, in] : inputs) {
+  for (const auto& [id, in] : graph.calls()) {
     if (in->call_id == call_id) return in.get();
   }
   return nullptr;
@@ -353,7 +329,7 @@ void server::state::respond_calls(const std::shared_ptr<http_connection>& conn, 
   const auto limit = static_cast<std::size_t>(std::get<double>(limit_or_error));
   // Live calls (newest first), then ended ones from the history.
   std::vector<const input_record*> live;
-  for (const auto& [id, in] : inputs) {
+  for (const auto& [id, in] : graph.calls()) {
     if (in->state != input_state::done && (app.empty() || in->function->app->name == app)) live.push_back(in.get());
   }
   std::sort(live.begin(), live.end(), [](const input_record* a, const input_record* b) { return a->id > b->id; });
@@ -418,7 +394,7 @@ void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, 
     known.emplace(c.call_id, c);
     return true;
   });
-  for (const auto& [id, in] : inputs) {
+  for (const auto& [id, in] : graph.calls()) {
     if (in->state == input_state::done) continue;
     call_summary s;
     summarize(*in, s);
@@ -595,7 +571,7 @@ http_response server::state::metrics_response() const {
   extra += "# HELP ferry_inputs_running Inputs running in containers.\n# TYPE ferry_inputs_running gauge\n";
   extra += "ferry_inputs_running " + std::to_string(running) + "\n";
   std::size_t waiting = 0;
-  for (const auto& [id, in] : inputs) waiting += in->state == input_state::waiting;
+  for (const auto& [id, in] : graph.calls()) waiting += in->state == input_state::waiting;
   extra += "# HELP ferry_calls_waiting Calls waiting for the calls that produce their arguments.\n"
            "# TYPE ferry_calls_waiting gauge\n";
   extra += "ferry_calls_waiting " + std::to_string(waiting) + "\n";

@@ -83,9 +83,9 @@ session* server::state::log_recipient(const input_record& in) {
   // Up the calls' parents to the one a program made; the app's own program when its container made it.
   const input_record* root = &in;
   for (int depth = 0; root->parent_input != 0 && depth < 64; ++depth) {
-    auto parent = inputs.find(root->parent_input);
-    if (parent == inputs.end()) break;
-    root = parent->second.get();
+    const input_record* parent = graph.find(root->parent_input);
+    if (!parent) break;
+    root = parent;
   }
   std::uint64_t session_id = root->caller_session;
   auto it = sessions.find(session_id);

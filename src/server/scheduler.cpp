@@ -30,12 +30,9 @@ void server::state::retry_or_fail(input_record& in, wire::error_record error) {
     in.timer = std::make_unique<asio::steady_timer>(io, delay);
     in.timer->async_wait([this, id = in.id](boost::system::error_code ec) {
       if (ec) return;
-      auto it = inputs.find(id);
-      if (it == inputs.end() || it->second->state != input_state::backoff) return;
-      input_record& retry = *it->second;
-      retry.state = input_state::queued;
-      retry.function->queue.push_back(&retry);
-      dispatch(*retry.function);
+      input_record* retry = graph.find(id);
+      if (!retry || retry->state != input_state::backoff) return;
+      ready(*retry);
     });
     return;
   }
@@ -44,9 +41,9 @@ void server::state::retry_or_fail(input_record& in, wire::error_record error) {
 }
 
 void server::state::time_out(std::uint64_t input_id, std::uint64_t attempt_id) {
-  auto it = inputs.find(input_id);
-  if (it == inputs.end()) return;
-  input_record& in = *it->second;
+  input_record* found = graph.find(input_id);
+  if (!found) return;
+  input_record& in = *found;
   if (in.state != input_state::running || in.attempt_id != attempt_id || !in.container) return;
   function_state& fn = *in.function;
   container_record& c = *in.container;
@@ -369,9 +366,9 @@ void server::state::fail_each(const std::vector<std::uint64_t>& ids,
                               const std::function<wire::error_record(const input_record&)>& error) {
   // (By id: failing one may cancel and forget another, through the calls they feed.)
   for (std::uint64_t id : ids) {
-    auto it = inputs.find(id);
-    if (it == inputs.end() || it->second->state == input_state::done) continue;
-    fail(*it->second, error(*it->second));
+    input_record* in = graph.find(id);
+    if (!in || in->state == input_state::done) continue;
+    fail(*in, error(*in));
   }
 }
 

@@ -1,5 +1,5 @@
-// The server: connections and the handshake, calls and the graph they form (argument calls, tail calls),
-// delivering results, and stopping. Containers are scheduler.cpp's, control requests control.cpp's.
+// The server: connections and the handshake, calls as sessions make, await, release and tail-call them (the
+// rules that link calls are call_graph.cpp's), delivering results, and stopping. Containers are scheduler.cpp's, control requests control.cpp's.
 #include "server/server.hpp"
 
 #include <malloc.h>
@@ -392,7 +392,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
       in.parent_input = parent->second->id;
     }
   }
-  inputs.emplace(in.id, std::move(owned));
+  graph.add(std::move(owned));
   s.open_calls.emplace(caller_call_id, &in);
 
   for (const auto& [position, dep_call_id] : deps) {
@@ -403,17 +403,9 @@ void server::state::on_call(session& s, const wire::frame& f) {
                            std::to_string(dep_call_id) + ", which this program has not made or has released",
                        function_name, in.call_id, ""});
     }
-    in.deps.emplace_back(position, dep);
-    in.arguments_from.push_back(dep->call_id);
-    ++dep->readers;
-    if (dep->state != input_state::done) {
-      dep->consumers.push_back(&in);
-      ++in.unresolved;
-    } else if (dep->outcome != status::ok) {
-      return fail_from_argument(in, *dep, position);  // an argument that already failed
-    }
+    if (!graph.add_argument(in, position, *dep)) return;  // an argument that already failed
   }
-  if (in.unresolved == 0) make_ready(in);
+  graph.start_when_ready(in);
 }
 
 input_record* server::state::open_call(session& s, std::uint64_t call_id) {
@@ -421,184 +413,22 @@ input_record* server::state::open_call(session& s, std::uint64_t call_id) {
   return it == s.open_calls.end() ? nullptr : it->second;
 }
 
-void server::state::make_ready(input_record& in) {
-  if (!in.deps.empty()) {
-    // Splice the argument calls' results into their placeholders, byte for byte.
-    detail::buffer spliced;
-    detail::reader r{in.arguments.view()};
-    const char* start = r.pos;
-    bool valid = !r.at_end() && mp_typeof(*r.pos) == MP_ARRAY && mp_check_array(r.pos, r.end) <= 0;
-    const std::uint32_t n = valid ? mp_decode_array(&r.pos) : 0;
-    spliced.append(start, static_cast<std::size_t>(r.pos - start));
-    for (std::uint32_t i = 0; valid && i < n; ++i) {
-      const char* element = r.pos;
-      valid = detail::skip_value(r);
-      auto dep = std::find_if(in.deps.begin(), in.deps.end(), [i](const auto& d) { return d.first == i; });
-      if (dep == in.deps.end()) {
-        spliced.append(element, static_cast<std::size_t>(r.pos - element));
-      } else {
-        spliced.append(dep->second->result.data(), dep->second->result.size());
-      }
-    }
-    detach_from_deps(in);
-    if (!valid) {
-      return fail(in, {status::bad_arguments, "", "the arguments of '" + in.function->name + "' are malformed",
-                       in.function->name, in.call_id, ""});
-    }
-    in.arguments = std::move(spliced);
-  }
+void server::state::ready(input_record& in) {
   in.state = input_state::queued;
   in.function->queue.push_back(&in);
   dispatch(*in.function);
 }
 
-void server::state::detach_from_deps(input_record& in) {
-  auto deps = std::move(in.deps);
-  in.deps.clear();
-  std::vector<std::uint64_t> ids;
-  ids.reserve(deps.size());
-  for (auto& [position, dep] : deps) {
-    std::erase(dep->consumers, &in);
-    --dep->readers;
-    ids.push_back(dep->id);
-  }
-  // (By id: letting go of one may cancel and forget another among them.)
-  for (std::uint64_t id : ids) {
-    if (auto dep = inputs.find(id); dep != inputs.end()) let_go(*dep->second);
-  }
-}
-
-void server::state::let_go(input_record& in) {
-  if (in.state == input_state::done) {
-    maybe_forget(in);
-  } else {
-    drop_if_unneeded(in);  // (which forgets it, if it cancels it)
-  }
-}
-
-namespace {
-/// Whether drop_if_unneeded leaves `call` alone: it has ended or is being cancelled, it is a spawned call, or
-/// something can still receive its result.
-bool leave_alone(const input_record& call) {
-  return call.state == input_state::done || call.durable || call.cancelled ||
-         (call.flags & (wire::deliver_result | wire::keep_result)) || !call.consumers.empty();
-}
-}  // namespace
-
-void server::state::drop_if_unneeded(input_record& in) {
-  if (leave_alone(in)) return;
-  unneeded.push_back(in.id);
-  if (dropping) return;  // the loop below, further up this stack, takes it
-  dropping = true;
-  struct reset {
-    bool& flag;
-    ~reset() { flag = false; }
-  } reset_dropping{dropping};
-  while (!unneeded.empty()) {
-    auto it = inputs.find(unneeded.front());
-    unneeded.pop_front();
-    if (it == inputs.end()) continue;
-    input_record& call = *it->second;
-    if (leave_alone(call)) continue;
-    spdlog::debug("call {} of '{}': nothing needs its result any more; cancelling it", call.call_id,
-                  call.function->name);
-    cancel_input(call);
-  }
-}
-
-void server::state::fail(input_record& in, const wire::error_record& error) {
-  detail::buffer payload;
-  wire::encode_error(payload, error);
-  complete(in, error.code, payload.view());
-}
-
-void server::state::complete(input_record& in, status outcome, std::span<const char> payload) {
-  if (in.state == input_state::queued) std::erase(in.function->queue, &in);
+void server::state::ended(input_record& in, input_state was) {
+  if (was == input_state::queued) std::erase(in.function->queue, &in);
   detach_attempt(in, /*abandon=*/false);
   in.timer.reset();
-  detach_from_deps(in);
-  in.state = input_state::done;
-  in.outcome = outcome;
-  in.result.clear();
-  if (outcome != status::ok && payload.size() > wire::max_bounded_error_size) {
-    // What is kept (in memory, in the history, in the store) and passed on stays bounded.
-    wire::error_record error;
-    try {
-      error = wire::decode_error(payload);
-    } catch (const DecodeError& e) {
-      error = {outcome, "", std::string("the error record of '") + in.function->name + "' is malformed: " + e.what(),
-               in.function->name, in.call_id, ""};
-    }
-    wire::bound_error(error);
-    wire::encode_error(in.result, error);
-  } else {
-    in.result.append(payload.data(), payload.size());
-  }
-  in.arguments = detail::buffer{};
   record_end(in);
   // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
-  if (in.durable && !(stopping && outcome == status::server_shutdown)) finish_durable(in);
-  settle(in);
-}
-
-void server::state::settle(input_record& in) {
-  if (settling) {  // the loop below, further up this stack, takes it
-    unsettled.push_back(in.id);
-    return;
-  }
-  settling = true;
-  struct reset {
-    bool& flag;
-    ~reset() { flag = false; }
-  } reset_settling{settling};
-  settle_now(in);
-  while (!unsettled.empty()) {
-    const std::uint64_t id = unsettled.front();
-    unsettled.pop_front();
-    if (auto it = inputs.find(id); it != inputs.end()) settle_now(*it->second);
-  }
-}
-
-void server::state::settle_now(input_record& in) {
-  // Consumers go on (or fail, naming this call) now that its result exists. Each one that moves on stops
-  // reading this call, which could forget it: hold a reader of our own until done.
-  ++in.readers;
-  auto consumers = std::move(in.consumers);
-  in.consumers.clear();
-  for (input_record* consumer : consumers) {
-    if (consumer->state != input_state::waiting) continue;
-    if (in.outcome != status::ok) {
-      auto dep =
-          std::find_if(consumer->deps.begin(), consumer->deps.end(), [&](const auto& d) { return d.second == &in; });
-      fail_from_argument(*consumer, in, dep == consumer->deps.end() ? 0 : dep->first);
-    } else if (--consumer->unresolved == 0) {
-      make_ready(*consumer);
-    }
-  }
-  if (in.flags & wire::deliver_result) deliver(in);
-  --in.readers;
-  maybe_forget(in);
-}
-
-void server::state::fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position) {
-  // The type, stack, function and call id stay those of the first failure; the message names this hop and
-  // where the failure began, with the first failure's message once, whatever the chain's length.
-  wire::error_record error = wire::decode_error(dep.result.view());
-  consumer.failed_upstream = dep.failed_upstream + 1;
-  consumer.first_failure =
-      dep.first_failure ? dep.first_failure : std::make_shared<const std::string>(std::move(error.message));
-  error.message = "argument " + std::to_string(position + 1) + " of '" + consumer.function->name +
-                  "' comes from call " + dep.call_id + " of '" + dep.function->name + "', which failed";
-  if (dep.failed_upstream > 0) {
-    error.message += " because call " + error.call_id + " of '" + error.function + "', " +
-                     plural(dep.failed_upstream, "call") + " further up its chain of arguments, failed";
-  }
-  error.message += ": " + *consumer.first_failure;
-  fail(consumer, error);
+  if (in.durable && !(stopping && in.outcome == status::server_shutdown)) finish_durable(in);
 }
 
 void server::state::deliver(input_record& in) {
-  in.flags &= static_cast<std::uint8_t>(~wire::deliver_result);
   auto it = sessions.find(in.caller_session);
   if (it == sessions.end()) return;  // the caller has gone
   try {
@@ -611,17 +441,11 @@ void server::state::deliver(input_record& in) {
   }
 }
 
-void server::state::maybe_forget(input_record& in) {
-  if (in.state != input_state::done || in.readers > 0 || (in.flags & (wire::deliver_result | wire::keep_result))) {
-    return;
-  }
+void server::state::forgetting(input_record& in) {
   auto caller = sessions.find(in.caller_session);
-  if (caller != sessions.end()) {
-    auto open = caller->second->open_calls.find(in.caller_call_id);
-    if (open != caller->second->open_calls.end() && open->second == &in) caller->second->open_calls.erase(open);
-  }
-  inputs.erase(in.id);
-  if (inputs.empty()) trim_memory_when_idle();
+  if (caller == sessions.end()) return;
+  auto open = caller->second->open_calls.find(in.caller_call_id);
+  if (open != caller->second->open_calls.end() && open->second == &in) caller->second->open_calls.erase(open);
 }
 
 void server::state::trim_memory_when_idle() {
@@ -629,7 +453,7 @@ void server::state::trim_memory_when_idle() {
   trim_timer = std::make_unique<asio::steady_timer>(io, std::chrono::seconds(1));
   trim_timer->async_wait([this](boost::system::error_code ec) {
     trim_timer.reset();
-    if (ec || !inputs.empty()) return;
+    if (ec || !graph.empty()) return;
     if (store) store->release_memory();
     ::malloc_trim(0);
   });
@@ -642,19 +466,12 @@ void server::state::on_await(session& s, const wire::frame& f) {
     return send_error(s.id, call_id,
                       {status::internal, "", "no open call " + std::to_string(call_id) + " to await", "", "", ""});
   }
-  in->flags |= wire::deliver_result;
-  if (in->state == input_state::done) {
-    deliver(*in);
-    maybe_forget(*in);
-  }
+  graph.await(*in);
 }
 
 void server::state::on_release(session& s, const wire::frame& f) {
   auto [call_id] = f.decode_header<wire::release_header>();
-  input_record* in = open_call(s, call_id);
-  if (!in) return;
-  in->flags &= static_cast<std::uint8_t>(~wire::keep_result);
-  let_go(*in);
+  if (input_record* in = open_call(s, call_id)) graph.release(*in);
 }
 
 void server::state::on_cancel(session& s, const wire::frame& f) {
@@ -736,38 +553,16 @@ void server::state::on_output(session& s, const wire::frame& f) {
 }
 
 void server::state::tail_call(input_record& original, input_record& target) {
-  // The target takes the original's place: its caller, its call id there, its consumers and what the caller
-  // asked for. The original's slot is free at once and the original is forgotten, so a chain of tail calls
-  // holds one node, whatever its length.
+  // The target's maker (the container) no longer holds it; the original's caller holds the target instead.
   auto container_session = sessions.find(target.caller_session);
   if (container_session != sessions.end()) container_session->second->open_calls.erase(target.caller_call_id);
-  target.caller_session = original.caller_session;
-  target.caller_call_id = original.caller_call_id;
-  target.flags = original.flags;
-  if (original.durable) {
-    // The spawned call's id now names the target, whose outcome is the spawned call's.
-    target.durable = true;
-    target.call_id = original.call_id;
-    durable_calls[original.call_id] = &target;
-  }
   auto caller = sessions.find(original.caller_session);
   if (caller != sessions.end()) caller->second->open_calls[original.caller_call_id] = &target;
-  for (input_record* consumer : original.consumers) {
-    for (auto& dep : consumer->deps) {
-      if (dep.second == &original) dep.second = &target;
-    }
-    if (target.state != input_state::done) target.consumers.push_back(consumer);
-  }
-  target.readers += original.readers;
-  const bool target_done = target.state == input_state::done;
-  auto consumers = std::move(original.consumers);
+  if (original.durable) durable_calls[original.call_id] = &target;
+  // The original's slot is free at once.
   detach_attempt(original, /*abandon=*/false);
   if (!original.durable) record_end(original, target.call_id);
-  inputs.erase(original.id);
-  if (target_done) {
-    target.consumers = std::move(consumers);
-    settle(target);
-  }
+  graph.hand_over(original, target);
 }
 
 void server::state::send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error) {
@@ -802,12 +597,9 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
   sessions.erase(it);
   // (By id: letting go of one call may cancel and forget another among them.)
   std::vector<std::uint64_t> let_go_of;
-  for (auto& [id, in] : open_calls) {
-    in->flags = 0;
-    let_go_of.push_back(in->id);
-  }
+  for (auto& [id, in] : open_calls) let_go_of.push_back(in->id);
   for (std::uint64_t id : let_go_of) {
-    if (auto in = inputs.find(id); in != inputs.end()) let_go(*in->second);
+    if (input_record* in = graph.find(id)) graph.caller_gone(*in);
   }
   if (role == session_role::client) remove_app(session_id);
   finish_stop_if_done();
@@ -829,16 +621,15 @@ void server::state::remove_app(std::uint64_t owner_session) {
   }
   // Calls still waiting for arguments will not be needed either.
   std::vector<std::uint64_t> waiting;
-  for (auto& [id, in] : inputs) {
+  for (const auto& [id, in] : graph.calls()) {
     if (in->function->app == &app && (in->state == input_state::waiting || in->state == input_state::backoff)) {
       waiting.push_back(id);
     }
   }
   for (std::uint64_t id : waiting) {
-    auto in = inputs.find(id);  // failing one may have failed (and forgotten) another
-    if (in != inputs.end() && (in->second->state == input_state::waiting || in->second->state == input_state::backoff)) {
-      fail(*in->second, {status::cancelled, "", "app '" + app.name + "' stopped", in->second->function->name,
-                         in->second->call_id, ""});
+    input_record* in = graph.find(id);  // failing one may have failed (and forgotten) another
+    if (in && (in->state == input_state::waiting || in->state == input_state::backoff)) {
+      fail(*in, {status::cancelled, "", "app '" + app.name + "' stopped", in->function->name, in->call_id, ""});
     }
   }
   // Containers keep pointers to the app: it goes once its last container has exited.
@@ -869,7 +660,7 @@ void server::state::begin_stop() {
     if (options.drain_timeout.count() == 0 || c->in_flight.empty()) stop_container(*c);
   }
   if (options.drain_timeout.count() > 0 && !containers.empty()) {
-    spdlog::info("draining: {} running input(s) may finish within {} ms", inputs.size(), options.drain_timeout.count());
+    spdlog::info("draining: {} running input(s) may finish within {} ms", graph.size(), options.drain_timeout.count());
   }
   stop_timer = std::make_unique<asio::steady_timer>(io, options.drain_timeout);
   stop_timer->async_wait([this](boost::system::error_code timer_ec) {

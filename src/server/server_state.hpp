@@ -1,6 +1,6 @@
-// The server's state, shared by the files that implement it: server.cpp (connections, calls and the call
-// graph), scheduler.cpp (containers: dispatch, scaling, timeouts, retries) and control.cpp (control requests:
-// deployments, spawned calls, listings). Internal: everything here runs on the server's one thread.
+// The server's state, shared by the files that implement it: server.cpp (connections, calls, and the host of
+// the call graph, call_graph.cpp), scheduler.cpp (containers: dispatch, scaling, timeouts, retries) and
+// control.cpp (control requests: deployments, spawned calls, listings). Internal: everything here runs on the server's one thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "server/server.hpp"
+#include "server/call_graph.hpp"
 #include "server/call_history.hpp"
 #include "server/http.hpp"
 #include "server/log_book.hpp"
@@ -37,56 +38,6 @@ struct target_query;
 struct function_state;
 struct function_metrics;
 struct container_record;
-
-enum class input_state { waiting, queued, running, backoff, done };
-
-/// What ferry::progress last reported for a call.
-struct progress_record {
-  double done = 0;
-  double total = 0;
-  std::string message;
-};
-
-/// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
-/// graph that futures passed as arguments, and tail calls, make of calls.
-struct input_record {
-  std::uint64_t id = 0;
-  std::string call_id;
-  std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
-  std::uint64_t caller_call_id = 0;
-  std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
-  function_state* function = nullptr;
-  input_state state = input_state::waiting;
-  /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
-  /// re-queueing when a container is replaced.
-  detail::buffer arguments;
-  std::uint64_t attempt_id = 0;  // the running attempt, as its container knows it (input_id on the wire)
-  int attempts = 0;              // attempts started
-  bool cancelled = false;        // by its caller: never retried
-  bool durable = false;          // spawned: stored, and its outcome is stored when it ends
-  std::unique_ptr<asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
-  /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
-  std::vector<std::pair<std::uint32_t, input_record*>> deps;
-  std::size_t unresolved = 0;             // deps not done yet
-  std::vector<input_record*> consumers;   // calls waiting for this one's result
-  std::size_t readers = 0;                // consumers that will still read `result`
-  container_record* container = nullptr;  // while running
-  status outcome = status::ok;            // once done: the value, or an error record, in `result`
-  detail::buffer result;
-  /// Failed because an argument call failed: how many calls up the chain of arguments the failure began
-  /// (1: the argument call itself), and that first failure's message, shared along the chain so that an
-  /// error passed down a long chain (a reduce) is told once, not once per step.
-  std::uint32_t failed_upstream = 0;
-  std::shared_ptr<const std::string> first_failure;
-  // What observers see (the HTTP API, the dashboard, metrics).
-  std::string parent_call_id;      // the call whose body made this one; "" when a program made it
-  std::uint64_t parent_input = 0;  // that call's input id: its logs go where the parent's go
-  std::vector<std::string> arguments_from;  // the calls whose results are its arguments
-  double created_at = 0;           // unix s
-  std::chrono::steady_clock::time_point created;
-  std::uint64_t container_id = 0;  // of the latest attempt
-  std::unique_ptr<progress_record> progress;
-};
 
 enum class container_state { starting, ready, stopping };
 inline constexpr const char* container_state_names[] = {"starting", "ready", "stopping"};
@@ -192,10 +143,8 @@ struct app_instance {
   std::map<std::string, function_state> functions;
 };
 
-/// Failures worth another attempt: the body threw, its container died, it ran out of time.
-inline bool retryable(status s) {
-  return s == status::remote_exception || s == status::container_crashed || s == status::timed_out;
-}
+/// Failures worth another attempt (the body threw, its container died, it ran out of time): see status_table.
+inline bool retryable(status s) { return wire::row(s).retried; }
 
 inline std::chrono::milliseconds retry_delay(const Retries& r, int failed_attempts) {
   double delay = static_cast<double>(r.initial_delay.count());
@@ -268,7 +217,7 @@ inline std::string container_record::stderr_of(const std::string& call_id) const
   return text;
 }
 
-struct server::state {
+struct server::state final : call_graph::host {
   using internal_reply = std::function<void(status, std::span<const char>)>;
 
   server_options options;
@@ -286,7 +235,7 @@ struct server::state {
   std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
   std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
   std::unordered_map<std::uint64_t, std::unique_ptr<container_record>> containers;
-  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> inputs;  // every call node, by input id
+  call_graph graph{*this};  // every call, by input id, and how they depend on each other
   std::map<std::string, std::unique_ptr<app_instance>> deployed;  // by app name
   std::vector<std::unique_ptr<app_instance>> retired;  // stopped or replaced deployments, until their containers exit
 
@@ -328,13 +277,6 @@ struct server::state {
   std::map<std::string, repeating_warning> repeating_warnings;  // by key
   std::uint64_t next_subscriber_id = 1;
   std::map<std::uint64_t, subscriber> subscribers;  // by subscriber id
-
-  /// Calls whose results exist and whose consumers have not been told yet (see settle).
-  std::deque<std::uint64_t> unsettled;
-  bool settling = false;
-  /// Calls to look at for drop_if_unneeded.
-  std::deque<std::uint64_t> unneeded;
-  bool dropping = false;
 
   bool stopping = false;
   bool finishing = false;
@@ -392,32 +334,21 @@ struct server::state {
   std::string add_functions(app_instance& app, std::vector<wire::function_spec>& specs);
   void refuse(session& s, const std::string& reason);
 
-  // The call graph.
+  // The call graph's host (see call_graph::host).
+  void ready(input_record& in) override;
+  void ended(input_record& in, input_state was) override;
+  void deliver(input_record& in) override;
+  void unneeded(input_record& in) override { cancel_input(in); }
+  void forgetting(input_record& in) override;
+  void emptied() override { trim_memory_when_idle(); }
   input_record* open_call(session& s, std::uint64_t call_id);
-  void make_ready(input_record& in);
-  void complete(input_record& in, status outcome, std::span<const char> payload);
-  void fail(input_record& in, const wire::error_record& error);
-  /// Tells the consumers of a call that has ended (they go on, or fail naming it) and delivers its result.
-  /// Iterative: a consumer that fails is settled after the call that failed it, never within it, so a
-  /// failure runs down a chain of any length in constant stack.
-  void settle(input_record& in);
-  void settle_now(input_record& in);
-  /// Fails `consumer` with the error of `dep`, its argument at `position`, naming that call.
-  void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
-  void deliver(input_record& in);
-  void maybe_forget(input_record& in);
+  void complete(input_record& in, status outcome, std::span<const char> payload) { graph.complete(in, outcome, payload); }
+  void fail(input_record& in, const wire::error_record& error) { graph.fail(in, error); }
   /// A second after the last open input has gone, if none has come since, gives the memory freed back to
   /// the system (the heap, the store's page cache): a server's idle footprint should not be its busiest
   /// moment's.
   void trim_memory_when_idle();
-  void detach_from_deps(input_record& in);
-  /// Cancels a call whose result nobody can receive any more: no consumer waits for it, its caller neither
-  /// awaits nor keeps it (it released it, cancelled the call it fed, or went away), and it is not a spawned
-  /// call. Its own argument calls follow when they are needed by nothing else. Iterative, like settle.
-  void drop_if_unneeded(input_record& in);
-  /// Someone stopped reading `in` (a consumer, its caller): forgets it when it has ended and nothing needs it,
-  /// cancels it (see drop_if_unneeded) when it has not. `in` may be gone after.
-  void let_go(input_record& in);
+  /// `original` ended with a tail call to `target`: the caller's records follow (see call_graph::hand_over).
   void tail_call(input_record& original, input_record& target);
 
   // Attempts: timeouts, retries, cancellation.

@@ -86,48 +86,6 @@ const char* to_string(message_kind kind) {
   return "unknown";
 }
 
-const char* to_string(status s) {
-  switch (s) {
-    case status::ok:
-      return "ok";
-    case status::remote_exception:
-      return "remote_exception";
-    case status::bad_arguments:
-      return "bad_arguments";
-    case status::unknown_function:
-      return "unknown_function";
-    case status::unknown_app:
-      return "unknown_app";
-    case status::container_crashed:
-      return "container_crashed";
-    case status::container_start_failed:
-      return "container_start_failed";
-    case status::payload_too_large:
-      return "payload_too_large";
-    case status::server_shutdown:
-      return "server_shutdown";
-    case status::internal:
-      return "internal";
-    case status::cancelled:
-      return "cancelled";
-    case status::tail_call:
-      return "tail_call";
-    case status::timed_out:
-      return "timed_out";
-    case status::resource_exhausted:
-      return "resource_exhausted";
-    case status::running:
-      return "running";
-    case status::expired:
-      return "expired";
-    case status::unknown_call:
-      return "unknown_call";
-    case status::signature_mismatch:
-      return "signature_mismatch";
-  }
-  return "unknown";
-}
-
 std::optional<frame> parse_frame(std::span<const char> body, std::string& error) {
   detail::reader r{body};
   if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0) {

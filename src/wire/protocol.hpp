@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <ferry/codec.hpp>
+#include <ferry/errors.hpp>
+#include <iterator>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -69,28 +71,93 @@ inline constexpr std::uint8_t keep_result = 2;     // keep it (for await_call, o
 
 enum class peer_role : std::uint8_t { client = 0, container = 1 };
 
-/// The outcome of a call. Anything but `ok` carries an error_record as its payload.
+/// The outcome of a call. Anything but `ok` carries an error_record as its payload. What each means to
+/// the rest of ferry (its name, the HTTP API's status, the exception a caller gets, whether it is retried)
+/// is status_table's.
 enum class status : std::uint8_t {
   ok = 0,
-  remote_exception = 1,        // the body threw
-  bad_arguments = 2,           // the arguments do not decode as the parameters
-  unknown_function = 3,        // the app does not declare the function
-  unknown_app = 4,             // no such app on the server
-  container_crashed = 5,       // the container died with the input in flight
-  container_start_failed = 6,  // no container could be started
-  payload_too_large = 7,       // a frame over the server's limit
-  server_shutdown = 8,         // the server stopped before the call finished
-  internal = 9,                // a bug in ferry: the message says where
-  cancelled = 10,              // the call was cancelled
-  tail_call = 11,              // (output only) the body returned a future: the payload is its call id
-  timed_out = 12,              // an attempt ran longer than the function's timeout
-  resource_exhausted = 13,     // the function's queue is full: retry later
-  running = 14,                // (reply to get) the call has not finished yet
-  expired = 15,                // (reply to get) the call's result is no longer kept
-  unknown_call = 16,           // no call with that id
-  signature_mismatch = 17,     // the caller's signature of a deployed function is not the deployed one
+  remote_exception = 1,
+  bad_arguments = 2,
+  unknown_function = 3,
+  unknown_app = 4,
+  container_crashed = 5,
+  container_start_failed = 6,
+  payload_too_large = 7,
+  server_shutdown = 8,
+  internal = 9,
+  cancelled = 10,
+  tail_call = 11,
+  timed_out = 12,
+  resource_exhausted = 13,
+  running = 14,
+  expired = 15,
+  unknown_call = 16,
+  signature_mismatch = 17,
 };
 inline constexpr std::uint8_t last_status = static_cast<std::uint8_t>(status::signature_mismatch);
+
+/// Throws the exception a caller gets for a failure: E(message).
+template <typename E>
+[[noreturn]] void raise(const std::string& message) {
+  throw E(message);
+}
+
+/// What a status means, for everyone who handles one. The one place that says it: the client throws
+/// `raise`, the HTTP API answers `http`, the server retries a failed attempt when `retried`, and
+/// docs/http-api.md's table of codes is checked against this one.
+struct status_row {
+  status code;
+  const char* name;  // in the HTTP API's JSON errors, the CLI's output, the dashboard
+  unsigned http;     // the HTTP API's status for a call or a request that ends with it
+  /// Whether a failed attempt with this status is worth another, under the function's retry policy.
+  bool retried;
+  /// Throws what the caller of a call that ends with this status gets; nullptr where none does (ok, and
+  /// tail_call, which the server resolves; remote_exception, thrown as the body's own type where it can be).
+  void (*throw_error)(const std::string& message);
+  const char* meaning;
+};
+
+inline constexpr status_row status_table[] = {
+    {status::ok, "ok", 200, false, nullptr, "the call returned a value"},
+    {status::remote_exception, "remote_exception", 500, true, nullptr, "the body threw"},
+    {status::bad_arguments, "bad_arguments", 400, false, raise<ArgumentError>,
+     "the arguments do not decode as the parameters"},
+    {status::unknown_function, "unknown_function", 404, false, raise<UnknownFunctionError>,
+     "the app does not declare the function"},
+    {status::unknown_app, "unknown_app", 404, false, raise<UnknownFunctionError>, "no such app on the server"},
+    {status::container_crashed, "container_crashed", 502, true, raise<ContainerCrashedError>,
+     "the container died with the input in flight"},
+    {status::container_start_failed, "container_start_failed", 502, false, raise<ContainerStartError>,
+     "no container could be started"},
+    {status::payload_too_large, "payload_too_large", 413, false, raise<PayloadTooLargeError>,
+     "a frame over the server's limit"},
+    {status::server_shutdown, "server_shutdown", 503, false, raise<ConnectionError>,
+     "the server stopped before the call finished"},
+    {status::internal, "internal", 500, false, nullptr, "a bug in ferry: the message says where"},
+    {status::cancelled, "cancelled", 409, false, raise<CancelledError>, "the call was cancelled"},
+    {status::tail_call, "tail_call", 500, false, nullptr,
+     "(output only) the body returned a future: the payload is its call id"},
+    {status::timed_out, "timed_out", 504, true, raise<TimeoutError>,
+     "an attempt ran longer than the function's timeout"},
+    {status::resource_exhausted, "resource_exhausted", 429, false, raise<ResourceExhaustedError>,
+     "the function's queue is full: retry later"},
+    {status::running, "running", 202, false, raise<NotFinishedError>, "(reply to get) the call has not finished yet"},
+    {status::expired, "expired", 410, false, raise<ResultExpiredError>,
+     "(reply to get) the call's result is no longer kept"},
+    {status::unknown_call, "unknown_call", 404, false, raise<UnknownCallError>, "no call with that id"},
+    {status::signature_mismatch, "signature_mismatch", 409, false, raise<SignatureMismatchError>,
+     "the caller's signature of a deployed function is not the deployed one"},
+};
+static_assert(std::size(status_table) == last_status + 1, "a status without its row in status_table");
+static_assert([] {
+  for (std::size_t i = 0; i < std::size(status_table); ++i) {
+    if (static_cast<std::size_t>(status_table[i].code) != i) return false;
+  }
+  return true;
+}(), "status_table's rows are in the enum's order");
+
+/// The row of `s` (a status a peer sent is checked against last_status first).
+constexpr const status_row& row(status s) { return status_table[static_cast<std::uint8_t>(s)]; }
 
 /// Why a call failed, as it travels from where it failed to the caller.
 struct error_record {
@@ -179,6 +246,8 @@ void encode_error(detail::buffer& out, const error_record& error);
 error_record decode_error(std::span<const char> payload);
 
 const char* to_string(message_kind kind);
-const char* to_string(status s);
+inline const char* to_string(status s) {
+  return static_cast<std::uint8_t>(s) <= last_status ? row(s).name : "unknown";
+}
 
 }  // namespace ferry::wire

@@ -1,0 +1,165 @@
+// The call graph: the server's calls and what links them. A call may take other calls' results as arguments
+// (futures passed as arguments), hand its result over to another call (a tail call), and be awaited, kept or
+// released by its caller. The graph decides when a call may run (its arguments have all arrived), what a
+// call whose argument failed fails with, which calls nobody needs any more (to be cancelled), and when a call
+// can be forgotten. It does no I/O and knows no containers or sessions: what those decisions mean outside it
+// (queue the call, send a result, cancel a running attempt) it asks of its host.
+//
+// Internal to the server; everything here runs on the server's one thread.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <ferry/codec.hpp>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "wire/protocol.hpp"
+
+namespace ferry::server {
+
+struct function_state;
+struct container_record;
+
+enum class input_state { waiting, queued, running, backoff, done };
+
+/// What ferry::progress last reported for a call.
+struct progress_record {
+  double done = 0;
+  double total = 0;
+  std::string message;
+};
+
+/// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
+/// graph that futures passed as arguments, and tail calls, make of calls.
+struct input_record {
+  std::uint64_t id = 0;
+  std::string call_id;
+  std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
+  std::uint64_t caller_call_id = 0;
+  std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
+  function_state* function = nullptr;
+  input_state state = input_state::waiting;
+  /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
+  /// re-queueing when a container is replaced.
+  detail::buffer arguments;
+  std::uint64_t attempt_id = 0;  // the running attempt, as its container knows it (input_id on the wire)
+  int attempts = 0;              // attempts started
+  bool cancelled = false;        // by its caller: never retried
+  bool durable = false;          // spawned: stored, and its outcome is stored when it ends
+  std::unique_ptr<boost::asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
+  /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
+  std::vector<std::pair<std::uint32_t, input_record*>> deps;
+  std::size_t unresolved = 0;             // deps not done yet
+  std::vector<input_record*> consumers;   // calls waiting for this one's result
+  std::size_t readers = 0;                // consumers that will still read `result`
+  container_record* container = nullptr;  // while running
+  wire::status outcome = wire::status::ok;  // once done: the value, or an error record, in `result`
+  detail::buffer result;
+  /// Failed because an argument call failed: how many calls up the chain of arguments the failure began
+  /// (1: the argument call itself), and that first failure's message, shared along the chain so that an
+  /// error passed down a long chain (a reduce) is told once, not once per step.
+  std::uint32_t failed_upstream = 0;
+  std::shared_ptr<const std::string> first_failure;
+  // What observers see (the HTTP API, the dashboard, metrics).
+  std::string parent_call_id;      // the call whose body made this one; "" when a program made it
+  std::uint64_t parent_input = 0;  // that call's input id: its logs go where the parent's go
+  std::vector<std::string> arguments_from;  // the calls whose results are its arguments
+  double created_at = 0;           // unix s
+  std::chrono::steady_clock::time_point created;
+  std::uint64_t container_id = 0;  // of the latest attempt
+  std::unique_ptr<progress_record> progress;
+};
+
+/// The calls, by input id, and the rules that link them. Every method may call the host's hooks, and a hook
+/// may call back into the graph: a call passed in may have been forgotten (freed) when a method returns,
+/// unless the method says otherwise. Failures run down chains of any length in constant stack (see complete).
+class call_graph {
+ public:
+  /// What the graph asks of the server around it.
+  class host {
+   public:
+    /// All of `call`'s arguments are in `call.arguments`: it may be queued to run.
+    virtual void ready(input_record& call) = 0;
+    /// `call` has ended (its outcome and result are set; it was in state `was`): whatever ran or queued it
+    /// lets go of it, and observers are told. Its consumers have not been told yet.
+    virtual void ended(input_record& call, input_state was) = 0;
+    /// `call`'s caller awaits its result, which exists: send it.
+    virtual void deliver(input_record& call) = 0;
+    /// Nothing can receive `call`'s result any more: cancel it. It ends through complete or fail, at once or
+    /// once its running attempt stops.
+    virtual void unneeded(input_record& call) = 0;
+    /// `call` is about to be freed: nothing may point at it after this returns.
+    virtual void forgetting(input_record& call) = 0;
+    /// The last call has been forgotten.
+    virtual void emptied() = 0;
+
+   protected:
+    ~host() = default;
+  };
+
+  explicit call_graph(host& h) : host_(h) {}
+  call_graph(const call_graph&) = delete;
+  call_graph& operator=(const call_graph&) = delete;
+
+  /// Takes a new call, waiting (not yet started), whose id no other call has.
+  input_record& add(std::unique_ptr<input_record> call);
+  /// Makes the result of `dep` argument `position` (from 0) of `consumer`, a call added and not started.
+  /// False when `dep` has failed already: `consumer` has then failed with its error (and may be gone).
+  bool add_argument(input_record& consumer, std::uint32_t position, input_record& dep);
+  /// After its arguments were added: starts `consumer` when none is still running (see host::ready).
+  void start_when_ready(input_record& consumer);
+  /// Ends `call` with `outcome` and `payload` (the value, or an encoded error record: kept bounded, see
+  /// wire::bound_error). Its consumers go on, or fail naming it; its caller gets it if it awaits it.
+  void complete(input_record& call, wire::status outcome, std::span<const char> payload);
+  void fail(input_record& call, const wire::error_record& error);
+  /// The caller awaits `call`'s result: delivered at once when it has ended, else when it ends.
+  void await(input_record& call);
+  /// The caller no longer keeps `call` for passing as an argument (it released the future).
+  void release(input_record& call);
+  /// The caller has gone: it will neither await, keep nor pass `call`.
+  void caller_gone(input_record& call);
+  /// `original` ended by tail-calling `target`, a call its body made: `target` takes its place (its caller,
+  /// what the caller asked for, its consumers), and `original` is forgotten. A chain of tail calls holds
+  /// one node, whatever its length. The host has moved the caller's own records before.
+  void hand_over(input_record& original, input_record& target);
+  /// Frees `call`, which never started and which nothing reads (a spawned call the store refused).
+  void discard(input_record& call);
+
+  input_record* find(std::uint64_t id) const {
+    auto it = calls_.find(id);
+    return it == calls_.end() ? nullptr : it->second.get();
+  }
+  std::size_t size() const { return calls_.size(); }
+  bool empty() const { return calls_.empty(); }
+  /// Every call, for listings. Not to be changed while iterating: collect ids, then act on them.
+  const auto& calls() const { return calls_; }
+
+ private:
+  void make_ready(input_record& call);
+  void settle(input_record& call);
+  void settle_now(input_record& call);
+  void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
+  void detach_from_deps(input_record& call);
+  void let_go(input_record& call);
+  void drop_if_unneeded(input_record& call);
+  void maybe_forget(input_record& call);
+  void forget(input_record& call);
+
+  host& host_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> calls_;
+  /// Calls whose results exist and whose consumers have not been told yet (see settle).
+  std::deque<std::uint64_t> unsettled_;
+  bool settling_ = false;
+  /// Calls to look at for drop_if_unneeded.
+  std::deque<std::uint64_t> unneeded_;
+  bool dropping_ = false;
+};
+
+}  // namespace ferry::server
