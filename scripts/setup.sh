@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ferry's build needs, when any is missing; does nothing when all are there.
 # Boost 1.81 (not 1.74: Asio's per-operation cancellation) with msgpuck, never msgpack-cxx, whose
-# packages depend on Boost 1.74's dev package and conflict with 1.81's (see docs/building.md).
+# packages depend on Boost 1.74's dev package and conflict with 1.81's.
 # The dashboard's browser test needs chromium, node and tests/browser's npm packages (playwright-core);
 # the fuzz targets, clang 16 with its sanitizer and libFuzzer runtimes.
 set -euo pipefail
@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
-  libboost1.81-dev libboost-json1.81-dev
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # Boost.URL: the HTTP API's request targets
+  libssl-dev  # OpenSSL: SHA-256 of deployed binaries, constant-time token comparison
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libdw-dev  # elfutils: names the frames of remote stacks
   libgtest-dev libgmock-dev libbenchmark-dev

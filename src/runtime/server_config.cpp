@@ -1,7 +1,9 @@
 #include "runtime/server_config.hpp"
 
 #include <fcntl.h>
-#include <sys/random.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,19 +24,8 @@ std::filesystem::path default_state_dir() {
 
 std::string random_token() {
   unsigned char bytes[32];
-  std::size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0) throw std::system_error(errno, std::generic_category(), "getrandom");
-    got += static_cast<std::size_t>(n);
-  }
-  static const char hex[] = "0123456789abcdef";
-  std::string token;
-  for (unsigned char b : bytes) {
-    token += hex[b >> 4];
-    token += hex[b & 15];
-  }
-  return token;
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw Error("OpenSSL could not generate random bytes for the token");
+  return fmt::format("{:02x}", fmt::join(bytes, ""));
 }
 
 std::string read_token(const std::filesystem::path& state_dir) {

@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <variant>
 
@@ -20,6 +23,7 @@
 namespace ferry::server {
 
 namespace json = boost::json;
+namespace urls = boost::urls;
 
 /// A request's target: its path segments and query parameters, decoded.
 struct target_query {
@@ -76,44 +80,16 @@ http_response error_response(status code, std::span<const char> payload, const s
                     code == status::remote_exception ? std::string_view(error.type) : std::string_view{});
 }
 
-/// Percent-decodes `in` ('+' is a space); a '%' not followed by two hex digits stays as it is.
-std::string url_decode(std::string_view in) {
-  auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
-  std::string out;
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) && hex(in[i + 2])) {
-      out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
-      i += 2;
-    } else {
-      out += in[i] == '+' ? ' ' : in[i];
-    }
-  }
-  return out;
-}
-
-target_query parse_target(std::string_view text) {
+/// A request target (origin form: /path?query) as its decoded path segments (empty ones skipped) and query
+/// parameters; nullopt when it is not one.
+std::optional<target_query> parse_target(std::string_view text) {
+  auto url = urls::parse_origin_form(text);
+  if (!url) return std::nullopt;
   target_query t;
-  const auto question = text.find('?');
-  std::string_view path = text.substr(0, question);
-  while (!path.empty()) {
-    if (path.front() == '/') {
-      path.remove_prefix(1);
-      continue;
-    }
-    const auto slash = path.find('/');
-    t.path.push_back(url_decode(path.substr(0, slash)));
-    path.remove_prefix(slash == std::string_view::npos ? path.size() : slash);
+  for (const std::string segment : url->segments()) {
+    if (!segment.empty()) t.path.push_back(segment);
   }
-  if (question != std::string_view::npos) {
-    std::string_view query = text.substr(question + 1);
-    while (!query.empty()) {
-      const auto amp = query.find('&');
-      const std::string_view pair = query.substr(0, amp);
-      const auto eq = pair.find('=');
-      t.query[url_decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
-      query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-    }
-  }
+  for (const urls::param param : url->params()) t.query[param.key] = param.value;
   return t;
 }
 
@@ -227,7 +203,13 @@ bool server::state::find_summary(const std::string& call_id, call_summary& out) 
 // ---- Routing ----
 
 void server::state::on_http(const http_request& req, const std::shared_ptr<http_connection>& conn) {
-  const target_query t = parse_target(req.target());
+  const std::optional<target_query> parsed = parse_target(req.target());
+  if (!parsed) {
+    return conn->respond(json_error(http::status::bad_request, "bad_request",
+                                    "the request target '" + std::string(req.target()) +
+                                        "' is not a path and query (percent-encode what is not a letter or digit)"));
+  }
+  const target_query& t = *parsed;
   const auto& p = t.path;
   const bool get = req.method() == http::verb::get;
   const bool post = req.method() == http::verb::post;

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -90,12 +91,7 @@ struct input_record;
 void start_attempt(input_record& in, container_record& c, std::uint64_t attempt_id);
 
 /// A call id: "fc-" and 16 hex digits.
-inline std::string format_call_id(std::uint64_t n) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string id = "fc-0000000000000000";
-  for (std::size_t i = id.size(); n != 0; n >>= 4) id[--i] = digits[n & 15];
-  return id;
-}
+inline std::string format_call_id(std::uint64_t n) { return fmt::format("fc-{:016x}", n); }
 
 struct app_instance;
 

@@ -68,5 +68,22 @@ TEST(http_api, a_query_number_out_of_range_or_malformed_is_a_400_naming_the_para
   EXPECT_THAT(ok.body, HasSubstr("\"result\":9"));
 }
 
+TEST(http_api, a_target_that_is_not_a_path_and_query_is_a_400_and_percent_encoding_is_decoded) {
+  demo_server demo;
+  for (const std::string target : {"/v1/apps/%zz", "/v1/apps/demo/functions/sq%uare"}) {
+    const auto r = demo.server.http("GET", target);
+    EXPECT_EQ(r.status, 400) << target << ": " << r.body;
+    EXPECT_THAT(r.body, HasSubstr("is not a path and query")) << target;
+  }
+  // Percent-encoded path segments and query values (and '+' for a space in a query) are decoded.
+  const auto app = demo.server.http("GET", "/v1/apps/d%65mo");
+  EXPECT_EQ(app.status, 200) << app.body;
+  const auto calls = demo.server.http("GET", "/v1/calls?app=d%65mo&limit=%32");
+  EXPECT_EQ(calls.status, 200) << calls.body;
+  const auto spaced = demo.server.http("GET", "/v1/calls?limit=1+0");
+  EXPECT_EQ(spaced.status, 400) << spaced.body;
+  EXPECT_THAT(spaced.body, HasSubstr("not '1 0'"));
+}
+
 }  // namespace
 }  // namespace e2e
