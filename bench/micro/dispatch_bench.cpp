@@ -5,7 +5,7 @@
 // (src/server/server.cpp, scheduler.cpp), cannot be driven in isolation: server::state is a private member
 // type of ferry::server::server (server.hpp), and dispatch() sends through wire::connection, which owns a
 // connected TCP socket, so running it needs a live server with connected peers (that is ferry_bench's job).
-// These benchmarks therefore run the same steps on the server's own types (input_record, function_state,
+// These benchmarks therefore run the same steps on the server's own types (call_record, function_state,
 // container_record from server_state.hpp) with the real wire functions (frame::decode_header, frame_writer),
 // and the scheduler's own least_loaded_ready, start_attempt and format_call_id, while the rest of the
 // bookkeeping (the queue, on_call's and on_output's map entries) is a copy of a few lines: keep it in step. Not covered: connection::send's
@@ -73,13 +73,13 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
   fn.name = "double_it";
   session caller;
   caller.id = 1;
-  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> inputs;
+  std::unordered_map<std::uint64_t, std::unique_ptr<call_record>> inputs;
   std::uint64_t next_input_id = 1;
   for (auto _ : state) {
     auto [caller_call_id, app_name, function_name, flags, deps, parent_attempt] = f.decode_header<wire::call_header>();
     auto found = app.functions.find(function_name);
-    auto owned = std::make_unique<input_record>();
-    input_record& in = *owned;
+    auto owned = std::make_unique<call_record>();
+    call_record& in = *owned;
     in.call_id = format_call_id(0x1234'5678'0000'0000 + next_input_id);
     in.id = next_input_id++;
     in.caller_session = caller.id;
@@ -91,7 +91,7 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
     in.created_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     inputs.emplace(in.id, std::move(owned));
     caller.open_calls.emplace(caller_call_id, &in);
-    in.state = input_state::queued;
+    in.state = call_state::queued;
     fn.queue.push_back(&in);
     benchmark::DoNotOptimize(fn.queue.back());
     // (Forget it again, so that every iteration starts from the same state.)
@@ -115,7 +115,7 @@ void BM_DispatchPickContainer(benchmark::State& state) {
   fn.max_containers = static_cast<int>(n_containers);
   std::vector<std::unique_ptr<container_record>> containers;
   std::uint64_t next_input_id = 1;
-  input_record busy;  // what the pre-existing in-flight slots point to
+  call_record busy;  // what the pre-existing in-flight slots point to
   for (std::size_t i = 0; i < n_containers; ++i) {
     auto c = std::make_unique<container_record>();
     c->id = i + 1;
@@ -126,14 +126,14 @@ void BM_DispatchPickContainer(benchmark::State& state) {
     fn.containers.push_back(c.get());
     containers.push_back(std::move(c));
   }
-  input_record in;
+  call_record in;
   in.function = &fn;
   for (auto _ : state) {
-    in.state = input_state::queued;
+    in.state = call_state::queued;
     fn.queue.push_back(&in);
     // scheduler.cpp, dispatch(): the loop's body for one input (the send is BM_DispatchEncodeInput's).
     container_record* target = least_loaded_ready(fn);
-    input_record& next = *fn.queue.front();
+    call_record& next = *fn.queue.front();
     const std::uint64_t attempt_id = next_input_id++;
     fn.queue.pop_front();
     start_attempt(next, *target, attempt_id);
@@ -149,7 +149,7 @@ BENCHMARK(BM_DispatchPickContainer)->Arg(1)->Arg(8)->Arg(64);
 // The input frame dispatch() hands to connection::send (input header with attempt id and call id, then the
 // stored arguments copied in), into a reused outgoing buffer; the per-input encoding cost, by argument size.
 void BM_DispatchEncodeInput(benchmark::State& state) {
-  input_record in;
+  call_record in;
   in.call_id = format_call_id(0x1234'5678'0000'0001);
   in.arguments = make_arguments(state.range(0));
   buffer out;
@@ -192,13 +192,13 @@ void BM_DispatchOutputToResult(benchmark::State& state) {
   container_record c;
   c.function = &fn;
   c.state = container_state::ready;
-  input_record in;
+  call_record in;
   in.function = &fn;
   in.caller_call_id = 7;
   in.flags = wire::deliver_result;
   buffer out;
   for (auto _ : state) {
-    in.state = input_state::running;
+    in.state = call_state::running;
     in.container = &c;
     in.attempt_id = attempt_id;
     c.in_flight.emplace(attempt_id, &in);
@@ -206,11 +206,11 @@ void BM_DispatchOutputToResult(benchmark::State& state) {
     auto [input_id, st] = f.decode_header<wire::output_header>();
     auto it = c.in_flight.find(input_id);
     c.stopping_attempts.erase(input_id);
-    input_record& done = *it->second;
+    call_record& done = *it->second;
     // complete (detach_attempt, keep the result)
     done.container->in_flight.erase(done.attempt_id);
     done.container = nullptr;
-    done.state = input_state::done;
+    done.state = call_state::done;
     done.outcome = static_cast<wire::status>(st);
     done.result.clear();
     done.result.append(f.payload.data(), f.payload.size());

@@ -20,17 +20,17 @@ struct reset_on_exit {
 };
 }  // namespace
 
-input_record& call_graph::add(std::unique_ptr<input_record> call) {
-  input_record& in = *call;
+call_record& call_graph::add(std::unique_ptr<call_record> call) {
+  call_record& in = *call;
   calls_.emplace(in.id, std::move(call));
   return in;
 }
 
-bool call_graph::add_argument(input_record& consumer, std::uint32_t position, input_record& dep) {
+bool call_graph::add_argument(call_record& consumer, std::uint32_t position, call_record& dep) {
   consumer.deps.emplace_back(position, &dep);
   consumer.arguments_from.push_back(dep.call_id);
   ++dep.readers;
-  if (dep.state != input_state::done) {
+  if (dep.state != call_state::done) {
     dep.consumers.push_back(&consumer);
     ++consumer.unresolved;
     return true;
@@ -40,11 +40,11 @@ bool call_graph::add_argument(input_record& consumer, std::uint32_t position, in
   return false;
 }
 
-void call_graph::start_when_ready(input_record& consumer) {
-  if (consumer.state == input_state::waiting && consumer.unresolved == 0) make_ready(consumer);
+void call_graph::start_when_ready(call_record& consumer) {
+  if (consumer.state == call_state::waiting && consumer.unresolved == 0) make_ready(consumer);
 }
 
-void call_graph::make_ready(input_record& in) {
+void call_graph::make_ready(call_record& in) {
   if (!in.deps.empty()) {
     // Splice the argument calls' results into their placeholders, byte for byte.
     detail::buffer spliced;
@@ -73,7 +73,7 @@ void call_graph::make_ready(input_record& in) {
   host_.ready(in);
 }
 
-void call_graph::detach_from_deps(input_record& in) {
+void call_graph::detach_from_deps(call_record& in) {
   auto deps = std::move(in.deps);
   in.deps.clear();
   std::vector<std::uint64_t> ids;
@@ -85,33 +85,33 @@ void call_graph::detach_from_deps(input_record& in) {
   }
   // (By id: letting go of one may cancel and forget another among them.)
   for (std::uint64_t id : ids) {
-    if (input_record* dep = find(id)) let_go(*dep);
+    if (call_record* dep = find(id)) let_go(*dep);
   }
 }
 
-void call_graph::let_go(input_record& in) {
-  if (in.state == input_state::done) {
+void call_graph::let_go(call_record& in) {
+  if (in.state == call_state::done) {
     maybe_forget(in);
   } else {
     drop_if_unneeded(in);  // (which forgets it, if it cancels it)
   }
 }
 
-void call_graph::await(input_record& in) {
+void call_graph::await(call_record& in) {
   in.flags |= wire::deliver_result;
-  if (in.state == input_state::done) {
+  if (in.state == call_state::done) {
     in.flags &= static_cast<std::uint8_t>(~wire::deliver_result);
     host_.deliver(in);
     maybe_forget(in);
   }
 }
 
-void call_graph::release(input_record& in) {
+void call_graph::release(call_record& in) {
   in.flags &= static_cast<std::uint8_t>(~wire::keep_result);
   let_go(in);
 }
 
-void call_graph::caller_gone(input_record& in) {
+void call_graph::caller_gone(call_record& in) {
   in.flags = 0;
   let_go(in);
 }
@@ -119,20 +119,20 @@ void call_graph::caller_gone(input_record& in) {
 namespace {
 /// Whether drop_if_unneeded leaves `call` alone: it has ended or is being cancelled, it is a spawned call, or
 /// something can still receive its result.
-bool leave_alone(const input_record& call) {
-  return call.state == input_state::done || call.durable || call.cancelled ||
+bool leave_alone(const call_record& call) {
+  return call.state == call_state::done || call.durable || call.cancelled ||
          (call.flags & (wire::deliver_result | wire::keep_result)) || !call.consumers.empty();
 }
 }  // namespace
 
-void call_graph::drop_if_unneeded(input_record& in) {
+void call_graph::drop_if_unneeded(call_record& in) {
   if (leave_alone(in)) return;
   unneeded_.push_back(in.id);
   if (dropping_) return;  // the loop below, further up this stack, takes it
   dropping_ = true;
   reset_on_exit reset{dropping_};
   while (!unneeded_.empty()) {
-    input_record* call = find(unneeded_.front());
+    call_record* call = find(unneeded_.front());
     unneeded_.pop_front();
     if (!call || leave_alone(*call)) continue;
     spdlog::debug("call {} of '{}': nothing needs its result any more; cancelling it", call->call_id,
@@ -141,16 +141,16 @@ void call_graph::drop_if_unneeded(input_record& in) {
   }
 }
 
-void call_graph::fail(input_record& in, const wire::error_record& error) {
+void call_graph::fail(call_record& in, const wire::error_record& error) {
   detail::buffer payload;
   wire::encode_error(payload, error);
   complete(in, error.code, payload.view());
 }
 
-void call_graph::complete(input_record& in, status outcome, std::span<const char> payload) {
-  const input_state was = in.state;
+void call_graph::complete(call_record& in, status outcome, std::span<const char> payload) {
+  const call_state was = in.state;
   detach_from_deps(in);
-  in.state = input_state::done;
+  in.state = call_state::done;
   in.outcome = outcome;
   in.result.clear();
   if (outcome != status::ok && payload.size() > wire::max_bounded_error_size) {
@@ -172,7 +172,7 @@ void call_graph::complete(input_record& in, status outcome, std::span<const char
   settle(in);
 }
 
-void call_graph::settle(input_record& in) {
+void call_graph::settle(call_record& in) {
   if (settling_) {  // the loop below, further up this stack, takes it
     unsettled_.push_back(in.id);
     return;
@@ -183,18 +183,18 @@ void call_graph::settle(input_record& in) {
   while (!unsettled_.empty()) {
     const std::uint64_t id = unsettled_.front();
     unsettled_.pop_front();
-    if (input_record* call = find(id)) settle_now(*call);
+    if (call_record* call = find(id)) settle_now(*call);
   }
 }
 
-void call_graph::settle_now(input_record& in) {
+void call_graph::settle_now(call_record& in) {
   // Consumers go on (or fail, naming this call) now that its result exists. Each one that moves on stops
   // reading this call, which could forget it: hold a reader of our own until done.
   ++in.readers;
   auto consumers = std::move(in.consumers);
   in.consumers.clear();
-  for (input_record* consumer : consumers) {
-    if (consumer->state != input_state::waiting) continue;
+  for (call_record* consumer : consumers) {
+    if (consumer->state != call_state::waiting) continue;
     if (in.outcome != status::ok) {
       auto dep =
           std::find_if(consumer->deps.begin(), consumer->deps.end(), [&](const auto& d) { return d.second == &in; });
@@ -211,7 +211,7 @@ void call_graph::settle_now(input_record& in) {
   maybe_forget(in);
 }
 
-void call_graph::fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position) {
+void call_graph::fail_from_argument(call_record& consumer, const call_record& dep, std::uint32_t position) {
   // The type, stack, function and call id stay those of the first failure; the message names this hop and
   // where the failure began, with the first failure's message once, whatever the chain's length.
   wire::error_record error = wire::decode_error(dep.result.view());
@@ -228,22 +228,22 @@ void call_graph::fail_from_argument(input_record& consumer, const input_record& 
   fail(consumer, error);
 }
 
-void call_graph::maybe_forget(input_record& in) {
-  if (in.state != input_state::done || in.readers > 0 || (in.flags & (wire::deliver_result | wire::keep_result))) {
+void call_graph::maybe_forget(call_record& in) {
+  if (in.state != call_state::done || in.readers > 0 || (in.flags & (wire::deliver_result | wire::keep_result))) {
     return;
   }
   forget(in);
 }
 
-void call_graph::forget(input_record& in) {
+void call_graph::forget(call_record& in) {
   host_.forgetting(in);
   calls_.erase(in.id);
   if (calls_.empty()) host_.emptied();
 }
 
-void call_graph::discard(input_record& in) { forget(in); }
+void call_graph::discard(call_record& in) { forget(in); }
 
-void call_graph::hand_over(input_record& original, input_record& target) {
+void call_graph::hand_over(call_record& original, call_record& target) {
   target.caller_session = original.caller_session;
   target.caller_call_id = original.caller_call_id;
   target.flags = original.flags;
@@ -252,14 +252,14 @@ void call_graph::hand_over(input_record& original, input_record& target) {
     target.durable = true;
     target.call_id = original.call_id;
   }
-  for (input_record* consumer : original.consumers) {
+  for (call_record* consumer : original.consumers) {
     for (auto& dep : consumer->deps) {
       if (dep.second == &original) dep.second = &target;
     }
-    if (target.state != input_state::done) target.consumers.push_back(consumer);
+    if (target.state != call_state::done) target.consumers.push_back(consumer);
   }
   target.readers += original.readers;
-  const bool target_done = target.state == input_state::done;
+  const bool target_done = target.state == call_state::done;
   auto consumers = std::move(original.consumers);
   original.consumers.clear();
   original.flags = 0;

@@ -27,7 +27,7 @@ namespace ferry::server {
 struct function_state;
 struct container_record;
 
-enum class input_state { waiting, queued, running, backoff, done };
+enum class call_state { waiting, queued, running, backoff, done };
 
 /// What ferry::progress last reported for a call.
 struct progress_record {
@@ -38,14 +38,14 @@ struct progress_record {
 
 /// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
 /// graph that futures passed as arguments, and tail calls, make of calls.
-struct input_record {
+struct call_record {
   std::uint64_t id = 0;
   std::string call_id;
   std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
   std::uint64_t caller_call_id = 0;
   std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
   function_state* function = nullptr;
-  input_state state = input_state::waiting;
+  call_state state = call_state::waiting;
   /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
   /// re-queueing when a container is replaced.
   detail::buffer arguments;
@@ -55,9 +55,9 @@ struct input_record {
   bool durable = false;          // spawned: stored, and its outcome is stored when it ends
   std::unique_ptr<boost::asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
-  std::vector<std::pair<std::uint32_t, input_record*>> deps;
+  std::vector<std::pair<std::uint32_t, call_record*>> deps;
   std::size_t unresolved = 0;             // deps not done yet
-  std::vector<input_record*> consumers;   // calls waiting for this one's result
+  std::vector<call_record*> consumers;   // calls waiting for this one's result
   std::size_t readers = 0;                // consumers that will still read `result`
   container_record* container = nullptr;  // while running
   wire::status outcome = wire::status::ok;  // once done: the value, or an error record, in `result`
@@ -86,17 +86,17 @@ class call_graph {
   class host {
    public:
     /// All of `call`'s arguments are in `call.arguments`: it may be queued to run.
-    virtual void ready(input_record& call) = 0;
+    virtual void ready(call_record& call) = 0;
     /// `call` has ended (its outcome and result are set; it was in state `was`): whatever ran or queued it
     /// lets go of it, and observers are told. Its consumers have not been told yet.
-    virtual void ended(input_record& call, input_state was) = 0;
+    virtual void ended(call_record& call, call_state was) = 0;
     /// `call`'s caller awaits its result, which exists: send it.
-    virtual void deliver(input_record& call) = 0;
+    virtual void deliver(call_record& call) = 0;
     /// Nothing can receive `call`'s result any more: cancel it. It ends through complete or fail, at once or
     /// once its running attempt stops.
-    virtual void unneeded(input_record& call) = 0;
+    virtual void unneeded(call_record& call) = 0;
     /// `call` is about to be freed: nothing may point at it after this returns.
-    virtual void forgetting(input_record& call) = 0;
+    virtual void forgetting(call_record& call) = 0;
     /// The last call has been forgotten.
     virtual void emptied() = 0;
 
@@ -109,30 +109,30 @@ class call_graph {
   call_graph& operator=(const call_graph&) = delete;
 
   /// Takes a new call, waiting (not yet started), whose id no other call has.
-  input_record& add(std::unique_ptr<input_record> call);
+  call_record& add(std::unique_ptr<call_record> call);
   /// Makes the result of `dep` argument `position` (from 0) of `consumer`, a call added and not started.
   /// False when `dep` has failed already: `consumer` has then failed with its error (and may be gone).
-  bool add_argument(input_record& consumer, std::uint32_t position, input_record& dep);
+  bool add_argument(call_record& consumer, std::uint32_t position, call_record& dep);
   /// After its arguments were added: starts `consumer` when none is still running (see host::ready).
-  void start_when_ready(input_record& consumer);
+  void start_when_ready(call_record& consumer);
   /// Ends `call` with `outcome` and `payload` (the value, or an encoded error record: kept bounded, see
   /// wire::bound_error). Its consumers go on, or fail naming it; its caller gets it if it awaits it.
-  void complete(input_record& call, wire::status outcome, std::span<const char> payload);
-  void fail(input_record& call, const wire::error_record& error);
+  void complete(call_record& call, wire::status outcome, std::span<const char> payload);
+  void fail(call_record& call, const wire::error_record& error);
   /// The caller awaits `call`'s result: delivered at once when it has ended, else when it ends.
-  void await(input_record& call);
+  void await(call_record& call);
   /// The caller no longer keeps `call` for passing as an argument (it released the future).
-  void release(input_record& call);
+  void release(call_record& call);
   /// The caller has gone: it will neither await, keep nor pass `call`.
-  void caller_gone(input_record& call);
+  void caller_gone(call_record& call);
   /// `original` ended by tail-calling `target`, a call its body made: `target` takes its place (its caller,
   /// what the caller asked for, its consumers), and `original` is forgotten. A chain of tail calls holds
   /// one node, whatever its length. The host has moved the caller's own records before.
-  void hand_over(input_record& original, input_record& target);
+  void hand_over(call_record& original, call_record& target);
   /// Frees `call`, which never started and which nothing reads (a spawned call the store refused).
-  void discard(input_record& call);
+  void discard(call_record& call);
 
-  input_record* find(std::uint64_t id) const {
+  call_record* find(std::uint64_t id) const {
     auto it = calls_.find(id);
     return it == calls_.end() ? nullptr : it->second.get();
   }
@@ -142,18 +142,18 @@ class call_graph {
   const auto& calls() const { return calls_; }
 
  private:
-  void make_ready(input_record& call);
-  void settle(input_record& call);
-  void settle_now(input_record& call);
-  void fail_from_argument(input_record& consumer, const input_record& dep, std::uint32_t position);
-  void detach_from_deps(input_record& call);
-  void let_go(input_record& call);
-  void drop_if_unneeded(input_record& call);
-  void maybe_forget(input_record& call);
-  void forget(input_record& call);
+  void make_ready(call_record& call);
+  void settle(call_record& call);
+  void settle_now(call_record& call);
+  void fail_from_argument(call_record& consumer, const call_record& dep, std::uint32_t position);
+  void detach_from_deps(call_record& call);
+  void let_go(call_record& call);
+  void drop_if_unneeded(call_record& call);
+  void maybe_forget(call_record& call);
+  void forget(call_record& call);
 
   host& host_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<input_record>> calls_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<call_record>> calls_;
   /// Calls whose results exist and whose consumers have not been told yet (see settle).
   std::deque<std::uint64_t> unsettled_;
   bool settling_ = false;

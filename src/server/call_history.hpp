@@ -11,7 +11,7 @@
 
 namespace ferry::server {
 
-/// A call as observers see it: live (from its input record) or ended (from the history).
+/// A call as observers see it: live (from its call record) or ended (from the history).
 struct call_summary {
   std::string call_id;
   std::string app;

@@ -136,7 +136,7 @@ json::object log_json(const log_entry& e) {
           {"text", e.text}};
 }
 
-json::object progress_json(const input_record& in) {
+json::object progress_json(const call_record& in) {
   return {{"call_id", in.call_id},
           {"done", in.progress ? in.progress->done : 0},
           {"total", in.progress ? in.progress->total : 0},
@@ -180,7 +180,7 @@ json::object app_json(const app_instance& app) {
 
 }  // namespace
 
-input_record* server::state::live_call(const std::string& call_id) const {
+call_record* server::state::live_call(const std::string& call_id) const {
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) return it->second;
   for (const auto& [id, in] : graph.calls()) {
     if (in->call_id == call_id) return in.get();
@@ -189,7 +189,7 @@ input_record* server::state::live_call(const std::string& call_id) const {
 }
 
 bool server::state::find_summary(const std::string& call_id, call_summary& out) const {
-  if (const input_record* in = live_call(call_id); in && in->state != input_state::done) {
+  if (const call_record* in = live_call(call_id); in && in->state != call_state::done) {
     summarize(*in, out);
     return true;
   }
@@ -310,14 +310,14 @@ void server::state::respond_calls(const std::shared_ptr<http_connection>& conn, 
   }
   const auto limit = static_cast<std::size_t>(std::get<double>(limit_or_error));
   // Live calls (newest first), then ended ones from the history.
-  std::vector<const input_record*> live;
+  std::vector<const call_record*> live;
   for (const auto& [id, in] : graph.calls()) {
-    if (in->state != input_state::done && (app.empty() || in->function->app->name == app)) live.push_back(in.get());
+    if (in->state != call_state::done && (app.empty() || in->function->app->name == app)) live.push_back(in.get());
   }
-  std::sort(live.begin(), live.end(), [](const input_record* a, const input_record* b) { return a->id > b->id; });
+  std::sort(live.begin(), live.end(), [](const call_record* a, const call_record* b) { return a->id > b->id; });
   json::array rows;
   call_summary summary;
-  for (const input_record* in : live) {
+  for (const call_record* in : live) {
     if (rows.size() >= limit) break;
     summarize(*in, summary);
     rows.push_back(call_json(summary));
@@ -377,7 +377,7 @@ void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, 
     return true;
   });
   for (const auto& [id, in] : graph.calls()) {
-    if (in->state == input_state::done) continue;
+    if (in->state == call_state::done) continue;
     call_summary s;
     summarize(*in, s);
     known[s.call_id] = std::move(s);
@@ -455,7 +455,7 @@ void server::state::stream_events(const std::shared_ptr<http_connection>& conn, 
 }
 
 void server::state::cancel_call(const std::shared_ptr<http_connection>& conn, const std::string& call_id) {
-  if (input_record* in = live_call(call_id); in && !in->durable) {
+  if (call_record* in = live_call(call_id); in && !in->durable) {
     cancel_input(*in);
     return conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
   }
@@ -553,7 +553,7 @@ http_response server::state::metrics_response() const {
   extra += "# HELP ferry_inputs_running Inputs running in containers.\n# TYPE ferry_inputs_running gauge\n";
   extra += "ferry_inputs_running " + std::to_string(running) + "\n";
   std::size_t waiting = 0;
-  for (const auto& [id, in] : graph.calls()) waiting += in->state == input_state::waiting;
+  for (const auto& [id, in] : graph.calls()) waiting += in->state == call_state::waiting;
   extra += "# HELP ferry_calls_waiting Calls waiting for the calls that produce their arguments.\n"
            "# TYPE ferry_calls_waiting gauge\n";
   extra += "ferry_calls_waiting " + std::to_string(waiting) + "\n";

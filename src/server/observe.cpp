@@ -43,7 +43,7 @@ void server::state::on_container_output(std::uint64_t container_id, int stream, 
 void server::state::add_log_line(container_record& c, wire::log_stream stream, std::string_view line) {
   // A line a body wrote through the standard streams names its input; any other goes to the input
   // running, when there is just one.
-  const input_record* in = nullptr;
+  const call_record* in = nullptr;
   if (line.size() > 2 && line.front() == wire::log_tag) {
     const auto close = line.find(wire::log_tag, 1);
     std::uint64_t attempt = 0;
@@ -79,11 +79,11 @@ void server::state::add_log_line(container_record& c, wire::log_stream stream, s
   if (!subscribers.empty()) publish({server_event::kind::log, kept.app, kept.call_id, &kept, in});
 }
 
-session* server::state::log_recipient(const input_record& in) {
+session* server::state::log_recipient(const call_record& in) {
   // Up the calls' parents to the one a program made; the app's own program when its container made it.
-  const input_record* root = &in;
+  const call_record* root = &in;
   for (int depth = 0; root->parent_input != 0 && depth < 64; ++depth) {
-    const input_record* parent = graph.find(root->parent_input);
+    const call_record* parent = graph.find(root->parent_input);
     if (!parent) break;
     root = parent;
   }
@@ -101,7 +101,7 @@ void server::state::on_progress(session& s, const wire::frame& f) {
   if (!s.container) return;
   auto it = s.container->in_flight.find(attempt);
   if (it == s.container->in_flight.end() || !it->second) return;  // ended meanwhile
-  input_record& in = *it->second;
+  call_record& in = *it->second;
   if (!in.progress) in.progress = std::make_unique<progress_record>();
   in.progress->done = done;
   in.progress->total = total;
@@ -188,14 +188,14 @@ void server::state::publish(const server_event& event) {
   }
 }
 
-void server::state::summarize(const input_record& in, call_summary& out) const {
+void server::state::summarize(const call_record& in, call_summary& out) const {
   out.call_id = in.call_id;
   out.app = in.function->app->name;
   out.function = in.function->name;
   static constexpr const char* live_states[] = {"waiting", "queued", "running", "queued"};
-  if (in.state == input_state::running && in.cancelled) {
+  if (in.state == call_state::running && in.cancelled) {
     out.state = "cancelling";  // asked to stop; its body has not stopped yet
-  } else if (in.state != input_state::done) {
+  } else if (in.state != call_state::done) {
     out.state = live_states[static_cast<int>(in.state)];
   } else if (in.outcome == status::ok) {
     out.state = "succeeded";
@@ -211,7 +211,7 @@ void server::state::summarize(const input_record& in, call_summary& out) const {
   out.outcome = in.outcome;
   out.error_type.clear();
   out.error_message.clear();
-  if (in.state == input_state::done && in.outcome != status::ok) {
+  if (in.state == call_state::done && in.outcome != status::ok) {
     try {
       wire::error_record error = wire::decode_error(in.result.view());
       out.error_type = std::move(error.type);
@@ -231,7 +231,7 @@ void server::state::summarize(const input_record& in, call_summary& out) const {
   }
 }
 
-void server::state::record_end(const input_record& in, const std::string& tail_call_id) {
+void server::state::record_end(const call_record& in, const std::string& tail_call_id) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - in.created).count();
   call_summary& slot = history.next_slot();
   summarize(in, slot);

@@ -9,7 +9,7 @@
 
 namespace ferry::server {
 
-void server::state::detach_attempt(input_record& in, bool abandon) {
+void server::state::detach_attempt(call_record& in, bool abandon) {
   if (!in.container) return;
   if (abandon) {
     in.container->in_flight[in.attempt_id] = nullptr;
@@ -19,19 +19,19 @@ void server::state::detach_attempt(input_record& in, bool abandon) {
   in.container = nullptr;
 }
 
-void server::state::retry_or_fail(input_record& in, wire::error_record error) {
+void server::state::retry_or_fail(call_record& in, wire::error_record error) {
   function_state& fn = *in.function;
   in.timer.reset();
   if (!in.cancelled && !stopping && !fn.app->stopped && in.attempts <= fn.retries.max_retries) {
     const auto delay = retry_delay(fn.retries, in.attempts);
     spdlog::info("call {} of '{}' failed (attempt {} of {}): {}; retrying in {} ms", in.call_id, fn.name,
                  in.attempts, fn.retries.max_retries + 1, error.message, delay.count());
-    in.state = input_state::backoff;
+    in.state = call_state::backoff;
     in.timer = std::make_unique<asio::steady_timer>(io, delay);
     in.timer->async_wait([this, id = in.id](boost::system::error_code ec) {
       if (ec) return;
-      input_record* retry = graph.find(id);
-      if (!retry || retry->state != input_state::backoff) return;
+      call_record* retry = graph.find(id);
+      if (!retry || retry->state != call_state::backoff) return;
       ready(*retry);
     });
     return;
@@ -41,10 +41,10 @@ void server::state::retry_or_fail(input_record& in, wire::error_record error) {
 }
 
 void server::state::time_out(std::uint64_t input_id, std::uint64_t attempt_id) {
-  input_record* found = graph.find(input_id);
+  call_record* found = graph.find(input_id);
   if (!found) return;
-  input_record& in = *found;
-  if (in.state != input_state::running || in.attempt_id != attempt_id || !in.container) return;
+  call_record& in = *found;
+  if (in.state != call_state::running || in.attempt_id != attempt_id || !in.container) return;
   function_state& fn = *in.function;
   container_record& c = *in.container;
   spdlog::warn("call {} of '{}' timed out after {} ms (attempt {})", in.call_id, fn.name, fn.timeout.count(),
@@ -79,11 +79,11 @@ void server::state::replace_container(container_record& c, const std::string& wh
   c.stop_requested = true;
   c.state = container_state::stopping;
   // A cancelled input that would not stop ends now, as cancelled; the exit re-queues the others.
-  std::vector<input_record*> cancelled;
+  std::vector<call_record*> cancelled;
   for (auto& [attempt, in] : c.in_flight) {
     if (in && in->cancelled) cancelled.push_back(in);
   }
-  for (input_record* in : cancelled) {
+  for (call_record* in : cancelled) {
     fail(*in, {status::cancelled, "",
                "'" + in->function->name + "' was cancelled (call " + in->call_id +
                    "); its body did not stop within the grace period, so its container was replaced",
@@ -92,8 +92,8 @@ void server::state::replace_container(container_record& c, const std::string& wh
   c.process->kill();
 }
 
-void start_attempt(input_record& in, container_record& c, std::uint64_t attempt_id) {
-  in.state = input_state::running;
+void start_attempt(call_record& in, container_record& c, std::uint64_t attempt_id) {
+  in.state = call_state::running;
   in.container = &c;
   in.container_id = c.id;
   in.attempt_id = attempt_id;
@@ -123,7 +123,7 @@ void server::state::dispatch(function_state& fn) {
   while (!fn.queue.empty()) {
     container_record* target = least_loaded_ready(fn);
     if (!target) break;
-    input_record& in = *fn.queue.front();
+    call_record& in = *fn.queue.front();
     const std::uint64_t attempt_id = next_input_id++;
     bool sent = false;
     try {
@@ -325,7 +325,7 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
         // Not this input's fault: it runs again, and this attempt does not count.
         --in->attempts;
         in->timer.reset();
-        in->state = input_state::queued;
+        in->state = call_state::queued;
         fn.queue.push_front(in);
       } else {
         retry_or_fail(*in, {status::container_crashed, "",
@@ -348,26 +348,26 @@ void server::state::charge_start_to_queue(function_state& fn, const std::string&
   auto queue = std::move(fn.queue);
   fn.queue.clear();
   std::vector<std::uint64_t> out_of_retries;
-  for (input_record* in : queue) {
+  for (call_record* in : queue) {
     if (++in->attempts <= fn.retries.max_retries) {
       fn.queue.push_back(in);
     } else {
-      in->state = input_state::waiting;  // out of the queue
+      in->state = call_state::waiting;  // out of the queue
       out_of_retries.push_back(in->id);
     }
   }
-  fail_each(out_of_retries, [&](const input_record& in) {
+  fail_each(out_of_retries, [&](const call_record& in) {
     return wire::error_record{status::container_start_failed, "", last_attempt_failed(fn, in.attempts, message),
                               fn.name, in.call_id, ""};
   });
 }
 
 void server::state::fail_each(const std::vector<std::uint64_t>& ids,
-                              const std::function<wire::error_record(const input_record&)>& error) {
+                              const std::function<wire::error_record(const call_record&)>& error) {
   // (By id: failing one may cancel and forget another, through the calls they feed.)
   for (std::uint64_t id : ids) {
-    input_record* in = graph.find(id);
-    if (!in || in->state == input_state::done) continue;
+    call_record* in = graph.find(id);
+    if (!in || in->state == call_state::done) continue;
     fail(*in, error(*in));
   }
 }
@@ -395,12 +395,12 @@ void server::state::terminate_container(container_record& c) {
 
 void server::state::fail_queue(function_state& fn, status code, const std::string& message) {
   std::vector<std::uint64_t> queued;
-  for (input_record* in : fn.queue) {
-    in->state = input_state::waiting;  // out of the queue, all at once
+  for (call_record* in : fn.queue) {
+    in->state = call_state::waiting;  // out of the queue, all at once
     queued.push_back(in->id);
   }
   fn.queue.clear();
-  fail_each(queued, [&](const input_record& in) { return wire::error_record{code, "", message, fn.name, in.call_id, ""}; });
+  fail_each(queued, [&](const call_record& in) { return wire::error_record{code, "", message, fn.name, in.call_id, ""}; });
 }
 
 }  // namespace ferry::server

@@ -1,5 +1,6 @@
 // The server: connections and the handshake, calls as sessions make, await, release and tail-call them (the
-// rules that link calls are call_graph.cpp's), delivering results, and stopping. Containers are scheduler.cpp's, control requests control.cpp's.
+// rules that link calls are call_graph.cpp's), delivering results, and stopping. Containers are
+// scheduler.cpp's, control requests control_requests.cpp's.
 #include "server/server.hpp"
 
 #include <malloc.h>
@@ -55,7 +56,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   state_->call_id_base = (std::uint64_t{rd()} << 32) | rd();
   const auto& dir = state_->options.state_dir;
   state_->logs = std::make_unique<log_book>(state_->options.max_log_lines);
-  state_->store = std::make_unique<state_store>(dir.empty() ? std::filesystem::path(":memory:") : dir / "ferry.db");
+  state_->store = open_sqlite_store(dir.empty() ? std::filesystem::path(":memory:") : dir / "ferry.db");
 }
 
 server::~server() = default;
@@ -369,8 +370,8 @@ void server::state::on_call(session& s, const wire::frame& f) {
                            " inputs queued, the server's limit (ferry server --max-queued-inputs); retry later",
                        function_name, "", ""});
   }
-  auto owned = std::make_unique<input_record>();
-  input_record& in = *owned;
+  auto owned = std::make_unique<call_record>();
+  call_record& in = *owned;
   in.call_id = new_call_id();
   in.id = next_input_id++;
   in.caller_session = s.id;
@@ -391,7 +392,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
   s.open_calls.emplace(caller_call_id, &in);
 
   for (const auto& [position, dep_call_id] : deps) {
-    input_record* dep = open_call(s, dep_call_id);
+    call_record* dep = open_call(s, dep_call_id);
     if (!dep) {
       return fail(in, {status::bad_arguments, "",
                        "argument " + std::to_string(position + 1) + " of '" + function_name + "' refers to call " +
@@ -403,19 +404,19 @@ void server::state::on_call(session& s, const wire::frame& f) {
   graph.start_when_ready(in);
 }
 
-input_record* server::state::open_call(session& s, std::uint64_t call_id) {
+call_record* server::state::open_call(session& s, std::uint64_t call_id) {
   auto it = s.open_calls.find(call_id);
   return it == s.open_calls.end() ? nullptr : it->second;
 }
 
-void server::state::ready(input_record& in) {
-  in.state = input_state::queued;
+void server::state::ready(call_record& in) {
+  in.state = call_state::queued;
   in.function->queue.push_back(&in);
   dispatch(*in.function);
 }
 
-void server::state::ended(input_record& in, input_state was) {
-  if (was == input_state::queued) std::erase(in.function->queue, &in);
+void server::state::ended(call_record& in, call_state was) {
+  if (was == call_state::queued) std::erase(in.function->queue, &in);
   detach_attempt(in, /*abandon=*/false);
   in.timer.reset();
   record_end(in);
@@ -423,7 +424,7 @@ void server::state::ended(input_record& in, input_state was) {
   if (in.durable && !(stopping && in.outcome == status::server_shutdown)) finish_durable(in);
 }
 
-void server::state::deliver(input_record& in) {
+void server::state::deliver(call_record& in) {
   auto it = sessions.find(in.caller_session);
   if (it == sessions.end()) return;  // the caller has gone
   try {
@@ -436,7 +437,7 @@ void server::state::deliver(input_record& in) {
   }
 }
 
-void server::state::forgetting(input_record& in) {
+void server::state::forgetting(call_record& in) {
   auto caller = sessions.find(in.caller_session);
   if (caller == sessions.end()) return;
   auto open = caller->second->open_calls.find(in.caller_call_id);
@@ -456,7 +457,7 @@ void server::state::trim_memory_when_idle() {
 
 void server::state::on_await(session& s, const wire::frame& f) {
   auto [call_id] = f.decode_header<wire::await_call_header>();
-  input_record* in = open_call(s, call_id);
+  call_record* in = open_call(s, call_id);
   if (!in) {
     return send_error(s.id, call_id,
                       {status::internal, "", "no open call " + std::to_string(call_id) + " to await", "", "", ""});
@@ -466,19 +467,19 @@ void server::state::on_await(session& s, const wire::frame& f) {
 
 void server::state::on_release(session& s, const wire::frame& f) {
   auto [call_id] = f.decode_header<wire::release_header>();
-  if (input_record* in = open_call(s, call_id)) graph.release(*in);
+  if (call_record* in = open_call(s, call_id)) graph.release(*in);
 }
 
 void server::state::on_cancel(session& s, const wire::frame& f) {
   auto [caller_call_id] = f.decode_header<wire::cancel_header>();
-  input_record* in = open_call(s, caller_call_id);
+  call_record* in = open_call(s, caller_call_id);
   if (in) cancel_input(*in);
 }
 
-void server::state::cancel_input(input_record& in) {
-  if (in.state == input_state::done) return;  // answered already
+void server::state::cancel_input(call_record& in) {
+  if (in.state == call_state::done) return;  // answered already
   in.cancelled = true;
-  if (in.state == input_state::running) {
+  if (in.state == call_state::running) {
     // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
     // A body that ignores the cancellation past the grace period has its container replaced.
     if (in.container && in.container->session) {
@@ -517,7 +518,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
     c.in_flight.erase(it);
     return dispatch(fn);
   }
-  input_record& in = *it->second;
+  call_record& in = *it->second;
   if (in.cancelled && static_cast<status>(st) == status::ok) {
     // The body returned after it was cancelled (as a blocking body that polls ferry::cancelled() does): the
     // call was cancelled all the same.
@@ -534,7 +535,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
   } else if (outcome == status::tail_call) {
     detail::reader r{f.payload};
     const auto target_id = ferry::decode<std::uint64_t>(r);
-    input_record* target = open_call(s, target_id);
+    call_record* target = open_call(s, target_id);
     if (!target) {
       s.connection->close("tail call to call " + std::to_string(target_id) + ", which this container has not made",
                           /*flush=*/true);
@@ -547,7 +548,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
   dispatch(fn);
 }
 
-void server::state::tail_call(input_record& original, input_record& target) {
+void server::state::tail_call(call_record& original, call_record& target) {
   // The target's maker (the container) no longer holds it; the original's caller holds the target instead.
   auto container_session = sessions.find(target.caller_session);
   if (container_session != sessions.end()) container_session->second->open_calls.erase(target.caller_call_id);
@@ -594,7 +595,7 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
   std::vector<std::uint64_t> let_go_of;
   for (auto& [id, in] : open_calls) let_go_of.push_back(in->id);
   for (std::uint64_t id : let_go_of) {
-    if (input_record* in = graph.find(id)) graph.caller_gone(*in);
+    if (call_record* in = graph.find(id)) graph.caller_gone(*in);
   }
   if (role == session_role::client) remove_app(session_id);
   finish_stop_if_done();
@@ -617,13 +618,13 @@ void server::state::remove_app(std::uint64_t owner_session) {
   // Calls still waiting for arguments will not be needed either.
   std::vector<std::uint64_t> waiting;
   for (const auto& [id, in] : graph.calls()) {
-    if (in->function->app == &app && (in->state == input_state::waiting || in->state == input_state::backoff)) {
+    if (in->function->app == &app && (in->state == call_state::waiting || in->state == call_state::backoff)) {
       waiting.push_back(id);
     }
   }
   for (std::uint64_t id : waiting) {
-    input_record* in = graph.find(id);  // failing one may have failed (and forgotten) another
-    if (in && (in->state == input_state::waiting || in->state == input_state::backoff)) {
+    call_record* in = graph.find(id);  // failing one may have failed (and forgotten) another
+    if (in && (in->state == call_state::waiting || in->state == call_state::backoff)) {
       fail(*in, {status::cancelled, "", "app '" + app.name + "' stopped", in->function->name, in->call_id, ""});
     }
   }

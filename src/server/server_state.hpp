@@ -1,6 +1,7 @@
 // The server's state, shared by the files that implement it: server.cpp (connections, calls, and the host of
 // the call graph, call_graph.cpp), scheduler.cpp (containers: dispatch, scaling, timeouts, retries) and
-// control.cpp (control requests: deployments, spawned calls, listings). Internal: everything here runs on the server's one thread.
+// control_requests.cpp (control requests: deployments, spawned calls, listings). Internal: everything here
+// runs on the server's one thread.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -54,7 +55,7 @@ struct container_record {
   std::chrono::steady_clock::time_point started_at;
   /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
   /// its slot until the container answers it, or is replaced.
-  std::unordered_map<std::uint64_t, input_record*> in_flight;
+  std::unordered_map<std::uint64_t, call_record*> in_flight;
   /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
   std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> stopping_attempts;
   bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
@@ -86,9 +87,9 @@ struct container_record {
 /// The ready container of `fn` with the fewest inputs in flight and room for another, or null.
 container_record* least_loaded_ready(const function_state& fn);
 
-struct input_record;
+struct call_record;
 /// Records that attempt `attempt_id` of `in` runs in `c` (its input frame has been sent).
-void start_attempt(input_record& in, container_record& c, std::uint64_t attempt_id);
+void start_attempt(call_record& in, container_record& c, std::uint64_t attempt_id);
 
 /// A call id: "fc-" and 16 hex digits.
 inline std::string format_call_id(std::uint64_t n) { return fmt::format("fc-{:016x}", n); }
@@ -107,7 +108,7 @@ struct function_state {
   std::chrono::milliseconds scaledown_window{60'000};
   std::chrono::milliseconds timeout{0};  // per attempt; 0: none
   Retries retries;
-  std::deque<input_record*> queue;
+  std::deque<call_record*> queue;
   std::vector<container_record*> containers;
   /// Containers in a row that died without being asked to; reset by a successful output. From the second,
   /// starts back off: no container starts before next_launch.
@@ -171,7 +172,7 @@ struct server_event {
   const std::string& app;
   const std::string& call_id;
   const log_entry* log = nullptr;         // for log
-  const input_record* call = nullptr;     // for progress and ended
+  const call_record* call = nullptr;     // for progress and ended
 };
 
 /// Someone following events: of an app (and of one call, unless call_id is empty). `session_id` is the wire
@@ -191,7 +192,7 @@ struct session {
   container_record* container = nullptr;  // for containers
   std::unique_ptr<asio::steady_timer> handshake_timer;
   /// The calls this session made that it may still await, pass or cancel, by its call id.
-  std::unordered_map<std::uint64_t, input_record*> open_calls;
+  std::unordered_map<std::uint64_t, call_record*> open_calls;
 };
 
 inline std::string join_names(const std::map<std::string, function_state>& functions) {
@@ -237,7 +238,7 @@ struct server::state final : call_graph::host {
 
   // Durable state: spawned calls and deployments.
   std::unique_ptr<state_store> store;
-  std::unordered_map<std::string, input_record*> durable_calls;     // spawned calls not finished, by call id
+  std::unordered_map<std::string, call_record*> durable_calls;     // spawned calls not finished, by call id
   std::unordered_map<std::string, std::string> unflushed_keys;      // idempotency key -> call id, until stored
   struct spawn_reply {
     std::uint64_t session_id;
@@ -308,11 +309,11 @@ struct server::state final : call_graph::host {
   void retire(std::unique_ptr<app_instance> app, app_instance* successor);
   void spawn(session& s, std::uint64_t request_id, const std::string& qualified, std::span<const char> payload);
   void get_call(session& s, std::uint64_t request_id, const std::string& call_id, std::span<const char> payload);
-  void cancel_input(input_record& in);
+  void cancel_input(call_record& in);
   void schedule_flush();
   void flush_store();
   /// A spawned call ended: store its outcome and answer whoever waits for it.
-  void finish_durable(input_record& in);
+  void finish_durable(call_record& in);
   /// Stores the outcome of spawned call `call_id` and answers whoever waits for it.
   void finish_stored(const std::string& call_id, status outcome, std::span<const char> result);
   /// Answers `get` when the call ends, or with `running` after `timeout_ms`.
@@ -323,7 +324,7 @@ struct server::state final : call_graph::host {
   /// Fails the function's spawned calls that wait in the store (its app has gone).
   void fail_backlog(function_state& fn, const std::string& message);
   /// A spawned call, as the store holds it, made an input.
-  input_record& add_durable_input(function_state& fn, state_store::spawned_call call);
+  call_record& add_durable_input(function_state& fn, state_store::spawned_call call);
   void recover();
   void expire_results();
   /// Fills `app` with functions from their specs; returns what is wrong with them, or "".
@@ -331,28 +332,28 @@ struct server::state final : call_graph::host {
   void refuse(session& s, const std::string& reason);
 
   // The call graph's host (see call_graph::host).
-  void ready(input_record& in) override;
-  void ended(input_record& in, input_state was) override;
-  void deliver(input_record& in) override;
-  void unneeded(input_record& in) override { cancel_input(in); }
-  void forgetting(input_record& in) override;
+  void ready(call_record& in) override;
+  void ended(call_record& in, call_state was) override;
+  void deliver(call_record& in) override;
+  void unneeded(call_record& in) override { cancel_input(in); }
+  void forgetting(call_record& in) override;
   void emptied() override { trim_memory_when_idle(); }
-  input_record* open_call(session& s, std::uint64_t call_id);
-  void complete(input_record& in, status outcome, std::span<const char> payload) { graph.complete(in, outcome, payload); }
-  void fail(input_record& in, const wire::error_record& error) { graph.fail(in, error); }
+  call_record* open_call(session& s, std::uint64_t call_id);
+  void complete(call_record& in, status outcome, std::span<const char> payload) { graph.complete(in, outcome, payload); }
+  void fail(call_record& in, const wire::error_record& error) { graph.fail(in, error); }
   /// A second after the last open input has gone, if none has come since, gives the memory freed back to
   /// the system (the heap, the store's page cache): a server's idle footprint should not be its busiest
   /// moment's.
   void trim_memory_when_idle();
   /// `original` ended with a tail call to `target`: the caller's records follow (see call_graph::hand_over).
-  void tail_call(input_record& original, input_record& target);
+  void tail_call(call_record& original, call_record& target);
 
   // Attempts: timeouts, retries, cancellation.
   /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
   /// container answers or is replaced).
-  void detach_attempt(input_record& in, bool abandon);
+  void detach_attempt(call_record& in, bool abandon);
   /// After a failed attempt: queues another after the retry delay, or fails the call.
-  void retry_or_fail(input_record& in, wire::error_record error);
+  void retry_or_fail(call_record& in, wire::error_record error);
   void time_out(std::uint64_t input_id, std::uint64_t attempt_id);
   /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
   void await_attempt_stop(container_record& c, std::uint64_t attempt_id);
@@ -378,7 +379,7 @@ struct server::state final : call_graph::host {
   void fail_queue(function_state& fn, status code, const std::string& message);
   /// Fails the calls `ids` that still exist and have not ended, each with `error(call)`.
   void fail_each(const std::vector<std::uint64_t>& ids,
-                 const std::function<wire::error_record(const input_record&)>& error);
+                 const std::function<wire::error_record(const call_record&)>& error);
   std::string new_call_id() const { return format_call_id(call_id_base + next_input_id); }
 
   void begin_stop();
@@ -389,7 +390,7 @@ struct server::state final : call_graph::host {
   void on_container_output(std::uint64_t container_id, int stream, std::string_view chunk);
   void add_log_line(container_record& c, wire::log_stream stream, std::string_view line);
   /// The session whose terminal shows the logs of `in`: the program at the root of its calls.
-  session* log_recipient(const input_record& in);
+  session* log_recipient(const call_record& in);
   void on_progress(session& s, const wire::frame& f);
   /// Starts a `logs` request's answer: the kept lines, then (with follow) every new one.
   void follow_logs(session& s, std::uint64_t request_id, const std::string& app, std::span<const char> payload);
@@ -397,7 +398,7 @@ struct server::state final : call_graph::host {
   void unsubscribe(std::uint64_t id) { subscribers.erase(id); }
   void publish(const server_event& event);
   /// A call ended (or handed its result to a tail call): its summary joins the history; metrics count it.
-  void record_end(const input_record& in, const std::string& tail_call_id = "");
+  void record_end(const call_record& in, const std::string& tail_call_id = "");
   /// A warning that may repeat many times over (a map whose inputs crash their containers): the first of a
   /// `key` is logged as `message`; later ones within a window of 5 s are counted, and logged as one line,
   /// "N more `repeated` in the last 5 s", when the window ends (or the server stops).
@@ -405,12 +406,12 @@ struct server::state final : call_graph::host {
   void open_warning_window(const std::string& key);
   void flush_repeating_warnings();
   /// The observers' view of a live call.
-  void summarize(const input_record& in, call_summary& out) const;
+  void summarize(const call_record& in, call_summary& out) const;
 
   // The HTTP API (http_api.cpp; http.cpp has the connections).
   void on_http(const http_request& req, const std::shared_ptr<http_connection>& conn);
   /// The call `call_id` while the server has it in memory (even ended), or nullptr.
-  input_record* live_call(const std::string& call_id) const;
+  call_record* live_call(const std::string& call_id) const;
   /// A live or recently ended call as observers see it; false when the server knows no such call.
   bool find_summary(const std::string& call_id, call_summary& out) const;
   void respond_calls(const std::shared_ptr<http_connection>& conn, const target_query& t);

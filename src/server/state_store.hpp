@@ -1,15 +1,17 @@
-// The server's durable state: deployed apps and spawned calls with their results, in an SQLite database in
-// the state directory. A narrow interface, so that a shared database can replace it when containers run on
-// other hosts. Used from the server's thread only.
+// The server's durable state: deployed apps and spawned calls with their results. An interface, so that
+// another store (a shared database, when servers or containers run on several hosts) can be added beside the
+// SQLite one without touching it or the server. Used from the server's thread only.
 //
 // Spawned calls are written in batches: add_call and finish_call queue a write, and flush() commits every
-// queued write in one transaction. The server flushes once per turn of its event loop and answers a spawn
-// only after the flush that stored it, so a burst of spawns costs one commit, not one each.
+// queued write at once. The server flushes once per turn of its event loop and answers a spawn only after
+// the flush that stored it, so a burst of spawns costs one commit, not one each.
 #pragma once
 
 #include <cstdint>
 #include <ferry/detail/buffer.hpp>
 #include <filesystem>
+#include <memory>
+#include <span>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -17,18 +19,14 @@
 
 #include "wire/protocol.hpp"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace ferry::server {
 
+/// What the server keeps across restarts. An implementation (SQLite today: open_sqlite_store) owns how
+/// and where; the server sees only this. Writes of spawned calls may be queued until flush(), which must
+/// make them durable; reads see queued writes as if committed.
 class state_store {
  public:
-  /// Opens (creating) the database at `file`; throws ferry::Error when it cannot.
-  explicit state_store(const std::filesystem::path& file);
-  ~state_store();
-  state_store(const state_store&) = delete;
-  state_store& operator=(const state_store&) = delete;
+  virtual ~state_store() = default;
 
   struct deployment {
     std::string app;
@@ -38,9 +36,10 @@ class state_store {
     detail::buffer specs;  // the encoded vector<wire::function_spec>
     std::vector<std::string> arguments;  // what its containers' main gets after the program's name
   };
-  void put_deployment(const deployment& d);
-  void remove_deployment(const std::string& app);
-  std::vector<deployment> deployments();
+  /// Deployments are written at once (they are rare), replacing one of the same app.
+  virtual void put_deployment(const deployment& d) = 0;
+  virtual void remove_deployment(const std::string& app) = 0;
+  virtual std::vector<deployment> deployments() = 0;
 
   struct spawned_call {
     std::string call_id;
@@ -51,24 +50,26 @@ class state_store {
     double created_at = 0;
     std::int64_t seq = 0;  // the order of spawns, across restarts
   };
-  void add_call(spawned_call call);
-  void finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result, double finished_at);
-  /// Commits the queued writes. Throws ferry::Error when the database fails.
-  void flush();
-  /// Frees the pages the database keeps cached; they are read back as needed.
-  void release_memory();
-  bool has_queued_writes() const noexcept { return !queued_.empty(); }
+  /// Queues a spawned call's write (see flush).
+  virtual void add_call(spawned_call call) = 0;
+  /// Queues a spawned call's outcome.
+  virtual void finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result,
+                           double finished_at) = 0;
+  /// Commits the queued writes. Throws ferry::Error when the store fails.
+  virtual void flush() = 0;
+  /// Frees what the store caches in memory; it is read back as needed.
+  virtual void release_memory() = 0;
 
   /// Calls spawned and not finished (to run again after a restart), oldest first.
-  std::vector<spawned_call> unfinished_calls();
+  virtual std::vector<spawned_call> unfinished_calls() = 0;
   /// At most `limit` unfinished calls of one function spawned after `after_seq`, oldest first.
-  std::vector<spawned_call> unfinished_calls(const std::string& app, const std::string& function,
-                                             std::int64_t after_seq, std::size_t limit);
+  virtual std::vector<spawned_call> unfinished_calls(const std::string& app, const std::string& function,
+                                                     std::int64_t after_seq, std::size_t limit) = 0;
   /// Finishes every unfinished call of a function with `outcome` (queued, like finish_call).
-  void finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
-                         std::span<const char> result, double finished_at);
+  virtual void finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
+                                 std::span<const char> result, double finished_at) = 0;
   /// The largest seq stored (0 when none).
-  std::int64_t max_seq();
+  virtual std::int64_t max_seq() = 0;
 
   struct stored_call {
     std::string app;
@@ -80,8 +81,8 @@ class state_store {
     detail::buffer result;
   };
   /// The call as stored, counting writes still queued (so a look-up never has to force a commit).
-  std::optional<stored_call> find_call(const std::string& call_id);
-  std::optional<std::string> call_for_key(const std::string& idempotency_key);
+  virtual std::optional<stored_call> find_call(const std::string& call_id) = 0;
+  virtual std::optional<std::string> call_for_key(const std::string& idempotency_key) = 0;
   /// Which spawned calls `recent_calls` lists: those of `app` and `function` ("": any) in `status` ("": any;
   /// "pending", "ok", "failed" for any error, or an error's code name), the newest `limit`.
   struct call_filter {
@@ -91,35 +92,14 @@ class state_store {
     std::size_t limit = 100;
   };
   /// Throws ArgumentError for a status name that is none of those.
-  std::vector<wire::call_row> recent_calls(const call_filter& filter);
+  virtual std::vector<wire::call_row> recent_calls(const call_filter& filter) = 0;
   /// Drops the results of calls that finished before `before` (unix seconds); they read as expired.
-  void expire_results(double before);
-
- private:
-  struct queued_write {
-    enum { add, finish, finish_function } kind = add;
-    spawned_call call;  // for add
-    std::string call_id;  // finish; for finish_function: the app, with the function in call.function
-    wire::status outcome = wire::status::ok;
-    detail::buffer result;
-    double finished_at = 0;
-  };
-  void exec(const char* sql);
-  bool has_column(const char* table, const char* column);
-  sqlite3_stmt* prepare(const char* sql);
-  /// The statement for `sql` (a string literal: cached by its address), prepared once and kept, since the
-  /// hot queries run once per call. Reset it after use (statement_use does).
-  sqlite3_stmt* cached(const char* sql);
-
-  std::optional<stored_call> find_committed_call(const std::string& call_id);
-
-  sqlite3* db_ = nullptr;
-  std::unordered_map<const char*, sqlite3_stmt*> statements_;  // see cached()
-  std::vector<queued_write> queued_;
-  // Where in queued_ a call's add and finish wait, for find_call.
-  std::unordered_map<std::string, std::size_t> queued_adds_, queued_finishes_;
-  bool function_finish_queued_ = false;
+  virtual void expire_results(double before) = 0;
 };
+
+/// The store in an SQLite database at `file` (":memory:" for one that lasts as long as the server), created
+/// when missing; throws ferry::Error when it cannot be opened. See sqlite_store.hpp.
+std::unique_ptr<state_store> open_sqlite_store(const std::filesystem::path& file);
 
 /// Seconds since the epoch, as the store records times.
 double unix_now();

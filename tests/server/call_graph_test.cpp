@@ -44,29 +44,29 @@ struct fake_host final : call_graph::host {
 
   fake_host() { fn.name = "f"; }
 
-  void ready(input_record& c) override {
-    c.state = input_state::queued;
+  void ready(call_record& c) override {
+    c.state = call_state::queued;
     readied.push_back(c.id);
     ran_with[c.id] = bytes(c.arguments);
   }
-  void ended(input_record& c, input_state) override { finished.push_back(c.id); }
-  void deliver(input_record& c) override {
+  void ended(call_record& c, call_state) override { finished.push_back(c.id); }
+  void deliver(call_record& c) override {
     delivered.push_back(c.id);
     results[c.id] = bytes(c.result);
   }
-  void unneeded(input_record& c) override {
+  void unneeded(call_record& c) override {
     cancelled.push_back(c.id);
     c.cancelled = true;
-    if (c.state != input_state::running) {
+    if (c.state != call_state::running) {
       graph.fail(c, {status::cancelled, "", "cancelled", c.function->name, c.call_id, ""});
     }
   }
-  void forgetting(input_record& c) override { forgotten.push_back(c.id); }
+  void forgetting(call_record& c) override { forgotten.push_back(c.id); }
   void emptied() override { ++emptied_count; }
 
   /// A call a program makes with `flags` (what it asked of the result) and encoded `arguments`.
-  input_record& make(std::uint8_t flags = wire::deliver_result, const std::string& arguments = encoded(std::tuple<>{})) {
-    auto c = std::make_unique<input_record>();
+  call_record& make(std::uint8_t flags = wire::deliver_result, const std::string& arguments = encoded(std::tuple<>{})) {
+    auto c = std::make_unique<call_record>();
     c->id = next_id++;
     c->call_id = "fc-" + std::to_string(c->id);
     c->flags = flags;
@@ -75,18 +75,18 @@ struct fake_host final : call_graph::host {
     return graph.add(std::move(c));
   }
   /// A call with no arguments from other calls, started.
-  input_record& started(std::uint8_t flags = wire::deliver_result) {
-    input_record& c = make(flags);
+  call_record& started(std::uint8_t flags = wire::deliver_result) {
+    call_record& c = make(flags);
     graph.start_when_ready(c);
-    c.state = input_state::running;
+    c.state = call_state::running;
     return c;
   }
   bool alive(std::uint64_t id) const { return graph.find(id) != nullptr; }
-  void succeed(input_record& c, int value) {
+  void succeed(call_record& c, int value) {
     const std::string v = encoded(value);
     graph.complete(c, status::ok, std::span<const char>(v.data(), v.size()));
   }
-  void throw_in(input_record& c, const std::string& message) {
+  void throw_in(call_record& c, const std::string& message) {
     graph.fail(c, {status::remote_exception, "std::runtime_error", message, c.function->name, c.call_id, "stack"});
   }
   /// The error the caller of delivered call `id` got.
@@ -95,10 +95,10 @@ struct fake_host final : call_graph::host {
 
 TEST(call_graph, a_call_runs_once_its_argument_calls_have_ended_with_their_results_spliced_in_place) {
   fake_host h;
-  input_record& a = h.started(wire::keep_result);
-  input_record& b = h.started(wire::keep_result);
+  call_record& a = h.started(wire::keep_result);
+  call_record& b = h.started(wire::keep_result);
   // consumer(a, 5, b): the placeholders are nils until a and b have results.
-  input_record& consumer = h.make(wire::deliver_result, encoded(std::make_tuple(std::monostate{}, 5, std::monostate{})));
+  call_record& consumer = h.make(wire::deliver_result, encoded(std::make_tuple(std::monostate{}, 5, std::monostate{})));
   ASSERT_TRUE(h.graph.add_argument(consumer, 0, a));
   ASSERT_TRUE(h.graph.add_argument(consumer, 2, b));
   h.graph.start_when_ready(consumer);
@@ -117,11 +117,11 @@ TEST(call_graph, a_call_runs_once_its_argument_calls_have_ended_with_their_resul
 
 TEST(call_graph, a_call_passed_to_two_consumers_is_kept_until_both_have_read_it_and_its_caller_let_it_go) {
   fake_host h;
-  input_record& shared = h.started(wire::keep_result);
+  call_record& shared = h.started(wire::keep_result);
   const std::uint64_t shared_id = shared.id;
   const std::string placeholder = encoded(std::tuple<std::monostate>{});
-  input_record& first = h.make(wire::deliver_result, placeholder);
-  input_record& second = h.make(wire::deliver_result, placeholder);
+  call_record& first = h.make(wire::deliver_result, placeholder);
+  call_record& second = h.make(wire::deliver_result, placeholder);
   ASSERT_TRUE(h.graph.add_argument(first, 0, shared));
   ASSERT_TRUE(h.graph.add_argument(second, 0, shared));
   h.graph.start_when_ready(first);
@@ -140,7 +140,7 @@ TEST(call_graph, a_call_passed_to_two_consumers_is_kept_until_both_have_read_it_
 
 TEST(call_graph, an_awaited_call_is_delivered_when_it_ends_or_at_once_if_it_has_and_then_forgotten) {
   fake_host h;
-  input_record& later = h.started(0);
+  call_record& later = h.started(0);
   const std::uint64_t later_id = later.id;
   h.graph.await(later);
   EXPECT_THAT(h.delivered, IsEmpty());
@@ -148,7 +148,7 @@ TEST(call_graph, an_awaited_call_is_delivered_when_it_ends_or_at_once_if_it_has_
   EXPECT_THAT(h.delivered, ElementsAre(later_id));
   EXPECT_FALSE(h.alive(later_id));
 
-  input_record& early = h.started(wire::keep_result);
+  call_record& early = h.started(wire::keep_result);
   const std::uint64_t early_id = early.id;
   h.succeed(early, 2);
   EXPECT_TRUE(h.alive(early_id)) << "kept for its caller";
@@ -164,12 +164,12 @@ TEST(call_graph, a_failure_runs_down_a_long_chain_in_constant_stack_told_once_wi
   // call and where the failure began, with the first message once: the error stays small whatever the length.
   fake_host h;
   constexpr int steps = 50'000;
-  input_record& head = h.started(wire::keep_result);
+  call_record& head = h.started(wire::keep_result);
   const std::string head_call = head.call_id;
-  input_record* previous = &head;
+  call_record* previous = &head;
   std::vector<std::uint64_t> ids;
   for (int k = 0; k < steps; ++k) {
-    input_record& step = h.make(k + 1 == steps ? wire::deliver_result : 0, encoded(std::make_tuple(std::monostate{}, k)));
+    call_record& step = h.make(k + 1 == steps ? wire::deliver_result : 0, encoded(std::make_tuple(std::monostate{}, k)));
     ASSERT_TRUE(h.graph.add_argument(step, 0, *previous));
     h.graph.start_when_ready(step);
     ids.push_back(step.id);
@@ -195,9 +195,9 @@ TEST(call_graph, a_failure_runs_down_a_long_chain_in_constant_stack_told_once_wi
 
 TEST(call_graph, an_argument_that_failed_already_fails_its_consumer_at_once) {
   fake_host h;
-  input_record& failed = h.started(wire::keep_result);
+  call_record& failed = h.started(wire::keep_result);
   h.throw_in(failed, "boom");
-  input_record& consumer = h.make(wire::deliver_result, encoded(std::tuple<std::monostate>{}));
+  call_record& consumer = h.make(wire::deliver_result, encoded(std::tuple<std::monostate>{}));
   const std::uint64_t consumer_id = consumer.id;
   h.graph.await(consumer);
   EXPECT_FALSE(h.graph.add_argument(consumer, 0, failed));
@@ -207,8 +207,8 @@ TEST(call_graph, an_argument_that_failed_already_fails_its_consumer_at_once) {
 
 TEST(call_graph, malformed_arguments_fail_the_call_instead_of_running_it) {
   fake_host h;
-  input_record& dep = h.started(wire::keep_result);
-  input_record& consumer = h.make(wire::deliver_result, std::string("\xc1", 1));  // not msgpack
+  call_record& dep = h.started(wire::keep_result);
+  call_record& consumer = h.make(wire::deliver_result, std::string("\xc1", 1));  // not msgpack
   const std::uint64_t consumer_id = consumer.id;
   ASSERT_TRUE(h.graph.add_argument(consumer, 0, dep));
   h.graph.start_when_ready(consumer);
@@ -220,15 +220,15 @@ TEST(call_graph, malformed_arguments_fail_the_call_instead_of_running_it) {
 TEST(call_graph, calls_nobody_needs_any_more_are_cancelled_up_their_arguments_but_not_those_kept_or_spawned) {
   // root <- middle <- leaf, plus `kept` (its program keeps it) and `spawned` (durable), both feeding leaf.
   fake_host h;
-  input_record& root = h.started(0);
-  input_record& kept = h.started(wire::keep_result);
-  input_record& spawned = h.started(0);
+  call_record& root = h.started(0);
+  call_record& kept = h.started(wire::keep_result);
+  call_record& spawned = h.started(0);
   spawned.durable = true;
   const std::string one = encoded(std::tuple<std::monostate>{});
-  input_record& middle = h.make(0, one);
+  call_record& middle = h.make(0, one);
   ASSERT_TRUE(h.graph.add_argument(middle, 0, root));
   h.graph.start_when_ready(middle);
-  input_record& leaf = h.make(wire::deliver_result, encoded(std::tuple<std::monostate, std::monostate, std::monostate>{}));
+  call_record& leaf = h.make(wire::deliver_result, encoded(std::tuple<std::monostate, std::monostate, std::monostate>{}));
   ASSERT_TRUE(h.graph.add_argument(leaf, 0, middle));
   ASSERT_TRUE(h.graph.add_argument(leaf, 1, kept));
   ASSERT_TRUE(h.graph.add_argument(leaf, 2, spawned));
@@ -249,17 +249,17 @@ TEST(call_graph, calls_nobody_needs_any_more_are_cancelled_up_their_arguments_bu
 TEST(call_graph, a_tail_call_takes_the_callers_place_and_a_chain_of_them_holds_one_node) {
   // consumer(original); original's body tail-calls t1, whose body tail-calls t2, ...
   fake_host h;
-  input_record& original = h.started(wire::keep_result);
+  call_record& original = h.started(wire::keep_result);
   original.caller_session = 7;
   original.caller_call_id = 70;
-  input_record& consumer = h.make(wire::deliver_result, encoded(std::tuple<std::monostate>{}));
+  call_record& consumer = h.make(wire::deliver_result, encoded(std::tuple<std::monostate>{}));
   ASSERT_TRUE(h.graph.add_argument(consumer, 0, original));
   h.graph.start_when_ready(consumer);
   const std::uint64_t consumer_id = consumer.id;
 
-  input_record* current = &original;
+  call_record* current = &original;
   for (int hop = 0; hop < 1000; ++hop) {
-    input_record& next = h.started(0);  // made by the running body, which returns it
+    call_record& next = h.started(0);  // made by the running body, which returns it
     const std::uint64_t gone = current->id;
     h.graph.hand_over(*current, next);
     EXPECT_FALSE(h.alive(gone));
@@ -275,8 +275,8 @@ TEST(call_graph, a_tail_call_takes_the_callers_place_and_a_chain_of_them_holds_o
 
 TEST(call_graph, a_tail_call_to_a_call_that_has_ended_already_settles_at_once) {
   fake_host h;
-  input_record& original = h.started(wire::deliver_result);  // its caller awaits it
-  input_record& target = h.started(wire::keep_result);       // the body keeps the call it will return
+  call_record& original = h.started(wire::deliver_result);  // its caller awaits it
+  call_record& target = h.started(wire::keep_result);       // the body keeps the call it will return
   h.succeed(target, 5);
   const std::uint64_t target_id = target.id;
   h.graph.hand_over(original, target);

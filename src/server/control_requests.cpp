@@ -247,7 +247,7 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
       // Not started yet: the new version runs them, and its backlog in the store.
       next->backlogged = fn.backlogged;
       next->loaded_seq = fn.loaded_seq;
-      for (input_record* in : fn.queue) {
+      for (call_record* in : fn.queue) {
         in->function = next;
         next->queue.push_back(in);
       }
@@ -269,14 +269,14 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
   std::vector<std::uint64_t> pending;
   for (const auto& [id, in] : graph.calls()) {
     if (in->function->app == app.get() &&
-        (in->state == input_state::waiting || in->state == input_state::backoff)) {
+        (in->state == call_state::waiting || in->state == call_state::backoff)) {
       pending.push_back(id);
     }
   }
   for (std::uint64_t id : pending) {
-    input_record* found = graph.find(id);  // failing one may have failed (and forgotten) a consumer among them
+    call_record* found = graph.find(id);  // failing one may have failed (and forgotten) a consumer among them
     if (!found) continue;
-    input_record& in = *found;
+    call_record& in = *found;
     function_state* next = nullptr;
     if (successor) {
       auto f = successor->functions.find(in.function->name);
@@ -341,9 +341,9 @@ void server::state::spawn(session& s, std::uint64_t request_id, const std::strin
   schedule_flush();
 }
 
-input_record& server::state::add_durable_input(function_state& fn, state_store::spawned_call call) {
-  auto owned = std::make_unique<input_record>();
-  input_record& in = *owned;
+call_record& server::state::add_durable_input(function_state& fn, state_store::spawned_call call) {
+  auto owned = std::make_unique<call_record>();
+  call_record& in = *owned;
   in.call_id = std::move(call.call_id);
   in.id = next_input_id++;
   in.durable = true;
@@ -374,8 +374,8 @@ void server::state::load_backlog(function_state& fn) {
   if (calls.size() < room) fn.backlogged = false;
   for (auto& call : calls) {
     if (durable_calls.contains(call.call_id)) continue;
-    input_record& in = add_durable_input(fn, std::move(call));
-    in.state = input_state::queued;
+    call_record& in = add_durable_input(fn, std::move(call));
+    in.state = call_state::queued;
     fn.queue.push_back(&in);
   }
 }
@@ -408,9 +408,9 @@ void server::state::flush_store() {
       }
       continue;
     }
-    input_record* found = graph.find(input_id);
+    call_record* found = graph.find(input_id);
     if (!found) continue;
-    input_record& in = *found;
+    call_record& in = *found;
     if (!failure.empty()) {
       durable_calls.erase(in.call_id);
       reply_error(session_id, request_id,
@@ -423,7 +423,7 @@ void server::state::flush_store() {
   }
 }
 
-void server::state::finish_durable(input_record& in) {
+void server::state::finish_durable(call_record& in) {
   durable_calls.erase(in.call_id);
   finish_stored(in.call_id, in.outcome, in.result.view());
 }

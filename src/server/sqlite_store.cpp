@@ -1,4 +1,4 @@
-#include "server/state_store.hpp"
+#include "server/sqlite_store.hpp"
 
 #include <sqlite3.h>
 
@@ -53,11 +53,15 @@ void bind_blob(sqlite3_stmt* s, int i, std::span<const char> v) {
 
 }  // namespace
 
+std::unique_ptr<state_store> open_sqlite_store(const std::filesystem::path& file) {
+  return std::make_unique<sqlite_store>(file);
+}
+
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-state_store::state_store(const std::filesystem::path& file) {
+sqlite_store::sqlite_store(const std::filesystem::path& file) {
   if (sqlite3_open(file.c_str(), &db_) != SQLITE_OK) {
     const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
@@ -94,7 +98,7 @@ state_store::state_store(const std::filesystem::path& file) {
   exec("CREATE INDEX IF NOT EXISTS calls_created ON calls(created_at)");
 }
 
-state_store::~state_store() {
+sqlite_store::~sqlite_store() {
   try {
     flush();
   } catch (...) {
@@ -103,9 +107,9 @@ state_store::~state_store() {
   sqlite3_close(db_);
 }
 
-void state_store::release_memory() { sqlite3_db_release_memory(db_); }
+void sqlite_store::release_memory() { sqlite3_db_release_memory(db_); }
 
-bool state_store::has_column(const char* table, const char* column) {
+bool sqlite_store::has_column(const char* table, const char* column) {
   statement s(prepare((std::string("PRAGMA table_info(") + table + ")").c_str()));
   while (sqlite3_step(s.get()) == SQLITE_ROW) {
     if (text_column(s.get(), 1) == column) return true;
@@ -113,7 +117,7 @@ bool state_store::has_column(const char* table, const char* column) {
   return false;
 }
 
-void state_store::exec(const char* sql) {
+void sqlite_store::exec(const char* sql) {
   char* error = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
     const std::string why = error ? error : sqlite3_errmsg(db_);
@@ -122,7 +126,7 @@ void state_store::exec(const char* sql) {
   }
 }
 
-sqlite3_stmt* state_store::cached(const char* sql) {
+sqlite3_stmt* sqlite_store::cached(const char* sql) {
   auto [it, added] = statements_.try_emplace(sql, nullptr);
   if (added) {
     try {
@@ -135,7 +139,7 @@ sqlite3_stmt* state_store::cached(const char* sql) {
   return it->second;
 }
 
-sqlite3_stmt* state_store::prepare(const char* sql) {
+sqlite3_stmt* sqlite_store::prepare(const char* sql) {
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(db_, sql, -1, &s, nullptr) != SQLITE_OK) {
     throw Error(std::string("the server's database failed to prepare (") + sql + "): " + sqlite3_errmsg(db_));
@@ -143,7 +147,7 @@ sqlite3_stmt* state_store::prepare(const char* sql) {
   return s;
 }
 
-void state_store::put_deployment(const deployment& d) {
+void sqlite_store::put_deployment(const deployment& d) {
   statement s(prepare(
       "INSERT OR REPLACE INTO deployments (app, declared_name, digest, deployed_at, specs, arguments)"
       " VALUES (?, ?, ?, ?, ?, ?)"));
@@ -158,13 +162,13 @@ void state_store::put_deployment(const deployment& d) {
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot store a deployment: ") + sqlite3_errmsg(db_));
 }
 
-void state_store::remove_deployment(const std::string& app) {
+void sqlite_store::remove_deployment(const std::string& app) {
   statement s(prepare("DELETE FROM deployments WHERE app = ?"));
   bind_text(s.get(), 1, app);
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot remove a deployment: ") + sqlite3_errmsg(db_));
 }
 
-std::vector<state_store::deployment> state_store::deployments() {
+std::vector<state_store::deployment> sqlite_store::deployments() {
   statement s(prepare("SELECT app, declared_name, digest, deployed_at, specs, arguments FROM deployments ORDER BY app"));
   std::vector<deployment> out;
   while (sqlite3_step(s.get()) == SQLITE_ROW) {
@@ -179,7 +183,7 @@ std::vector<state_store::deployment> state_store::deployments() {
   return out;
 }
 
-void state_store::add_call(spawned_call call) {
+void sqlite_store::add_call(spawned_call call) {
   queued_write w;
   w.kind = queued_write::add;
   w.call = std::move(call);
@@ -187,7 +191,7 @@ void state_store::add_call(spawned_call call) {
   queued_.push_back(std::move(w));
 }
 
-void state_store::finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
+void sqlite_store::finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
                                     std::span<const char> result, double finished_at) {
   queued_write w;
   w.kind = queued_write::finish_function;
@@ -200,12 +204,12 @@ void state_store::finish_unfinished(const std::string& app, const std::string& f
   queued_.push_back(std::move(w));
 }
 
-std::int64_t state_store::max_seq() {
+std::int64_t sqlite_store::max_seq() {
   statement s(prepare("SELECT COALESCE(MAX(seq), 0) FROM calls"));
   return sqlite3_step(s.get()) == SQLITE_ROW ? sqlite3_column_int64(s.get(), 0) : 0;
 }
 
-void state_store::finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result,
+void sqlite_store::finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result,
                               double finished_at) {
   queued_write w;
   w.kind = queued_write::finish;
@@ -217,7 +221,7 @@ void state_store::finish_call(const std::string& call_id, wire::status outcome, 
   queued_.push_back(std::move(w));
 }
 
-void state_store::flush() {
+void sqlite_store::flush() {
   if (queued_.empty()) return;
   auto writes = std::move(queued_);
   queued_.clear();
@@ -281,14 +285,14 @@ std::vector<state_store::spawned_call> read_calls(sqlite3_stmt* s) {
 
 }  // namespace
 
-std::vector<state_store::spawned_call> state_store::unfinished_calls() {
+std::vector<state_store::spawned_call> sqlite_store::unfinished_calls() {
   statement s(prepare(
       "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
       " WHERE finished_at IS NULL ORDER BY seq"));
   return read_calls(s.get());
 }
 
-std::vector<state_store::spawned_call> state_store::unfinished_calls(const std::string& app, const std::string& function,
+std::vector<state_store::spawned_call> sqlite_store::unfinished_calls(const std::string& app, const std::string& function,
                                                                      std::int64_t after_seq, std::size_t limit) {
   statement_use s(cached(
       "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
@@ -300,7 +304,7 @@ std::vector<state_store::spawned_call> state_store::unfinished_calls(const std::
   return read_calls(s.get());
 }
 
-std::optional<state_store::stored_call> state_store::find_call(const std::string& call_id) {
+std::optional<state_store::stored_call> sqlite_store::find_call(const std::string& call_id) {
   if (function_finish_queued_) flush();  // (rare: an app went; its calls are not indexed one by one)
   auto add = queued_adds_.find(call_id);
   auto finish = queued_finishes_.find(call_id);
@@ -323,7 +327,7 @@ std::optional<state_store::stored_call> state_store::find_call(const std::string
   return c;
 }
 
-std::optional<state_store::stored_call> state_store::find_committed_call(const std::string& call_id) {
+std::optional<state_store::stored_call> sqlite_store::find_committed_call(const std::string& call_id) {
   statement_use s(cached("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
                          " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
   bind_text(s.get(), 1, call_id);
@@ -339,14 +343,14 @@ std::optional<state_store::stored_call> state_store::find_committed_call(const s
   return c;
 }
 
-std::optional<std::string> state_store::call_for_key(const std::string& idempotency_key) {
+std::optional<std::string> sqlite_store::call_for_key(const std::string& idempotency_key) {
   statement_use s(cached("SELECT call_id FROM calls WHERE idempotency_key = ?"));
   bind_text(s.get(), 1, idempotency_key);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   return text_column(s.get(), 0);
 }
 
-std::vector<wire::call_row> state_store::recent_calls(const call_filter& filter) {
+std::vector<wire::call_row> sqlite_store::recent_calls(const call_filter& filter) {
   // The status as SQL sees it: -1 any, -2 pending, -3 failed, or an outcome's code.
   int status = -1;
   if (filter.status == "pending") {
@@ -386,7 +390,7 @@ std::vector<wire::call_row> state_store::recent_calls(const call_filter& filter)
   return out;
 }
 
-void state_store::expire_results(double before) {
+void sqlite_store::expire_results(double before) {
   statement s(prepare("UPDATE calls SET result = NULL, expired = 1 WHERE finished_at < ? AND expired = 0"));
   sqlite3_bind_double(s.get(), 1, before);
   if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot expire results: ") + sqlite3_errmsg(db_));
