@@ -10,10 +10,11 @@
 #include <CLI/CLI.hpp>
 #include <sys/wait.h>
 
-#include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/json.hpp>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -22,7 +23,6 @@
 #include <ferry/ferry.hpp>
 #include <iostream>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "client/client.hpp"
@@ -179,51 +179,37 @@ int call(const server_target& target, const std::string& qualified, const std::s
               << '\n';
     return 2;
   }
-  // Ctrl-C (or SIGTERM) cancels the call rather than leaving it to run with nobody to take its result: the
-  // signals are blocked in every thread (the client's too, so set before it starts) and awaited on one.
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&signals, sig);  // SIGUSR1: the call ended
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Ctrl-C (or SIGTERM) cancels the call rather than leaving it to run with nobody to take its result. This
+  // thread waits for whichever comes first, the call's end or a signal.
+  boost::asio::io_context waiting;
+  boost::asio::signal_set signals(waiting, SIGINT, SIGTERM);
   auto c = connect_to(target);
   detail::function_entry entry;
   entry.app = qualified.substr(0, dot);
   entry.name = qualified.substr(dot + 1);
   const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) { codec_json::to_msgpack(args, out); };
-  struct outcome {
-    std::mutex mu;
-    std::condition_variable ended;
-    bool done = false;
-    std::exception_ptr error;
-    detail::buffer result;
-  } call;
-  const std::uint64_t id =
-      c->submit({entry, encode}, [&call](std::exception_ptr error, detail::buffer result) {
-        std::lock_guard lock(call.mu);
-        call.done = true;
-        call.error = error;
-        call.result = std::move(result);
-        call.ended.notify_all();
-      });
-  std::atomic<int> interrupted{0};
-  std::thread signal_waiter([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
-    if (sig == SIGUSR1) return;
-    interrupted = sig;
-    c->cancel(id);
+  std::exception_ptr error;
+  detail::buffer result;
+  const std::uint64_t id = c->submit({entry, encode}, [&](std::exception_ptr e, detail::buffer r) {
+    // On the client's I/O thread: hand the outcome to this one.
+    boost::asio::post(waiting, [&, e, r = std::move(r)]() mutable {
+      error = e;
+      result = std::move(r);
+      signals.cancel();
+    });
   });
-  {
-    std::unique_lock lock(call.mu);
-    call.ended.wait(lock, [&] { return call.done; });
-  }
-  pthread_kill(signal_waiter.native_handle(), SIGUSR1);
-  signal_waiter.join();
+  int interrupted = 0;
+  signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;  // the call ended
+    interrupted = sig;
+    c->cancel(id);  // it ends now, with CancelledError (or with its value, if that came first)
+  });
+  waiting.run();
   // (A signal that came as the call ended cancelled nothing: then the result stands.)
   bool was_cancelled = false;
-  if (call.error) {
+  if (error) {
     try {
-      std::rethrow_exception(call.error);
+      std::rethrow_exception(error);
     } catch (const CancelledError&) {
       was_cancelled = true;
     } catch (...) {
@@ -233,8 +219,8 @@ int call(const server_target& target, const std::string& qualified, const std::s
     std::cerr << "ferry call: interrupted; the call of " << qualified << " was cancelled\n";
     return 128 + interrupted;
   }
-  if (call.error) std::rethrow_exception(call.error);
-  detail::reader rr{call.result.view()};
+  if (error) std::rethrow_exception(error);
+  detail::reader rr{result.view()};
   std::cout << boost::json::serialize(codec_json::to_json(rr)) << '\n';
   return 0;
 }
@@ -369,12 +355,7 @@ int serve(const server_flags& flags) {
   options.max_log_lines = flags.log_lines;
   options.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
 
-  // SIGINT/SIGTERM stop the server gracefully; block them everywhere and wait for them on one thread.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  options.stop_on_signals = true;  // SIGINT and SIGTERM stop it gracefully
 
   // Every connection and container costs descriptors: take all the hard limit allows (often 1024 soft).
   if (rlimit files{}; ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
@@ -393,16 +374,7 @@ int serve(const server_flags& flags) {
                state_dir.string());
   spdlog::info("dashboard and HTTP API at http://{}/ (the token is in {})", srv.address(),
                (state_dir / "token").string());
-  std::thread signal_waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    srv.stop();
-  });
   srv.run();
-  // run() also returns when the server stops for another reason: release the waiter.
-  pthread_kill(signal_waiter.native_handle(), SIGTERM);
-  signal_waiter.join();
   return 0;
 }
 

@@ -224,8 +224,22 @@ class process_launcher final : public container_launcher {
     // The server's sockets must not leak into containers: a container holding a client's socket would
     // keep that connection open after the client dies.
     posix_spawn_file_actions_addclosefrom_np(&actions, main_fd_in_container + 1);
+    // Nor the signal mask or ignored signals of whichever thread starts them (a program that embeds the
+    // server may block signals in its threads): a container starts with none blocked, and SIGINT and
+    // SIGTERM, by which it is stopped, at their defaults.
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, stop_signals;
+    sigemptyset(&none);
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &stop_signals);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
-    const int err = ::posix_spawn(&pid, spec.executable.c_str(), &actions, nullptr, argv.data(), envp.data());
+    const int err = ::posix_spawn(&pid, spec.executable.c_str(), &actions, &attributes, argv.data(), envp.data());
+    posix_spawnattr_destroy(&attributes);
     posix_spawn_file_actions_destroy(&actions);
     ::close(out_fds[1]);
     ::close(err_fds[1]);

@@ -64,6 +64,14 @@ server::~server() = default;
 std::string server::address() const { return state_->address; }
 
 void server::run() {
+  if (state_->options.stop_on_signals) {
+    state_->stop_signals.emplace(state_->io, SIGINT, SIGTERM);
+    state_->stop_signals->async_wait([s = state_.get()](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      s->begin_stop();
+    });
+  }
   state_->accept();
   asio::post(state_->io, [s = state_.get()] { s->recover(); });
   wire::run_batched(state_->io);
@@ -702,6 +710,7 @@ void server::state::finish_stop_if_done() {
   // Let the closing connections flush (bounded), then leave run().
   stop_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(200));
   stop_timer->async_wait([this](boost::system::error_code) { io.stop(); });
+  if (stop_signals) stop_signals->cancel();
   asio::post(io, [this] {
     if (sessions.empty()) io.stop();
   });

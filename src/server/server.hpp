@@ -47,6 +47,9 @@ struct server_options {
   std::chrono::seconds retention{7 * 24 * 3600};
   /// How many of the lines containers wrote the server keeps (the newest), for `ferry logs` and the API.
   std::size_t max_log_lines = 10'000;
+  /// SIGINT and SIGTERM stop the server as stop() does (`ferry server`). Off for a server embedded in a
+  /// program, whose signals are the program's.
+  bool stop_on_signals = false;
 };
 
 class server {

@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <chrono>
@@ -277,6 +278,7 @@ struct server::state final : call_graph::host {
 
   bool stopping = false;
   bool finishing = false;
+  std::optional<asio::signal_set> stop_signals;  // see server_options::stop_on_signals
   std::unique_ptr<asio::steady_timer> stop_timer;
 
   void accept();

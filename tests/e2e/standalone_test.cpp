@@ -39,6 +39,20 @@ TEST(standalone, FERRY_SERVER_points_app_main_at_the_server) {
   EXPECT_EQ(run_app([] { EXPECT_EQ(square.remote(9), 81); }), 0);
 }
 
+TEST(standalone, containers_start_with_no_signal_blocked_and_sigint_and_sigterm_at_their_defaults) {
+  // `ferry server` handles SIGINT and SIGTERM itself; its containers must not inherit how (blocked, the
+  // server would stop them with a SIGTERM they never see), whatever thread starts them.
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::string state;
+  EXPECT_EQ(run_app([&] { state = signal_state.remote(); }), 0);
+  EXPECT_THAT(state, HasSubstr("SigBlk:\t0000000000000000\n"));
+  const auto ignored = state.substr(state.find("SigIgn:\t") + 8, 16);
+  const unsigned long long mask = std::stoull(ignored, nullptr, 16);
+  EXPECT_EQ(mask & (1ULL << (SIGINT - 1)), 0u) << state;
+  EXPECT_EQ(mask & (1ULL << (SIGTERM - 1)), 0u) << state;
+}
+
 TEST(standalone, a_second_server_on_the_same_state_dir_is_refused_and_the_first_keeps_serving) {
   ferry_server server;
   const auto second = run({FERRY_CLI_PATH, "server", "--port", "0", "--state-dir", server.state_dir()});

@@ -636,4 +636,15 @@ container_view container_exposure_body() {
 ferry::Function<container_view()> container_exposure =
     app().function("container_exposure", container_exposure_body);
 
+/// The SigBlk and SigIgn lines of the body's thread in /proc/self/status: the signals it blocks and ignores.
+std::string signal_state_body() {
+  std::ifstream in("/proc/self/task/" + std::to_string(::gettid()) + "/status");
+  std::string line, state;
+  while (std::getline(in, line)) {
+    if (line.starts_with("SigBlk:") || line.starts_with("SigIgn:")) state += line + "\n";
+  }
+  return state;
+}
+ferry::Function<std::string()> signal_state = app().function("signal_state", signal_state_body);
+
 }  // namespace e2e

@@ -175,5 +175,6 @@ struct container_view {
 };
 FERRY_STRUCT(container_view, pid, command_line, token_in_environment)
 extern ferry::Function<container_view()> container_exposure;
+extern ferry::Function<std::string()> signal_state;
 
 }  // namespace e2e
