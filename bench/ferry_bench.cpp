@@ -21,9 +21,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <optional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -38,8 +38,8 @@ using clock_type = std::chrono::steady_clock;
 ferry::App app{"bench"};
 // The throughput workloads (W2-W4) keep many small inputs in flight: up to 256 per container, in two
 // containers (one per core). W1 is sequential, so the options do not change it.
-auto double_it = app.function("double_it", [](std::int64_t x) { return 2 * x; },
-                              {.max_inputs = 256, .max_containers = 2});
+auto double_it =
+    app.function("double_it", [](std::int64_t x) { return 2 * x; }, {.max_inputs = 256, .max_containers = 2});
 
 ferry::Task<std::int64_t> sleep_100ms(std::int64_t x) {
   co_await ferry::sleep(std::chrono::milliseconds(100));
@@ -51,8 +51,8 @@ auto tree_add = app.function("tree_add", [](std::int64_t a, std::int64_t b) { re
                              {.max_inputs = 256, .max_containers = 2});
 
 /// W8: spawned calls drained by two containers.
-auto spawned_double = app.function("spawned_double", [](std::int64_t x) { return 2 * x; },
-                                   {.max_inputs = 64, .max_containers = 2});
+auto spawned_double =
+    app.function("spawned_double", [](std::int64_t x) { return 2 * x; }, {.max_inputs = 64, .max_containers = 2});
 /// W8's size (bench.md's 1,000,000; `--w8-calls N` changes it, for profiling).
 std::int64_t w8_calls = 1'000'000;
 
@@ -385,7 +385,8 @@ ferry::Task<void> run_w8(figures& out, pid_t server) {
   constexpr std::int64_t batch = 1000;
   for (std::int64_t start = 0; start < w8_calls; start += batch) {
     std::vector<ferry::Task<ferry::FunctionCall<std::int64_t>>> spawns;
-    for (std::int64_t i = start; i < std::min(start + batch, w8_calls); ++i) spawns.push_back(spawned_double.spawn.aio(i));
+    for (std::int64_t i = start; i < std::min(start + batch, w8_calls); ++i)
+      spawns.push_back(spawned_double.spawn.aio(i));
     for (auto& c : co_await ferry::gather(std::move(spawns))) calls.push_back(std::move(c));
   }
   const double submit_s = seconds_since(t0);
@@ -439,7 +440,9 @@ void measure_idle_rss(figures& out, const std::vector<pid_t>& other_processes) {
 /// The workloads to run (`--only W2,W3`); empty runs them all.
 std::vector<std::string> only;
 
-bool selected(const char* workload) { return only.empty() || std::find(only.begin(), only.end(), workload) != only.end(); }
+bool selected(const char* workload) {
+  return only.empty() || std::find(only.begin(), only.end(), workload) != only.end();
+}
 
 figures run_workloads(const std::vector<pid_t>& other_processes) {
   figures out;
@@ -541,13 +544,14 @@ int main(int argc, char** argv) {
     } else {
       const bool help = a == "--help" || a == "-h";
       if (!help) std::cerr << "ferry_bench: unknown option '" << a << "'\n";
-      (help ? std::cout : std::cerr) << "usage: ferry_bench [--runs N (>= 3)] [--out FILE] [--only W1,...,W9,RSS] [--w8-calls N] "
-                   "[--embedded-once]\n"
-                   "  --runs N         runs of every workload, embedded and standalone (default 3)\n"
-                   "  --out FILE       where the Markdown table goes too (default bench-results.md)\n"
-                   "  --only LIST      these workloads only\n"
-                   "  --w8-calls N     W8's spawned calls (default 1,000,000)\n"
-                   "  --embedded-once  one run on the embedded server, figures as plain lines (for profiling)\n";
+      (help ? std::cout : std::cerr)
+          << "usage: ferry_bench [--runs N (>= 3)] [--out FILE] [--only W1,...,W9,RSS] [--w8-calls N] "
+             "[--embedded-once]\n"
+             "  --runs N         runs of every workload, embedded and standalone (default 3)\n"
+             "  --out FILE       where the Markdown table goes too (default bench-results.md)\n"
+             "  --only LIST      these workloads only\n"
+             "  --w8-calls N     W8's spawned calls (default 1,000,000)\n"
+             "  --embedded-once  one run on the embedded server, figures as plain lines (for profiling)\n";
       return help ? 0 : 2;
     }
   }

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   g++ cmake ninja-build pkg-config
+  clang-format  # the style check (tests/support/check_format.sh)
   curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # Boost.URL: the HTTP API's request targets
   libssl-dev  # OpenSSL: SHA-256 of deployed binaries, constant-time token comparison

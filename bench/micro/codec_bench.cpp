@@ -113,7 +113,7 @@ void BM_DecodeResult(benchmark::State& state, T value, bool bytes_per_second) {
 }
 
 // Each payload shape runs through all four directions above.
-#define FERRY_CODEC_BENCH(name, value, bytes_per_second)                  \
+#define FERRY_CODEC_BENCH(name, value, bytes_per_second)                \
   BENCHMARK_CAPTURE(BM_EncodeArguments, name, value, bytes_per_second); \
   BENCHMARK_CAPTURE(BM_DecodeArguments, name, value, bytes_per_second); \
   BENCHMARK_CAPTURE(BM_EncodeResult, name, value, bytes_per_second);    \

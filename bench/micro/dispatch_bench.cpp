@@ -8,9 +8,9 @@
 // These benchmarks therefore run the same steps on the server's own types (call_record, function_state,
 // container_record from server_state.hpp) with the real wire functions (frame::decode_header, frame_writer),
 // and the scheduler's own least_loaded_ready, start_attempt and format_call_id, while the rest of the
-// bookkeeping (the queue, on_call's and on_output's map entries) is a copy of a few lines: keep it in step. Not covered: connection::send's
-// mutex and send() syscall, scale() after each dispatch, timeout timers, record_end (history, metrics),
-// logging, dependencies and tail calls.
+// bookkeeping (the queue, on_call's and on_output's map entries) is a copy of a few lines: keep it in step. Not
+// covered: connection::send's mutex and send() syscall, scale() after each dispatch, timeout timers, record_end
+// (history, metrics), logging, dependencies and tail calls.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -47,8 +47,8 @@ const char* size_label(std::int64_t size) { return size == 0 ? "int64 argument" 
 /// A parsed frame over `encoded` (a frame with its length prefix); `encoded` must outlive it.
 wire::frame parse(const buffer& encoded) {
   std::string error;
-  auto f = wire::parse_frame({encoded.data() + wire::length_prefix_size, encoded.size() - wire::length_prefix_size},
-                             error);
+  auto f =
+      wire::parse_frame({encoded.data() + wire::length_prefix_size, encoded.size() - wire::length_prefix_size}, error);
   if (!f) throw std::runtime_error(error);
   return *f;
 }

@@ -185,9 +185,9 @@ Task<std::tuple<detail::gathered_t<detail::awaited_t<A>>...>> gather(A... tasks)
   std::vector<Task<void>> all;
   all.reserve(sizeof...(A));
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    (all.push_back(detail::store_result(
-         detail::awaited<A>::task(std::move(tasks)),
-         [&results](auto&& v) { std::get<I>(results).emplace(std::forward<decltype(v)>(v)); })),
+    (all.push_back(
+         detail::store_result(detail::awaited<A>::task(std::move(tasks)),
+                              [&results](auto&& v) { std::get<I>(results).emplace(std::forward<decltype(v)>(v)); })),
      ...);
   }
   (std::index_sequence_for<A...>{});
@@ -259,8 +259,7 @@ class awaitable_async_op<void(std::exception_ptr, T), ferry::StartedTask<T>, Exe
 template <class Executor>
 class awaitable_async_op<void(std::exception_ptr), ferry::StartedTask<void>, Executor> {
  public:
-  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*)
-      : task_(task.coroutine()) {}
+  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*) : task_(task.coroutine()) {}
   bool await_ready() const noexcept { return false; }
   template <class Frame>
   void await_suspend(coroutine_handle<Frame> caller) {

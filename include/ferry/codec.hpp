@@ -118,7 +118,9 @@ struct field {
 };
 
 template <class T>
-concept described_struct = requires(const T* p) { ferry_struct_fields(p); };
+concept described_struct = requires(const T* p) {
+  ferry_struct_fields(p);
+};
 
 /// While a function's signature is being named (see describe_signature): the structs its types mention, by
 /// qualified name, each with its fields ("{id:int64,items:vector<string>}"), so that two programs' structs of
@@ -525,4 +527,3 @@ T decode(detail::reader& in) {
   [[maybe_unused]] inline auto ferry_struct_fields(const Type*) {                           \
     return ::std::make_tuple(FERRY_DETAIL_FOR_EACH(FERRY_DETAIL_FIELD, Type, __VA_ARGS__)); \
   }
-

@@ -292,7 +292,7 @@ class Function<R(A...)> {
       return FunctionCall<value_type>(detail::decode_string(id));
     }
     static Task<FunctionCall<value_type>> aio_with(std::shared_ptr<const detail::function_entry> entry,
-                                                    SpawnOptions options, A... args) {
+                                                   SpawnOptions options, A... args) {
       const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) {
         detail::encode_arguments(out, args...);
       };
@@ -591,8 +591,6 @@ class Function<R(A...)> {
   }
 
  public:
-
-
   /// Runs the body in the calling process: returns what the body returns (a Task for an async body). Throws
   /// ferry::Error for a handle from from_name, whose body this program does not have.
   R local(const A&... args) const {

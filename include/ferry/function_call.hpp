@@ -12,8 +12,8 @@
 
 #include <chrono>
 #include <ferry/codec.hpp>
-#include <ferry/errors.hpp>
 #include <ferry/detail/buffer.hpp>
+#include <ferry/errors.hpp>
 #include <ferry/future.hpp>
 #include <ferry/task.hpp>
 #include <functional>
@@ -31,20 +31,19 @@ struct SpawnOptions {
 namespace detail {
 
 /// A control request to the server (see the wire protocol's `request`): blocking, and awaitable.
-buffer control_request(const std::string& verb, const std::string& subject,
-                       const std::function<void(buffer&)>& write, const std::source_location& site);
+buffer control_request(const std::string& verb, const std::string& subject, const std::function<void(buffer&)>& write,
+                       const std::source_location& site);
 Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write);
 
 /// A `get` of a spawned call, waiting at most `timeout`.
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout);
 /// A `spawn`: the key and the arguments `args` appends. Refers to both: use it at once.
-std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key, const std::function<void(buffer&)>& args);
+std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key,
+                                           const std::function<void(buffer&)>& args);
 std::string decode_string(const buffer& encoded);
 /// For from_id, after a `get` that did not return a value: rethrows when the call does not exist (or the
 /// server cannot be reached); returns when the call exists (not finished, expired, or failed).
 void rethrow_unless_call_exists(std::exception_ptr error);
-
-
 
 }  // namespace detail
 

@@ -82,8 +82,9 @@ const std::string& lazy_call_function_name(const lazy_call& call);
 /// decode throws Error saying so, followed by `fix`.
 template <class T>
 T decode_call_result(const std::string& call, const buffer& encoded,
-                     const char* fix = "the caller and the container disagree on the function's signature (rebuild "
-                                       "both from one source)") {
+                     const char* fix =
+                         "the caller and the container disagree on the function's signature (rebuild "
+                         "both from one source)") {
   reader r{encoded.view()};
   try {
     return ferry::decode<T>(r);
@@ -117,7 +118,8 @@ class Future {
 
   /// Blocks until the value exists (starting the call if needed) and returns it; throws the call's error.
   T result(std::source_location site = std::source_location::current()) const {
-    return detail::decode_call_result<T>("'" + detail::future_function_name(*state_) + "'", detail::future_result(*state_, site));
+    return detail::decode_call_result<T>("'" + detail::future_function_name(*state_) + "'",
+                                         detail::future_result(*state_, site));
   }
 
   /// Whether the call has ended (with a value or an error). Never blocks, never starts it.
@@ -170,7 +172,8 @@ class CallTask : public Task<T> {
  private:
   static Task<T> run(std::shared_ptr<detail::lazy_call> call) {
     detail::buffer encoded = co_await detail::await_lazy_call(call);
-    if constexpr (!std::is_void_v<T>) co_return detail::decode_call_result<T>("'" + detail::lazy_call_function_name(*call) + "'", encoded);
+    if constexpr (!std::is_void_v<T>)
+      co_return detail::decode_call_result<T>("'" + detail::lazy_call_function_name(*call) + "'", encoded);
   }
 
   std::shared_ptr<detail::lazy_call> call_;

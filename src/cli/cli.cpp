@@ -3,24 +3,23 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <sys/wait.h>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <cstdlib>
 #include <ferry/ferry.hpp>
+#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <vector>
@@ -94,7 +93,8 @@ std::string describe_app(const std::string& binary, const std::vector<std::strin
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool timed_out = false;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd readable{fds[0], POLLIN, 0};
     const int ready = left.count() > 0 ? ::poll(&readable, 1, static_cast<int>(left.count())) : 0;
     if (ready < 0 && errno == EINTR) continue;
@@ -114,7 +114,8 @@ std::string describe_app(const std::string& binary, const std::vector<std::strin
   if (timed_out) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%g", static_cast<double>(timeout.count()) / 1000);
-    throw Error(binary + " did not describe its app within " + seconds + " s, and was stopped: ferry deploy runs it (with FERRY_DESCRIBE=1 and the arguments after --) and "
+    throw Error(binary + " did not describe its app within " + seconds +
+                " s, and was stopped: ferry deploy runs it (with FERRY_DESCRIBE=1 and the arguments after --) and "
                 "expects it to reach app.main at once; does its main wait for something, or work long before "
                 "app.main? (--describe-timeout sets the wait)");
   }
@@ -132,7 +133,8 @@ int deploy(const server_target& target, const std::string& binary, const std::st
            const std::vector<std::string>& arguments, std::chrono::milliseconds describe_timeout) {
   const std::string described = describe_app(binary, arguments, describe_timeout);
   if (described.empty()) {
-    throw Error(binary + " is not a ferry app: run with FERRY_DESCRIBE=1 it printed nothing (a ferry app declares "
+    throw Error(binary +
+                " is not a ferry app: run with FERRY_DESCRIBE=1 it printed nothing (a ferry app declares "
                 "its functions on a ferry::App and returns app.main(argc, argv, entry) from main)");
   }
   detail::reader r{std::span<const char>(described.data(), described.size())};
@@ -175,8 +177,8 @@ int call(const server_target& target, const std::string& qualified, const std::s
   boost::system::error_code ec;
   boost::json::value args = boost::json::parse(arguments_json, ec);
   if (ec || !args.is_array()) {
-    std::cerr << "ferry call: the arguments must be a JSON array, e.g. '[1, \"two\"]'" << (ec ? ": " + ec.message() : "")
-              << '\n';
+    std::cerr << "ferry call: the arguments must be a JSON array, e.g. '[1, \"two\"]'"
+              << (ec ? ": " + ec.message() : "") << '\n';
     return 2;
   }
   // Ctrl-C (or SIGTERM) cancels the call rather than leaving it to run with nobody to take its result. This
@@ -282,8 +284,8 @@ int list_calls(const server_target& target, const call_filter& filter) {
 void print_log_row(const wire::log_row& row) {
   const auto& [seq, time, app, function, call_id, stream, text] = row;
   std::printf("%s %s %s%s%s| %s\n", format_time(time).c_str(), function.c_str(), call_id.c_str(),
-              call_id.empty() ? "" : " ", stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? "!" : "",
-              text.c_str());
+              call_id.empty() ? "" : " ",
+              stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? "!" : "", text.c_str());
   std::fflush(stdout);
 }
 
@@ -365,10 +367,11 @@ int serve(const server_flags& flags) {
   server::server srv(options);
   // Before the "listening" line, which tells a supervisor (and the tests) that start-up is over.
   if (!boost::asio::ip::make_address(flags.host).is_loopback()) {
-    spdlog::warn("--host {}: other hosts can connect. They need the token, but it travels unencrypted, as "
-                 "do every call's arguments and results; on a network you do not trust, keep --host 127.0.0.1 and "
-                 "reach the server through a tunnel (ssh -L, a VPN)",
-                 flags.host);
+    spdlog::warn(
+        "--host {}: other hosts can connect. They need the token, but it travels unencrypted, as "
+        "do every call's arguments and results; on a network you do not trust, keep --host 127.0.0.1 and "
+        "reach the server through a tunnel (ssh -L, a VPN)",
+        flags.host);
   }
   spdlog::info("ferry server {} listening on {} (state directory {})", ferry::version(), srv.address(),
                state_dir.string());
@@ -457,9 +460,11 @@ int run_cli(int argc, char** argv) {
                         "State directory of that server, to read its token from when FERRY_TOKEN is unset");
     return command;
   };
-  auto* ps_cmd = add_target(cli.add_subcommand("ps", "List the server's containers: function, state, inputs, uptime, memory"));
+  auto* ps_cmd =
+      add_target(cli.add_subcommand("ps", "List the server's containers: function, state, inputs, uptime, memory"));
   std::string binary;
-  auto* deploy_cmd = add_target(cli.add_subcommand("deploy", "Store an app binary on the server and register its functions"));
+  auto* deploy_cmd =
+      add_target(cli.add_subcommand("deploy", "Store an app binary on the server and register its functions"));
   deploy_cmd->add_option("binary", binary, "The app binary")->required()->check(CLI::ExistingFile);
   std::string deploy_name;
   deploy_cmd->add_option("--name", deploy_name, "Deploy under this name instead of the app's own");

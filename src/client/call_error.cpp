@@ -71,7 +71,9 @@ exception_registry& registry() {
 
 }  // namespace
 
-void register_remote_exception(const std::type_info& type, remote_exception_factory make) { registry().add(type, make); }
+void register_remote_exception(const std::type_info& type, remote_exception_factory make) {
+  registry().add(type, make);
+}
 
 }  // namespace ferry::detail
 

@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
-#include <climits>
-#include <cstdlib>
-#include <string_view>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <climits>
+#include <cstdlib>
 #include <ferry/errors.hpp>
+#include <string_view>
 
-#include "runtime/check.hpp"
 #include "client/terminal.hpp"
+#include "runtime/check.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::client {
@@ -130,14 +130,15 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
       if (!ec && !raw->handshake_.done.load()) raw->connection_->close(no_welcome);
     });
   });
-  c->connection_->send(
-      wire::message_kind::hello,
-      wire::hello_header{wire::protocol_version, token, static_cast<std::uint8_t>(options.role),
-                         options.container_id, static_cast<std::int64_t>(::getpid())});
+  c->connection_->send(wire::message_kind::hello,
+                       wire::hello_header{wire::protocol_version, token, static_cast<std::uint8_t>(options.role),
+                                          options.container_id, static_cast<std::int64_t>(::getpid())});
   pending_call& welcome = c->wait(c->handshake_);
   if (welcome.connection_error == no_welcome) {
-    throw ConnectionError("the server at " + where + " accepted the connection but did not answer ferry's handshake "
-                          "within " + seconds() + ": is " + where +
+    throw ConnectionError("the server at " + where +
+                          " accepted the connection but did not answer ferry's handshake "
+                          "within " +
+                          seconds() + ": is " + where +
                           " a ferry server (and not another service, or an HTTP proxy)? Check FERRY_SERVER or "
                           "--server; FERRY_CONNECT_TIMEOUT sets the wait in seconds");
   }
@@ -173,7 +174,8 @@ void client::register_app(const std::string& app, const std::string& executable,
   specs.reserve(functions.size());
   for (const auto& f : functions) specs.push_back(spec_of(*f));
   handshake_.done.store(false);
-  if (!connection_->send(wire::message_kind::register_app, wire::register_app_header{app, executable, specs, arguments})) {
+  if (!connection_->send(wire::message_kind::register_app,
+                         wire::register_app_header{app, executable, specs, arguments})) {
     throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
   }
   pending_call& reply = wait(handshake_);

@@ -8,9 +8,9 @@
 
 #include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
-#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <exception>
 #include <ferry/detail/buffer.hpp>
@@ -198,11 +198,11 @@ class client {
   endpoint server_;
 
   std::mutex mu_;
-  std::uint64_t next_call_id_ = 1;                            // guarded by mu_
-  std::unordered_map<std::uint64_t, pending_call*> pending_;  // guarded by mu_
-  pending_call handshake_;                                    // the welcome or app_registered being awaited
+  std::uint64_t next_call_id_ = 1;                               // guarded by mu_
+  std::unordered_map<std::uint64_t, pending_call*> pending_;     // guarded by mu_
+  pending_call handshake_;                                       // the welcome or app_registered being awaited
   std::optional<boost::asio::steady_timer> handshake_deadline_;  // I/O thread only
-  std::string closed_reason_;                                 // guarded by mu_; non-empty once closed
+  std::string closed_reason_;                                    // guarded by mu_; non-empty once closed
   std::atomic<bool> closed_{false};
 };
 

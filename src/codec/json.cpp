@@ -1,17 +1,16 @@
 #include "codec/json.hpp"
 
-#include <boost/json/serialize.hpp>
-#include <cstdint>
-#include <cstdlib>
-#include <string_view>
-#include <vector>
-
 #include <msgpuck.h>
 
 #include <boost/json.hpp>
+#include <boost/json/serialize.hpp>
+#include <cstdint>
+#include <cstdlib>
 #include <ferry/codec.hpp>
 #include <ferry/errors.hpp>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace ferry::codec_json {
 
@@ -25,7 +24,8 @@ void to_msgpack(const boost::json::value& value, detail::buffer& out) {
       return;
     case boost::json::kind::int64: {
       const std::int64_t v = value.get_int64();
-      out.commit(v >= 0 ? mp_encode_uint(out.reserve(9), static_cast<std::uint64_t>(v)) : mp_encode_int(out.reserve(9), v));
+      out.commit(v >= 0 ? mp_encode_uint(out.reserve(9), static_cast<std::uint64_t>(v))
+                        : mp_encode_int(out.reserve(9), v));
       return;
     }
     case boost::json::kind::uint64:
@@ -215,7 +215,8 @@ std::string check_value(std::string_view type, const boost::json::value& v, cons
       const std::uint64_t n = v.is_uint64() ? v.get_uint64() : static_cast<std::uint64_t>(v.get_int64());
       if (bits < 64 && n >= (std::uint64_t{1} << bits)) return mismatch() + " (out of range)";
     } else {
-      if (v.is_uint64() && v.get_uint64() > static_cast<std::uint64_t>(INT64_MAX)) return mismatch() + " (out of range)";
+      if (v.is_uint64() && v.get_uint64() > static_cast<std::uint64_t>(INT64_MAX))
+        return mismatch() + " (out of range)";
       const std::int64_t n = v.is_int64() ? v.get_int64() : static_cast<std::int64_t>(v.get_uint64());
       if (bits < 64 && (n < -(std::int64_t{1} << (bits - 1)) || n >= (std::int64_t{1} << (bits - 1)))) {
         return mismatch() + " (out of range)";
@@ -232,7 +233,8 @@ std::string check_value(std::string_view type, const boost::json::value& v, cons
     if (!v.is_array()) return mismatch();
     const auto& a = v.get_array();
     for (std::size_t i = 0; i < a.size(); ++i) {
-      if (auto problem = check_value(inner, a[i], where + "[" + std::to_string(i) + "]"); !problem.empty()) return problem;
+      if (auto problem = check_value(inner, a[i], where + "[" + std::to_string(i) + "]"); !problem.empty())
+        return problem;
     }
     return "";
   }

@@ -4,8 +4,8 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/value.hpp>
-#include <string>
 #include <ferry/detail/buffer.hpp>
+#include <string>
 
 namespace ferry::codec_json {
 

@@ -138,7 +138,6 @@ class input_runner {
   virtual void flush() {}
 
  protected:
-
   std::shared_ptr<runtime::input_context> track(const client::input& in) {
     auto input = std::make_shared<runtime::input_context>();
     input->input_id = in.id;
@@ -388,7 +387,8 @@ class coroutine_runner final : public input_runner, public step_observer {
       const auto now = std::chrono::steady_clock::now();
       if (stall_reported_ && now - *stall_reported_ >= stall_report_period) report_counted_stalls();
       // (A threshold above 5 s makes a step a stall only past it.)
-      const auto warn_after = std::max<std::chrono::steady_clock::duration>(still_holding, function_.options.stall_threshold);
+      const auto warn_after =
+          std::max<std::chrono::steady_clock::duration>(still_holding, function_.options.stall_threshold);
       if (!step_input_ || step_warned_ || now - step_started_ < warn_after) continue;
       step_warned_ = true;
       stall_reported_ = now;
@@ -404,13 +404,13 @@ class coroutine_runner final : public input_runner, public step_observer {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::map<std::uint64_t, asio::cancellation_signal> signals_;  // executor-confined
   std::mutex step_mu_;
-  std::shared_ptr<runtime::input_context> step_input_;  // guarded by step_mu_: the step running now
-  std::chrono::steady_clock::time_point step_started_;  // guarded by step_mu_
-  bool step_warned_ = false;                            // guarded by step_mu_: the step running now
+  std::shared_ptr<runtime::input_context> step_input_;                   // guarded by step_mu_: the step running now
+  std::chrono::steady_clock::time_point step_started_;                   // guarded by step_mu_
+  bool step_warned_ = false;                                             // guarded by step_mu_: the step running now
   std::optional<std::chrono::steady_clock::time_point> stall_reported_;  // guarded by step_mu_
-  int stalls_counted_ = 0;                                   // guarded by step_mu_: since stall_reported_
-  std::chrono::steady_clock::duration longest_counted_{};    // guarded by step_mu_
-  bool stopping_ = false;                               // guarded by step_mu_
+  int stalls_counted_ = 0;                                               // guarded by step_mu_: since stall_reported_
+  std::chrono::steady_clock::duration longest_counted_{};                // guarded by step_mu_
+  bool stopping_ = false;                                                // guarded by step_mu_
   std::condition_variable watchdog_wake_;
   std::thread executor_thread_;
   std::thread watchdog_;

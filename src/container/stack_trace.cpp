@@ -49,8 +49,7 @@ void make_symbols() {
   if (symbols) return;
   static const Dwfl_Callbacks callbacks = {dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, nullptr};
   Dwfl* session = dwfl_begin(&callbacks);
-  if (session && dwfl_linux_proc_report(session, ::getpid()) == 0 &&
-      dwfl_report_end(session, nullptr, nullptr) == 0) {
+  if (session && dwfl_linux_proc_report(session, ::getpid()) == 0 && dwfl_report_end(session, nullptr, nullptr) == 0) {
     symbols = session;
   } else if (session) {
     dwfl_end(session);
@@ -101,7 +100,8 @@ void symbolize(const std::uintptr_t* pcs, int n, frame_list& list) {
     char* name = list.names[list.size - 1];
     int status = -1;
     char* demangled = f.function ? abi::__cxa_demangle(f.function, nullptr, nullptr, &status) : nullptr;
-    std::snprintf(name, sizeof list.names[0], "%s", status == 0 && demangled ? demangled : (f.function ? f.function : "??"));
+    std::snprintf(name, sizeof list.names[0], "%s",
+                  status == 0 && demangled ? demangled : (f.function ? f.function : "??"));
     std::free(demangled);
   }
 }
@@ -194,11 +194,11 @@ void on_fatal_signal(int sig) {
   char header[256];
   const char* name = sigabbrev_np(sig);
   const runtime::input_context* input = runtime::current_input();
-  const int n = input ? std::snprintf(header, sizeof header,
-                                      "ferry container: signal %d (SIG%s) in '%s' (call %s); stack:\n", sig,
-                                      name ? name : "?", input->function.c_str(), input->call_id.c_str())
-                      : std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s); stack:\n", sig,
-                                      name ? name : "?");
+  const int n =
+      input ? std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s) in '%s' (call %s); stack:\n",
+                            sig, name ? name : "?", input->function.c_str(), input->call_id.c_str())
+            : std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s); stack:\n", sig,
+                            name ? name : "?");
   write_text(header, n);
   void* raw[max_frames];
   const int count = backtrace(raw, max_frames);

@@ -1,8 +1,8 @@
 // Control requests from programs: spawned calls (spawn, get, cancel) and look-ups of deployed functions.
+#include <algorithm>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <climits>
 #include <ferry/function.hpp>
 #include <ferry/function_call.hpp>
@@ -44,7 +44,8 @@ std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout) {
   return [ms](buffer& out) { codec<std::uint32_t>::encode(out, ms); };
 }
 
-std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key, const std::function<void(buffer&)>& args) {
+std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key,
+                                           const std::function<void(buffer&)>& args) {
   return [&idempotency_key, &args](buffer& out) {
     out.commit(mp_encode_array(out.reserve(5), 2));
     codec<std::string>::encode(out, idempotency_key);

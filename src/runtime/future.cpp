@@ -16,7 +16,10 @@ namespace ferry::detail {
 class future_state : public std::enable_shared_from_this<future_state> {
  public:
   future_state(std::shared_ptr<const function_entry> f, buffer a, std::vector<future_dependency> d)
-      : function(std::move(f)), arguments(std::move(a)), deps(std::move(d)), parent_input(runtime::current_input_id()) {}
+      : function(std::move(f)),
+        arguments(std::move(a)),
+        deps(std::move(d)),
+        parent_input(runtime::current_input_id()) {}
   ~future_state() {
     // The server keeps a submitted call's result for this program until it lets go of it.
     if (client && !handed_over) {
@@ -57,10 +60,10 @@ class future_state : public std::enable_shared_from_this<future_state> {
   /// Submitted as another call's argument (or handed over as a tail call): something besides this program's
   /// waits needs it, so a cancelled await does not cancel it. Guarded by mu.
   bool passed = false;
-  int awaiting = 0;                        // blocking result() calls and awaits under way; guarded by mu
-  bool done = false;                       // guarded by mu
-  std::exception_ptr error;                // guarded by mu
-  buffer result;                           // guarded by mu
+  int awaiting = 0;          // blocking result() calls and awaits under way; guarded by mu
+  bool done = false;         // guarded by mu
+  std::exception_ptr error;  // guarded by mu
+  buffer result;             // guarded by mu
   std::vector<std::function<void(std::exception_ptr, const buffer&)>> waiters;  // guarded by mu
 
   /// Submits the call if it has not been (its argument futures first), asking for delivery when `deliver`.
@@ -300,9 +303,8 @@ Task<buffer> await_lazy_call(std::shared_ptr<lazy_call> call) {
   }
   if (future) co_return co_await await_future(future);
   // The direct call: no future, no result kept on the server.
-  co_return co_await call_remote_async(call->function, [&call](buffer& out) {
-    out.append(call->arguments.data(), call->arguments.size());
-  });
+  co_return co_await call_remote_async(
+      call->function, [&call](buffer& out) { out.append(call->arguments.data(), call->arguments.size()); });
 }
 
 std::shared_ptr<future_state> lazy_call_future(lazy_call& call) {

@@ -3,8 +3,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <chrono>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <ferry/function.hpp>
 #include <mutex>
@@ -56,12 +56,12 @@ class map_run : public std::enable_shared_from_this<map_run> {
         encode_(i, arguments, futures);
         std::vector<wire::dependency> deps;
         for (const auto& [position, future] : futures) deps.emplace_back(position, submit_as_argument(*future));
-        const std::uint64_t id = client_->submit(
-            {*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); }, std::move(deps),
-             wire::deliver_result, parent_input_, this},
-            [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
-              self->finished(i, error, std::move(result));
-            });
+        const std::uint64_t id =
+            client_->submit({*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); },
+                             std::move(deps), wire::deliver_result, parent_input_, this},
+                            [self = shared_from_this(), i](std::exception_ptr error, buffer result) {
+                              self->finished(i, error, std::move(result));
+                            });
         // cancel() sets the flag, then cancels the map's calls the client has; this call became the client's
         // before the flag is read here: so either cancel() saw it, or this sees the flag.
         if (cancelled_.load()) client_->cancel(id);
@@ -145,7 +145,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
       last = finished_ == results_.items.size();
       if (last) done = std::move(done_);
     }
-    bar_.update(finished);  // (before waking the caller, so that the finished bar precedes what it prints)
+    bar_.update(finished);            // (before waking the caller, so that the finished bar precedes what it prints)
     if (last) changed_.notify_all();  // wait() wakes for the last one only
     if (done) {
       done();
@@ -168,10 +168,10 @@ class map_run : public std::enable_shared_from_this<map_run> {
   std::size_t finished_ = 0;    // guarded by mu_
   std::function<void()> done_;  // guarded by mu_
   std::atomic<bool> cancelled_{false};
-  std::vector<std::size_t> refused_;                      // guarded by mu_
-  bool waiting_for_room_ = false;                         // guarded by mu_
-  std::chrono::milliseconds pause_{0};                    // guarded by mu_
-  std::shared_ptr<boost::asio::steady_timer> timer_;      // guarded by mu_
+  std::vector<std::size_t> refused_;                  // guarded by mu_
+  bool waiting_for_room_ = false;                     // guarded by mu_
+  std::chrono::milliseconds pause_{0};                // guarded by mu_
+  std::shared_ptr<boost::asio::steady_timer> timer_;  // guarded by mu_
 };
 
 }  // namespace

@@ -132,9 +132,8 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
         start([op](std::exception_ptr error, detail::buffer payload) {
           const client::completion_post posting;
           if (op->ended) return;
-          asio::post(op->executor, [op, error, payload = std::move(payload)]() mutable {
-            op->finish(error, std::move(payload));
-          });
+          asio::post(op->executor,
+                     [op, error, payload = std::move(payload)]() mutable { op->finish(error, std::move(payload)); });
         });
       },
       asio::use_awaitable);

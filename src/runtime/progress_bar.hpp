@@ -33,7 +33,7 @@ class progress_bar {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::mutex mu_;
   std::chrono::steady_clock::time_point drawn_{};  // guarded by mu_
-  bool finished_ = false;                           // guarded by mu_
+  bool finished_ = false;                          // guarded by mu_
 };
 
 }  // namespace ferry::runtime

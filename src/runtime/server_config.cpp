@@ -72,7 +72,8 @@ void check_state_dir(const std::filesystem::path& state_dir) {
   if ((st.st_mode & 077) != 0) {
     throw std::runtime_error("state directory " + dir + " is open to other users (mode " + octal_mode(st.st_mode) +
                              "); it holds the server's token and every stored call's arguments and results: run "
-                             "`chmod 700 " + dir + "`, or give --state-dir a new directory");
+                             "`chmod 700 " +
+                             dir + "`, or give --state-dir a new directory");
   }
 }
 
@@ -84,8 +85,8 @@ std::string load_or_create_token(const std::filesystem::path& state_dir) {
       throw std::runtime_error(path.string() + " is not private to you (mode " + octal_mode(st.st_mode) +
                                ", owner uid " + std::to_string(st.st_uid) +
                                "), so the token may have leaked: delete it and the server makes a new one (programs "
-                               "then need the new token), or run `chmod 600 " + path.string() +
-                               "` if you are sure no one read it");
+                               "then need the new token), or run `chmod 600 " +
+                               path.string() + "` if you are sure no one read it");
     }
     return read_token(state_dir);
   }

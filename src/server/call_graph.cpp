@@ -159,8 +159,12 @@ void call_graph::complete(call_record& in, status outcome, std::span<const char>
     try {
       error = wire::decode_error(payload);
     } catch (const DecodeError& e) {
-      error = {outcome, "", std::string("the error record of '") + in.function->name + "' is malformed: " + e.what(),
-               in.function->name, in.call_id, ""};
+      error = {outcome,
+               "",
+               std::string("the error record of '") + in.function->name + "' is malformed: " + e.what(),
+               in.function->name,
+               in.call_id,
+               ""};
     }
     wire::bound_error(error);
     wire::encode_error(in.result, error);

@@ -56,10 +56,10 @@ struct call_record {
   std::unique_ptr<boost::asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
   std::vector<std::pair<std::uint32_t, call_record*>> deps;
-  std::size_t unresolved = 0;             // deps not done yet
-  std::vector<call_record*> consumers;   // calls waiting for this one's result
-  std::size_t readers = 0;                // consumers that will still read `result`
-  container_record* container = nullptr;  // while running
+  std::size_t unresolved = 0;               // deps not done yet
+  std::vector<call_record*> consumers;      // calls waiting for this one's result
+  std::size_t readers = 0;                  // consumers that will still read `result`
+  container_record* container = nullptr;    // while running
   wire::status outcome = wire::status::ok;  // once done: the value, or an error record, in `result`
   detail::buffer result;
   /// Failed because an argument call failed: how many calls up the chain of arguments the failure began
@@ -68,10 +68,10 @@ struct call_record {
   std::uint32_t failed_upstream = 0;
   std::shared_ptr<const std::string> first_failure;
   // What observers see (the HTTP API, the dashboard, metrics).
-  std::string parent_call_id;      // the call whose body made this one; "" when a program made it
-  std::uint64_t parent_input = 0;  // that call's input id: its logs go where the parent's go
+  std::string parent_call_id;               // the call whose body made this one; "" when a program made it
+  std::uint64_t parent_input = 0;           // that call's input id: its logs go where the parent's go
   std::vector<std::string> arguments_from;  // the calls whose results are its arguments
-  double created_at = 0;           // unix s
+  double created_at = 0;                    // unix s
   std::chrono::steady_clock::time_point created;
   std::uint64_t container_id = 0;  // of the latest attempt
   std::unique_ptr<progress_record> progress;

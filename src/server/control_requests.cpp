@@ -43,8 +43,8 @@ void server::state::on_request(session& s, const wire::frame& f) {
   handle_request(s, request_id, verb, subject, f.payload);
 }
 
-void server::state::internal_request(const std::string& verb, const std::string& subject,
-                                     std::span<const char> payload, internal_reply answer) {
+void server::state::internal_request(const std::string& verb, const std::string& subject, std::span<const char> payload,
+                                     internal_reply answer) {
   const std::uint64_t request_id = next_internal_request++;
   internal_replies.emplace(request_id, std::move(answer));
   try {
@@ -62,7 +62,8 @@ void server::state::handle_request(session& s, std::uint64_t request_id, const s
     for (const auto& [id, c] : containers) {
       const std::chrono::duration<double> uptime = now - c->started_at;
       rows.emplace_back(c->id, c->function->app->name, c->function->name, to_string(c->state),
-                        static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(), c->process->rss_bytes());
+                        static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(),
+                        c->process->rss_bytes());
     }
     std::sort(rows.begin(), rows.end());
     return reply(s.id, request_id, status::ok,
@@ -108,9 +109,9 @@ void server::state::handle_request(session& s, std::uint64_t request_id, const s
   if (verb == "stop") {
     auto it = deployed.find(subject);
     if (it == deployed.end()) {
-      return reply_error(s.id, request_id,
-                         {status::unknown_app, "", "no app named '" + subject + "' is deployed (see `ferry apps`)",
-                          "", "", ""});
+      return reply_error(
+          s.id, request_id,
+          {status::unknown_app, "", "no app named '" + subject + "' is deployed (see `ferry apps`)", "", "", ""});
     }
     auto app = std::move(it->second);
     deployed.erase(it);
@@ -128,8 +129,8 @@ void server::state::handle_request(session& s, std::uint64_t request_id, const s
     } else {
       auto stored = store->find_call(subject);
       if (!stored) {
-        return reply_error(s.id, request_id, {status::unknown_call, "", "no call " + subject + " on this server", "",
-                                              subject, ""});
+        return reply_error(s.id, request_id,
+                           {status::unknown_call, "", "no call " + subject + " on this server", "", subject, ""});
       }
       if (!stored->finished) {  // in the backlog: it ends before it starts
         detail::buffer error;
@@ -268,8 +269,7 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
   // once its containers have: nothing else may point at it by then.)
   std::vector<std::uint64_t> pending;
   for (const auto& [id, in] : graph.calls()) {
-    if (in->function->app == app.get() &&
-        (in->state == call_state::waiting || in->state == call_state::backoff)) {
+    if (in->function->app == app.get() && (in->state == call_state::waiting || in->state == call_state::backoff)) {
       pending.push_back(id);
     }
   }
@@ -301,22 +301,25 @@ void server::state::spawn(session& s, std::uint64_t request_id, const std::strin
   std::string key;
   const char* arguments = nullptr;
   try {
-    if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0 || mp_decode_array(&r.pos) != 2) {
+    if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0 ||
+        mp_decode_array(&r.pos) != 2) {
       throw DecodeError("[idempotency key, arguments]", "something else");
     }
     key = ferry::decode<std::string>(r);
     arguments = r.pos;
     if (!detail::skip_value(r) || !r.at_end()) throw DecodeError("[idempotency key, arguments]", "a malformed value");
   } catch (const DecodeError& e) {
-    return reply_error(s.id, request_id,
-                       {status::bad_arguments, "", std::string("malformed spawn request: ") + e.what(), fn->name, "", ""});
+    return reply_error(
+        s.id, request_id,
+        {status::bad_arguments, "", std::string("malformed spawn request: ") + e.what(), fn->name, "", ""});
   }
   if (!key.empty()) {
     std::optional<std::string> existing;
     if (auto it = unflushed_keys.find(key); it != unflushed_keys.end()) existing = it->second;
     if (!existing) existing = store->call_for_key(key);
     if (existing) {
-      return reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
+      return reply(s.id, request_id, status::ok,
+                   [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
     }
   }
   state_store::spawned_call stored{new_call_id(), fn->app->name, fn->name, key, {}, unix_now(), next_seq++};
@@ -402,9 +405,11 @@ void server::state::flush_store() {
   for (const auto& [session_id, request_id, input_id, call_id] : spawned) {
     if (input_id == 0) {  // in the backlog: stored, nothing to start
       if (failure.empty()) {
-        reply(session_id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, call_id); });
+        reply(session_id, request_id, status::ok,
+              [&](detail::buffer& out) { codec<std::string>::encode(out, call_id); });
       } else {
-        reply_error(session_id, request_id, {status::internal, "", "the server could not store the call: " + failure, "", "", ""});
+        reply_error(session_id, request_id,
+                    {status::internal, "", "the server could not store the call: " + failure, "", "", ""});
       }
       continue;
     }
@@ -418,7 +423,8 @@ void server::state::flush_store() {
       graph.discard(in);
       continue;
     }
-    reply(session_id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
+    reply(session_id, request_id, status::ok,
+          [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
     graph.start_when_ready(in);  // stored: now it may run
   }
 }
@@ -470,7 +476,8 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
   try {
     timeout_ms = ferry::decode<std::uint32_t>(r);
   } catch (const DecodeError& e) {
-    return reply_error(s.id, request_id, {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", call_id, ""});
+    return reply_error(s.id, request_id,
+                       {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", call_id, ""});
   }
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
     return wait_for_call(s.id, request_id, call_id, it->second->function->name, timeout_ms);
@@ -478,17 +485,19 @@ void server::state::get_call(session& s, std::uint64_t request_id, const std::st
   auto stored = store->find_call(call_id);
   if (!stored) {
     return reply_error(s.id, request_id,
-                       {status::unknown_call, "", "no call " + call_id + " on this server (check the id and the server)",
-                        "", call_id, ""});
+                       {status::unknown_call, "",
+                        "no call " + call_id + " on this server (check the id and the server)", "", call_id, ""});
   }
-  if (!stored->finished) return wait_for_call(s.id, request_id, call_id, stored->function, timeout_ms);  // in the backlog
+  if (!stored->finished)
+    return wait_for_call(s.id, request_id, call_id, stored->function, timeout_ms);  // in the backlog
   // (The hourly sweep drops expired results; one past the retention reads as expired before that, too.)
   if (stored->expired || stored->finished_at < unix_now() - static_cast<double>(options.retention.count())) {
-    return reply_error(s.id, request_id,
-                       {status::expired, "",
-                        "the result of call " + call_id + " of '" + stored->function +
-                            "' has expired: the server keeps results for its retention period (ferry server --retention)",
-                        stored->function, call_id, ""});
+    return reply_error(
+        s.id, request_id,
+        {status::expired, "",
+         "the result of call " + call_id + " of '" + stored->function +
+             "' has expired: the server keeps results for its retention period (ferry server --retention)",
+         stored->function, call_id, ""});
   }
   reply(s.id, request_id, stored->outcome,
         [&](detail::buffer& out) { out.append(stored->result.data(), stored->result.size()); });

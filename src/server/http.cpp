@@ -36,11 +36,12 @@ void http_connection::read_request() {
   idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec) self->close();  // no request header within the idle timeout: a gone or a slow client
   });
-  http::async_read_header(socket_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-    self->idle_timer_.cancel();
-    if (ec) return self->read_failed(ec);
-    self->read_body();
-  });
+  http::async_read_header(socket_, buffer_, *parser_,
+                          [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                            self->idle_timer_.cancel();
+                            if (ec) return self->read_failed(ec);
+                            self->read_body();
+                          });
 }
 
 void http_connection::read_body() {
@@ -91,9 +92,10 @@ void http_connection::begin_events() {
       "Connection: close\r\n\r\n");
   // A client says nothing more on an event stream: a read that ends means it has gone.
   auto sink = std::make_shared<char>();
-  socket_.async_read_some(asio::buffer(sink.get(), 1), [self = shared_from_this(), sink](boost::system::error_code, std::size_t) {
-    if (self->streaming_) self->close();
-  });
+  socket_.async_read_some(asio::buffer(sink.get(), 1),
+                          [self = shared_from_this(), sink](boost::system::error_code, std::size_t) {
+                            if (self->streaming_) self->close();
+                          });
 }
 
 bool http_connection::send_event(std::string_view name, std::string_view data) {
@@ -187,8 +189,8 @@ void http_connection::close() {
   }
 }
 
-http_response json_error(http::status status, std::string_view code, std::string_view message,
-                         std::string_view call_id, std::string_view type) {
+http_response json_error(http::status status, std::string_view code, std::string_view message, std::string_view call_id,
+                         std::string_view type) {
   boost::json::object error{{"code", code}, {"message", message}};
   if (!call_id.empty()) error["call_id"] = call_id;
   if (!type.empty()) error["type"] = type;

@@ -17,7 +17,6 @@
 
 #include "codec/json.hpp"
 #include "server/dashboard_assets.hpp"
-
 #include "server/server_state.hpp"
 
 namespace ferry::server {
@@ -42,8 +41,8 @@ struct target_query {
     const std::string& text = it->second;
     double value = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(value) || value < min ||
-        value > max || (whole && value != std::floor(value))) {
+    if (ec != std::errc{} || end != text.data() + text.size() || !std::isfinite(value) || value < min || value > max ||
+        (whole && value != std::floor(value))) {
       char range[64];
       std::snprintf(range, sizeof range, "%g to %g", min, max);
       return key + " must be " + (whole ? "a whole number" : "a number") + " from " + range + ", not '" + text + "'";
@@ -51,7 +50,6 @@ struct target_query {
     return value;
   }
 };
-
 
 namespace {
 
@@ -65,7 +63,7 @@ http_response json_response(http::status status, const json::value& body) {
 /// The HTTP status of a call's (or request's) failure.
 http::status http_status_of(status s) {
   return static_cast<std::uint8_t>(s) <= wire::last_status ? static_cast<http::status>(wire::row(s).http)
-                                                            : http::status::internal_server_error;
+                                                           : http::status::internal_server_error;
 }
 
 http_response error_response(status code, std::span<const char> payload, const std::string& call_id = "") {
@@ -119,7 +117,8 @@ json::object call_json(const call_summary& c) {
     o["error"] = nullptr;
   }
   if (c.has_progress) {
-    o["progress"] = json::object{{"done", c.progress_done}, {"total", c.progress_total}, {"message", c.progress_message}};
+    o["progress"] =
+        json::object{{"done", c.progress_done}, {"total", c.progress_total}, {"message", c.progress_message}};
   } else {
     o["progress"] = nullptr;
   }
@@ -127,12 +126,9 @@ json::object call_json(const call_summary& c) {
 }
 
 json::object log_json(const log_entry& e) {
-  return {{"seq", e.seq},
-          {"time", e.time},
-          {"app", e.app},
-          {"function", e.function},
-          {"call_id", e.call_id},
-          {"stream", e.stream == wire::log_stream::stderr_stream ? "stderr" : "stdout"},
+  return {{"seq", e.seq},         {"time", e.time},
+          {"app", e.app},         {"function", e.function},
+          {"call_id", e.call_id}, {"stream", e.stream == wire::log_stream::stderr_stream ? "stderr" : "stdout"},
           {"text", e.text}};
 }
 
@@ -225,7 +221,9 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
     }
   }
   const bool api = !p.empty() && (p[0] == "v1" || p[0] == "metrics");
-  if (!api) return conn->respond(json_error(http::status::not_found, "not_found", "no such page: " + std::string(req.target())));
+  if (!api)
+    return conn->respond(
+        json_error(http::status::not_found, "not_found", "no such page: " + std::string(req.target())));
 
   // The token: a Bearer header, or (for EventSource, which cannot set headers) ?token=.
   std::string token = t.query_value("token");
@@ -336,32 +334,32 @@ void server::state::respond_call(const std::shared_ptr<http_connection>& conn, c
   // The result, and spawned calls that the store holds: the server's own `get`, without waiting.
   detail::buffer no_wait;
   ferry::encode(no_wait, std::uint32_t{0});
-  internal_request("get", call_id, no_wait.view(),
-                   [conn, call_id, known, summary](status code, std::span<const char> payload) {
-                     json::object body;
-                     if (known) {
-                       body = call_json(summary);
-                     } else if (code == status::unknown_call) {
-                       return conn->respond(error_response(code, payload, call_id));
-                     } else {
-                       body = {{"call_id", call_id}, {"status", code == status::running ? "running" : "ended"}};
-                     }
-                     if (code == status::ok) {
-                       try {
-                         detail::reader r{payload};
-                         body["result"] = codec_json::to_json(r);
-                         body["status"] = "succeeded";
-                       } catch (const std::exception&) {  // a value JSON cannot show
-                         body["result"] = nullptr;
-                       }
-                     } else if (code != status::running && code != status::unknown_call) {
-                       const wire::error_record error = wire::decode_error(payload);
-                       body["status"] = code == status::cancelled ? "cancelled" : (code == status::expired ? "expired" : "failed");
-                       body["error"] = json::object{{"code", wire::to_string(code)}, {"message", error.message}};
-                       if (!error.type.empty()) body["error"].as_object()["type"] = error.type;
-                     }
-                     conn->respond(json_response(http::status::ok, body));
-                   });
+  internal_request(
+      "get", call_id, no_wait.view(), [conn, call_id, known, summary](status code, std::span<const char> payload) {
+        json::object body;
+        if (known) {
+          body = call_json(summary);
+        } else if (code == status::unknown_call) {
+          return conn->respond(error_response(code, payload, call_id));
+        } else {
+          body = {{"call_id", call_id}, {"status", code == status::running ? "running" : "ended"}};
+        }
+        if (code == status::ok) {
+          try {
+            detail::reader r{payload};
+            body["result"] = codec_json::to_json(r);
+            body["status"] = "succeeded";
+          } catch (const std::exception&) {  // a value JSON cannot show
+            body["result"] = nullptr;
+          }
+        } else if (code != status::running && code != status::unknown_call) {
+          const wire::error_record error = wire::decode_error(payload);
+          body["status"] = code == status::cancelled ? "cancelled" : (code == status::expired ? "expired" : "failed");
+          body["error"] = json::object{{"code", wire::to_string(code)}, {"message", error.message}};
+          if (!error.type.empty()) body["error"].as_object()["type"] = error.type;
+        }
+        conn->respond(json_response(http::status::ok, body));
+      });
 }
 
 void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, const std::string& root_id) {
@@ -404,8 +402,8 @@ void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, 
     for (const auto& dep : c.arguments_from) visit(id, dep, "argument", true);
     if (!c.tail_call.empty()) visit(id, c.tail_call, "tail", false);
   }
-  conn->respond(json_response(http::status::ok, json::object{{"root", root_id}, {"nodes", std::move(nodes)},
-                                                             {"edges", std::move(edges)}}));
+  conn->respond(json_response(
+      http::status::ok, json::object{{"root", root_id}, {"nodes", std::move(nodes)}, {"edges", std::move(edges)}}));
 }
 
 void server::state::respond_logs(const std::shared_ptr<http_connection>& conn, const std::string& app,
@@ -470,14 +468,15 @@ void server::state::run_function(const http_request& req, const std::shared_ptr<
                                  const target_query& t) {
   auto fn = app.functions.find(function);
   if (fn == app.functions.end()) {
-    return conn->respond(json_error(http::status::not_found, "unknown_function",
-                                    "app '" + app.name + "' has no function '" + function + "' (it has: " +
-                                        join_names(app.functions) + ")"));
+    return conn->respond(json_error(
+        http::status::not_found, "unknown_function",
+        "app '" + app.name + "' has no function '" + function + "' (it has: " + join_names(app.functions) + ")"));
   }
   if (app.owner_session) {
     return conn->respond(json_error(http::status::conflict, "not_deployed",
-                                    "app '" + app.name + "' runs from a program, not a deployment: deploy it with "
-                                    "`ferry deploy` to call it over HTTP"));
+                                    "app '" + app.name +
+                                        "' runs from a program, not a deployment: deploy it with "
+                                        "`ferry deploy` to call it over HTTP"));
   }
   // The arguments: a JSON array, checked against the signature so that a wrong type is a 400 naming it.
   json::value arguments;
@@ -504,28 +503,29 @@ void server::state::run_function(const http_request& req, const std::shared_ptr<
   ferry::encode(payload, key);
   codec_json::to_msgpack(arguments, payload);
   // Spawned, so that a call that outlives the wait can be polled by its id.
-  internal_request("spawn", app.name + "." + function, payload.view(),
-                   [this, conn, wait, timeout_ms](status code, std::span<const char> answer) {
-                     if (code != status::ok) return conn->respond(error_response(code, answer));
-                     detail::reader r{answer};
-                     const auto call_id = ferry::decode<std::string>(r);
-                     if (!wait) {
-                       return conn->respond(json_response(http::status::accepted, json::object{{"call_id", call_id}}));
-                     }
-                     detail::buffer get;
-                     ferry::encode(get, timeout_ms);
-                     internal_request("get", call_id, get.view(), [conn, call_id](status outcome, std::span<const char> result) {
-                       if (outcome == status::running) {
-                         return conn->respond(json_response(http::status::accepted,
-                                                            json::object{{"call_id", call_id}, {"status", "running"}}));
-                       }
-                       if (outcome != status::ok) return conn->respond(error_response(outcome, result, call_id));
-                       detail::reader value{result};
-                       conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id},
-                                                                                 {"status", "succeeded"},
-                                                                                 {"result", codec_json::to_json(value)}}));
-                     });
-                   });
+  internal_request(
+      "spawn", app.name + "." + function, payload.view(),
+      [this, conn, wait, timeout_ms](status code, std::span<const char> answer) {
+        if (code != status::ok) return conn->respond(error_response(code, answer));
+        detail::reader r{answer};
+        const auto call_id = ferry::decode<std::string>(r);
+        if (!wait) {
+          return conn->respond(json_response(http::status::accepted, json::object{{"call_id", call_id}}));
+        }
+        detail::buffer get;
+        ferry::encode(get, timeout_ms);
+        internal_request("get", call_id, get.view(), [conn, call_id](status outcome, std::span<const char> result) {
+          if (outcome == status::running) {
+            return conn->respond(
+                json_response(http::status::accepted, json::object{{"call_id", call_id}, {"status", "running"}}));
+          }
+          if (outcome != status::ok) return conn->respond(error_response(outcome, result, call_id));
+          detail::reader value{result};
+          conn->respond(json_response(
+              http::status::ok,
+              json::object{{"call_id", call_id}, {"status", "succeeded"}, {"result", codec_json::to_json(value)}}));
+        });
+      });
 }
 
 http_response server::state::metrics_response() const {
@@ -554,13 +554,16 @@ http_response server::state::metrics_response() const {
   extra += "ferry_inputs_running " + std::to_string(running) + "\n";
   std::size_t waiting = 0;
   for (const auto& [id, in] : graph.calls()) waiting += in->state == call_state::waiting;
-  extra += "# HELP ferry_calls_waiting Calls waiting for the calls that produce their arguments.\n"
-           "# TYPE ferry_calls_waiting gauge\n";
+  extra +=
+      "# HELP ferry_calls_waiting Calls waiting for the calls that produce their arguments.\n"
+      "# TYPE ferry_calls_waiting gauge\n";
   extra += "ferry_calls_waiting " + std::to_string(waiting) + "\n";
-  extra += "# HELP ferry_connections Open wire connections (programs and containers).\n# TYPE ferry_connections gauge\n";
+  extra +=
+      "# HELP ferry_connections Open wire connections (programs and containers).\n# TYPE ferry_connections gauge\n";
   extra += "ferry_connections " + std::to_string(sessions.size()) + "\n";
-  extra += "# HELP ferry_server_resident_memory_bytes The server process's resident memory.\n"
-           "# TYPE ferry_server_resident_memory_bytes gauge\n";
+  extra +=
+      "# HELP ferry_server_resident_memory_bytes The server process's resident memory.\n"
+      "# TYPE ferry_server_resident_memory_bytes gauge\n";
   extra += "ferry_server_resident_memory_bytes " + std::to_string(resident_bytes()) + "\n";
   http_response response{http::status::ok, 11};
   response.set(http::field::content_type, "text/plain; version=0.0.4");

@@ -11,8 +11,8 @@ const log_entry& log_book::add(log_entry entry) {
   return lines_.back();
 }
 
-std::vector<const log_entry*> log_book::find(const std::string& app, const std::string& call_id,
-                                              std::uint64_t after, std::size_t limit) const {
+std::vector<const log_entry*> log_book::find(const std::string& app, const std::string& call_id, std::uint64_t after,
+                                             std::size_t limit) const {
   std::vector<const log_entry*> found;
   // Newest first, so that the limit keeps the newest; reversed at the end.
   for (auto it = lines_.rbegin(); it != lines_.rend() && found.size() < limit && it->seq > after; ++it) {

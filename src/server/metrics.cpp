@@ -47,8 +47,9 @@ std::string server_metrics::render(const std::string& extra) const {
              "\"} " + std::to_string(m->calls_by_outcome[s]) + "\n";
     }
   }
-  out += "# HELP ferry_call_duration_seconds From a call's arrival to its end.\n"
-         "# TYPE ferry_call_duration_seconds histogram\n";
+  out +=
+      "# HELP ferry_call_duration_seconds From a call's arrival to its end.\n"
+      "# TYPE ferry_call_duration_seconds histogram\n";
   for (const auto& [key, m] : functions_) {
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < m->duration_counts.size(); ++b) {

@@ -16,7 +16,7 @@ namespace ferry::server {
 
 /// Upper bounds of the call duration histogram's buckets, in seconds (then +Inf).
 inline constexpr std::array<double, 14> duration_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                            0.1,    0.25,  0.5,    1,     2.5,   5,    10};
+                                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 struct function_metrics {
   std::array<std::uint64_t, wire::last_status + 1> calls_by_outcome{};

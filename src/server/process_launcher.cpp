@@ -39,7 +39,10 @@ container_exit describe_exit(int status) {
 class process final : public container_process, public std::enable_shared_from_this<process> {
  public:
   process(asio::any_io_executor executor, pid_t pid, int pidfd, int stdout_fd, int stderr_fd, int main_fd)
-      : pid_(pid), exit_watch_(executor, pidfd), pipes_{{executor, stdout_fd}, {executor, stderr_fd}}, main_fd_(main_fd) {
+      : pid_(pid),
+        exit_watch_(executor, pidfd),
+        pipes_{{executor, stdout_fd}, {executor, stderr_fd}},
+        main_fd_(main_fd) {
     for (auto& p : pipes_) p.non_blocking(true);
   }
   ~process() override {

@@ -24,8 +24,8 @@ void server::state::retry_or_fail(call_record& in, wire::error_record error) {
   in.timer.reset();
   if (!in.cancelled && !stopping && !fn.app->stopped && in.attempts <= fn.retries.max_retries) {
     const auto delay = retry_delay(fn.retries, in.attempts);
-    spdlog::info("call {} of '{}' failed (attempt {} of {}): {}; retrying in {} ms", in.call_id, fn.name,
-                 in.attempts, fn.retries.max_retries + 1, error.message, delay.count());
+    spdlog::info("call {} of '{}' failed (attempt {} of {}): {}; retrying in {} ms", in.call_id, fn.name, in.attempts,
+                 fn.retries.max_retries + 1, error.message, delay.count());
     in.state = call_state::backoff;
     in.timer = std::make_unique<asio::steady_timer>(io, delay);
     in.timer->async_wait([this, id = in.id](boost::system::error_code ec) {
@@ -224,8 +224,8 @@ void server::state::launch_container(function_state& fn) {
   c->id = next_container_id++;
   c->function = &fn;
   c->started_at = std::chrono::steady_clock::now();
-  container_spec spec{c->id,    fn.app->executable, fn.app->arguments, fn.app->declared_name,
-                      fn.name, address,            options.token};
+  container_spec spec{c->id,   fn.app->executable, fn.app->arguments, fn.app->declared_name, fn.name,
+                      address, options.token};
   try {
     c->process = launcher->launch(
         spec, [this, id = c->id](container_exit exit) { on_container_exit(id, exit); },
@@ -273,10 +273,11 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
       const auto wait = std::min<std::chrono::milliseconds>(
           std::chrono::milliseconds(250 << std::min(fn.crash_streak - 2, 7)), std::chrono::seconds(30));
       fn.next_launch = std::chrono::steady_clock::now() + wait;
-      warn_repeating("crash loop " + fn.app->name + "." + fn.name,
-                     fmt::format("'{}' has lost {} containers in a row; the next starts in {} ms", fn.name,
-                                 fn.crash_streak, wait.count()),
-                     fmt::format("times '{}' lost containers in a row (its starts back off, up to 30 s apart)", fn.name));
+      warn_repeating(
+          "crash loop " + fn.app->name + "." + fn.name,
+          fmt::format("'{}' has lost {} containers in a row; the next starts in {} ms", fn.name, fn.crash_streak,
+                      wait.count()),
+          fmt::format("times '{}' lost containers in a row (its starts back off, up to 30 s apart)", fn.name));
     }
   }
 
@@ -357,8 +358,8 @@ void server::state::charge_start_to_queue(function_state& fn, const std::string&
     }
   }
   fail_each(out_of_retries, [&](const call_record& in) {
-    return wire::error_record{status::container_start_failed, "", last_attempt_failed(fn, in.attempts, message),
-                              fn.name, in.call_id, ""};
+    return wire::error_record{
+        status::container_start_failed, "", last_attempt_failed(fn, in.attempts, message), fn.name, in.call_id, ""};
   });
 }
 
@@ -400,7 +401,8 @@ void server::state::fail_queue(function_state& fn, status code, const std::strin
     queued.push_back(in->id);
   }
   fn.queue.clear();
-  fail_each(queued, [&](const call_record& in) { return wire::error_record{code, "", message, fn.name, in.call_id, ""}; });
+  fail_each(queued,
+            [&](const call_record& in) { return wire::error_record{code, "", message, fn.name, in.call_id, ""}; });
 }
 
 }  // namespace ferry::server

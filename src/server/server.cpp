@@ -5,7 +5,6 @@
 
 #include <malloc.h>
 #include <openssl/crypto.h>
-
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -44,8 +43,9 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   if (ec) {
     const std::string where = state_->options.host + ":" + std::to_string(state_->options.port);
     throw Error("cannot listen on " + where + ": " + ec.message() +
-                (ec == asio::error::address_in_use ? " (another ferry server?); stop it, or choose another --port (0: any free port)"
-                                                   : ""));
+                (ec == asio::error::address_in_use
+                     ? " (another ferry server?); stop it, or choose another --port (0: any free port)"
+                     : ""));
   }
   const auto bound = state_->acceptor.local_endpoint();
   // Containers run on this host: when listening on every address, they reach us on loopback.
@@ -89,9 +89,10 @@ void server::state::accept() {
     if (out_of_resources) {
       // Accepting again at once would fail again at once: a busy loop. Pause, say so once, and retry.
       if (!accept_retry_timer) {
-        spdlog::warn("cannot accept connections: {}; retrying every 100 ms (close connections, or raise the "
-                     "open-file limit: ulimit -n)",
-                     ec.message());
+        spdlog::warn(
+            "cannot accept connections: {}; retrying every 100 ms (close connections, or raise the "
+            "open-file limit: ulimit -n)",
+            ec.message());
       }
       accept_retry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(100));
       accept_retry_timer->async_wait([this](boost::system::error_code timer_ec) {
@@ -130,27 +131,30 @@ void server::state::sniff(tcp::socket socket) {
     spdlog::warn("closed connection from {}: it sent nothing within the idle timeout", peer.address().to_string());
     pending->socket.close(ignored);
   });
-  asio::async_read(pending->socket, asio::buffer(pending->bytes), [this, pending](boost::system::error_code ec, std::size_t) {
-    pending->timer.cancel();
-    if (ec || stopping) return;
-    const std::string_view first(pending->bytes.data(), pending->bytes.size());
-    const bool http = std::all_of(first.begin(), first.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == ' '; });
-    if (http) {
-      auto conn = std::make_shared<http_connection>(
-          std::move(pending->socket), options.max_frame_size, options.idle_timeout,
-          [this](const http_request& req, const std::shared_ptr<http_connection>& c) {
-            try {
-              on_http(req, c);
-            } catch (const std::exception& e) {
-              spdlog::error("HTTP {} {}: {}", std::string(req.method_string()), std::string(req.target()), e.what());
-              c->respond(json_error(http::status::internal_server_error, "internal", e.what()));
-            }
-          });
-      conn->start(first);
-      return;
-    }
-    start_session(std::move(pending->socket), first);
-  });
+  asio::async_read(
+      pending->socket, asio::buffer(pending->bytes), [this, pending](boost::system::error_code ec, std::size_t) {
+        pending->timer.cancel();
+        if (ec || stopping) return;
+        const std::string_view first(pending->bytes.data(), pending->bytes.size());
+        const bool http =
+            std::all_of(first.begin(), first.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == ' '; });
+        if (http) {
+          auto conn = std::make_shared<http_connection>(
+              std::move(pending->socket), options.max_frame_size, options.idle_timeout,
+              [this](const http_request& req, const std::shared_ptr<http_connection>& c) {
+                try {
+                  on_http(req, c);
+                } catch (const std::exception& e) {
+                  spdlog::error("HTTP {} {}: {}", std::string(req.method_string()), std::string(req.target()),
+                                e.what());
+                  c->respond(json_error(http::status::internal_server_error, "internal", e.what()));
+                }
+              });
+          conn->start(first);
+          return;
+        }
+        start_session(std::move(pending->socket), first);
+      });
 }
 
 void server::state::start_session(tcp::socket socket, std::string_view already_received) {
@@ -349,8 +353,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
                        function_name, "", ""});
   }
   // A container's calls name its app as its binary does, which a deployment may have renamed.
-  app_instance* target_app =
-      s.app && (s.app->name == app_name || s.app->declared_name == app_name) ? s.app : nullptr;
+  app_instance* target_app = s.app && (s.app->name == app_name || s.app->declared_name == app_name) ? s.app : nullptr;
   if (!target_app) {
     if (auto it = deployed.find(app_name); it != deployed.end()) target_app = it->second.get();
   }
@@ -366,9 +369,9 @@ void server::state::on_call(session& s, const wire::frame& f) {
   if (fn == target_app->functions.end()) {
     return send_error(s.id, caller_call_id,
                       {status::unknown_function, "",
-                       "app '" + app_name + "' has no function '" + function_name + "' (it declares: " +
-                           join_names(target_app->functions) + "); declare it with app.function(\"" + function_name +
-                           "\", ...) before app.main runs",
+                       "app '" + app_name + "' has no function '" + function_name +
+                           "' (it declares: " + join_names(target_app->functions) +
+                           "); declare it with app.function(\"" + function_name + "\", ...) before app.main runs",
                        function_name, "", ""});
   }
   if (fn->second.queue.size() >= options.max_queued_inputs) {
@@ -496,8 +499,9 @@ void server::state::cancel_input(call_record& in) {
     }
     return;
   }
-  fail(in, {status::cancelled, "", "'" + in.function->name + "' was cancelled before it started (call " + in.call_id + ")",
-            in.function->name, in.call_id, ""});
+  fail(in,
+       {status::cancelled, "", "'" + in.function->name + "' was cancelled before it started (call " + in.call_id + ")",
+        in.function->name, in.call_id, ""});
 }
 
 void server::state::on_output(session& s, const wire::frame& f) {

@@ -4,15 +4,16 @@
 // runs on the server's one thread.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
 #include <chrono>
 #include <deque>
-#include <functional>
 #include <ferry/ferry.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -20,12 +21,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "server/server.hpp"
 #include "server/call_graph.hpp"
 #include "server/call_history.hpp"
 #include "server/http.hpp"
 #include "server/log_book.hpp"
 #include "server/metrics.hpp"
+#include "server/server.hpp"
 #include "server/state_store.hpp"
 #include "wire/connection.hpp"
 
@@ -59,8 +60,8 @@ struct container_record {
   std::unordered_map<std::uint64_t, call_record*> in_flight;
   /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
   std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> stopping_attempts;
-  bool stop_requested = false;  // the server stopped it (scale-down, shutdown, replacement): not a crash
-  bool replaced = false;        // killed for an attempt that would not stop: its other inputs are re-queued
+  bool stop_requested = false;     // the server stopped it (scale-down, shutdown, replacement): not a crash
+  bool replaced = false;           // killed for an attempt that would not stop: its other inputs are re-queued
   bool connect_timed_out = false;  // killed because it did not connect in time: a failed start
   std::unique_ptr<asio::steady_timer> connect_timer;
   /// Armed when the server asks it to exit (SIGTERM): it is killed if it has not exited `stop_grace` later.
@@ -133,9 +134,9 @@ struct app_instance {
   std::string name;
   std::string executable;
   std::vector<std::string> arguments;  // what its containers' main gets after the program's name
-  std::uint64_t owner_session = 0;  // 0 for a deployed app
-  std::string declared_name;        // the name its binary gives it (a deployment may rename it)
-  std::string digest;               // of a deployed app's binary
+  std::uint64_t owner_session = 0;     // 0 for a deployed app
+  std::string declared_name;           // the name its binary gives it (a deployment may rename it)
+  std::string digest;                  // of a deployed app's binary
   double deployed_at = 0;
   bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
   std::map<std::string, function_state> functions;
@@ -164,7 +165,6 @@ inline std::string last_attempt_failed(const function_state& fn, int attempts, c
          ", the retry limit); the last attempt: " + last;
 }
 
-
 enum class session_role { handshake, client, container };
 
 /// What subscribers to a server's events receive: a log line, a call's progress, or a call's end.
@@ -172,8 +172,8 @@ struct server_event {
   enum class kind { log, progress, ended } what;
   const std::string& app;
   const std::string& call_id;
-  const log_entry* log = nullptr;         // for log
-  const call_record* call = nullptr;     // for progress and ended
+  const log_entry* log = nullptr;     // for log
+  const call_record* call = nullptr;  // for progress and ended
 };
 
 /// Someone following events: of an app (and of one call, unless call_id is empty). `session_id` is the wire
@@ -239,15 +239,15 @@ struct server::state final : call_graph::host {
 
   // Durable state: spawned calls and deployments.
   std::unique_ptr<state_store> store;
-  std::unordered_map<std::string, call_record*> durable_calls;     // spawned calls not finished, by call id
-  std::unordered_map<std::string, std::string> unflushed_keys;      // idempotency key -> call id, until stored
+  std::unordered_map<std::string, call_record*> durable_calls;  // spawned calls not finished, by call id
+  std::unordered_map<std::string, std::string> unflushed_keys;  // idempotency key -> call id, until stored
   struct spawn_reply {
     std::uint64_t session_id;
     std::uint64_t request_id;
     std::uint64_t input_id;  // 0: a call stored in the backlog only
     std::string call_id;
   };
-  std::int64_t next_seq = 1;  // the order of spawns (see state_store::spawned_call::seq)
+  std::int64_t next_seq = 1;                  // the order of spawns (see state_store::spawned_call::seq)
   std::vector<spawn_reply> unflushed_spawns;  // answered once the flush that stores them commits
   bool flush_posted = false;
   struct get_waiter {
@@ -341,7 +341,9 @@ struct server::state final : call_graph::host {
   void forgetting(call_record& in) override;
   void emptied() override { trim_memory_when_idle(); }
   call_record* open_call(session& s, std::uint64_t call_id);
-  void complete(call_record& in, status outcome, std::span<const char> payload) { graph.complete(in, outcome, payload); }
+  void complete(call_record& in, status outcome, std::span<const char> payload) {
+    graph.complete(in, outcome, payload);
+  }
   void fail(call_record& in, const wire::error_record& error) { graph.fail(in, error); }
   /// A second after the last open input has gone, if none has come since, gives the memory freed back to
   /// the system (the heap, the store's page cache): a server's idle footprint should not be its busiest

@@ -57,9 +57,7 @@ std::unique_ptr<state_store> open_sqlite_store(const std::filesystem::path& file
   return std::make_unique<sqlite_store>(file);
 }
 
-double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double unix_now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 sqlite_store::sqlite_store(const std::filesystem::path& file) {
   if (sqlite3_open(file.c_str(), &db_) != SQLITE_OK) {
@@ -148,9 +146,9 @@ sqlite3_stmt* sqlite_store::prepare(const char* sql) {
 }
 
 void sqlite_store::put_deployment(const deployment& d) {
-  statement s(prepare(
-      "INSERT OR REPLACE INTO deployments (app, declared_name, digest, deployed_at, specs, arguments)"
-      " VALUES (?, ?, ?, ?, ?, ?)"));
+  statement s(
+      prepare("INSERT OR REPLACE INTO deployments (app, declared_name, digest, deployed_at, specs, arguments)"
+              " VALUES (?, ?, ?, ?, ?, ?)"));
   bind_text(s.get(), 1, d.app);
   bind_text(s.get(), 2, d.declared_name);
   bind_text(s.get(), 3, d.digest);
@@ -159,21 +157,28 @@ void sqlite_store::put_deployment(const deployment& d) {
   detail::buffer arguments;
   ferry::encode(arguments, d.arguments);
   bind_blob(s.get(), 6, arguments.view());
-  if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot store a deployment: ") + sqlite3_errmsg(db_));
+  if (sqlite3_step(s.get()) != SQLITE_DONE)
+    throw Error(std::string("cannot store a deployment: ") + sqlite3_errmsg(db_));
 }
 
 void sqlite_store::remove_deployment(const std::string& app) {
   statement s(prepare("DELETE FROM deployments WHERE app = ?"));
   bind_text(s.get(), 1, app);
-  if (sqlite3_step(s.get()) != SQLITE_DONE) throw Error(std::string("cannot remove a deployment: ") + sqlite3_errmsg(db_));
+  if (sqlite3_step(s.get()) != SQLITE_DONE)
+    throw Error(std::string("cannot remove a deployment: ") + sqlite3_errmsg(db_));
 }
 
 std::vector<state_store::deployment> sqlite_store::deployments() {
-  statement s(prepare("SELECT app, declared_name, digest, deployed_at, specs, arguments FROM deployments ORDER BY app"));
+  statement s(
+      prepare("SELECT app, declared_name, digest, deployed_at, specs, arguments FROM deployments ORDER BY app"));
   std::vector<deployment> out;
   while (sqlite3_step(s.get()) == SQLITE_ROW) {
-    out.push_back({text_column(s.get(), 0), text_column(s.get(), 1), text_column(s.get(), 2),
-                   sqlite3_column_double(s.get(), 3), blob_column(s.get(), 4), {}});
+    out.push_back({text_column(s.get(), 0),
+                   text_column(s.get(), 1),
+                   text_column(s.get(), 2),
+                   sqlite3_column_double(s.get(), 3),
+                   blob_column(s.get(), 4),
+                   {}});
     const detail::buffer arguments = blob_column(s.get(), 5);
     if (arguments.size() > 0) {
       detail::reader r{arguments.view()};
@@ -192,7 +197,7 @@ void sqlite_store::add_call(spawned_call call) {
 }
 
 void sqlite_store::finish_unfinished(const std::string& app, const std::string& function, wire::status outcome,
-                                    std::span<const char> result, double finished_at) {
+                                     std::span<const char> result, double finished_at) {
   queued_write w;
   w.kind = queued_write::finish_function;
   w.call_id = app;
@@ -210,7 +215,7 @@ std::int64_t sqlite_store::max_seq() {
 }
 
 void sqlite_store::finish_call(const std::string& call_id, wire::status outcome, std::span<const char> result,
-                              double finished_at) {
+                               double finished_at) {
   queued_write w;
   w.kind = queued_write::finish;
   w.call_id = call_id;
@@ -230,14 +235,14 @@ void sqlite_store::flush() {
   function_finish_queued_ = false;
   exec("BEGIN IMMEDIATE");
   try {
-    statement_use add(cached(
-        "INSERT INTO calls (call_id, app, function, idempotency_key, arguments, created_at, seq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"));
+    statement_use add(
+        cached("INSERT INTO calls (call_id, app, function, idempotency_key, arguments, created_at, seq)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?)"));
     statement_use finish(
         cached("UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL WHERE call_id = ?"));
-    statement_use finish_function(cached(
-        "UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL"
-        " WHERE app = ? AND function = ? AND finished_at IS NULL"));
+    statement_use finish_function(
+        cached("UPDATE calls SET finished_at = ?, outcome = ?, result = ?, arguments = NULL"
+               " WHERE app = ? AND function = ? AND finished_at IS NULL"));
     for (const auto& w : writes) {
       sqlite3_stmt* s = w.kind == queued_write::add      ? add.get()
                         : w.kind == queued_write::finish ? finish.get()
@@ -286,17 +291,18 @@ std::vector<state_store::spawned_call> read_calls(sqlite3_stmt* s) {
 }  // namespace
 
 std::vector<state_store::spawned_call> sqlite_store::unfinished_calls() {
-  statement s(prepare(
-      "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
-      " WHERE finished_at IS NULL ORDER BY seq"));
+  statement s(
+      prepare("SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
+              " WHERE finished_at IS NULL ORDER BY seq"));
   return read_calls(s.get());
 }
 
-std::vector<state_store::spawned_call> sqlite_store::unfinished_calls(const std::string& app, const std::string& function,
-                                                                     std::int64_t after_seq, std::size_t limit) {
-  statement_use s(cached(
-      "SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
-      " WHERE app = ? AND function = ? AND finished_at IS NULL AND seq > ? ORDER BY seq LIMIT ?"));
+std::vector<state_store::spawned_call> sqlite_store::unfinished_calls(const std::string& app,
+                                                                      const std::string& function,
+                                                                      std::int64_t after_seq, std::size_t limit) {
+  statement_use s(
+      cached("SELECT call_id, app, function, COALESCE(idempotency_key, ''), arguments, created_at, seq FROM calls"
+             " WHERE app = ? AND function = ? AND finished_at IS NULL AND seq > ? ORDER BY seq LIMIT ?"));
   bind_text(s.get(), 1, app);
   bind_text(s.get(), 2, function);
   sqlite3_bind_int64(s.get(), 3, after_seq);
@@ -328,8 +334,9 @@ std::optional<state_store::stored_call> sqlite_store::find_call(const std::strin
 }
 
 std::optional<state_store::stored_call> sqlite_store::find_committed_call(const std::string& call_id) {
-  statement_use s(cached("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
-                         " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
+  statement_use s(
+      cached("SELECT app, function, finished_at IS NOT NULL, expired, COALESCE(outcome, 0), result,"
+             " COALESCE(finished_at, 0) FROM calls WHERE call_id = ?"));
   bind_text(s.get(), 1, call_id);
   if (sqlite3_step(s.get()) != SQLITE_ROW) return std::nullopt;
   stored_call c;

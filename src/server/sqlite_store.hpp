@@ -41,7 +41,7 @@ class sqlite_store final : public state_store {
  private:
   struct queued_write {
     enum { add, finish, finish_function } kind = add;
-    spawned_call call;  // for add
+    spawned_call call;    // for add
     std::string call_id;  // finish; for finish_function: the app, with the function in call.function
     wire::status outcome = wire::status::ok;
     detail::buffer result;

@@ -11,8 +11,8 @@
 #include <ferry/detail/buffer.hpp>
 #include <filesystem>
 #include <memory>
-#include <span>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -31,9 +31,9 @@ class state_store {
   struct deployment {
     std::string app;
     std::string declared_name;  // the name the binary gives its app
-    std::string digest;  // of the binary, stored as binaries/<digest>
+    std::string digest;         // of the binary, stored as binaries/<digest>
     double deployed_at = 0;
-    detail::buffer specs;  // the encoded vector<wire::function_spec>
+    detail::buffer specs;                // the encoded vector<wire::function_spec>
     std::vector<std::string> arguments;  // what its containers' main gets after the program's name
   };
   /// Deployments are written at once (they are rare), replacing one of the same app.

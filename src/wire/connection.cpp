@@ -183,25 +183,25 @@ void connection::read_more() {
   if (peer_finished_) return;
   char* at = received_.reserve(read_chunk);
   const std::size_t room = received_.capacity() - received_.size();
-  socket_.async_read_some(
-      asio::buffer(at, room), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-        if (ec) {
-          self->peer_finished_ = true;
-          self->on_read_end(ec);
-          return;
-        }
-        if (self->shut_ || self->is_closing()) {  // nothing read after a close is handled
-          self->received_.clear();
-          self->received_.shrink_if_empty(keep_capacity);  // (it may have grown for a large frame)
-          self->consumed_ = 0;
-          self->read_more();
-          return;
-        }
-        self->received_.resize(self->received_.size() + n);
-        ++self->reads_completed_;
-        self->process_received();
-        self->read_more();
-      });
+  socket_.async_read_some(asio::buffer(at, room),
+                          [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                            if (ec) {
+                              self->peer_finished_ = true;
+                              self->on_read_end(ec);
+                              return;
+                            }
+                            if (self->shut_ || self->is_closing()) {  // nothing read after a close is handled
+                              self->received_.clear();
+                              self->received_.shrink_if_empty(keep_capacity);  // (it may have grown for a large frame)
+                              self->consumed_ = 0;
+                              self->read_more();
+                              return;
+                            }
+                            self->received_.resize(self->received_.size() + n);
+                            ++self->reads_completed_;
+                            self->process_received();
+                            self->read_more();
+                          });
 }
 
 void connection::on_read_end(boost::system::error_code ec) {
@@ -228,8 +228,9 @@ void connection::process_received() {
     if (available < length_prefix_size) break;
     const std::uint32_t length = read_length_prefix(received_.data() + consumed_);
     if (length > max_frame_size_ + header_allowance) {
-      close("frame of " + std::to_string(length) + " bytes exceeds the limit of " +
-                std::to_string(max_frame_size_) + " bytes", /*flush_first=*/true);
+      close("frame of " + std::to_string(length) + " bytes exceeds the limit of " + std::to_string(max_frame_size_) +
+                " bytes",
+            /*flush_first=*/true);
       return;
     }
     if (available < length_prefix_size + length) {

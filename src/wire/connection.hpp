@@ -134,8 +134,8 @@ class connection : public std::enable_shared_from_this<connection> {
   // Executor-confined.
   detail::buffer received_;
   std::size_t consumed_ = 0;
-  bool shut_ = false;          // close_now() has run
-  bool peer_finished_ = false;  // a read ended (the peer's end, or a failure): no read is in progress
+  bool shut_ = false;                  // close_now() has run
+  bool peer_finished_ = false;         // a read ended (the peer's end, or a failure): no read is in progress
   asio::steady_timer close_deadline_;  // a closing connection's flush_timeout, then its lingering's
   std::uint64_t reads_completed_ = 1;
   bool close_reported_ = false;

@@ -149,12 +149,14 @@ inline constexpr status_row status_table[] = {
      "the caller's signature of a deployed function is not the deployed one"},
 };
 static_assert(std::size(status_table) == last_status + 1, "a status without its row in status_table");
-static_assert([] {
-  for (std::size_t i = 0; i < std::size(status_table); ++i) {
-    if (static_cast<std::size_t>(status_table[i].code) != i) return false;
-  }
-  return true;
-}(), "status_table's rows are in the enum's order");
+static_assert(
+    [] {
+      for (std::size_t i = 0; i < std::size(status_table); ++i) {
+        if (static_cast<std::size_t>(status_table[i].code) != i) return false;
+      }
+      return true;
+    }(),
+    "status_table's rows are in the enum's order");
 
 /// The row of `s` (a status a peer sent is checked against last_status first).
 constexpr const status_row& row(status s) { return status_table[static_cast<std::uint8_t>(s)]; }
@@ -172,7 +174,8 @@ struct error_record {
 /// The rule for app and function names, which `APP.FUNCTION` (the CLI, the HTTP API's paths) must be able to
 /// tell apart: 1 to 128 letters, digits, '-' and '_'.
 bool valid_name(std::string_view name);
-inline constexpr const char* name_rule = "1 to 128 letters, digits, '-' and '_' (no '.', which separates app and function)";
+inline constexpr const char* name_rule =
+    "1 to 128 letters, digits, '-' and '_' (no '.', which separates app and function)";
 
 /// The most of an error's message and of its stack that travel and are kept. A body's exception may say
 /// anything at any length, and an error passed along a chain of calls must not grow with the chain.
@@ -196,7 +199,8 @@ using retry_spec = std::tuple<std::int32_t /*max retries*/, std::uint32_t /*init
 using function_spec =
     std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
                std::int32_t /*max containers*/, std::uint32_t /*timeout ms, 0: none*/, retry_spec,
-               std::int32_t /*min containers*/, std::int32_t /*buffer containers*/, std::uint32_t /*scaledown window ms*/,
+               std::int32_t /*min containers*/, std::int32_t /*buffer containers*/,
+               std::uint32_t /*scaledown window ms*/,
                std::string /*structs: the fields of those the signature mentions (function_entry::structs)*/>;
 /// `arguments`: the program's own (argv[1] on); its containers are started with them.
 using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>,
@@ -219,7 +223,8 @@ using release_header = std::tuple<std::uint64_t /*call id*/>;
 using request_header = std::tuple<std::uint64_t /*request id*/, std::string /*verb*/, std::string /*subject*/>;
 using progress_header =
     std::tuple<std::uint64_t /*input id*/, double /*done*/, double /*total*/, std::string /*message*/>;
-using reply_header = std::tuple<std::uint64_t /*request id*/, std::uint8_t /*status; an error record follows unless ok*/>;
+using reply_header =
+    std::tuple<std::uint64_t /*request id*/, std::uint8_t /*status; an error record follows unless ok*/>;
 /// One row of the "apps" request: a deployed app and its functions' names and signatures.
 using app_row = std::tuple<std::string /*app*/, std::string /*digest*/, double /*deployed at, unix s*/,
                            std::vector<std::tuple<std::string, std::string>> /*functions: name, signature*/>;
@@ -237,17 +242,15 @@ enum class log_stream : std::uint8_t { stdout_stream = 1, stderr_stream = 2 };
 /// A container's line written through the standard streams reaches its stdout or stderr pipe as
 /// "<log_tag><input id><log_tag><text>\n", naming the input it was written for.
 inline constexpr char log_tag = '\x1f';
-using log_row = std::tuple<std::uint64_t /*seq*/, double /*time, unix s*/, std::string /*app*/,
-                           std::string /*function*/, std::string /*call id*/, std::uint8_t /*log_stream*/,
-                           std::string /*text, without its newline*/>;
+using log_row =
+    std::tuple<std::uint64_t /*seq*/, double /*time, unix s*/, std::string /*app*/, std::string /*function*/,
+               std::string /*call id*/, std::uint8_t /*log_stream*/, std::string /*text, without its newline*/>;
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);
 error_record decode_error(std::span<const char> payload);
 
 const char* to_string(message_kind kind);
-inline const char* to_string(status s) {
-  return static_cast<std::uint8_t>(s) <= last_status ? row(s).name : "unknown";
-}
+inline const char* to_string(status s) { return static_cast<std::uint8_t>(s) <= last_status ? row(s).name : "unknown"; }
 
 }  // namespace ferry::wire

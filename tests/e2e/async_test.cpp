@@ -154,9 +154,9 @@ TEST(async, a_cancelled_reduce_aio_cancels_its_steps) {
   const std::vector<std::int64_t> items{-2, 1, 1, 1};
   EXPECT_EQ(run_app([&]() -> ferry::Task<void> {
               // The first step waits until cancelled; the later ones wait on the server for the one before.
-              EXPECT_THROW(co_await ferry::gather(cancellable_add.reduce.aio(items),
-                                                  fail_once_exists(dir + "/reduce.started")),
-                           test_error);
+              EXPECT_THROW(
+                  co_await ferry::gather(cancellable_add.reduce.aio(items), fail_once_exists(dir + "/reduce.started")),
+                  test_error);
               EXPECT_TRUE(co_await wait_for_file_async(dir + "/reduce.cancelled"));
             }),
             0);

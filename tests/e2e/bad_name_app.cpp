@@ -4,4 +4,6 @@
 
 ferry::App app{"my.app"};
 
-int main(int argc, char** argv) { return app.main(argc, argv, [] {}); }
+int main(int argc, char** argv) {
+  return app.main(argc, argv, [] {});
+}

@@ -73,7 +73,9 @@ stoppable_result chaos_stoppable_body(std::string dir, std::int64_t i) {
 /// still be retried and the test's checks would still hold.
 ferry::Function<stoppable_result(std::string, std::int64_t)> chaos_stoppable =
     app().function("chaos_stoppable", chaos_stoppable_body,
-                   {.max_inputs = 2, .max_containers = 2, .timeout = std::chrono::milliseconds(4000),
+                   {.max_inputs = 2,
+                    .max_containers = 2,
+                    .timeout = std::chrono::milliseconds(4000),
                     .retries = ferry::Retries(3, std::chrono::milliseconds(10))});
 
 /// expected_for(i), after 20 ms of work. One container of 4 inputs, so that a container killed while it starts
@@ -91,8 +93,8 @@ using testing::HasSubstr;
 
 /// `ferry_calls_total` of one function of app "e2e" (the test program's own app) for `outcome`.
 std::int64_t calls_ended(const ferry_server& server, const std::string& function, const std::string& outcome = "ok") {
-  return static_cast<std::int64_t>(server.metric("ferry_calls_total{app=\"e2e\",function=\"" + function +
-                                                 "\",outcome=\"" + outcome + "\"}"));
+  return static_cast<std::int64_t>(
+      server.metric("ferry_calls_total{app=\"e2e\",function=\"" + function + "\",outcome=\"" + outcome + "\"}"));
 }
 
 /// Per-index delivery counts of values that should be expected_for(0..n-1), each exactly once.
@@ -228,9 +230,10 @@ TEST(chaos, kill_9_of_random_containers_during_a_100000_input_map_loses_and_misp
   std::int64_t wrong = 0;
   for (std::int64_t i = 0; i < map_inputs; ++i) wrong += results[static_cast<std::size_t>(i)] != expected_for(i);
   const auto c = count_deliveries(results, map_inputs);
-  std::printf("chaos: ordered map of %ld inputs, %d containers killed, %ld attempts retried, %ld lost, %ld duplicated, "
-              "%ld misplaced, %.1f s\n",
-              map_inputs, kills, retried, c.lost, c.duplicated, wrong, seconds);
+  std::printf(
+      "chaos: ordered map of %ld inputs, %d containers killed, %ld attempts retried, %ld lost, %ld duplicated, "
+      "%ld misplaced, %.1f s\n",
+      map_inputs, kills, retried, c.lost, c.duplicated, wrong, seconds);
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(c.lost, 0);
   EXPECT_EQ(c.duplicated, 0);
@@ -249,9 +252,10 @@ TEST(chaos, kill_9_of_random_containers_during_a_100000_input_map_delivers_each_
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_EQ(results.size(), static_cast<std::size_t>(map_inputs));
   const auto c = count_deliveries(results, map_inputs);
-  std::printf("chaos: completion-order map of %ld inputs, %d containers killed, %ld attempts retried, %ld lost, "
-              "%ld duplicated, %.1f s\n",
-              map_inputs, kills, retried, c.lost, c.duplicated, seconds);
+  std::printf(
+      "chaos: completion-order map of %ld inputs, %d containers killed, %ld attempts retried, %ld lost, "
+      "%ld duplicated, %.1f s\n",
+      map_inputs, kills, retried, c.lost, c.duplicated, seconds);
   EXPECT_EQ(c.lost, 0);
   EXPECT_EQ(c.duplicated, 0);
   EXPECT_EQ(c.foreign, 0);
@@ -288,7 +292,8 @@ TEST(chaos, containers_killed_while_they_start_cost_the_queued_inputs_an_attempt
                         if (wanted && parent_of(c.pid) == server_pid) victims.push_back(c);
                       }
                       if (!victims.empty()) {
-                        const auto& v = victims[std::uniform_int_distribution<std::size_t>(0, victims.size() - 1)(random)];
+                        const auto& v =
+                            victims[std::uniform_int_distribution<std::size_t>(0, victims.size() - 1)(random)];
                         if (::kill(v.pid, SIGKILL) == 0) {
                           ++kills;
                           if (v.state == "starting") ++kills_while_starting;
@@ -492,15 +497,16 @@ TEST(chaos, a_container_frozen_with_sigstop_has_its_inputs_time_out_and_retried_
   EXPECT_EQ(wrong, 0);
   EXPECT_EQ(from_frozen, 0);
   EXPECT_EQ(retried_elsewhere, 2);  // the two inputs the frozen container held
-  EXPECT_TRUE(gone) << "the frozen container " << frozen->pid << " is still there (parent "
-                    << parent_of(frozen->pid) << ")";
+  EXPECT_TRUE(gone) << "the frozen container " << frozen->pid << " is still there (parent " << parent_of(frozen->pid)
+                    << ")";
   const std::string log = server.proc().err();
   EXPECT_THAT(log, HasSubstr("of 'chaos_stoppable' timed out after 4000 ms"));
   EXPECT_THAT(log, HasSubstr("replacing container " + std::to_string(frozen_id) + " of 'chaos_stoppable'"));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  std::printf("chaos: %ld inputs, 1 container frozen (SIGSTOP) holding 2, %ld retried elsewhere, %ld lost, %ld wrong, "
-              "%.1f s\n",
-              inputs, retried_elsewhere, inputs - static_cast<std::int64_t>(results.size()), wrong, seconds);
+  std::printf(
+      "chaos: %ld inputs, 1 container frozen (SIGSTOP) holding 2, %ld retried elsewhere, %ld lost, %ld wrong, "
+      "%.1f s\n",
+      inputs, retried_elsewhere, inputs - static_cast<std::int64_t>(results.size()), wrong, seconds);
 }
 
 // A container frozen while idle, then stopped by the server (here because its app's program exits): SIGTERM
@@ -527,8 +533,8 @@ TEST(chaos, a_frozen_container_the_server_stops_is_killed_after_the_grace_period
   // The program has exited: the server stops its app's containers, the frozen one included.
   EXPECT_TRUE(container_gone(server, frozen_id, frozen->pid))
       << "the frozen container " << frozen->pid << " is still there (parent " << parent_of(frozen->pid) << ")";
-  EXPECT_THAT(server.proc().err(), HasSubstr("container " + std::to_string(frozen_id) +
-                                             " of 'chaos_stoppable' (pid " + std::to_string(frozen->pid) +
+  EXPECT_THAT(server.proc().err(), HasSubstr("container " + std::to_string(frozen_id) + " of 'chaos_stoppable' (pid " +
+                                             std::to_string(frozen->pid) +
                                              ") did not exit within 5000 ms of being asked to stop; killing it"));
 }
 

@@ -67,9 +67,8 @@ class foreign_listener {
 
 TEST(client, a_program_pointed_at_a_silent_port_fails_after_the_handshake_deadline_naming_the_address) {
   foreign_listener silent;
-  const auto r = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", silent.address()},
-                                          {"FERRY_TOKEN", "t"},
-                                          {"FERRY_CONNECT_TIMEOUT", "0.5"}});
+  const auto r = run({FERRY_HELLO_PATH},
+                     {{"FERRY_SERVER", silent.address()}, {"FERRY_TOKEN", "t"}, {"FERRY_CONNECT_TIMEOUT", "0.5"}});
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.err, HasSubstr(silent.address() + " accepted the connection but did not answer ferry's handshake"));
   EXPECT_THAT(r.err, HasSubstr("FERRY_SERVER"));
@@ -123,7 +122,8 @@ TEST(client, an_unreachable_server_is_reported_before_a_missing_token_file) {
   ferry_server server;
   r = run({FERRY_CLI_PATH, "apps", "--server", server.address(), "--state-dir", no_token}, {{"FERRY_TOKEN", ""}});
   EXPECT_EQ(r.code, 1);
-  EXPECT_THAT(r.err, HasSubstr("cannot read the server's token from " + no_token + "/token (No such file or directory)"));
+  EXPECT_THAT(r.err,
+              HasSubstr("cannot read the server's token from " + no_token + "/token (No such file or directory)"));
 }
 
 /// The server, with this test binary deployed on it as app "plain".

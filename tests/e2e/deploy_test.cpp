@@ -144,8 +144,9 @@ TEST(deploy, structs_are_compared_by_qualified_name_and_fields_before_anything_r
     ferry::Function<shop::Receipt(shop::Order)>::from_name("shop", "price");
     ADD_FAILURE() << "no exception";
   } catch (const ferry::SignatureMismatchError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("its struct shop::Order is not this program's: deployed "
-                                    "shop::Order{id:int64,quantity:int32}, here shop::Order{id:int64,items:vector<string>}"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("its struct shop::Order is not this program's: deployed "
+                          "shop::Order{id:int64,quantity:int32}, here shop::Order{id:int64,items:vector<string>}"));
   }
 }
 
@@ -160,7 +161,7 @@ TEST(deploy, redeploying_sends_new_calls_to_the_new_version_while_calls_in_fligh
               const auto again = d.server.cli({"deploy", "--name", "platform", E2E_BINARY});
               EXPECT_EQ(again.code, 0) << again.err;
               std::ofstream(dir + "/gate") << "open\n";
-              EXPECT_TRUE(in_flight.result());  // finished on the old version's container
+              EXPECT_TRUE(in_flight.result());                               // finished on the old version's container
               EXPECT_EQ(Add::from_name("platform", "add").remote(1, 1), 2);  // the new version serves
             }),
             0);
@@ -187,7 +188,8 @@ TEST(deploy, a_spawned_call_outlives_its_program_and_is_fetched_by_id_from_anoth
                 ferry::FunctionCall<std::string>::from_id(id).get();
                 ADD_FAILURE() << "no exception";
               } catch (const ferry::Error& e) {
-                EXPECT_THAT(e.what(), HasSubstr("the result of call " + id + " does not decode as string: expected "
+                EXPECT_THAT(e.what(), HasSubstr("the result of call " + id +
+                                                " does not decode as string: expected "
                                                 "string, received integer 49; FunctionCall<R>::from_id needs R"));
               }
               // A timeout that only means "not finished yet" is its own error; the call goes on.
@@ -241,7 +243,7 @@ TEST(deploy, a_result_past_the_retention_period_is_expired_not_missing) {
   ASSERT_EQ(server.cli({"deploy", "--name", "platform", E2E_BINARY}).code, 0);
   EXPECT_EQ(run_app([&] {
               auto call = Square::from_name("platform", "square").spawn(3);
-              EXPECT_EQ(call.get(30s), 9);  // delivered as it finished
+              EXPECT_EQ(call.get(30s), 9);                          // delivered as it finished
               EXPECT_THROW(call.get(), ferry::ResultExpiredError);  // kept for 0 s
             }),
             0);
@@ -252,7 +254,8 @@ TEST(deploy, spawned_calls_survive_a_kill_9_of_the_server_and_all_1000_complete_
   const std::string dir = scratch_dir();
   std::vector<std::string> ids;
   EXPECT_EQ(run_app([&] {
-              auto slow = ferry::Function<std::int64_t(std::string, std::int64_t)>::from_name("platform", "slow_square");
+              auto slow =
+                  ferry::Function<std::int64_t(std::string, std::int64_t)>::from_name("platform", "slow_square");
               for (std::int64_t i = 0; i < 1000; ++i) ids.push_back(slow.spawn(dir + "/gate", i).id());
             }),
             0);
@@ -278,7 +281,8 @@ TEST(deploy, spawns_beyond_the_queue_limit_wait_in_the_store_and_all_run) {
   const std::string dir = scratch_dir();
   EXPECT_EQ(run_app([&] {
               // 100 run (2 containers x 50), 10 queue in memory, the rest wait in the store: none is refused.
-              auto slow = ferry::Function<std::int64_t(std::string, std::int64_t)>::from_name("platform", "slow_square");
+              auto slow =
+                  ferry::Function<std::int64_t(std::string, std::int64_t)>::from_name("platform", "slow_square");
               std::vector<ferry::FunctionCall<std::int64_t>> calls;
               for (std::int64_t i = 0; i < 300; ++i) calls.push_back(slow.spawn(dir + "/gate", i));
               std::ofstream(dir + "/gate") << "open\n";

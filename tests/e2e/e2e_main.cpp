@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
     }
     // A program whose main does work before app.main (say, parses a large configuration): its containers
     // take that long to start, a window in which they can be killed.
-    if (const char* ms = std::getenv("E2E_SLOW_START_MS")) std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
+    if (const char* ms = std::getenv("E2E_SLOW_START_MS"))
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(ms)));
     return e2e::app().main(argc, argv, [] {});
   }
   if (const char* scenario = std::getenv("E2E_SCENARIO")) return e2e::run_scenario(scenario);

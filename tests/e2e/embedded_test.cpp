@@ -333,7 +333,6 @@ TEST(embedded, an_exception_escaping_the_entrypoint_makes_main_return_1) {
   EXPECT_EQ(run_app([] { raise_test_error.remote(); }), 1);
 }
 
-
 TEST(embedded, names_follow_one_rule_checked_at_declaration_with_a_catchable_error) {
   EXPECT_THROW(ferry::App("my.app"), std::invalid_argument);  // '.' separates app and function in APP.FUNCTION
   EXPECT_THROW(ferry::App(""), std::invalid_argument);
@@ -348,7 +347,8 @@ TEST(embedded, names_follow_one_rule_checked_at_declaration_with_a_catchable_err
   }
   (void)valid.function("f", [] { return 1; });
   EXPECT_THROW(valid.function("f", [] { return 2; }), std::invalid_argument);  // declared twice
-  EXPECT_THROW(valid.function("g", [] { return 1; }, {.max_containers = 2, .min_containers = 9}), std::invalid_argument);
+  EXPECT_THROW(valid.function("g", [] { return 1; }, {.max_containers = 2, .min_containers = 9}),
+               std::invalid_argument);
   EXPECT_THROW(valid.function("h", [] { return 1; }, {.retries = -1}), std::invalid_argument);
 }
 

@@ -52,8 +52,8 @@ TEST(observe, ferry_logs_follow_prints_new_lines_as_they_are_written) {
     ASSERT_EQ(r.code, 0) << r.err;
   };
   say("an earlier line");
-  process follower({FERRY_CLI_PATH, "logs", "e2e", "-f", "--server", server.address(), "--state-dir",
-                    server.state_dir()});
+  process follower(
+      {FERRY_CLI_PATH, "logs", "e2e", "-f", "--server", server.address(), "--state-dir", server.state_dir()});
   // The kept lines come first, in the same answer that subscribes the follower: once it has printed the
   // earlier line, a line written now must follow.
   ASSERT_TRUE(follower.wait_for_output("| an earlier line\n")) << follower.out() << follower.err();
@@ -115,7 +115,8 @@ std::vector<std::string> visible_lines(const std::string& written) {
     std::string line = written.substr(start, end - start);
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (const auto cr = line.rfind('\r'); cr != std::string::npos) line = line.substr(cr + 1);
-    for (auto erase = line.find("\x1b[K"); erase != std::string::npos; erase = line.find("\x1b[K")) line.erase(erase, 3);
+    for (auto erase = line.find("\x1b[K"); erase != std::string::npos; erase = line.find("\x1b[K"))
+      line.erase(erase, 3);
     lines.push_back(line);
     start = end + 1;
   }
@@ -135,8 +136,8 @@ TEST(observe, lines_printed_during_a_map_never_share_the_bars_line_and_repeated_
     lost += line.find("with 1 input in flight") != std::string::npos;
     summaries += line.find("more containers of e2e.flaky_square ended unasked") != std::string::npos;
   }
-  EXPECT_EQ(bodies, 40u);  // what the bodies wrote is all there, each on a line of its own
-  EXPECT_EQ(lost, 1u) << terminal;  // the first lost container is told; the other nine are summed up
+  EXPECT_EQ(bodies, 40u);                // what the bodies wrote is all there, each on a line of its own
+  EXPECT_EQ(lost, 1u) << terminal;       // the first lost container is told; the other nine are summed up
   EXPECT_GE(summaries, 1u) << terminal;  // (one per 5 s while they go on)
 }
 

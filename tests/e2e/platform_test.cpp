@@ -140,9 +140,8 @@ TEST(platform, a_body_ignoring_cancellation_gets_its_container_replaced_and_its_
               asio::cancellation_signal cancel;
               std::exception_ptr cancelled_error;
               asio::co_spawn(co_await asio::this_coro::executor, stall_once_no_timeout.remote.aio(dir + "/c"),
-                             asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, std::int64_t) {
-                               cancelled_error = e;
-                             }));
+                             asio::bind_cancellation_slot(
+                                 cancel.slot(), [&](std::exception_ptr e, std::int64_t) { cancelled_error = e; }));
               EXPECT_TRUE(co_await file_appears(dir + "/c.running"));
               cancel.emit(asio::cancellation_type::terminal);
               // The cancelled body never stops: after the grace period its container is killed, and the
@@ -161,9 +160,8 @@ TEST(platform, containers_scale_up_under_a_queue_and_down_after_the_window) {
   const std::string dir = scratch_dir();
   EXPECT_EQ(run_app([&] {
               // min_containers = 1: one warm container before any call.
-              EXPECT_TRUE(wait_for_containers(server, "warm_hold", [](const auto& rows) {
-                return rows.size() == 1 && rows[0].state == "ready";
-              }));
+              EXPECT_TRUE(wait_for_containers(
+                  server, "warm_hold", [](const auto& rows) { return rows.size() == 1 && rows[0].state == "ready"; }));
               // One input in flight, buffer_containers = 1: a second container waits beside it.
               auto warm = warm_hold.future(dir + "/warm-gate");
               warm.run();
@@ -194,9 +192,8 @@ TEST(platform, a_full_queue_refuses_calls_with_a_resource_exhausted_error_and_a_
   EXPECT_EQ(run_app([&] {
               auto running = single_hold.future(dir + "/gate");
               running.run();
-              EXPECT_TRUE(wait_for_containers(server, "single_hold", [](const auto& rows) {
-                return rows.size() == 1 && rows[0].inputs == 1;
-              }));
+              EXPECT_TRUE(wait_for_containers(
+                  server, "single_hold", [](const auto& rows) { return rows.size() == 1 && rows[0].inputs == 1; }));
               auto queued1 = single_hold.future(dir + "/gate");
               auto queued2 = single_hold.future(dir + "/gate");
               queued1.run();

@@ -3,10 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -208,7 +208,8 @@ namespace e2e {
 
 std::string ferry_server::http_get(const std::string& path) const {
   auto [status, body] = http("GET", path);
-  if (status != 200) throw std::runtime_error("GET " + path + ": " + std::to_string(status) + " " + body.substr(0, 200));
+  if (status != 200)
+    throw std::runtime_error("GET " + path + ": " + std::to_string(status) + " " + body.substr(0, 200));
   return body;
 }
 
@@ -309,8 +310,8 @@ std::optional<process_sample> sample_process(pid_t pid) {
   }
   if (!found) return std::nullopt;  // a zombie has no VmRSS line
   std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator(dir + "/fd", ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec)) {
+  for (auto it = std::filesystem::directory_iterator(dir + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     ++s.fds;
   }
   if (ec) return std::nullopt;

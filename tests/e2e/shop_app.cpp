@@ -18,4 +18,6 @@ FERRY_STRUCT(Receipt, total)
 ferry::App app{"shop"};
 auto price = app.function("price", [](shop::Order o) { return shop::Receipt{2.5 * o.quantity}; });
 
-int main(int argc, char** argv) { return app.main(argc, argv, [] {}); }
+int main(int argc, char** argv) {
+  return app.main(argc, argv, [] {});
+}

@@ -78,7 +78,8 @@ TEST(soak, a_million_calls_or_150_seconds_of_remote_map_and_spawn_leak_neither_m
                 for (std::int64_t i = 0; i < round_remote; ++i) wrong += square.remote(i) != i * i;
                 std::vector<ferry::FunctionCall<std::int64_t>> spawned;
                 for (std::int64_t i = 0; i < round_spawn; ++i) spawned.push_back(square.spawn(i));
-                for (std::int64_t i = 0; i < round_spawn; ++i) wrong += spawned[static_cast<std::size_t>(i)].get(60s) != i * i;
+                for (std::int64_t i = 0; i < round_spawn; ++i)
+                  wrong += spawned[static_cast<std::size_t>(i)].get(60s) != i * i;
                 calls += round_calls;
                 checkpoints.push_back(sample(server, calls));
               }
@@ -103,9 +104,10 @@ TEST(soak, a_million_calls_or_150_seconds_of_remote_map_and_spawn_leak_neither_m
       container_rss += s.rss_kib;
       container_fds += s.fds;
     }
-    std::printf("soak: after %7ld calls: server RSS %6ld KiB, %3d fds; %zu containers: RSS %7ld KiB, %4d fds in all%s\n",
-                c->calls, c->server.rss_kib, c->server.fds, c->containers.size(), container_rss, container_fds,
-                c == &quarter ? " (the first-quarter baseline)" : "");
+    std::printf(
+        "soak: after %7ld calls: server RSS %6ld KiB, %3d fds; %zu containers: RSS %7ld KiB, %4d fds in all%s\n",
+        c->calls, c->server.rss_kib, c->server.fds, c->containers.size(), container_rss, container_fds,
+        c == &quarter ? " (the first-quarter baseline)" : "");
   }
   EXPECT_LE(last.server.fds, quarter.server.fds + fd_slack);
   EXPECT_LE(last.server.rss_kib, quarter.server.rss_kib + server_rss_slack_kib);

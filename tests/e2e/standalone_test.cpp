@@ -290,8 +290,8 @@ TEST(cli, ferry_calls_filters_by_app_function_and_status_and_limits_the_count) {
 }
 
 TEST(cli, version_help_and_usage_errors_follow_conventions) {
-  const std::string version_line =
-      std::string("ferry ") + ferry::version() + " (wire protocol " + std::to_string(ferry::wire::protocol_version) + ")\n";
+  const std::string version_line = std::string("ferry ") + ferry::version() + " (wire protocol " +
+                                   std::to_string(ferry::wire::protocol_version) + ")\n";
   for (const char* flag : {"version", "--version"}) {
     const auto version = run({FERRY_CLI_PATH, flag});
     EXPECT_EQ(version.code, 0) << flag;

@@ -18,8 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <numeric>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -56,9 +56,7 @@ std::int64_t throw_deep_body() {
   return 0;
 }
 
-std::int64_t crash_thrice_body() {
-  std::abort();
-}
+std::int64_t crash_thrice_body() { std::abort(); }
 
 std::int64_t crash_body() {
   std::fputs("crash: about to abort\n", stderr);
@@ -122,16 +120,16 @@ ferry::Task<std::int64_t> async_pass_on_body(std::string kind) {
 }
 ferry::Function<ferry::Task<std::int64_t>(std::string)> async_pass_on =
     app().function("async_pass_on", async_pass_on_body);
-ferry::Function<bool(std::string, bool)> stderr_then_exit = app().function(
-    "stderr_then_exit",
-    [](std::string line, bool exit3) {
-      std::cerr << line << std::endl;
-      if (exit3) std::exit(3);
-      return true;
-    },
-    {.max_containers = 1});
-ferry::Function<void(std::int64_t)> raise_long = app().function(
-    "raise_long", [](std::int64_t bytes) { throw std::runtime_error(std::string(static_cast<std::size_t>(bytes), 'x')); });
+ferry::Function<bool(std::string, bool)> stderr_then_exit = app().function("stderr_then_exit",
+                                                                           [](std::string line, bool exit3) {
+                                                                             std::cerr << line << std::endl;
+                                                                             if (exit3) std::exit(3);
+                                                                             return true;
+                                                                           },
+                                                                           {.max_containers = 1});
+ferry::Function<void(std::int64_t)> raise_long = app().function("raise_long", [](std::int64_t bytes) {
+  throw std::runtime_error(std::string(static_cast<std::size_t>(bytes), 'x'));
+});
 ferry::Function<void()> raise_test_error = app().function("raise_test_error", raise_test_error_body);
 ferry::Function<std::int64_t()> crash = app().function("crash", crash_body);
 ferry::Function<std::int64_t()> throw_deep = app().function("throw_deep", throw_deep_body);
@@ -308,7 +306,8 @@ ferry::Task<bool> wait_for_file_async(std::string path) {
 
 ferry::Function<bool(std::string)> cancel_witness =
     app().function("cancel_witness", cancel_witness_body, {.max_inputs = 8, .max_containers = 1});
-ferry::Function<std::int64_t(std::int64_t, std::int64_t)> cancellable_add = app().function("cancellable_add", cancellable_add_body);
+ferry::Function<std::int64_t(std::int64_t, std::int64_t)> cancellable_add =
+    app().function("cancellable_add", cancellable_add_body);
 
 ferry::Function<ferry::Task<std::int64_t>(std::int64_t)> async_double =
     app().function("async_double", async_double_body);
@@ -580,15 +579,15 @@ ferry::Function<std::int64_t(std::int64_t)> spawner =
     app().function("spawner", [](std::int64_t x) { return square.spawn(x).get(std::chrono::seconds{30}); });
 ferry::Function<std::int64_t(std::int64_t, std::int64_t)> gated_add = app().function("gated_add", gated_add_body);
 ferry::Function<bool(std::string)> timed_hold = app().function("timed_hold", hold_body, {.timeout = 200ms});
-ferry::Function<std::int64_t(std::int64_t)> flaky_square = app().function(
-    "flaky_square",
-    [](std::int64_t x) {
-      std::cerr << "squaring " << x << std::endl;
-      if (x % 4 == 1) throw std::runtime_error("odd one out: " + std::to_string(x));
-      if (x % 4 == 3) ::kill(::getpid(), SIGKILL);
-      return x * x;
-    },
-    {.max_containers = 2});
+ferry::Function<std::int64_t(std::int64_t)> flaky_square =
+    app().function("flaky_square",
+                   [](std::int64_t x) {
+                     std::cerr << "squaring " << x << std::endl;
+                     if (x % 4 == 1) throw std::runtime_error("odd one out: " + std::to_string(x));
+                     if (x % 4 == 3) ::kill(::getpid(), SIGKILL);
+                     return x * x;
+                   },
+                   {.max_containers = 2});
 ferry::Function<bool(std::int64_t)> ignore_cancel = app().function("ignore_cancel", [](std::int64_t seconds) {
   std::this_thread::sleep_for(std::chrono::seconds(seconds));  // never looks at ferry::cancelled()
   return true;
@@ -633,8 +632,7 @@ container_view container_exposure_body() {
   const char* token = std::getenv("FERRY_TOKEN");
   return {::getpid(), command_line, token ? token : ""};
 }
-ferry::Function<container_view()> container_exposure =
-    app().function("container_exposure", container_exposure_body);
+ferry::Function<container_view()> container_exposure = app().function("container_exposure", container_exposure_body);
 
 /// The SigBlk and SigIgn lines of the body's thread in /proc/self/status: the signals it blocks and ignores.
 std::string signal_state_body() {

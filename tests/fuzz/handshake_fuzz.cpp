@@ -83,7 +83,8 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
     return frame_bytes(message_kind::request, wire::request_header{id, verb, subject}, payload);
   };
   const auto square_args = values(std::tuple<std::int64_t>{7});
-  const wire::function_spec spec{"echo", "string(string)", 2, 2, 1000, wire::retry_spec{1, 10, 2.0, 100}, 0, 0, 1000, ""};
+  const wire::function_spec spec{"echo", "string(string)", 2, 2, 1000, wire::retry_spec{1, 10, 2.0, 100}, 0, 0, 1000,
+                                 ""};
   return {
       {"hello_client", client},
       {"hello_wrong_token", hello(wire::protocol_version, "not-the-token", 0, 0)},
@@ -114,12 +115,13 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
                             request(1, "spawn", "fuzz.square",
                                     values(std::tuple<std::string, std::tuple<std::int64_t>>{"seed-key", {7}})) +
                             request(2, "get", "fc-0000000000000001", values(std::uint32_t{100}))},
-      {"deploy_and_stop", client +
-                              request(1, "deploy", "other",
-                                      values(std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string,
-                                                        std::vector<std::string>>{
-                                          {spec}, {std::byte{'#'}, std::byte{'!'}}, "other", {"--flag"}})) +
-                              request(2, "stop", "other")},
+      {"deploy_and_stop",
+       client +
+           request(
+               1, "deploy", "other",
+               values(std::tuple<std::vector<wire::function_spec>, ferry::bytes, std::string, std::vector<std::string>>{
+                   {spec}, {std::byte{'#'}, std::byte{'!'}}, "other", {"--flag"}})) +
+           request(2, "stop", "other")},
       {"logs_follow", client + request(1, "logs", "fuzz", values(std::tuple<std::string, bool>{"", true}))},
       {"output_from_a_client", client + frame_bytes(message_kind::output, wire::output_header{1, 0}, values(1))},
       {"frame_over_the_limit", client + std::string("\xff\xff\x7f\x00", 4)},

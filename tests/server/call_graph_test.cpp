@@ -6,8 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <ferry/codec.hpp>
-#include <string>
 #include <map>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -169,7 +169,8 @@ TEST(call_graph, a_failure_runs_down_a_long_chain_in_constant_stack_told_once_wi
   call_record* previous = &head;
   std::vector<std::uint64_t> ids;
   for (int k = 0; k < steps; ++k) {
-    call_record& step = h.make(k + 1 == steps ? wire::deliver_result : 0, encoded(std::make_tuple(std::monostate{}, k)));
+    call_record& step =
+        h.make(k + 1 == steps ? wire::deliver_result : 0, encoded(std::make_tuple(std::monostate{}, k)));
     ASSERT_TRUE(h.graph.add_argument(step, 0, *previous));
     h.graph.start_when_ready(step);
     ids.push_back(step.id);
@@ -228,7 +229,8 @@ TEST(call_graph, calls_nobody_needs_any_more_are_cancelled_up_their_arguments_bu
   call_record& middle = h.make(0, one);
   ASSERT_TRUE(h.graph.add_argument(middle, 0, root));
   h.graph.start_when_ready(middle);
-  call_record& leaf = h.make(wire::deliver_result, encoded(std::tuple<std::monostate, std::monostate, std::monostate>{}));
+  call_record& leaf =
+      h.make(wire::deliver_result, encoded(std::tuple<std::monostate, std::monostate, std::monostate>{}));
   ASSERT_TRUE(h.graph.add_argument(leaf, 0, middle));
   ASSERT_TRUE(h.graph.add_argument(leaf, 1, kept));
   ASSERT_TRUE(h.graph.add_argument(leaf, 2, spawned));

@@ -64,7 +64,8 @@ T decode_all(std::span<const char> bytes) {
 
 TEST(frame, round_trips_a_call_frame_with_its_header_and_payload) {
   buffer b;
-  frame_writer w(b, message_kind::call, ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}, 0});
+  frame_writer w(b, message_kind::call,
+                 ferry::wire::call_header{42, "my-app", "add", ferry::wire::deliver_result, {}, 0});
   ferry::encode(w.payload(), call_arguments{-7, "seven"});
   const std::uint64_t n = w.finish();
   ASSERT_EQ(n + ferry::wire::length_prefix_size, b.size());
@@ -110,7 +111,8 @@ TEST(frame, reads_length_prefix_as_little_endian) {
 TEST(frame, parses_several_frames_from_one_buffer_in_order) {
   buffer b;
   {
-    frame_writer w(b, message_kind::call, ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}, 0});
+    frame_writer w(b, message_kind::call,
+                   ferry::wire::call_header{1, "app", "first", ferry::wire::deliver_result, {}, 0});
     ferry::encode(w.payload(), call_arguments{1, "one"});
     w.finish();
   }
@@ -163,9 +165,9 @@ TEST(frame, decode_header_rejects_wrong_field_count) {
 
 TEST(frame, decode_header_rejects_wrong_field_types) {
   buffer b;
-  frame_writer w(
-      b, message_kind::call,
-      std::tuple<std::string, std::string, std::string, std::uint8_t, std::vector<int>, int>{"id", "app", "fn", 1, {}, 0});
+  frame_writer w(b, message_kind::call,
+                 std::tuple<std::string, std::string, std::string, std::uint8_t, std::vector<int>, int>{
+                     "id", "app", "fn", 1, {}, 0});
   w.finish();
   const frame f = parse(body_at(b, 0));
   EXPECT_EQ(f.header_fields, 6u);
@@ -324,6 +326,6 @@ TEST(frame, a_call_frame_is_byte_for_byte_the_one_docs_protocol_shows) {
   w.finish();
   EXPECT_EQ(
       std::string(b.data(), b.size()),
-      raw({0x1f, 0x00, 0x00, 0x00, 0x97, 0x06, 0x01, 0xa5, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xb1, 0x62, 0x6c, 0x6f,
-           0x63, 0x6b, 0x69, 0x6e, 0x67, 0x5f, 0x66, 0x75, 0x6e, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x01, 0x90, 0x00, 0x90}));
+      raw({0x1f, 0x00, 0x00, 0x00, 0x97, 0x06, 0x01, 0xa5, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0xb1, 0x62, 0x6c, 0x6f, 0x63,
+           0x6b, 0x69, 0x6e, 0x67, 0x5f, 0x66, 0x75, 0x6e, 0x63, 0x74, 0x69, 0x6f, 0x6e, 0x01, 0x90, 0x00, 0x90}));
 }

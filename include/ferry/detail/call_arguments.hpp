@@ -72,8 +72,8 @@ inline constexpr bool dependent_false = false;
                 "pass each ferry::Future directly as an argument, or use f.map / f.reduce, which take a "          \
                 "std::vector<ferry::Future<T>>")
 
-/// Encodes the argument array for parameters `P...`: values as themselves, futures (and call tasks) as nil placeholders,
-/// recorded in `deps` with their positions.
+/// Encodes the argument array for parameters `P...`: values as themselves, futures (and call tasks) as nil
+/// placeholders, recorded in `deps` with their positions.
 template <class... P, class... Args, std::size_t... I>
 void encode_call_arguments(buffer& out, std::vector<future_dependency>& deps, std::index_sequence<I...>,
                            const Args&... args) {
