@@ -9,10 +9,4 @@
 #include <ferry/future.hpp>
 #include <ferry/options.hpp>
 #include <ferry/task.hpp>
-
-namespace ferry {
-
-/// ferry's version, "MAJOR.MINOR.PATCH".
-const char* version() noexcept;
-
-}  // namespace ferry
+#include <ferry/version.hpp>

@@ -287,7 +287,7 @@ class Function<R(A...)> {
       const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) {
         detail::encode_arguments(out, args...);
       };
-      const detail::buffer id = detail::control_request("spawn", entry_->app + "." + entry_->name,
+      const detail::buffer id = detail::control_request(detail::control_verb::spawn, entry_->app + "." + entry_->name,
                                                         detail::spawn_payload(options.idempotency_key, encode), site);
       return FunctionCall<value_type>(detail::decode_string(id));
     }
@@ -296,8 +296,9 @@ class Function<R(A...)> {
       const std::function<void(detail::buffer&)> encode = [&](detail::buffer& out) {
         detail::encode_arguments(out, args...);
       };
-      detail::buffer id = co_await detail::control_request_async(
-          "spawn", entry->app + "." + entry->name, detail::spawn_payload(options.idempotency_key, encode));
+      detail::buffer id =
+          co_await detail::control_request_async(detail::control_verb::spawn, entry->app + "." + entry->name,
+                                                 detail::spawn_payload(options.idempotency_key, encode));
       co_return FunctionCall<value_type>(detail::decode_string(id));
     }
     std::shared_ptr<const detail::function_entry> entry_;

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <ferry/codec.hpp>
 #include <ferry/detail/buffer.hpp>
+#include <ferry/detail/control_verb.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/future.hpp>
 #include <ferry/task.hpp>
@@ -31,9 +32,9 @@ struct SpawnOptions {
 namespace detail {
 
 /// A control request to the server (see the wire protocol's `request`): blocking, and awaitable.
-buffer control_request(const std::string& verb, const std::string& subject, const std::function<void(buffer&)>& write,
+buffer control_request(control_verb verb, const std::string& subject, const std::function<void(buffer&)>& write,
                        const std::source_location& site);
-Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write);
+Task<buffer> control_request_async(control_verb verb, std::string subject, std::function<void(buffer&)> write);
 
 /// A `get` of a spawned call, waiting at most `timeout`.
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout);
@@ -62,11 +63,12 @@ class FunctionCall {
    public:
     R operator()(std::chrono::milliseconds timeout = forever,
                  std::source_location site = std::source_location::current()) const {
-      return decode(id_, detail::control_request("get", id_, detail::get_payload(timeout), site));
+      return decode(id_, detail::control_request(detail::control_verb::get, id_, detail::get_payload(timeout), site));
     }
     Task<R> aio(std::chrono::milliseconds timeout = forever) const {
       return [](std::string id, std::chrono::milliseconds t) -> Task<R> {
-        detail::buffer encoded = co_await detail::control_request_async("get", id, detail::get_payload(t));
+        detail::buffer encoded =
+            co_await detail::control_request_async(detail::control_verb::get, id, detail::get_payload(t));
         co_return decode(id, encoded);
       }(id_, timeout);
     }
@@ -87,10 +89,12 @@ class FunctionCall {
   class canceller {
    public:
     void operator()(std::source_location site = std::source_location::current()) const {
-      detail::control_request("cancel", id_, {}, site);
+      detail::control_request(detail::control_verb::cancel, id_, {}, site);
     }
     Task<void> aio() const {
-      return [](std::string id) -> Task<void> { co_await detail::control_request_async("cancel", id, {}); }(id_);
+      return [](std::string id) -> Task<void> {
+        co_await detail::control_request_async(detail::control_verb::cancel, id, {});
+      }(id_);
     }
 
    private:
@@ -108,7 +112,8 @@ class FunctionCall {
     Task<FunctionCall> aio(std::string id) const {
       std::exception_ptr error;
       try {
-        co_await detail::control_request_async("get", id, detail::get_payload(std::chrono::milliseconds(0)));
+        co_await detail::control_request_async(detail::control_verb::get, id,
+                                               detail::get_payload(std::chrono::milliseconds(0)));
       } catch (...) {
         error = std::current_exception();
       }
@@ -119,7 +124,7 @@ class FunctionCall {
    private:
     static void check(const std::string& id, const std::source_location& site) {
       try {
-        detail::control_request("get", id, detail::get_payload(std::chrono::milliseconds(0)), site);
+        detail::control_request(detail::control_verb::get, id, detail::get_payload(std::chrono::milliseconds(0)), site);
       } catch (...) {
         detail::rethrow_unless_call_exists(std::current_exception());
       }

@@ -152,7 +152,7 @@ int deploy(const server_target& target, const std::string& binary, const std::st
   std::string image(std::filesystem::file_size(binary), '\0');
   if (!file.read(image.data(), static_cast<std::streamsize>(image.size()))) throw Error("cannot read " + binary);
   auto c = connect_to(target);
-  detail::buffer answer = c->request("deploy", app, [&](detail::buffer& out) {
+  detail::buffer answer = c->request(detail::control_verb::deploy, app, [&](detail::buffer& out) {
     out.commit(mp_encode_array(out.reserve(5), 4));
     codec<std::vector<wire::function_spec>>::encode(out, specs);
     out.commit(mp_encode_binl(out.reserve(5), static_cast<std::uint32_t>(image.size())));
@@ -238,7 +238,7 @@ std::string format_time(double unix_seconds) {
 
 /// `ferry apps`: deployed apps and their functions.
 int list_apps(const server_target& target) {
-  detail::buffer answer = connect_to(target)->request("apps", "");
+  detail::buffer answer = connect_to(target)->request(detail::control_verb::apps, "");
   detail::reader r{answer.view()};
   for (const auto& [app, digest, deployed_at, functions] : ferry::decode<std::vector<wire::app_row>>(r)) {
     std::printf("%s  (deployed %s, sha256:%s)\n", app.c_str(), format_time(deployed_at).c_str(),
@@ -250,7 +250,7 @@ int list_apps(const server_target& target) {
 
 /// `ferry stop APP`: removes a deployed app.
 int stop_app(const server_target& target, const std::string& app) {
-  connect_to(target)->request("stop", app);
+  connect_to(target)->request(detail::control_verb::stop, app);
   return 0;
 }
 
@@ -264,7 +264,7 @@ struct call_filter {
 
 /// `ferry calls`: recent spawned calls, newest first.
 int list_calls(const server_target& target, const call_filter& filter) {
-  detail::buffer answer = connect_to(target)->request("calls", "", [&](detail::buffer& out) {
+  detail::buffer answer = connect_to(target)->request(detail::control_verb::calls, "", [&](detail::buffer& out) {
     ferry::encode(out, std::tuple<std::string, std::string, std::string, std::uint32_t>{filter.app, filter.function,
                                                                                         filter.status, filter.limit});
   });
@@ -309,7 +309,7 @@ int show_logs(const server_target& target, const std::string& app, const std::st
       followed->early.push_back(row);
     }
   });
-  detail::buffer answer = c->request("logs", app, [&](detail::buffer& out) {
+  detail::buffer answer = c->request(detail::control_verb::logs, app, [&](detail::buffer& out) {
     ferry::encode(out, std::tuple<std::string, bool>{call_id, follow});
   });
   detail::reader r{answer.view()};
@@ -327,7 +327,7 @@ int show_logs(const server_target& target, const std::string& app, const std::st
 
 /// `ferry ps`: the server's containers, a row each.
 int list_containers(const server_target& target) {
-  detail::buffer answer = connect_to(target)->request("containers", "");
+  detail::buffer answer = connect_to(target)->request(detail::control_verb::containers, "");
   detail::reader r{answer.view()};
   const auto rows = ferry::decode<std::vector<wire::container_row>>(r);
   std::printf("%-6s %-16s %-20s %-9s %6s %8s %9s %10s\n", "ID", "APP", "FUNCTION", "STATE", "INPUTS", "PID", "UPTIME",

@@ -12,8 +12,8 @@
 #include <ferry/errors.hpp>
 #include <string_view>
 
+#include "base/check.hpp"
 #include "client/terminal.hpp"
-#include "runtime/check.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::client {
@@ -243,10 +243,10 @@ wire::function_spec spec_of(const detail::function_entry& f) {
           f.structs};
 }
 
-detail::buffer client::request(const std::string& verb, const std::string& subject,
+detail::buffer client::request(detail::control_verb verb, const std::string& subject,
                                const std::function<void(detail::buffer&)>& write) {
   pending_call call;
-  call.function = verb + " " + subject;
+  call.function = std::string(name(verb)) + " " + subject;
   const std::uint64_t id = add_pending(&call);
   send_request(id, verb, subject, write);
   wait(call);
@@ -254,10 +254,10 @@ detail::buffer client::request(const std::string& verb, const std::string& subje
   return std::move(call.payload);
 }
 
-std::uint64_t client::request_async(const std::string& verb, const std::string& subject,
+std::uint64_t client::request_async(detail::control_verb verb, const std::string& subject,
                                     const std::function<void(detail::buffer&)>& write, call_callback done) {
   auto call = std::make_unique<pending_call>();
-  call->function = verb + " " + subject;
+  call->function = std::string(name(verb)) + " " + subject;
   call->callback = std::move(done);
   const std::uint64_t id = add_pending(call.get());
   pending_call* raw = call.release();  // owned by pending_ until completed
@@ -281,13 +281,14 @@ void client::abandon(std::uint64_t id) {
   }
 }
 
-void client::send_request(std::uint64_t id, const std::string& verb, const std::string& subject,
+void client::send_request(std::uint64_t id, detail::control_verb verb, const std::string& subject,
                           const std::function<void(detail::buffer&)>& write) {
   // When the connection has closed, on_close fails every pending call, this one included.
   try {
-    connection_->send(wire::message_kind::request, wire::request_header{id, verb, subject}, [&](detail::buffer& out) {
-      if (write) write(out);
-    });
+    connection_->send(wire::message_kind::request, wire::request_header{id, std::string(name(verb)), subject},
+                      [&](detail::buffer& out) {
+                        if (write) write(out);
+                      });
   } catch (...) {
     std::lock_guard lock(mu_);
     pending_.erase(id);

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <exception>
 #include <ferry/detail/buffer.hpp>
+#include <ferry/detail/control_verb.hpp>
 #include <ferry/detail/function_entry.hpp>
 #include <functional>
 #include <memory>
@@ -116,10 +117,10 @@ class client {
 
   /// Sends a control request (see wire::request_header) and blocks for the encoded answer; throws the
   /// error the server answers with. `write` appends the request's payload (nothing when empty).
-  detail::buffer request(const std::string& verb, const std::string& subject,
+  detail::buffer request(detail::control_verb verb, const std::string& subject,
                          const std::function<void(detail::buffer&)>& write = {});
   /// The same, completing `done` on the I/O thread. Returns the request's id (for abandon).
-  std::uint64_t request_async(const std::string& verb, const std::string& subject,
+  std::uint64_t request_async(detail::control_verb verb, const std::string& subject,
                               const std::function<void(detail::buffer&)>& write, call_callback done);
 
   /// Stops waiting for request `id`: its answer, if one comes, is dropped, and its `done` never runs.
@@ -179,7 +180,7 @@ class client {
   std::uint64_t add_pending(pending_call* call);
   std::uint64_t next_id();
   void send_call(std::uint64_t id, const call_request& request);
-  void send_request(std::uint64_t id, const std::string& verb, const std::string& subject,
+  void send_request(std::uint64_t id, detail::control_verb verb, const std::string& subject,
                     const std::function<void(detail::buffer&)>& write);
   void complete(pending_call* call);
   void cancel_call(std::uint64_t id);

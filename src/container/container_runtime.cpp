@@ -11,6 +11,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -471,6 +472,12 @@ int run_container(const detail::app_state& app) {
   }
   runtime::set_process_client(c);  // before any body runs: bodies make nested calls through it
   runner->set_client(c);
+  // SIGTERM (the server stopping it) and SIGINT end it as the server's closing the connection does: what it
+  // counted and wrote goes out before it exits.
+  asio::signal_set stop_signals(c->executor(), SIGTERM, SIGINT);
+  stop_signals.async_wait([raw = c.get()](boost::system::error_code ec, int) {
+    if (!ec) raw->close();
+  });
   c->wait_closed();
   runner->flush();
   // The server let us go (or went away). Bodies still running belong to a container being stopped:

@@ -22,8 +22,6 @@
 
 namespace ferry {
 
-const char* version() noexcept { return FERRY_VERSION; }
-
 namespace detail {
 
 void throw_argument_error(const std::string& function, std::size_t position, const DecodeError& e) {

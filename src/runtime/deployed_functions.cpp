@@ -12,20 +12,22 @@
 
 namespace ferry::detail {
 
-buffer control_request(const std::string& verb, const std::string& subject, const std::function<void(buffer&)>& write,
+buffer control_request(control_verb verb, const std::string& subject, const std::function<void(buffer&)>& write,
                        const std::source_location& site) {
-  auto c = runtime::require_client(verb + " " + subject);
-  runtime::warn_if_blocking_on_loop(verb + " " + subject, site);
+  const std::string what = std::string(name(verb)) + " " + subject;
+  auto c = runtime::require_client(what);
+  runtime::warn_if_blocking_on_loop(what, site);
   return c->request(verb, subject, write);
 }
 
-Task<buffer> control_request_async(std::string verb, std::string subject, std::function<void(buffer&)> write) {
+Task<buffer> control_request_async(control_verb verb, std::string subject, std::function<void(buffer&)> write) {
   struct request {
     std::shared_ptr<client::client> client;
-    std::string verb, subject;
+    control_verb verb;
+    std::string subject;
     std::function<void(buffer&)> write;
     std::uint64_t id = 0;
-  } r{runtime::require_client(verb + " " + subject), std::move(verb), std::move(subject), std::move(write)};
+  } r{runtime::require_client(std::string(name(verb)) + " " + subject), verb, std::move(subject), std::move(write)};
   // (One reference each, so that the functions need no memory of their own. Named, not temporaries in the
   // co_await expression: GCC 12 destroys those twice.)
   const std::function<void(client::call_callback)> start = [&r](client::call_callback done) {
@@ -34,7 +36,7 @@ Task<buffer> control_request_async(std::string verb, std::string subject, std::f
   // Cancelling the await stops waiting for the answer; what was asked stands (a spawned call, a cancel).
   const std::function<std::string()> abandon = [&r] {
     r.client->abandon(r.id);
-    return "awaiting " + r.verb + " " + r.subject + " was cancelled";
+    return "awaiting " + std::string(name(r.verb)) + " " + r.subject + " was cancelled";
   };
   co_return co_await runtime::await_io_completion(start, abandon);
 }
@@ -94,11 +96,11 @@ std::map<std::string, std::string> structs_by_name(const std::string& structs) {
 
 signature_description deployed_signature(const std::string& app, const std::string& function,
                                          const std::source_location& site) {
-  return decode_signature(control_request("function", app + "." + function, {}, site));
+  return decode_signature(control_request(control_verb::function, app + "." + function, {}, site));
 }
 
 Task<signature_description> deployed_signature_async(std::string app, std::string function) {
-  buffer answer = co_await control_request_async("function", app + "." + function, {});
+  buffer answer = co_await control_request_async(control_verb::function, app + "." + function, {});
   co_return decode_signature(answer);
 }
 

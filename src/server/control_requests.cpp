@@ -1,9 +1,10 @@
-// Control requests (see wire::request_header): listings, deployments, and durable spawned calls with the
-// state store behind them.
+// Control requests: the wire's `request` frames decoded (see detail::control_verb), and the typed service they
+// and the HTTP API call: listings, deployments, and durable spawned calls with the state store behind them.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <ferry/detail/control_verb.hpp>
 #include <filesystem>
 #include <fstream>
 
@@ -12,160 +13,193 @@
 
 namespace ferry::server {
 
-void server::state::reply(std::uint64_t session_id, std::uint64_t request_id, status code,
+void server::state::reply(const control_answer& answer, status code,
                           const std::function<void(detail::buffer&)>& write) {
-  if (session_id == internal_session.id) {
-    auto waiting = internal_replies.find(request_id);
-    if (waiting == internal_replies.end()) return;
-    auto answer = std::move(waiting->second);
-    internal_replies.erase(waiting);
+  if (answer.to) {
     detail::buffer payload;
     write(payload);
-    answer(code, payload.view());
+    answer.to(code, payload.view());
     return;
   }
-  auto it = sessions.find(session_id);
+  auto it = sessions.find(answer.session_id);
   if (it == sessions.end()) return;
   try {
-    it->second->connection->send(message_kind::reply, wire::reply_header{request_id, static_cast<std::uint8_t>(code)},
-                                 write);
+    it->second->connection->send(message_kind::reply,
+                                 wire::reply_header{answer.request_id, static_cast<std::uint8_t>(code)}, write);
   } catch (const PayloadTooLargeError& e) {
-    reply_error(session_id, request_id, {status::payload_too_large, "", e.what(), "", "", ""});
+    reply_error(answer, {status::payload_too_large, "", e.what(), "", "", ""});
   }
 }
 
-void server::state::reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error) {
-  reply(session_id, request_id, error.code, [&](detail::buffer& out) { wire::encode_error(out, error); });
+void server::state::reply_error(const control_answer& answer, const wire::error_record& error) {
+  reply(answer, error.code, [&](detail::buffer& out) { wire::encode_error(out, error); });
 }
+
+namespace {
+void encode_nil(detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); }
+}  // namespace
 
 void server::state::on_request(session& s, const wire::frame& f) {
-  auto [request_id, verb, subject] = f.decode_header<wire::request_header>();
-  handle_request(s, request_id, verb, subject, f.payload);
+  auto [request_id, verb_name, subject] = f.decode_header<wire::request_header>();
+  const auto verb = detail::parse_control_verb(verb_name);
+  if (!verb) throw wire::protocol_error("unknown request '" + verb_name + "'");
+  const control_answer answer{s.id, request_id, {}};
+  const std::span<const char> payload = f.payload;
+  using detail::control_verb;
+  switch (*verb) {
+    case control_verb::containers: {
+      const auto rows = container_rows();
+      return reply(answer, status::ok,
+                   [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
+    }
+    case control_verb::apps: {
+      std::vector<wire::app_row> rows;
+      for (const auto& [name, app] : deployed) {
+        std::vector<std::tuple<std::string, std::string>> functions;
+        for (const auto& [fname, fn] : app->functions) functions.emplace_back(fname, fn.signature);
+        rows.emplace_back(name, app->digest, app->deployed_at, std::move(functions));
+      }
+      return reply(answer, status::ok,
+                   [&](detail::buffer& out) { codec<std::vector<wire::app_row>>::encode(out, rows); });
+    }
+    case control_verb::calls: {
+      state_store::call_filter filter;
+      std::vector<wire::call_row> rows;
+      try {
+        if (!payload.empty()) {
+          detail::reader r{payload};
+          std::uint32_t limit = 0;
+          std::tie(filter.app, filter.function, filter.status, limit) =
+              ferry::decode<std::tuple<std::string, std::string, std::string, std::uint32_t>>(r);
+          filter.limit = std::clamp<std::size_t>(limit, 1, 100'000);
+        }
+        store->flush();
+        rows = store->recent_calls(filter);
+      } catch (const Error& e) {  // a malformed payload (DecodeError), or an unknown status (ArgumentError)
+        return reply_error(answer, {status::bad_arguments, "", e.what(), "", "", ""});
+      }
+      return reply(answer, status::ok,
+                   [&](detail::buffer& out) { codec<std::vector<wire::call_row>>::encode(out, rows); });
+    }
+    case control_verb::function: {
+      function_state* fn = deployed_function(answer, subject, s.app);
+      if (!fn) return;
+      return reply(answer, status::ok, [&](detail::buffer& out) {
+        ferry::encode(out, std::tuple<std::string, std::string>{fn->signature, fn->structs});
+      });
+    }
+    case control_verb::deploy:
+      return deploy(answer, subject, payload);
+    case control_verb::stop:
+      return stop_app(answer, subject);
+    case control_verb::spawn: {
+      function_state* fn = deployed_function(answer, subject, s.app);
+      if (!fn) return;
+      // The payload: [idempotency key, arguments]; the arguments stay encoded as they came.
+      detail::reader r{payload};
+      std::string key;
+      const char* arguments = nullptr;
+      try {
+        if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0 ||
+            mp_decode_array(&r.pos) != 2) {
+          throw DecodeError("[idempotency key, arguments]", "something else");
+        }
+        key = ferry::decode<std::string>(r);
+        arguments = r.pos;
+        if (!detail::skip_value(r) || !r.at_end()) {
+          throw DecodeError("[idempotency key, arguments]", "a malformed value");
+        }
+      } catch (const DecodeError& e) {
+        return reply_error(
+            answer, {status::bad_arguments, "", std::string("malformed spawn request: ") + e.what(), fn->name, "", ""});
+      }
+      return spawn(*fn, key, std::span<const char>(arguments, static_cast<std::size_t>(r.pos - arguments)), answer);
+    }
+    case control_verb::get: {
+      detail::reader r{payload};
+      std::uint32_t timeout_ms = 0;
+      try {
+        timeout_ms = ferry::decode<std::uint32_t>(r);
+      } catch (const DecodeError& e) {
+        return reply_error(answer,
+                           {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", subject, ""});
+      }
+      return get_call(subject, timeout_ms, answer);
+    }
+    case control_verb::cancel:
+      return cancel_spawned(subject, answer);
+    case control_verb::logs:
+      return follow_logs(s, answer, subject, payload);
+  }
 }
 
-void server::state::internal_request(const std::string& verb, const std::string& subject, std::span<const char> payload,
-                                     internal_reply answer) {
-  const std::uint64_t request_id = next_internal_request++;
-  internal_replies.emplace(request_id, std::move(answer));
-  try {
-    handle_request(internal_session, request_id, verb, subject, payload);
-  } catch (const std::exception& e) {
-    reply_error(internal_session.id, request_id, {status::internal, "", e.what(), "", "", ""});
+std::vector<wire::container_row> server::state::container_rows() const {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<wire::container_row> rows;
+  for (const auto& [id, c] : containers) {
+    const std::chrono::duration<double> uptime = now - c->started_at;
+    rows.emplace_back(c->id, c->function->app->name, c->function->name, to_string(c->state),
+                      static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(),
+                      c->process->rss_bytes());
   }
+  std::sort(rows.begin(), rows.end());
+  return rows;
 }
 
-void server::state::handle_request(session& s, std::uint64_t request_id, const std::string& verb,
-                                   const std::string& subject, std::span<const char> payload) {
-  if (verb == "containers") {
-    const auto now = std::chrono::steady_clock::now();
-    std::vector<wire::container_row> rows;
-    for (const auto& [id, c] : containers) {
-      const std::chrono::duration<double> uptime = now - c->started_at;
-      rows.emplace_back(c->id, c->function->app->name, c->function->name, to_string(c->state),
-                        static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(),
-                        c->process->rss_bytes());
-    }
-    std::sort(rows.begin(), rows.end());
-    return reply(s.id, request_id, status::ok,
-                 [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
+void server::state::stop_app(const control_answer& answer, const std::string& name) {
+  auto it = deployed.find(name);
+  if (it == deployed.end()) {
+    return reply_error(
+        answer, {status::unknown_app, "", "no app named '" + name + "' is deployed (see `ferry apps`)", "", "", ""});
   }
-  if (verb == "apps") {
-    std::vector<wire::app_row> rows;
-    for (const auto& [name, app] : deployed) {
-      std::vector<std::tuple<std::string, std::string>> functions;
-      for (const auto& [fname, fn] : app->functions) functions.emplace_back(fname, fn.signature);
-      rows.emplace_back(name, app->digest, app->deployed_at, std::move(functions));
-    }
-    return reply(s.id, request_id, status::ok,
-                 [&](detail::buffer& out) { codec<std::vector<wire::app_row>>::encode(out, rows); });
-  }
-  if (verb == "calls") {
-    state_store::call_filter filter;
-    std::vector<wire::call_row> rows;
-    try {
-      if (!payload.empty()) {
-        detail::reader r{payload};
-        std::uint32_t limit = 0;
-        std::tie(filter.app, filter.function, filter.status, limit) =
-            ferry::decode<std::tuple<std::string, std::string, std::string, std::uint32_t>>(r);
-        filter.limit = std::clamp<std::size_t>(limit, 1, 100'000);
-      }
-      store->flush();
-      rows = store->recent_calls(filter);
-    } catch (const Error& e) {  // a malformed payload (DecodeError), or an unknown status (ArgumentError)
-      return reply_error(s.id, request_id, {status::bad_arguments, "", e.what(), "", "", ""});
-    }
-    return reply(s.id, request_id, status::ok,
-                 [&](detail::buffer& out) { codec<std::vector<wire::call_row>>::encode(out, rows); });
-  }
-  if (verb == "function") {
-    function_state* fn = deployed_function(s, request_id, subject);
-    if (!fn) return;
-    return reply(s.id, request_id, status::ok, [&](detail::buffer& out) {
-      ferry::encode(out, std::tuple<std::string, std::string>{fn->signature, fn->structs});
-    });
-  }
-  if (verb == "deploy") return deploy(s, request_id, subject, payload);
-  if (verb == "stop") {
-    auto it = deployed.find(subject);
-    if (it == deployed.end()) {
-      return reply_error(
-          s.id, request_id,
-          {status::unknown_app, "", "no app named '" + subject + "' is deployed (see `ferry apps`)", "", "", ""});
-    }
-    auto app = std::move(it->second);
-    deployed.erase(it);
-    store->remove_deployment(subject);
-    spdlog::info("stopped app '{}'", subject);
-    retire(std::move(app), nullptr);
-    return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
-  }
-  if (verb == "spawn") return spawn(s, request_id, subject, payload);
-  if (verb == "logs") return follow_logs(s, request_id, subject, payload);
-  if (verb == "get") return get_call(s, request_id, subject, payload);
-  if (verb == "cancel") {
-    if (auto it = durable_calls.find(subject); it != durable_calls.end()) {
-      cancel_input(*it->second);
-    } else {
-      auto stored = store->find_call(subject);
-      if (!stored) {
-        return reply_error(s.id, request_id,
-                           {status::unknown_call, "", "no call " + subject + " on this server", "", subject, ""});
-      }
-      if (!stored->finished) {  // in the backlog: it ends before it starts
-        detail::buffer error;
-        wire::encode_error(error, {status::cancelled, "",
-                                   "'" + stored->function + "' was cancelled before it started (call " + subject + ")",
-                                   stored->function, subject, ""});
-        finish_stored(subject, status::cancelled, error.view());
-      }
-    }
-    return reply(s.id, request_id, status::ok, [](detail::buffer& out) { out.commit(mp_encode_nil(out.reserve(1))); });
-  }
-  throw wire::protocol_error("unknown request '" + verb + "'");
+  auto app = std::move(it->second);
+  deployed.erase(it);
+  store->remove_deployment(name);
+  spdlog::info("stopped app '{}'", name);
+  retire(std::move(app), nullptr);
+  reply(answer, status::ok, encode_nil);
 }
 
-function_state* server::state::deployed_function(session& s, std::uint64_t request_id, const std::string& qualified) {
+void server::state::cancel_spawned(const std::string& call_id, const control_answer& answer) {
+  if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
+    cancel_input(*it->second);
+  } else {
+    auto stored = store->find_call(call_id);
+    if (!stored) {
+      return reply_error(answer, {status::unknown_call, "", "no call " + call_id + " on this server", "", call_id, ""});
+    }
+    if (!stored->finished) {  // in the backlog: it ends before it starts
+      detail::buffer error;
+      wire::encode_error(error, {status::cancelled, "",
+                                 "'" + stored->function + "' was cancelled before it started (call " + call_id + ")",
+                                 stored->function, call_id, ""});
+      finish_stored(call_id, status::cancelled, error.view());
+    }
+  }
+  reply(answer, status::ok, encode_nil);
+}
+
+function_state* server::state::deployed_function(const control_answer& answer, const std::string& qualified,
+                                                 const app_instance* own) {
   const auto dot = qualified.find('.');
   const std::string app_name = qualified.substr(0, dot);
   const std::string fname = dot == std::string::npos ? "" : qualified.substr(dot + 1);
   app_instance* app = nullptr;
   if (auto it = deployed.find(app_name); it != deployed.end()) {
     app = it->second.get();
-  } else if (s.app && (s.app->name == app_name || s.app->declared_name == app_name)) {
-    app = s.app;  // this program's own app (a container names it as its binary does)
+  } else if (own && (own->name == app_name || own->declared_name == app_name)) {
+    app = const_cast<app_instance*>(own);  // the asking program's own app (a container names it as its binary does)
   }
   if (!app) {
-    reply_error(s.id, request_id,
-                {status::unknown_app, "",
-                 "no app named '" + app_name +
-                     "' is deployed on this server; deploy it with `ferry deploy ./BINARY` (see `ferry apps`)",
-                 fname, "", ""});
+    reply_error(answer, {status::unknown_app, "",
+                         "no app named '" + app_name +
+                             "' is deployed on this server; deploy it with `ferry deploy ./BINARY` (see `ferry apps`)",
+                         fname, "", ""});
     return nullptr;
   }
   auto fn = app->functions.find(fname);
   if (fn == app->functions.end()) {
-    reply_error(s.id, request_id,
+    reply_error(answer,
                 {status::unknown_function, "",
                  "app '" + app_name + "' has no function '" + fname + "' (it has: " + join_names(app->functions) + ")",
                  fname, "", ""});
@@ -174,10 +208,9 @@ function_state* server::state::deployed_function(session& s, std::uint64_t reque
   return &fn->second;
 }
 
-void server::state::deploy(session& s, std::uint64_t request_id, const std::string& app_name,
-                           std::span<const char> payload) {
+void server::state::deploy(const control_answer& answer, const std::string& app_name, std::span<const char> payload) {
   auto refuse_deploy = [&](const std::string& message) {
-    reply_error(s.id, request_id, {status::bad_arguments, "", message, "", "", ""});
+    reply_error(answer, {status::bad_arguments, "", message, "", "", ""});
   };
   if (options.state_dir.empty()) {
     return refuse_deploy("this server keeps no state (an embedded server): deploy to a `ferry server`");
@@ -233,7 +266,7 @@ void server::state::deploy(session& s, std::uint64_t request_id, const std::stri
                fresh.digest.substr(0, 12));
   if (previous) retire(std::move(previous), &fresh);
   for (auto& [fname, fn] : fresh.functions) scale(fn);
-  reply(s.id, request_id, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
+  reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
 }
 
 void server::state::retire(std::unique_ptr<app_instance> app, app_instance* successor) {
@@ -292,54 +325,34 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
   retired.push_back(std::move(app));
 }
 
-void server::state::spawn(session& s, std::uint64_t request_id, const std::string& qualified,
-                          std::span<const char> payload) {
-  function_state* fn = deployed_function(s, request_id, qualified);
-  if (!fn) return;
-  // The payload: [idempotency key, arguments]; the arguments stay encoded as they came.
-  detail::reader r{payload};
-  std::string key;
-  const char* arguments = nullptr;
-  try {
-    if (r.at_end() || mp_typeof(*r.pos) != MP_ARRAY || mp_check_array(r.pos, r.end) > 0 ||
-        mp_decode_array(&r.pos) != 2) {
-      throw DecodeError("[idempotency key, arguments]", "something else");
-    }
-    key = ferry::decode<std::string>(r);
-    arguments = r.pos;
-    if (!detail::skip_value(r) || !r.at_end()) throw DecodeError("[idempotency key, arguments]", "a malformed value");
-  } catch (const DecodeError& e) {
-    return reply_error(
-        s.id, request_id,
-        {status::bad_arguments, "", std::string("malformed spawn request: ") + e.what(), fn->name, "", ""});
-  }
+void server::state::spawn(function_state& fn, const std::string& key, std::span<const char> arguments,
+                          control_answer answer) {
   if (!key.empty()) {
     std::optional<std::string> existing;
     if (auto it = unflushed_keys.find(key); it != unflushed_keys.end()) existing = it->second;
     if (!existing) existing = store->call_for_key(key);
     if (existing) {
-      return reply(s.id, request_id, status::ok,
-                   [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
+      return reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, *existing); });
     }
   }
-  state_store::spawned_call stored{new_call_id(), fn->app->name, fn->name, key, {}, unix_now(), next_seq++};
+  state_store::spawned_call stored{new_call_id(), fn.app->name, fn.name, key, {}, unix_now(), next_seq++};
   ++next_input_id;  // the call id is made from it
-  stored.arguments.append(arguments, static_cast<std::size_t>(r.pos - arguments));
+  stored.arguments.append(arguments.data(), arguments.size());
   if (!key.empty()) unflushed_keys.emplace(key, stored.call_id);
   std::uint64_t input_id = 0;
-  if (fn->backlogged || fn->queue.size() >= options.max_queued_inputs) {
+  if (fn.backlogged || fn.queue.size() >= options.max_queued_inputs) {
     // Beyond what the server keeps queued in memory: the call waits in the store, and is loaded as the queue
     // drains. Spawns are never refused for room; the disk is their limit.
-    if (!fn->backlogged) {
-      fn->backlogged = true;
-      fn->loaded_seq = stored.seq - 1;
+    if (!fn.backlogged) {
+      fn.backlogged = true;
+      fn.loaded_seq = stored.seq - 1;
     }
   } else {
     state_store::spawned_call copy{stored.call_id, stored.app, stored.function, key, {}, stored.created_at, stored.seq};
     copy.arguments.append(stored.arguments.data(), stored.arguments.size());
-    input_id = add_durable_input(*fn, std::move(copy)).id;
+    input_id = add_durable_input(fn, std::move(copy)).id;
   }
-  unflushed_spawns.push_back({s.id, request_id, input_id, stored.call_id});
+  unflushed_spawns.push_back({std::move(answer), input_id, stored.call_id});
   store->add_call(std::move(stored));
   schedule_flush();
 }
@@ -402,14 +415,12 @@ void server::state::flush_store() {
     failure = e.what();
     spdlog::error("{}", failure);
   }
-  for (const auto& [session_id, request_id, input_id, call_id] : spawned) {
+  for (const auto& [answer, input_id, call_id] : spawned) {
     if (input_id == 0) {  // in the backlog: stored, nothing to start
       if (failure.empty()) {
-        reply(session_id, request_id, status::ok,
-              [&](detail::buffer& out) { codec<std::string>::encode(out, call_id); });
+        reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, call_id); });
       } else {
-        reply_error(session_id, request_id,
-                    {status::internal, "", "the server could not store the call: " + failure, "", "", ""});
+        reply_error(answer, {status::internal, "", "the server could not store the call: " + failure, "", "", ""});
       }
       continue;
     }
@@ -418,13 +429,12 @@ void server::state::flush_store() {
     call_record& in = *found;
     if (!failure.empty()) {
       durable_calls.erase(in.call_id);
-      reply_error(session_id, request_id,
+      reply_error(answer,
                   {status::internal, "", "the server could not store the call: " + failure, in.function->name, "", ""});
       graph.discard(in);
       continue;
     }
-    reply(session_id, request_id, status::ok,
-          [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
+    reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, in.call_id); });
     graph.start_when_ready(in);  // stored: now it may run
   }
 }
@@ -442,64 +452,59 @@ void server::state::finish_stored(const std::string& call_id, status outcome, st
   auto ready = std::move(waiters->second);
   get_waiters.erase(waiters);
   for (auto& w : ready) {
-    reply(w.session_id, w.request_id, outcome, [&](detail::buffer& out) { out.append(result.data(), result.size()); });
+    reply(w.answer, outcome, [&](detail::buffer& out) { out.append(result.data(), result.size()); });
   }
 }
 
-void server::state::wait_for_call(std::uint64_t session_id, std::uint64_t request_id, const std::string& call_id,
-                                  const std::string& function, std::uint32_t timeout_ms) {
+void server::state::wait_for_call(control_answer answer, const std::string& call_id, const std::string& function,
+                                  std::uint32_t timeout_ms) {
   // (Captures by value: the timeout fires after the request's handler has returned.)
-  auto not_finished = [this, call_id, function](std::uint64_t session, std::uint64_t request) {
-    reply_error(session, request,
+  auto not_finished = [this, call_id, function](const control_answer& to) {
+    reply_error(to,
                 {status::running, "",
                  "call " + call_id + " of '" + function + "' has not finished within the timeout; get it again later",
                  function, call_id, ""});
   };
-  if (timeout_ms == 0) return not_finished(session_id, request_id);
-  get_waiter w{session_id, request_id, std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(timeout_ms))};
-  w.timer->async_wait([this, call_id, request_id, session_id, not_finished](boost::system::error_code ec) {
+  if (timeout_ms == 0) return not_finished(answer);
+  const std::uint64_t id = next_get_waiter++;
+  get_waiter w{id, std::move(answer), std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(timeout_ms))};
+  w.timer->async_wait([this, call_id, id, not_finished](boost::system::error_code ec) {
     if (ec) return;
     auto waiters = get_waiters.find(call_id);
     if (waiters == get_waiters.end()) return;
-    std::erase_if(waiters->second,
-                  [&](const get_waiter& g) { return g.request_id == request_id && g.session_id == session_id; });
+    auto it =
+        std::find_if(waiters->second.begin(), waiters->second.end(), [id](const get_waiter& g) { return g.id == id; });
+    if (it == waiters->second.end()) return;
+    const control_answer to = std::move(it->answer);
+    waiters->second.erase(it);
     if (waiters->second.empty()) get_waiters.erase(waiters);
-    not_finished(session_id, request_id);
+    not_finished(to);
   });
   get_waiters[call_id].push_back(std::move(w));
 }
 
-void server::state::get_call(session& s, std::uint64_t request_id, const std::string& call_id,
-                             std::span<const char> payload) {
-  detail::reader r{payload};
-  std::uint32_t timeout_ms = 0;
-  try {
-    timeout_ms = ferry::decode<std::uint32_t>(r);
-  } catch (const DecodeError& e) {
-    return reply_error(s.id, request_id,
-                       {status::bad_arguments, "", std::string("malformed get: ") + e.what(), "", call_id, ""});
-  }
+void server::state::get_call(const std::string& call_id, std::uint32_t timeout_ms, control_answer answer) {
   if (auto it = durable_calls.find(call_id); it != durable_calls.end()) {
-    return wait_for_call(s.id, request_id, call_id, it->second->function->name, timeout_ms);
+    return wait_for_call(std::move(answer), call_id, it->second->function->name, timeout_ms);
   }
   auto stored = store->find_call(call_id);
   if (!stored) {
-    return reply_error(s.id, request_id,
-                       {status::unknown_call, "",
-                        "no call " + call_id + " on this server (check the id and the server)", "", call_id, ""});
+    return reply_error(
+        answer, {status::unknown_call, "", "no call " + call_id + " on this server (check the id and the server)", "",
+                 call_id, ""});
   }
-  if (!stored->finished)
-    return wait_for_call(s.id, request_id, call_id, stored->function, timeout_ms);  // in the backlog
+  if (!stored->finished) {
+    return wait_for_call(std::move(answer), call_id, stored->function, timeout_ms);  // in the backlog
+  }
   // (The hourly sweep drops expired results; one past the retention reads as expired before that, too.)
   if (stored->expired || stored->finished_at < unix_now() - static_cast<double>(options.retention.count())) {
     return reply_error(
-        s.id, request_id,
-        {status::expired, "",
-         "the result of call " + call_id + " of '" + stored->function +
-             "' has expired: the server keeps results for its retention period (ferry server --retention)",
-         stored->function, call_id, ""});
+        answer, {status::expired, "",
+                 "the result of call " + call_id + " of '" + stored->function +
+                     "' has expired: the server keeps results for its retention period (ferry server --retention)",
+                 stored->function, call_id, ""});
   }
-  reply(s.id, request_id, stored->outcome,
+  reply(answer, stored->outcome,
         [&](detail::buffer& out) { out.append(stored->result.data(), stored->result.size()); });
 }
 

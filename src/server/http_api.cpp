@@ -269,17 +269,16 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
       }
     }
     if (get && resource == "containers" && p.size() == 2) {
-      const auto now = std::chrono::steady_clock::now();
       json::array rows;
-      for (const auto& [id, c] : containers) {
-        rows.push_back(json::object{{"id", c->id},
-                                    {"app", c->function->app->name},
-                                    {"function", c->function->name},
-                                    {"state", to_string(c->state)},
-                                    {"inputs", c->running_inputs()},
-                                    {"pid", c->process->pid()},
-                                    {"uptime_s", std::chrono::duration<double>(now - c->started_at).count()},
-                                    {"rss_bytes", c->process->rss_bytes()}});
+      for (const auto& [id, app, function, state, inputs, pid, uptime_s, rss_bytes] : container_rows()) {
+        rows.push_back(json::object{{"id", id},
+                                    {"app", app},
+                                    {"function", function},
+                                    {"state", state},
+                                    {"inputs", inputs},
+                                    {"pid", pid},
+                                    {"uptime_s", uptime_s},
+                                    {"rss_bytes", rss_bytes}});
       }
       return conn->respond(json_response(http::status::ok, json::object{{"containers", std::move(rows)}}));
     }
@@ -331,35 +330,33 @@ void server::state::respond_calls(const std::shared_ptr<http_connection>& conn, 
 void server::state::respond_call(const std::shared_ptr<http_connection>& conn, const std::string& call_id) {
   call_summary summary;
   const bool known = find_summary(call_id, summary);
-  // The result, and spawned calls that the store holds: the server's own `get`, without waiting.
-  detail::buffer no_wait;
-  ferry::encode(no_wait, std::uint32_t{0});
-  internal_request(
-      "get", call_id, no_wait.view(), [conn, call_id, known, summary](status code, std::span<const char> payload) {
-        json::object body;
-        if (known) {
-          body = call_json(summary);
-        } else if (code == status::unknown_call) {
-          return conn->respond(error_response(code, payload, call_id));
-        } else {
-          body = {{"call_id", call_id}, {"status", code == status::running ? "running" : "ended"}};
-        }
-        if (code == status::ok) {
-          try {
-            detail::reader r{payload};
-            body["result"] = codec_json::to_json(r);
-            body["status"] = "succeeded";
-          } catch (const std::exception&) {  // a value JSON cannot show
-            body["result"] = nullptr;
-          }
-        } else if (code != status::running && code != status::unknown_call) {
-          const wire::error_record error = wire::decode_error(payload);
-          body["status"] = code == status::cancelled ? "cancelled" : (code == status::expired ? "expired" : "failed");
-          body["error"] = json::object{{"code", wire::to_string(code)}, {"message", error.message}};
-          if (!error.type.empty()) body["error"].as_object()["type"] = error.type;
-        }
-        conn->respond(json_response(http::status::ok, body));
-      });
+  // The result, and spawned calls that the store holds: a `get`, without waiting.
+  get_call(call_id, 0, {.to = [conn, call_id, known, summary](status code, std::span<const char> payload) {
+             json::object body;
+             if (known) {
+               body = call_json(summary);
+             } else if (code == status::unknown_call) {
+               return conn->respond(error_response(code, payload, call_id));
+             } else {
+               body = {{"call_id", call_id}, {"status", code == status::running ? "running" : "ended"}};
+             }
+             if (code == status::ok) {
+               try {
+                 detail::reader r{payload};
+                 body["result"] = codec_json::to_json(r);
+                 body["status"] = "succeeded";
+               } catch (const std::exception&) {  // a value JSON cannot show
+                 body["result"] = nullptr;
+               }
+             } else if (code != status::running && code != status::unknown_call) {
+               const wire::error_record error = wire::decode_error(payload);
+               body["status"] =
+                   code == status::cancelled ? "cancelled" : (code == status::expired ? "expired" : "failed");
+               body["error"] = json::object{{"code", wire::to_string(code)}, {"message", error.message}};
+               if (!error.type.empty()) body["error"].as_object()["type"] = error.type;
+             }
+             conn->respond(json_response(http::status::ok, body));
+           }});
 }
 
 void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, const std::string& root_id) {
@@ -457,10 +454,11 @@ void server::state::cancel_call(const std::shared_ptr<http_connection>& conn, co
     cancel_input(*in);
     return conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
   }
-  internal_request("cancel", call_id, {}, [conn, call_id](status code, std::span<const char> payload) {
-    if (code != status::ok) return conn->respond(error_response(code, payload, call_id));
-    conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
-  });
+  cancel_spawned(
+      call_id, {.to = [conn, call_id](status code, std::span<const char> payload) {
+        if (code != status::ok) return conn->respond(error_response(code, payload, call_id));
+        conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
+      }});
 }
 
 void server::state::run_function(const http_request& req, const std::shared_ptr<http_connection>& conn,
@@ -498,34 +496,31 @@ void server::state::run_function(const http_request& req, const std::shared_ptr<
   const auto timeout_ms = static_cast<std::uint32_t>(std::get<double>(timeout_or_error) * 1000);
   std::string key;
   if (auto header = req.find("Idempotency-Key"); header != req.end()) key = std::string(header->value());
-  detail::buffer payload;
-  payload.commit(mp_encode_array(payload.reserve(5), 2));
-  ferry::encode(payload, key);
-  codec_json::to_msgpack(arguments, payload);
+  detail::buffer encoded;
+  codec_json::to_msgpack(arguments, encoded);
+  const auto failed = [conn](status code, std::span<const char> error) { conn->respond(error_response(code, error)); };
+  function_state* target = deployed_function({.to = failed}, app.name + "." + function);
+  if (!target) return;
   // Spawned, so that a call that outlives the wait can be polled by its id.
-  internal_request(
-      "spawn", app.name + "." + function, payload.view(),
-      [this, conn, wait, timeout_ms](status code, std::span<const char> answer) {
-        if (code != status::ok) return conn->respond(error_response(code, answer));
-        detail::reader r{answer};
-        const auto call_id = ferry::decode<std::string>(r);
-        if (!wait) {
-          return conn->respond(json_response(http::status::accepted, json::object{{"call_id", call_id}}));
-        }
-        detail::buffer get;
-        ferry::encode(get, timeout_ms);
-        internal_request("get", call_id, get.view(), [conn, call_id](status outcome, std::span<const char> result) {
-          if (outcome == status::running) {
-            return conn->respond(
-                json_response(http::status::accepted, json::object{{"call_id", call_id}, {"status", "running"}}));
-          }
-          if (outcome != status::ok) return conn->respond(error_response(outcome, result, call_id));
-          detail::reader value{result};
-          conn->respond(json_response(
-              http::status::ok,
-              json::object{{"call_id", call_id}, {"status", "succeeded"}, {"result", codec_json::to_json(value)}}));
-        });
-      });
+  spawn(*target, key, encoded.view(), {.to = [this, conn, wait, timeout_ms](status code, std::span<const char> answer) {
+    if (code != status::ok) return conn->respond(error_response(code, answer));
+    detail::reader r{answer};
+    const auto call_id = ferry::decode<std::string>(r);
+    if (!wait) {
+      return conn->respond(json_response(http::status::accepted, json::object{{"call_id", call_id}}));
+    }
+    get_call(call_id, timeout_ms, {.to = [conn, call_id](status outcome, std::span<const char> result) {
+               if (outcome == status::running) {
+                 return conn->respond(
+                     json_response(http::status::accepted, json::object{{"call_id", call_id}, {"status", "running"}}));
+               }
+               if (outcome != status::ok) return conn->respond(error_response(outcome, result, call_id));
+               detail::reader value{result};
+               conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id},
+                                                                          {"status", "succeeded"},
+                                                                          {"result", codec_json::to_json(value)}}));
+             }});
+  }});
 }
 
 http_response server::state::metrics_response() const {

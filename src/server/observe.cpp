@@ -109,7 +109,7 @@ void server::state::on_progress(session& s, const wire::frame& f) {
   if (!subscribers.empty()) publish({server_event::kind::progress, in.function->app->name, in.call_id, nullptr, &in});
 }
 
-void server::state::follow_logs(session& s, std::uint64_t request_id, const std::string& app,
+void server::state::follow_logs(session& s, const control_answer& answer, const std::string& app,
                                 std::span<const char> payload) {
   std::string call_id;
   bool follow = false;
@@ -117,13 +117,12 @@ void server::state::follow_logs(session& s, std::uint64_t request_id, const std:
     detail::reader r{payload};
     std::tie(call_id, follow) = ferry::decode<std::tuple<std::string, bool>>(r);
   } catch (const DecodeError& e) {
-    return reply_error(s.id, request_id,
+    return reply_error(answer,
                        {status::bad_arguments, "", std::string("malformed logs request: ") + e.what(), "", "", ""});
   }
   std::vector<wire::log_row> rows;
   for (const log_entry* e : logs->find(app, call_id, 0, SIZE_MAX)) rows.push_back(e->row());
-  reply(s.id, request_id, status::ok,
-        [&](detail::buffer& out) { codec<std::vector<wire::log_row>>::encode(out, rows); });
+  reply(answer, status::ok, [&](detail::buffer& out) { codec<std::vector<wire::log_row>>::encode(out, rows); });
   if (!follow) return;
   subscribe({app, call_id, s.id, [this, session_id = s.id](const server_event& event) {
                if (event.what != server_event::kind::log) return;

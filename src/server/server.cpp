@@ -11,7 +11,8 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
-#include <ferry/ferry.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/version.hpp>
 #include <filesystem>
 #include <random>
 

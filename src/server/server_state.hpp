@@ -12,7 +12,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
-#include <ferry/ferry.hpp>
+#include <ferry/errors.hpp>
+#include <ferry/options.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -215,9 +216,15 @@ inline std::string container_record::stderr_of(const std::string& call_id) const
   return text;
 }
 
-struct server::state final : call_graph::host {
-  using internal_reply = std::function<void(status, std::span<const char>)>;
+/// Where the answer to one control request goes: a session's `reply` frame (by ids: once the session has
+/// gone, the answer goes nowhere), or, for the server's own requests (the HTTP API's), a function.
+struct control_answer {
+  std::uint64_t session_id = 0;
+  std::uint64_t request_id = 0;
+  std::function<void(status, std::span<const char>)> to;  // when set, instead of a reply frame
+};
 
+struct server::state final : call_graph::host {
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
@@ -242,8 +249,7 @@ struct server::state final : call_graph::host {
   std::unordered_map<std::string, call_record*> durable_calls;  // spawned calls not finished, by call id
   std::unordered_map<std::string, std::string> unflushed_keys;  // idempotency key -> call id, until stored
   struct spawn_reply {
-    std::uint64_t session_id;
-    std::uint64_t request_id;
+    control_answer answer;
     std::uint64_t input_id;  // 0: a call stored in the backlog only
     std::string call_id;
   };
@@ -251,17 +257,14 @@ struct server::state final : call_graph::host {
   std::vector<spawn_reply> unflushed_spawns;  // answered once the flush that stores them commits
   bool flush_posted = false;
   struct get_waiter {
-    std::uint64_t session_id;
-    std::uint64_t request_id;
+    std::uint64_t id;  // next_get_waiter's, for the timer to find it
+    control_answer answer;
     std::unique_ptr<asio::steady_timer> timer;
   };
+  std::uint64_t next_get_waiter = 1;
   std::unordered_map<std::string, std::vector<get_waiter>> get_waiters;  // by call id
   std::unique_ptr<asio::steady_timer> expiry_timer;
   std::unique_ptr<asio::steady_timer> trim_timer;  // see trim_memory_when_idle
-
-  session internal_session;  // id 0: the server's own requests (the HTTP API's)
-  std::uint64_t next_internal_request = 1;
-  std::unordered_map<std::uint64_t, internal_reply> internal_replies;  // by request id
 
   // Observing: logs, call history, metrics, and who follows them live.
   std::unique_ptr<log_book> logs;
@@ -295,22 +298,28 @@ struct server::state final : call_graph::host {
   void on_await(session& s, const wire::frame& f);
   void on_release(session& s, const wire::frame& f);
   void on_request(session& s, const wire::frame& f);
-  void handle_request(session& s, std::uint64_t request_id, const std::string& verb, const std::string& subject,
-                      std::span<const char> payload);
-  /// Control requests the server makes of itself (the HTTP API): `answer` gets what a `reply` would carry.
-  void internal_request(const std::string& verb, const std::string& subject, std::span<const char> payload,
-                        internal_reply answer);
-  void reply(std::uint64_t session_id, std::uint64_t request_id, status code,
-             const std::function<void(detail::buffer&)>& write);
-  void reply_error(std::uint64_t session_id, std::uint64_t request_id, const wire::error_record& error);
-  /// The function `app.fn` names among the deployed apps; nullptr after replying an error.
-  function_state* deployed_function(session& s, std::uint64_t request_id, const std::string& qualified);
-  void deploy(session& s, std::uint64_t request_id, const std::string& app, std::span<const char> payload);
+  // Control requests (control_requests.cpp): the wire's `request`, decoded, and the typed service it and the
+  // HTTP API call.
+  void reply(const control_answer& answer, status code, const std::function<void(detail::buffer&)>& write);
+  void reply_error(const control_answer& answer, const wire::error_record& error);
+  /// The function `app.fn` names among the deployed apps (or `own`, the asking program's app); nullptr after
+  /// answering an error.
+  function_state* deployed_function(const control_answer& answer, const std::string& qualified,
+                                    const app_instance* own = nullptr);
+  std::vector<wire::container_row> container_rows() const;
+  void deploy(const control_answer& answer, const std::string& app, std::span<const char> payload);
+  void stop_app(const control_answer& answer, const std::string& app);
   /// Takes a deployed app out of service: queued inputs move to `successor` (same function name and
   /// signature) or fail; its containers stop.
   void retire(std::unique_ptr<app_instance> app, app_instance* successor);
-  void spawn(session& s, std::uint64_t request_id, const std::string& qualified, std::span<const char> payload);
-  void get_call(session& s, std::uint64_t request_id, const std::string& call_id, std::span<const char> payload);
+  /// Spawns a call of `fn` with `arguments` (encoded), stored before the answer (its call id) goes; with an
+  /// idempotency key already used, answers that call's id instead.
+  void spawn(function_state& fn, const std::string& idempotency_key, std::span<const char> arguments,
+             control_answer answer);
+  /// Answers with spawned call `call_id`'s outcome once it has one, or `running` after `timeout_ms`.
+  void get_call(const std::string& call_id, std::uint32_t timeout_ms, control_answer answer);
+  /// Cancels spawned call `call_id` (running, queued, or waiting in the store).
+  void cancel_spawned(const std::string& call_id, const control_answer& answer);
   void cancel_input(call_record& in);
   void schedule_flush();
   void flush_store();
@@ -319,8 +328,8 @@ struct server::state final : call_graph::host {
   /// Stores the outcome of spawned call `call_id` and answers whoever waits for it.
   void finish_stored(const std::string& call_id, status outcome, std::span<const char> result);
   /// Answers `get` when the call ends, or with `running` after `timeout_ms`.
-  void wait_for_call(std::uint64_t session_id, std::uint64_t request_id, const std::string& call_id,
-                     const std::string& function, std::uint32_t timeout_ms);
+  void wait_for_call(control_answer answer, const std::string& call_id, const std::string& function,
+                     std::uint32_t timeout_ms);
   /// Moves spawned calls from the store into the queue while it has room.
   void load_backlog(function_state& fn);
   /// Fails the function's spawned calls that wait in the store (its app has gone).
@@ -397,7 +406,7 @@ struct server::state final : call_graph::host {
   session* log_recipient(const call_record& in);
   void on_progress(session& s, const wire::frame& f);
   /// Starts a `logs` request's answer: the kept lines, then (with follow) every new one.
-  void follow_logs(session& s, std::uint64_t request_id, const std::string& app, std::span<const char> payload);
+  void follow_logs(session& s, const control_answer& answer, const std::string& app, std::span<const char> payload);
   std::uint64_t subscribe(subscriber sub);
   void unsubscribe(std::uint64_t id) { subscribers.erase(id); }
   void publish(const server_event& event);

@@ -43,10 +43,10 @@ enum class message_kind : std::uint8_t {
   cancel_input = 11,   // server -> container: cancel an input it runs
   await_call = 12,     // caller -> server: send me the result of this call after all
   release = 13,        // caller -> server: I will not await or pass this call any more
-  request = 14,        // client -> server: a control request (deploy, look up, spawn, list, ...): see request_verb
-  reply = 15,          // server -> client: its answer
-  log = 16,            // server -> client: a line a container wrote, for a call the client made or follows
-  progress = 17,       // container -> server: how far an input has got (ferry::progress)
+  request = 14,   // client -> server: a control request (deploy, look up, spawn, list, ...): see detail::control_verb
+  reply = 15,     // server -> client: its answer
+  log = 16,       // server -> client: a line a container wrote, for a call the client made or follows
+  progress = 17,  // container -> server: how far an input has got (ferry::progress)
 };
 inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::progress);
 

@@ -85,7 +85,7 @@ struct running_server {
         function("nothing", "void()"),
     };
     const std::string image = "#!/bin/false\n";
-    client->request("deploy", deployed_app, [&](ferry::detail::buffer& out) {
+    client->request(ferry::detail::control_verb::deploy, deployed_app, [&](ferry::detail::buffer& out) {
       out.commit(mp_encode_array(out.reserve(5), 4));
       ferry::encode(out, specs);
       out.commit(mp_encode_binl(out.reserve(5), static_cast<std::uint32_t>(image.size())));

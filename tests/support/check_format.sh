@@ -12,7 +12,7 @@ else
     grep -v '^tests/browser/')
 fi
 if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/clang-format.$$; then
-  grep -o '^[^:]*\.[ch]pp' /tmp/clang-format.$$ | sort -u | sed 's/^/not formatted: /' >&2
+  grep -oE '^[^: ]+\.(cpp|hpp|h):[0-9]+' /tmp/clang-format.$$ | sed 's/:[0-9]*$//' | sort -u | sed 's/^/not formatted: /' >&2
   head -40 /tmp/clang-format.$$ >&2
   echo "fix with: clang-format -i FILE... (clang-format $(clang-format --version | grep -o '[0-9][0-9.]*' | head -1))" >&2
   rm -f /tmp/clang-format.$$

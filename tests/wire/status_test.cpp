@@ -3,9 +3,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <ferry/detail/control_verb.hpp>
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -58,6 +60,26 @@ TEST(status, docs_protocol_lists_every_status_by_its_number_and_name) {
         << "docs/protocol.md's status " << static_cast<unsigned>(row.code);
   }
   EXPECT_EQ(documented.size(), std::size(status_table)) << "docs/protocol.md lists a status the table does not have";
+}
+
+TEST(status, docs_protocol_lists_every_control_verb_and_no_other) {
+  const std::string whole = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/protocol.md");
+  const std::size_t begin = whole.find("Control requests (`request` / `reply`), by verb:");
+  const std::size_t end = whole.find("A `request` with another verb", begin);
+  ASSERT_NE(end, std::string::npos) << "docs/protocol.md has no table of control requests";
+  const std::string doc = whole.substr(begin, end - begin);
+  std::set<std::string> documented;  // | `spawn` | `APP.FN` | ...
+  const std::regex row_pattern(R"(\n\| `([a-z_]+)` \|)");
+  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), row_pattern); it != std::sregex_iterator(); ++it) {
+    documented.insert((*it)[1]);
+  }
+  std::set<std::string> verbs;
+  for (std::string_view verb : detail::control_verb_names) {
+    verbs.emplace(verb);
+    EXPECT_EQ(detail::name(*detail::parse_control_verb(verb)), verb);
+  }
+  EXPECT_EQ(documented, verbs);
+  EXPECT_FALSE(detail::parse_control_verb("frobnicate"));
 }
 
 TEST(status, each_error_status_reaches_a_caller_as_its_documented_exception) {

@@ -1,0 +1,7 @@
+#include <ferry/version.hpp>
+
+namespace ferry {
+
+const char* version() noexcept { return FERRY_VERSION; }
+
+}  // namespace ferry
