@@ -429,10 +429,12 @@ void measure_idle_rss(figures& out, const std::vector<pid_t>& other_processes) {
     out["RSS idle server, private (MiB)"] = private_mib(server);
   }
   double container = 0, container_private = 0;
-  for (pid_t child : children_of(server)) {
+  const auto containers = children_of(server);
+  for (pid_t child : containers) {
     container = std::max(container, status_mib(child, "VmRSS"));
     container_private = std::max(container_private, private_mib(child));
   }
+  if (containers.empty()) return;  // (no workload ran: there is no container to measure, not one of 0 MiB)
   out["RSS idle container (MiB)"] = container;
   out["RSS idle container, private (MiB)"] = container_private;
 }

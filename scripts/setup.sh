@@ -12,7 +12,6 @@ packages=(
   clang-format  # the style check (tests/support/check_format.sh)
   curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # Boost.URL: the HTTP API's request targets
-  libssl-dev  # OpenSSL: SHA-256 of deployed binaries, constant-time token comparison
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libdw-dev  # elfutils: names the frames of remote stacks
   libgtest-dev libgmock-dev libbenchmark-dev
