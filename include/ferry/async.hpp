@@ -240,35 +240,21 @@ StartedTask<T> create_task(Task<T> task) {
 
 namespace boost::asio::detail {
 
-/// `co_await t` for a StartedTask, lvalue or not, as for ferry::Future (see future.hpp): awaited as its Task.
+/// `co_await t` for a StartedTask, lvalue or not, as for ferry::Future (see await_as_task in future.hpp).
 template <class T, class Executor>
-class awaitable_async_op<void(std::exception_ptr, T), ferry::StartedTask<T>, Executor> {
+class awaitable_async_op<void(std::exception_ptr, T), ferry::StartedTask<T>, Executor>
+    : public await_as_task<T, Executor> {
  public:
-  awaitable_async_op(const ferry::StartedTask<T>& task, awaitable_frame_base<Executor>*) : task_(task.coroutine()) {}
-  bool await_ready() const noexcept { return false; }
-  template <class Frame>
-  void await_suspend(coroutine_handle<Frame> caller) {
-    task_.await_suspend(caller);
-  }
-  T await_resume() { return task_.await_resume(); }
-
- private:
-  awaitable<T, Executor> task_;
+  awaitable_async_op(const ferry::StartedTask<T>& task, awaitable_frame_base<Executor>*)
+      : await_as_task<T, Executor>(task.coroutine()) {}
 };
 
 template <class Executor>
-class awaitable_async_op<void(std::exception_ptr), ferry::StartedTask<void>, Executor> {
+class awaitable_async_op<void(std::exception_ptr), ferry::StartedTask<void>, Executor>
+    : public await_as_task<void, Executor> {
  public:
-  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*) : task_(task.coroutine()) {}
-  bool await_ready() const noexcept { return false; }
-  template <class Frame>
-  void await_suspend(coroutine_handle<Frame> caller) {
-    task_.await_suspend(caller);
-  }
-  void await_resume() { task_.await_resume(); }
-
- private:
-  awaitable<void, Executor> task_;
+  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*)
+      : await_as_task<void, Executor>(task.coroutine()) {}
 };
 
 }  // namespace boost::asio::detail

@@ -326,7 +326,7 @@ class Function<R(A...)> {
     }
     template <class Items>
     Task<std::vector<item_value>> aio(Items items, MapOptions options = {}) const {
-      return map_async(entry_, std::move(items), options);
+      return map_aio<std::vector<item_value>, false>(entry_, std::move(items), options);
     }
 
     /// Each item's value or exception, in order (or in completion order): failures do not stop the map
@@ -344,47 +344,13 @@ class Function<R(A...)> {
       }
       template <class Items>
       Task<std::vector<Outcome<item_value>>> aio(Items items, MapOptions options = {}) const {
-        return outcomes_async(entry_, std::move(items), options);
+        return map_aio<std::vector<Outcome<item_value>>, false>(entry_, std::move(items), options);
       }
 
-     private:
-      friend class Function;
-      template <class Items>
-      static Task<std::vector<Outcome<item_value>>> outcomes_async(std::shared_ptr<const detail::function_entry> entry,
-                                                                   Items items, MapOptions options) {
-        if constexpr (detail::is_future_v<Items>) {
-          auto resolved = co_await items;
-          co_return co_await outcomes_async(entry, std::move(resolved), options);
-        } else {
-          // (The map owns the items: cancelled, this coroutine may end while the map still encodes one. The
-          // encoder is named: GCC 12 destroys a temporary in a co_await expression twice.)
-          const std::size_t n = std::size(items);
-          const detail::map_item_encoder encode = encoder(std::make_shared<const Items>(std::move(items)));
-          auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
-          co_return outcomes_of(*entry, std::move(results), options);
-        }
-      }
       std::shared_ptr<const detail::function_entry> entry_;
     };
     outcomes_caller outcomes;
 
-   private:
-    friend class Function;
-    template <class Items>
-    static Task<std::vector<item_value>> map_async(std::shared_ptr<const detail::function_entry> entry, Items items,
-                                                   MapOptions options) {
-      if constexpr (detail::is_future_v<Items>) {
-        auto resolved = co_await items;
-        co_return co_await map_async(entry, std::move(resolved), options);
-      } else {
-        // (The map owns the items: cancelled, this coroutine may end while the map still encodes one. The
-        // encoder is named: GCC 12 destroys a temporary in a co_await expression twice.)
-        const std::size_t n = std::size(items);
-        const detail::map_item_encoder encode = encoder(std::make_shared<const Items>(std::move(items)));
-        auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
-        co_return values(*entry, std::move(results), options);
-      }
-    }
     std::shared_ptr<const detail::function_entry> entry_;
   };
   map_caller map;
@@ -408,24 +374,9 @@ class Function<R(A...)> {
     }
     template <class Items>
     Task<std::vector<item_value>> aio(Items items, MapOptions options = {}) const {
-      return starmap_async(entry_, std::move(items), options);
+      return map_aio<std::vector<item_value>, true>(entry_, std::move(items), options);
     }
 
-   private:
-    friend class Function;
-    template <class Items>
-    static Task<std::vector<item_value>> starmap_async(std::shared_ptr<const detail::function_entry> entry, Items items,
-                                                       MapOptions options) {
-      if constexpr (detail::is_future_v<Items>) {
-        auto resolved = co_await items;
-        co_return co_await starmap_async(entry, std::move(resolved), options);
-      } else {
-        const std::size_t n = std::size(items);
-        const detail::map_item_encoder encode = tuple_encoder(std::make_shared<const Items>(std::move(items)));
-        auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
-        co_return values(*entry, std::move(results), options);
-      }
-    }
     std::shared_ptr<const detail::function_entry> entry_;
   };
   starmap_caller starmap;
@@ -589,6 +540,32 @@ class Function<R(A...)> {
       if (!error) out[i].value.emplace(detail::decode_result<item_value>(function, encoded));
     }
     return out;
+  }
+  /// The aio forms of map (`tuples`: of starmap), giving the items' values, or their outcomes when Result is
+  /// a vector of Outcome. A Future of items is waited for first. (The map owns the items: cancelled, this
+  /// coroutine may end while the map still encodes one. The encoder is named: GCC 12 destroys a temporary
+  /// in a co_await expression twice.)
+  template <class Result, bool tuples, class Items>
+  static Task<Result> map_aio(std::shared_ptr<const detail::function_entry> entry, Items items, MapOptions options) {
+    if constexpr (detail::is_future_v<Items>) {
+      auto resolved = co_await items;
+      co_return co_await map_aio<Result, tuples>(entry, std::move(resolved), options);
+    } else {
+      const std::size_t n = std::size(items);
+      auto owned = std::make_shared<const Items>(std::move(items));
+      detail::map_item_encoder encode;
+      if constexpr (tuples) {
+        encode = tuple_encoder(std::move(owned));
+      } else {
+        encode = encoder(std::move(owned));
+      }
+      auto results = co_await detail::map_calls_async(entry, n, encode, options.window);
+      if constexpr (std::is_same_v<Result, std::vector<item_value>>) {
+        co_return values(*entry, std::move(results), options);
+      } else {
+        co_return outcomes_of(*entry, std::move(results), options);
+      }
+    }
   }
 
  public:

@@ -193,13 +193,13 @@ Future<T> ready_future(const T& value) {
 
 namespace boost::asio::detail {
 
-/// `co_await future`. Boost 1.81's generic path for awaiting an asynchronous operation takes only rvalues and
-/// does not compile for (exception_ptr, T) completions, so a Future (lvalue or not) is awaited as its Task.
+/// Awaits a ferry handle (a Future, a StartedTask) as the Task its coroutine() makes. Boost 1.81's generic
+/// path for awaiting an asynchronous operation takes only rvalues and does not compile for (exception_ptr, T)
+/// completions, so the handles specialize awaitable_async_op (below, and in async.hpp) as this.
 template <class T, class Executor>
-class awaitable_async_op<void(std::exception_ptr, T), ferry::Future<T>, Executor> {
+class await_as_task {
  public:
-  awaitable_async_op(const ferry::Future<T>& future, awaitable_frame_base<Executor>*) : task_(future.coroutine()) {}
-
+  explicit await_as_task(awaitable<T, Executor> task) : task_(std::move(task)) {}
   bool await_ready() const noexcept { return false; }
   template <class Frame>
   void await_suspend(coroutine_handle<Frame> caller) {
@@ -209,6 +209,14 @@ class awaitable_async_op<void(std::exception_ptr, T), ferry::Future<T>, Executor
 
  private:
   awaitable<T, Executor> task_;
+};
+
+/// `co_await future`, lvalue or not.
+template <class T, class Executor>
+class awaitable_async_op<void(std::exception_ptr, T), ferry::Future<T>, Executor> : public await_as_task<T, Executor> {
+ public:
+  awaitable_async_op(const ferry::Future<T>& future, awaitable_frame_base<Executor>*)
+      : await_as_task<T, Executor>(future.coroutine()) {}
 };
 
 }  // namespace boost::asio::detail
