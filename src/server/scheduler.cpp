@@ -267,11 +267,9 @@ void server::state::on_container_exit(std::uint64_t container_id, const containe
     }
   }
   if (!c->stop_requested && !stopping) {
-    // Died without being asked to: from the second in a row, starts back off (0.25 s doubling to 30 s).
+    // Died without being asked to: from the second in a row, starts back off (see crash_backoff).
     ++fn.crash_streak;
-    if (fn.crash_streak >= 2) {
-      const auto wait = std::min<std::chrono::milliseconds>(
-          std::chrono::milliseconds(250 << std::min(fn.crash_streak - 2, 7)), std::chrono::seconds(30));
+    if (const auto wait = crash_backoff(fn.crash_streak); wait.count() > 0) {
       fn.next_launch = std::chrono::steady_clock::now() + wait;
       warn_repeating(
           "crash loop " + fn.app->name + "." + fn.name,

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/backoff.hpp"
 #include "server/call_graph.hpp"
 #include "server/call_history.hpp"
 #include "server/http.hpp"
@@ -142,18 +143,6 @@ struct app_instance {
   bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
   std::map<std::string, function_state> functions;
 };
-
-/// Failures worth another attempt (the body threw, its container died, it ran out of time): see status_table.
-inline bool retryable(status s) { return wire::row(s).retried; }
-
-inline std::chrono::milliseconds retry_delay(const Retries& r, int failed_attempts) {
-  double delay = static_cast<double>(r.initial_delay.count());
-  for (int i = 1; i < failed_attempts && delay < static_cast<double>(r.max_delay.count()); ++i) {
-    delay *= r.backoff_coefficient;
-  }
-  return std::chrono::milliseconds(
-      static_cast<std::int64_t>(std::min(delay, static_cast<double>(r.max_delay.count()))));
-}
 
 inline std::string plural(std::int64_t n, const char* word) {
   return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
