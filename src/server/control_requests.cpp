@@ -180,7 +180,7 @@ void server::state::cancel_spawned(const std::string& call_id, const control_ans
 }
 
 function_state* server::state::deployed_function(const control_answer& answer, const std::string& qualified,
-                                                 const app_instance* own) {
+                                                 app_instance* own) {
   const auto dot = qualified.find('.');
   const std::string app_name = qualified.substr(0, dot);
   const std::string fname = dot == std::string::npos ? "" : qualified.substr(dot + 1);
@@ -188,7 +188,7 @@ function_state* server::state::deployed_function(const control_answer& answer, c
   if (auto it = deployed.find(app_name); it != deployed.end()) {
     app = it->second.get();
   } else if (own && (own->name == app_name || own->declared_name == app_name)) {
-    app = const_cast<app_instance*>(own);  // the asking program's own app (a container names it as its binary does)
+    app = own;  // the asking program's own app (a container names it as its binary does)
   }
   if (!app) {
     reply_error(answer, {status::unknown_app, "",

@@ -294,7 +294,7 @@ struct server::state final : call_graph::host {
   /// The function `app.fn` names among the deployed apps (or `own`, the asking program's app); nullptr after
   /// answering an error.
   function_state* deployed_function(const control_answer& answer, const std::string& qualified,
-                                    const app_instance* own = nullptr);
+                                    app_instance* own = nullptr);
   std::vector<wire::container_row> container_rows() const;
   void deploy(const control_answer& answer, const std::string& app, std::span<const char> payload);
   void stop_app(const control_answer& answer, const std::string& app);

@@ -11,11 +11,9 @@ else
   mapfile -t files < <(find src include tests bench examples -name '*.cpp' -o -name '*.hpp' -o -name '*.h' |
     grep -v '^tests/browser/')
 fi
-if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/clang-format.$$; then
-  grep -oE '^[^: ]+\.(cpp|hpp|h):[0-9]+' /tmp/clang-format.$$ | sed 's/:[0-9]*$//' | sort -u | sed 's/^/not formatted: /' >&2
-  head -40 /tmp/clang-format.$$ >&2
+if ! problems=$(clang-format --dry-run --Werror "${files[@]}" 2>&1); then
+  grep -oE '^[^: ]+\.(cpp|hpp|h):[0-9]+' <<<"$problems" | sed 's/:[0-9]*$//' | sort -u | sed 's/^/not formatted: /' >&2
+  head -40 <<<"$problems" >&2
   echo "fix with: clang-format -i FILE... (clang-format $(clang-format --version | grep -o '[0-9][0-9.]*' | head -1))" >&2
-  rm -f /tmp/clang-format.$$
   exit 1
 fi
-rm -f /tmp/clang-format.$$

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "client/client.hpp"
 #include "wire/protocol.hpp"
@@ -24,13 +25,29 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
+/// The part of docs/`name` from the line starting `from` to the one starting `to`; fails the test when absent.
+std::string doc_section(const std::string& name, const std::string& from, const std::string& to) {
+  const std::string whole = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/" + name);
+  const std::size_t begin = whole.find(from);
+  const std::size_t end = whole.find(to, begin);
+  if (begin == std::string::npos || end == std::string::npos) {
+    ADD_FAILURE() << "docs/" << name << " has no part from '" << from << "' to '" << to << "'";
+    return "";
+  }
+  return whole.substr(begin, end - begin);
+}
+
+/// Each match of `pattern` in `text`, as its groups.
+std::vector<std::smatch> matches(const std::string& text, const std::regex& pattern) {
+  return {std::sregex_iterator(text.begin(), text.end(), pattern), std::sregex_iterator()};
+}
+
 TEST(status, docs_http_api_lists_every_error_status_with_the_tables_http_code) {
   const std::string doc = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/http-api.md");
   ASSERT_FALSE(doc.empty());
   std::map<std::string, unsigned> documented;  // | `code` | 404 | when |
-  const std::regex row_pattern(R"(\n\| `([a-z_]+)` \| (\d{3}) \|)");
-  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), row_pattern); it != std::sregex_iterator(); ++it) {
-    documented[(*it)[1]] = static_cast<unsigned>(std::stoul((*it)[2]));
+  for (const auto& m : matches(doc, std::regex(R"(\n\| `([a-z_]+)` \| (\d{3}) \|)"))) {
+    documented[m[1]] = static_cast<unsigned>(std::stoul(m[2]));
   }
   for (const status_row& row : status_table) {
     // ok is a value, running a 202 reply, tail_call never leaves the server: none is an error's code.
@@ -45,15 +62,10 @@ TEST(status, docs_http_api_lists_every_error_status_with_the_tables_http_code) {
 }
 
 TEST(status, docs_protocol_lists_every_status_by_its_number_and_name) {
-  const std::string whole = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/protocol.md");
-  const std::size_t begin = whole.find("## 6. Status codes");
-  const std::size_t end = whole.find("When a status is not 0", begin);
-  ASSERT_NE(end, std::string::npos) << "docs/protocol.md has no section 6, Status codes";
-  const std::string doc = whole.substr(begin, end - begin);
+  const std::string doc = doc_section("protocol.md", "## 6. Status codes", "When a status is not 0");
   std::map<unsigned, std::string> documented;  // | 5 | `container_crashed` | meaning | produced by |
-  const std::regex row_pattern(R"(\n\| (\d+) \| `([a-z_]+)` +\|)");
-  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), row_pattern); it != std::sregex_iterator(); ++it) {
-    documented[static_cast<unsigned>(std::stoul((*it)[1]))] = (*it)[2];
+  for (const auto& m : matches(doc, std::regex(R"(\n\| (\d+) \| `([a-z_]+)` +\|)"))) {
+    documented[static_cast<unsigned>(std::stoul(m[1]))] = m[2];
   }
   for (const status_row& row : status_table) {
     EXPECT_EQ(documented[static_cast<unsigned>(row.code)], row.name)
@@ -63,16 +75,10 @@ TEST(status, docs_protocol_lists_every_status_by_its_number_and_name) {
 }
 
 TEST(status, docs_protocol_lists_every_control_verb_and_no_other) {
-  const std::string whole = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/protocol.md");
-  const std::size_t begin = whole.find("Control requests (`request` / `reply`), by verb:");
-  const std::size_t end = whole.find("A `request` with another verb", begin);
-  ASSERT_NE(end, std::string::npos) << "docs/protocol.md has no table of control requests";
-  const std::string doc = whole.substr(begin, end - begin);
+  const std::string doc =
+      doc_section("protocol.md", "Control requests (`request` / `reply`), by verb:", "A `request` with another verb");
   std::set<std::string> documented;  // | `spawn` | `APP.FN` | ...
-  const std::regex row_pattern(R"(\n\| `([a-z_]+)` \|)");
-  for (auto it = std::sregex_iterator(doc.begin(), doc.end(), row_pattern); it != std::sregex_iterator(); ++it) {
-    documented.insert((*it)[1]);
-  }
+  for (const auto& m : matches(doc, std::regex(R"(\n\| `([a-z_]+)` \|)"))) documented.insert(m[1]);
   std::set<std::string> verbs;
   for (std::string_view verb : detail::control_verb_names) {
     verbs.emplace(verb);
