@@ -1,16 +1,12 @@
-// Dispatch micro-benchmarks: the server's per-input work, from a received call to the input sent to a
+// Dispatch micro-benchmarks: the server's per-call work, from a received call to the input sent to a
 // container and from the container's output to the caller's result.
 //
-// What is and is not covered. The real code, server::state::on_call / dispatch / on_output
-// (src/server/server.cpp, scheduler.cpp), cannot be driven in isolation: server::state is a private member
-// type of ferry::server::server (server.hpp), and dispatch() sends through wire::connection, which owns a
-// connected TCP socket, so running it needs a live server with connected peers (that is ferry_bench's job).
-// These benchmarks therefore run the same steps on the server's own types (call_record, function_state,
-// container_record from server_state.hpp) with the real wire functions (frame::decode_header, frame_writer),
-// and the scheduler's own least_loaded_ready, start_attempt and format_call_id, while the rest of the
-// bookkeeping (the queue, on_call's and on_output's map entries) is a copy of a few lines: keep it in step. Not
-// covered: connection::send's mutex and send() syscall, scale() after each dispatch, timeout timers, record_end
-// (history, metrics), logging, dependencies and tail calls.
+// What is and is not covered. The scheduler and the call graph are components that run without sockets
+// (src/server/scheduler.hpp, call_graph.hpp): these benchmarks drive the real ones, on the fake clock and
+// launcher of their unit tests, with a host that sends nothing. Accepting a call (on_call) is the server's
+// own, and needs a session: BM_DispatchAcceptCall runs its steps on the server's types with the real wire
+// functions, a copy of a few lines to keep in step. Not covered: connection::send's mutex and send()
+// syscall, record_end (history, metrics), logging. ferry_bench measures all of it, end to end.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -21,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/scheduler_fakes.hpp"
 #include "server/server_state.hpp"
 #include "wire/frame.hpp"
 #include "wire/protocol.hpp"
@@ -104,43 +101,82 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
 }
 BENCHMARK(BM_DispatchAcceptCall)->Arg(0)->Arg(64 << 10);
 
-// dispatch()'s choice of a container for one queued input among N ready ones (each with some inputs in
-// flight): the least-loaded scan, the queue pop and the in-flight bookkeeping; grows with the container count.
-void BM_DispatchPickContainer(benchmark::State& state) {
-  const auto n_containers = static_cast<std::size_t>(state.range(0));
+/// The server around the scheduler and the call graph, minus the I/O: an input "sent" is noted, a result
+/// "delivered" is encoded into a reused buffer as the server's deliver does.
+struct bench_host final : call_graph::host, scheduler::host {
+  void ready(call_record& c) override { sched->enqueue(c); }
+  void ended(call_record& c, call_state was) override { sched->ended(c, was); }
+  void deliver(call_record& c) override {
+    out.clear();
+    wire::frame_writer writer(out, wire::message_kind::result,
+                              wire::result_header{c.caller_call_id, static_cast<std::uint8_t>(c.outcome)});
+    writer.payload().append(c.result.data(), c.result.size());
+    writer.finish();
+  }
+  void unneeded(call_record&) override {}
+  void forgetting(call_record&) override {}
+  void emptied() override {}
+  bool send_input(container_record& c, std::uint64_t attempt_id, const call_record&) override {
+    sent_to = &c;
+    sent_attempt = attempt_id;
+    return true;
+  }
+  void send_cancel(container_record&, std::uint64_t) override {}
+  void disconnect(container_record&, const std::string&) override {}
+  void refill(function_state&) override {}
+  void output(container_record&, int, std::string_view) override {}
+  void exiting(container_record&) override {}
+  void exited() override {}
+  void warn_repeating(const std::string&, const std::string&, const std::string&) override {}
+
+  scheduler* sched = nullptr;
+  container_record* sent_to = nullptr;
+  std::uint64_t sent_attempt = 0;
+  buffer out;
+};
+
+/// A function with `n` containers started and connected, through the real scheduler on a fake clock and
+/// launcher.
+struct scheduled_function {
+  explicit scheduled_function(std::size_t n, int max_inputs) {
+    fn.app = &app;
+    fn.name = "double_it";
+    fn.max_inputs = max_inputs;
+    fn.max_containers = static_cast<int>(n);
+    fn.min_containers = static_cast<int>(n);
+    host.sched = &sched;
+    sched.scale(fn);
+    for (const auto& [id, process] : launcher.launched) sched.connected(id);
+  }
   app_instance app;
   function_state& fn = app.functions["double_it"];
-  fn.app = &app;
-  fn.max_inputs = 256;
-  fn.max_containers = static_cast<int>(n_containers);
-  std::vector<std::unique_ptr<container_record>> containers;
-  std::uint64_t next_input_id = 1;
+  bench_host host;
+  testing::fake_clock time;
+  testing::fake_launcher launcher;
+  call_graph graph{host};
+  scheduler sched{host, graph, time, launcher, scheduler_options{}};
+};
+
+// The scheduler's dispatch of one queued call among N ready containers (each with some calls in flight) and
+// the answer that frees its slot: enqueue, the least-loaded scan, the attempt's bookkeeping, scale(), and
+// answered(); grows with the container count. The real scheduler, with a host that sends nothing.
+void BM_DispatchPickContainer(benchmark::State& state) {
+  const auto n_containers = static_cast<std::size_t>(state.range(0));
+  scheduled_function f(n_containers, 256);
   call_record busy;  // what the pre-existing in-flight slots point to
-  for (std::size_t i = 0; i < n_containers; ++i) {
-    auto c = std::make_unique<container_record>();
-    c->id = i + 1;
-    c->function = &fn;
-    c->state = container_state::ready;
+  std::uint64_t preloaded = std::uint64_t{1} << 40;
+  std::size_t i = 0;
+  for (const auto& [id, c] : f.sched.containers()) {
     // Uneven loads, so that the scan's comparisons go both ways.
-    for (std::size_t k = 0; k < 100 + (i * 37) % 101; ++k) c->in_flight.emplace(next_input_id++, &busy);
-    fn.containers.push_back(c.get());
-    containers.push_back(std::move(c));
+    for (std::size_t k = 0; k < 100 + (i * 37) % 101; ++k) c->in_flight.emplace(preloaded++, &busy);
+    ++i;
   }
   call_record in;
-  in.function = &fn;
+  in.function = &f.fn;
   for (auto _ : state) {
-    in.state = call_state::queued;
-    fn.queue.push_back(&in);
-    // scheduler.cpp, dispatch(): the loop's body for one input (the send is BM_DispatchEncodeInput's).
-    container_record* target = least_loaded_ready(fn);
-    call_record& next = *fn.queue.front();
-    const std::uint64_t attempt_id = next_input_id++;
-    fn.queue.pop_front();
-    start_attempt(next, *target, attempt_id);
-    benchmark::DoNotOptimize(target);
-    // The attempt's output frees the slot (detach_attempt), so that the loads stay as they were.
-    target->in_flight.erase(attempt_id);
-    next.container = nullptr;
+    f.sched.enqueue(in);
+    benchmark::DoNotOptimize(f.host.sent_to);
+    f.sched.answered(*f.host.sent_to, f.host.sent_attempt, wire::status::ok);  // the slot is free again
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }
@@ -167,65 +203,46 @@ void BM_DispatchEncodeInput(benchmark::State& state) {
 }
 BENCHMARK(BM_DispatchEncodeInput)->Arg(0)->Arg(1 << 10)->Arg(64 << 10);
 
-// on_output -> complete -> deliver for one output frame (int64 or 64 KiB result): decode the output header,
-// find and free the attempt's slot, keep the result, and build the caller's result frame from it; the
-// server's per-input cost of answering.
-void BM_DispatchOutputToResult(benchmark::State& state) {
+// A call's way through the server's components once it is accepted, minus the I/O: into the call graph,
+// ready, queued and dispatched by the scheduler (the input noted as sent), then the container's output (int64
+// or 64 KiB result): the attempt's slot freed (scheduler::answered), the result kept (call_graph::complete),
+// the caller's result frame built from it, and the call forgotten. The real components throughout.
+void BM_DispatchCallToResult(benchmark::State& state) {
   buffer result;
   if (state.range(0) == 0) {
     ferry::encode(result, std::int64_t{42});
   } else {
     ferry::encode(result, ferry::bytes(static_cast<std::size_t>(state.range(0)), std::byte{0x5a}));
   }
-  constexpr std::uint64_t attempt_id = 99;
   buffer encoded;
   {
     wire::frame_writer w(encoded, wire::message_kind::output,
-                         wire::output_header{attempt_id, static_cast<std::uint8_t>(wire::status::ok)});
+                         wire::output_header{1, static_cast<std::uint8_t>(wire::status::ok)});
     w.payload().append(result.data(), result.size());
     w.finish();
   }
-  const wire::frame f = parse(encoded);
-  app_instance app;
-  function_state& fn = app.functions["double_it"];
-  fn.app = &app;
-  container_record c;
-  c.function = &fn;
-  c.state = container_state::ready;
-  call_record in;
-  in.function = &fn;
-  in.caller_call_id = 7;
-  in.flags = wire::deliver_result;
-  buffer out;
+  const wire::frame output = parse(encoded);
+  const buffer args = make_arguments(0);
+  scheduled_function f(1, 1);
+  std::uint64_t next_id = 1;
   for (auto _ : state) {
-    in.state = call_state::running;
-    in.container = &c;
-    in.attempt_id = attempt_id;
-    c.in_flight.emplace(attempt_id, &in);
-    // on_output
-    auto [input_id, st] = f.decode_header<wire::output_header>();
-    auto it = c.in_flight.find(input_id);
-    c.stopping_attempts.erase(input_id);
-    call_record& done = *it->second;
-    // complete (detach_attempt, keep the result)
-    done.container->in_flight.erase(done.attempt_id);
-    done.container = nullptr;
-    done.state = call_state::done;
-    done.outcome = static_cast<wire::status>(st);
-    done.result.clear();
-    done.result.append(f.payload.data(), f.payload.size());
-    // deliver, into the caller's reused outgoing buffer
-    out.clear();
-    wire::frame_writer writer(out, wire::message_kind::result,
-                              wire::result_header{done.caller_call_id, static_cast<std::uint8_t>(done.outcome)});
-    writer.payload().append(done.result.data(), done.result.size());
-    writer.finish();
-    benchmark::DoNotOptimize(out.data());
+    auto owned = std::make_unique<call_record>();
+    owned->id = next_id++;
+    owned->caller_call_id = 7;
+    owned->flags = wire::deliver_result;
+    owned->function = &f.fn;
+    owned->arguments.append(args.data(), args.size());
+    f.graph.start_when_ready(f.graph.add(std::move(owned)));  // sent to the container
+    auto [attempt_id, st] = output.decode_header<wire::output_header>();
+    benchmark::DoNotOptimize(attempt_id);
+    const auto answer = f.sched.answered(*f.host.sent_to, f.host.sent_attempt, static_cast<wire::status>(st));
+    f.graph.complete(*answer.call, static_cast<wire::status>(st), output.payload);  // delivers, then forgets
+    benchmark::DoNotOptimize(f.host.out.data());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * out.size()));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * f.host.out.size()));
   state.SetLabel(state.range(0) == 0 ? "int64 result" : "bytes result");
 }
-BENCHMARK(BM_DispatchOutputToResult)->Arg(0)->Arg(64 << 10);
+BENCHMARK(BM_DispatchCallToResult)->Arg(0)->Arg(64 << 10);
 
 }  // namespace

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "server/server_state.hpp"
+#include "server/apps.hpp"
 
 namespace ferry::server {
 

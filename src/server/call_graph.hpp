@@ -8,7 +8,6 @@
 // Internal to the server; everything here runs on the server's one thread.
 #pragma once
 
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -20,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "server/clock.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
@@ -49,11 +49,11 @@ struct call_record {
   /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
   /// re-queueing when a container is replaced.
   detail::buffer arguments;
-  std::uint64_t attempt_id = 0;  // the running attempt, as its container knows it (input_id on the wire)
-  int attempts = 0;              // attempts started
-  bool cancelled = false;        // by its caller: never retried
-  bool durable = false;          // spawned: stored, and its outcome is stored when it ends
-  std::unique_ptr<boost::asio::steady_timer> timer;  // the running attempt's timeout, or the delay before a retry
+  std::uint64_t attempt_id = 0;         // the running attempt, as its container knows it (input_id on the wire)
+  int attempts = 0;                     // attempts started
+  bool cancelled = false;               // by its caller: never retried
+  bool durable = false;                 // spawned: stored, and its outcome is stored when it ends
+  std::unique_ptr<clock::timer> timer;  // the running attempt's timeout, or the delay before a retry
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
   std::vector<std::pair<std::uint32_t, call_record*>> deps;
   std::size_t unresolved = 0;               // deps not done yet

@@ -136,7 +136,7 @@ void server::state::on_request(session& s, const wire::frame& f) {
 std::vector<wire::container_row> server::state::container_rows() const {
   const auto now = std::chrono::steady_clock::now();
   std::vector<wire::container_row> rows;
-  for (const auto& [id, c] : containers) {
+  for (const auto& [id, c] : sched->containers()) {
     const std::chrono::duration<double> uptime = now - c->started_at;
     rows.emplace_back(c->id, c->function->app->name, c->function->name, to_string(c->state),
                       static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(),
@@ -265,7 +265,7 @@ void server::state::deploy(const control_answer& answer, const std::string& app_
   spdlog::info("deployed app '{}' ({} functions, binary sha256:{})", app_name, fresh.functions.size(),
                fresh.digest.substr(0, 12));
   if (previous) retire(std::move(previous), &fresh);
-  for (auto& [fname, fn] : fresh.functions) scale(fn);
+  for (auto& [fname, fn] : fresh.functions) sched->scale(fn);
   reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
 }
 
@@ -281,22 +281,15 @@ void server::state::retire(std::unique_ptr<app_instance> app, app_instance* succ
       // Not started yet: the new version runs them, and its backlog in the store.
       next->backlogged = fn.backlogged;
       next->loaded_seq = fn.loaded_seq;
-      for (call_record* in : fn.queue) {
-        in->function = next;
-        next->queue.push_back(in);
-      }
-      fn.queue.clear();
-      dispatch(*next);
+      sched->move_queue(fn, *next);
     } else {
       fail_backlog(fn, "app '" + app->name + "' was stopped before '" + fn.name + "' started");
-      fail_queue(fn, status::cancelled,
-                 "app '" + app->name + "' was " + (successor ? "redeployed without" : "stopped before") + " '" +
-                     fn.name + "'" + (successor ? " with this signature" : " started"));
+      sched->fail_queue(fn, status::cancelled,
+                        "app '" + app->name + "' was " + (successor ? "redeployed without" : "stopped before") + " '" +
+                            fn.name + "'" + (successor ? " with this signature" : " started"));
     }
     // Running inputs finish on the old containers, which stop once idle.
-    for (container_record* c : fn.containers) {
-      if (c->in_flight.empty()) stop_container(*c);
-    }
+    sched->stop_containers(fn, /*idle_only=*/true);
   }
   // Calls still waiting for their arguments, or for a retry, follow the queued ones. (The retired app goes
   // once its containers have: nothing else may point at it by then.)
@@ -556,7 +549,7 @@ void server::state::recover() {
     spdlog::info("recovered {} deployed app(s) and {} unfinished spawned call(s)", deployed.size(), resumed);
   }
   for (auto& [name, app] : deployed) {
-    for (auto& [fname, fn] : app->functions) dispatch(fn);
+    for (auto& [fname, fn] : app->functions) sched->dispatch(fn);
   }
   expire_results();
 }

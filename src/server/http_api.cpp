@@ -536,7 +536,7 @@ http_response server::state::metrics_response() const {
   for (const auto& [owner, app] : apps) queue_lines(*app);
   std::size_t by_state[3] = {};
   std::size_t running = 0;
-  for (const auto& [id, c] : containers) {
+  for (const auto& [id, c] : sched->containers()) {
     ++by_state[static_cast<int>(c->state)];
     running += c->running_inputs();
   }

@@ -13,10 +13,7 @@ namespace {
 constexpr std::size_t max_line_length = 64 * 1024;  // a longer line is cut into pieces of this size
 }
 
-void server::state::on_container_output(std::uint64_t container_id, int stream, std::string_view chunk) {
-  auto it = containers.find(container_id);
-  if (it == containers.end()) return;
-  container_record& c = *it->second;
+void server::state::output(container_record& c, int stream, std::string_view chunk) {
   std::string& partial = c.partial_line[stream - 1];
   const auto kind = static_cast<wire::log_stream>(stream);
   while (!chunk.empty()) {
@@ -37,6 +34,14 @@ void server::state::on_container_output(std::uint64_t container_id, int stream, 
       partial.clear();
     }
     chunk.remove_prefix(newline + 1);
+  }
+}
+
+void server::state::exiting(container_record& c) {
+  for (int stream = 0; stream < 2; ++stream) {  // a last line without its newline
+    if (!c.partial_line[stream].empty()) {
+      add_log_line(c, static_cast<wire::log_stream>(stream + 1), c.partial_line[stream]);
+    }
   }
 }
 

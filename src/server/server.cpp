@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <random>
 
+#include "server/backoff.hpp"
 #include "server/server_state.hpp"
 #include "wire/connection.hpp"
 
@@ -60,6 +61,11 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   const auto& dir = state_->options.state_dir;
   state_->logs = std::make_unique<log_book>(state_->options.max_log_lines);
   state_->store = open_sqlite_store(dir.empty() ? std::filesystem::path(":memory:") : dir / "ferry.db");
+  state_->time = make_steady_clock(state_->io.get_executor());
+  const auto& o = state_->options;
+  state_->sched = std::make_unique<scheduler>(
+      *state_, state_->graph, *state_->time, *state_->launcher,
+      scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address, o.token});
 }
 
 server::~server() = default;
@@ -254,19 +260,16 @@ void server::state::on_hello(session& s, const wire::frame& f) {
     return;
   }
   if (role == static_cast<std::uint8_t>(wire::peer_role::container)) {
-    auto it = containers.find(container_id);
-    if (it == containers.end() || it->second->state != container_state::starting) {
+    container_record* c = sched->connected(container_id);
+    if (!c) {
       refuse(s, "no container " + std::to_string(container_id) + " is expected to connect");
       return;
     }
-    container_record& c = *it->second;
     s.role = session_role::container;
-    s.container = &c;
-    s.app = c.function->app;
-    c.session = &s;
-    c.state = container_state::ready;
-    c.connect_timer.reset();
-    spdlog::debug("container {} for {}.{} connected (pid {})", c.id, c.function->app->name, c.function->name, pid);
+    s.container = c;
+    s.app = c->function->app;
+    c->session = &s;
+    spdlog::debug("container {} for {}.{} connected (pid {})", c->id, c->function->app->name, c->function->name, pid);
   } else if (role == static_cast<std::uint8_t>(wire::peer_role::client)) {
     s.role = session_role::client;
   } else {
@@ -275,7 +278,7 @@ void server::state::on_hello(session& s, const wire::frame& f) {
   }
   s.connection->set_max_frame_size(options.max_frame_size);
   s.connection->send(message_kind::welcome, wire::welcome_header{ferry::version(), options.max_frame_size});
-  if (s.container) dispatch(*s.container->function);
+  if (s.container) sched->dispatch(*s.container->function);
 }
 
 void server::state::on_register_app(session& s, const wire::frame& f) {
@@ -307,7 +310,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   app_instance& registered = *app;
   apps.emplace(s.id, std::move(app));
   s.connection->send(message_kind::app_registered, wire::app_registered_header{static_cast<std::uint8_t>(status::ok)});
-  for (auto& [fname, fn] : registered.functions) scale(fn);  // min_containers start now
+  for (auto& [fname, fn] : registered.functions) sched->scale(fn);  // min_containers start now
 }
 
 std::string server::state::add_functions(app_instance& app, std::vector<wire::function_spec>& specs) {
@@ -423,16 +426,10 @@ call_record* server::state::open_call(session& s, std::uint64_t call_id) {
   return it == s.open_calls.end() ? nullptr : it->second;
 }
 
-void server::state::ready(call_record& in) {
-  in.state = call_state::queued;
-  in.function->queue.push_back(&in);
-  dispatch(*in.function);
-}
+void server::state::ready(call_record& in) { sched->enqueue(in); }
 
 void server::state::ended(call_record& in, call_state was) {
-  if (was == call_state::queued) std::erase(in.function->queue, &in);
-  detach_attempt(in, /*abandon=*/false);
-  in.timer.reset();
+  sched->ended(in, was);
   record_end(in);
   // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
   if (in.durable && !(stopping && in.outcome == status::server_shutdown)) finish_durable(in);
@@ -496,10 +493,7 @@ void server::state::cancel_input(call_record& in) {
   if (in.state == call_state::running) {
     // The container cancels the body; its output (cancelled, or the value if it won the race) ends the call.
     // A body that ignores the cancellation past the grace period has its container replaced.
-    if (in.container && in.container->session) {
-      in.container->session->connection->send(message_kind::cancel_input, wire::cancel_input_header{in.attempt_id});
-      await_attempt_stop(*in.container, in.attempt_id);
-    }
+    sched->cancel_running(in);
     return;
   }
   fail(in,
@@ -521,32 +515,25 @@ void server::state::on_output(session& s, const wire::frame& f) {
     c.process->drain_output();
     c.drained_at_read = s.connection->reads_completed();
   }
-  auto it = c.in_flight.find(input_id);
-  if (it == c.in_flight.end()) {
+  const auto outcome = static_cast<status>(st);
+  const auto answer = sched->answered(c, input_id, outcome);
+  if (!answer.known) {
     s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running",
                         /*flush=*/true);
     return;
   }
-  c.stopping_attempts.erase(input_id);
   function_state& fn = *c.function;
-  if (!it->second) {  // an attempt given up on: its answer comes too late, but its slot is free again
-    c.in_flight.erase(it);
-    return dispatch(fn);
-  }
-  call_record& in = *it->second;
-  if (in.cancelled && static_cast<status>(st) == status::ok) {
+  if (!answer.call) return sched->dispatch(fn);  // a late answer: its slot is free again
+  call_record& in = *answer.call;
+  if (in.cancelled && outcome == status::ok) {
     // The body returned after it was cancelled (as a blocking body that polls ferry::cancelled() does): the
     // call was cancelled all the same.
-    detach_attempt(in, /*abandon=*/false);
     fail(in, {status::cancelled, "", "'" + fn.name + "' was cancelled while it ran (call " + in.call_id + ")", fn.name,
               in.call_id, ""});
-    return dispatch(fn);
+    return sched->dispatch(fn);
   }
-  const auto outcome = static_cast<status>(st);
-  if (outcome == status::ok || outcome == status::tail_call) fn.crash_streak = 0;
   if (retryable(outcome) && fn.retries.max_retries > 0) {  // (without retries the error goes on as it came)
-    detach_attempt(in, /*abandon=*/false);
-    retry_or_fail(in, wire::decode_error(f.payload));
+    sched->retry_or_fail(in, wire::decode_error(f.payload));
   } else if (outcome == status::tail_call) {
     detail::reader r{f.payload};
     const auto target_id = ferry::decode<std::uint64_t>(r);
@@ -560,7 +547,26 @@ void server::state::on_output(session& s, const wire::frame& f) {
   } else {
     complete(in, outcome, f.payload);
   }
-  dispatch(fn);
+  sched->dispatch(fn);
+}
+
+bool server::state::send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) {
+  if (!c.session) return false;
+  return c.session->connection->send(
+      message_kind::input, wire::input_header{attempt_id, call.call_id},
+      [&](detail::buffer& out) { out.append(call.arguments.data(), call.arguments.size()); });
+}
+
+void server::state::send_cancel(container_record& c, std::uint64_t attempt_id) {
+  if (c.session) c.session->connection->send(message_kind::cancel_input, wire::cancel_input_header{attempt_id});
+}
+
+void server::state::disconnect(container_record& c, const std::string& why) {
+  if (!c.session) return;
+  session& s = *c.session;
+  s.container = nullptr;
+  c.session = nullptr;
+  s.connection->close(why);
 }
 
 void server::state::tail_call(call_record& original, call_record& target) {
@@ -570,8 +576,6 @@ void server::state::tail_call(call_record& original, call_record& target) {
   auto caller = sessions.find(original.caller_session);
   if (caller != sessions.end()) caller->second->open_calls[original.caller_call_id] = &target;
   if (original.durable) durable_calls[original.call_id] = &target;
-  // The original's slot is free at once.
-  detach_attempt(original, /*abandon=*/false);
   if (!original.durable) record_end(original, target.call_id);
   graph.hand_over(original, target);
 }
@@ -595,12 +599,7 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
   } else {
     spdlog::warn("closed connection from {}: {}", s.connection->remote_address(), reason);
   }
-  if (s.container) {
-    // The process's exit handler fails its inputs with the exit status and stderr; make sure it exits.
-    s.container->session = nullptr;
-    if (s.container->state == container_state::ready) s.container->state = container_state::stopping;
-    terminate_container(*s.container);
-  }
+  if (s.container) sched->disconnected(*s.container);
   std::erase_if(subscribers, [session_id](const auto& entry) { return entry.second.session_id == session_id; });
   // Nobody will await or pass this session's calls any more: they are forgotten once they end.
   const session_role role = s.role;
@@ -624,11 +623,9 @@ void server::state::remove_app(std::uint64_t owner_session) {
   bool containers_left = false;
   for (auto& [name, fn] : app.functions) {
     fail_backlog(fn, "app '" + app.name + "' stopped before '" + fn.name + "' started");
-    fail_queue(fn, status::cancelled, "app '" + app.name + "' stopped before '" + fn.name + "' started");
-    for (container_record* c : fn.containers) {
-      stop_container(*c);
-      containers_left = true;
-    }
+    sched->fail_queue(fn, status::cancelled, "app '" + app.name + "' stopped before '" + fn.name + "' started");
+    containers_left |= !fn.containers.empty();
+    sched->stop_containers(fn, /*idle_only=*/false);
   }
   // Calls still waiting for arguments will not be needed either.
   std::vector<std::uint64_t> waiting;
@@ -661,31 +658,13 @@ void server::state::begin_stop() {
   // Queued inputs will not start; spawned ones stay unfinished in the store and run after a restart.
   auto fail_all = [this](app_instance& app) {
     for (auto& [name, fn] : app.functions) {
-      fail_queue(fn, status::server_shutdown, "the ferry server shut down before '" + fn.name + "' started");
+      sched->fail_queue(fn, status::server_shutdown, "the ferry server shut down before '" + fn.name + "' started");
     }
   };
   for (auto& [id, app] : apps) fail_all(*app);
   for (auto& [name, app] : deployed) fail_all(*app);
-  // Running inputs may finish within the drain period; idle containers stop now, busy ones once idle.
-  for (auto& [id, c] : containers) {
-    if (options.drain_timeout.count() == 0 || c->in_flight.empty()) stop_container(*c);
-  }
-  if (options.drain_timeout.count() > 0 && !containers.empty()) {
-    spdlog::info("draining: {} running input(s) may finish within {} ms", graph.size(), options.drain_timeout.count());
-  }
-  stop_timer = std::make_unique<asio::steady_timer>(io, options.drain_timeout);
-  stop_timer->async_wait([this](boost::system::error_code timer_ec) {
-    if (timer_ec) return;
-    for (auto& [id, c] : containers) {
-      if (c->state != container_state::stopping) stop_container(*c);
-    }
-    // Then the grace period for containers to exit after SIGTERM.
-    stop_timer = std::make_unique<asio::steady_timer>(io, options.stop_grace);
-    stop_timer->async_wait([this](boost::system::error_code grace_ec) {
-      if (grace_ec) return;
-      for (auto& [id, c] : containers) c->process->kill();
-    });
-  });
+  // Running calls may finish within the drain period; idle containers stop now, busy ones once idle.
+  sched->drain(options.drain_timeout);
   finish_stop_if_done();
 }
 
@@ -704,7 +683,7 @@ void server::state::finish_stop_if_done() {
     }
     return true;
   });
-  if (!stopping || !containers.empty() || finishing) return;
+  if (!stopping || !sched->containers().empty() || finishing) return;
   finishing = true;
   flush_repeating_warnings();
   try {

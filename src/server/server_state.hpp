@@ -1,7 +1,8 @@
-// The server's state, shared by the files that implement it: server.cpp (connections, calls, and the host of
-// the call graph, call_graph.cpp), scheduler.cpp (containers: dispatch, scaling, timeouts, retries) and
-// control_requests.cpp (control requests: deployments, spawned calls, listings). Internal: everything here
-// runs on the server's one thread.
+// The server's state: its components (the call graph, the scheduler, the state store, observation) and the
+// server that wires them, in the files that implement it: server.cpp (connections, calls, and the host of the
+// call graph and of the scheduler), control_requests.cpp (the control service: deployments, spawned calls,
+// listings, for the wire and the HTTP API), observe.cpp and http_api.cpp. Internal: everything here runs on
+// the server's one thread.
 #pragma once
 
 #include <fmt/format.h>
@@ -22,12 +23,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "server/backoff.hpp"
+#include "server/apps.hpp"
 #include "server/call_graph.hpp"
 #include "server/call_history.hpp"
 #include "server/http.hpp"
 #include "server/log_book.hpp"
 #include "server/metrics.hpp"
+#include "server/scheduler.hpp"
 #include "server/server.hpp"
 #include "server/state_store.hpp"
 #include "wire/connection.hpp"
@@ -41,119 +43,9 @@ using wire::status;
 
 struct session;
 struct target_query;
-struct function_state;
-struct function_metrics;
-struct container_record;
-
-enum class container_state { starting, ready, stopping };
-inline constexpr const char* container_state_names[] = {"starting", "ready", "stopping"};
-inline const char* to_string(container_state s) { return container_state_names[static_cast<int>(s)]; }
-
-struct container_record {
-  std::uint64_t id = 0;
-  std::uint64_t drained_at_read = 0;  // the connection's reads_completed() when its pipes were last drained
-  function_state* function = nullptr;
-  std::unique_ptr<container_process> process;
-  struct session* session = nullptr;
-  container_state state = container_state::starting;
-  std::chrono::steady_clock::time_point started_at;
-  /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
-  /// its slot until the container answers it, or is replaced.
-  std::unordered_map<std::uint64_t, call_record*> in_flight;
-  /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
-  std::unordered_map<std::uint64_t, std::unique_ptr<asio::steady_timer>> stopping_attempts;
-  bool stop_requested = false;     // the server stopped it (scale-down, shutdown, replacement): not a crash
-  bool replaced = false;           // killed for an attempt that would not stop: its other inputs are re-queued
-  bool connect_timed_out = false;  // killed because it did not connect in time: a failed start
-  std::unique_ptr<asio::steady_timer> connect_timer;
-  /// Armed when the server asks it to exit (SIGTERM): it is killed if it has not exited `stop_grace` later.
-  std::unique_ptr<asio::steady_timer> kill_timer;
-  /// Since when it has had nothing to do (unset while busy). Its scale-down timer is armed when it becomes
-  /// idle and left alone while it works, so that a busy container costs no timer operations per input.
-  std::optional<std::chrono::steady_clock::time_point> idle_since;
-  std::unique_ptr<asio::steady_timer> idle_timer;
-  std::string partial_line[2];  // what it wrote to stdout / stderr after its last newline
-  /// The last lines it wrote to stderr, each with the call it was written for ("" for none), for the
-  /// error that reports its crash.
-  std::deque<std::pair<std::string, std::string>> recent_stderr;
-  static constexpr std::size_t recent_stderr_lines = 30;
-  /// The recent stderr lines of call `call_id` and of no call (those a crash writes), as text; "" for all.
-  std::string stderr_of(const std::string& call_id) const;
-
-  /// Attempts it runs (not counting those given up on that still hold a slot).
-  std::size_t running_inputs() const {
-    std::size_t n = 0;
-    for (const auto& [attempt, in] : in_flight) n += in != nullptr;
-    return n;
-  }
-};
-
-/// The ready container of `fn` with the fewest inputs in flight and room for another, or null.
-container_record* least_loaded_ready(const function_state& fn);
-
-struct call_record;
-/// Records that attempt `attempt_id` of `in` runs in `c` (its input frame has been sent).
-void start_attempt(call_record& in, container_record& c, std::uint64_t attempt_id);
 
 /// A call id: "fc-" and 16 hex digits.
 inline std::string format_call_id(std::uint64_t n) { return fmt::format("fc-{:016x}", n); }
-
-struct app_instance;
-
-struct function_state {
-  app_instance* app = nullptr;
-  std::string name;
-  std::string signature;
-  std::string structs;  // the fields of the structs the signature mentions (function_entry::structs)
-  int max_inputs = 1;
-  int max_containers = 1;
-  int min_containers = 0;
-  int buffer_containers = 0;
-  std::chrono::milliseconds scaledown_window{60'000};
-  std::chrono::milliseconds timeout{0};  // per attempt; 0: none
-  Retries retries;
-  std::deque<call_record*> queue;
-  std::vector<container_record*> containers;
-  /// Containers in a row that died without being asked to; reset by a successful output. From the second,
-  /// starts back off: no container starts before next_launch.
-  int crash_streak = 0;
-  std::chrono::steady_clock::time_point next_launch{};
-  std::unique_ptr<asio::steady_timer> launch_timer;
-  /// Spawned calls beyond what the server keeps queued in memory wait in the store (the backlog), and are
-  /// loaded in spawn order as the queue drains; those up to loaded_seq are in memory.
-  bool backlogged = false;
-  std::int64_t loaded_seq = 0;
-  function_metrics* metrics = nullptr;  // counters that outlive redeployments, by app and function name
-};
-
-/// Whether two versions of a function take and return the same types, down to the fields of their structs.
-inline bool same_signature(const function_state& a, const function_state& b) {
-  return a.signature == b.signature && a.structs == b.structs;
-}
-
-/// An app as a running program registered it; it lives as long as that program's connection.
-struct app_instance {
-  std::string name;
-  std::string executable;
-  std::vector<std::string> arguments;  // what its containers' main gets after the program's name
-  std::uint64_t owner_session = 0;     // 0 for a deployed app
-  std::string declared_name;           // the name its binary gives it (a deployment may rename it)
-  std::string digest;                  // of a deployed app's binary
-  double deployed_at = 0;
-  bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
-  std::map<std::string, function_state> functions;
-};
-
-inline std::string plural(std::int64_t n, const char* word) {
-  return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
-}
-
-/// The error of a call whose last allowed attempt failed with `last`: says how many there were.
-inline std::string last_attempt_failed(const function_state& fn, int attempts, const std::string& last) {
-  if (attempts <= 1) return last;
-  return "'" + fn.name + "' failed " + plural(attempts, "time") + " (" + plural(attempts, "attempt") +
-         ", the retry limit); the last attempt: " + last;
-}
 
 enum class session_role { handshake, client, container };
 
@@ -186,25 +78,6 @@ struct session {
   std::unordered_map<std::uint64_t, call_record*> open_calls;
 };
 
-inline std::string join_names(const std::map<std::string, function_state>& functions) {
-  std::string s;
-  for (const auto& [name, f] : functions) s += (s.empty() ? "" : ", ") + name;
-  return s.empty() ? "none" : s;
-}
-
-inline std::string tail_note(const std::string& tail) {
-  if (tail.empty()) return "; it wrote nothing to stderr";
-  return "; its stderr ended with:\n" + tail;
-}
-
-inline std::string container_record::stderr_of(const std::string& call_id) const {
-  std::string text;
-  for (const auto& [line_call, line] : recent_stderr) {
-    if (call_id.empty() || line_call.empty() || line_call == call_id) text += line + "\n";
-  }
-  return text;
-}
-
 /// Where the answer to one control request goes: a session's `reply` frame (by ids: once the session has
 /// gone, the answer goes nowhere), or, for the server's own requests (the HTTP API's), a function.
 struct control_answer {
@@ -213,23 +86,23 @@ struct control_answer {
   std::function<void(status, std::span<const char>)> to;  // when set, instead of a reply frame
 };
 
-struct server::state final : call_graph::host {
+struct server::state final : call_graph::host, scheduler::host {
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
   std::unique_ptr<asio::steady_timer> accept_retry_timer;
   std::unique_ptr<container_launcher> launcher;
+  std::unique_ptr<clock> time;
   std::string address;
 
   std::uint64_t next_session_id = 1;
-  std::uint64_t next_container_id = 1;
   std::uint64_t next_input_id = 1;
   std::uint64_t call_id_base = 0;  // random per server start, so call ids do not repeat across restarts
   std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
   std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
-  std::unordered_map<std::uint64_t, std::unique_ptr<container_record>> containers;
-  call_graph graph{*this};  // every call, by input id, and how they depend on each other
+  call_graph graph{*this};           // every call, by input id, and how they depend on each other
+  std::unique_ptr<scheduler> sched;  // the containers, and the calls queued for them or running in them
   std::map<std::string, std::unique_ptr<app_instance>> deployed;  // by app name
   std::vector<std::unique_ptr<app_instance>> retired;  // stopped or replaced deployments, until their containers exit
 
@@ -350,46 +223,23 @@ struct server::state final : call_graph::host {
   /// `original` ended with a tail call to `target`: the caller's records follow (see call_graph::hand_over).
   void tail_call(call_record& original, call_record& target);
 
-  // Attempts: timeouts, retries, cancellation.
-  /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
-  /// container answers or is replaced).
-  void detach_attempt(call_record& in, bool abandon);
-  /// After a failed attempt: queues another after the retry delay, or fails the call.
-  void retry_or_fail(call_record& in, wire::error_record error);
-  void time_out(std::uint64_t input_id, std::uint64_t attempt_id);
-  /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
-  void await_attempt_stop(container_record& c, std::uint64_t attempt_id);
-  void replace_container(container_record& c, const std::string& why);
-
-  void dispatch(function_state& fn);
-  /// Starts containers for the queued and running inputs (plus the buffer, at least the minimum, at most
-  /// the maximum), and arms the scale-down of idle ones.
-  void scale(function_state& fn);
-  void arm_idle_timer(container_record& c);
-  void launch_container(function_state& fn);
-  void on_container_exit(std::uint64_t container_id, const container_exit& exit);
-  /// A container of `fn` died before it connected, killed from outside, and no other is on the way: each
-  /// queued input counts that as a failed attempt, under its retry policy; those out of retries fail.
-  void charge_start_to_queue(function_state& fn, const std::string& message);
-  void stop_container(container_record& c);
-  /// Sends SIGTERM, and SIGKILL `stop_grace` later if the process has not exited by then (a container that
-  /// is frozen, SIGSTOP say, cannot act on SIGTERM, and would otherwise stay, `stopping`, for ever).
-  void terminate_container(container_record& c);
+  // The scheduler's host (see scheduler::host).
+  bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) override;
+  void send_cancel(container_record& c, std::uint64_t attempt_id) override;
+  void disconnect(container_record& c, const std::string& why) override;
+  void refill(function_state& fn) override { load_backlog(fn); }
+  void output(container_record& c, int stream, std::string_view chunk) override;
+  void exiting(container_record& c) override;
+  void exited() override { finish_stop_if_done(); }
   void remove_app(std::uint64_t owner_session);
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
-  void fail_queue(function_state& fn, status code, const std::string& message);
-  /// Fails the calls `ids` that still exist and have not ended, each with `error(call)`.
-  void fail_each(const std::vector<std::uint64_t>& ids,
-                 const std::function<wire::error_record(const call_record&)>& error);
   std::string new_call_id() const { return format_call_id(call_id_base + next_input_id); }
 
   void begin_stop();
   void finish_stop_if_done();
 
   // Observing (observe.cpp).
-  /// A chunk a container wrote to stdout (1) or stderr (2): split into lines, attributed, kept, streamed.
-  void on_container_output(std::uint64_t container_id, int stream, std::string_view chunk);
   void add_log_line(container_record& c, wire::log_stream stream, std::string_view line);
   /// The session whose terminal shows the logs of `in`: the program at the root of its calls.
   session* log_recipient(const call_record& in);
@@ -404,7 +254,7 @@ struct server::state final : call_graph::host {
   /// A warning that may repeat many times over (a map whose inputs crash their containers): the first of a
   /// `key` is logged as `message`; later ones within a window of 5 s are counted, and logged as one line,
   /// "N more `repeated` in the last 5 s", when the window ends (or the server stops).
-  void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated);
+  void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) override;
   void open_warning_window(const std::string& key);
   void flush_repeating_warnings();
   /// The observers' view of a live call.

@@ -11,7 +11,7 @@
 #include <tuple>
 #include <vector>
 
-#include "server/server_state.hpp"
+#include "server/apps.hpp"
 
 namespace ferry::server {
 namespace {

@@ -1,0 +1,205 @@
+// The scheduler: containers for each function, and the calls that run in them. It queues calls that are
+// ready, dispatches them to containers with a free slot, starts containers as the load needs (within each
+// function's minimum, buffer and maximum) and stops those idle past the scale-down window, times attempts
+// out, retries failed ones after their delay, backs container starts off while they keep dying, and decides
+// what a container's exit means for the attempts it ran. It owns the containers; time comes from a clock and
+// processes from a launcher, both injected, and what it needs of the rest of the server (sending to a
+// container, its output, warnings) from its host: tests/server/scheduler_test.cpp drives it with fakes of
+// all three.
+//
+// Internal to the server; everything here runs on the server's one thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "server/apps.hpp"
+#include "server/call_graph.hpp"
+#include "server/clock.hpp"
+#include "server/container_launcher.hpp"
+#include "wire/protocol.hpp"
+
+namespace ferry::server {
+
+struct session;
+
+enum class container_state { starting, ready, stopping };
+inline constexpr const char* container_state_names[] = {"starting", "ready", "stopping"};
+inline const char* to_string(container_state s) { return container_state_names[static_cast<int>(s)]; }
+
+struct container_record {
+  std::uint64_t id = 0;
+  function_state* function = nullptr;
+  std::unique_ptr<container_process> process;
+  container_state state = container_state::starting;
+  clock::time_point started_at;
+  /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
+  /// its slot until the container answers it, or is replaced.
+  std::unordered_map<std::uint64_t, call_record*> in_flight;
+  /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
+  std::unordered_map<std::uint64_t, std::unique_ptr<clock::timer>> stopping_attempts;
+  bool stop_requested = false;     // the server stopped it (scale-down, shutdown, replacement): not a crash
+  bool replaced = false;           // killed for an attempt that would not stop: its other inputs are re-queued
+  bool connect_timed_out = false;  // killed because it did not connect in time: a failed start
+  std::unique_ptr<clock::timer> connect_timer;
+  /// Armed when the server asks it to exit (SIGTERM): it is killed if it has not exited `stop_grace` later.
+  std::unique_ptr<clock::timer> kill_timer;
+  /// Since when it has had nothing to do (unset while busy). Its scale-down timer is armed when it becomes
+  /// idle and left alone while it works, so that a busy container costs no timer operations per input.
+  std::optional<clock::time_point> idle_since;
+  std::unique_ptr<clock::timer> idle_timer;
+
+  // The network's and observation's (server.cpp, observe.cpp); the scheduler does not read them.
+  struct session* session = nullptr;  // its connection, once it has connected
+  std::uint64_t drained_at_read = 0;  // the connection's reads_completed() when its pipes were last drained
+  std::string partial_line[2];        // what it wrote to stdout / stderr after its last newline
+  /// The last lines it wrote to stderr, each with the call it was written for ("" for none), for the
+  /// error that reports its crash.
+  std::deque<std::pair<std::string, std::string>> recent_stderr;
+  static constexpr std::size_t recent_stderr_lines = 30;
+  /// The recent stderr lines of call `call_id` and of no call (those a crash writes), as text; "" for all.
+  std::string stderr_of(const std::string& call_id) const;
+
+  /// Attempts it runs (not counting those given up on that still hold a slot).
+  std::size_t running_inputs() const {
+    std::size_t n = 0;
+    for (const auto& [attempt, in] : in_flight) n += in != nullptr;
+    return n;
+  }
+};
+
+struct scheduler_options {
+  std::chrono::milliseconds cancel_grace{5'000};  // for a cancelled attempt to stop before its container is replaced
+  std::chrono::milliseconds stop_grace{5'000};    // for a container asked to exit before it is killed
+  std::chrono::milliseconds connect_timeout{30'000};  // for a started container to connect
+  std::string server_address;                         // host:port containers connect to
+  std::string token;                                  // what containers present
+};
+
+class scheduler {
+ public:
+  /// What the scheduler asks of the server around it.
+  class host {
+   public:
+    /// Sends attempt `attempt_id` of `call` to container `c`. False when its connection has just closed
+    /// (its exit comes shortly). Throws PayloadTooLargeError when the input exceeds the frame limit.
+    virtual bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) = 0;
+    /// Asks container `c` to stop attempt `attempt_id` (cancelled, or out of time), if it is connected.
+    virtual void send_cancel(container_record& c, std::uint64_t attempt_id) = 0;
+    /// Closes container `c`'s connection, if it has one; `c.session` is null afterwards.
+    virtual void disconnect(container_record& c, const std::string& why) = 0;
+    /// `fn`'s queue has room: calls that wait elsewhere (spawned calls in the store) may join it now.
+    virtual void refill(function_state& fn) = 0;
+    /// Container `c` wrote `chunk` to stdout (1) or stderr (2).
+    virtual void output(container_record& c, int stream, std::string_view chunk) = 0;
+    /// Container `c`'s process has exited; its attempts are still in `c.in_flight`. Called before the
+    /// scheduler deals with them, and before `c` goes.
+    virtual void exiting(container_record& c) = 0;
+    /// A container has gone (the stop of the server, or of an app, may be complete).
+    virtual void exited() = 0;
+    /// A warning that may repeat many times over: logged once per `key` and window, then counted.
+    virtual void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) = 0;
+
+   protected:
+    ~host() = default;
+  };
+
+  using container_map = std::unordered_map<std::uint64_t, std::unique_ptr<container_record>>;
+
+  scheduler(host& h, call_graph& graph, clock& time, container_launcher& launcher, scheduler_options options);
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
+  const container_map& containers() const { return containers_; }
+  container_record* find(std::uint64_t container_id) const;
+
+  /// `call` may run (the call graph says its arguments have arrived): it joins its function's queue.
+  void enqueue(call_record& call);
+  /// `call` ended, in state `was`: it leaves the queue, or lets go of its container's slot.
+  void ended(call_record& call, call_state was);
+  /// Starts what is queued on containers with room, then scales the function's containers.
+  void dispatch(function_state& fn);
+  /// Starts containers for the queued and running calls (plus the buffer, at least the minimum, at most the
+  /// maximum), and arms the scale-down of idle ones. A stopped app's idle containers stop.
+  void scale(function_state& fn);
+
+  /// Container `container_id` has connected: it takes inputs from now on. Null when no container of that id
+  /// is starting (a late or forged connection).
+  container_record* connected(std::uint64_t container_id);
+  /// Container `c`'s connection has closed: it is made to exit; its exit fails or retries its attempts.
+  void disconnected(container_record& c);
+
+  /// What container `c` answering attempt `attempt_id` with `outcome` means.
+  struct answer {
+    bool known = false;           // false: `c` runs no such attempt (a protocol error)
+    call_record* call = nullptr;  // null for an attempt given up on, whose late answer frees its slot only
+  };
+  /// Frees the attempt's slot; the caller then completes, fails or retries the call, and dispatches.
+  answer answered(container_record& c, std::uint64_t attempt_id, wire::status outcome);
+  /// After a failed attempt (let go of by `answered`): queues another after the retry delay, or fails the
+  /// call with `error`, saying how many attempts it had.
+  void retry_or_fail(call_record& call, wire::error_record error);
+  /// Asks the container running `call` to stop it; one that has not within the cancel grace is replaced.
+  void cancel_running(call_record& call);
+
+  /// Fails every call in `fn`'s queue with `code` and `message`.
+  void fail_queue(function_state& fn, wire::status code, const std::string& message);
+  /// Moves `from`'s queue to `to` (a redeployment's version of the function) and dispatches it there.
+  void move_queue(function_state& from, function_state& to);
+  /// Stops `fn`'s containers: all of them, or only those idle now (busy ones stop once idle, their app
+  /// being stopped).
+  void stop_containers(function_state& fn, bool idle_only);
+  /// The server is stopping: nothing new starts; idle containers stop now, busy ones once idle, or after
+  /// `drain_timeout` at the latest; those that do not exit within the stop grace after that are killed.
+  void drain(std::chrono::milliseconds drain_timeout);
+  bool draining() const { return draining_; }
+
+ private:
+  void start_attempt(call_record& call, container_record& c, std::uint64_t attempt_id);
+  /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
+  /// container answers or is replaced).
+  void detach_attempt(call_record& call, bool abandon);
+  void time_out(std::uint64_t call, std::uint64_t attempt_id);
+  /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
+  void await_attempt_stop(container_record& c, std::uint64_t attempt_id);
+  void replace_container(container_record& c, const std::string& why);
+  void launch_container(function_state& fn);
+  void on_exit(std::uint64_t container_id, const container_exit& exit);
+  /// A container of `fn` died before it connected, killed from outside, and no other is on the way: each
+  /// queued call counts that as a failed attempt, under its retry policy; those out of retries fail.
+  void charge_start_to_queue(function_state& fn, const std::string& message);
+  void arm_idle_timer(container_record& c);
+  void stop_container(container_record& c);
+  /// Sends SIGTERM, and SIGKILL `stop_grace` later if the process has not exited by then (a container that
+  /// is frozen, SIGSTOP say, cannot act on SIGTERM, and would otherwise stay, `stopping`, for ever).
+  void terminate_container(container_record& c);
+  /// Fails the calls `ids` that still exist and have not ended, each with `error(call)`.
+  void fail_each(const std::vector<std::uint64_t>& ids,
+                 const std::function<wire::error_record(const call_record&)>& error);
+
+  host& host_;
+  call_graph& graph_;
+  clock& clock_;
+  container_launcher& launcher_;
+  scheduler_options options_;
+  container_map containers_;
+  std::uint64_t next_container_id_ = 1;
+  std::uint64_t next_attempt_id_ = 1;
+  bool draining_ = false;
+  std::unique_ptr<clock::timer> drain_timer_;
+};
+
+inline std::string tail_note(const std::string& tail) {
+  if (tail.empty()) return "; it wrote nothing to stderr";
+  return "; its stderr ended with:\n" + tail;
+}
+
+}  // namespace ferry::server
