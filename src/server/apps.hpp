@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/clock.hpp"
+#include "wire/protocol.hpp"
 
 namespace ferry::server {
 
@@ -21,6 +22,7 @@ struct app_instance;
 struct call_record;
 struct container_record;
 struct function_metrics;
+class server_metrics;
 
 struct function_state {
   app_instance* app = nullptr;
@@ -71,6 +73,10 @@ struct app_instance {
   bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
   std::map<std::string, function_state> functions;
 };
+
+/// Adds functions to `app` as `specs` declare them, each with its counters from `metrics`; returns what is
+/// wrong with them ("function 'f': max_inputs and max_containers must be at least 1"), or "" when nothing is.
+std::string add_functions(app_instance& app, const std::vector<wire::function_spec>& specs, server_metrics& metrics);
 
 inline std::string join_names(const std::map<std::string, function_state>& functions) {
   std::string s;

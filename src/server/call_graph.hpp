@@ -8,6 +8,8 @@
 // Internal to the server; everything here runs on the server's one thread.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -77,7 +79,26 @@ struct call_record {
   std::unique_ptr<progress_record> progress;
 };
 
-/// The calls, by input id, and the rules that link them. Every method may call the host's hooks, and a hook
+/// A call id: "fc-" and 16 hex digits.
+inline std::string format_call_id(std::uint64_t n) { return fmt::format("fc-{:016x}", n); }
+
+/// The server's numbering of its calls: the graph's ids (1, 2, ...), and the call ids users see, made from
+/// them plus a base that is random per server start, so that call ids do not repeat across restarts.
+class call_numbering {
+ public:
+  explicit call_numbering(std::uint64_t base) : base_(base) {}
+  /// A new call: its id in the graph, and its call id.
+  std::pair<std::uint64_t, std::string> next() {
+    const std::uint64_t id = next_++;
+    return {id, format_call_id(base_ + id)};
+  }
+
+ private:
+  std::uint64_t base_;
+  std::uint64_t next_ = 1;
+};
+
+/// The calls, by id, and the rules that link them. Every method may call the host's hooks, and a hook
 /// may call back into the graph: a call passed in may have been forgotten (freed) when a method returns,
 /// unless the method says otherwise. Failures run down chains of any length in constant stack (see complete).
 class call_graph {

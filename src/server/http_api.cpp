@@ -177,7 +177,7 @@ json::object app_json(const app_instance& app) {
 }  // namespace
 
 call_record* server::state::live_call(const std::string& call_id) const {
-  if (auto it = durable_calls.find(call_id); it != durable_calls.end()) return it->second;
+  if (call_record* spawned = control->live_call(call_id)) return spawned;
   for (const auto& [id, in] : graph.calls()) {
     if (in->call_id == call_id) return in.get();
   }
@@ -245,7 +245,7 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
     const std::string& resource = p[1];
     if (get && resource == "apps" && p.size() == 2) {
       json::array apps_json;
-      for (const auto& [name, app] : deployed) apps_json.push_back(app_json(*app));
+      for (const auto& [name, app] : control->deployed()) apps_json.push_back(app_json(*app));
       for (const auto& [owner, app] : apps) {
         if (!app->stopped) apps_json.push_back(app_json(*app));
       }
@@ -253,7 +253,7 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
     }
     if (resource == "apps" && p.size() >= 3) {
       const app_instance* app = nullptr;
-      if (auto it = deployed.find(p[2]); it != deployed.end()) app = it->second.get();
+      if (auto it = control->deployed().find(p[2]); it != control->deployed().end()) app = it->second.get();
       for (const auto& [owner, a] : apps) {
         if (!app && !a->stopped && a->name == p[2]) app = a.get();
       }
@@ -270,7 +270,7 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
     }
     if (get && resource == "containers" && p.size() == 2) {
       json::array rows;
-      for (const auto& [id, app, function, state, inputs, pid, uptime_s, rss_bytes] : container_rows()) {
+      for (const auto& [id, app, function, state, inputs, pid, uptime_s, rss_bytes] : control->container_rows()) {
         rows.push_back(json::object{{"id", id},
                                     {"app", app},
                                     {"function", function},
@@ -331,32 +331,32 @@ void server::state::respond_call(const std::shared_ptr<http_connection>& conn, c
   call_summary summary;
   const bool known = find_summary(call_id, summary);
   // The result, and spawned calls that the store holds: a `get`, without waiting.
-  get_call(call_id, 0, {.to = [conn, call_id, known, summary](status code, std::span<const char> payload) {
-             json::object body;
-             if (known) {
-               body = call_json(summary);
-             } else if (code == status::unknown_call) {
-               return conn->respond(error_response(code, payload, call_id));
-             } else {
-               body = {{"call_id", call_id}, {"status", code == status::running ? "running" : "ended"}};
-             }
-             if (code == status::ok) {
-               try {
-                 detail::reader r{payload};
-                 body["result"] = codec_json::to_json(r);
-                 body["status"] = "succeeded";
-               } catch (const std::exception&) {  // a value JSON cannot show
-                 body["result"] = nullptr;
-               }
-             } else if (code != status::running && code != status::unknown_call) {
-               const wire::error_record error = wire::decode_error(payload);
-               body["status"] =
-                   code == status::cancelled ? "cancelled" : (code == status::expired ? "expired" : "failed");
-               body["error"] = json::object{{"code", wire::to_string(code)}, {"message", error.message}};
-               if (!error.type.empty()) body["error"].as_object()["type"] = error.type;
-             }
-             conn->respond(json_response(http::status::ok, body));
-           }});
+  control->get_call(call_id, 0, {.to = [conn, call_id, known, summary](status code, std::span<const char> payload) {
+                      json::object body;
+                      if (known) {
+                        body = call_json(summary);
+                      } else if (code == status::unknown_call) {
+                        return conn->respond(error_response(code, payload, call_id));
+                      } else {
+                        body = {{"call_id", call_id}, {"status", code == status::running ? "running" : "ended"}};
+                      }
+                      if (code == status::ok) {
+                        try {
+                          detail::reader r{payload};
+                          body["result"] = codec_json::to_json(r);
+                          body["status"] = "succeeded";
+                        } catch (const std::exception&) {  // a value JSON cannot show
+                          body["result"] = nullptr;
+                        }
+                      } else if (code != status::running && code != status::unknown_call) {
+                        const wire::error_record error = wire::decode_error(payload);
+                        body["status"] =
+                            code == status::cancelled ? "cancelled" : (code == status::expired ? "expired" : "failed");
+                        body["error"] = json::object{{"code", wire::to_string(code)}, {"message", error.message}};
+                        if (!error.type.empty()) body["error"].as_object()["type"] = error.type;
+                      }
+                      conn->respond(json_response(http::status::ok, body));
+                    }});
 }
 
 void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, const std::string& root_id) {
@@ -454,7 +454,7 @@ void server::state::cancel_call(const std::shared_ptr<http_connection>& conn, co
     cancel_input(*in);
     return conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
   }
-  cancel_spawned(
+  control->cancel_spawned(
       call_id, {.to = [conn, call_id](status code, std::span<const char> payload) {
         if (code != status::ok) return conn->respond(error_response(code, payload, call_id));
         conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id}, {"cancelled", true}}));
@@ -499,28 +499,30 @@ void server::state::run_function(const http_request& req, const std::shared_ptr<
   detail::buffer encoded;
   codec_json::to_msgpack(arguments, encoded);
   const auto failed = [conn](status code, std::span<const char> error) { conn->respond(error_response(code, error)); };
-  function_state* target = deployed_function({.to = failed}, app.name + "." + function);
+  function_state* target = control->deployed_function({.to = failed}, app.name + "." + function);
   if (!target) return;
   // Spawned, so that a call that outlives the wait can be polled by its id.
-  spawn(*target, key, encoded.view(), {.to = [this, conn, wait, timeout_ms](status code, std::span<const char> answer) {
-    if (code != status::ok) return conn->respond(error_response(code, answer));
-    detail::reader r{answer};
-    const auto call_id = ferry::decode<std::string>(r);
-    if (!wait) {
-      return conn->respond(json_response(http::status::accepted, json::object{{"call_id", call_id}}));
-    }
-    get_call(call_id, timeout_ms, {.to = [conn, call_id](status outcome, std::span<const char> result) {
-               if (outcome == status::running) {
-                 return conn->respond(
-                     json_response(http::status::accepted, json::object{{"call_id", call_id}, {"status", "running"}}));
-               }
-               if (outcome != status::ok) return conn->respond(error_response(outcome, result, call_id));
-               detail::reader value{result};
-               conn->respond(json_response(http::status::ok, json::object{{"call_id", call_id},
-                                                                          {"status", "succeeded"},
-                                                                          {"result", codec_json::to_json(value)}}));
-             }});
-  }});
+  control->spawn(
+      *target, key, encoded.view(), {.to = [this, conn, wait, timeout_ms](status code, std::span<const char> answer) {
+        if (code != status::ok) return conn->respond(error_response(code, answer));
+        detail::reader r{answer};
+        const auto call_id = ferry::decode<std::string>(r);
+        if (!wait) {
+          return conn->respond(json_response(http::status::accepted, json::object{{"call_id", call_id}}));
+        }
+        control->get_call(
+            call_id, timeout_ms, {.to = [conn, call_id](status outcome, std::span<const char> result) {
+              if (outcome == status::running) {
+                return conn->respond(
+                    json_response(http::status::accepted, json::object{{"call_id", call_id}, {"status", "running"}}));
+              }
+              if (outcome != status::ok) return conn->respond(error_response(outcome, result, call_id));
+              detail::reader value{result};
+              conn->respond(json_response(
+                  http::status::ok,
+                  json::object{{"call_id", call_id}, {"status", "succeeded"}, {"result", codec_json::to_json(value)}}));
+            }});
+      }});
 }
 
 http_response server::state::metrics_response() const {
@@ -532,7 +534,7 @@ http_response server::state::metrics_response() const {
                std::to_string(fn.queue.size()) + "\n";
     }
   };
-  for (const auto& [name, app] : deployed) queue_lines(*app);
+  for (const auto& [name, app] : control->deployed()) queue_lines(*app);
   for (const auto& [owner, app] : apps) queue_lines(*app);
   std::size_t by_state[3] = {};
   std::size_t running = 0;

@@ -57,15 +57,17 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   state_->address =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound.port());
   std::random_device rd;
-  state_->call_id_base = (std::uint64_t{rd()} << 32) | rd();
-  const auto& dir = state_->options.state_dir;
-  state_->logs = std::make_unique<log_book>(state_->options.max_log_lines);
-  state_->store = open_sqlite_store(dir.empty() ? std::filesystem::path(":memory:") : dir / "ferry.db");
-  state_->time = make_steady_clock(state_->io.get_executor());
+  state_->numbers = call_numbering((std::uint64_t{rd()} << 32) | rd());
   const auto& o = state_->options;
+  state_->logs = std::make_unique<log_book>(o.max_log_lines);
+  state_->time = make_steady_clock(state_->io.get_executor());
   state_->sched = std::make_unique<scheduler>(
       *state_, state_->graph, *state_->time, *state_->launcher,
       scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address, o.token});
+  state_->control = std::make_unique<control_service>(
+      *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->metrics,
+      open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
+      control_options{o.state_dir, o.max_queued_inputs, o.retention});
 }
 
 server::~server() = default;
@@ -82,7 +84,7 @@ void server::run() {
     });
   }
   state_->accept();
-  asio::post(state_->io, [s = state_.get()] { s->recover(); });
+  asio::post(state_->io, [s = state_.get()] { s->control->recover(); });
   wire::run_batched(state_->io);
 }
 
@@ -303,7 +305,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   app->executable = executable;
   app->arguments = std::move(arguments);
   app->owner_session = s.id;
-  if (auto problem = add_functions(*app, specs); !problem.empty()) return reply_error(problem);
+  if (auto problem = add_functions(*app, specs, metrics); !problem.empty()) return reply_error(problem);
   s.app = app.get();
   spdlog::debug("app '{}' registered by {} with functions: {}", name, s.connection->remote_address(),
                 join_names(app->functions));
@@ -311,41 +313,6 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   apps.emplace(s.id, std::move(app));
   s.connection->send(message_kind::app_registered, wire::app_registered_header{static_cast<std::uint8_t>(status::ok)});
   for (auto& [fname, fn] : registered.functions) sched->scale(fn);  // min_containers start now
-}
-
-std::string server::state::add_functions(app_instance& app, std::vector<wire::function_spec>& specs) {
-  for (auto& [fname, signature, max_inputs, max_containers, timeout_ms, retries, min_containers, buffer_containers,
-              scaledown_ms, structs] : specs) {
-    auto [max_retries, initial_delay_ms, backoff_coefficient, max_delay_ms] = retries;
-    std::string problem;
-    if (!wire::valid_name(fname)) {
-      problem = std::string("not a valid function name: use ") + wire::name_rule;
-    } else if (max_inputs < 1 || max_containers < 1) {
-      problem = "max_inputs and max_containers must be at least 1";
-    } else if (min_containers < 0 || buffer_containers < 0 || min_containers > max_containers) {
-      problem = "min_containers and buffer_containers must be at least 0, and min_containers at most max_containers";
-    } else if (max_retries < 0 || !(backoff_coefficient >= 1.0 && backoff_coefficient <= 10.0)) {
-      problem = "retries: max_retries must be at least 0 and backoff_coefficient between 1 and 10";
-    } else if (app.functions.contains(fname)) {
-      problem = "declared twice";
-    }
-    if (!problem.empty()) return "function '" + fname + "': " + problem;
-    function_state& fn = app.functions[fname];
-    fn.app = &app;
-    fn.name = fname;
-    fn.metrics = &metrics.of(app.name, fname);
-    fn.signature = signature;
-    fn.structs = structs;
-    fn.max_inputs = max_inputs;
-    fn.max_containers = max_containers;
-    fn.min_containers = min_containers;
-    fn.buffer_containers = buffer_containers;
-    fn.scaledown_window = std::chrono::milliseconds(scaledown_ms);
-    fn.timeout = std::chrono::milliseconds(timeout_ms);
-    fn.retries = Retries(max_retries, std::chrono::milliseconds(initial_delay_ms), backoff_coefficient,
-                         std::chrono::milliseconds(max_delay_ms));
-  }
-  return "";
 }
 
 void server::state::on_call(session& s, const wire::frame& f) {
@@ -361,7 +328,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
   // A container's calls name its app as its binary does, which a deployment may have renamed.
   app_instance* target_app = s.app && (s.app->name == app_name || s.app->declared_name == app_name) ? s.app : nullptr;
   if (!target_app) {
-    if (auto it = deployed.find(app_name); it != deployed.end()) target_app = it->second.get();
+    if (auto it = control->deployed().find(app_name); it != control->deployed().end()) target_app = it->second.get();
   }
   if (!target_app) {
     return send_error(s.id, caller_call_id,
@@ -389,8 +356,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
   }
   auto owned = std::make_unique<call_record>();
   call_record& in = *owned;
-  in.call_id = new_call_id();
-  in.id = next_input_id++;
+  std::tie(in.id, in.call_id) = numbers.next();
   in.caller_session = s.id;
   in.caller_call_id = caller_call_id;
   in.flags = flags;
@@ -432,7 +398,7 @@ void server::state::ended(call_record& in, call_state was) {
   sched->ended(in, was);
   record_end(in);
   // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
-  if (in.durable && !(stopping && in.outcome == status::server_shutdown)) finish_durable(in);
+  if (in.durable && !(stopping && in.outcome == status::server_shutdown)) control->finished(in);
 }
 
 void server::state::deliver(call_record& in) {
@@ -461,7 +427,7 @@ void server::state::trim_memory_when_idle() {
   trim_timer->async_wait([this](boost::system::error_code ec) {
     trim_timer.reset();
     if (ec || !graph.empty()) return;
-    if (store) store->release_memory();
+    control->store().release_memory();
     ::malloc_trim(0);
   });
 }
@@ -575,7 +541,7 @@ void server::state::tail_call(call_record& original, call_record& target) {
   if (container_session != sessions.end()) container_session->second->open_calls.erase(target.caller_call_id);
   auto caller = sessions.find(original.caller_session);
   if (caller != sessions.end()) caller->second->open_calls[original.caller_call_id] = &target;
-  if (original.durable) durable_calls[original.call_id] = &target;
+  control->handed_over(original, target);
   if (!original.durable) record_end(original, target.call_id);
   graph.hand_over(original, target);
 }
@@ -622,7 +588,7 @@ void server::state::remove_app(std::uint64_t owner_session) {
   app.stopped = true;
   bool containers_left = false;
   for (auto& [name, fn] : app.functions) {
-    fail_backlog(fn, "app '" + app.name + "' stopped before '" + fn.name + "' started");
+    control->fail_backlog(fn, "app '" + app.name + "' stopped before '" + fn.name + "' started");
     sched->fail_queue(fn, status::cancelled, "app '" + app.name + "' stopped before '" + fn.name + "' started");
     containers_left |= !fn.containers.empty();
     sched->stop_containers(fn, /*idle_only=*/false);
@@ -662,7 +628,7 @@ void server::state::begin_stop() {
     }
   };
   for (auto& [id, app] : apps) fail_all(*app);
-  for (auto& [name, app] : deployed) fail_all(*app);
+  for (auto& [name, app] : control->deployed()) fail_all(*app);
   // Running calls may finish within the drain period; idle containers stop now, busy ones once idle.
   sched->drain(options.drain_timeout);
   finish_stop_if_done();
@@ -677,17 +643,12 @@ void server::state::finish_stop_if_done() {
     }
     return true;
   });
-  std::erase_if(retired, [](const auto& app) {
-    for (const auto& [name, fn] : app->functions) {
-      if (!fn.containers.empty()) return false;
-    }
-    return true;
-  });
+  control->collect_retired();
   if (!stopping || !sched->containers().empty() || finishing) return;
   finishing = true;
   flush_repeating_warnings();
   try {
-    store->flush();
+    control->flush();
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
   }

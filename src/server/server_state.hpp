@@ -26,6 +26,7 @@
 #include "server/apps.hpp"
 #include "server/call_graph.hpp"
 #include "server/call_history.hpp"
+#include "server/control_service.hpp"
 #include "server/http.hpp"
 #include "server/log_book.hpp"
 #include "server/metrics.hpp"
@@ -43,9 +44,6 @@ using wire::status;
 
 struct session;
 struct target_query;
-
-/// A call id: "fc-" and 16 hex digits.
-inline std::string format_call_id(std::uint64_t n) { return fmt::format("fc-{:016x}", n); }
 
 enum class session_role { handshake, client, container };
 
@@ -78,15 +76,7 @@ struct session {
   std::unordered_map<std::uint64_t, call_record*> open_calls;
 };
 
-/// Where the answer to one control request goes: a session's `reply` frame (by ids: once the session has
-/// gone, the answer goes nowhere), or, for the server's own requests (the HTTP API's), a function.
-struct control_answer {
-  std::uint64_t session_id = 0;
-  std::uint64_t request_id = 0;
-  std::function<void(status, std::span<const char>)> to;  // when set, instead of a reply frame
-};
-
-struct server::state final : call_graph::host, scheduler::host {
+struct server::state final : call_graph::host, scheduler::host, control_service::host {
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
@@ -97,35 +87,12 @@ struct server::state final : call_graph::host, scheduler::host {
   std::string address;
 
   std::uint64_t next_session_id = 1;
-  std::uint64_t next_input_id = 1;
-  std::uint64_t call_id_base = 0;  // random per server start, so call ids do not repeat across restarts
+  call_numbering numbers{0};  // (its base is set, at random, when the server starts)
   std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
   std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
-  call_graph graph{*this};           // every call, by input id, and how they depend on each other
-  std::unique_ptr<scheduler> sched;  // the containers, and the calls queued for them or running in them
-  std::map<std::string, std::unique_ptr<app_instance>> deployed;  // by app name
-  std::vector<std::unique_ptr<app_instance>> retired;  // stopped or replaced deployments, until their containers exit
-
-  // Durable state: spawned calls and deployments.
-  std::unique_ptr<state_store> store;
-  std::unordered_map<std::string, call_record*> durable_calls;  // spawned calls not finished, by call id
-  std::unordered_map<std::string, std::string> unflushed_keys;  // idempotency key -> call id, until stored
-  struct spawn_reply {
-    control_answer answer;
-    std::uint64_t input_id;  // 0: a call stored in the backlog only
-    std::string call_id;
-  };
-  std::int64_t next_seq = 1;                  // the order of spawns (see state_store::spawned_call::seq)
-  std::vector<spawn_reply> unflushed_spawns;  // answered once the flush that stores them commits
-  bool flush_posted = false;
-  struct get_waiter {
-    std::uint64_t id;  // next_get_waiter's, for the timer to find it
-    control_answer answer;
-    std::unique_ptr<asio::steady_timer> timer;
-  };
-  std::uint64_t next_get_waiter = 1;
-  std::unordered_map<std::string, std::vector<get_waiter>> get_waiters;  // by call id
-  std::unique_ptr<asio::steady_timer> expiry_timer;
+  call_graph graph{*this};                         // every call, by input id, and how they depend on each other
+  std::unique_ptr<scheduler> sched;                // the containers, and the calls queued for them or running in them
+  std::unique_ptr<control_service> control;        // deployments, spawned calls, the state store
   std::unique_ptr<asio::steady_timer> trim_timer;  // see trim_memory_when_idle
 
   // Observing: logs, call history, metrics, and who follows them live.
@@ -160,48 +127,14 @@ struct server::state final : call_graph::host, scheduler::host {
   void on_await(session& s, const wire::frame& f);
   void on_release(session& s, const wire::frame& f);
   void on_request(session& s, const wire::frame& f);
-  // Control requests (control_requests.cpp): the wire's `request`, decoded, and the typed service it and the
-  // HTTP API call.
-  void reply(const control_answer& answer, status code, const std::function<void(detail::buffer&)>& write);
+  // The control service's host (see control_service::host; control_requests.cpp decodes the wire's
+  // `request` into the service's calls, and sends its answers as `reply` frames).
+  void reply(const control_answer& answer, status code, const std::function<void(detail::buffer&)>& write) override;
   void reply_error(const control_answer& answer, const wire::error_record& error);
-  /// The function `app.fn` names among the deployed apps (or `own`, the asking program's app); nullptr after
-  /// answering an error.
-  function_state* deployed_function(const control_answer& answer, const std::string& qualified,
-                                    app_instance* own = nullptr);
-  std::vector<wire::container_row> container_rows() const;
-  void deploy(const control_answer& answer, const std::string& app, std::span<const char> payload);
-  void stop_app(const control_answer& answer, const std::string& app);
-  /// Takes a deployed app out of service: queued inputs move to `successor` (same function name and
-  /// signature) or fail; its containers stop.
-  void retire(std::unique_ptr<app_instance> app, app_instance* successor);
-  /// Spawns a call of `fn` with `arguments` (encoded), stored before the answer (its call id) goes; with an
-  /// idempotency key already used, answers that call's id instead.
-  void spawn(function_state& fn, const std::string& idempotency_key, std::span<const char> arguments,
-             control_answer answer);
-  /// Answers with spawned call `call_id`'s outcome once it has one, or `running` after `timeout_ms`.
-  void get_call(const std::string& call_id, std::uint32_t timeout_ms, control_answer answer);
-  /// Cancels spawned call `call_id` (running, queued, or waiting in the store).
-  void cancel_spawned(const std::string& call_id, const control_answer& answer);
+  void cancel(call_record& call) override { cancel_input(call); }
+  bool shutting_down() const override { return stopping; }
+  /// Cancels `in` as its caller would: it fails now unless it runs, when its container is asked to stop it.
   void cancel_input(call_record& in);
-  void schedule_flush();
-  void flush_store();
-  /// A spawned call ended: store its outcome and answer whoever waits for it.
-  void finish_durable(call_record& in);
-  /// Stores the outcome of spawned call `call_id` and answers whoever waits for it.
-  void finish_stored(const std::string& call_id, status outcome, std::span<const char> result);
-  /// Answers `get` when the call ends, or with `running` after `timeout_ms`.
-  void wait_for_call(control_answer answer, const std::string& call_id, const std::string& function,
-                     std::uint32_t timeout_ms);
-  /// Moves spawned calls from the store into the queue while it has room.
-  void load_backlog(function_state& fn);
-  /// Fails the function's spawned calls that wait in the store (its app has gone).
-  void fail_backlog(function_state& fn, const std::string& message);
-  /// A spawned call, as the store holds it, made an input.
-  call_record& add_durable_input(function_state& fn, state_store::spawned_call call);
-  void recover();
-  void expire_results();
-  /// Fills `app` with functions from their specs; returns what is wrong with them, or "".
-  std::string add_functions(app_instance& app, std::vector<wire::function_spec>& specs);
   void refuse(session& s, const std::string& reason);
 
   // The call graph's host (see call_graph::host).
@@ -227,14 +160,13 @@ struct server::state final : call_graph::host, scheduler::host {
   bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) override;
   void send_cancel(container_record& c, std::uint64_t attempt_id) override;
   void disconnect(container_record& c, const std::string& why) override;
-  void refill(function_state& fn) override { load_backlog(fn); }
+  void refill(function_state& fn) override { control->refill(fn); }
   void output(container_record& c, int stream, std::string_view chunk) override;
   void exiting(container_record& c) override;
   void exited() override { finish_stop_if_done(); }
   void remove_app(std::uint64_t owner_session);
 
   void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
-  std::string new_call_id() const { return format_call_id(call_id_base + next_input_id); }
 
   void begin_stop();
   void finish_stop_if_done();
