@@ -135,4 +135,26 @@ void server::state::on_request(session& s, const wire::frame& f) {
   }
 }
 
+void server::state::follow_logs(session& s, const control_answer& answer, const std::string& app,
+                                std::span<const char> payload) {
+  std::string call_id;
+  bool follow = false;
+  try {
+    detail::reader r{payload};
+    std::tie(call_id, follow) = ferry::decode<std::tuple<std::string, bool>>(r);
+  } catch (const DecodeError& e) {
+    return reply_error(answer,
+                       {status::bad_arguments, "", std::string("malformed logs request: ") + e.what(), "", "", ""});
+  }
+  std::vector<wire::log_row> rows;
+  for (const log_entry* e : obs->logs().find(app, call_id, 0, SIZE_MAX)) rows.push_back(e->row());
+  reply(answer, status::ok, [&](detail::buffer& out) { codec<std::vector<wire::log_row>>::encode(out, rows); });
+  if (!follow) return;
+  obs->subscribe({app, call_id, s.id, [this, session_id = s.id](const server_event& event) {
+                    if (event.what != server_event::kind::log) return;
+                    auto it = sessions.find(session_id);
+                    if (it != sessions.end()) it->second->connection->send(message_kind::log, event.log->row());
+                  }});
+}
+
 }  // namespace ferry::server

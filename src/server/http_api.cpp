@@ -189,7 +189,7 @@ bool server::state::find_summary(const std::string& call_id, call_summary& out) 
     summarize(*in, out);
     return true;
   }
-  if (const call_summary* ended = history.find(call_id)) {
+  if (const call_summary* ended = obs->history().find(call_id)) {
     out = *ended;
     return true;
   }
@@ -319,7 +319,7 @@ void server::state::respond_calls(const std::shared_ptr<http_connection>& conn, 
     summarize(*in, summary);
     rows.push_back(call_json(summary));
   }
-  history.for_each_newest_first([&](const call_summary& c) {
+  obs->history().for_each_newest_first([&](const call_summary& c) {
     if (rows.size() >= limit) return false;
     if (app.empty() || c.app == app) rows.push_back(call_json(c));
     return true;
@@ -367,7 +367,7 @@ void server::state::respond_graph(const std::shared_ptr<http_connection>& conn, 
   }
   // Every known call, by id; then the root's descendants: children, argument calls, tail calls.
   std::map<std::string, call_summary> known;
-  history.for_each_newest_first([&](const call_summary& c) {
+  obs->history().for_each_newest_first([&](const call_summary& c) {
     known.emplace(c.call_id, c);
     return true;
   });
@@ -411,42 +411,42 @@ void server::state::respond_logs(const std::shared_ptr<http_connection>& conn, c
   }
   const auto after = static_cast<std::uint64_t>(std::get<double>(after_or_error));
   json::array lines;
-  for (const log_entry* e : logs->find(app, call_id, after, 10'000)) lines.push_back(log_json(*e));
+  for (const log_entry* e : obs->logs().find(app, call_id, after, 10'000)) lines.push_back(log_json(*e));
   conn->respond(json_response(http::status::ok, json::object{{"logs", std::move(lines)}}));
 }
 
 void server::state::stream_events(const std::shared_ptr<http_connection>& conn, const std::string& app,
                                   const std::string& call_id) {
-  const bool finished = !call_id.empty() && history.find(call_id) && !live_call(call_id);
+  const bool finished = !call_id.empty() && obs->history().find(call_id) && !live_call(call_id);
   if (!call_id.empty() && !finished && !live_call(call_id)) {
     return conn->respond(json_error(http::status::not_found, "unknown_call",
                                     "no call " + call_id + " among the server's live and recent calls", call_id));
   }
   conn->begin_events();
   // What the call has written so far, then live lines, progress and its end.
-  for (const log_entry* e : logs->find(app, call_id, 0, 10'000)) {
+  for (const log_entry* e : obs->logs().find(app, call_id, 0, 10'000)) {
     conn->send_event("log", json::serialize(log_json(*e)));
   }
   if (finished) {
-    conn->send_event("status", json::serialize(call_json(*history.find(call_id))));
+    conn->send_event("status", json::serialize(call_json(*obs->history().find(call_id))));
     return conn->end_events();
   }
   std::weak_ptr<http_connection> weak = conn;
-  const std::uint64_t id = subscribe({app, call_id, 0, [this, weak, call_id](const server_event& event) {
-                                        auto c = weak.lock();
-                                        if (!c || !c->open()) return;
-                                        if (event.what == server_event::kind::log) {
-                                          c->send_event("log", json::serialize(log_json(*event.log)));
-                                        } else if (event.what == server_event::kind::progress) {
-                                          c->send_event("progress", json::serialize(progress_json(*event.call)));
-                                        } else if (!call_id.empty()) {
-                                          call_summary s;
-                                          if (const call_summary* h = history.find(call_id)) s = *h;
-                                          c->send_event("status", json::serialize(call_json(s)));
-                                          c->end_events();
-                                        }
-                                      }});
-  conn->on_close([this, id] { unsubscribe(id); });
+  const std::uint64_t id = obs->subscribe({app, call_id, 0, [this, weak, call_id](const server_event& event) {
+                                             auto c = weak.lock();
+                                             if (!c || !c->open()) return;
+                                             if (event.what == server_event::kind::log) {
+                                               c->send_event("log", json::serialize(log_json(*event.log)));
+                                             } else if (event.what == server_event::kind::progress) {
+                                               c->send_event("progress", json::serialize(progress_json(*event.call)));
+                                             } else if (!call_id.empty()) {
+                                               call_summary s;
+                                               if (const call_summary* h = obs->history().find(call_id)) s = *h;
+                                               c->send_event("status", json::serialize(call_json(s)));
+                                               c->end_events();
+                                             }
+                                           }});
+  conn->on_close([this, id] { obs->unsubscribe(id); });
 }
 
 void server::state::cancel_call(const std::shared_ptr<http_connection>& conn, const std::string& call_id) {
@@ -564,7 +564,7 @@ http_response server::state::metrics_response() const {
   extra += "ferry_server_resident_memory_bytes " + std::to_string(resident_bytes()) + "\n";
   http_response response{http::status::ok, 11};
   response.set(http::field::content_type, "text/plain; version=0.0.4");
-  response.body() = metrics.render(extra);
+  response.body() = obs->metrics().render(extra);
   return response;
 }
 

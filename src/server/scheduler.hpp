@@ -57,7 +57,7 @@ struct container_record {
   std::optional<clock::time_point> idle_since;
   std::unique_ptr<clock::timer> idle_timer;
 
-  // The network's and observation's (server.cpp, observe.cpp); the scheduler does not read them.
+  // The network's and observation's (server.cpp, observation.cpp); the scheduler does not read them.
   struct session* session = nullptr;  // its connection, once it has connected
   std::uint64_t drained_at_read = 0;  // the connection's reads_completed() when its pipes were last drained
   std::string partial_line[2];        // what it wrote to stdout / stderr after its last newline

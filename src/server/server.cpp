@@ -1,6 +1,6 @@
-// The server: connections and the handshake, calls as sessions make, await, release and tail-call them (the
-// rules that link calls are call_graph.cpp's), delivering results, and stopping. Containers are
-// scheduler.cpp's, control requests control_requests.cpp's.
+// The server: connections and the handshake, calls as sessions make, await, release and tail-call them,
+// delivering results, and stopping; and the hooks through which the components it wires (call graph,
+// scheduler, control service, observation: see server_state.hpp) reach sessions and each other.
 #include "server/server.hpp"
 
 #include <malloc.h>
@@ -59,13 +59,13 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   std::random_device rd;
   state_->numbers = call_numbering((std::uint64_t{rd()} << 32) | rd());
   const auto& o = state_->options;
-  state_->logs = std::make_unique<log_book>(o.max_log_lines);
   state_->time = make_steady_clock(state_->io.get_executor());
+  state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
   state_->sched = std::make_unique<scheduler>(
       *state_, state_->graph, *state_->time, *state_->launcher,
       scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address, o.token});
   state_->control = std::make_unique<control_service>(
-      *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->metrics,
+      *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
       control_options{o.state_dir, o.max_queued_inputs, o.retention});
 }
@@ -305,7 +305,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
   app->executable = executable;
   app->arguments = std::move(arguments);
   app->owner_session = s.id;
-  if (auto problem = add_functions(*app, specs, metrics); !problem.empty()) return reply_error(problem);
+  if (auto problem = add_functions(*app, specs, obs->metrics()); !problem.empty()) return reply_error(problem);
   s.app = app.get();
   spdlog::debug("app '{}' registered by {} with functions: {}", name, s.connection->remote_address(),
                 join_names(app->functions));
@@ -396,7 +396,7 @@ void server::state::ready(call_record& in) { sched->enqueue(in); }
 
 void server::state::ended(call_record& in, call_state was) {
   sched->ended(in, was);
-  record_end(in);
+  obs->record_end(in);
   // A spawned call cut short by the server's shutdown stays unfinished in the store: it runs again later.
   if (in.durable && !(stopping && in.outcome == status::server_shutdown)) control->finished(in);
 }
@@ -542,8 +542,44 @@ void server::state::tail_call(call_record& original, call_record& target) {
   auto caller = sessions.find(original.caller_session);
   if (caller != sessions.end()) caller->second->open_calls[original.caller_call_id] = &target;
   control->handed_over(original, target);
-  if (!original.durable) record_end(original, target.call_id);
+  if (!original.durable) obs->record_end(original, target.call_id);
   graph.hand_over(original, target);
+}
+
+void server::state::show(const call_record* call, const app_instance& app, const log_entry& line) {
+  session* recipient = nullptr;
+  if (call) {
+    recipient = log_recipient(*call);
+  } else if (auto owner = sessions.find(app.owner_session); owner != sessions.end()) {
+    recipient = owner->second.get();  // a line of no call: the program whose app it is sees it
+  }
+  if (recipient) recipient->connection->send(message_kind::log, line.row());
+}
+
+session* server::state::log_recipient(const call_record& in) {
+  // Up the calls' parents to the one a program made; the app's own program when its container made it.
+  const call_record* root = &in;
+  for (int depth = 0; root->parent_input != 0 && depth < 64; ++depth) {
+    const call_record* parent = graph.find(root->parent_input);
+    if (!parent) break;
+    root = parent;
+  }
+  std::uint64_t session_id = root->caller_session;
+  auto it = sessions.find(session_id);
+  if (it == sessions.end() || it->second->role != session_role::client) {
+    session_id = in.function->app->owner_session;
+    it = sessions.find(session_id);
+  }
+  return it == sessions.end() || it->second->role != session_role::client ? nullptr : it->second.get();
+}
+
+void server::state::on_progress(session& s, const wire::frame& f) {
+  auto [attempt, done, total, message] = f.decode_header<wire::progress_header>();
+  if (!s.container) return;
+  auto it = s.container->in_flight.find(attempt);
+  if (it == s.container->in_flight.end() || !it->second) return;  // ended meanwhile
+  call_record& in = *it->second;
+  obs->progress(in, done, total, std::move(message));
 }
 
 void server::state::send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error) {
@@ -566,7 +602,7 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
     spdlog::warn("closed connection from {}: {}", s.connection->remote_address(), reason);
   }
   if (s.container) sched->disconnected(*s.container);
-  std::erase_if(subscribers, [session_id](const auto& entry) { return entry.second.session_id == session_id; });
+  obs->unsubscribe_session(session_id);
   // Nobody will await or pass this session's calls any more: they are forgotten once they end.
   const session_role role = s.role;
   auto open_calls = std::move(s.open_calls);
@@ -646,7 +682,7 @@ void server::state::finish_stop_if_done() {
   control->collect_retired();
   if (!stopping || !sched->containers().empty() || finishing) return;
   finishing = true;
-  flush_repeating_warnings();
+  obs->flush_repeating_warnings();
   try {
     control->flush();
   } catch (const std::exception& e) {

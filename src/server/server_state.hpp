@@ -1,8 +1,8 @@
-// The server's state: its components (the call graph, the scheduler, the state store, observation) and the
-// server that wires them, in the files that implement it: server.cpp (connections, calls, and the host of the
-// call graph and of the scheduler), control_requests.cpp (the control service: deployments, spawned calls,
-// listings, for the wire and the HTTP API), observe.cpp and http_api.cpp. Internal: everything here runs on
-// the server's one thread.
+// The server's state: the sessions, and the components it owns and wires together as the host of each: the
+// call graph (call_graph.hpp), the scheduler (scheduler.hpp), the control service (control_service.hpp) and
+// observation (observation.hpp). server.cpp has the connections, the calls sessions make and the hooks;
+// control_requests.cpp decodes the wire's control requests; http_api.cpp is the HTTP API. Internal:
+// everything here runs on the server's one thread.
 #pragma once
 
 #include <fmt/format.h>
@@ -25,11 +25,9 @@
 
 #include "server/apps.hpp"
 #include "server/call_graph.hpp"
-#include "server/call_history.hpp"
 #include "server/control_service.hpp"
 #include "server/http.hpp"
-#include "server/log_book.hpp"
-#include "server/metrics.hpp"
+#include "server/observation.hpp"
 #include "server/scheduler.hpp"
 #include "server/server.hpp"
 #include "server/state_store.hpp"
@@ -47,24 +45,6 @@ struct target_query;
 
 enum class session_role { handshake, client, container };
 
-/// What subscribers to a server's events receive: a log line, a call's progress, or a call's end.
-struct server_event {
-  enum class kind { log, progress, ended } what;
-  const std::string& app;
-  const std::string& call_id;
-  const log_entry* log = nullptr;     // for log
-  const call_record* call = nullptr;  // for progress and ended
-};
-
-/// Someone following events: of an app (and of one call, unless call_id is empty). `session_id` is the wire
-/// session that asked (its subscriptions end with it), 0 for an HTTP stream.
-struct subscriber {
-  std::string app;
-  std::string call_id;
-  std::uint64_t session_id = 0;
-  std::function<void(const server_event&)> deliver;
-};
-
 struct session {
   std::uint64_t id = 0;
   std::shared_ptr<wire::connection> connection;
@@ -76,7 +56,7 @@ struct session {
   std::unordered_map<std::uint64_t, call_record*> open_calls;
 };
 
-struct server::state final : call_graph::host, scheduler::host, control_service::host {
+struct server::state final : call_graph::host, scheduler::host, control_service::host, observation::host {
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
@@ -90,23 +70,11 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   call_numbering numbers{0};  // (its base is set, at random, when the server starts)
   std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
   std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
-  call_graph graph{*this};                         // every call, by input id, and how they depend on each other
+  std::unique_ptr<observation> obs;                // logs, call history, metrics, and who follows them live
+  call_graph graph{*this};                         // every call, by id, and how they depend on each other
   std::unique_ptr<scheduler> sched;                // the containers, and the calls queued for them or running in them
   std::unique_ptr<control_service> control;        // deployments, spawned calls, the state store
   std::unique_ptr<asio::steady_timer> trim_timer;  // see trim_memory_when_idle
-
-  // Observing: logs, call history, metrics, and who follows them live.
-  std::unique_ptr<log_book> logs;
-  call_history history;
-  server_metrics metrics;
-  struct repeating_warning {
-    std::size_t held = 0;  // counted since it was last logged
-    std::string repeated;
-    std::unique_ptr<asio::steady_timer> window;
-  };
-  std::map<std::string, repeating_warning> repeating_warnings;  // by key
-  std::uint64_t next_subscriber_id = 1;
-  std::map<std::uint64_t, subscriber> subscribers;  // by subscriber id
 
   bool stopping = false;
   bool finishing = false;
@@ -161,8 +129,11 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void send_cancel(container_record& c, std::uint64_t attempt_id) override;
   void disconnect(container_record& c, const std::string& why) override;
   void refill(function_state& fn) override { control->refill(fn); }
-  void output(container_record& c, int stream, std::string_view chunk) override;
-  void exiting(container_record& c) override;
+  void output(container_record& c, int stream, std::string_view chunk) override { obs->output(c, stream, chunk); }
+  void exiting(container_record& c) override { obs->exiting(c); }
+  void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) override {
+    obs->warn_repeating(key, message, repeated);
+  }
   void exited() override { finish_stop_if_done(); }
   void remove_app(std::uint64_t owner_session);
 
@@ -171,26 +142,13 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void begin_stop();
   void finish_stop_if_done();
 
-  // Observing (observe.cpp).
-  void add_log_line(container_record& c, wire::log_stream stream, std::string_view line);
+  // Observation's host (see observation::host), and what feeds it from the wire.
+  void show(const call_record* call, const app_instance& app, const log_entry& line) override;
   /// The session whose terminal shows the logs of `in`: the program at the root of its calls.
   session* log_recipient(const call_record& in);
   void on_progress(session& s, const wire::frame& f);
   /// Starts a `logs` request's answer: the kept lines, then (with follow) every new one.
   void follow_logs(session& s, const control_answer& answer, const std::string& app, std::span<const char> payload);
-  std::uint64_t subscribe(subscriber sub);
-  void unsubscribe(std::uint64_t id) { subscribers.erase(id); }
-  void publish(const server_event& event);
-  /// A call ended (or handed its result to a tail call): its summary joins the history; metrics count it.
-  void record_end(const call_record& in, const std::string& tail_call_id = "");
-  /// A warning that may repeat many times over (a map whose inputs crash their containers): the first of a
-  /// `key` is logged as `message`; later ones within a window of 5 s are counted, and logged as one line,
-  /// "N more `repeated` in the last 5 s", when the window ends (or the server stops).
-  void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) override;
-  void open_warning_window(const std::string& key);
-  void flush_repeating_warnings();
-  /// The observers' view of a live call.
-  void summarize(const call_record& in, call_summary& out) const;
 
   // The HTTP API (http_api.cpp; http.cpp has the connections).
   void on_http(const http_request& req, const std::shared_ptr<http_connection>& conn);
