@@ -1,5 +1,3 @@
-#include <cxxabi.h>
-
 #include <cstdlib>
 #include <ferry/errors.hpp>
 #include <memory>
@@ -12,12 +10,6 @@
 #include "client/client.hpp"
 
 namespace ferry::detail {
-
-std::string demangle(const char* mangled) {
-  int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), &std::free);
-  return status == 0 && out ? std::string(out.get()) : std::string(mangled);
-}
 
 namespace {
 
