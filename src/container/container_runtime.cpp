@@ -25,11 +25,10 @@
 #include <thread>
 
 #include "client/client.hpp"
+#include "container/current.hpp"
 #include "container/input_executor.hpp"
 #include "container/output_capture.hpp"
 #include "container/stack_trace.hpp"
-#include "runtime/current.hpp"
-#include "runtime/process_client.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::container {
@@ -52,7 +51,7 @@ struct outcome {
 
 /// Runs a body (through `run`), turning what it throws into the error record the caller gets.
 template <class Run>
-void capture_outcome(outcome& out, const runtime::input_context& input, Run&& run) {
+void capture_outcome(outcome& out, const container::input_context& input, Run&& run) {
   try {
     run();
   } catch (const ArgumentError& e) {
@@ -119,7 +118,7 @@ class input_runner {
   }
 
   void cancel(std::uint64_t input_id) {
-    std::shared_ptr<runtime::input_context> input;
+    std::shared_ptr<container::input_context> input;
     {
       std::lock_guard lock(mu_);
       auto it = running_.find(input_id);
@@ -132,15 +131,15 @@ class input_runner {
 
  protected:
   virtual void start(client::input in) = 0;
-  virtual void on_cancel(std::uint64_t, const std::shared_ptr<runtime::input_context>&) {}
+  virtual void on_cancel(std::uint64_t, const std::shared_ptr<container::input_context>&) {}
 
  public:
   /// The container is stopping: write out what is still held back.
   virtual void flush() {}
 
  protected:
-  std::shared_ptr<runtime::input_context> track(const client::input& in) {
-    auto input = std::make_shared<runtime::input_context>();
+  std::shared_ptr<container::input_context> track(const client::input& in) {
+    auto input = std::make_shared<container::input_context>();
     input->input_id = in.id;
     input->function = function_.name;
     input->call_id = in.call_id;
@@ -151,7 +150,7 @@ class input_runner {
 
   void finish(std::uint64_t input_id, outcome& out) {
     std::shared_ptr<client::client> c;
-    std::shared_ptr<runtime::input_context> input;
+    std::shared_ptr<container::input_context> input;
     {
       std::lock_guard lock(mu_);
       auto it = running_.find(input_id);
@@ -191,9 +190,9 @@ class input_runner {
 
   const detail::function_entry& function_;
   std::mutex mu_;
-  std::shared_ptr<client::client> client_;                                    // guarded by mu_
-  std::vector<client::input> held_;                                           // guarded by mu_
-  std::map<std::uint64_t, std::shared_ptr<runtime::input_context>> running_;  // guarded by mu_
+  std::shared_ptr<client::client> client_;                                      // guarded by mu_
+  std::vector<client::input> held_;                                             // guarded by mu_
+  std::map<std::uint64_t, std::shared_ptr<container::input_context>> running_;  // guarded by mu_
 };
 
 /// Blocking bodies: each input on a thread of its own, up to max_inputs threads.
@@ -251,7 +250,7 @@ class thread_runner final : public input_runner {
       if (lock.owns_lock()) lock.unlock();
       outcome out = new_outcome(in);
       {
-        runtime::input_scope scope(input.get());
+        container::input_scope scope(input.get());
         capture_outcome(out, *input,
                         [&] { out.tail_call = function_.invoke(detail::reader{in.arguments.view()}, out.result); });
       }
@@ -262,9 +261,9 @@ class thread_runner final : public input_runner {
 
   std::mutex queue_mu_;
   std::condition_variable ready_;
-  std::deque<std::pair<client::input, std::shared_ptr<runtime::input_context>>> queue_;  // guarded by queue_mu_
-  std::vector<std::thread> threads_;                                                     // guarded by queue_mu_
-  std::size_t idle_ = 0;                                                                 // guarded by queue_mu_
+  std::deque<std::pair<client::input, std::shared_ptr<container::input_context>>> queue_;  // guarded by queue_mu_
+  std::vector<std::thread> threads_;                                                       // guarded by queue_mu_
+  std::size_t idle_ = 0;                                                                   // guarded by queue_mu_
   bool waking_ = false;  // guarded by queue_mu_: a thread is being woken or started
 };
 
@@ -297,7 +296,7 @@ class coroutine_runner final : public input_runner, public step_observer {
     asio::post(io_, [this, in = std::move(in), input = std::move(input)]() mutable { spawn(std::move(in), input); });
   }
 
-  void step_started(const std::shared_ptr<runtime::input_context>& input) override {
+  void step_started(const std::shared_ptr<container::input_context>& input) override {
     std::lock_guard lock(step_mu_);
     step_input_ = input;
     step_started_ = std::chrono::steady_clock::now();
@@ -318,7 +317,7 @@ class coroutine_runner final : public input_runner, public step_observer {
 
  private:
   // On the executor thread.
-  void spawn(client::input in, std::shared_ptr<runtime::input_context> input) {
+  void spawn(client::input in, std::shared_ptr<container::input_context> input) {
     const std::uint64_t id = in.id;
     input->executor = input_executor(io_.get_executor(), input, this);
     auto& signal = signals_[id];
@@ -329,7 +328,7 @@ class coroutine_runner final : public input_runner, public step_observer {
                    }));
   }
 
-  Task<void> run(client::input in, std::shared_ptr<runtime::input_context> input) {
+  Task<void> run(client::input in, std::shared_ptr<container::input_context> input) {
     outcome out = new_outcome(in);
     try {
       out.tail_call = co_await function_.invoke_async(std::move(in.arguments), out.result);
@@ -340,7 +339,7 @@ class coroutine_runner final : public input_runner, public step_observer {
     finish(in.id, out);
   }
 
-  void on_cancel(std::uint64_t input_id, const std::shared_ptr<runtime::input_context>&) override {
+  void on_cancel(std::uint64_t input_id, const std::shared_ptr<container::input_context>&) override {
     asio::post(io_, [this, input_id] {
       auto it = signals_.find(input_id);
       if (it != signals_.end()) it->second.emit(asio::cancellation_type::terminal);
@@ -355,7 +354,7 @@ class coroutine_runner final : public input_runner, public step_observer {
   }
 
   /// Requires step_mu_.
-  void record_stall(const runtime::input_context& input, std::chrono::steady_clock::duration held) {
+  void record_stall(const container::input_context& input, std::chrono::steady_clock::duration held) {
     if (step_warned_) return;  // told already while it held the thread
     if (!stall_reported_) {
       stall_reported_ = std::chrono::steady_clock::now();
@@ -405,7 +404,7 @@ class coroutine_runner final : public input_runner, public step_observer {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::map<std::uint64_t, asio::cancellation_signal> signals_;  // executor-confined
   std::mutex step_mu_;
-  std::shared_ptr<runtime::input_context> step_input_;                   // guarded by step_mu_: the step running now
+  std::shared_ptr<container::input_context> step_input_;                 // guarded by step_mu_: the step running now
   std::chrono::steady_clock::time_point step_started_;                   // guarded by step_mu_
   bool step_warned_ = false;                                             // guarded by step_mu_: the step running now
   std::optional<std::chrono::steady_clock::time_point> stall_reported_;  // guarded by step_mu_
@@ -421,7 +420,7 @@ class coroutine_runner final : public input_runner, public step_observer {
 
 bool in_container() { return std::getenv("FERRY_CONTAINER_ID") != nullptr; }
 
-int run_container(const detail::app_state& app) {
+int run_container(const served_app& app) {
   // Die with the server that started us, even when it is killed outright.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (std::to_string(::getppid()) != env_or_empty("FERRY_PARENT_PID")) return 0;
@@ -441,7 +440,10 @@ int run_container(const detail::app_state& app) {
                  app.name.c_str(), env_or_empty("FERRY_APP").c_str());
     return 3;
   }
-  const detail::function_entry* function = app.find(function_name);
+  const detail::function_entry* function = nullptr;
+  for (const auto& f : app.functions) {
+    if (f->name == function_name) function = f.get();
+  }
   if (!function) {
     std::fprintf(stderr, "ferry container: app '%s' in this binary does not declare function '%s'\n", app.name.c_str(),
                  function_name.c_str());
@@ -470,7 +472,7 @@ int run_container(const detail::app_state& app) {
     std::fprintf(stderr, "ferry container: %s\n", e.what());
     return 4;
   }
-  runtime::set_process_client(c);  // before any body runs: bodies make nested calls through it
+  app.connected(c);  // before any body runs: bodies make nested calls through it
   runner->set_client(c);
   // SIGTERM (the server stopping it) and SIGINT end it as the server's closing the connection does: what it
   // counted and wrote goes out before it exits.

@@ -7,7 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <memory>
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 
 namespace ferry::container {
 
@@ -15,7 +15,7 @@ namespace ferry::container {
 class step_observer {
  public:
   virtual ~step_observer() = default;
-  virtual void step_started(const std::shared_ptr<runtime::input_context>& input) = 0;
+  virtual void step_started(const std::shared_ptr<container::input_context>& input) = 0;
   virtual void step_ended() = 0;
 };
 
@@ -24,7 +24,7 @@ class input_executor {
   using inner_type = decltype(boost::asio::require(std::declval<boost::asio::io_context::executor_type>(),
                                                    boost::asio::execution::blocking.never));
 
-  input_executor(boost::asio::io_context::executor_type inner, std::shared_ptr<runtime::input_context> input,
+  input_executor(boost::asio::io_context::executor_type inner, std::shared_ptr<container::input_context> input,
                  step_observer* observer)
       : inner_(boost::asio::require(inner, boost::asio::execution::blocking.never)),
         input_(std::move(input)),
@@ -41,8 +41,8 @@ class input_executor {
   template <class F>
   void execute(F f) const {
     inner_.execute([f = std::move(f), input = input_, observer = observer_]() mutable {
-      runtime::input_scope scope(input.get());
-      runtime::event_loop_scope loop(input->executor);
+      container::input_scope scope(input.get());
+      container::event_loop_scope loop(input->executor);
       observer->step_started(input);
       std::move(f)();
       observer->step_ended();
@@ -56,7 +56,7 @@ class input_executor {
 
  private:
   inner_type inner_;
-  std::shared_ptr<runtime::input_context> input_;
+  std::shared_ptr<container::input_context> input_;
   step_observer* observer_;
 };
 

@@ -16,7 +16,7 @@ namespace ferry::container {
 namespace {
 
 /// Writes `line` (without its newline) for `input`, tagged.
-void write_line(int fd, const runtime::input_context& input, const std::string& line) {
+void write_line(int fd, const container::input_context& input, const std::string& line) {
   std::string out;
   out.reserve(line.size() + 24);
   out += wire::log_tag;
@@ -42,7 +42,7 @@ class tagging_buffer final : public std::streambuf {
   }
 
   std::streamsize xsputn(const char* s, std::streamsize n) override {
-    runtime::input_context* input = runtime::current_input();
+    container::input_context* input = container::current_input();
     std::mutex& mu = input ? input->output_mu : untagged_mu_;
     std::string& partial = input ? input->partial_line[index_] : untagged_;
     std::lock_guard lock(mu);
@@ -81,7 +81,7 @@ void capture_output() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
 }
 
-void flush_output(runtime::input_context& input) {
+void flush_output(container::input_context& input) {
   std::fflush(nullptr);
   std::lock_guard lock(input.output_mu);
   for (int index = 0; index < 2; ++index) {

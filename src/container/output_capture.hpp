@@ -6,7 +6,7 @@
 // fd 1 or 2) arrives untagged; the server attributes it to the input running then, when there is one.
 #pragma once
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 
 namespace ferry::container {
 
@@ -15,6 +15,6 @@ void capture_output();
 
 /// Ends `input`'s unterminated lines (text written without a final newline) and flushes stdio, so that
 /// everything the input wrote is in the pipes before its output is sent.
-void flush_output(runtime::input_context& input);
+void flush_output(container::input_context& input);
 
 }  // namespace ferry::container

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <typeinfo>
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 
 namespace ferry::container {
 
@@ -193,7 +193,7 @@ void on_fatal_signal(int sig) {
   ::alarm(2);
   char header[256];
   const char* name = sigabbrev_np(sig);
-  const runtime::input_context* input = runtime::current_input();
+  const container::input_context* input = container::current_input();
   const int n =
       input ? std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s) in '%s' (call %s); stack:\n",
                             sig, name ? name : "?", input->function.c_str(), input->call_id.c_str())

@@ -142,7 +142,9 @@ std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::f
 
 int App::run(int argc, char** argv, std::function<void()> entry, std::function<Task<void>()> async_entry) {
   runtime::init_logging("warn");
-  if (container::in_container()) return container::run_container(*state_);
+  if (container::in_container()) {
+    return container::run_container({state_->name, state_->functions, runtime::set_process_client});
+  }
   if (std::getenv("FERRY_DESCRIBE")) {
     // `ferry deploy` asks the binary what it declares: [app name, function specs] as MessagePack on stdout.
     std::vector<wire::function_spec> specs;

@@ -1,4 +1,4 @@
-// The async building blocks behind ferry/async.hpp, and the per-thread state of src/runtime/current.hpp.
+// The async building blocks behind ferry/async.hpp.
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_state.hpp>
@@ -13,43 +13,21 @@
 #include <ferry/errors.hpp>
 #include <optional>
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 #include "runtime/process_client.hpp"
 #include "wire/connection.hpp"
 
 namespace asio = boost::asio;
 
-namespace ferry::runtime {
-
-namespace {
-thread_local input_context* running_input = nullptr;
-thread_local const asio::any_io_executor* loop_executor = nullptr;
-}  // namespace
-
-input_context* current_input() noexcept { return running_input; }
-std::uint64_t current_input_id() noexcept { return running_input ? running_input->input_id : 0; }
-
-input_scope::input_scope(input_context* input) noexcept : previous_(running_input) { running_input = input; }
-input_scope::~input_scope() { running_input = previous_; }
-
-event_loop_scope::event_loop_scope(const asio::any_io_executor& executor) noexcept : previous_(loop_executor) {
-  loop_executor = &executor;
-}
-event_loop_scope::~event_loop_scope() { loop_executor = previous_; }
-
-const asio::any_io_executor* current_loop_executor() noexcept { return loop_executor; }
-
-}  // namespace ferry::runtime
-
 namespace ferry {
 
 bool cancelled() noexcept {
-  const runtime::input_context* input = runtime::current_input();
+  const container::input_context* input = container::current_input();
   return input && input->cancelled.load(std::memory_order_relaxed);
 }
 
 void progress(double done, double total, std::string_view message) {
-  runtime::input_context* input = runtime::current_input();
+  container::input_context* input = container::current_input();
   if (!input) return;
   auto c = runtime::process_client();
   if (!c) return;
@@ -147,7 +125,7 @@ Task<void> gather_all(std::vector<Task<void>> tasks) {
 void run_to_completion(Task<void> task) {
   asio::io_context loop{1};
   const asio::any_io_executor executor = loop.get_executor();
-  runtime::event_loop_scope scope(executor);
+  container::event_loop_scope scope(executor);
   std::exception_ptr error;
   asio::co_spawn(loop, std::move(task), [&error](std::exception_ptr e) { error = e; });
   wire::run_batched(loop);
@@ -156,7 +134,7 @@ void run_to_completion(Task<void> task) {
 }
 
 asio::any_io_executor current_executor() {
-  const asio::any_io_executor* executor = runtime::current_loop_executor();
+  const asio::any_io_executor* executor = container::current_loop_executor();
   if (!executor) {
     throw Error(
         "ferry::create_task needs a running ferry event loop: call it from an async entrypoint "

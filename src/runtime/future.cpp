@@ -7,7 +7,7 @@
 #include <mutex>
 #include <utility>
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 #include "runtime/process_client.hpp"
 #include "wire/connection.hpp"
 
@@ -19,7 +19,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
       : function(std::move(f)),
         arguments(std::move(a)),
         deps(std::move(d)),
-        parent_input(runtime::current_input_id()) {}
+        parent_input(container::current_input_id()) {}
   ~future_state() {
     // The server keeps a submitted call's result for this program until it lets go of it.
     if (client && !handed_over) {

@@ -9,7 +9,7 @@
 #include <ferry/function.hpp>
 #include <mutex>
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 #include "runtime/process_client.hpp"
 #include "runtime/progress_bar.hpp"
 #include "wire/connection.hpp"
@@ -26,7 +26,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
       : function_(std::move(f)),
         encode_(std::move(e)),
         window_(std::max<std::size_t>(w, 1)),
-        parent_input_(runtime::current_input_id()),
+        parent_input_(container::current_input_id()),
         bar_(function_->name, n) {
     results_.items.resize(n);
     results_.completion_order.reserve(n);

@@ -13,7 +13,7 @@
 #include <optional>
 #include <set>
 
-#include "runtime/current.hpp"
+#include "container/current.hpp"
 #include "runtime/server_config.hpp"
 
 namespace ferry::runtime {
@@ -74,7 +74,7 @@ std::shared_ptr<client::client> require_client(const std::string& function) {
 /// A blocking call on an event loop holds every coroutine of that loop until it returns: say so, once per
 /// call site.
 void warn_if_blocking_on_loop(const std::string& function, const std::source_location& site) {
-  if (!current_loop_executor()) return;
+  if (!container::current_loop_executor()) return;
   static std::mutex warned_mu;
   static std::set<std::pair<std::string, unsigned>> warned;
   {
@@ -157,13 +157,13 @@ buffer call_remote(const function_entry& function, const std::function<void(buff
                    const std::source_location& site) {
   auto c = runtime::require_client(function.name);
   runtime::warn_if_blocking_on_loop(function.name, site);
-  return c->call({function, encode_args, {}, wire::deliver_result, runtime::current_input_id()});
+  return c->call({function, encode_args, {}, wire::deliver_result, container::current_input_id()});
 }
 
 Task<buffer> call_remote_async(std::shared_ptr<const function_entry> function,
                                std::function<void(buffer&)> encode_args) {
   auto c = runtime::require_client(function->name);
-  const std::uint64_t parent = runtime::current_input_id();
+  const std::uint64_t parent = container::current_input_id();
   co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
                                                  void(std::exception_ptr, buffer)>(
       [&](auto handler) {

@@ -1,5 +1,7 @@
 // What the calling thread is running right now: the ferry event loop it belongs to (if any) and the input
-// it runs code for (in a container). Thread-local; each scope restores what was there before.
+// it runs code for (in a container). Thread-local; each scope restores what was there before. The container
+// layer sets it as it runs inputs; the runtime reads it (the parent of a nested call, cancellation, progress,
+// where create_task runs) and sets the event loop of a program's own async entrypoint.
 #pragma once
 
 #include <atomic>
@@ -9,7 +11,7 @@
 #include <mutex>
 #include <string>
 
-namespace ferry::runtime {
+namespace ferry::container {
 
 /// One input a container runs: what cancellation and the stall watchdog need to know about it.
 /// Shared between the threads that touch it; `cancelled` is the only mutable part.
@@ -66,4 +68,4 @@ class event_loop_scope {
 /// The executor of the event loop the calling thread runs, or nullptr.
 const boost::asio::any_io_executor* current_loop_executor() noexcept;
 
-}  // namespace ferry::runtime
+}  // namespace ferry::container
