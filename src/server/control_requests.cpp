@@ -55,7 +55,7 @@ void server::state::on_request(session& s, const wire::frame& f) {
     case control_verb::apps: {
       std::vector<wire::app_row> rows;
       for (const auto& [name, app] : deployed) {
-        std::vector<std::tuple<std::string, std::string>> functions;
+        std::vector<wire::app_function> functions;
         for (const auto& [fname, fn] : app->functions) functions.emplace_back(fname, fn.signature);
         rows.emplace_back(name, app->digest, app->deployed_at, std::move(functions));
       }
