@@ -51,7 +51,7 @@ struct call_record {
   /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
   /// re-queueing when a container is replaced.
   detail::buffer arguments;
-  std::uint64_t attempt_id = 0;         // the running attempt, as its container knows it (input_id on the wire)
+  std::uint64_t attempt_id = 0;         // the running attempt, as its container knows it (from input_header)
   int attempts = 0;                     // attempts started
   bool cancelled = false;               // by its caller: never retried
   bool durable = false;                 // spawned: stored, and its outcome is stored when it ends

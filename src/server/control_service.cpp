@@ -34,7 +34,7 @@ void control_service::reply_error(const control_answer& answer, const wire::erro
 std::vector<wire::app_row> control_service::app_rows() const {
   std::vector<wire::app_row> rows;
   for (const auto& [name, app] : deployed_) {
-    std::vector<std::tuple<std::string, std::string>> functions;
+    std::vector<wire::app_function> functions;
     for (const auto& [fname, fn] : app->functions) functions.emplace_back(fname, fn.signature);
     rows.emplace_back(name, app->digest, app->deployed_at, std::move(functions));
   }

@@ -468,7 +468,7 @@ void server::state::cancel_input(call_record& in) {
 }
 
 void server::state::on_output(session& s, const wire::frame& f) {
-  auto [input_id, st] = f.decode_header<wire::output_header>();
+  auto [attempt_id, st] = f.decode_header<wire::output_header>();
   if (!s.container) return;  // its process has exited; the exit already failed what it was running
   if (st > static_cast<std::uint8_t>(status::tail_call)) {
     s.connection->close("output with unknown status " + std::to_string(st), /*flush=*/true);
@@ -482,9 +482,9 @@ void server::state::on_output(session& s, const wire::frame& f) {
     c.drained_at_read = s.connection->reads_completed();
   }
   const auto outcome = static_cast<status>(st);
-  const auto answer = sched->answered(c, input_id, outcome);
+  const auto answer = sched->answered(c, attempt_id, outcome);
   if (!answer.known) {
-    s.connection->close("output for input " + std::to_string(input_id) + ", which this container is not running",
+    s.connection->close("output for input " + std::to_string(attempt_id) + ", which this container is not running",
                         /*flush=*/true);
     return;
   }

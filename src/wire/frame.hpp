@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 
+#include "wire/positional.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::wire {
@@ -21,37 +22,32 @@ struct frame {
   std::uint32_t header_fields;    // how many fields follow the kind
   std::span<const char> payload;  // the rest of the frame
 
-  /// Decodes the header fields as `Header` (a tuple); throws DecodeError when they do not match.
+  /// Decodes the header fields as `Header` (a message's header struct); throws DecodeError when they do not
+  /// match.
   template <class Header>
   Header decode_header() const {
-    if (header_fields != std::tuple_size_v<Header>) {
-      throw DecodeError(std::to_string(std::tuple_size_v<Header>) + " header fields for " + to_string(kind),
+    if (header_fields != field_count<Header>) {
+      throw DecodeError(std::to_string(field_count<Header>) + " header fields for " + to_string(kind),
                         std::to_string(header_fields));
     }
     Header h;
     detail::reader r = header;
-    decode_fields(r, h, std::make_index_sequence<std::tuple_size_v<Header>>{});
+    decode_fields(r, h);
     return h;
-  }
-
- private:
-  template <class Header, std::size_t... I>
-  static void decode_fields(detail::reader& r, Header& h, std::index_sequence<I...>) {
-    (codec<std::tuple_element_t<I, Header>>::decode(r, std::get<I>(h)), ...);
   }
 };
 
 /// Writes one frame into `out`: begin(), encode the payload, finish(). Frames are appended, so several
-/// frames written into one buffer go out in one write.
+/// frames written into one buffer go out in one write. The header is the kind's header struct (a std::tuple
+/// of fields writes a header that may match no message, for tests).
 class frame_writer {
  public:
   template <class Header>
   frame_writer(detail::buffer& out, message_kind kind, const Header& header) : out_(out), start_(out.size()) {
     out_.resize(start_ + length_prefix_size);
-    out_.commit(mp_encode_array(out_.reserve(5), 1 + std::tuple_size_v<Header>));
+    out_.commit(mp_encode_array(out_.reserve(5), 1 + field_count<Header>));
     codec<std::uint8_t>::encode(out_, static_cast<std::uint8_t>(kind));
-    std::apply([this](const auto&... field) { (codec<std::decay_t<decltype(field)>>::encode(out_, field), ...); },
-               header);
+    encode_fields(out_, header);
   }
   detail::buffer& payload() { return out_; }
   /// Patches the length prefix; returns the frame's size without the prefix.

@@ -4,19 +4,14 @@
 
 namespace ferry::wire {
 
-using error_tuple = std::tuple<std::uint8_t, std::string, std::string, std::string, std::string, std::string>;
-
-void encode_error(detail::buffer& out, const error_record& e) {
-  codec<error_tuple>::encode(
-      out, error_tuple{static_cast<std::uint8_t>(e.code), e.type, e.message, e.function, e.call_id, e.stack});
-}
+void encode_error(detail::buffer& out, const error_record& e) { codec<error_record>::encode(out, e); }
 
 error_record decode_error(std::span<const char> payload) {
   detail::reader r{payload};
-  auto [code, type, message, function, call_id, stack] = ferry::decode<error_tuple>(r);
-  if (code == 0 || code > last_status) code = static_cast<std::uint8_t>(status::internal);
-  return {static_cast<status>(code), std::move(type),    std::move(message),
-          std::move(function),       std::move(call_id), std::move(stack)};
+  auto record = ferry::decode<error_record>(r);
+  // A status this side does not know (a newer peer's), or ok, which is no failure.
+  if (record.code == status::ok || static_cast<std::uint8_t>(record.code) > last_status) record.code = status::internal;
+  return record;
 }
 
 namespace {

@@ -12,8 +12,9 @@
 #include <iterator>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <vector>
+
+#include "wire/positional.hpp"
 
 namespace ferry::wire {
 
@@ -161,7 +162,8 @@ static_assert(
 /// The row of `s` (a status a peer sent is checked against last_status first).
 constexpr const status_row& row(status s) { return status_table[static_cast<std::uint8_t>(s)]; }
 
-/// Why a call failed, as it travels from where it failed to the caller.
+/// Why a call failed, as it travels from where it failed to the caller: the payload of a failed result,
+/// output or reply.
 struct error_record {
   status code = status::internal;
   std::string type;  // the remote exception's type, for remote_exception
@@ -169,6 +171,7 @@ struct error_record {
   std::string function;
   std::string call_id;
   std::string stack;  // the remote stack, for remote_exception
+  FERRY_WIRE_FIELDS(error_record, code, type, message, function, call_id, stack);
 };
 
 /// The rule for app and function names, which `APP.FUNCTION` (the CLI, the HTTP API's paths) must be able to
@@ -188,63 +191,221 @@ inline constexpr std::size_t max_bounded_error_size = 32 * 1024;
 /// Returns whether anything was cut.
 bool bound_error(error_record& e);
 
-// Headers, as tuples in wire order (the kind precedes them). Roles and statuses travel as integers.
-using hello_header = std::tuple<std::uint32_t /*protocol*/, std::string /*token*/, std::uint8_t /*role*/,
-                                std::uint64_t /*container id*/, std::int64_t /*pid*/>;
-using welcome_header = std::tuple<std::string /*server version*/, std::uint64_t /*max frame size*/>;
-using refused_header = std::tuple<std::string /*reason*/>;
-/// How failed attempts are retried.
-using retry_spec = std::tuple<std::int32_t /*max retries*/, std::uint32_t /*initial delay ms*/,
-                              double /*backoff coefficient*/, std::uint32_t /*max delay ms*/>;
-using function_spec =
-    std::tuple<std::string /*name*/, std::string /*signature*/, std::int32_t /*max inputs*/,
-               std::int32_t /*max containers*/, std::uint32_t /*timeout ms, 0: none*/, retry_spec,
-               std::int32_t /*min containers*/, std::int32_t /*buffer containers*/,
-               std::uint32_t /*scaledown window ms*/,
-               std::string /*structs: the fields of those the signature mentions (function_entry::structs)*/>;
-/// `arguments`: the program's own (argv[1] on); its containers are started with them.
-using register_app_header = std::tuple<std::string /*app*/, std::string /*executable*/, std::vector<function_spec>,
-                                       std::vector<std::string> /*arguments*/>;
-using app_registered_header = std::tuple<std::uint8_t /*status; an error record follows unless ok*/>;
-/// A call's argument that is another call's result: the argument position (whose value in the payload is a
-/// nil placeholder) and that call's id, in the caller's numbering.
-using dependency = std::tuple<std::uint32_t /*position*/, std::uint64_t /*call id*/>;
-/// A container names the input whose body makes the call (its input id), so that the server knows the
-/// call's parent; 0 from a program.
-using call_header = std::tuple<std::uint64_t /*call id*/, std::string /*app*/, std::string /*function*/,
-                               std::uint8_t /*flags*/, std::vector<dependency>, std::uint64_t /*parent input id*/>;
-using result_header = std::tuple<std::uint64_t /*call id*/, std::uint8_t /*status*/>;
-using input_header = std::tuple<std::uint64_t /*input id*/, std::string /*call id*/>;
-using output_header = std::tuple<std::uint64_t /*input id*/, std::uint8_t /*status*/>;
-using cancel_header = std::tuple<std::uint64_t /*call id*/>;
-using cancel_input_header = std::tuple<std::uint64_t /*input id*/>;
-using await_call_header = std::tuple<std::uint64_t /*call id*/>;
-using release_header = std::tuple<std::uint64_t /*call id*/>;
-using request_header = std::tuple<std::uint64_t /*request id*/, std::string /*verb*/, std::string /*subject*/>;
-using progress_header =
-    std::tuple<std::uint64_t /*input id*/, double /*done*/, double /*total*/, std::string /*message*/>;
-using reply_header =
-    std::tuple<std::uint64_t /*request id*/, std::uint8_t /*status; an error record follows unless ok*/>;
-/// One row of the "apps" request: a deployed app and its functions' names and signatures.
-using app_row = std::tuple<std::string /*app*/, std::string /*digest*/, double /*deployed at, unix s*/,
-                           std::vector<std::tuple<std::string, std::string>> /*functions: name, signature*/>;
-/// One row of the "calls" request.
-using call_row = std::tuple<std::string /*call id*/, std::string /*app*/, std::string /*function*/,
-                            std::string /*status*/, double /*created, unix s*/, double /*duration s, or -1*/>;
-/// One row of the "containers" query.
-using container_row = std::tuple<std::uint64_t /*id*/, std::string /*app*/, std::string /*function*/,
-                                 std::string /*state*/, std::uint32_t /*inputs in flight*/, std::int64_t /*pid*/,
-                                 double /*uptime s*/, std::uint64_t /*rss bytes*/>;
+// The messages' headers and the rows of replies, each a struct whose fields travel in declaration order, after
+// the kind, as a MessagePack array (see positional.hpp; docs/protocol.md names the fields as they are named
+// here). Roles and statuses travel as integers.
+
+/// peer -> server, the first frame: who connects, with the server's token.
+struct hello_header {
+  std::uint32_t protocol;  // protocol_version
+  std::string token;
+  std::uint8_t role;           // peer_role
+  std::uint64_t container_id;  // FERRY_CONTAINER_ID for a container; 0 from a program
+  std::int64_t pid;
+  FERRY_WIRE_FIELDS(hello_header, protocol, token, role, container_id, pid);
+};
+
+/// server -> peer: the hello is accepted; frames up to `max_frame_size` bytes are welcome.
+struct welcome_header {
+  std::string server_version;
+  std::uint64_t max_frame_size;
+  FERRY_WIRE_FIELDS(welcome_header, server_version, max_frame_size);
+};
+
+/// server -> peer: the hello is not accepted, and why; the server closes the connection after it.
+struct refused_header {
+  std::string reason;
+  FERRY_WIRE_FIELDS(refused_header, reason);
+};
+
+/// How a function's failed attempts are retried.
+struct retry_spec {
+  std::int32_t max_retries;
+  std::uint32_t initial_delay_ms;
+  double backoff_coefficient;
+  std::uint32_t max_delay_ms;
+  FERRY_WIRE_FIELDS(retry_spec, max_retries, initial_delay_ms, backoff_coefficient, max_delay_ms);
+};
+
+/// A function of an app as its program declares it: its signature and how it runs.
+struct function_spec {
+  std::string name;
+  std::string signature;
+  std::int32_t max_inputs;  // at once, per container
+  std::int32_t max_containers;
+  std::uint32_t timeout_ms;  // of one attempt; 0: none
+  retry_spec retries;
+  std::int32_t min_containers;
+  std::int32_t buffer_containers;
+  std::uint32_t scaledown_window_ms;
+  std::string structs;  // the fields of the structs the signature mentions (function_entry::structs)
+  FERRY_WIRE_FIELDS(function_spec, name, signature, max_inputs, max_containers, timeout_ms, retries, min_containers,
+                    buffer_containers, scaledown_window_ms, structs);
+};
+
+/// client -> server: the app this program runs and its functions. `arguments` are the program's own
+/// (argv[1] on); its containers are started with them.
+struct register_app_header {
+  std::string app;
+  std::string executable;
+  std::vector<function_spec> functions;
+  std::vector<std::string> arguments;
+  FERRY_WIRE_FIELDS(register_app_header, app, executable, functions, arguments);
+};
+
+/// server -> client: whether the registration is in place; an error record follows unless `status` is ok.
+struct app_registered_header {
+  std::uint8_t status;
+  FERRY_WIRE_FIELDS(app_registered_header, status);
+};
+
+/// A call's argument that is another call's result: the argument's position (whose value in the payload is
+/// a nil placeholder) and that call's id, in the caller's numbering.
+struct dependency {
+  std::uint32_t position;
+  std::uint64_t call_id;
+  FERRY_WIRE_FIELDS(dependency, position, call_id);
+};
+
+/// caller -> server: run `app`.`function`; the payload is the arguments. A container names the attempt whose
+/// body makes the call, so that the server knows the call's parent; 0 from a program.
+struct call_header {
+  std::uint64_t call_id;  // the caller's numbering, echoed in the result
+  std::string app;
+  std::string function;
+  std::uint8_t flags;  // deliver_result | keep_result
+  std::vector<dependency> deps;
+  std::uint64_t parent_attempt_id;  // the wire called it "parent input id"
+  FERRY_WIRE_FIELDS(call_header, call_id, app, function, flags, deps, parent_attempt_id);
+};
+
+/// server -> caller: call `call_id` ended; the payload is its value, or an error record unless `status` is ok.
+struct result_header {
+  std::uint64_t call_id;
+  std::uint8_t status;
+  FERRY_WIRE_FIELDS(result_header, call_id, status);
+};
+
+/// server -> container: run attempt `attempt_id` of the call the server knows as `call_id`; the payload is
+/// the arguments.
+struct input_header {
+  std::uint64_t attempt_id;  // the server's numbering of attempts; the wire called it "input id"
+  std::string call_id;       // "fc-" and 16 hex digits, for error records and logs
+  FERRY_WIRE_FIELDS(input_header, attempt_id, call_id);
+};
+
+/// container -> server: attempt `attempt_id` ended; the payload is its value, or an error record unless
+/// `status` is ok (or, for tail_call, the id of the call whose result is the attempt's).
+struct output_header {
+  std::uint64_t attempt_id;
+  std::uint8_t status;
+  FERRY_WIRE_FIELDS(output_header, attempt_id, status);
+};
+
+/// caller -> server: cancel call `call_id`; the caller no longer waits for it.
+struct cancel_header {
+  std::uint64_t call_id;
+  FERRY_WIRE_FIELDS(cancel_header, call_id);
+};
+
+/// server -> container: cancel attempt `attempt_id`, which the container runs.
+struct cancel_input_header {
+  std::uint64_t attempt_id;
+  FERRY_WIRE_FIELDS(cancel_input_header, attempt_id);
+};
+
+/// caller -> server: send the result of call `call_id` (made without deliver_result) after all.
+struct await_call_header {
+  std::uint64_t call_id;
+  FERRY_WIRE_FIELDS(await_call_header, call_id);
+};
+
+/// caller -> server: the caller will not await or pass call `call_id` any more; its kept result may go.
+struct release_header {
+  std::uint64_t call_id;
+  FERRY_WIRE_FIELDS(release_header, call_id);
+};
+
+/// client -> server: a control request (see the verbs above); the payload is its arguments.
+struct request_header {
+  std::uint64_t request_id;  // the client's numbering, echoed in the reply
+  std::string verb;
+  std::string subject;
+  FERRY_WIRE_FIELDS(request_header, request_id, verb, subject);
+};
+
+/// server -> client: the answer to request `request_id`, or an error record unless `status` is ok.
+struct reply_header {
+  std::uint64_t request_id;
+  std::uint8_t status;
+  FERRY_WIRE_FIELDS(reply_header, request_id, status);
+};
+
+/// container -> server: how far attempt `attempt_id` has got (ferry::progress).
+struct progress_header {
+  std::uint64_t attempt_id;
+  double done;
+  double total;
+  std::string message;
+  FERRY_WIRE_FIELDS(progress_header, attempt_id, done, total, message);
+};
+
+/// A function of a deployed app, in an app_row.
+struct app_function {
+  std::string name;
+  std::string signature;
+  FERRY_WIRE_FIELDS(app_function, name, signature);
+};
+
+/// One row of the "apps" request: a deployed app and its functions.
+struct app_row {
+  std::string app;
+  std::string digest;  // the SHA-256 of its binary, in hex
+  double deployed_at;  // unix s
+  std::vector<app_function> functions;
+  FERRY_WIRE_FIELDS(app_row, app, digest, deployed_at, functions);
+};
+
+/// One row of the "calls" request: a spawned call.
+struct call_row {
+  std::string call_id;
+  std::string app;
+  std::string function;
+  std::string status;  // "pending", or the status's name once it ended
+  double created;      // unix s
+  double duration_s;   // -1 while unfinished
+  FERRY_WIRE_FIELDS(call_row, call_id, app, function, status, created, duration_s);
+};
+
+/// One row of the "containers" request.
+struct container_row {
+  std::uint64_t id;
+  std::string app;
+  std::string function;
+  std::string state;  // "starting", "ready", "stopping"
+  std::uint32_t inputs_in_flight;
+  std::int64_t pid;
+  double uptime_s;
+  std::uint64_t rss_bytes;
+  FERRY_WIRE_FIELDS(container_row, id, app, function, state, inputs_in_flight, pid, uptime_s, rss_bytes);
+};
 
 /// A line a container wrote to stdout or stderr, tagged with the call it wrote it for ("" when unknown);
 /// the header of a `log` message, and a row of the "logs" request.
 enum class log_stream : std::uint8_t { stdout_stream = 1, stderr_stream = 2 };
 /// A container's line written through the standard streams reaches its stdout or stderr pipe as
-/// "<log_tag><input id><log_tag><text>\n", naming the input it was written for.
+/// "<log_tag><attempt id><log_tag><text>\n", naming the attempt it was written for.
 inline constexpr char log_tag = '\x1f';
-using log_row =
-    std::tuple<std::uint64_t /*seq*/, double /*time, unix s*/, std::string /*app*/, std::string /*function*/,
-               std::string /*call id*/, std::uint8_t /*log_stream*/, std::string /*text, without its newline*/>;
+struct log_row {
+  std::uint64_t seq;
+  double time;  // unix s
+  std::string app;
+  std::string function;
+  std::string call_id;
+  std::uint8_t stream;  // log_stream
+  std::string text;     // without its newline
+  FERRY_WIRE_FIELDS(log_row, seq, time, app, function, call_id, stream, text);
+};
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);

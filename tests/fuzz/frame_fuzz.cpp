@@ -81,19 +81,19 @@ void decode_frame(const wire::frame& f) {
       decode_checked<wire::register_app_header>(f);
       return;
     case message_kind::app_registered:
-      decode_payload(f, std::get<0>(decode_checked<wire::app_registered_header>(f)));
+      decode_payload(f, decode_checked<wire::app_registered_header>(f).status);
       return;
     case message_kind::call:
       decode_checked<wire::call_header>(f);
       return;
     case message_kind::result:
-      decode_payload(f, std::get<1>(decode_checked<wire::result_header>(f)));
+      decode_payload(f, decode_checked<wire::result_header>(f).status);
       return;
     case message_kind::input:
       decode_checked<wire::input_header>(f);
       return;
     case message_kind::output:
-      decode_payload(f, std::get<1>(decode_checked<wire::output_header>(f)));
+      decode_payload(f, decode_checked<wire::output_header>(f).status);
       return;
     case message_kind::cancel:
       decode_checked<wire::cancel_header>(f);
@@ -111,7 +111,7 @@ void decode_frame(const wire::frame& f) {
       decode_checked<wire::request_header>(f);
       return;
     case message_kind::reply:
-      decode_payload(f, std::get<1>(decode_checked<wire::reply_header>(f)));
+      decode_payload(f, decode_checked<wire::reply_header>(f).status);
       return;
     case message_kind::log:
       decode_checked<wire::log_row>(f);

@@ -323,7 +323,7 @@ TEST_F(control_service_test, bad_deployments_are_refused_saying_what_to_fix) {
   EXPECT_EQ(bad_name.code, status::bad_arguments);
   EXPECT_THAT(bad_name.message(), HasSubstr("'my.app' is not a valid app name"));
   auto zero = spec("f");
-  std::get<2>(zero) = 0;  // max_inputs
+  zero.max_inputs = 0;
   const auto bad_spec = p.deploy("app", {zero});
   EXPECT_EQ(bad_spec.code, status::bad_arguments);
   EXPECT_THAT(bad_spec.message(), HasSubstr("function 'f': max_inputs and max_containers must be at least 1"));

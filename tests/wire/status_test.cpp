@@ -4,43 +4,22 @@
 #include <gtest/gtest.h>
 
 #include <ferry/detail/control_verb.hpp>
-#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "client/client.hpp"
+#include "doc_text.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::wire {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-/// The part of docs/`name` from the line starting `from` to the one starting `to`; fails the test when absent.
-std::string doc_section(const std::string& name, const std::string& from, const std::string& to) {
-  const std::string whole = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/" + name);
-  const std::size_t begin = whole.find(from);
-  const std::size_t end = whole.find(to, begin);
-  if (begin == std::string::npos || end == std::string::npos) {
-    ADD_FAILURE() << "docs/" << name << " has no part from '" << from << "' to '" << to << "'";
-    return "";
-  }
-  return whole.substr(begin, end - begin);
-}
-
-/// Each match of `pattern` in `text`, as its groups.
-std::vector<std::smatch> matches(const std::string& text, const std::regex& pattern) {
-  return {std::sregex_iterator(text.begin(), text.end(), pattern), std::sregex_iterator()};
-}
+using doc_text::doc_section;
+using doc_text::matches;
+using doc_text::read_file;
 
 TEST(status, docs_http_api_lists_every_error_status_with_the_tables_http_code) {
   const std::string doc = read_file(std::string(FERRY_SOURCE_DIR) + "/docs/http-api.md");
