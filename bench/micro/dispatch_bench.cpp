@@ -116,12 +116,12 @@ struct bench_host final : call_graph::host, scheduler::host {
   void unneeded(call_record&) override {}
   void forgetting(call_record&) override {}
   void emptied() override {}
-  bool send_input(container_record& c, std::uint64_t attempt_id, const call_record&) override {
+  bool send_input(container_record& c, attempt_id attempt, const call_record&) override {
     sent_to = &c;
-    sent_attempt = attempt_id;
+    sent_attempt = attempt;
     return true;
   }
-  void send_cancel(container_record&, std::uint64_t) override {}
+  void send_cancel(container_record&, attempt_id) override {}
   void disconnect(container_record&, const std::string&) override {}
   void refill(function_state&) override {}
   void output(container_record&, int, std::string_view) override {}
@@ -131,7 +131,7 @@ struct bench_host final : call_graph::host, scheduler::host {
 
   scheduler* sched = nullptr;
   container_record* sent_to = nullptr;
-  std::uint64_t sent_attempt = 0;
+  attempt_id sent_attempt{};
   buffer out;
 };
 
@@ -168,7 +168,7 @@ void BM_DispatchPickContainer(benchmark::State& state) {
   std::size_t i = 0;
   for (const auto& [id, c] : f.sched.containers()) {
     // Uneven loads, so that the scan's comparisons go both ways.
-    for (std::size_t k = 0; k < 100 + (i * 37) % 101; ++k) c->in_flight.emplace(preloaded++, &busy);
+    for (std::size_t k = 0; k < 100 + (i * 37) % 101; ++k) c->in_flight.emplace(attempt_id{preloaded++}, &busy);
     ++i;
   }
   call_record in;

@@ -31,6 +31,12 @@ struct container_record;
 
 enum class call_state { waiting, queued, running, backoff, done };
 
+/// An attempt of a call, as the scheduler numbers them: the `attempt_id` of the wire's input, output,
+/// cancel_input and progress messages. A type of its own, so that it is not taken for a call's id in the
+/// graph, a caller's call id or a container's id; number() gives the integer the wire carries.
+enum class attempt_id : std::uint64_t {};
+constexpr std::uint64_t number(attempt_id a) { return static_cast<std::uint64_t>(a); }
+
 /// What ferry::progress last reported for a call.
 struct progress_record {
   double done = 0;
@@ -51,11 +57,11 @@ struct call_record {
   /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
   /// re-queueing when a container is replaced.
   detail::buffer arguments;
-  std::uint64_t attempt_id = 0;         // the running attempt, as its container knows it (from input_header)
-  int attempts = 0;                     // attempts started
-  bool cancelled = false;               // by its caller: never retried
-  bool durable = false;                 // spawned: stored, and its outcome is stored when it ends
-  std::unique_ptr<clock::timer> timer;  // the running attempt's timeout, or the delay before a retry
+  ferry::server::attempt_id attempt_id{};  // the running attempt, as its container knows it (from input_header)
+  int attempts = 0;                        // attempts started
+  bool cancelled = false;                  // by its caller: never retried
+  bool durable = false;                    // spawned: stored, and its outcome is stored when it ends
+  std::unique_ptr<clock::timer> timer;     // the running attempt's timeout, or the delay before a retry
   /// Argument calls this one waits for, by argument position; each holds a reader count on the dep.
   std::vector<std::pair<std::uint32_t, call_record*>> deps;
   std::size_t unresolved = 0;               // deps not done yet

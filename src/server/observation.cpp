@@ -58,7 +58,7 @@ void observation::add_line(container_record& c, wire::log_stream stream, std::st
     std::uint64_t attempt = 0;
     if (close != std::string_view::npos &&
         std::from_chars(line.data() + 1, line.data() + close, attempt).ec == std::errc{}) {
-      if (auto a = c.in_flight.find(attempt); a != c.in_flight.end()) in = a->second;
+      if (auto a = c.in_flight.find(attempt_id{attempt}); a != c.in_flight.end()) in = a->second;
       line.remove_prefix(close + 1);
     }
   } else if (c.in_flight.size() == 1) {

@@ -56,13 +56,13 @@ void scheduler::ended(call_record& call, call_state was) {
   call.timer.reset();
 }
 
-void scheduler::start_attempt(call_record& call, container_record& c, std::uint64_t attempt_id) {
+void scheduler::start_attempt(call_record& call, container_record& c, attempt_id attempt) {
   call.state = call_state::running;
   call.container = &c;
   call.container_id = c.id;
-  call.attempt_id = attempt_id;
+  call.attempt_id = attempt;
   ++call.attempts;
-  c.in_flight.emplace(attempt_id, &call);
+  c.in_flight.emplace(attempt, &call);
   c.idle_since.reset();
 }
 
@@ -87,10 +87,10 @@ void scheduler::dispatch(function_state& fn) {
     container_record* target = least_loaded_ready(fn);
     if (!target) break;
     call_record& call = *fn.queue.front();
-    const std::uint64_t attempt_id = next_attempt_id_++;
+    const attempt_id attempt{++attempts_started_};
     bool sent = false;
     try {
-      sent = host_.send_input(*target, attempt_id, call);
+      sent = host_.send_input(*target, attempt, call);
     } catch (const PayloadTooLargeError& e) {
       graph_.fail(call, {status::payload_too_large, "", e.what(), fn.name, call.call_id, ""});
       continue;
@@ -100,9 +100,9 @@ void scheduler::dispatch(function_state& fn) {
       continue;
     }
     fn.queue.pop_front();
-    start_attempt(call, *target, attempt_id);
+    start_attempt(call, *target, attempt);
     if (fn.timeout.count() > 0) {
-      call.timer = clock_.after(fn.timeout, [this, id = call.id, attempt_id] { time_out(id, attempt_id); });
+      call.timer = clock_.after(fn.timeout, [this, id = call.id, attempt] { time_out(id, attempt); });
     }
   }
   scale(fn);
@@ -210,10 +210,10 @@ void scheduler::disconnected(container_record& c) {
   terminate_container(c);
 }
 
-scheduler::answer scheduler::answered(container_record& c, std::uint64_t attempt_id, status outcome) {
-  auto it = c.in_flight.find(attempt_id);
+scheduler::answer scheduler::answered(container_record& c, attempt_id attempt, status outcome) {
+  auto it = c.in_flight.find(attempt);
   if (it == c.in_flight.end()) return {};
-  c.stopping_attempts.erase(attempt_id);
+  c.stopping_attempts.erase(attempt);
   call_record* call = it->second;
   if (!call) {  // an attempt given up on: its answer comes too late, but its slot is free again
     c.in_flight.erase(it);
@@ -248,11 +248,11 @@ void scheduler::cancel_running(call_record& call) {
   await_attempt_stop(*call.container, call.attempt_id);
 }
 
-void scheduler::time_out(std::uint64_t call_id, std::uint64_t attempt_id) {
+void scheduler::time_out(std::uint64_t call_id, attempt_id attempt) {
   call_record* found = graph_.find(call_id);
   if (!found) return;
   call_record& call = *found;
-  if (call.state != call_state::running || call.attempt_id != attempt_id || !call.container) return;
+  if (call.state != call_state::running || call.attempt_id != attempt || !call.container) return;
   function_state& fn = *call.function;
   spdlog::warn("call {} of '{}' timed out after {} ms (attempt {})", call.call_id, fn.name, fn.timeout.count(),
                call.attempts);
@@ -265,12 +265,12 @@ void scheduler::time_out(std::uint64_t call_id, std::uint64_t attempt_id) {
                        fn.name, call.call_id, ""});
 }
 
-void scheduler::await_attempt_stop(container_record& c, std::uint64_t attempt_id) {
-  auto& timer = c.stopping_attempts[attempt_id];
+void scheduler::await_attempt_stop(container_record& c, attempt_id attempt) {
+  auto& timer = c.stopping_attempts[attempt];
   if (timer) return;
-  timer = clock_.after(options_.cancel_grace, [this, &c, attempt_id] {
-    if (!c.in_flight.contains(attempt_id)) return;
-    replace_container(c, "attempt " + std::to_string(attempt_id) + " did not stop within " +
+  timer = clock_.after(options_.cancel_grace, [this, &c, attempt] {
+    if (!c.in_flight.contains(attempt)) return;
+    replace_container(c, "attempt " + std::to_string(number(attempt)) + " did not stop within " +
                              std::to_string(options_.cancel_grace.count()) + " ms of being cancelled");
   });
 }

@@ -43,9 +43,9 @@ struct container_record {
   clock::time_point started_at;
   /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
   /// its slot until the container answers it, or is replaced.
-  std::unordered_map<std::uint64_t, call_record*> in_flight;
+  std::unordered_map<attempt_id, call_record*> in_flight;
   /// Attempts asked to stop (cancelled, timed out), each with the grace period it has left.
-  std::unordered_map<std::uint64_t, std::unique_ptr<clock::timer>> stopping_attempts;
+  std::unordered_map<attempt_id, std::unique_ptr<clock::timer>> stopping_attempts;
   bool stop_requested = false;     // the server stopped it (scale-down, shutdown, replacement): not a crash
   bool replaced = false;           // killed for an attempt that would not stop: its other inputs are re-queued
   bool connect_timed_out = false;  // killed because it did not connect in time: a failed start
@@ -89,11 +89,11 @@ class scheduler {
   /// What the scheduler asks of the server around it.
   class host {
    public:
-    /// Sends attempt `attempt_id` of `call` to container `c`. False when its connection has just closed
+    /// Sends attempt `attempt` of `call` to container `c`. False when its connection has just closed
     /// (its exit comes shortly). Throws PayloadTooLargeError when the input exceeds the frame limit.
-    virtual bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) = 0;
-    /// Asks container `c` to stop attempt `attempt_id` (cancelled, or out of time), if it is connected.
-    virtual void send_cancel(container_record& c, std::uint64_t attempt_id) = 0;
+    virtual bool send_input(container_record& c, attempt_id attempt, const call_record& call) = 0;
+    /// Asks container `c` to stop attempt `attempt` (cancelled, or out of time), if it is connected.
+    virtual void send_cancel(container_record& c, attempt_id attempt) = 0;
     /// Closes container `c`'s connection, if it has one; `c.session` is null afterwards.
     virtual void disconnect(container_record& c, const std::string& why) = 0;
     /// `fn`'s queue has room: calls that wait elsewhere (spawned calls in the store) may join it now.
@@ -137,13 +137,13 @@ class scheduler {
   /// Container `c`'s connection has closed: it is made to exit; its exit fails or retries its attempts.
   void disconnected(container_record& c);
 
-  /// What container `c` answering attempt `attempt_id` with `outcome` means.
+  /// What container `c` answering attempt `attempt` with `outcome` means.
   struct answer {
     bool known = false;           // false: `c` runs no such attempt (a protocol error)
     call_record* call = nullptr;  // null for an attempt given up on, whose late answer frees its slot only
   };
   /// Frees the attempt's slot; the caller then completes, fails or retries the call, and dispatches.
-  answer answered(container_record& c, std::uint64_t attempt_id, wire::status outcome);
+  answer answered(container_record& c, attempt_id attempt, wire::status outcome);
   /// After a failed attempt (let go of by `answered`): queues another after the retry delay, or fails the
   /// call with `error`, saying how many attempts it had.
   void retry_or_fail(call_record& call, wire::error_record error);
@@ -163,13 +163,13 @@ class scheduler {
   bool draining() const { return draining_; }
 
  private:
-  void start_attempt(call_record& call, container_record& c, std::uint64_t attempt_id);
+  void start_attempt(call_record& call, container_record& c, attempt_id attempt);
   /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
   /// container answers or is replaced).
   void detach_attempt(call_record& call, bool abandon);
-  void time_out(std::uint64_t call, std::uint64_t attempt_id);
+  void time_out(std::uint64_t call, attempt_id attempt);
   /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
-  void await_attempt_stop(container_record& c, std::uint64_t attempt_id);
+  void await_attempt_stop(container_record& c, attempt_id attempt);
   void replace_container(container_record& c, const std::string& why);
   void launch_container(function_state& fn);
   void on_exit(std::uint64_t container_id, const container_exit& exit);
@@ -192,7 +192,7 @@ class scheduler {
   scheduler_options options_;
   container_map containers_;
   std::uint64_t next_container_id_ = 1;
-  std::uint64_t next_attempt_id_ = 1;
+  std::uint64_t attempts_started_ = 0;  // the last attempt_id given
   bool draining_ = false;
   std::unique_ptr<clock::timer> drain_timer_;
 };

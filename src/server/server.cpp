@@ -365,7 +365,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
   in.created = std::chrono::steady_clock::now();
   in.created_at = unix_now();
   if (parent_attempt != 0 && s.container) {
-    auto parent = s.container->in_flight.find(parent_attempt);
+    auto parent = s.container->in_flight.find(attempt_id{parent_attempt});
     if (parent != s.container->in_flight.end() && parent->second) {
       in.parent_call_id = parent->second->call_id;
       in.parent_input = parent->second->id;
@@ -482,7 +482,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
     c.drained_at_read = s.connection->reads_completed();
   }
   const auto outcome = static_cast<status>(st);
-  const auto answer = sched->answered(c, attempt_id, outcome);
+  const auto answer = sched->answered(c, ferry::server::attempt_id{attempt_id}, outcome);
   if (!answer.known) {
     s.connection->close("output for input " + std::to_string(attempt_id) + ", which this container is not running",
                         /*flush=*/true);
@@ -516,15 +516,15 @@ void server::state::on_output(session& s, const wire::frame& f) {
   sched->dispatch(fn);
 }
 
-bool server::state::send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) {
+bool server::state::send_input(container_record& c, attempt_id attempt, const call_record& call) {
   if (!c.session) return false;
   return c.session->connection->send(
-      message_kind::input, wire::input_header{attempt_id, call.call_id},
+      message_kind::input, wire::input_header{number(attempt), call.call_id},
       [&](detail::buffer& out) { out.append(call.arguments.data(), call.arguments.size()); });
 }
 
-void server::state::send_cancel(container_record& c, std::uint64_t attempt_id) {
-  if (c.session) c.session->connection->send(message_kind::cancel_input, wire::cancel_input_header{attempt_id});
+void server::state::send_cancel(container_record& c, attempt_id attempt) {
+  if (c.session) c.session->connection->send(message_kind::cancel_input, wire::cancel_input_header{number(attempt)});
 }
 
 void server::state::disconnect(container_record& c, const std::string& why) {
@@ -576,7 +576,7 @@ session* server::state::log_recipient(const call_record& in) {
 void server::state::on_progress(session& s, const wire::frame& f) {
   auto [attempt, done, total, message] = f.decode_header<wire::progress_header>();
   if (!s.container) return;
-  auto it = s.container->in_flight.find(attempt);
+  auto it = s.container->in_flight.find(attempt_id{attempt});
   if (it == s.container->in_flight.end() || !it->second) return;  // ended meanwhile
   call_record& in = *it->second;
   obs->progress(in, done, total, std::move(message));

@@ -125,8 +125,8 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void tail_call(call_record& original, call_record& target);
 
   // The scheduler's host (see scheduler::host).
-  bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) override;
-  void send_cancel(container_record& c, std::uint64_t attempt_id) override;
+  bool send_input(container_record& c, attempt_id attempt, const call_record& call) override;
+  void send_cancel(container_record& c, attempt_id attempt) override;
   void disconnect(container_record& c, const std::string& why) override;
   void refill(function_state& fn) override { control->refill(fn); }
   void output(container_record& c, int stream, std::string_view chunk) override { obs->output(c, stream, chunk); }

@@ -75,11 +75,11 @@ class parts final : public call_graph::host, public scheduler::host, public cont
   void forgetting(call_record&) override {}
   void emptied() override {}
 
-  bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) override {
-    sent.push_back({c.id, attempt_id, call.call_id});
+  bool send_input(container_record& c, attempt_id attempt, const call_record& call) override {
+    sent.push_back({c.id, attempt, call.call_id});
     return true;
   }
-  void send_cancel(container_record&, std::uint64_t) override {}
+  void send_cancel(container_record&, attempt_id) override {}
   void disconnect(container_record&, const std::string&) override {}
   void refill(function_state& fn) override { control.refill(fn); }
   void output(container_record&, int, std::string_view) override {}
@@ -149,7 +149,7 @@ class parts final : public call_graph::host, public scheduler::host, public cont
 
   struct sent_input {
     std::uint64_t container;
-    std::uint64_t attempt;
+    attempt_id attempt;
     std::string call_id;
   };
   fake_clock time;

@@ -52,7 +52,7 @@ class observation_test : public ::testing::Test, public observation::host {
   }
 
   /// Attempt `attempt` of calls[i] runs in the container.
-  void running(std::uint64_t attempt, int i) { container.in_flight.emplace(attempt, &calls[i]); }
+  void running(std::uint64_t attempt, int i) { container.in_flight.emplace(attempt_id{attempt}, &calls[i]); }
   void write(int stream, std::string_view chunk) { obs.output(container, stream, chunk); }
   /// What a body writes through std::cout while attempt `attempt` runs: the line names the attempt.
   static std::string tagged(std::uint64_t attempt, const std::string& text) {
@@ -73,7 +73,7 @@ TEST_F(observation_test, a_line_goes_to_the_call_it_names_or_to_the_only_call_ru
   running(12, 1);
   write(1, tagged(12, "from the second") + tagged(11, "from the first"));
   write(1, "untagged, with two calls running\n");
-  container.in_flight.erase(12);
+  container.in_flight.erase(attempt_id{12});
   write(2, "untagged, with one call running\n");
   write(1, tagged(99, "an attempt that has ended"));
   EXPECT_THAT(lines,

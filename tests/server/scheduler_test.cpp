@@ -33,7 +33,7 @@ constexpr auto connect_timeout = 10s;
 /// An input the scheduler sent: to which container, as which attempt, of which call.
 struct sent_input {
   std::uint64_t container;
-  std::uint64_t attempt;
+  attempt_id attempt;
   std::uint64_t call;
 };
 
@@ -70,11 +70,11 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
   void emptied() override {}
 
   // The scheduler's host.
-  bool send_input(container_record& c, std::uint64_t attempt_id, const call_record& call) override {
-    sent.push_back({c.id, attempt_id, call.id});
+  bool send_input(container_record& c, attempt_id attempt, const call_record& call) override {
+    sent.push_back({c.id, attempt, call.id});
     return true;
   }
-  void send_cancel(container_record& c, std::uint64_t attempt_id) override { cancels.emplace_back(c.id, attempt_id); }
+  void send_cancel(container_record& c, attempt_id attempt) override { cancels.emplace_back(c.id, attempt); }
   void disconnect(container_record& c, const std::string& why) override { disconnects[c.id] = why; }
   void refill(function_state&) override {}
   void output(container_record&, int, std::string_view) override {}
@@ -129,9 +129,9 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
                   scheduler_options{cancel_grace, stop_grace, connect_timeout, "127.0.0.1:5555", "secret"}};
   std::uint64_t next_call = 1;
   std::vector<sent_input> sent;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> cancels;  // (container, attempt)
-  std::map<std::uint64_t, std::string> disconnects;              // by container
-  std::map<std::uint64_t, call_end> ends;                        // by call
+  std::vector<std::pair<std::uint64_t, attempt_id>> cancels;  // (container, attempt)
+  std::map<std::uint64_t, std::string> disconnects;           // by container
+  std::map<std::uint64_t, call_end> ends;                     // by call
   std::vector<std::string> warnings;
 };
 
