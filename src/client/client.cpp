@@ -3,13 +3,18 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <climits>
 #include <cstdlib>
 #include <ferry/errors.hpp>
+#include <iterator>
+#include <mutex>
 #include <string_view>
 
 #include "base/check.hpp"
@@ -57,16 +62,67 @@ std::chrono::milliseconds connect_options::default_connect_timeout() {
 
 client::client() = default;
 
-std::shared_ptr<client> client::connect(const connect_options& options, container_handlers handlers) {
-  // The last reference may go on the I/O thread itself (a future's completion holds one), where the
-  // destructor could not join that thread: destroy it from a thread of its own then.
-  std::shared_ptr<client> c(new client(), [](client* p) {
-    if (std::this_thread::get_id() == p->io_thread_.get_id()) {
-      std::thread([p] { delete p; }).detach();
-    } else {
-      delete p;
+namespace {
+
+/// Clients whose last reference went on their own I/O thread (a future's completion can hold it): that thread
+/// can neither join itself nor destroy the io_context it runs. It closes the connection, stops once the close
+/// has failed what was still pending, and leaves the client here, to be destroyed (its thread joined) on a
+/// thread that can: by the next connect(), or at exit. Touched only then, never per call.
+class orphanage {
+ public:
+  void adopt(client* c, std::thread::id io_thread) {
+    std::lock_guard lock(mu_);
+    orphans_.push_back({io_thread, std::unique_ptr<client>(c)});
+  }
+  /// Destroys the clients adopted so far, on the calling thread (but one whose I/O thread this is).
+  void destroy_orphans() {
+    std::vector<orphan> destroyed;
+    {
+      std::lock_guard lock(mu_);
+      const auto mine = std::partition(orphans_.begin(), orphans_.end(),
+                                       [](const orphan& o) { return o.io_thread == std::this_thread::get_id(); });
+      std::move(mine, orphans_.end(), std::back_inserter(destroyed));
+      orphans_.erase(mine, orphans_.end());
     }
-  });
+  }
+
+ private:
+  struct orphan {
+    std::thread::id io_thread;
+    std::unique_ptr<client> owned;
+  };
+  std::mutex mu_;
+  std::vector<orphan> orphans_;  // guarded by mu_
+};
+
+/// Never destroyed, so that a client orphaned while the process exits still finds it; the clients in it are
+/// destroyed at exit by `at_exit` below (connect() makes both exist before the first client).
+orphanage& orphans() {
+  static orphanage& o = *new orphanage;
+  return o;
+}
+
+struct destroy_orphans_at_exit {
+  ~destroy_orphans_at_exit() { orphans().destroy_orphans(); }
+};
+
+}  // namespace
+
+void client::drop_last_reference(client* c) {
+  if (std::this_thread::get_id() != c->io_thread_.get_id()) {
+    delete c;
+    return;
+  }
+  orphans().adopt(c, c->io_thread_.get_id());
+  c->orphaned_ = true;
+  c->close();
+  if (c->closed_.load()) c->io_.stop();  // otherwise on_close stops it, once it has failed what is pending
+}
+
+std::shared_ptr<client> client::connect(const connect_options& options, container_handlers handlers) {
+  static destroy_orphans_at_exit at_exit;
+  orphans().destroy_orphans();
+  std::shared_ptr<client> c(new client(), drop_last_reference);
   c->handlers_ = std::move(handlers);
   c->server_ = options.server;
   // Containers' lines for this program's calls go to its terminal, unless FERRY_STREAM_LOGS=0.
@@ -133,7 +189,7 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
   c->connection_->send(wire::message_kind::hello,
                        wire::hello_header{wire::protocol_version, token, static_cast<std::uint8_t>(options.role),
                                           options.container_id, static_cast<std::int64_t>(::getpid())});
-  pending_call& welcome = c->wait(c->handshake_);
+  handshake_wait& welcome = c->wait(c->handshake_);
   if (welcome.connection_error == no_welcome) {
     throw ConnectionError("the server at " + where +
                           " accepted the connection but did not answer ferry's handshake "
@@ -156,11 +212,17 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
 
 client::~client() {
   close();
-  io_.stop();
-  if (io_thread_.joinable()) io_thread_.join();
+  if (io_thread_.joinable()) {
+    // on_close first: it fails what is still pending, so that no completion is destroyed unrun. The I/O
+    // thread is running (an orphan's stops only after on_close), so it comes.
+    closed_.wait(false);
+    io_.stop();
+    io_thread_.join();
+  }
 }
 
-client::pending_call& client::wait(pending_call& call) {
+template <class Wait>
+Wait& client::wait(Wait& call) {
   FERRY_CHECK(std::this_thread::get_id() != io_thread_.get_id(), "a blocking ferry call on the client's I/O thread");
   wire::send_batch::flush_this_thread();
   call.done.wait(false, std::memory_order_acquire);
@@ -178,7 +240,7 @@ void client::register_app(const std::string& app, const std::string& executable,
                          wire::register_app_header{app, executable, specs, arguments})) {
     throw ConnectionError("lost the connection to the ferry server at " + server_.to_string());
   }
-  pending_call& reply = wait(handshake_);
+  handshake_wait& reply = wait(handshake_);
   if (!reply.connection_error.empty()) {
     throw ConnectionError("the ferry server at " + server_.to_string() +
                           " closed the connection while registering app '" + app + "': " + reply.connection_error);
@@ -186,43 +248,54 @@ void client::register_app(const std::string& app, const std::string& executable,
   if (reply.status != wire::status::ok) throw_call_error(reply.status, wire::decode_error(reply.payload.view()));
 }
 
-std::uint64_t client::add_pending(pending_call* call) {
-  std::lock_guard lock(mu_);
-  if (!closed_reason_.empty()) {
-    throw ConnectionError("cannot call '" + call->function + "': the connection to the ferry server at " +
-                          server_.to_string() + " is closed (" + closed_reason_ + ")");
-  }
-  const std::uint64_t id = next_call_id_++;
-  pending_.emplace(id, call);
-  return id;
-}
-
-std::uint64_t client::next_id() {
-  std::lock_guard lock(mu_);
-  return next_call_id_++;
+void client::add_pending(std::uint64_t id, pending_call& call, std::string_view verb) {
+  if (pending_.add(id, call)) return;
+  throw ConnectionError("cannot " + std::string(verb) + " '" + call.function +
+                        "': the connection to the ferry server at " + server_.to_string() + " is closed (" +
+                        pending_.closed_reason() + ")");
 }
 
 void client::send_call(std::uint64_t id, const call_request& request) {
+  connection_->send(wire::message_kind::call,
+                    wire::call_header{id, request.function.app, request.function.name, request.flags, request.deps,
+                                      request.parent_input},
+                    request.encode_args);
+}
+
+void client::send_request(std::uint64_t id, detail::control_verb verb, const std::string& subject,
+                          const std::function<void(detail::buffer&)>& write) {
+  connection_->send(wire::message_kind::request, wire::request_header{id, std::string(name(verb)), subject},
+                    [&](detail::buffer& out) {
+                      if (write) write(out);
+                    });
+}
+
+template <class Send>
+detail::buffer client::call_and_wait(std::string function, const Send& send) {
+  blocking_wait slot;
+  pending_call call{[&slot](std::exception_ptr error, detail::buffer result) {
+                      slot.error = std::move(error);
+                      slot.result = std::move(result);
+                      slot.done.store(true, std::memory_order_release);
+                      slot.done.notify_one();
+                    },
+                    std::move(function)};
+  const std::uint64_t id = next_id();
+  add_pending(id, call, "call");
   try {
-    connection_->send(wire::message_kind::call,
-                      wire::call_header{id, request.function.app, request.function.name, request.flags, request.deps,
-                                        request.parent_input},
-                      request.encode_args);
+    // When the connection has closed meanwhile (send returns false), on_close fails the call.
+    send(id);
   } catch (...) {
-    std::lock_guard lock(mu_);
-    pending_.erase(id);
-    throw;
+    if (pending_.take(id)) throw;  // not sent: nothing will answer it
+    // Taken already: the connection closed, and the completion has filled the slot (or is filling it).
   }
+  wait(slot);
+  if (slot.error) std::rethrow_exception(slot.error);
+  return std::move(slot.result);
 }
 
 detail::buffer client::call(const call_request& request) {
-  pending_call call;
-  call.function = request.function.name;
-  const std::uint64_t id = add_pending(&call);
-  send_call(id, request);
-  wait(call);
-  if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
-  return std::move(call.payload);
+  return call_and_wait(request.function.name, [&](std::uint64_t id) { send_call(id, request); });
 }
 
 wire::function_spec spec_of(const detail::function_entry& f) {
@@ -245,114 +318,88 @@ wire::function_spec spec_of(const detail::function_entry& f) {
 
 detail::buffer client::request(detail::control_verb verb, const std::string& subject,
                                const std::function<void(detail::buffer&)>& write) {
-  pending_call call;
-  call.function = std::string(name(verb)) + " " + subject;
-  const std::uint64_t id = add_pending(&call);
-  send_request(id, verb, subject, write);
-  wait(call);
-  if (std::exception_ptr error = error_of(call)) std::rethrow_exception(error);
-  return std::move(call.payload);
+  return call_and_wait(std::string(name(verb)) + " " + subject,
+                       [&](std::uint64_t id) { send_request(id, verb, subject, write); });
 }
 
 std::uint64_t client::request_async(detail::control_verb verb, const std::string& subject,
                                     const std::function<void(detail::buffer&)>& write, call_callback done) {
-  auto call = std::make_unique<pending_call>();
-  call->function = std::string(name(verb)) + " " + subject;
-  call->callback = std::move(done);
-  const std::uint64_t id = add_pending(call.get());
-  pending_call* raw = call.release();  // owned by pending_ until completed
+  pending_call call{std::move(done), std::string(name(verb)) + " " + subject};
+  const std::uint64_t id = next_id();
+  add_pending(id, call, "call");
   try {
     send_request(id, verb, subject, write);
   } catch (...) {
-    delete raw;  // send_request took it out of pending_
-    throw;
+    if (pending_.take(id)) throw;
   }
   return id;
 }
 
-void client::abandon(std::uint64_t id) {
-  std::unique_ptr<pending_call> call;
-  {
-    std::lock_guard lock(mu_);
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return;  // answered (or being answered) already
-    call.reset(it->second);
-    pending_.erase(it);
-  }
-}
-
-void client::send_request(std::uint64_t id, detail::control_verb verb, const std::string& subject,
-                          const std::function<void(detail::buffer&)>& write) {
-  // When the connection has closed, on_close fails every pending call, this one included.
-  try {
-    connection_->send(wire::message_kind::request, wire::request_header{id, std::string(name(verb)), subject},
-                      [&](detail::buffer& out) {
-                        if (write) write(out);
-                      });
-  } catch (...) {
-    std::lock_guard lock(mu_);
-    pending_.erase(id);
-    throw;
-  }
-}
+void client::abandon(std::uint64_t id) { pending_.take(id); }
 
 void client::start_call(const call_request& request, call_handler handler) {
-  auto call = std::make_unique<pending_call>();
-  call->function = request.function.name;
+  // The handler's executor counts this call as work until the completion has been handed to it: its loop
+  // cannot run out of work, end and be destroyed while the I/O thread is still waking it.
+  auto work = asio::prefer(asio::get_associated_executor(handler, io_.get_executor()),
+                           asio::execution::outstanding_work.tracked);
   auto slot = asio::get_associated_cancellation_slot(handler);
-  call->handler.emplace(std::move(handler));
-  const std::uint64_t id = add_pending(call.get());
-  pending_call* raw = call.release();  // owned by pending_ until completed
+  struct hand_to_executor {
+    call_handler handler;
+    decltype(work) executor;
+    void operator()(std::exception_ptr error, detail::buffer result) {
+      // Off the I/O thread (a cancel on the caller's own thread), the handler may run inline.
+      const auto held = std::move(executor);
+      held.execute([handler = std::move(handler), error, result = std::move(result)]() mutable {
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) slot.clear();
+        std::move(handler)(error, std::move(result));
+      });
+    }  // (the work ends here, after execute has returned)
+  };
+  pending_call call{hand_to_executor{std::move(handler), std::move(work)}, request.function.name};
+  const std::uint64_t id = next_id();
+  if (!pending_.add(id, call)) {
+    std::move(call.complete)(std::make_exception_ptr(ConnectionError(
+                                 "cannot call '" + call.function + "': the connection to the ferry server at " +
+                                 server_.to_string() + " is closed (" + pending_.closed_reason() + ")")),
+                             {});
+    return;
+  }
   if (slot.is_connected()) slot.assign([this, id](asio::cancellation_type) { cancel_call(id); });
   try {
     send_call(id, request);
   } catch (...) {
-    if (slot.is_connected()) slot.clear();
-    std::unique_ptr<pending_call> owned(raw);
-    std::move (*owned->handler)(std::current_exception(), detail::buffer{});
+    if (auto taken = pending_.take(id)) {
+      if (slot.is_connected()) slot.clear();
+      std::move(taken->complete)(std::current_exception(), {});
+    }
   }
 }
 
 std::uint64_t client::submit(const call_request& request, call_callback done) {
+  const std::uint64_t id = next_id();
   if (!(request.flags & wire::deliver_result)) {
-    const std::uint64_t id = next_id();
     send_call(id, request);
     return id;
   }
-  auto call = std::make_unique<pending_call>();
-  call->function = request.function.name;
-  call->callback = std::move(done);
-  call->group = request.group;
-  const std::uint64_t id = add_pending(call.get());
-  call.release();  // owned by pending_ until completed
-  send_call(id, request);
+  if (!done) done = [](std::exception_ptr, detail::buffer) {};  // nobody reads the result, but the call is cancellable
+  pending_call call{std::move(done), request.function.name, request.group};
+  add_pending(id, call, "call");
+  try {
+    send_call(id, request);
+  } catch (...) {
+    if (pending_.take(id)) throw;
+  }
   return id;
 }
 
 void client::cancel_group(const void* group) {
-  std::vector<std::uint64_t> ids;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [id, call] : pending_) {
-      if (call->group == group) ids.push_back(id);
-    }
-  }
-  for (std::uint64_t id : ids) cancel_call(id);
+  for (std::uint64_t id : pending_.ids_in_group(group)) cancel_call(id);
 }
 
 void client::await_call(std::uint64_t call_id, const std::string& function, call_callback done) {
-  auto call = std::make_unique<pending_call>();
-  call->function = function;
-  call->callback = std::move(done);
-  {
-    std::lock_guard lock(mu_);
-    if (!closed_reason_.empty()) {
-      throw ConnectionError("cannot await '" + function + "': the connection to the ferry server at " +
-                            server_.to_string() + " is closed (" + closed_reason_ + ")");
-    }
-    pending_.emplace(call_id, call.get());
-  }
-  call.release();
+  pending_call call{std::move(done), function};
+  add_pending(call_id, call, "await");
   connection_->send(wire::message_kind::await_call, wire::await_call_header{call_id});
 }
 
@@ -361,74 +408,39 @@ void client::release(std::uint64_t call_id) {
 }
 
 void client::cancel_call(std::uint64_t id) {
-  pending_call* call = nullptr;
-  {
-    std::lock_guard lock(mu_);
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return;  // already completing
-    call = it->second;
-    pending_.erase(it);
-  }
+  std::optional<pending_call> call = pending_.take(id);
+  if (!call) return;  // ended already, or ending
   connection_->send(wire::message_kind::cancel, wire::cancel_header{id});
-  call->status = wire::status::cancelled;
-  call->payload.clear();
-  wire::encode_error(call->payload, {wire::status::cancelled, "", "the call of '" + call->function + "' was cancelled",
-                                     call->function, "", ""});
-  complete(call);
+  detail::buffer record;
+  wire::encode_error(record, {wire::status::cancelled, "", "the call of '" + call->function + "' was cancelled",
+                              call->function, "", ""});
+  finish(std::move(*call), wire::status::cancelled, std::move(record), {});
 }
 
-std::exception_ptr client::error_of(const pending_call& call) const {
-  if (!call.connection_error.empty()) {
+std::exception_ptr client::error_of(const std::string& function, wire::status status, const detail::buffer& payload,
+                                    const std::string& connection_error) const {
+  if (!connection_error.empty()) {
     return std::make_exception_ptr(ConnectionError(
-        "lost the connection to the ferry server at " + server_.to_string() + " while calling '" + call.function +
-        "' (" + call.connection_error +
+        "lost the connection to the ferry server at " + server_.to_string() + " while calling '" + function + "' (" +
+        connection_error +
         "); the call may or may not have run: call it again if that is safe, and use .spawn() for calls that must "
         "survive a server restart"));
   }
-  if (call.status != wire::status::ok) {
+  if (status != wire::status::ok) {
     try {
-      return call_error(call.status, wire::decode_error(call.payload.view()));
+      return call_error(status, wire::decode_error(payload.view()));
     } catch (const DecodeError& e) {
-      return std::make_exception_ptr(Error("the error of '" + call.function + "' does not decode: " + e.what()));
+      return std::make_exception_ptr(Error("the error of '" + function + "' does not decode: " + e.what()));
     }
   }
   return nullptr;
 }
 
-namespace {
-std::mutex completion_posts;
-}  // namespace
-
-completion_post::completion_post() : lock_(completion_posts) {}
-
-void wait_for_completion_posts() { std::lock_guard lock(completion_posts); }
-
-void client::complete(pending_call* call) {
-  if (call->callback) {
-    std::unique_ptr<pending_call> owned(call);
-    std::exception_ptr error = error_of(*owned);
-    owned->callback(error, error ? detail::buffer{} : std::move(owned->payload));
-    return;
-  }
-  if (!call->handler) {
-    call->done.store(true, std::memory_order_release);
-    call->done.notify_one();
-    return;
-  }
-  // An async caller: complete on its own executor, after detaching its cancellation slot there.
-  std::unique_ptr<pending_call> owned(call);
-  std::exception_ptr error = error_of(*owned);
-  // From the I/O thread (which never runs the caller's executor, so this never resumes the caller inline),
-  // a hand-off to another thread's loop: under completion_post. From cancel_call, on the caller's own
-  // thread, the handler may run inline, and must not run holding completion_post.
-  auto executor = asio::get_associated_executor(*owned->handler, io_.get_executor());
-  std::optional<completion_post> posting;
-  if (std::this_thread::get_id() == io_thread_.get_id()) posting.emplace();
-  executor.execute([owned = std::move(owned), error]() mutable {
-    auto slot = asio::get_associated_cancellation_slot(*owned->handler);
-    if (slot.is_connected()) slot.clear();
-    std::move (*owned->handler)(error, error ? detail::buffer{} : std::move(owned->payload));
-  });
+void client::finish(pending_call call, wire::status status, detail::buffer payload,
+                    const std::string& connection_error) {
+  std::exception_ptr error = error_of(call.function, status, payload, connection_error);
+  if (error) payload.clear();
+  std::move(call.complete)(std::move(error), std::move(payload));
 }
 
 void client::send_output(std::uint64_t input_id, wire::status status,
@@ -460,17 +472,20 @@ void print_log_line(const wire::log_row& line) {
 }
 
 void client::answer(std::uint64_t id, wire::status status, std::span<const char> payload) {
-  pending_call* call = nullptr;
-  {
-    std::lock_guard lock(mu_);
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return;  // a call whose caller gave up; nothing waits for it
-    call = it->second;
-    pending_.erase(it);
-  }
-  call->status = status;
-  call->payload.append(payload.data(), payload.size());
-  complete(call);
+  std::optional<pending_call> call = pending_.take(id);
+  if (!call) return;  // a call whose caller gave up; nothing waits for it
+  detail::buffer result;
+  result.append(payload.data(), payload.size());
+  finish(std::move(*call), status, std::move(result), {});
+}
+
+void client::end_handshake(wire::status status, std::span<const char> payload) {
+  if (handshake_deadline_) handshake_deadline_->cancel();
+  handshake_.status = status;
+  handshake_.payload.clear();
+  handshake_.payload.append(payload.data(), payload.size());
+  handshake_.done.store(true, std::memory_order_release);
+  handshake_.done.notify_one();
 }
 
 void client::on_frame(const wire::frame& f) {
@@ -504,33 +519,18 @@ void client::on_frame(const wire::frame& f) {
       return;
     }
     case wire::message_kind::welcome: {
-      if (handshake_deadline_) handshake_deadline_->cancel();
       auto [version, max_frame_size] = f.decode_header<wire::welcome_header>();
       connection_->set_peer_max_frame_size(max_frame_size);
       connection_->set_max_frame_size(max_frame_size);
-      handshake_.status = wire::status::ok;
-      handshake_.done.store(true, std::memory_order_release);
-      handshake_.done.notify_one();
-      return;
+      return end_handshake(wire::status::ok, {});
     }
     case wire::message_kind::refused: {
-      if (handshake_deadline_) handshake_deadline_->cancel();
       auto [reason] = f.decode_header<wire::refused_header>();
-      handshake_.status = wire::status::internal;
-      handshake_.payload.clear();
-      handshake_.payload.append(reason.data(), reason.size());
-      handshake_.done.store(true, std::memory_order_release);
-      handshake_.done.notify_one();
-      return;
+      return end_handshake(wire::status::internal, reason);
     }
     case wire::message_kind::app_registered: {
       auto [status] = f.decode_header<wire::app_registered_header>();
-      handshake_.status = static_cast<wire::status>(status);
-      handshake_.payload.clear();
-      handshake_.payload.append(f.payload.data(), f.payload.size());
-      handshake_.done.store(true, std::memory_order_release);
-      handshake_.done.notify_one();
-      return;
+      return end_handshake(static_cast<wire::status>(status), f.payload);
     }
     default:
       throw DecodeError("a message a client receives", wire::to_string(f.kind));
@@ -538,23 +538,16 @@ void client::on_frame(const wire::frame& f) {
 }
 
 void client::on_close(const std::string& reason) {
-  std::unordered_map<std::uint64_t, pending_call*> failed;
-  {
-    std::lock_guard lock(mu_);
-    closed_reason_ = reason.empty() ? "closed" : reason;
-    failed.swap(pending_);
-  }
-  for (auto& [id, call] : failed) {
-    call->connection_error = closed_reason_;
-    complete(call);
-  }
+  const std::string why = reason.empty() ? "closed" : reason;
+  for (pending_call& call : pending_.close(why)) finish(std::move(call), wire::status::ok, {}, why);
   if (!handshake_.done.load()) {
-    handshake_.connection_error = closed_reason_;
+    handshake_.connection_error = why;
     handshake_.done.store(true, std::memory_order_release);
     handshake_.done.notify_one();
   }
   closed_.store(true);
   closed_.notify_all();
+  if (orphaned_) io_.stop();  // see drop_last_reference
 }
 
 void client::close() {
@@ -563,8 +556,7 @@ void client::close() {
 
 std::string client::wait_closed() {
   closed_.wait(false);
-  std::lock_guard lock(mu_);
-  return closed_reason_;
+  return pending_.closed_reason();
 }
 
 }  // namespace ferry::client

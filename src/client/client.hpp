@@ -1,9 +1,14 @@
 // The process's one connection to the server, shared by every call the process makes and, in a container,
 // by the inputs it serves. Calls are multiplexed by id.
 //
-// Concurrency: thread-safe. The connection and its handlers run on the client's own I/O thread. Blocking
-// callers wait on their own pending_call without holding any lock; async callers' completions are posted
-// to their own executors.
+// Concurrency: thread-safe. The connection and its handlers run on the client's own I/O thread. The calls
+// waited on are in one pending_calls table (sharded; see pending_calls.hpp), each with one call_completion,
+// run by whichever thread ends the call, never under a lock: blocking callers wait on their own slot, async
+// callers' completions are handed to their own executors, callbacks run on the I/O thread.
+//
+// Lifetime: shared. Whoever drops the last reference closes the connection (failing the calls still waiting
+// with ConnectionError) and joins the I/O thread; when that is the I/O thread itself (a completion held the
+// last reference), see orphans in client.cpp.
 #pragma once
 
 #include <atomic>
@@ -18,13 +23,13 @@
 #include <ferry/detail/function_entry.hpp>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
+#include "client/pending_calls.hpp"
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
 
@@ -105,9 +110,11 @@ class client {
   /// Makes a call and blocks for its encoded result; throws the error the call ended with.
   detail::buffer call(const call_request& request);
 
-  /// Starts a call whose completion `handler` receives on its associated executor. The handler's
-  /// cancellation slot, when connected, cancels the call: the server is told to cancel the input and the
-  /// handler completes at once with CancelledError.
+  /// Starts a call whose completion `handler` receives on its associated executor (ConnectionError when the
+  /// connection has closed). The handler's cancellation slot, when connected, cancels the call: the server is
+  /// told to cancel the input and the handler completes at once with CancelledError. Until the handler has
+  /// been handed to its executor, that executor counts it as outstanding work, so that its event loop does not
+  /// end (and go) while the I/O thread still hands it the completion.
   void start_call(const call_request& request, call_handler handler);
 
   /// Submits a call and returns its id. With wire::deliver_result in the flags, `done` runs on the I/O
@@ -123,7 +130,8 @@ class client {
   std::uint64_t request_async(detail::control_verb verb, const std::string& subject,
                               const std::function<void(detail::buffer&)>& write, call_callback done);
 
-  /// Stops waiting for request `id`: its answer, if one comes, is dropped, and its `done` never runs.
+  /// Stops waiting for request `id`: its answer, if one comes, is dropped, and its `done` never runs (unless it
+  /// is running already: the answer came first), and is destroyed on this thread.
   void abandon(std::uint64_t id);
 
   /// Cancels call `call_id` (one this program submitted with deliver_result, or awaits): the server is told
@@ -163,33 +171,47 @@ class client {
   std::string server_address() const { return server_.to_string(); }
 
  private:
-  struct pending_call {
-    std::string function;
-    std::atomic<bool> done{false};  // blocking callers wait on it
-    // Async callers are completed through it instead. Always emplaced, never assigned: Boost 1.81's
-    // any_completion_handler move assignment recurses into its converting constructor.
-    std::optional<call_handler> handler;
-    call_callback callback;  // futures: completed on the I/O thread
+  /// A blocked caller's slot, which its call's completion fills.
+  struct blocking_wait {
+    std::atomic<bool> done{false};
+    std::exception_ptr error;
+    detail::buffer result;
+  };
+  /// The handshake's (and register_app's) answer, which is not a call.
+  struct handshake_wait {
+    std::atomic<bool> done{false};
     wire::status status = wire::status::ok;
     detail::buffer payload;
     std::string connection_error;  // set when the connection closed first
-    const void* group = nullptr;   // see call_request::group
   };
 
   client();
-  std::uint64_t add_pending(pending_call* call);
-  std::uint64_t next_id();
+  std::uint64_t next_id() { return next_call_id_.fetch_add(1, std::memory_order_relaxed); }
+  /// Adds `call` under `id`; once the connection has closed, throws ConnectionError saying that it cannot
+  /// `verb` (e.g. "call") its function, and leaves `call` as it was.
+  void add_pending(std::uint64_t id, pending_call& call, std::string_view verb);
+  /// Waits on the calling thread (never the I/O thread) until `call` is done, after sending what it batched.
+  template <class Wait>
+  Wait& wait(Wait& call);
+  /// A blocking call or request: adds it under a new id, sends it with `send(id)`, and waits for its result.
+  template <class Send>
+  detail::buffer call_and_wait(std::string function, const Send& send);
   void send_call(std::uint64_t id, const call_request& request);
   void send_request(std::uint64_t id, detail::control_verb verb, const std::string& subject,
                     const std::function<void(detail::buffer&)>& write);
-  void complete(pending_call* call);
+  /// Runs `call`'s completion with what it ended with: an error (`status`, its error record in `payload`, or the
+  /// connection's end) or the encoded result.
+  void finish(pending_call call, wire::status status, detail::buffer payload, const std::string& connection_error);
   void cancel_call(std::uint64_t id);
-  std::exception_ptr error_of(const pending_call& call) const;
+  std::exception_ptr error_of(const std::string& function, wire::status status, const detail::buffer& payload,
+                              const std::string& connection_error) const;
   void on_frame(const wire::frame& f);
   /// Completes pending call (or request) `id` with what the server answered.
   void answer(std::uint64_t id, wire::status status, std::span<const char> payload);
+  void end_handshake(wire::status status, std::span<const char> payload);
   void on_close(const std::string& reason);
-  pending_call& wait(pending_call& call);
+  /// The shared_ptr's deleter: the destructor, or when on the I/O thread, see orphans in client.cpp.
+  static void drop_last_reference(client* c);
 
   boost::asio::io_context io_;
   std::shared_ptr<wire::connection> connection_;
@@ -198,29 +220,13 @@ class client {
   log_handler on_log_;  // I/O thread only, once connected
   endpoint server_;
 
-  std::mutex mu_;
-  std::uint64_t next_call_id_ = 1;                               // guarded by mu_
-  std::unordered_map<std::uint64_t, pending_call*> pending_;     // guarded by mu_
-  pending_call handshake_;                                       // the welcome or app_registered being awaited
+  std::atomic<std::uint64_t> next_call_id_{1};
+  pending_calls pending_;
+  handshake_wait handshake_;                                     // the welcome or app_registered being awaited
   std::optional<boost::asio::steady_timer> handshake_deadline_;  // I/O thread only
-  std::string closed_reason_;                                    // guarded by mu_; non-empty once closed
+  bool orphaned_ = false;  // I/O thread only: the last reference went there; stop once closed
   std::atomic<bool> closed_{false};
 };
-
-/// Held by an I/O thread while it hands a call's completion to the event loop awaiting it (post, execute).
-/// Asio wakes the loop's thread after releasing the loop's lock, so a hand-off can still be running when the
-/// loop has run the completion and returned: whoever destroys an event loop calls
-/// wait_for_completion_posts() first (found by ThreadSanitizer).
-class completion_post {
- public:
-  completion_post();
-
- private:
-  std::lock_guard<std::mutex> lock_;
-};
-
-/// Returns once no completion_post is held.
-void wait_for_completion_posts();
 
 /// Prints a streamed line on this program's terminal, tagged with its function and call: stdout lines to
 /// stdout, stderr lines to stderr, each with one write.

@@ -129,7 +129,6 @@ void run_to_completion(Task<void> task) {
   std::exception_ptr error;
   asio::co_spawn(loop, std::move(task), [&error](std::exception_ptr e) { error = e; });
   wire::run_batched(loop);
-  client::wait_for_completion_posts();  // before the loop is destroyed: see completion_post
   if (error) std::rethrow_exception(error);
 }
 

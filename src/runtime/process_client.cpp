@@ -6,6 +6,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/function.hpp>
@@ -95,24 +96,37 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, detail::buffer)>(
       [&](auto awaiting) {
         // Completed once, by the I/O thread's answer or by the cancellation, whichever reaches the awaiting
-        // coroutine's executor first: both are posted there, so `op` is confined to it (but `ended`).
+        // coroutine's executor first: both are posted there, so `handler` is confined to it.
+        //
+        // Once the await has ended the loop may end, and whoever owns it may destroy it: an answer must not be
+        // handed to it then, nor be still waking it. So `work` (the loop's executor, counting the await as
+        // outstanding work) is held until one side claims the await: the I/O thread, to hand over the answer
+        // (it lets go of the work once the answer is posted, so the loop runs at least until then), or the
+        // loop, when a cancellation ends the await first (it lets go at once, and an answer after that is
+        // dropped). The claim is one atomic per await: no lock is shared with other awaits or other loops.
         struct operation {
+          enum claimant : int { nobody, answer, cancellation };
           explicit operation(decltype(awaiting) h, const std::function<std::string()>& cancel)
               : executor(asio::get_associated_executor(h)),
+                work(asio::prefer(executor, asio::execution::outstanding_work.tracked)),
                 slot(asio::get_associated_cancellation_slot(h)),
                 on_cancel(cancel) {
             handler.emplace(std::move(h));
           }
           std::optional<decltype(awaiting)> handler;
           asio::any_io_executor executor;
+          asio::any_io_executor work;  // owned by whoever claims the await
           asio::cancellation_slot slot;
           const std::function<std::string()>& on_cancel;  // (the caller's, alive while the await is pending)
-          /// Set once the await has ended: an answer that comes after a cancellation is not posted to a loop
-          /// that may have gone (read under completion_post, which whoever destroys a loop waits for).
-          std::atomic<bool> ended{false};
+          std::atomic<int> claimed{nobody};
+
+          bool claim(claimant who) {
+            int expected = nobody;
+            return claimed.compare_exchange_strong(expected, who, std::memory_order_acq_rel);
+          }
           void finish(std::exception_ptr error, detail::buffer payload) {
             if (!handler) return;
-            ended = true;
+            if (claim(cancellation)) work = {};
             if (slot.is_connected()) slot.clear();
             auto h = std::move(*handler);
             handler.reset();
@@ -130,11 +144,11 @@ Task<detail::buffer> await_io_completion(const std::function<void(client::call_c
           });
         }
         start([op](std::exception_ptr error, detail::buffer payload) {
-          const client::completion_post posting;
-          if (op->ended) return;
-          asio::post(op->executor,
+          if (!op->claim(operation::answer)) return;  // the await has ended: its loop may have gone
+          const asio::any_io_executor work = std::move(op->work);
+          asio::post(work,
                      [op, error, payload = std::move(payload)]() mutable { op->finish(error, std::move(payload)); });
-        });
+        });  // (the work ends here, once the answer is posted)
       },
       asio::use_awaitable);
 }
