@@ -77,7 +77,7 @@ struct call_record {
   std::shared_ptr<const std::string> first_failure;
   // What observers see (the HTTP API, the dashboard, metrics).
   std::string parent_call_id;               // the call whose body made this one; "" when a program made it
-  std::uint64_t parent_input = 0;           // that call's input id: its logs go where the parent's go
+  std::uint64_t parent_input = 0;           // that call's id in the graph: its logs go where the parent's go
   std::vector<std::string> arguments_from;  // the calls whose results are its arguments
   double created_at = 0;                    // unix s
   std::chrono::steady_clock::time_point created;
