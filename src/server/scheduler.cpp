@@ -24,6 +24,12 @@ std::string container_record::stderr_of(const std::string& call_id) const {
 
 namespace {
 
+/// What a lost container's error adds about its stderr.
+std::string tail_note(const std::string& tail) {
+  if (tail.empty()) return "; it wrote nothing to stderr";
+  return "; its stderr ended with:\n" + tail;
+}
+
 /// The ready container of `fn` with the fewest attempts in flight and room for another, or null.
 container_record* least_loaded_ready(const function_state& fn) {
   container_record* target = nullptr;

@@ -197,9 +197,4 @@ class scheduler {
   std::unique_ptr<clock::timer> drain_timer_;
 };
 
-inline std::string tail_note(const std::string& tail) {
-  if (tail.empty()) return "; it wrote nothing to stderr";
-  return "; its stderr ended with:\n" + tail;
-}
-
 }  // namespace ferry::server
