@@ -469,6 +469,8 @@ TEST(chaos, a_container_frozen_with_sigstop_has_its_inputs_time_out_and_retried_
               frozen.emplace(rows[0].pid, server.proc().pid());
               frozen_id = rows[0].id;
               ASSERT_EQ(::kill(frozen->pid, SIGSTOP), 0);
+              // Open the gate only once every thread has stopped: one that was running could still see it.
+              ASSERT_TRUE(wait_until_stopped(frozen->pid, 10s)) << "container " << frozen->pid << " did not stop";
               std::ofstream(dir + "/gate") << "open\n";
               for (auto& f : calls) {
                 try {
@@ -527,6 +529,7 @@ TEST(chaos, a_frozen_container_the_server_stops_is_killed_after_the_grace_period
               frozen.emplace(rows[0].pid, server.proc().pid());
               frozen_id = rows[0].id;
               ASSERT_EQ(::kill(frozen->pid, SIGSTOP), 0);
+              ASSERT_TRUE(wait_until_stopped(frozen->pid, 10s)) << "container " << frozen->pid << " did not stop";
             }),
             0);
   ASSERT_TRUE(frozen);

@@ -318,18 +318,47 @@ std::optional<process_sample> sample_process(pid_t pid) {
   return s;
 }
 
-pid_t parent_of(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+namespace {
+/// State letter and parent of the task whose stat file is `path` ("/proc/PID/stat" or
+/// "/proc/PID/task/TID/stat"); nullopt when it is gone.
+std::optional<std::pair<char, pid_t>> read_stat(const std::string& path) {
+  std::ifstream stat(path);
   std::string all;
-  if (!std::getline(stat, all)) return -1;
+  if (!std::getline(stat, all)) return std::nullopt;
   // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, so parse after the last ')'.
   const auto close = all.rfind(')');
-  if (close == std::string::npos) return -1;
+  if (close == std::string::npos) return std::nullopt;
   std::istringstream rest(all.substr(close + 1));
-  std::string state;
+  char state = '?';
   pid_t ppid = -1;
-  rest >> state >> ppid;
-  return ppid;
+  if (!(rest >> state >> ppid)) return std::nullopt;
+  return std::pair{state, ppid};
+}
+}  // namespace
+
+pid_t parent_of(pid_t pid) {
+  const auto stat = read_stat("/proc/" + std::to_string(pid) + "/stat");
+  return stat ? stat->second : -1;
+}
+
+bool wait_until_stopped(pid_t pid, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool all = true, any = false;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(tasks, ec); !ec && it != std::filesystem::directory_iterator();
+         it.increment(ec)) {
+      const auto stat = read_stat(it->path().string() + "/stat");
+      if (!stat) continue;  // a thread that just exited
+      any = true;
+      all = all && stat->first == 'T';
+    }
+    if (ec) return false;
+    if (any && all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
 }
 
 }  // namespace e2e

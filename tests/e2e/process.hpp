@@ -112,6 +112,10 @@ struct process_sample {
 std::optional<process_sample> sample_process(pid_t pid);
 /// The parent of `pid` per /proc/PID/stat; -1 when it is gone.
 pid_t parent_of(pid_t pid);
+/// Waits until every thread of `pid` is stopped (state T in /proc/PID/task/*/stat). kill(SIGSTOP) returns
+/// before the threads stop: each stops when it next enters the kernel, so one running a body may still
+/// finish it. False after `limit`, or when the process is gone.
+bool wait_until_stopped(pid_t pid, std::chrono::milliseconds limit);
 
 /// Sets environment variables for the life of the object (restoring the old values after).
 class scoped_env {
