@@ -69,8 +69,8 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
   fn.app = &app;
   fn.name = "double_it";
   session caller;
-  caller.id = 1;
-  std::unordered_map<std::uint64_t, std::unique_ptr<call_record>> inputs;
+  caller.id = session_id{1};
+  std::unordered_map<graph_id, std::unique_ptr<call_record>> inputs;
   std::uint64_t next_input_id = 1;
   for (auto _ : state) {
     auto [caller_call_id, app_name, function_name, flags, deps, parent_attempt] = f.decode_header<wire::call_header>();
@@ -78,7 +78,7 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
     auto owned = std::make_unique<call_record>();
     call_record& in = *owned;
     in.call_id = format_call_id(0x1234'5678'0000'0000 + next_input_id);
-    in.id = next_input_id++;
+    in.id = graph_id{next_input_id++};
     in.caller_session = caller.id;
     in.caller_call_id = caller_call_id;
     in.flags = flags;
@@ -92,7 +92,7 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
     fn.queue.push_back(&in);
     benchmark::DoNotOptimize(fn.queue.back());
     // (Forget it again, so that every iteration starts from the same state.)
-    const std::uint64_t id = in.id;
+    const graph_id id = in.id;
     fn.queue.pop_front();
     caller.open_calls.erase(caller_call_id);
     inputs.erase(id);
@@ -108,8 +108,7 @@ struct bench_host final : call_graph::host, scheduler::host {
   void ended(call_record& c, call_state was) override { sched->ended(c, was); }
   void deliver(call_record& c) override {
     out.clear();
-    wire::frame_writer writer(out, wire::message_kind::result,
-                              wire::result_header{c.caller_call_id, static_cast<std::uint8_t>(c.outcome)});
+    wire::frame_writer writer(out, wire::message_kind::result, wire::result_header{c.caller_call_id, c.outcome});
     writer.payload().append(c.result.data(), c.result.size());
     writer.finish();
   }
@@ -146,7 +145,7 @@ struct scheduled_function {
     fn.min_containers = static_cast<int>(n);
     host.sched = &sched;
     sched.scale(fn);
-    for (const auto& [id, process] : launcher.launched) sched.connected(id);
+    for (const auto& [id, process] : launcher.launched) sched.connected(container_id{id});
   }
   app_instance app;
   function_state& fn = app.functions["double_it"];
@@ -216,8 +215,7 @@ void BM_DispatchCallToResult(benchmark::State& state) {
   }
   buffer encoded;
   {
-    wire::frame_writer w(encoded, wire::message_kind::output,
-                         wire::output_header{1, static_cast<std::uint8_t>(wire::status::ok)});
+    wire::frame_writer w(encoded, wire::message_kind::output, wire::output_header{1, wire::status::ok});
     w.payload().append(result.data(), result.size());
     w.finish();
   }
@@ -227,7 +225,7 @@ void BM_DispatchCallToResult(benchmark::State& state) {
   std::uint64_t next_id = 1;
   for (auto _ : state) {
     auto owned = std::make_unique<call_record>();
-    owned->id = next_id++;
+    owned->id = graph_id{next_id++};
     owned->caller_call_id = 7;
     owned->flags = wire::deliver_result;
     owned->function = &f.fn;

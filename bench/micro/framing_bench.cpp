@@ -48,7 +48,7 @@ void write_call_frame(buffer& out, std::uint64_t id, const A& argument) {
 /// One output frame as the container runtime sends it: the output header, then the already encoded result
 /// appended (container_runtime.cpp's send_output callback).
 void write_output_frame(buffer& out, std::uint64_t input_id, const buffer& result) {
-  frame_writer writer(out, message_kind::output, output_header{input_id, static_cast<std::uint8_t>(status::ok)});
+  frame_writer writer(out, message_kind::output, output_header{input_id, status::ok});
   writer.payload().append(result.data(), result.size());
   writer.finish();
 }

@@ -283,8 +283,8 @@ int list_calls(const server_target& target, const call_filter& filter) {
 /// One line of `ferry logs`: when, which function and call, and the text.
 void print_log_row(const wire::log_row& row) {
   std::printf("%s %s %s%s%s| %s\n", format_time(row.time).c_str(), row.function.c_str(), row.call_id.c_str(),
-              row.call_id.empty() ? "" : " ",
-              row.stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? "!" : "", row.text.c_str());
+              row.call_id.empty() ? "" : " ", row.stream == wire::log_stream::stderr_stream ? "!" : "",
+              row.text.c_str());
   std::fflush(stdout);
 }
 

@@ -445,8 +445,7 @@ void client::finish(pending_call call, wire::status status, detail::buffer paylo
 
 void client::send_output(std::uint64_t input_id, wire::status status,
                          const std::function<void(detail::buffer&)>& write) {
-  connection_->send(wire::message_kind::output, wire::output_header{input_id, static_cast<std::uint8_t>(status)},
-                    write);
+  connection_->send(wire::message_kind::output, wire::output_header{input_id, status}, write);
 }
 
 void client::send_progress(std::uint64_t input_id, double done, double total, const std::string& message) {
@@ -467,7 +466,7 @@ void print_log_line(const wire::log_row& line) {
   out += "] ";
   out += text;
   out += '\n';
-  const int fd = stream == static_cast<std::uint8_t>(wire::log_stream::stderr_stream) ? STDERR_FILENO : STDOUT_FILENO;
+  const int fd = stream == wire::log_stream::stderr_stream ? STDERR_FILENO : STDOUT_FILENO;
   print_lines(fd, out);
 }
 
@@ -492,11 +491,11 @@ void client::on_frame(const wire::frame& f) {
   switch (f.kind) {
     case wire::message_kind::result: {
       auto [id, status] = f.decode_header<wire::result_header>();
-      return answer(id, static_cast<wire::status>(status), f.payload);
+      return answer(id, status, f.payload);
     }
     case wire::message_kind::reply: {
       auto [id, status] = f.decode_header<wire::reply_header>();
-      return answer(id, static_cast<wire::status>(status), f.payload);
+      return answer(id, status, f.payload);
     }
     case wire::message_kind::input: {
       auto [id, call_id] = f.decode_header<wire::input_header>();
@@ -530,7 +529,7 @@ void client::on_frame(const wire::frame& f) {
     }
     case wire::message_kind::app_registered: {
       auto [status] = f.decode_header<wire::app_registered_header>();
-      return end_handshake(static_cast<wire::status>(status), f.payload);
+      return end_handshake(status, f.payload);
     }
     default:
       throw DecodeError("a message a client receives", wire::to_string(f.kind));

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/clock.hpp"
+#include "server/ids.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
@@ -66,12 +67,14 @@ struct app_instance {
   std::string name;
   std::string executable;
   std::vector<std::string> arguments;  // what its containers' main gets after the program's name
-  std::uint64_t owner_session = 0;     // 0 for a deployed app
+  session_id owner_session{};          // {} for a deployed app
   std::string declared_name;           // the name its binary gives it (a deployment may rename it)
   std::string digest;                  // of a deployed app's binary
   double deployed_at = 0;
   bool stopped = false;  // its program has gone, or it was stopped or redeployed: no new containers
   std::map<std::string, function_state> functions;
+
+  bool deployed() const { return owner_session == session_id{}; }
 };
 
 /// Adds functions to `app` as `specs` declare them, each with its counters from `metrics`; returns what is

@@ -76,7 +76,7 @@ void call_graph::make_ready(call_record& in) {
 void call_graph::detach_from_deps(call_record& in) {
   auto deps = std::move(in.deps);
   in.deps.clear();
-  std::vector<std::uint64_t> ids;
+  std::vector<graph_id> ids;
   ids.reserve(deps.size());
   for (auto& [position, dep] : deps) {
     std::erase(dep->consumers, &in);
@@ -84,7 +84,7 @@ void call_graph::detach_from_deps(call_record& in) {
     ids.push_back(dep->id);
   }
   // (By id: letting go of one may cancel and forget another among them.)
-  for (std::uint64_t id : ids) {
+  for (graph_id id : ids) {
     if (call_record* dep = find(id)) let_go(*dep);
   }
 }
@@ -185,7 +185,7 @@ void call_graph::settle(call_record& in) {
   reset_on_exit reset{settling_};
   settle_now(in);
   while (!unsettled_.empty()) {
-    const std::uint64_t id = unsettled_.front();
+    const graph_id id = unsettled_.front();
     unsettled_.pop_front();
     if (call_record* call = find(id)) settle_now(*call);
   }

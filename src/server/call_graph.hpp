@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "server/clock.hpp"
+#include "server/ids.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
@@ -30,12 +31,6 @@ struct function_state;
 struct container_record;
 
 enum class call_state { waiting, queued, running, backoff, done };
-
-/// An attempt of a call, as the scheduler numbers them: the `attempt_id` of the wire's input, output,
-/// cancel_input and progress messages. A type of its own, so that it is not taken for a call's id in the
-/// graph, a caller's call id or a container's id; number() gives the integer the wire carries.
-enum class attempt_id : std::uint64_t {};
-constexpr std::uint64_t number(attempt_id a) { return static_cast<std::uint64_t>(a); }
 
 /// What ferry::progress last reported for a call.
 struct progress_record {
@@ -47,9 +42,9 @@ struct progress_record {
 /// One call, from the moment the server accepts it until nobody needs its result any more: a node of the
 /// graph that futures passed as arguments, and tail calls, make of calls.
 struct call_record {
-  std::uint64_t id = 0;
+  graph_id id{};
   std::string call_id;
-  std::uint64_t caller_session = 0;  // whose call this is, in whose numbering caller_call_id is
+  session_id caller_session{};  // whose call this is, in whose numbering caller_call_id is
   std::uint64_t caller_call_id = 0;
   std::uint8_t flags = 0;  // wire::deliver_result | wire::keep_result
   function_state* function = nullptr;
@@ -77,11 +72,11 @@ struct call_record {
   std::shared_ptr<const std::string> first_failure;
   // What observers see (the HTTP API, the dashboard, metrics).
   std::string parent_call_id;               // the call whose body made this one; "" when a program made it
-  std::uint64_t parent_input = 0;           // that call's id in the graph: its logs go where the parent's go
+  graph_id parent{};                        // that call: its logs go where the parent's go; {} for none
   std::vector<std::string> arguments_from;  // the calls whose results are its arguments
   double created_at = 0;                    // unix s
   std::chrono::steady_clock::time_point created;
-  std::uint64_t container_id = 0;  // of the latest attempt
+  container_id last_container{};  // of the latest attempt
   std::unique_ptr<progress_record> progress;
 };
 
@@ -94,9 +89,9 @@ class call_numbering {
  public:
   explicit call_numbering(std::uint64_t base) : base_(base) {}
   /// A new call: its id in the graph, and its call id.
-  std::pair<std::uint64_t, std::string> next() {
+  std::pair<graph_id, std::string> next() {
     const std::uint64_t id = next_++;
-    return {id, format_call_id(base_ + id)};
+    return {graph_id{id}, format_call_id(base_ + id)};
   }
 
  private:
@@ -159,7 +154,7 @@ class call_graph {
   /// Frees `call`, which never started and which nothing reads (a spawned call the store refused).
   void discard(call_record& call);
 
-  call_record* find(std::uint64_t id) const {
+  call_record* find(graph_id id) const {
     auto it = calls_.find(id);
     return it == calls_.end() ? nullptr : it->second.get();
   }
@@ -180,12 +175,12 @@ class call_graph {
   void forget(call_record& call);
 
   host& host_;
-  std::unordered_map<std::uint64_t, std::unique_ptr<call_record>> calls_;
+  std::unordered_map<graph_id, std::unique_ptr<call_record>> calls_;
   /// Calls whose results exist and whose consumers have not been told yet (see settle).
-  std::deque<std::uint64_t> unsettled_;
+  std::deque<graph_id> unsettled_;
   bool settling_ = false;
   /// Calls to look at for drop_if_unneeded.
-  std::deque<std::uint64_t> unneeded_;
+  std::deque<graph_id> unneeded_;
   bool dropping_ = false;
 };
 

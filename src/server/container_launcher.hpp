@@ -9,11 +9,13 @@
 #include <string>
 #include <string_view>
 
+#include "server/ids.hpp"
+
 namespace ferry::server {
 
 /// What a container needs to start: the binary, which function it serves, and how to reach the server.
 struct container_spec {
-  std::uint64_t id = 0;
+  container_id id{};
   std::string executable;
   std::vector<std::string> arguments;  // argv[1] on (argv[0] is the executable)
   std::string app;

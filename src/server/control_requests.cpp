@@ -24,8 +24,7 @@ void server::state::reply(const control_answer& answer, status code,
   auto it = sessions.find(answer.session_id);
   if (it == sessions.end()) return;
   try {
-    it->second->connection->send(message_kind::reply,
-                                 wire::reply_header{answer.request_id, static_cast<std::uint8_t>(code)}, write);
+    it->second->connection->send(message_kind::reply, wire::reply_header{answer.request_id, code}, write);
   } catch (const PayloadTooLargeError& e) {
     reply_error(answer, {status::payload_too_large, "", e.what(), "", "", ""});
   }

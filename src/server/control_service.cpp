@@ -77,7 +77,7 @@ std::vector<wire::container_row> control_service::container_rows() const {
   std::vector<wire::container_row> rows;
   for (const auto& [id, c] : sched_.containers()) {
     const std::chrono::duration<double> uptime = now - c->started_at;
-    rows.emplace_back(c->id, c->function->app->name, c->function->name, to_string(c->state),
+    rows.emplace_back(number(c->id), c->function->app->name, c->function->name, to_string(c->state),
                       static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(),
                       c->process->rss_bytes());
   }
@@ -222,13 +222,13 @@ void control_service::retire(std::unique_ptr<app_instance> app, app_instance* su
   }
   // Calls still waiting for their arguments, or for a retry, follow the queued ones. (The retired app goes
   // once its containers have: nothing else may point at it by then.)
-  std::vector<std::uint64_t> pending;
+  std::vector<graph_id> pending;
   for (const auto& [id, in] : graph_.calls()) {
     if (in->function->app == app.get() && (in->state == call_state::waiting || in->state == call_state::backoff)) {
       pending.push_back(id);
     }
   }
-  for (std::uint64_t id : pending) {
+  for (graph_id id : pending) {
     call_record* found = graph_.find(id);  // failing one may have failed (and forgotten) a consumer among them
     if (!found) continue;
     call_record& in = *found;
@@ -261,7 +261,7 @@ void control_service::spawn(function_state& fn, const std::string& key, std::spa
   state_store::spawned_call stored{numbers_.next().second, fn.app->name, fn.name, key, {}, unix_now(), next_seq_++};
   stored.arguments.append(arguments.data(), arguments.size());
   if (!key.empty()) unflushed_keys_.emplace(key, stored.call_id);
-  std::uint64_t id = 0;
+  graph_id id{};
   std::size_t& unstored = unstored_[{fn.app->name, fn.name}];
   if (fn.backlogged || fn.queue.size() + unstored >= options_.max_queued_inputs) {
     // Beyond what the server keeps queued in memory: the call waits in the store, and is loaded as the queue
@@ -343,7 +343,7 @@ void control_service::flush_spawns() {
     spdlog::error("{}", failure);
   }
   for (const auto& [answer, id, call_id] : spawned) {
-    if (id == 0) {  // in the backlog: stored, nothing to start
+    if (id == graph_id{}) {  // in the backlog: stored, nothing to start
       if (failure.empty()) {
         host_.reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, call_id); });
       } else {

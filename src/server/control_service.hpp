@@ -34,7 +34,7 @@ namespace ferry::server {
 /// Where the answer to one control request goes: a session's `reply` frame (by ids: once the session has
 /// gone, the answer goes nowhere), or, for the server's own requests (the HTTP API's), a function.
 struct control_answer {
-  std::uint64_t session_id = 0;
+  ferry::server::session_id session_id{};
   std::uint64_t request_id = 0;
   std::function<void(wire::status, std::span<const char>)> to;  // when set, instead of a reply frame
 };
@@ -149,7 +149,7 @@ class control_service {
   std::unordered_map<std::string, std::string> unflushed_keys_;  // idempotency key -> call id, until stored
   struct spawn_reply {
     control_answer answer;
-    std::uint64_t id;  // the call's in the graph; 0: a call stored in the backlog only
+    graph_id id;  // {}: a call stored in the backlog only
     std::string call_id;
   };
   std::int64_t next_seq_ = 1;                  // the order of spawns (see state_store::spawned_call::seq)

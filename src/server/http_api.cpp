@@ -168,7 +168,7 @@ json::object app_json(const app_instance& app) {
         {"containers", fn.containers.size()}});
   }
   return {{"name", app.name},
-          {"kind", app.owner_session ? "running" : "deployed"},
+          {"kind", app.deployed() ? "deployed" : "running"},
           {"digest", app.digest},
           {"deployed_at", app.deployed_at},
           {"functions", std::move(functions)}};
@@ -432,20 +432,21 @@ void server::state::stream_events(const std::shared_ptr<http_connection>& conn, 
     return conn->end_events();
   }
   std::weak_ptr<http_connection> weak = conn;
-  const std::uint64_t id = obs->subscribe({app, call_id, 0, [this, weak, call_id](const server_event& event) {
-                                             auto c = weak.lock();
-                                             if (!c || !c->open()) return;
-                                             if (event.what == server_event::kind::log) {
-                                               c->send_event("log", json::serialize(log_json(*event.log)));
-                                             } else if (event.what == server_event::kind::progress) {
-                                               c->send_event("progress", json::serialize(progress_json(*event.call)));
-                                             } else if (!call_id.empty()) {
-                                               call_summary s;
-                                               if (const call_summary* h = obs->history().find(call_id)) s = *h;
-                                               c->send_event("status", json::serialize(call_json(s)));
-                                               c->end_events();
-                                             }
-                                           }});
+  const std::uint64_t id =
+      obs->subscribe({app, call_id, session_id{}, [this, weak, call_id](const server_event& event) {
+                        auto c = weak.lock();
+                        if (!c || !c->open()) return;
+                        if (event.what == server_event::kind::log) {
+                          c->send_event("log", json::serialize(log_json(*event.log)));
+                        } else if (event.what == server_event::kind::progress) {
+                          c->send_event("progress", json::serialize(progress_json(*event.call)));
+                        } else if (!call_id.empty()) {
+                          call_summary s;
+                          if (const call_summary* h = obs->history().find(call_id)) s = *h;
+                          c->send_event("status", json::serialize(call_json(s)));
+                          c->end_events();
+                        }
+                      }});
   conn->on_close([this, id] { obs->unsubscribe(id); });
 }
 
@@ -470,7 +471,7 @@ void server::state::run_function(const http_request& req, const std::shared_ptr<
         http::status::not_found, "unknown_function",
         "app '" + app.name + "' has no function '" + function + "' (it has: " + join_names(app.functions) + ")"));
   }
-  if (app.owner_session) {
+  if (!app.deployed()) {
     return conn->respond(json_error(http::status::conflict, "not_deployed",
                                     "app '" + app.name +
                                         "' runs from a program, not a deployment: deploy it with "

@@ -21,7 +21,7 @@ struct log_entry {
   wire::log_stream stream = wire::log_stream::stdout_stream;
   std::string text;  // without its newline
 
-  wire::log_row row() const { return {seq, time, app, function, call_id, static_cast<std::uint8_t>(stream), text}; }
+  wire::log_row row() const { return {seq, time, app, function, call_id, stream, text}; }
 };
 
 class log_book {

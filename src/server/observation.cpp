@@ -70,7 +70,7 @@ void observation::add_line(container_record& c, wire::log_stream stream, std::st
   entry.app = c.function->app->name;
   entry.function = c.function->name;
   if (in) entry.call_id = in->call_id;
-  entry.container_id = c.id;
+  entry.container_id = number(c.id);
   entry.stream = stream;
   entry.text = line;
   if (stream == wire::log_stream::stderr_stream) {
@@ -130,8 +130,8 @@ std::uint64_t observation::subscribe(subscriber sub) {
   return id;
 }
 
-void observation::unsubscribe_session(std::uint64_t session_id) {
-  std::erase_if(subscribers_, [session_id](const auto& entry) { return entry.second.session_id == session_id; });
+void observation::unsubscribe_session(session_id id) {
+  std::erase_if(subscribers_, [id](const auto& entry) { return entry.second.session_id == id; });
 }
 
 void observation::publish(const server_event& event) {
@@ -167,7 +167,7 @@ void summarize(const call_record& in, call_summary& out) {
   out.created_at = in.created_at;
   out.ended_at = 0;
   out.attempts = in.attempts;
-  out.container_id = in.container_id;
+  out.container_id = number(in.last_container);
   out.outcome = in.outcome;
   out.error_type.clear();
   out.error_message.clear();

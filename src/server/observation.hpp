@@ -34,11 +34,11 @@ struct server_event {
 };
 
 /// Someone following events: of an app (and of one call, unless call_id is empty). `session_id` is the wire
-/// session that asked (its subscriptions end with it), 0 for an HTTP stream.
+/// session that asked (its subscriptions end with it), {} for an HTTP stream.
 struct subscriber {
   std::string app;
   std::string call_id;
-  std::uint64_t session_id = 0;
+  ferry::server::session_id session_id{};
   std::function<void(const server_event&)> deliver;
 };
 
@@ -85,7 +85,7 @@ class observation {
   std::uint64_t subscribe(subscriber sub);
   void unsubscribe(std::uint64_t id) { subscribers_.erase(id); }
   /// Ends the subscriptions of wire session `session_id` (it has closed).
-  void unsubscribe_session(std::uint64_t session_id);
+  void unsubscribe_session(session_id id);
 
   const log_book& logs() const { return logs_; }
   const call_history& history() const { return history_; }

@@ -202,7 +202,7 @@ class process_launcher final : public container_launcher {
         env_storage.emplace_back(entry);
       }
     }
-    env_storage.push_back("FERRY_CONTAINER_ID=" + std::to_string(spec.id));
+    env_storage.push_back("FERRY_CONTAINER_ID=" + std::to_string(number(spec.id)));
     env_storage.push_back("FERRY_SERVER=" + spec.server_address);
     env_storage.push_back("FERRY_TOKEN=" + spec.token);
     env_storage.push_back("FERRY_APP=" + spec.app);

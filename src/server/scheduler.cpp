@@ -45,8 +45,8 @@ container_record* least_loaded_ready(const function_state& fn) {
 scheduler::scheduler(host& h, call_graph& graph, clock& time, container_launcher& launcher, scheduler_options options)
     : host_(h), graph_(graph), clock_(time), launcher_(launcher), options_(std::move(options)) {}
 
-container_record* scheduler::find(std::uint64_t container_id) const {
-  auto it = containers_.find(container_id);
+container_record* scheduler::find(container_id id) const {
+  auto it = containers_.find(id);
   return it == containers_.end() ? nullptr : it->second.get();
 }
 
@@ -65,7 +65,7 @@ void scheduler::ended(call_record& call, call_state was) {
 void scheduler::start_attempt(call_record& call, container_record& c, attempt_id attempt) {
   call.state = call_state::running;
   call.container = &c;
-  call.container_id = c.id;
+  call.last_container = c.id;
   call.attempt_id = attempt;
   ++call.attempts;
   c.in_flight.emplace(attempt, &call);
@@ -172,7 +172,7 @@ void scheduler::arm_idle_timer(container_record& c) {
 
 void scheduler::launch_container(function_state& fn) {
   auto c = std::make_unique<container_record>();
-  c->id = next_container_id_++;
+  c->id = container_id{next_container_++};
   c->function = &fn;
   c->started_at = clock_.now();
   const container_spec spec{c->id,   fn.app->executable,      fn.app->arguments, fn.app->declared_name,
@@ -201,8 +201,8 @@ void scheduler::launch_container(function_state& fn) {
   containers_.emplace(c->id, std::move(c));
 }
 
-container_record* scheduler::connected(std::uint64_t container_id) {
-  container_record* c = find(container_id);
+container_record* scheduler::connected(container_id id) {
+  container_record* c = find(id);
   if (!c || c->state != container_state::starting) return nullptr;
   c->state = container_state::ready;
   c->connect_timer.reset();
@@ -254,7 +254,7 @@ void scheduler::cancel_running(call_record& call) {
   await_attempt_stop(*call.container, call.attempt_id);
 }
 
-void scheduler::time_out(std::uint64_t call_id, attempt_id attempt) {
+void scheduler::time_out(graph_id call_id, attempt_id attempt) {
   call_record* found = graph_.find(call_id);
   if (!found) return;
   call_record& call = *found;
@@ -288,7 +288,7 @@ void scheduler::replace_container(container_record& c, const std::string& why) {
   c.stop_requested = true;
   c.state = container_state::stopping;
   // A cancelled call that would not stop ends now, as cancelled; the exit re-queues the others.
-  std::vector<std::uint64_t> cancelled;
+  std::vector<graph_id> cancelled;
   for (auto& [attempt, call] : c.in_flight) {
     if (call && call->cancelled) cancelled.push_back(call->id);
   }
@@ -304,9 +304,9 @@ void scheduler::replace_container(container_record& c, const std::string& why) {
   c.process->kill();
 }
 
-void scheduler::on_exit(std::uint64_t container_id, const container_exit& exit) {
+void scheduler::on_exit(container_id id, const container_exit& exit) {
   const std::string& how = exit.how;
-  auto it = containers_.find(container_id);
+  auto it = containers_.find(id);
   if (it == containers_.end()) return;
   std::unique_ptr<container_record> c = std::move(it->second);
   containers_.erase(it);
@@ -392,7 +392,7 @@ void scheduler::charge_start_to_queue(function_state& fn, const std::string& mes
   // Those with retries left wait for the next start (which backs off while starts keep dying).
   auto queue = std::move(fn.queue);
   fn.queue.clear();
-  std::vector<std::uint64_t> out_of_retries;
+  std::vector<graph_id> out_of_retries;
   for (call_record* call : queue) {
     if (++call->attempts <= fn.retries.max_retries) {
       fn.queue.push_back(call);
@@ -407,10 +407,10 @@ void scheduler::charge_start_to_queue(function_state& fn, const std::string& mes
   });
 }
 
-void scheduler::fail_each(const std::vector<std::uint64_t>& ids,
+void scheduler::fail_each(const std::vector<graph_id>& ids,
                           const std::function<wire::error_record(const call_record&)>& error) {
   // (By id: failing one may cancel and forget another, through the calls they feed.)
-  for (std::uint64_t id : ids) {
+  for (graph_id id : ids) {
     call_record* call = graph_.find(id);
     if (!call || call->state == call_state::done) continue;
     graph_.fail(*call, error(*call));
@@ -418,7 +418,7 @@ void scheduler::fail_each(const std::vector<std::uint64_t>& ids,
 }
 
 void scheduler::fail_queue(function_state& fn, status code, const std::string& message) {
-  std::vector<std::uint64_t> queued;
+  std::vector<graph_id> queued;
   for (call_record* call : fn.queue) {
     call->state = call_state::waiting;  // out of the queue, all at once
     queued.push_back(call->id);

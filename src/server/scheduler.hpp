@@ -36,7 +36,7 @@ inline constexpr const char* container_state_names[] = {"starting", "ready", "st
 inline const char* to_string(container_state s) { return container_state_names[static_cast<int>(s)]; }
 
 struct container_record {
-  std::uint64_t id = 0;
+  container_id id{};
   function_state* function = nullptr;
   std::unique_ptr<container_process> process;
   container_state state = container_state::starting;
@@ -112,14 +112,14 @@ class scheduler {
     ~host() = default;
   };
 
-  using container_map = std::unordered_map<std::uint64_t, std::unique_ptr<container_record>>;
+  using container_map = std::unordered_map<container_id, std::unique_ptr<container_record>>;
 
   scheduler(host& h, call_graph& graph, clock& time, container_launcher& launcher, scheduler_options options);
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
 
   const container_map& containers() const { return containers_; }
-  container_record* find(std::uint64_t container_id) const;
+  container_record* find(container_id id) const;
 
   /// `call` may run (the call graph says its arguments have arrived): it joins its function's queue.
   void enqueue(call_record& call);
@@ -131,9 +131,9 @@ class scheduler {
   /// maximum), and arms the scale-down of idle ones. A stopped app's idle containers stop.
   void scale(function_state& fn);
 
-  /// Container `container_id` has connected: it takes inputs from now on. Null when no container of that id
+  /// Container `id` has connected: it takes inputs from now on. Null when no container of that id
   /// is starting (a late or forged connection).
-  container_record* connected(std::uint64_t container_id);
+  container_record* connected(container_id id);
   /// Container `c`'s connection has closed: it is made to exit; its exit fails or retries its attempts.
   void disconnected(container_record& c);
 
@@ -167,12 +167,12 @@ class scheduler {
   /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
   /// container answers or is replaced).
   void detach_attempt(call_record& call, bool abandon);
-  void time_out(std::uint64_t call, attempt_id attempt);
+  void time_out(graph_id call, attempt_id attempt);
   /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
   void await_attempt_stop(container_record& c, attempt_id attempt);
   void replace_container(container_record& c, const std::string& why);
   void launch_container(function_state& fn);
-  void on_exit(std::uint64_t container_id, const container_exit& exit);
+  void on_exit(container_id id, const container_exit& exit);
   /// A container of `fn` died before it connected, killed from outside, and no other is on the way: each
   /// queued call counts that as a failed attempt, under its retry policy; those out of retries fail.
   void charge_start_to_queue(function_state& fn, const std::string& message);
@@ -182,8 +182,7 @@ class scheduler {
   /// is frozen, SIGSTOP say, cannot act on SIGTERM, and would otherwise stay, `stopping`, for ever).
   void terminate_container(container_record& c);
   /// Fails the calls `ids` that still exist and have not ended, each with `error(call)`.
-  void fail_each(const std::vector<std::uint64_t>& ids,
-                 const std::function<wire::error_record(const call_record&)>& error);
+  void fail_each(const std::vector<graph_id>& ids, const std::function<wire::error_record(const call_record&)>& error);
 
   host& host_;
   call_graph& graph_;
@@ -191,7 +190,7 @@ class scheduler {
   container_launcher& launcher_;
   scheduler_options options_;
   container_map containers_;
-  std::uint64_t next_container_id_ = 1;
+  std::uint64_t next_container_ = 1;
   std::uint64_t attempts_started_ = 0;  // the last attempt_id given
   bool draining_ = false;
   std::unique_ptr<clock::timer> drain_timer_;

@@ -170,7 +170,7 @@ void server::state::sniff(tcp::socket socket) {
 
 void server::state::start_session(tcp::socket socket, std::string_view already_received) {
   auto s = std::make_unique<session>();
-  s->id = next_session_id++;
+  s->id = session_id{next_session++};
   s->connection = std::make_shared<wire::connection>(std::move(socket), wire::max_hello_frame_size);
   s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
   s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.idle_timeout);
@@ -246,7 +246,7 @@ void server::state::refuse(session& s, const std::string& reason) {
 }
 
 void server::state::on_hello(session& s, const wire::frame& f) {
-  auto [version, token, role, container_id, pid] = f.decode_header<wire::hello_header>();
+  auto [version, token, role, container, pid] = f.decode_header<wire::hello_header>();
   s.handshake_timer.reset();
   if (version != wire::protocol_version) {
     refuse(s, "protocol version " + std::to_string(version) + " is not supported: this server speaks version " +
@@ -262,9 +262,9 @@ void server::state::on_hello(session& s, const wire::frame& f) {
     return;
   }
   if (role == static_cast<std::uint8_t>(wire::peer_role::container)) {
-    container_record* c = sched->connected(container_id);
+    container_record* c = sched->connected(ferry::server::container_id{container});
     if (!c) {
-      refuse(s, "no container " + std::to_string(container_id) + " is expected to connect");
+      refuse(s, "no container " + std::to_string(container) + " is expected to connect");
       return;
     }
     s.role = session_role::container;
@@ -286,8 +286,7 @@ void server::state::on_hello(session& s, const wire::frame& f) {
 void server::state::on_register_app(session& s, const wire::frame& f) {
   auto [name, executable, specs, arguments] = f.decode_header<wire::register_app_header>();
   auto reply_error = [&](const std::string& message) {
-    s.connection->send(message_kind::app_registered,
-                       wire::app_registered_header{static_cast<std::uint8_t>(status::bad_arguments)},
+    s.connection->send(message_kind::app_registered, wire::app_registered_header{status::bad_arguments},
                        [&](detail::buffer& out) {
                          wire::encode_error(out, {status::bad_arguments, "", message, "", "", ""});
                        });
@@ -311,7 +310,7 @@ void server::state::on_register_app(session& s, const wire::frame& f) {
                 join_names(app->functions));
   app_instance& registered = *app;
   apps.emplace(s.id, std::move(app));
-  s.connection->send(message_kind::app_registered, wire::app_registered_header{static_cast<std::uint8_t>(status::ok)});
+  s.connection->send(message_kind::app_registered, wire::app_registered_header{status::ok});
   for (auto& [fname, fn] : registered.functions) sched->scale(fn);  // min_containers start now
 }
 
@@ -368,7 +367,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
     auto parent = s.container->in_flight.find(attempt_id{parent_attempt});
     if (parent != s.container->in_flight.end() && parent->second) {
       in.parent_call_id = parent->second->call_id;
-      in.parent_input = parent->second->id;
+      in.parent = parent->second->id;
     }
   }
   graph.add(std::move(owned));
@@ -405,8 +404,7 @@ void server::state::deliver(call_record& in) {
   auto it = sessions.find(in.caller_session);
   if (it == sessions.end()) return;  // the caller has gone
   try {
-    it->second->connection->send(message_kind::result,
-                                 wire::result_header{in.caller_call_id, static_cast<std::uint8_t>(in.outcome)},
+    it->second->connection->send(message_kind::result, wire::result_header{in.caller_call_id, in.outcome},
                                  [&](detail::buffer& out) { out.append(in.result.data(), in.result.size()); });
   } catch (const PayloadTooLargeError& e) {
     send_error(in.caller_session, in.caller_call_id,
@@ -468,10 +466,11 @@ void server::state::cancel_input(call_record& in) {
 }
 
 void server::state::on_output(session& s, const wire::frame& f) {
-  auto [attempt_id, st] = f.decode_header<wire::output_header>();
-  if (!s.container) return;  // its process has exited; the exit already failed what it was running
-  if (st > static_cast<std::uint8_t>(status::tail_call)) {
-    s.connection->close("output with unknown status " + std::to_string(st), /*flush=*/true);
+  auto [attempt_id, outcome] = f.decode_header<wire::output_header>();
+  if (!s.container) return;           // its process has exited; the exit already failed what it was running
+  if (outcome > status::tail_call) {  // the statuses after it are the server's own
+    s.connection->close(std::string("output with status ") + wire::to_string(outcome) + ", which only the server gives",
+                        /*flush=*/true);
     return;
   }
   container_record& c = *s.container;
@@ -481,7 +480,6 @@ void server::state::on_output(session& s, const wire::frame& f) {
     c.process->drain_output();
     c.drained_at_read = s.connection->reads_completed();
   }
-  const auto outcome = static_cast<status>(st);
   const auto answer = sched->answered(c, ferry::server::attempt_id{attempt_id}, outcome);
   if (!answer.known) {
     s.connection->close("output for input " + std::to_string(attempt_id) + ", which this container is not running",
@@ -559,16 +557,14 @@ void server::state::show(const call_record* call, const app_instance& app, const
 session* server::state::log_recipient(const call_record& in) {
   // Up the calls' parents to the one a program made; the app's own program when its container made it.
   const call_record* root = &in;
-  for (int depth = 0; root->parent_input != 0 && depth < 64; ++depth) {
-    const call_record* parent = graph.find(root->parent_input);
+  for (int depth = 0; root->parent != graph_id{} && depth < 64; ++depth) {
+    const call_record* parent = graph.find(root->parent);
     if (!parent) break;
     root = parent;
   }
-  std::uint64_t session_id = root->caller_session;
-  auto it = sessions.find(session_id);
+  auto it = sessions.find(root->caller_session);
   if (it == sessions.end() || it->second->role != session_role::client) {
-    session_id = in.function->app->owner_session;
-    it = sessions.find(session_id);
+    it = sessions.find(in.function->app->owner_session);
   }
   return it == sessions.end() || it->second->role != session_role::client ? nullptr : it->second.get();
 }
@@ -582,16 +578,15 @@ void server::state::on_progress(session& s, const wire::frame& f) {
   obs->progress(in, done, total, std::move(message));
 }
 
-void server::state::send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error) {
-  auto it = sessions.find(session_id);
+void server::state::send_error(session_id id, std::uint64_t call_id, const wire::error_record& error) {
+  auto it = sessions.find(id);
   if (it == sessions.end()) return;
-  it->second->connection->send(message_kind::result,
-                               wire::result_header{call_id, static_cast<std::uint8_t>(error.code)},
+  it->second->connection->send(message_kind::result, wire::result_header{call_id, error.code},
                                [&](detail::buffer& out) { wire::encode_error(out, error); });
 }
 
-void server::state::on_closed(std::uint64_t session_id, const std::string& reason) {
-  auto it = sessions.find(session_id);
+void server::state::on_closed(session_id id, const std::string& reason) {
+  auto it = sessions.find(id);
   if (it == sessions.end()) return;
   session& s = *it->second;
   const bool expected = reason == "peer closed the connection" || reason.rfind("refused", 0) == 0 ||
@@ -602,23 +597,23 @@ void server::state::on_closed(std::uint64_t session_id, const std::string& reaso
     spdlog::warn("closed connection from {}: {}", s.connection->remote_address(), reason);
   }
   if (s.container) sched->disconnected(*s.container);
-  obs->unsubscribe_session(session_id);
+  obs->unsubscribe_session(id);
   // Nobody will await or pass this session's calls any more: they are forgotten once they end.
   const session_role role = s.role;
   auto open_calls = std::move(s.open_calls);
   sessions.erase(it);
   // (By id: letting go of one call may cancel and forget another among them.)
-  std::vector<std::uint64_t> let_go_of;
-  for (auto& [id, in] : open_calls) let_go_of.push_back(in->id);
-  for (std::uint64_t id : let_go_of) {
-    if (call_record* in = graph.find(id)) graph.caller_gone(*in);
+  std::vector<graph_id> let_go_of;
+  for (auto& [caller_call_id, in] : open_calls) let_go_of.push_back(in->id);
+  for (graph_id call : let_go_of) {
+    if (call_record* in = graph.find(call)) graph.caller_gone(*in);
   }
-  if (role == session_role::client) remove_app(session_id);
+  if (role == session_role::client) remove_app(id);
   finish_stop_if_done();
 }
 
-void server::state::remove_app(std::uint64_t owner_session) {
-  auto it = apps.find(owner_session);
+void server::state::remove_app(session_id owner) {
+  auto it = apps.find(owner);
   if (it == apps.end()) return;
   app_instance& app = *it->second;
   app.stopped = true;
@@ -630,13 +625,13 @@ void server::state::remove_app(std::uint64_t owner_session) {
     sched->stop_containers(fn, /*idle_only=*/false);
   }
   // Calls still waiting for arguments will not be needed either.
-  std::vector<std::uint64_t> waiting;
+  std::vector<graph_id> waiting;
   for (const auto& [id, in] : graph.calls()) {
     if (in->function->app == &app && (in->state == call_state::waiting || in->state == call_state::backoff)) {
       waiting.push_back(id);
     }
   }
-  for (std::uint64_t id : waiting) {
+  for (graph_id id : waiting) {
     call_record* in = graph.find(id);  // failing one may have failed (and forgotten) another
     if (in && (in->state == call_state::waiting || in->state == call_state::backoff)) {
       fail(*in, {status::cancelled, "", "app '" + app.name + "' stopped", in->function->name, in->call_id, ""});

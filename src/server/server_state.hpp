@@ -46,7 +46,7 @@ struct target_query;
 enum class session_role { handshake, client, container };
 
 struct session {
-  std::uint64_t id = 0;
+  session_id id{};
   std::shared_ptr<wire::connection> connection;
   session_role role = session_role::handshake;
   app_instance* app = nullptr;            // the app whose functions this session's calls reach
@@ -66,10 +66,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::unique_ptr<clock> time;
   std::string address;
 
-  std::uint64_t next_session_id = 1;
+  std::uint64_t next_session = 1;
   call_numbering numbers{0};  // (its base is set, at random, when the server starts)
-  std::unordered_map<std::uint64_t, std::unique_ptr<session>> sessions;
-  std::unordered_map<std::uint64_t, std::unique_ptr<app_instance>> apps;  // by owner session
+  std::unordered_map<session_id, std::unique_ptr<session>> sessions;
+  std::unordered_map<session_id, std::unique_ptr<app_instance>> apps;  // by owner session
   std::unique_ptr<observation> obs;                // logs, call history, metrics, and who follows them live
   call_graph graph{*this};                         // every call, by id, and how they depend on each other
   std::unique_ptr<scheduler> sched;                // the containers, and the calls queued for them or running in them
@@ -86,7 +86,7 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void sniff(tcp::socket socket);
   void start_session(tcp::socket socket, std::string_view already_received);
   void on_frame(session& s, const wire::frame& f);
-  void on_closed(std::uint64_t session_id, const std::string& reason);
+  void on_closed(session_id id, const std::string& reason);
   void on_hello(session& s, const wire::frame& f);
   void on_register_app(session& s, const wire::frame& f);
   void on_call(session& s, const wire::frame& f);
@@ -135,9 +135,9 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
     obs->warn_repeating(key, message, repeated);
   }
   void exited() override { finish_stop_if_done(); }
-  void remove_app(std::uint64_t owner_session);
+  void remove_app(session_id owner);
 
-  void send_error(std::uint64_t session_id, std::uint64_t call_id, const wire::error_record& error);
+  void send_error(session_id id, std::uint64_t call_id, const wire::error_record& error);
 
   void begin_stop();
   void finish_stop_if_done();

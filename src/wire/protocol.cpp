@@ -8,9 +8,8 @@ void encode_error(detail::buffer& out, const error_record& e) { codec<error_reco
 
 error_record decode_error(std::span<const char> payload) {
   detail::reader r{payload};
-  auto record = ferry::decode<error_record>(r);
-  // A status this side does not know (a newer peer's), or ok, which is no failure.
-  if (record.code == status::ok || static_cast<std::uint8_t>(record.code) > last_status) record.code = status::internal;
+  auto record = ferry::decode<error_record>(r);                   // (a code no status has is a DecodeError)
+  if (record.code == status::ok) record.code = status::internal;  // ok is no failure
   return record;
 }
 

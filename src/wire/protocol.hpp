@@ -193,13 +193,15 @@ bool bound_error(error_record& e);
 
 // The messages' headers and the rows of replies, each a struct whose fields travel in declaration order, after
 // the kind, as a MessagePack array (see positional.hpp; docs/protocol.md names the fields as they are named
-// here). Roles and statuses travel as integers.
+// here). Statuses and streams travel as integers, and a value their enum does not name is a malformed frame.
 
 /// peer -> server, the first frame: who connects, with the server's token.
 struct hello_header {
   std::uint32_t protocol;  // protocol_version
   std::string token;
-  std::uint8_t role;           // peer_role
+  /// A peer_role, as a byte: the hello is read before its protocol version is checked, so that a peer of
+  /// another version, whatever roles it knows, is told about the version.
+  std::uint8_t role;
   std::uint64_t container_id;  // FERRY_CONTAINER_ID for a container; 0 from a program
   std::int64_t pid;
   FERRY_WIRE_FIELDS(hello_header, protocol, token, role, container_id, pid);
@@ -255,7 +257,7 @@ struct register_app_header {
 
 /// server -> client: whether the registration is in place; an error record follows unless `status` is ok.
 struct app_registered_header {
-  std::uint8_t status;
+  wire::status status;
   FERRY_WIRE_FIELDS(app_registered_header, status);
 };
 
@@ -282,7 +284,7 @@ struct call_header {
 /// server -> caller: call `call_id` ended; the payload is its value, or an error record unless `status` is ok.
 struct result_header {
   std::uint64_t call_id;
-  std::uint8_t status;
+  wire::status status;
   FERRY_WIRE_FIELDS(result_header, call_id, status);
 };
 
@@ -298,7 +300,7 @@ struct input_header {
 /// `status` is ok (or, for tail_call, the id of the call whose result is the attempt's).
 struct output_header {
   std::uint64_t attempt_id;
-  std::uint8_t status;
+  wire::status status;
   FERRY_WIRE_FIELDS(output_header, attempt_id, status);
 };
 
@@ -337,7 +339,7 @@ struct request_header {
 /// server -> client: the answer to request `request_id`, or an error record unless `status` is ok.
 struct reply_header {
   std::uint64_t request_id;
-  std::uint8_t status;
+  wire::status status;
   FERRY_WIRE_FIELDS(reply_header, request_id, status);
 };
 
@@ -402,8 +404,8 @@ struct log_row {
   std::string app;
   std::string function;
   std::string call_id;
-  std::uint8_t stream;  // log_stream
-  std::string text;     // without its newline
+  log_stream stream;
+  std::string text;  // without its newline
   FERRY_WIRE_FIELDS(log_row, seq, time, app, function, call_id, stream, text);
 };
 
@@ -414,4 +416,34 @@ error_record decode_error(std::span<const char> payload);
 const char* to_string(message_kind kind);
 inline const char* to_string(status s) { return static_cast<std::uint8_t>(s) <= last_status ? row(s).name : "unknown"; }
 
+/// The codec of an enum the wire carries as one byte, whose values run from `first` to `last`. A byte outside
+/// them is a malformed frame: peers of one protocol version know the same values (the handshake checks the
+/// version), so decoding throws DecodeError naming the enum, its range and the byte.
+template <class E, std::uint8_t first, std::uint8_t last>
+struct byte_enum_codec {
+  static void encode(detail::buffer& out, E value) {
+    codec<std::uint8_t>::encode(out, static_cast<std::uint8_t>(value));
+  }
+  static void decode(detail::reader& in, E& value) {
+    std::uint8_t raw = 0;
+    codec<std::uint8_t>::decode(in, raw);
+    if (raw < first || raw > last) {
+      throw DecodeError(
+          detail::demangle(typeid(E).name()) + " (" + std::to_string(first) + " to " + std::to_string(last) + ")",
+          std::to_string(raw));
+    }
+    value = static_cast<E>(raw);
+  }
+  static std::string name() { return "enum(uint8)"; }
+};
+
 }  // namespace ferry::wire
+
+namespace ferry {
+template <>
+struct codec<wire::status> : wire::byte_enum_codec<wire::status, 0, wire::last_status> {};
+template <>
+struct codec<wire::log_stream>
+    : wire::byte_enum_codec<wire::log_stream, static_cast<std::uint8_t>(wire::log_stream::stdout_stream),
+                            static_cast<std::uint8_t>(wire::log_stream::stderr_stream)> {};
+}  // namespace ferry

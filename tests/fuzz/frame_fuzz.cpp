@@ -45,8 +45,8 @@ Header decode_checked(const wire::frame& f) {
 }
 
 /// Payloads the receiver decodes: error records after a failure status, rows in a reply.
-void decode_payload(const wire::frame& f, std::uint8_t status) {
-  if (status != static_cast<std::uint8_t>(wire::status::ok)) {
+void decode_payload(const wire::frame& f, wire::status status) {
+  if (status != wire::status::ok) {
     const wire::error_record e = wire::decode_error(f.payload);
     FUZZ_CHECK(e.code != wire::status::ok && static_cast<std::uint8_t>(e.code) <= wire::last_status,
                "decode_error returned a status outside the failures");
@@ -157,18 +157,22 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"refused", frame_bytes(message_kind::refused, wire::refused_header{"invalid token"})},
       {"register_app",
        frame_bytes(message_kind::register_app, wire::register_app_header{"app", "/bin/app", {spec}, {"--flag"}})},
-      {"app_registered_error", frame_bytes(message_kind::app_registered, wire::app_registered_header{2}, failure)},
+      {"app_registered_error",
+       frame_bytes(message_kind::app_registered, wire::app_registered_header{wire::status::bad_arguments}, failure)},
       {"call", frame_bytes(message_kind::call, wire::call_header{1, "app", "square", wire::deliver_result, {}, 0},
                            values(std::tuple<std::int64_t>{7}))},
       {"call_with_dependency",
        frame_bytes(message_kind::call,
                    wire::call_header{2, "app", "add", wire::deliver_result | wire::keep_result, {{0, 1}}, 5},
                    values(std::tuple<std::monostate, std::int64_t>{std::monostate{}, 1}))},
-      {"result_ok", frame_bytes(message_kind::result, wire::result_header{1, 0}, values(std::int64_t{49}))},
-      {"result_error", frame_bytes(message_kind::result, wire::result_header{1, 1}, failure)},
+      {"result_ok",
+       frame_bytes(message_kind::result, wire::result_header{1, wire::status::ok}, values(std::int64_t{49}))},
+      {"result_error",
+       frame_bytes(message_kind::result, wire::result_header{1, wire::status::remote_exception}, failure)},
       {"input", frame_bytes(message_kind::input, wire::input_header{3, "fc-0000000000000003"},
                             values(std::tuple<std::int64_t>{7}))},
-      {"output_error", frame_bytes(message_kind::output, wire::output_header{3, 5}, failure)},
+      {"output_error",
+       frame_bytes(message_kind::output, wire::output_header{3, wire::status::container_crashed}, failure)},
       {"cancel", frame_bytes(message_kind::cancel, wire::cancel_header{1})},
       {"cancel_input", frame_bytes(message_kind::cancel_input, wire::cancel_input_header{3})},
       {"await_call", frame_bytes(message_kind::await_call, wire::await_call_header{1})},
@@ -176,13 +180,14 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"request_spawn", frame_bytes(message_kind::request, wire::request_header{1, "spawn", "app.square"},
                                     values(std::tuple<std::string, std::tuple<std::int64_t>>{"key", {7}}))},
       {"reply_apps",
-       frame_bytes(message_kind::reply, wire::reply_header{1, 0},
+       frame_bytes(message_kind::reply, wire::reply_header{1, wire::status::ok},
                    values(std::vector<wire::app_row>{{"app", "ab12", 1.5e9, {{"square", "int64(int64)"}}}}))},
       {"reply_containers",
-       frame_bytes(message_kind::reply, wire::reply_header{2, 0},
+       frame_bytes(message_kind::reply, wire::reply_header{2, wire::status::ok},
                    values(std::vector<wire::container_row>{{1, "app", "square", "ready", 2, 99, 1.5, 4096}}))},
-      {"reply_error", frame_bytes(message_kind::reply, wire::reply_header{3, 16}, failure)},
-      {"log", frame_bytes(message_kind::log, wire::log_row{1, 1.5e9, "app", "square", "fc-1", 1, "a line"})},
+      {"reply_error", frame_bytes(message_kind::reply, wire::reply_header{3, wire::status::unknown_call}, failure)},
+      {"log", frame_bytes(message_kind::log,
+                          wire::log_row{1, 1.5e9, "app", "square", "fc-1", wire::log_stream::stdout_stream, "a line"})},
       {"progress", frame_bytes(message_kind::progress, wire::progress_header{3, 1, 10, "one of ten"})},
   };
   // The target reads a frame's body: without the length prefix.

@@ -123,7 +123,8 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
                    {spec}, {std::byte{'#'}, std::byte{'!'}}, "other", {"--flag"}})) +
            request(2, "stop", "other")},
       {"logs_follow", client + request(1, "logs", "fuzz", values(std::tuple<std::string, bool>{"", true}))},
-      {"output_from_a_client", client + frame_bytes(message_kind::output, wire::output_header{1, 0}, values(1))},
+      {"output_from_a_client",
+       client + frame_bytes(message_kind::output, wire::output_header{1, wire::status::ok}, values(1))},
       {"frame_over_the_limit", client + std::string("\xff\xff\x7f\x00", 4)},
   };
 }

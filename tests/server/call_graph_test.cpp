@@ -37,9 +37,9 @@ struct fake_host final : call_graph::host {
   call_graph graph{*this};
   function_state fn;
   std::uint64_t next_id = 1;
-  std::vector<std::uint64_t> readied, finished, delivered, cancelled, forgotten;
-  std::map<std::uint64_t, std::string> ran_with;  // the arguments each call was readied with
-  std::map<std::uint64_t, std::string> results;   // what each delivered call's caller got
+  std::vector<graph_id> readied, finished, delivered, cancelled, forgotten;
+  std::map<graph_id, std::string> ran_with;  // the arguments each call was readied with
+  std::map<graph_id, std::string> results;   // what each delivered call's caller got
   int emptied_count = 0;
 
   fake_host() { fn.name = "f"; }
@@ -67,8 +67,8 @@ struct fake_host final : call_graph::host {
   /// A call a program makes with `flags` (what it asked of the result) and encoded `arguments`.
   call_record& make(std::uint8_t flags = wire::deliver_result, const std::string& arguments = encoded(std::tuple<>{})) {
     auto c = std::make_unique<call_record>();
-    c->id = next_id++;
-    c->call_id = "fc-" + std::to_string(c->id);
+    c->id = graph_id{next_id++};
+    c->call_id = "fc-" + std::to_string(number(c->id));
     c->flags = flags;
     c->function = &fn;
     c->arguments.append(arguments.data(), arguments.size());
@@ -81,7 +81,7 @@ struct fake_host final : call_graph::host {
     c.state = call_state::running;
     return c;
   }
-  bool alive(std::uint64_t id) const { return graph.find(id) != nullptr; }
+  bool alive(graph_id id) const { return graph.find(id) != nullptr; }
   void succeed(call_record& c, int value) {
     const std::string v = encoded(value);
     graph.complete(c, status::ok, std::span<const char>(v.data(), v.size()));
@@ -90,7 +90,7 @@ struct fake_host final : call_graph::host {
     graph.fail(c, {status::remote_exception, "std::runtime_error", message, c.function->name, c.call_id, "stack"});
   }
   /// The error the caller of delivered call `id` got.
-  wire::error_record error_of(std::uint64_t id) { return wire::decode_error(results.at(id)); }
+  wire::error_record error_of(graph_id id) { return wire::decode_error(results.at(id)); }
 };
 
 TEST(call_graph, a_call_runs_once_its_argument_calls_have_ended_with_their_results_spliced_in_place) {
@@ -118,7 +118,7 @@ TEST(call_graph, a_call_runs_once_its_argument_calls_have_ended_with_their_resul
 TEST(call_graph, a_call_passed_to_two_consumers_is_kept_until_both_have_read_it_and_its_caller_let_it_go) {
   fake_host h;
   call_record& shared = h.started(wire::keep_result);
-  const std::uint64_t shared_id = shared.id;
+  const graph_id shared_id = shared.id;
   const std::string placeholder = encoded(std::tuple<std::monostate>{});
   call_record& first = h.make(wire::deliver_result, placeholder);
   call_record& second = h.make(wire::deliver_result, placeholder);
@@ -141,7 +141,7 @@ TEST(call_graph, a_call_passed_to_two_consumers_is_kept_until_both_have_read_it_
 TEST(call_graph, an_awaited_call_is_delivered_when_it_ends_or_at_once_if_it_has_and_then_forgotten) {
   fake_host h;
   call_record& later = h.started(0);
-  const std::uint64_t later_id = later.id;
+  const graph_id later_id = later.id;
   h.graph.await(later);
   EXPECT_THAT(h.delivered, IsEmpty());
   h.succeed(later, 1);
@@ -149,7 +149,7 @@ TEST(call_graph, an_awaited_call_is_delivered_when_it_ends_or_at_once_if_it_has_
   EXPECT_FALSE(h.alive(later_id));
 
   call_record& early = h.started(wire::keep_result);
-  const std::uint64_t early_id = early.id;
+  const graph_id early_id = early.id;
   h.succeed(early, 2);
   EXPECT_TRUE(h.alive(early_id)) << "kept for its caller";
   h.graph.await(early);
@@ -167,7 +167,7 @@ TEST(call_graph, a_failure_runs_down_a_long_chain_in_constant_stack_told_once_wi
   call_record& head = h.started(wire::keep_result);
   const std::string head_call = head.call_id;
   call_record* previous = &head;
-  std::vector<std::uint64_t> ids;
+  std::vector<graph_id> ids;
   for (int k = 0; k < steps; ++k) {
     call_record& step =
         h.make(k + 1 == steps ? wire::deliver_result : 0, encoded(std::make_tuple(std::monostate{}, k)));
@@ -176,7 +176,7 @@ TEST(call_graph, a_failure_runs_down_a_long_chain_in_constant_stack_told_once_wi
     ids.push_back(step.id);
     previous = &step;
   }
-  const std::uint64_t last = ids.back();
+  const graph_id last = ids.back();
   h.graph.await(*previous);
   h.throw_in(head, "bad input " + std::string(1000, 'x'));
 
@@ -186,7 +186,7 @@ TEST(call_graph, a_failure_runs_down_a_long_chain_in_constant_stack_told_once_wi
   EXPECT_EQ(error.code, status::remote_exception);
   EXPECT_EQ(error.type, "std::runtime_error") << "the type, function and call stay the first failure's";
   EXPECT_EQ(error.call_id, head_call);
-  EXPECT_THAT(error.message, HasSubstr("argument 1 of 'f' comes from call fc-" + std::to_string(last - 1)));
+  EXPECT_THAT(error.message, HasSubstr("argument 1 of 'f' comes from call fc-" + std::to_string(number(last) - 1)));
   EXPECT_THAT(error.message, HasSubstr("because call " + head_call + " of 'f', 49999 calls further up its chain"));
   EXPECT_THAT(error.message, HasSubstr("bad input xxx"));
   EXPECT_LT(error.message.size(), 1400u) << "the first failure's message once, not once per step";
@@ -199,7 +199,7 @@ TEST(call_graph, an_argument_that_failed_already_fails_its_consumer_at_once) {
   call_record& failed = h.started(wire::keep_result);
   h.throw_in(failed, "boom");
   call_record& consumer = h.make(wire::deliver_result, encoded(std::tuple<std::monostate>{}));
-  const std::uint64_t consumer_id = consumer.id;
+  const graph_id consumer_id = consumer.id;
   h.graph.await(consumer);
   EXPECT_FALSE(h.graph.add_argument(consumer, 0, failed));
   EXPECT_THAT(h.delivered, ElementsAre(consumer_id));
@@ -210,7 +210,7 @@ TEST(call_graph, malformed_arguments_fail_the_call_instead_of_running_it) {
   fake_host h;
   call_record& dep = h.started(wire::keep_result);
   call_record& consumer = h.make(wire::deliver_result, std::string("\xc1", 1));  // not msgpack
-  const std::uint64_t consumer_id = consumer.id;
+  const graph_id consumer_id = consumer.id;
   ASSERT_TRUE(h.graph.add_argument(consumer, 0, dep));
   h.graph.start_when_ready(consumer);
   h.succeed(dep, 1);
@@ -235,7 +235,7 @@ TEST(call_graph, calls_nobody_needs_any_more_are_cancelled_up_their_arguments_bu
   ASSERT_TRUE(h.graph.add_argument(leaf, 1, kept));
   ASSERT_TRUE(h.graph.add_argument(leaf, 2, spawned));
   h.graph.start_when_ready(leaf);
-  const std::uint64_t root_id = root.id, middle_id = middle.id, leaf_id = leaf.id;
+  const graph_id root_id = root.id, middle_id = middle.id, leaf_id = leaf.id;
 
   h.graph.caller_gone(leaf);  // the program went away (or cancelled the call it awaited)
   EXPECT_THAT(h.cancelled, ElementsAre(leaf_id, middle_id, root_id));
@@ -252,20 +252,20 @@ TEST(call_graph, a_tail_call_takes_the_callers_place_and_a_chain_of_them_holds_o
   // consumer(original); original's body tail-calls t1, whose body tail-calls t2, ...
   fake_host h;
   call_record& original = h.started(wire::keep_result);
-  original.caller_session = 7;
+  original.caller_session = session_id{7};
   original.caller_call_id = 70;
   call_record& consumer = h.make(wire::deliver_result, encoded(std::tuple<std::monostate>{}));
   ASSERT_TRUE(h.graph.add_argument(consumer, 0, original));
   h.graph.start_when_ready(consumer);
-  const std::uint64_t consumer_id = consumer.id;
+  const graph_id consumer_id = consumer.id;
 
   call_record* current = &original;
   for (int hop = 0; hop < 1000; ++hop) {
     call_record& next = h.started(0);  // made by the running body, which returns it
-    const std::uint64_t gone = current->id;
+    const graph_id gone = current->id;
     h.graph.hand_over(*current, next);
     EXPECT_FALSE(h.alive(gone));
-    EXPECT_EQ(next.caller_session, 7u);
+    EXPECT_EQ(next.caller_session, session_id{7});
     EXPECT_EQ(next.caller_call_id, 70u);
     EXPECT_EQ(next.flags, wire::keep_result);
     current = &next;
@@ -280,7 +280,7 @@ TEST(call_graph, a_tail_call_to_a_call_that_has_ended_already_settles_at_once) {
   call_record& original = h.started(wire::deliver_result);  // its caller awaits it
   call_record& target = h.started(wire::keep_result);       // the body keeps the call it will return
   h.succeed(target, 5);
-  const std::uint64_t target_id = target.id;
+  const graph_id target_id = target.id;
   h.graph.hand_over(original, target);
   EXPECT_THAT(h.delivered, ElementsAre(target_id)) << "the original's caller gets the target's result";
   EXPECT_FALSE(h.alive(target_id)) << "delivered, and kept by nobody: the caller's flags replaced the body's";

@@ -102,7 +102,7 @@ class parts final : public call_graph::host, public scheduler::host, public cont
 
   /// An answer that lands in `a`.
   static control_answer into(answered& a) {
-    return {0, 0, [&a](status code, std::span<const char> payload) {
+    return {session_id{}, 0, [&a](status code, std::span<const char> payload) {
               a.done = true;
               a.code = code;
               a.payload.assign(payload.data(), payload.size());
@@ -132,7 +132,10 @@ class parts final : public call_graph::host, public scheduler::host, public cont
   /// Every started container connects, and dispatch runs.
   void connect_all(function_state& f) {
     for (const auto& [id, process] : launcher.launched) {
-      if (container_record* c = sched.find(id); c && c->state == container_state::starting) sched.connected(id);
+      const container_id container{id};
+      if (container_record* c = sched.find(container); c && c->state == container_state::starting) {
+        sched.connected(container);
+      }
     }
     sched.dispatch(f);
   }
@@ -148,7 +151,7 @@ class parts final : public call_graph::host, public scheduler::host, public cont
   }
 
   struct sent_input {
-    std::uint64_t container;
+    container_id container;
     attempt_id attempt;
     std::string call_id;
   };

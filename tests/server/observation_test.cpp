@@ -37,10 +37,10 @@ class observation_test : public ::testing::Test, public observation::host {
     app.name = "app";
     fn.app = &app;
     fn.name = "f";
-    container.id = 7;
+    container.id = container_id{7};
     container.function = &fn;
     for (int i = 0; i < 2; ++i) {
-      calls[i].id = static_cast<std::uint64_t>(i + 1);
+      calls[i].id = graph_id{static_cast<std::uint64_t>(i + 1)};
       calls[i].call_id = "fc-" + std::to_string(i + 1);
       calls[i].function = &fn;
     }
@@ -165,9 +165,9 @@ TEST_F(observation_test, an_ended_call_joins_the_history_and_the_metrics_and_a_t
 
 TEST_F(observation_test, subscribers_get_the_events_of_their_app_and_call_until_their_session_ends) {
   std::vector<std::string> of_call, of_app;
-  obs.subscribe({"app", "fc-2", 5, [&](const server_event& e) { of_call.push_back(e.call_id); }});
-  const auto id = obs.subscribe({"app", "", 0, [&](const server_event& e) { of_app.push_back(e.call_id); }});
-  obs.subscribe({"other", "", 0, [&](const server_event&) { ADD_FAILURE() << "another app's event"; }});
+  obs.subscribe({"app", "fc-2", session_id{5}, [&](const server_event& e) { of_call.push_back(e.call_id); }});
+  const auto id = obs.subscribe({"app", "", session_id{}, [&](const server_event& e) { of_app.push_back(e.call_id); }});
+  obs.subscribe({"other", "", session_id{}, [&](const server_event&) { ADD_FAILURE() << "another app's event"; }});
   running(11, 0);
   running(12, 1);
   write(1, tagged(11, "a") + tagged(12, "b"));
@@ -176,7 +176,7 @@ TEST_F(observation_test, subscribers_get_the_events_of_their_app_and_call_until_
   EXPECT_THAT(of_app, ElementsAre("fc-1", "fc-2", "fc-2"));
   ASSERT_NE(calls[1].progress, nullptr);
   EXPECT_EQ(calls[1].progress->message, "half");
-  obs.unsubscribe_session(5);
+  obs.unsubscribe_session(session_id{5});
   obs.unsubscribe(id);
   write(1, tagged(12, "c"));
   EXPECT_EQ(of_call.size(), 2u);

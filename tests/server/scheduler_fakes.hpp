@@ -85,12 +85,12 @@ class fake_launcher final : public container_launcher {
   std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
                                             output_handler on_output) override {
     if (!fail_with.empty()) throw std::runtime_error(fail_with);
-    auto& r = launched[spec.id];
+    auto& r = launched[number(spec.id)];
     r = std::make_unique<process_record>(process_record{spec, std::move(on_exit), std::move(on_output)});
     return std::make_unique<process>(*r);
   }
 
-  /// Ends container `id`'s process: `how` as the server would read its status ("exited with code 0",
+  /// Ends container `id`'s process (its number): `how` as the server would read its status ("exited with code 0",
   /// "was killed by signal 9 (SIGKILL)"), and `signal` the signal that killed it (0: it exited).
   void exit(std::uint64_t id, std::string how = "exited with code 0", int signal = 0) {
     process_record& r = *launched.at(id);
@@ -103,7 +103,7 @@ class fake_launcher final : public container_launcher {
     return n;
   }
 
-  std::map<std::uint64_t, std::unique_ptr<process_record>> launched;  // by container id
+  std::map<std::uint64_t, std::unique_ptr<process_record>> launched;  // by container id, as a number
   std::string fail_with;                                              // when set, launch() throws this
 };
 

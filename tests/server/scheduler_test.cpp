@@ -32,10 +32,13 @@ constexpr auto connect_timeout = 10s;
 
 /// An input the scheduler sent: to which container, as which attempt, of which call.
 struct sent_input {
-  std::uint64_t container;
+  container_id container;
   attempt_id attempt;
-  std::uint64_t call;
+  graph_id call;
 };
+
+/// Container `n`, as the tests name containers: by the order they were started in (1, 2, ...).
+constexpr container_id container(std::uint64_t n) { return container_id{n}; }
 
 /// How a call ended, as its caller would learn it.
 struct call_end {
@@ -75,7 +78,7 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
     return true;
   }
   void send_cancel(container_record& c, attempt_id attempt) override { cancels.emplace_back(c.id, attempt); }
-  void disconnect(container_record& c, const std::string& why) override { disconnects[c.id] = why; }
+  void disconnect(container_record& c, const std::string& why) override { disconnects[number(c.id)] = why; }
   void refill(function_state&) override {}
   void output(container_record&, int, std::string_view) override {}
   void exiting(container_record&) override {}
@@ -85,21 +88,23 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
   }
 
   /// A call of `fn` a program makes, ready at once.
-  std::uint64_t call() {
+  graph_id call() {
     auto c = std::make_unique<call_record>();
-    c->id = next_call++;
-    c->call_id = "fc-" + std::to_string(c->id);
+    c->id = graph_id{next_call++};
+    c->call_id = "fc-" + std::to_string(number(c->id));
     c->flags = wire::deliver_result;
     c->function = &fn;
     ferry::encode(c->arguments, std::tuple<std::int64_t>{1});
-    const std::uint64_t id = c->id;
+    const graph_id id = c->id;
     graph.start_when_ready(graph.add(std::move(c)));  // (which may end it, and forget it)
     return id;
   }
   /// Every started container that has not connected connects now.
   void connect_all() {
     for (const auto& [id, process] : launcher.launched) {
-      if (container_record* c = sched.find(id); c && c->state == container_state::starting) sched.connected(id);
+      if (container_record* c = sched.find(container(id)); c && c->state == container_state::starting) {
+        sched.connected(container(id));
+      }
     }
   }
   /// The container answers `input` with `outcome`, as the server handles an output frame.
@@ -118,7 +123,7 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
     sched.dispatch(fn);
   }
   const fake_launcher::process_record& process(std::uint64_t container) { return *launcher.launched.at(container); }
-  call_state state_of(std::uint64_t call) { return graph.find(call)->state; }
+  call_state state_of(graph_id call) { return graph.find(call)->state; }
 
   app_instance app;
   function_state& fn = app.functions["f"];
@@ -129,9 +134,9 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
                   scheduler_options{cancel_grace, stop_grace, connect_timeout, "127.0.0.1:5555", "secret"}};
   std::uint64_t next_call = 1;
   std::vector<sent_input> sent;
-  std::vector<std::pair<std::uint64_t, attempt_id>> cancels;  // (container, attempt)
-  std::map<std::uint64_t, std::string> disconnects;           // by container
-  std::map<std::uint64_t, call_end> ends;                     // by call
+  std::vector<std::pair<container_id, attempt_id>> cancels;  // (container, attempt)
+  std::map<std::uint64_t, std::string> disconnects;          // by container number
+  std::map<graph_id, call_end> ends;                         // by call
   std::vector<std::string> warnings;
 };
 
@@ -178,15 +183,15 @@ TEST_F(scheduler_test, calls_go_to_the_least_loaded_container_and_never_past_max
   sched.dispatch(fn);
   ASSERT_EQ(sent.size(), 4u);
   std::map<std::uint64_t, int> per_container;
-  for (const auto& s : sent) ++per_container[s.container];
+  for (const auto& s : sent) ++per_container[number(s.container)];
   EXPECT_THAT(per_container,
               ElementsAre(std::pair<const std::uint64_t, int>{1, 2}, std::pair<const std::uint64_t, int>{2, 2}));
-  EXPECT_EQ(state_of(5), call_state::queued);
+  EXPECT_EQ(state_of(graph_id{5}), call_state::queued);
   answer(sent[0]);
   ASSERT_EQ(sent.size(), 5u);  // the freed slot takes the fifth call
   EXPECT_EQ(sent[4].container, sent[0].container);
-  EXPECT_EQ(sent[4].call, 5u);
-  EXPECT_EQ(ends.at(1).outcome, status::ok);
+  EXPECT_EQ(sent[4].call, graph_id{5});
+  EXPECT_EQ(ends.at(graph_id{1}).outcome, status::ok);
 }
 
 TEST_F(scheduler_test, an_idle_container_stops_after_its_scaledown_window_counted_from_its_last_call) {
@@ -206,9 +211,9 @@ TEST_F(scheduler_test, an_idle_container_stops_after_its_scaledown_window_counte
   time.advance(1ms);
   EXPECT_EQ(process(1).terminated, 1);
   EXPECT_EQ(disconnects.at(1), "container stopped by the server");
-  EXPECT_EQ(sched.find(1)->state, container_state::stopping);
+  EXPECT_EQ(sched.find(container(1))->state, container_state::stopping);
   launcher.exit(1);
-  EXPECT_EQ(sched.find(1), nullptr);
+  EXPECT_EQ(sched.find(container(1)), nullptr);
   EXPECT_TRUE(warnings.empty());  // asked to stop: not a crash
 }
 
@@ -301,7 +306,7 @@ TEST_F(scheduler_test, a_container_whose_attempt_will_not_stop_is_replaced_and_i
   sched.dispatch(fn);
   ASSERT_EQ(sent.size(), 3u);
   EXPECT_EQ(sent[2].call, other);
-  EXPECT_EQ(sent[2].container, 2u);
+  EXPECT_EQ(sent[2].container, container(2));
   answer(sent[2]);
   EXPECT_EQ(ends.at(other).outcome, status::ok);
   EXPECT_EQ(ends.at(other).attempts, 1);  // the replaced container's attempt did not count
@@ -393,10 +398,10 @@ TEST_F(scheduler_test, a_launcher_that_cannot_start_a_process_fails_the_queue_wi
 }
 
 TEST_F(scheduler_test, a_late_or_unknown_container_cannot_connect) {
-  EXPECT_EQ(sched.connected(42), nullptr);
+  EXPECT_EQ(sched.connected(container(42)), nullptr);
   call();
-  ASSERT_NE(sched.connected(1), nullptr);
-  EXPECT_EQ(sched.connected(1), nullptr);  // once only
+  ASSERT_NE(sched.connected(container(1)), nullptr);
+  EXPECT_EQ(sched.connected(container(1)), nullptr);  // once only
 }
 
 // --- stopping ---

@@ -117,7 +117,7 @@ TEST(frame, parses_several_frames_from_one_buffer_in_order) {
     w.finish();
   }
   {
-    frame_writer w(b, message_kind::result, ferry::wire::result_header{1, 0});
+    frame_writer w(b, message_kind::result, ferry::wire::result_header{1, ferry::wire::status::ok});
     ferry::encode(w.payload(), std::int64_t{100});
     w.finish();
   }
@@ -137,7 +137,8 @@ TEST(frame, parses_several_frames_from_one_buffer_in_order) {
   const frame second = parse(body_at(b, offset));
   offset += ferry::wire::length_prefix_size + body_at(b, offset).size();
   EXPECT_EQ(second.kind, message_kind::result);
-  EXPECT_EQ(second.decode_header<ferry::wire::result_header>(), (ferry::wire::result_header{1, 0}));
+  EXPECT_EQ(second.decode_header<ferry::wire::result_header>(),
+            (ferry::wire::result_header{1, ferry::wire::status::ok}));
   EXPECT_EQ(decode_all<std::int64_t>(second.payload), 100);
 
   const frame third = parse(body_at(b, offset));
@@ -151,7 +152,7 @@ TEST(frame, parses_several_frames_from_one_buffer_in_order) {
 
 TEST(frame, decode_header_rejects_wrong_field_count) {
   buffer b;
-  frame_writer w(b, message_kind::result, ferry::wire::result_header{9, 1});
+  frame_writer w(b, message_kind::result, ferry::wire::result_header{9, ferry::wire::status::remote_exception});
   w.finish();
   const frame f = parse(body_at(b, 0));
   try {
@@ -262,15 +263,25 @@ TEST(frame, error_record_round_trips_every_failure_status) {
   }
 }
 
-TEST(frame, decode_error_maps_unknown_status_to_internal) {
-  for (std::uint8_t code :
-       {std::uint8_t{0}, static_cast<std::uint8_t>(ferry::wire::last_status + 1), std::uint8_t{255}}) {
+TEST(frame, decode_error_maps_ok_to_internal_and_rejects_a_code_no_status_has_naming_it) {
+  const auto record = [](std::uint8_t code) {
     buffer b;
     ferry::encode(b, std::tuple<std::uint8_t, std::string, std::string, std::string, std::string, std::string>{
                          code, "", "message", "", "", ""});
-    const ferry::wire::error_record e = ferry::wire::decode_error(b.view());
-    EXPECT_EQ(e.code, ferry::wire::status::internal) << "status " << int{code};
-    EXPECT_EQ(e.message, "message");
+    return b;
+  };
+  const ferry::wire::error_record e = ferry::wire::decode_error(record(0).view());
+  EXPECT_EQ(e.code, ferry::wire::status::internal);
+  EXPECT_EQ(e.message, "message");
+  for (std::uint8_t code : {static_cast<std::uint8_t>(ferry::wire::last_status + 1), std::uint8_t{255}}) {
+    try {
+      (void)ferry::wire::decode_error(record(code).view());
+      ADD_FAILURE() << "status " << int{code} << " decoded";
+    } catch (const DecodeError& error) {
+      EXPECT_EQ(error.path(), ".code");
+      EXPECT_EQ(error.expected(), "ferry::wire::status (0 to 17)");
+      EXPECT_EQ(error.received(), std::to_string(code));
+    }
   }
 }
 
@@ -284,7 +295,7 @@ TEST(frame, decode_error_rejects_malformed_record) {
 TEST(frame, discard_leaves_the_buffer_as_it_was) {
   buffer b;
   {
-    frame_writer kept(b, message_kind::result, ferry::wire::result_header{5, 0});
+    frame_writer kept(b, message_kind::result, ferry::wire::result_header{5, ferry::wire::status::ok});
     ferry::encode(kept.payload(), std::string{"kept"});
     kept.finish();
   }
@@ -300,7 +311,7 @@ TEST(frame, discard_leaves_the_buffer_as_it_was) {
   EXPECT_EQ(std::string(b.data(), b.size()), before);
 
   const frame f = parse(body_at(b, 0));
-  EXPECT_EQ(f.decode_header<ferry::wire::result_header>(), (ferry::wire::result_header{5, 0}));
+  EXPECT_EQ(f.decode_header<ferry::wire::result_header>(), (ferry::wire::result_header{5, ferry::wire::status::ok}));
   EXPECT_EQ(decode_all<std::string>(f.payload), "kept");
 
   buffer empty;

@@ -3,6 +3,7 @@
 // reads them unchanged; and docs/protocol.md, the reference for such peers, names their fields as they do.
 #include "wire/protocol.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@ namespace {
 
 using doc_text::doc_section;
 using doc_text::matches;
+using ::testing::HasSubstr;
 
 // The messages as the protocol declared them before they had names: tuples in wire order.
 namespace tuples {
@@ -110,22 +112,25 @@ TEST(protocol, every_header_is_the_frame_its_tuple_was) {
   expect_frame_as_before(message_kind::register_app,
                          register_app_header{"app", "/bin/app", {spec, spec}, {"--flag", "x"}},
                          tuples::register_app{"app", "/bin/app", {spec_tuple, spec_tuple}, {"--flag", "x"}});
-  expect_frame_as_before(message_kind::app_registered, app_registered_header{2}, tuples::status_only{2});
+  expect_frame_as_before(message_kind::app_registered, app_registered_header{status::bad_arguments},
+                         tuples::status_only{2});
   expect_frame_as_before(message_kind::call,
                          call_header{1ull << 40, "app", "add", deliver_result | keep_result, {{0, 3}, {2, 300}}, 77},
                          tuples::call{1ull << 40, "app", "add", deliver_result | keep_result, {{0, 3}, {2, 300}}, 77});
-  expect_frame_as_before(message_kind::result, result_header{300, 16}, tuples::id_and_status{300, 16});
+  expect_frame_as_before(message_kind::result, result_header{300, status::unknown_call},
+                         tuples::id_and_status{300, 16});
   expect_frame_as_before(message_kind::input, input_header{77, "fc-5e1a9c3f00000001"},
                          tuples::input{77, "fc-5e1a9c3f00000001"});
-  expect_frame_as_before(message_kind::output, output_header{77, 11}, tuples::id_and_status{77, 11});
+  expect_frame_as_before(message_kind::output, output_header{77, status::tail_call}, tuples::id_and_status{77, 11});
   expect_frame_as_before(message_kind::cancel, cancel_header{3}, tuples::id_only{3});
   expect_frame_as_before(message_kind::cancel_input, cancel_input_header{70'000}, tuples::id_only{70'000});
   expect_frame_as_before(message_kind::await_call, await_call_header{4}, tuples::id_only{4});
   expect_frame_as_before(message_kind::release, release_header{5}, tuples::id_only{5});
   expect_frame_as_before(message_kind::request, request_header{6, "spawn", "app.square"},
                          tuples::request{6, "spawn", "app.square"});
-  expect_frame_as_before(message_kind::reply, reply_header{6, 0}, tuples::id_and_status{6, 0});
-  expect_frame_as_before(message_kind::log, log_row{9, 1.5e9, "app", "square", "fc-1", 2, "a line"},
+  expect_frame_as_before(message_kind::reply, reply_header{6, status::ok}, tuples::id_and_status{6, 0});
+  expect_frame_as_before(message_kind::log,
+                         log_row{9, 1.5e9, "app", "square", "fc-1", log_stream::stderr_stream, "a line"},
                          tuples::log_row{9, 1.5e9, "app", "square", "fc-1", 2, "a line"});
   expect_frame_as_before(message_kind::progress, progress_header{77, 1, 10, "one of ten"},
                          tuples::progress{77, 1, 10, "one of ten"});
@@ -141,7 +146,7 @@ TEST(protocol, rows_and_nested_structs_encode_as_their_tuples_did) {
                            tuples::call_row{"fc-1", "app", "square", "ok", 1.5e9, -1});
   expect_encoded_as_before(container_row{1, "app", "square", "ready", 2, 99, 1.5, 1ull << 32},
                            tuples::container_row{1, "app", "square", "ready", 2, 99, 1.5, 1ull << 32});
-  expect_encoded_as_before(log_row{1, 2.5, "app", "square", "", 1, "text"},
+  expect_encoded_as_before(log_row{1, 2.5, "app", "square", "", log_stream::stdout_stream, "text"},
                            tuples::log_row{1, 2.5, "app", "square", "", 1, "text"});
   expect_encoded_as_before(error_record{status::remote_exception, "std::out_of_range", "at", "f", "fc-2", "#0 f"},
                            tuples::error_record{1, "std::out_of_range", "at", "f", "fc-2", "#0 f"});
@@ -178,6 +183,36 @@ TEST(protocol, a_decoding_error_names_the_field) {
   } catch (const DecodeError& e) {
     EXPECT_EQ(e.expected(), "ferry::wire::call_row");
     EXPECT_EQ(e.received(), "array of 1");
+  }
+}
+
+TEST(protocol, a_status_or_stream_no_enum_value_has_is_a_decoding_error_naming_the_field_and_the_range) {
+  // What a peer of this protocol version cannot send: the frame is malformed, not a status called "unknown".
+  const auto decode_result = [](std::uint8_t status) {
+    const std::string bytes = tuple_frame(message_kind::result, tuples::id_and_status{1, status});
+    std::string error;
+    const auto f = parse_frame(std::span<const char>(bytes.data(), bytes.size()).subspan(length_prefix_size), error);
+    if (!f) throw std::runtime_error(error);
+    return f->decode_header<result_header>();
+  };
+  EXPECT_EQ(decode_result(last_status).status, status::signature_mismatch);
+  try {
+    (void)decode_result(last_status + 1);
+    ADD_FAILURE() << "status " << last_status + 1 << " decoded";
+  } catch (const DecodeError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(".status"));
+    EXPECT_THAT(e.what(), HasSubstr("expected ferry::wire::status (0 to 17), received 18"));
+  }
+  detail::buffer row;
+  ferry::encode(row, tuples::log_row{1, 2.5, "app", "f", "", 3, "text"});
+  detail::reader r{row.view()};
+  try {
+    (void)ferry::decode<log_row>(r);
+    ADD_FAILURE() << "stream 3 decoded";
+  } catch (const DecodeError& e) {
+    EXPECT_EQ(e.path(), ".stream");
+    EXPECT_EQ(e.expected(), "ferry::wire::log_stream (1 to 2)");
+    EXPECT_EQ(e.received(), "3");
   }
 }
 
