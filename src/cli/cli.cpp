@@ -21,7 +21,10 @@
 #include <ferry/ferry.hpp>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <string_view>
+#include <system_error>
 #include <vector>
 
 #include "client/client.hpp"
@@ -62,6 +65,27 @@ std::string human_bytes(std::uint64_t bytes) {
   return text;
 }
 
+/// This process's environment with `set` added, replacing the variables of the same names: what an exec'd
+/// program gets. (Not setenv: the CLI may have started threads, and environ is not theirs to change.)
+std::vector<std::string> environment_with(const std::map<std::string, std::string>& set) {
+  std::vector<std::string> env;
+  for (char** entry = environ; *entry; ++entry) {
+    const std::string_view text(*entry);
+    if (!set.contains(std::string(text.substr(0, text.find('='))))) env.emplace_back(text);
+  }
+  for (const auto& [name, value] : set) env.push_back(name + "=" + value);
+  return env;
+}
+
+/// `strings` as the null-terminated array of pointers exec takes.
+std::vector<char*> exec_array(std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  pointers.reserve(strings.size() + 1);
+  for (auto& s : strings) pointers.push_back(s.data());
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
 std::shared_ptr<client::client> connect_to(const server_target& target) {
   return client::client::connect(runtime::server_connect_options(target.address, target.state_dir));
 }
@@ -70,6 +94,10 @@ std::shared_ptr<client::client> connect_to(const server_target& target) {
 /// has not finished within `timeout` is killed, and that is an error.
 std::string describe_app(const std::string& binary, const std::vector<std::string>& arguments,
                          std::chrono::milliseconds timeout) {
+  std::vector<std::string> args{binary};
+  args.insert(args.end(), arguments.begin(), arguments.end());
+  std::vector<std::string> env = environment_with({{"FERRY_DESCRIBE", "1"}});
+  const std::vector<char*> argv = exec_array(args), envp = exec_array(env);  // (made before the fork)
   int fds[2];
   if (::pipe(fds) != 0) throw Error("pipe failed");
   const pid_t pid = ::fork();
@@ -79,12 +107,8 @@ std::string describe_app(const std::string& binary, const std::vector<std::strin
     ::close(fds[0]);
     ::close(fds[1]);
     if (const int null = ::open("/dev/null", O_RDONLY); null >= 0) ::dup2(null, STDIN_FILENO);  // it asks nothing
-    ::setenv("FERRY_DESCRIBE", "1", 1);
-    std::vector<char*> argv{const_cast<char*>(binary.c_str())};
-    for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(binary.c_str(), argv.data());
-    std::fprintf(stderr, "ferry deploy: cannot run %s: %s\n", binary.c_str(), std::strerror(errno));
+    ::execve(binary.c_str(), argv.data(), envp.data());
+    std::fprintf(stderr, "ferry deploy: cannot run %s: %s\n", binary.c_str(), ::strerrordesc_np(errno));
     ::_exit(127);
   }
   ::close(fds[1]);
@@ -387,18 +411,17 @@ std::string version_text() {
 
 int run_app(const std::string& address, const std::string& state_dir, const std::string& app,
             const std::vector<std::string>& args) {
-  ::setenv("FERRY_SERVER", address.c_str(), 1);
+  std::map<std::string, std::string> set{{"FERRY_SERVER", address}};
   // The app reads the token from the state directory once it has reached the server (so that an unreachable
   // server is reported first).
   if (const char* token = std::getenv("FERRY_TOKEN"); (!token || !*token) && !state_dir.empty()) {
-    ::setenv("FERRY_HOME", state_dir.c_str(), 1);
+    set.emplace("FERRY_HOME", state_dir);
   }
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(app.c_str()));
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  ::execvp(app.c_str(), argv.data());
-  std::cerr << "ferry run: cannot run " << app << ": " << std::strerror(errno) << '\n';
+  std::vector<std::string> all_args{app};
+  all_args.insert(all_args.end(), args.begin(), args.end());
+  std::vector<std::string> env = environment_with(set);
+  ::execvpe(app.c_str(), exec_array(all_args).data(), exec_array(env).data());
+  std::cerr << "ferry run: cannot run " << app << ": " << std::generic_category().message(errno) << '\n';
   return 127;
 }
 

@@ -29,6 +29,7 @@ class call_completion {
   template <class F>
   requires(!std::is_same_v<std::remove_cvref_t<F>, call_completion> &&
            std::is_invocable_v<std::remove_cvref_t<F>&, std::exception_ptr, detail::buffer>)
+      // NOLINTNEXTLINE(bugprone-forwarding-reference-overload): the requires clause leaves out call_completion
       call_completion(F&& f) {  // NOLINT(google-explicit-constructor): any such callable is one
     using stored = std::remove_cvref_t<F>;
     if constexpr (fits_inline<stored>) {

@@ -317,7 +317,7 @@ class coroutine_runner final : public input_runner, public step_observer {
 
  private:
   // On the executor thread.
-  void spawn(client::input in, std::shared_ptr<container::input_context> input) {
+  void spawn(client::input in, const std::shared_ptr<container::input_context>& input) {
     const std::uint64_t id = in.id;
     input->executor = input_executor(io_.get_executor(), input, this);
     auto& signal = signals_[id];
@@ -429,12 +429,14 @@ int run_container(const served_app& app) {
     const int main_fd = std::atoi(fd.c_str());
     (void)!::write(main_fd, "m", 1);
     ::close(main_fd);
-    ::unsetenv("FERRY_MAIN_FD");
+    ::unsetenv("FERRY_MAIN_FD");  // NOLINT(concurrency-mt-unsafe): see FERRY_TOKEN below
   }
 
   const std::string function_name = env_or_empty("FERRY_FUNCTION");
   const std::string token = env_or_empty("FERRY_TOKEN");
-  ::unsetenv("FERRY_TOKEN");  // the body has no business with it
+  // The body has no business with it. (Before ferry starts its threads; a program that started threads of its
+  // own before app.main must not read the environment from them meanwhile.)
+  ::unsetenv("FERRY_TOKEN");  // NOLINT(concurrency-mt-unsafe)
   if (env_or_empty("FERRY_APP") != app.name) {
     std::fprintf(stderr, "ferry container: this binary declares app '%s', but the server started it for app '%s'\n",
                  app.name.c_str(), env_or_empty("FERRY_APP").c_str());

@@ -88,6 +88,7 @@ void symbolize(const std::uintptr_t* pcs, int n, frame_list& list) {
     frame& f = list.frames[list.size++];
     f = {pcs[i]};
     Dl_info info{};
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): dladdr takes the frame's address as a pointer
     f.in_program = ::dladdr(reinterpret_cast<void*>(pcs[i]), &info) && info.dli_fbase == program_base;
     Dwfl_Module* module = symbols ? dwfl_addrmodule(symbols, pcs[i]) : nullptr;
     if (module) f.function = dwfl_module_addrname(module, pcs[i]);

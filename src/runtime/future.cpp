@@ -32,6 +32,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
     // as deep as the chain: take over the deps of every state this one is the last owner of, and let them go
     // one at a time.
     std::vector<std::shared_ptr<future_state>> orphans;
+    orphans.reserve(deps.size());
     for (auto& [position, dep] : deps) orphans.push_back(std::move(dep));
     while (!orphans.empty()) {
       std::shared_ptr<future_state> last = std::move(orphans.back());
@@ -255,7 +256,7 @@ Task<buffer> await_future(std::shared_ptr<future_state> state) {
   // A cancelled await cancels the call when it was the call's only reason to be: nothing else awaits it and
   // it is no other call's argument (as a Task's await does, and as asyncio cancels an awaited task).
   const std::function<std::string()> on_cancel = [&state, &share] {
-    const std::string message = "awaiting '" + future_function_name(*state) + "' was cancelled";
+    std::string message = "awaiting '" + future_function_name(*state) + "' was cancelled";
     std::shared_ptr<client::client> c;
     std::uint64_t call_id = 0;
     {

@@ -55,6 +55,7 @@ class map_run : public std::enable_shared_from_this<map_run> {
         std::vector<future_dependency> futures;
         encode_(i, arguments, futures);
         std::vector<wire::dependency> deps;
+        deps.reserve(futures.size());
         for (const auto& [position, future] : futures) deps.emplace_back(position, submit_as_argument(*future));
         const std::uint64_t id =
             client_->submit({*function_, [&](buffer& out) { out.append(arguments.data(), arguments.size()); },

@@ -40,7 +40,7 @@ std::string read_token(const std::filesystem::path& state_dir) {
   const int open_error = errno;
   std::string token;
   if (!in || !std::getline(in, token) || token.empty()) {
-    const std::string why = !in ? std::strerror(open_error) : "it is empty";
+    const std::string why = !in ? std::generic_category().message(open_error) : "it is empty";
     throw ConnectionError("cannot read the server's token from " + path.string() + " (" + why +
                           "); set FERRY_TOKEN, or FERRY_HOME (or --state-dir) to the state directory of the "
                           "`ferry server` you use");
@@ -96,7 +96,7 @@ std::string load_or_create_token(const std::filesystem::path& state_dir) {
     }
     return read_token(state_dir);
   }
-  const std::string token = random_token();
+  std::string token = random_token();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "cannot create " + path.string());
   const std::string line = token + "\n";

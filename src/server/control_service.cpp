@@ -148,7 +148,7 @@ function_state* control_service::deployed_function(const control_answer& answer,
 }
 
 void control_service::deploy(const control_answer& answer, const std::string& app_name,
-                             std::vector<wire::function_spec> specs, std::span<const char> image,
+                             const std::vector<wire::function_spec>& specs, std::span<const char> image,
                              const std::string& declared_name, std::vector<std::string> arguments) {
   auto refuse_deploy = [&](const std::string& message) {
     reply_error(answer, {status::bad_arguments, "", message, "", "", ""});

@@ -82,7 +82,7 @@ class control_service {
                                     app_instance* own = nullptr);
   /// Deploys `binary` as app `app` with functions `specs` (replacing the app's previous version, whose
   /// queued calls move to the new one where the function's signature is the same), and answers its digest.
-  void deploy(const control_answer& answer, const std::string& app, std::vector<wire::function_spec> specs,
+  void deploy(const control_answer& answer, const std::string& app, const std::vector<wire::function_spec>& specs,
               std::span<const char> image, const std::string& declared_name, std::vector<std::string> arguments);
   /// Stops deployed app `app`: its queued and stored calls fail as cancelled; running ones finish.
   void stop_app(const control_answer& answer, const std::string& app);

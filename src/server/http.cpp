@@ -166,7 +166,7 @@ void http_connection::close_after_last_response() {
   drain(std::make_shared<std::array<char, 4096>>());
 }
 
-void http_connection::drain(std::shared_ptr<std::array<char, 4096>> sink) {
+void http_connection::drain(const std::shared_ptr<std::array<char, 4096>>& sink) {
   socket_.async_read_some(asio::buffer(*sink),
                           [self = shared_from_this(), sink](boost::system::error_code ec, std::size_t) {
                             if (ec) return self->close();  // the client's end (or a failure): done

@@ -65,7 +65,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   /// Ends the connection once everything is written, without resetting it.
   void close_after_last_response();
   /// Reads what the client sends into `sink`, dropping it, until the client closes too.
-  void drain(std::shared_ptr<std::array<char, 4096>> sink);
+  void drain(const std::shared_ptr<std::array<char, 4096>>& sink);
   void close();
 
   boost::asio::ip::tcp::socket socket_;

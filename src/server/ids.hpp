@@ -31,7 +31,7 @@ constexpr std::uint64_t number(session_id id) { return static_cast<std::uint64_t
 
 template <class T>
 concept id_type = std::same_as<T, graph_id> || std::same_as<T, attempt_id> || std::same_as<T, container_id> ||
-                  std::same_as<T, session_id>;
+    std::same_as<T, session_id>;
 
 }  // namespace ferry::server
 

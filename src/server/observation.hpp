@@ -56,7 +56,7 @@ class observation {
   };
 
   /// A longer line is cut into pieces of this size.
-  static constexpr std::size_t max_line_length = 64 * 1024;
+  static constexpr std::size_t max_line_length = std::size_t{64} * 1024;
   /// How long a repeating warning's window lasts.
   static constexpr std::chrono::seconds warning_window{5};
 

@@ -210,11 +210,13 @@ class process_launcher final : public container_launcher {
     env_storage.push_back("FERRY_PARENT_PID=" + std::to_string(::getpid()));
     env_storage.push_back("FERRY_MAIN_FD=" + std::to_string(main_fd_in_container));
     std::vector<char*> envp;
+    envp.reserve(env_storage.size() + 1);
     for (auto& s : env_storage) envp.push_back(s.data());
     envp.push_back(nullptr);
     std::vector<std::string> arguments{spec.executable};
     arguments.insert(arguments.end(), spec.arguments.begin(), spec.arguments.end());
     std::vector<char*> argv;
+    argv.reserve(arguments.size() + 1);
     for (auto& a : arguments) argv.push_back(a.data());
     argv.push_back(nullptr);
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <ferry/errors.hpp>
 
+#include "base/check.hpp"
 #include "server/backoff.hpp"
 
 namespace ferry::server {
@@ -150,6 +151,7 @@ void scheduler::scale(function_state& fn) {
 }
 
 void scheduler::arm_idle_timer(container_record& c) {
+  FERRY_CHECK(c.idle_since, "an idle timer for a busy container");
   c.idle_timer = clock_.at(*c.idle_since + c.function->scaledown_window, [this, &c] {
     function_state& fn = *c.function;
     c.idle_timer.reset();
@@ -179,7 +181,7 @@ void scheduler::launch_container(function_state& fn) {
                             fn.name, options_.server_address, options_.token};
   try {
     c->process = launcher_.launch(
-        spec, [this, id = c->id](container_exit exit) { on_exit(id, exit); },
+        spec, [this, id = c->id](const container_exit& exit) { on_exit(id, exit); },
         [this, id = c->id](int stream, std::string_view chunk) {
           if (container_record* found = find(id)) host_.output(*found, stream, chunk);
         });

@@ -76,12 +76,12 @@ std::string server::address() const { return state_->address; }
 
 void server::run() {
   if (state_->options.stop_on_signals) {
-    state_->stop_signals.emplace(state_->io, SIGINT, SIGTERM);
-    state_->stop_signals->async_wait([s = state_.get()](boost::system::error_code ec, int sig) {
-      if (ec) return;
-      spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      s->begin_stop();
-    });
+    state_->stop_signals.emplace(state_->io, SIGINT, SIGTERM)
+        .async_wait([s = state_.get()](boost::system::error_code ec, int sig) {
+          if (ec) return;
+          spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+          s->begin_stop();
+        });
   }
   state_->accept();
   asio::post(state_->io, [s = state_.get()] { s->control->recover(); });

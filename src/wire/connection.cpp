@@ -10,7 +10,7 @@
 namespace ferry::wire {
 
 namespace {
-constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t read_chunk = std::size_t{64} * 1024;
 // Buffers that grew for a large payload give their memory back once they are empty again.
 constexpr std::size_t keep_capacity = 1 << 20;
 
@@ -71,6 +71,7 @@ thread_local batch_state this_thread_batch;
 
 send_batch::send_batch() { ++this_thread_batch.depth; }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): only a failing mutex throws here, and terminating is right then
 send_batch::~send_batch() {
   if (--this_thread_batch.depth == 0) flush_this_thread();
 }
@@ -214,7 +215,7 @@ void connection::on_read_end(boost::system::error_code ec) {
   if (ec == asio::error::eof) {
     // The peer has finished sending; it may still be reading (a half-close): what was sent in answer to
     // its last frames, and waits in this sweep's batch, goes out before the connection closes.
-    close("peer closed the connection", /*flush_first=*/true);
+    close("peer closed the connection", /*flush=*/true);
     return;
   }
   close_now(closing_reason("read failed: " + ec.message()), /*linger=*/false);
@@ -230,7 +231,7 @@ void connection::process_received() {
     if (length > max_frame_size_ + header_allowance) {
       close("frame of " + std::to_string(length) + " bytes exceeds the limit of " + std::to_string(max_frame_size_) +
                 " bytes",
-            /*flush_first=*/true);
+            /*flush=*/true);
       return;
     }
     if (available < length_prefix_size + length) {
@@ -243,16 +244,16 @@ void connection::process_received() {
     auto f = parse_frame({received_.data() + consumed_ + length_prefix_size, length}, error);
     consumed_ += length_prefix_size + length;
     if (!f) {
-      close("malformed frame: " + error, /*flush_first=*/true);
+      close("malformed frame: " + error, /*flush=*/true);
       return;
     }
     try {
       on_frame_(*f);
     } catch (const DecodeError& e) {
-      close(std::string("malformed ") + to_string(f->kind) + " message: " + e.what(), /*flush_first=*/true);
+      close(std::string("malformed ") + to_string(f->kind) + " message: " + e.what(), /*flush=*/true);
       return;
     } catch (const std::exception& e) {
-      close(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what(), /*flush_first=*/true);
+      close(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what(), /*flush=*/true);
       return;
     }
     if (is_closing()) return;  // the handler closed the connection: frames after that are not handled
@@ -267,7 +268,7 @@ void connection::process_received() {
   received_.shrink_if_empty(keep_capacity);
 }
 
-std::string connection::closing_reason(std::string otherwise) const {
+std::string connection::closing_reason(const std::string& otherwise) const {
   std::lock_guard lock(mu_);
   return close_after_flush_ ? close_reason_ : otherwise;
 }

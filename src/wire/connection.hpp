@@ -119,7 +119,7 @@ class connection : public std::enable_shared_from_this<connection> {
   bool is_closing() const;
   /// The reason close() was given, while the close flushes; otherwise `otherwise`. (A peer that goes
   /// while a close flushes fails the write or read in progress: the close's reason stands.)
-  std::string closing_reason(std::string otherwise) const;
+  std::string closing_reason(const std::string& otherwise) const;
   /// Closes at once (what is queued is dropped) and reports the close. With `linger` (after a flush: the
   /// peer is to read all that was sent), reads until the peer closes too, or for flush_timeout.
   void close_now(const std::string& reason, bool linger);
@@ -158,7 +158,7 @@ class connection : public std::enable_shared_from_this<connection> {
 class send_batch {
  public:
   send_batch();
-  ~send_batch();
+  ~send_batch();  // NOLINT(bugprone-exception-escape): see its definition
   send_batch(const send_batch&) = delete;
   send_batch& operator=(const send_batch&) = delete;
 

@@ -182,10 +182,10 @@ inline constexpr const char* name_rule =
 
 /// The most of an error's message and of its stack that travel and are kept. A body's exception may say
 /// anything at any length, and an error passed along a chain of calls must not grow with the chain.
-inline constexpr std::size_t max_error_message_size = 8 * 1024;
-inline constexpr std::size_t max_error_stack_size = 16 * 1024;
+inline constexpr std::size_t max_error_message_size = std::size_t{8} * 1024;
+inline constexpr std::size_t max_error_stack_size = std::size_t{16} * 1024;
 /// An encoded error record longer than this may hold more than those bounds allow (see bound_error).
-inline constexpr std::size_t max_bounded_error_size = 32 * 1024;
+inline constexpr std::size_t max_bounded_error_size = std::size_t{32} * 1024;
 
 /// Cuts `e`'s message and stack to the bounds above (at a UTF-8 character boundary), saying how much was cut.
 /// Returns whether anything was cut.
