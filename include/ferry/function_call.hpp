@@ -1,4 +1,4 @@
-/// ferry/function_call.hpp: ferry::FunctionCall<R>, a durably spawned call.
+/// ferry/function_call.hpp: ferry::FunctionCall<R>, a durably spawned call (f.spawn, ferry/spawn.hpp).
 ///
 ///     ferry::FunctionCall<int> call = square.spawn(7);   // returns once the server has stored the input
 ///     std::string id = call.id();                         // keep it; any program may fetch the result
@@ -23,12 +23,6 @@
 
 namespace ferry {
 
-/// Options of f.spawn.
-struct SpawnOptions {
-  /// A spawn with a key the server has seen returns the existing call instead of starting another.
-  std::string idempotency_key;
-};
-
 namespace detail {
 
 /// A control request to the server (see the wire protocol's `request`): blocking, and awaitable.
@@ -38,9 +32,6 @@ Task<buffer> control_request_async(control_verb verb, std::string subject, std::
 
 /// A `get` of a spawned call, waiting at most `timeout`.
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout);
-/// A `spawn`: the key and the arguments `args` appends. Refers to both: use it at once.
-std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key,
-                                           const std::function<void(buffer&)>& args);
 std::string decode_string(const buffer& encoded);
 /// For from_id, after a `get` that did not return a value: rethrows when the call does not exist (or the
 /// server cannot be reached); returns when the call exists (not finished, expired, or failed).
