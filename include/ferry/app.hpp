@@ -14,6 +14,7 @@
 #include <ferry/codec.hpp>
 #include <ferry/detail/callable_traits.hpp>
 #include <ferry/detail/function_entry.hpp>
+#include <ferry/detail/msgpack.hpp>
 #include <ferry/function.hpp>
 #include <ferry/options.hpp>
 #include <ferry/task.hpp>
@@ -47,9 +48,7 @@ void decode_argument(const std::string& function, std::size_t position, reader& 
 template <class... A>
 std::tuple<A...> decode_arguments(const std::string& function, reader& args) {
   const reader received = args;
-  const bool is_argument_array = !args.at_end() && mp_typeof(*args.pos) == MP_ARRAY &&
-                                 mp_check_array(args.pos, args.end) <= 0 && mp_decode_array(&args.pos) == sizeof...(A);
-  if (!is_argument_array) throw_argument_count_error(function, sizeof...(A), received);
+  if (!decode_array_header_of(args, sizeof...(A))) throw_argument_count_error(function, sizeof...(A), received);
   std::tuple<A...> values;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (decode_argument(function, I + 1, args, std::get<I>(values)), ...);
@@ -85,7 +84,7 @@ struct body_invoker {
     std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<R>) {
       std::apply(*body, std::move(values));
-      result.commit(mp_encode_nil(result.reserve(1)));
+      encode_nil(result);
       return 0;
     } else {
       return finish_body(result, std::apply(*body, std::move(values)));
@@ -105,7 +104,7 @@ struct async_body_invoker {
     std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<V>) {
       co_await std::apply(*body, std::move(values));
-      result.commit(mp_encode_nil(result.reserve(1)));
+      encode_nil(result);
       co_return 0;
     } else {
       co_return finish_body(result, co_await std::apply(*body, std::move(values)));

@@ -9,7 +9,7 @@
 ///   ferry/async.hpp          gather, create_task and StartedTask, run, sleep, cancelled, progress
 ///   ferry/task.hpp           Task<T>, Asio's awaitable
 ///   ferry/signature.hpp      how signatures are named and checked
-///   ferry/codec.hpp          codec<T>: the types that travel, FERRY_STRUCT
+///   ferry/codec.hpp          codec<T>: the types that travel (codec_std.hpp, struct.hpp: FERRY_STRUCT)
 ///   ferry/options.hpp        FunctionOptions, Retries
 ///   ferry/errors.hpp         the exceptions
 ///   ferry/version.hpp        version()
@@ -28,5 +28,6 @@
 #include <ferry/options.hpp>
 #include <ferry/signature.hpp>
 #include <ferry/spawn.hpp>
+#include <ferry/struct.hpp>
 #include <ferry/task.hpp>
 #include <ferry/version.hpp>

@@ -6,6 +6,7 @@
 #include <array>
 #include <ferry/codec.hpp>
 #include <ferry/detail/function_entry.hpp>
+#include <ferry/detail/msgpack.hpp>
 #include <ferry/future.hpp>
 #include <map>
 #include <optional>
@@ -78,7 +79,7 @@ inline constexpr bool dependent_false = false;
 /// Encodes the argument array of a call whose arguments are all values.
 template <class... A>
 void encode_arguments(buffer& out, const A&... args) {
-  out.commit(mp_encode_array(out.reserve(5), sizeof...(A)));
+  encode_array_header(out, sizeof...(A));
   (codec<A>::encode(out, args), ...);
 }
 
@@ -87,12 +88,12 @@ void encode_arguments(buffer& out, const A&... args) {
 template <class... P, class... Args, std::size_t... I>
 void encode_call_arguments(buffer& out, std::vector<future_dependency>& deps, std::index_sequence<I...>,
                            const Args&... args) {
-  out.commit(mp_encode_array(out.reserve(5), sizeof...(P)));
+  encode_array_header(out, sizeof...(P));
   (
       [&] {
         using D = std::remove_cvref_t<Args>;
         if constexpr (is_pending_v<D>) {
-          out.commit(mp_encode_nil(out.reserve(1)));
+          encode_nil(out);
           deps.emplace_back(static_cast<std::uint32_t>(I), args.state());
         } else {
           using Param = std::tuple_element_t<I, std::tuple<P...>>;
