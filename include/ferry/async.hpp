@@ -13,6 +13,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <chrono>
 #include <exception>
+#include <ferry/detail/asio_await.hpp>
 #include <ferry/future.hpp>
 #include <ferry/task.hpp>
 #include <memory>
@@ -174,6 +175,9 @@ struct awaited<StartedTask<T>> {
 template <class A>
 using awaited_t = typename awaited<std::remove_cvref_t<A>>::type;
 
+template <class T>
+inline constexpr bool awaited_as_task<StartedTask<T>> = true;
+
 }  // namespace detail
 
 /// Awaits all of them concurrently (Tasks, Futures, created tasks) and returns their values in order
@@ -237,24 +241,3 @@ StartedTask<T> create_task(Task<T> task) {
 }
 
 }  // namespace ferry
-
-namespace boost::asio::detail {
-
-/// `co_await t` for a StartedTask, lvalue or not, as for ferry::Future (see await_as_task in future.hpp).
-template <class T, class Executor>
-class awaitable_async_op<void(std::exception_ptr, T), ferry::StartedTask<T>, Executor>
-    : public await_as_task<T, Executor> {
- public:
-  awaitable_async_op(const ferry::StartedTask<T>& task, awaitable_frame_base<Executor>*)
-      : await_as_task<T, Executor>(task.coroutine()) {}
-};
-
-template <class Executor>
-class awaitable_async_op<void(std::exception_ptr), ferry::StartedTask<void>, Executor>
-    : public await_as_task<void, Executor> {
- public:
-  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*)
-      : await_as_task<void, Executor>(task.coroutine()) {}
-};
-
-}  // namespace boost::asio::detail

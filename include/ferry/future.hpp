@@ -19,6 +19,7 @@
 #include <boost/asio/system_executor.hpp>
 #include <exception>
 #include <ferry/codec.hpp>
+#include <ferry/detail/asio_await.hpp>
 #include <ferry/detail/function_entry.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/task.hpp>
@@ -130,8 +131,9 @@ class Future {
   Task<T> coroutine() const { return awaiting(state_); }
 
   /// A Future is an Asio asynchronous operation with the completion signature void(std::exception_ptr, T):
-  /// `co_await fut` awaits it, and `fut(token)` takes any completion token (a callback runs on its
-  /// associated executor, by default Asio's system executor). T must be default-constructible here.
+  /// `co_await fut` awaits it (lvalue or rvalue: ferry/detail/asio_await.hpp), and `fut(token)` takes any
+  /// completion token (a callback runs on its associated executor, by default Asio's system executor). T must
+  /// be default-constructible here.
   template <boost::asio::completion_token_for<void(std::exception_ptr, T)> CompletionToken>
   auto operator()(CompletionToken&& token) const {
     return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr, T)>(
@@ -182,6 +184,9 @@ class CallTask : public Task<T> {
 namespace detail {
 
 template <class T>
+inline constexpr bool awaited_as_task<Future<T>> = true;
+
+template <class T>
 Future<T> ready_future(const T& value) {
   buffer encoded;
   codec<T>::encode(encoded, value);
@@ -190,33 +195,3 @@ Future<T> ready_future(const T& value) {
 
 }  // namespace detail
 }  // namespace ferry
-
-namespace boost::asio::detail {
-
-/// Awaits a ferry handle (a Future, a StartedTask) as the Task its coroutine() makes. Boost 1.81's generic
-/// path for awaiting an asynchronous operation takes only rvalues and does not compile for (exception_ptr, T)
-/// completions, so the handles specialize awaitable_async_op (below, and in async.hpp) as this.
-template <class T, class Executor>
-class await_as_task {
- public:
-  explicit await_as_task(awaitable<T, Executor> task) : task_(std::move(task)) {}
-  bool await_ready() const noexcept { return false; }
-  template <class Frame>
-  void await_suspend(coroutine_handle<Frame> caller) {
-    task_.await_suspend(caller);
-  }
-  T await_resume() { return task_.await_resume(); }
-
- private:
-  awaitable<T, Executor> task_;
-};
-
-/// `co_await future`, lvalue or not.
-template <class T, class Executor>
-class awaitable_async_op<void(std::exception_ptr, T), ferry::Future<T>, Executor> : public await_as_task<T, Executor> {
- public:
-  awaitable_async_op(const ferry::Future<T>& future, awaitable_frame_base<Executor>*)
-      : await_as_task<T, Executor>(future.coroutine()) {}
-};
-
-}  // namespace boost::asio::detail
