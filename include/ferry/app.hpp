@@ -8,7 +8,20 @@
 ///
 /// Declare every function before app.main runs (at namespace scope, or in main before calling app.main):
 /// a container is the same binary started again, and serves the functions its App declared.
-/// Declaring is not thread-safe; calling through the returned handles is.
+///
+/// Threading: declaring (App, App::function) is not thread-safe: do it from one thread, before app.main. Calling
+/// through the returned handles is, from any thread (ferry/function.hpp). app.main runs `entry` on the calling
+/// thread; an async entry runs on an event loop made of that thread.
+///
+/// Lifetime: the App must outlive app.main (declare it at namespace scope, beside its functions); the handles it
+/// returns may outlive it. app.main connects to the server (or starts the embedded one) before `entry` runs and,
+/// once `entry` has returned (an async one, with every task it created), lets go of the connection and stops the
+/// embedded server it started: calls made after that go to FERRY_SERVER's server, as in a program without app.main.
+///
+/// Errors: a bad name, a name declared twice or options out of range throw std::invalid_argument where they are
+/// declared; at namespace scope, where nothing can catch it, the program prints the error and exits with 1. An
+/// exception that escapes `entry`, or a server that app.main cannot reach or register with, is printed (with the
+/// remote stack, for a remote exception) and app.main returns 1.
 #pragma once
 
 #include <ferry/codec.hpp>
