@@ -8,12 +8,26 @@
 ///
 /// Declare every function before app.main runs (at namespace scope, or in main before calling app.main):
 /// a container is the same binary started again, and serves the functions its App declared.
-/// Declaring is not thread-safe; calling through the returned handles is.
+///
+/// Threading: declaring (App, App::function) is not thread-safe: do it from one thread, before app.main. Calling
+/// through the returned handles is, from any thread (ferry/function.hpp). app.main runs `entry` on the calling
+/// thread; an async entry runs on an event loop made of that thread.
+///
+/// Lifetime: the App must outlive app.main (declare it at namespace scope, beside its functions); the handles it
+/// returns may outlive it. app.main connects to the server (or starts the embedded one) before `entry` runs and,
+/// once `entry` has returned (an async one, with every task it created), lets go of the connection and stops the
+/// embedded server it started: calls made after that go to FERRY_SERVER's server, as in a program without app.main.
+///
+/// Errors: a bad name, a name declared twice or options out of range throw std::invalid_argument where they are
+/// declared; at namespace scope, where nothing can catch it, the program prints the error and exits with 1. An
+/// exception that escapes `entry`, or a server that app.main cannot reach or register with, is printed (with the
+/// remote stack, for a remote exception) and app.main returns 1.
 #pragma once
 
 #include <ferry/codec.hpp>
 #include <ferry/detail/callable_traits.hpp>
 #include <ferry/detail/function_entry.hpp>
+#include <ferry/detail/msgpack.hpp>
 #include <ferry/function.hpp>
 #include <ferry/options.hpp>
 #include <ferry/task.hpp>
@@ -47,9 +61,7 @@ void decode_argument(const std::string& function, std::size_t position, reader& 
 template <class... A>
 std::tuple<A...> decode_arguments(const std::string& function, reader& args) {
   const reader received = args;
-  const bool is_argument_array = !args.at_end() && mp_typeof(*args.pos) == MP_ARRAY &&
-                                 mp_check_array(args.pos, args.end) <= 0 && mp_decode_array(&args.pos) == sizeof...(A);
-  if (!is_argument_array) throw_argument_count_error(function, sizeof...(A), received);
+  if (!decode_array_header_of(args, sizeof...(A))) throw_argument_count_error(function, sizeof...(A), received);
   std::tuple<A...> values;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (decode_argument(function, I + 1, args, std::get<I>(values)), ...);
@@ -85,7 +97,7 @@ struct body_invoker {
     std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<R>) {
       std::apply(*body, std::move(values));
-      result.commit(mp_encode_nil(result.reserve(1)));
+      encode_nil(result);
       return 0;
     } else {
       return finish_body(result, std::apply(*body, std::move(values)));
@@ -105,7 +117,7 @@ struct async_body_invoker {
     std::tuple<A...> values = decode_arguments<A...>(function, args);
     if constexpr (std::is_void_v<V>) {
       co_await std::apply(*body, std::move(values));
-      result.commit(mp_encode_nil(result.reserve(1)));
+      encode_nil(result);
       co_return 0;
     } else {
       co_return finish_body(result, co_await std::apply(*body, std::move(values)));

@@ -1,11 +1,28 @@
-/// ferry/async.hpp: composing Tasks: gather, create_task, and cancellation.
+/// ferry/async.hpp: composing Tasks: gather, create_task, run, sleep; and, for bodies, cancelled() and progress().
 ///
 ///     auto [text, joke] = co_await ferry::gather(capitalize(name), make_joke(name));   // concurrently
 ///     std::vector<int> all = co_await ferry::gather(std::move(tasks));                 // in order
 ///     auto background = ferry::create_task(double_it(x));  // starts now
 ///     int v = co_await background;                           // awaits it later (as often as wanted)
 ///
-/// All of these run on the awaiting coroutine's executor, so everything stays on one thread.
+/// Threading: gather and create_task run what they are given on the awaiting coroutine's executor, its event loop
+/// (in a container, an async input's one executor thread), so everything they start stays on one thread. A
+/// StartedTask is confined to that loop: await it and call done() there; cancel() and `t(token)` may be called from
+/// any thread. ferry::run makes an event loop of the calling thread. cancelled() and progress() are safe from any
+/// thread, and apply to the input whose code the calling thread runs.
+///
+/// Lifetime: a created task runs whether or not anything awaits it, until it ends or is cancelled; the loop of an
+/// async entrypoint, or of ferry::run, does not end before every task created on it has.
+///
+/// Errors: gather rethrows the first error of the tasks it awaits, once they have all finished. Awaiting a
+/// StartedTask rethrows the task's exception (CancelledError when it was cancelled first). create_task outside a
+/// ferry event loop throws ferry::Error.
+///
+/// Cancellation: every awaitable here honours Asio's per-operation cancellation, and what it cancels remotely is
+/// what its tasks' awaits cancel (ferry/function.hpp, ferry/future.hpp): gather, cancelled or failing, cancels its
+/// tasks (their remote inputs too) at their next suspension point and waits for them; a coroutine awaiting a
+/// StartedTask that is cancelled stops waiting (CancelledError) and cancels the task when nothing else awaits it;
+/// sleep throws CancelledError.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -13,6 +30,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <chrono>
 #include <exception>
+#include <ferry/detail/asio_await.hpp>
 #include <ferry/future.hpp>
 #include <ferry/task.hpp>
 #include <memory>
@@ -174,6 +192,9 @@ struct awaited<StartedTask<T>> {
 template <class A>
 using awaited_t = typename awaited<std::remove_cvref_t<A>>::type;
 
+template <class T>
+inline constexpr bool awaited_as_task<StartedTask<T>> = true;
+
 }  // namespace detail
 
 /// Awaits all of them concurrently (Tasks, Futures, created tasks) and returns their values in order
@@ -214,8 +235,8 @@ Task<std::vector<detail::gathered_t<detail::awaited_t<A>>>> gather(std::vector<A
   co_return values;
 }
 
-/// Runs `task` to completion from blocking code, on an event loop on the calling thread (Python's
-/// asyncio.run), and returns its value or rethrows its exception.
+/// Runs `task` from blocking code on an event loop made of the calling thread (Python's asyncio.run), until it
+/// and every task it created have ended; returns its value or rethrows its exception.
 template <class T>
 T run(Task<T> task) {
   std::optional<detail::gathered_t<T>> result;
@@ -237,24 +258,3 @@ StartedTask<T> create_task(Task<T> task) {
 }
 
 }  // namespace ferry
-
-namespace boost::asio::detail {
-
-/// `co_await t` for a StartedTask, lvalue or not, as for ferry::Future (see await_as_task in future.hpp).
-template <class T, class Executor>
-class awaitable_async_op<void(std::exception_ptr, T), ferry::StartedTask<T>, Executor>
-    : public await_as_task<T, Executor> {
- public:
-  awaitable_async_op(const ferry::StartedTask<T>& task, awaitable_frame_base<Executor>*)
-      : await_as_task<T, Executor>(task.coroutine()) {}
-};
-
-template <class Executor>
-class awaitable_async_op<void(std::exception_ptr), ferry::StartedTask<void>, Executor>
-    : public await_as_task<void, Executor> {
- public:
-  awaitable_async_op(const ferry::StartedTask<void>& task, awaitable_frame_base<Executor>*)
-      : await_as_task<void, Executor>(task.coroutine()) {}
-};
-
-}  // namespace boost::asio::detail

@@ -5,7 +5,8 @@
 /// for failures inside the body, the remote exception's type, message and stack. An exception of a
 /// standard type thrown by a remote body is rethrown as that type (std::out_of_range stays
 /// std::out_of_range); its remote details are reachable with ferry::remote_details(e).
-/// All types are immutable after construction and safe to share between threads.
+/// All types are immutable after construction and safe to share between threads. docs/errors.md says when each
+/// is thrown and what to do about it; each public header says which its calls throw.
 #pragma once
 
 #include <cstdint>

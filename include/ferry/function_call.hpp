@@ -1,13 +1,28 @@
-/// ferry/function_call.hpp: ferry::FunctionCall<R>, a durably spawned call.
+/// ferry/function_call.hpp: ferry::FunctionCall<R>, a durably spawned call (f.spawn, ferry/spawn.hpp).
 ///
 ///     ferry::FunctionCall<int> call = square.spawn(7);   // returns once the server has stored the input
 ///     std::string id = call.id();                         // keep it; any program may fetch the result
 ///     int v = ferry::FunctionCall<int>::from_id(id).get(std::chrono::seconds{30});
 ///
-/// A spawned call survives the exit of the program that spawned it and a restart of the server; its result
-/// is kept for the server's retention period (7 days by default). Every operation has a blocking form and an
-/// awaitable one: `call.get(timeout)` / `co_await call.get.aio(timeout)`, `call.cancel()` /
-/// `co_await call.cancel.aio()`, `FunctionCall<R>::from_id(id)` / `co_await FunctionCall<R>::from_id.aio(id)`.
+/// Every operation has a blocking form and an awaitable one: `call.get(timeout)` / `co_await
+/// call.get.aio(timeout)`, `call.cancel()` / `co_await call.cancel.aio()`, `FunctionCall<R>::from_id(id)` /
+/// `co_await FunctionCall<R>::from_id.aio(id)`.
+///
+/// Threading: a FunctionCall is a value (the call's id): copy it freely and use it from any thread. A blocking form
+/// on an event loop still returns, but holds the loop (ferry logs a warning naming the call site).
+///
+/// Lifetime: the call belongs to the server, not to any FunctionCall: it survives the exit of the program that
+/// spawned it and a restart of the server, and dropping every handle changes nothing. Its id is valid in any
+/// program that reaches the same server; its result is kept for the server's retention (7 days by default).
+///
+/// Errors: get throws NotFinishedError when the call has not finished within the timeout (not a failure: get it
+/// again later), ResultExpiredError once its result is no longer kept, or what the call failed with (as
+/// Function::remote throws it; CancelledError after cancel()); ferry::Error when the result does not decode as R (R
+/// must be the spawned function's result type). from_id and cancel throw UnknownCallError for an id the server does
+/// not know. All throw ConnectionError when the server cannot be reached.
+///
+/// Cancellation: cancel() cancels the call on the server (it is never retried); cancelling the coroutine awaiting
+/// get.aio, cancel.aio or from_id.aio only stops that wait: the call, and a cancel already sent, stand.
 #pragma once
 
 #include <chrono>
@@ -23,12 +38,6 @@
 
 namespace ferry {
 
-/// Options of f.spawn.
-struct SpawnOptions {
-  /// A spawn with a key the server has seen returns the existing call instead of starting another.
-  std::string idempotency_key;
-};
-
 namespace detail {
 
 /// A control request to the server (see the wire protocol's `request`): blocking, and awaitable.
@@ -38,9 +47,6 @@ Task<buffer> control_request_async(control_verb verb, std::string subject, std::
 
 /// A `get` of a spawned call, waiting at most `timeout`.
 std::function<void(buffer&)> get_payload(std::chrono::milliseconds timeout);
-/// A `spawn`: the key and the arguments `args` appends. Refers to both: use it at once.
-std::function<void(buffer&)> spawn_payload(const std::string& idempotency_key,
-                                           const std::function<void(buffer&)>& args);
 std::string decode_string(const buffer& encoded);
 /// For from_id, after a `get` that did not return a value: rethrows when the call does not exist (or the
 /// server cannot be reached); returns when the call exists (not finished, expired, or failed).
@@ -84,8 +90,8 @@ class FunctionCall {
     std::string id_;
   };
 
-  /// `call.cancel()` and `co_await call.cancel.aio()`: stops the call (never retried). A call that has
-  /// finished stays as it is.
+  /// `call.cancel()` and `co_await call.cancel.aio()`: stops the call (never retried); get then throws
+  /// CancelledError. A call that has finished stays as it is.
   class canceller {
    public:
     void operator()(std::source_location site = std::source_location::current()) const {

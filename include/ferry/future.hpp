@@ -1,4 +1,4 @@
-/// ferry/future.hpp: ferry::Future<T>, a handle to a call that may not have started.
+/// ferry/future.hpp: ferry::Future<T>, a handle to a call that may not have started, and ferry::CallTask<T>.
 ///
 ///     ferry::Future<int> a = double_it.future(x);        // nothing runs yet
 ///     ferry::Future<int> b = double_it.future(x + 1);
@@ -8,10 +8,31 @@
 /// `.run()` starts it (starting twice is an error), `.result()` blocks for its value (starting it if needed),
 /// `co_await fut` awaits it (starting it if needed), `.coroutine()` turns it into a Task, `.done()` polls. A
 /// Future may be passed wherever a T argument is expected, to any number of calls; the server runs it once.
-/// Copies share one call. Thread-safe.
-///
 /// ferry::CallTask<T> is what an async call (`f.remote.aio(x)`, or `f(x)` for an async function) returns: a
-/// Task<T> that can also be passed as an argument, like a Future.
+/// Task<T> that can also be passed as an argument, like a Future, until it is awaited.
+///
+/// Threading: a Future is thread-safe: copies share one call, and any member may be called from any thread, from
+/// several at once (blocking result() calls, awaits on different loops). An await resumes on the awaiting
+/// coroutine's executor; `fut(token)` completes on the token's associated executor. result() on an event loop still
+/// returns, but holds the loop meanwhile (ferry logs a warning naming the call site).
+///
+/// Lifetime: nothing is sent until the future is started, awaited, asked for its result, or passed to a call that
+/// is made; dropping every copy of a future never started costs nothing. Once submitted, the call belongs to the
+/// server: a started future runs to its end even if every copy is dropped, and one passed as an argument runs for
+/// the calls that take it. The server keeps a submitted call's result for this program until the last copy is
+/// dropped (and this program keeps the value it fetched until then), so hold a Future only as long as its value is
+/// needed.
+///
+/// Errors: result() and `co_await fut` throw what the call failed with, as Function::remote does
+/// (ferry/function.hpp); a call whose argument (another future) failed fails with an error naming that argument and
+/// where the failure began. run() throws ferry::Error when the future was started already. A future made from a
+/// value (a reduce of one item) cannot be passed as an argument: Error.
+///
+/// Cancellation: cancelling the coroutine awaiting a Future (or a CallTask passed as an argument before) throws
+/// CancelledError there at once. The call itself is cancelled too, on the server, only when nothing else needs it:
+/// no other await or result() waits for it, and it is no other call's argument; otherwise it runs on. Awaiting a
+/// CallTask that was never passed as an argument is a direct call: cancelling it cancels the remote input, as for
+/// remote.aio.
 #pragma once
 
 #include <boost/asio/async_result.hpp>
@@ -19,6 +40,7 @@
 #include <boost/asio/system_executor.hpp>
 #include <exception>
 #include <ferry/codec.hpp>
+#include <ferry/detail/asio_await.hpp>
 #include <ferry/detail/function_entry.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/task.hpp>
@@ -95,10 +117,10 @@ T decode_call_result(const std::string& call, const buffer& encoded,
 
 }  // namespace detail
 
-/// Awaits the call behind a future (starting it if needed); returns its encoded result.
 namespace detail {
+/// Awaits the call behind a future (starting it if needed); returns its encoded result.
 Task<buffer> await_future(std::shared_ptr<future_state> state);
-}
+}  // namespace detail
 
 template <class T>
 class Future {
@@ -130,8 +152,9 @@ class Future {
   Task<T> coroutine() const { return awaiting(state_); }
 
   /// A Future is an Asio asynchronous operation with the completion signature void(std::exception_ptr, T):
-  /// `co_await fut` awaits it, and `fut(token)` takes any completion token (a callback runs on its
-  /// associated executor, by default Asio's system executor). T must be default-constructible here.
+  /// `co_await fut` awaits it (lvalue or rvalue: ferry/detail/asio_await.hpp), and `fut(token)` takes any
+  /// completion token (a callback runs on its associated executor, by default Asio's system executor). T must
+  /// be default-constructible here.
   template <boost::asio::completion_token_for<void(std::exception_ptr, T)> CompletionToken>
   auto operator()(CompletionToken&& token) const {
     return boost::asio::async_initiate<CompletionToken, void(std::exception_ptr, T)>(
@@ -182,6 +205,9 @@ class CallTask : public Task<T> {
 namespace detail {
 
 template <class T>
+inline constexpr bool awaited_as_task<Future<T>> = true;
+
+template <class T>
 Future<T> ready_future(const T& value) {
   buffer encoded;
   codec<T>::encode(encoded, value);
@@ -190,33 +216,3 @@ Future<T> ready_future(const T& value) {
 
 }  // namespace detail
 }  // namespace ferry
-
-namespace boost::asio::detail {
-
-/// Awaits a ferry handle (a Future, a StartedTask) as the Task its coroutine() makes. Boost 1.81's generic
-/// path for awaiting an asynchronous operation takes only rvalues and does not compile for (exception_ptr, T)
-/// completions, so the handles specialize awaitable_async_op (below, and in async.hpp) as this.
-template <class T, class Executor>
-class await_as_task {
- public:
-  explicit await_as_task(awaitable<T, Executor> task) : task_(std::move(task)) {}
-  bool await_ready() const noexcept { return false; }
-  template <class Frame>
-  void await_suspend(coroutine_handle<Frame> caller) {
-    task_.await_suspend(caller);
-  }
-  T await_resume() { return task_.await_resume(); }
-
- private:
-  awaitable<T, Executor> task_;
-};
-
-/// `co_await future`, lvalue or not.
-template <class T, class Executor>
-class awaitable_async_op<void(std::exception_ptr, T), ferry::Future<T>, Executor> : public await_as_task<T, Executor> {
- public:
-  awaitable_async_op(const ferry::Future<T>& future, awaitable_frame_base<Executor>*)
-      : await_as_task<T, Executor>(future.coroutine()) {}
-};
-
-}  // namespace boost::asio::detail

@@ -1,6 +1,9 @@
 /// ferry/options.hpp: per-function options, set with designated initializers:
 ///     app.function("f", f, {.max_inputs = 8, .max_containers = 2, .timeout = std::chrono::seconds{30},
 ///                           .retries = 3})
+/// Plain values: App::function copies them into the function's declaration and checks them there
+/// (std::invalid_argument for one out of range); the server applies them to every call of the function, whoever
+/// makes it. A function looked up with from_name has the options it was deployed with.
 #pragma once
 
 #include <chrono>

@@ -1,6 +1,10 @@
 /// ferry/task.hpp: ferry::Task<T>, the awaitable that async function bodies return and `.remote.aio()`
-/// produces. It is Asio's awaitable, so a body can co_await any Asio operation (timers, sockets, Beast)
-/// as well as ferry calls. A Task is lazy: nothing runs until it is awaited (or handed to create_task).
+/// produces. It is Asio's awaitable (boost::asio::awaitable<T>, on an any_io_executor), so a body can co_await
+/// any Asio operation (timers, sockets, Beast) as well as ferry calls. A Task is lazy: nothing runs until it is
+/// awaited (or handed to create_task, gather, ferry::run); one destroyed unawaited never runs. It runs on the
+/// executor of the coroutine that awaits it, and is a move-only value awaited at most once; to await one result
+/// from several places, use a Future or create_task. Cancellation is Asio's per-operation cancellation: ferry's
+/// own awaits throw ferry::CancelledError, Asio's throw boost::system::system_error (operation_aborted).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

@@ -1,12 +1,16 @@
 /// ferry/detail/call_arguments.hpp: what may be passed as a call's arguments (values, or futures of the
-/// parameter types), how they are encoded, and the compile-time rejection of futures wrapped in containers.
+/// parameter types), how they are encoded, the compile-time rejection of futures wrapped in containers, and how
+/// a call's result is decoded.
 #pragma once
 
 #include <array>
 #include <ferry/codec.hpp>
+#include <ferry/detail/function_entry.hpp>
+#include <ferry/detail/msgpack.hpp>
 #include <ferry/future.hpp>
 #include <map>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
@@ -72,17 +76,24 @@ inline constexpr bool dependent_false = false;
                 "pass each ferry::Future directly as an argument, or use f.map / f.reduce, which take a "          \
                 "std::vector<ferry::Future<T>>")
 
+/// Encodes the argument array of a call whose arguments are all values.
+template <class... A>
+void encode_arguments(buffer& out, const A&... args) {
+  encode_array_header(out, sizeof...(A));
+  (codec<A>::encode(out, args), ...);
+}
+
 /// Encodes the argument array for parameters `P...`: values as themselves, futures (and call tasks) as nil
 /// placeholders, recorded in `deps` with their positions.
 template <class... P, class... Args, std::size_t... I>
 void encode_call_arguments(buffer& out, std::vector<future_dependency>& deps, std::index_sequence<I...>,
                            const Args&... args) {
-  out.commit(mp_encode_array(out.reserve(5), sizeof...(P)));
+  encode_array_header(out, sizeof...(P));
   (
       [&] {
         using D = std::remove_cvref_t<Args>;
         if constexpr (is_pending_v<D>) {
-          out.commit(mp_encode_nil(out.reserve(1)));
+          encode_nil(out);
           deps.emplace_back(static_cast<std::uint32_t>(I), args.state());
         } else {
           using Param = std::tuple_element_t<I, std::tuple<P...>>;
@@ -100,6 +111,17 @@ Future<future_value_t<V>> make_call_future(std::shared_ptr<const function_entry>
   std::vector<future_dependency> deps;
   encode_call_arguments<P...>(encoded, deps, std::index_sequence_for<Args...>{}, args...);
   return Future<future_value_t<V>>(make_future(std::move(entry), std::move(encoded), std::move(deps)));
+}
+
+/// The value of a call of `function` from its encoded result (nothing for void); throws Error when it does
+/// not decode.
+template <class V>
+V decode_result(const function_entry& function, const buffer& encoded) {
+  if constexpr (std::is_void_v<V>) {
+    return;
+  } else {
+    return decode_call_result<V>("'" + function.name + "'", encoded);
+  }
 }
 
 }  // namespace ferry::detail
