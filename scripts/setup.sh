@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   clang-format  # the style check (tests/support/check_format.sh)
+  clang-tidy-16  # the house rules in .clang-tidy (tests/support/check_tidy.sh)
   curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # Boost.URL: the HTTP API's request targets
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev

@@ -2,6 +2,7 @@
 # Sets up (Debian packages), builds and runs ferry's whole test suite, in stages:
 #   dev    Debug build: unit and end-to-end tests with real server and container processes, chaos and
 #          soak, docs, the dashboard in a browser, the out-of-tree SDK install
+#   tidy   clang-tidy over src/ and the headers it includes (.clang-tidy), on the dev build's compile commands
 #   fuzz   the libFuzzer targets, a bounded time each (scripts/fuzz.sh; FERRY_FUZZ_SECONDS, default 60)
 #   asan   AddressSanitizer + UndefinedBehaviorSanitizer build: every test but the soak, browser and install
 #   tsan   ThreadSanitizer build: the same tests
@@ -10,13 +11,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,9s/^# \{0,1\}//p' "$0"; }
-all_stages=(dev fuzz asan tsan)
+usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
+all_stages=(dev tidy fuzz asan tsan)
 stages=()
 for arg in "$@"; do
   case "$arg" in
     -h | --help) usage; exit 0 ;;
-    dev | fuzz | asan | tsan) stages+=("$arg") ;;
+    dev | tidy | fuzz | asan | tsan) stages+=("$arg") ;;
     *) echo "test.sh: unknown stage '$arg' (stages: ${all_stages[*]})" >&2; exit 2 ;;
   esac
 done
@@ -29,6 +30,10 @@ run_stage() {
   echo "== test.sh: stage $stage" >&2
   case "$stage" in
     fuzz) bash scripts/fuzz.sh "${FERRY_FUZZ_SECONDS:-60}" ;;
+    tidy)
+      cmake --preset dev >/dev/null
+      bash tests/support/check_tidy.sh . build/dev
+      ;;
     *)
       cmake --preset "$stage" >/dev/null
       cmake --build --preset "$stage"

@@ -184,7 +184,7 @@ class App {
     return Function<R(A...)>(add(std::move(entry)), std::move(shared_body));
   }
 
-  int run(int argc, char** argv, std::function<void()> entry, std::function<Task<void>()> async_entry);
+  int run(int argc, char** argv, const std::function<void()>& entry, const std::function<Task<void>()>& async_entry);
 
   /// Validates and stores the entry, filling in the app's name.
   std::shared_ptr<const detail::function_entry> add(std::shared_ptr<detail::function_entry> entry);

@@ -34,6 +34,10 @@ class RemoteDetails {
         function_(std::move(function)),
         call_id_(std::move(call_id)),
         stack_(std::move(stack)) {}
+  RemoteDetails(const RemoteDetails&) = default;
+  RemoteDetails(RemoteDetails&&) noexcept = default;
+  RemoteDetails& operator=(const RemoteDetails&) = default;
+  RemoteDetails& operator=(RemoteDetails&&) noexcept = default;
   virtual ~RemoteDetails() = default;
 
   /// The remote exception's type, demangled (`std::out_of_range`, `my::Error`).
@@ -54,7 +58,7 @@ class RemoteDetails {
 /// An exception of a type ferry does not rethrow as itself, thrown by a remote body.
 class RemoteError : public Error, public RemoteDetails {
  public:
-  RemoteError(std::string what, RemoteDetails details) : Error(std::move(what)), RemoteDetails(std::move(details)) {}
+  RemoteError(const std::string& what, RemoteDetails details) : Error(what), RemoteDetails(std::move(details)) {}
 };
 
 /// The remote details of an exception that a remote body threw, or nullptr for a local exception.

@@ -124,7 +124,7 @@ class Function<R(A...)> {
     }
     template <class... Args>
     requires(detail::any_wrapped_future<Args...>) void operator()(const Args&...) const {
-      FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+      FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args...);
     }
 
     /// The awaitable form: a lazy Task that makes the call when awaited and suspends the awaiting
@@ -145,7 +145,7 @@ class Function<R(A...)> {
     }
     template <class... Args>
     requires(detail::any_wrapped_future<Args...>) void aio(const Args&...) const {
-      FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+      FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args...);
     }
 
    private:
@@ -229,7 +229,7 @@ class Function<R(A...)> {
   const { return detail::make_call_future<value_type, A...>(entry_, args...); }
   template <class... Args>
   requires(detail::any_wrapped_future<Args...>) void future(const Args&...) const {
-    FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+    FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args...);
   }
 
   /// `g.reduce(items)`, `g.reduce(items, initial)` and their `.aio` forms, for a function of two parameters of
@@ -271,7 +271,7 @@ class Function<R(A...)> {
   }
   template <class... Args>
   requires(detail::any_wrapped_future<Args...>) void operator()(const Args&...) const {
-    FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args);
+    FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args...);
   }
 
   /// The function's name, as declared or looked up.

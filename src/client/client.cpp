@@ -382,7 +382,8 @@ std::uint64_t client::submit(const call_request& request, call_callback done) {
     send_call(id, request);
     return id;
   }
-  if (!done) done = [](std::exception_ptr, const detail::buffer&) {};  // nobody reads the result, but the call is cancellable
+  if (!done)
+    done = [](std::exception_ptr, const detail::buffer&) {};  // nobody reads the result, but the call is cancellable
   pending_call call{std::move(done), request.function.name, request.group};
   add_pending(id, call, "call");
   try {

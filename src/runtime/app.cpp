@@ -140,7 +140,8 @@ std::shared_ptr<const detail::function_entry> App::add(std::shared_ptr<detail::f
   return entry;
 }
 
-int App::run(int argc, char** argv, std::function<void()> entry, std::function<Task<void>()> async_entry) {
+int App::run(int argc, char** argv, const std::function<void()>& entry,
+             const std::function<Task<void>()>& async_entry) {
   runtime::init_logging("warn");
   if (container::in_container()) {
     return container::run_container({state_->name, state_->functions, runtime::set_process_client});

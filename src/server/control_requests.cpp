@@ -88,7 +88,7 @@ void server::state::on_request(session& s, const wire::frame& f) {
             answer, {status::bad_arguments, "", std::string("malformed deploy request: ") + e.what(), "", "", ""});
       }
       const std::span<const char> image(reinterpret_cast<const char*>(binary.data()), binary.size());
-      return control->deploy(answer, subject, std::move(specs), image, declared_name, std::move(arguments));
+      return control->deploy(answer, subject, specs, image, declared_name, std::move(arguments));
     }
     case control_verb::stop:
       return control->stop_app(answer, subject);

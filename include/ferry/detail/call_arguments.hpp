@@ -70,8 +70,8 @@ inline constexpr bool argument_for = [] {
 template <class>
 inline constexpr bool dependent_false = false;
 
-#define FERRY_DETAIL_REJECT_WRAPPED_FUTURES(Args)                                                                  \
-  static_assert(::ferry::detail::dependent_false<std::tuple<Args...>>,                                             \
+#define FERRY_DETAIL_REJECT_WRAPPED_FUTURES(...)                                                                   \
+  static_assert(::ferry::detail::dependent_false<std::tuple<__VA_ARGS__>>,                                         \
                 "ferry: a container (or pair, tuple) holding futures cannot be passed where values are expected: " \
                 "pass each ferry::Future directly as an argument, or use f.map / f.reduce, which take a "          \
                 "std::vector<ferry::Future<T>>")
