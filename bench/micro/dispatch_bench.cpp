@@ -145,7 +145,7 @@ struct scheduled_function {
     fn.min_containers = static_cast<int>(n);
     host.sched = &sched;
     sched.scale(fn);
-    for (const auto& [id, process] : launcher.launched) sched.connected(container_id{id});
+    for (const auto& [id, process] : launcher.launched) sched.connected(container_id{id}, process->spec.credential);
   }
   app_instance app;
   function_state& fn = app.functions["double_it"];

@@ -12,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "base/secrets.hpp"
 #include "client/client.hpp"
 #include "container/container_runtime.hpp"
 #include "runtime/app_state.hpp"
@@ -93,7 +94,7 @@ class embedded_server {
  public:
   embedded_server() {
     server::server_options options;
-    options.token = runtime::random_token();
+    options.token = random_token();
     options.drain_timeout = std::chrono::milliseconds(0);  // the program is exiting: nobody awaits results
     token_ = options.token;
     server_ = std::make_unique<server::server>(std::move(options));

@@ -1,9 +1,6 @@
 #include "runtime/server_config.hpp"
 
 #include <fcntl.h>
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,24 +11,14 @@
 #include <fstream>
 #include <system_error>
 
+#include "base/secrets.hpp"
+
 namespace ferry::runtime {
 
 std::filesystem::path default_state_dir() {
   if (const char* home = std::getenv("FERRY_HOME"); home && *home) return home;
   if (const char* home = std::getenv("HOME"); home && *home) return std::filesystem::path(home) / ".ferry";
   return std::filesystem::path("/tmp") / ("ferry-" + std::to_string(::getuid()));
-}
-
-std::string random_token() {
-  unsigned char bytes[32];
-  std::size_t got = 0;
-  while (got < sizeof bytes) {
-    const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw std::system_error(errno, std::generic_category(), "getrandom");
-    got += static_cast<std::size_t>(n);
-  }
-  return fmt::format("{:02x}", fmt::join(bytes, ""));
 }
 
 std::string read_token(const std::filesystem::path& state_dir) {

@@ -8,8 +8,6 @@ namespace ferry::runtime {
 
 /// $FERRY_HOME, or ~/.ferry.
 std::filesystem::path default_state_dir();
-/// 32 random bytes as hex.
-std::string random_token();
 /// Reads `state_dir/token`; throws ferry::ConnectionError saying how to fix a missing or unreadable file.
 std::string read_token(const std::filesystem::path& state_dir);
 /// Makes sure `state_dir` is the server's alone before it keeps a token or a database there: creates it

@@ -21,7 +21,10 @@ struct container_spec {
   std::string app;
   std::string function;
   std::string server_address;  // host:port the container connects to
-  std::string token;           // passed in the environment, never on the command line
+  /// The container's own credential, which it presents when it connects: made for this launch alone, never
+  /// the server's token (what a body can read, or a late container from before a server restart, cannot
+  /// pass for another). Passed in the environment (FERRY_TOKEN), never on the command line.
+  std::string credential;
 };
 
 /// A started container. Confined to the server's executor.

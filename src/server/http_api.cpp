@@ -15,6 +15,7 @@
 #include <set>
 #include <variant>
 
+#include "base/secrets.hpp"
 #include "codec/json.hpp"
 #include "server/dashboard_assets.hpp"
 #include "server/server_state.hpp"

@@ -9,6 +9,7 @@
 #include <ferry/errors.hpp>
 
 #include "base/check.hpp"
+#include "base/secrets.hpp"
 #include "server/backoff.hpp"
 
 namespace ferry::server {
@@ -177,8 +178,9 @@ void scheduler::launch_container(function_state& fn) {
   c->id = container_id{next_container_++};
   c->function = &fn;
   c->started_at = clock_.now();
+  c->credential = random_token();
   const container_spec spec{c->id,   fn.app->executable,      fn.app->arguments, fn.app->declared_name,
-                            fn.name, options_.server_address, options_.token};
+                            fn.name, options_.server_address, c->credential};
   try {
     c->process = launcher_.launch(
         spec, [this, id = c->id](const container_exit& exit) { on_exit(id, exit); },
@@ -203,9 +205,9 @@ void scheduler::launch_container(function_state& fn) {
   containers_.emplace(c->id, std::move(c));
 }
 
-container_record* scheduler::connected(container_id id) {
+container_record* scheduler::connected(container_id id, const std::string& credential) {
   container_record* c = find(id);
-  if (!c || c->state != container_state::starting) return nullptr;
+  if (!c || c->state != container_state::starting || !constant_time_equal(credential, c->credential)) return nullptr;
   c->state = container_state::ready;
   c->connect_timer.reset();
   return c;

@@ -40,6 +40,7 @@ struct container_record {
   function_state* function = nullptr;
   std::unique_ptr<container_process> process;
   container_state state = container_state::starting;
+  std::string credential;  // what it presents when it connects (container_spec::credential)
   clock::time_point started_at;
   /// Attempts running here, by attempt id. nullptr: an attempt given up on (timed out) that still holds
   /// its slot until the container answers it, or is replaced.
@@ -81,7 +82,6 @@ struct scheduler_options {
   std::chrono::milliseconds stop_grace{5'000};    // for a container asked to exit before it is killed
   std::chrono::milliseconds connect_timeout{30'000};  // for a started container to connect
   std::string server_address;                         // host:port containers connect to
-  std::string token;                                  // what containers present
 };
 
 class scheduler {
@@ -131,9 +131,10 @@ class scheduler {
   /// maximum), and arms the scale-down of idle ones. A stopped app's idle containers stop.
   void scale(function_state& fn);
 
-  /// Container `id` has connected: it takes inputs from now on. Null when no container of that id
-  /// is starting (a late or forged connection).
-  container_record* connected(container_id id);
+  /// Container `id` has connected, presenting `credential`: it takes inputs from now on. Null when no
+  /// container of that id is starting with that credential (a late container, from before a restart, or a
+  /// forged connection).
+  container_record* connected(container_id id, const std::string& credential);
   /// Container `c`'s connection has closed: it is made to exit; its exit fails or retries its attempts.
   void disconnected(container_record& c);
 

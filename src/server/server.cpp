@@ -15,19 +15,12 @@
 #include <filesystem>
 #include <random>
 
+#include "base/secrets.hpp"
 #include "server/backoff.hpp"
 #include "server/server_state.hpp"
 #include "wire/connection.hpp"
 
 namespace ferry::server {
-
-bool constant_time_equal(const std::string& a, const std::string& b) {
-  // (The length is not secret: a token's is fixed. The loop reads every byte whatever differs.)
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 server::server(server_options options, std::unique_ptr<container_launcher> launcher)
     : state_(std::make_unique<state>()) {
@@ -63,7 +56,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
   state_->sched = std::make_unique<scheduler>(
       *state_, state_->graph, *state_->time, *state_->launcher,
-      scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address, o.token});
+      scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address});
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
@@ -253,7 +246,10 @@ void server::state::on_hello(session& s, const wire::frame& f) {
                   std::to_string(wire::protocol_version) + "; use a ferry library and server of the same release");
     return;
   }
-  if (!constant_time_equal(token, options.token)) {
+  // A container presents its own credential, made for its launch (container_spec::credential); programs
+  // and the CLI the server's token.
+  const bool is_container = role == static_cast<std::uint8_t>(wire::peer_role::container);
+  if (!is_container && !constant_time_equal(token, options.token)) {
     refuse(s, "invalid token; set FERRY_TOKEN to the token in the server's state directory (the 'token' file)");
     return;
   }
@@ -261,10 +257,12 @@ void server::state::on_hello(session& s, const wire::frame& f) {
     refuse(s, "the server is shutting down");
     return;
   }
-  if (role == static_cast<std::uint8_t>(wire::peer_role::container)) {
-    container_record* c = sched->connected(ferry::server::container_id{container});
+  if (is_container) {
+    container_record* c = sched->connected(ferry::server::container_id{container}, token);
     if (!c) {
-      refuse(s, "no container " + std::to_string(container) + " is expected to connect");
+      refuse(s, "no container " + std::to_string(container) +
+                    " is expected to connect with this credential (one the server did not start, or started "
+                    "before it restarted)");
       return;
     }
     s.role = session_role::container;

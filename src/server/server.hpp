@@ -74,7 +74,4 @@ class server {
   std::unique_ptr<state> state_;
 };
 
-/// Compares two secrets in time that depends only on their lengths.
-bool constant_time_equal(const std::string& a, const std::string& b);
-
 }  // namespace ferry::server

@@ -82,6 +82,8 @@ TEST(security, the_server_listens_on_loopback_by_default_and_warns_when_told_to_
   EXPECT_EQ(run_app([] { EXPECT_EQ(add.remote(40, 2), 42); }), 0);
 }
 
+// A container connects with a credential of its own, made for its launch: the server's token is not in its
+// environment at all, not even in the block it started with (/proc/PID/environ, which unsetenv leaves as is).
 TEST(security, a_container_has_the_token_neither_on_its_command_line_nor_in_its_bodys_environment) {
   ferry_server server;
   const std::string token = server.token();
@@ -96,6 +98,10 @@ TEST(security, a_container_has_the_token_neither_on_its_command_line_nor_in_its_
               const std::string from_outside((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
               EXPECT_FALSE(from_outside.empty());
               EXPECT_THAT(from_outside, Not(HasSubstr(token)));
+              std::ifstream env_in("/proc/" + std::to_string(seen.pid) + "/environ");
+              const std::string environment((std::istreambuf_iterator<char>(env_in)), std::istreambuf_iterator<char>());
+              EXPECT_THAT(environment, HasSubstr("FERRY_CONTAINER_ID="));
+              EXPECT_THAT(environment, Not(HasSubstr(token))) << "the container started with the server's token";
             }),
             0);
 }

@@ -134,7 +134,7 @@ class parts final : public call_graph::host, public scheduler::host, public cont
     for (const auto& [id, process] : launcher.launched) {
       const container_id container{id};
       if (container_record* c = sched.find(container); c && c->state == container_state::starting) {
-        sched.connected(container);
+        sched.connected(container, process->spec.credential);
       }
     }
     sched.dispatch(f);

@@ -103,7 +103,7 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
   void connect_all() {
     for (const auto& [id, process] : launcher.launched) {
       if (container_record* c = sched.find(container(id)); c && c->state == container_state::starting) {
-        sched.connected(container(id));
+        sched.connected(container(id), process->spec.credential);
       }
     }
   }
@@ -131,7 +131,7 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
   fake_launcher launcher;
   call_graph graph{*this};
   scheduler sched{*this, graph, time, launcher,
-                  scheduler_options{cancel_grace, stop_grace, connect_timeout, "127.0.0.1:5555", "secret"}};
+                  scheduler_options{cancel_grace, stop_grace, connect_timeout, "127.0.0.1:5555"}};
   std::uint64_t next_call = 1;
   std::vector<sent_input> sent;
   std::vector<std::pair<container_id, attempt_id>> cancels;  // (container, attempt)
@@ -153,7 +153,9 @@ TEST_F(scheduler_test, queued_calls_start_the_containers_their_slots_need_and_no
   EXPECT_EQ(spec.executable, "/bin/app");
   EXPECT_EQ(spec.function, "f");
   EXPECT_EQ(spec.server_address, "127.0.0.1:5555");
-  EXPECT_EQ(spec.token, "secret");
+  // Its own credential, made for this launch: 64 hex digits, another for each container.
+  EXPECT_EQ(spec.credential.size(), 64u);
+  EXPECT_NE(spec.credential, process(2).spec.credential);
 }
 
 TEST_F(scheduler_test, a_buffer_starts_spare_containers_only_while_there_is_work) {
@@ -397,11 +399,16 @@ TEST_F(scheduler_test, a_launcher_that_cannot_start_a_process_fails_the_queue_wi
   EXPECT_TRUE(sched.containers().empty());
 }
 
-TEST_F(scheduler_test, a_late_or_unknown_container_cannot_connect) {
-  EXPECT_EQ(sched.connected(container(42)), nullptr);
+TEST_F(scheduler_test, only_a_starting_container_presenting_its_own_credential_connects_and_only_once) {
+  EXPECT_EQ(sched.connected(container(42), ""), nullptr);
   call();
-  ASSERT_NE(sched.connected(container(1)), nullptr);
-  EXPECT_EQ(sched.connected(container(1)), nullptr);  // once only
+  const std::string credential = process(1).spec.credential;
+  // A container of the same id launched by an earlier server (another credential), or a forged one.
+  EXPECT_EQ(sched.connected(container(1), std::string(64, '0')), nullptr);
+  EXPECT_EQ(sched.connected(container(1), ""), nullptr);
+  EXPECT_EQ(sched.find(container(1))->state, container_state::starting);
+  ASSERT_NE(sched.connected(container(1), credential), nullptr);
+  EXPECT_EQ(sched.connected(container(1), credential), nullptr);  // once only
 }
 
 // --- stopping ---

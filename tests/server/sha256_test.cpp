@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "server/server.hpp"
+#include "base/secrets.hpp"
 
 namespace ferry::server {
 namespace {
