@@ -21,17 +21,17 @@ enum class graph_id : std::uint64_t {};
 enum class attempt_id : std::uint64_t {};
 /// A container the scheduler started: container_record::id, also given to the container at its start.
 enum class container_id : std::uint64_t {};
-/// A connection: a program, a container, a CLI command, or the HTTP API's.
+/// A connection: a program, a container or a CLI command; {} for none (the HTTP API's requests).
 enum class session_id : std::uint64_t {};
-
-constexpr std::uint64_t number(graph_id id) { return static_cast<std::uint64_t>(id); }
-constexpr std::uint64_t number(attempt_id id) { return static_cast<std::uint64_t>(id); }
-constexpr std::uint64_t number(container_id id) { return static_cast<std::uint64_t>(id); }
-constexpr std::uint64_t number(session_id id) { return static_cast<std::uint64_t>(id); }
 
 template <class T>
 concept id_type = std::same_as<T, graph_id> || std::same_as<T, attempt_id> || std::same_as<T, container_id> ||
     std::same_as<T, session_id>;
+
+template <id_type Id>
+constexpr std::uint64_t number(Id id) {
+  return static_cast<std::uint64_t>(id);
+}
 
 }  // namespace ferry::server
 
