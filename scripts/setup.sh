@@ -18,6 +18,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium nodejs
   clang-16 libclang-rt-16-dev llvm-16  # scripts/fuzz.sh: libFuzzer (clang 14 lacks std::source_location), its symbolizer
+  slurmctld slurmd slurm-client munge  # scripts/slurm-cluster.sh: the local Slurm cluster of the cluster tests
 )
 
 missing=()
