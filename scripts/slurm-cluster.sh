@@ -81,12 +81,14 @@ down() {
   for f in $(pid_files | grep -v munged.pid); do stop_pid_file "$f" || failed=1; done
   # Job steps that outlived their node (a slurmd that died before `down`): slurmstepd processes that run
   # with this cluster's configuration in their environment, with what they started.
-  local pid
-  for pid in $(pgrep -x slurmstepd || true); do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$dir/etc/slurm.conf"; then
-      pkill -KILL -P "$pid" 2>/dev/null || true
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
+  local stat pid child
+  for stat in /proc/[0-9]*/stat; do
+    pid=${stat#/proc/}
+    pid=${pid%/stat}
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = slurmstepd ] || continue
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$dir/etc/slurm.conf" || continue
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do kill -KILL "$child" 2>/dev/null || true; done
+    kill -KILL "$pid" 2>/dev/null || true
   done
   [ -f "$dir/munge/munged.pid" ] && { stop_pid_file "$dir/munge/munged.pid" || failed=1; }
   [ $failed -eq 0 ] || die "some daemons are still running (PID files in $dir/run, $dir/munge)"

@@ -25,7 +25,7 @@ node=$(timeout 60 srun -w n2 -N1 -n1 bash -c 'echo $SLURMD_NODENAME')
 [ "$node" = "n2" ] || fail "a step on n2 ran on '$node'"
 
 # A batch job still running at `down`: its process must go too.
-job=$(sbatch --parsable --wrap "echo \$\$ > $dir/job.pid; exec sleep 600")
+job=$(sbatch --parsable --output="$dir/job-%j.out" --wrap "echo \$\$ > $dir/job.pid; exec sleep 600")
 for _ in $(seq 300); do
   [ -s "$dir/job.pid" ] && break
   sleep 0.1
