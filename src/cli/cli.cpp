@@ -27,6 +27,7 @@
 #include <system_error>
 #include <vector>
 
+#include "agent/agent.hpp"
 #include "client/client.hpp"
 #include "codec/json.hpp"
 #include "runtime/logging.hpp"
@@ -51,6 +52,15 @@ struct server_flags {
   std::uint64_t drain_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.drain_timeout.count());
   std::size_t log_lines = server::server_options{}.max_log_lines;
   std::uint64_t idle_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.idle_timeout.count());
+  std::string agents = "local";
+};
+
+/// `ferry agent`'s flags.
+struct agent_flags {
+  agent::agent_options options;
+  std::string token_file;
+  std::string state_dir;
+  std::uint64_t reconnect_window_s = 300;
 };
 
 /// Where a client command finds the server and its token.
@@ -379,6 +389,8 @@ int serve(const server_flags& flags) {
   options.drain_timeout = std::chrono::milliseconds(flags.drain_timeout_ms);
   options.max_log_lines = flags.log_lines;
   options.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
+  options.agent_token = runtime::load_or_create_token(state_dir, "agent-token");
+  options.local_agent = flags.agents == "local";
 
   options.stop_on_signals = true;  // SIGINT and SIGTERM stop it gracefully
 
@@ -400,8 +412,42 @@ int serve(const server_flags& flags) {
                state_dir.string());
   spdlog::info("dashboard and HTTP API at http://{}/ (the token is in {})", srv.address(),
                (state_dir / "token").string());
+  if (!options.local_agent) {
+    spdlog::info(
+        "containers run only on agents (--agents {}): start `ferry agent --server {} --token-file {}` on "
+        "each host",
+        flags.agents, srv.address(), (state_dir / "agent-token").string());
+  }
   srv.run();
   return 0;
+}
+
+/// `ferry agent`: runs containers on this host for a server.
+int run_agent(agent_flags flags) {
+  runtime::init_logging("info");
+  auto& options = flags.options;
+  options.reconnect_window = std::chrono::seconds(flags.reconnect_window_s);
+  if (const char* token = std::getenv("FERRY_AGENT_TOKEN"); token && *token) {  // NOLINT(concurrency-mt-unsafe)
+    options.token = token;
+  } else if (!flags.token_file.empty()) {
+    std::ifstream in(flags.token_file);
+    if (!in || !std::getline(in, options.token) || options.token.empty()) {
+      throw Error("cannot read the agents' credential from " + flags.token_file +
+                  " (--token-file): copy the server's 'agent-token' file (in its state directory) to this host");
+    }
+  } else {
+    const std::filesystem::path dir =
+        flags.state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(flags.state_dir);
+    options.token = runtime::read_token(dir, "agent-token");
+  }
+  if (options.cache_dir.empty()) {
+    const char* cache = std::getenv("XDG_CACHE_HOME");  // NOLINT(concurrency-mt-unsafe): no threads yet
+    const char* home = std::getenv("HOME");             // NOLINT(concurrency-mt-unsafe)
+    options.cache_dir = cache && *cache ? std::filesystem::path(cache) / "ferry" / "binaries"
+                        : home && *home ? std::filesystem::path(home) / ".cache" / "ferry" / "binaries"
+                                        : std::filesystem::path("/tmp") / ("ferry-agent-" + std::to_string(::getuid()));
+  }
+  return agent::run_agent(agent::with_detected_resources(std::move(options)));
 }
 
 /// `ferry --version`: the release and the wire protocol it speaks (programs and servers must agree on it).
@@ -475,6 +521,37 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
 
   server_target target;
+  server_cmd
+      ->add_option("--agents", flags.agents,
+                   "Where containers run: local (this host, and any agent that connects) or manual (only on "
+                   "agents that connect: `ferry agent`)")
+      ->check(CLI::IsMember({"local", "manual"}))
+      ->capture_default_str();
+
+  agent_flags agent;
+  auto* agent_cmd = cli.add_subcommand("agent", "Run containers on this host for a ferry server (one agent a host)");
+  agent_cmd->add_option("--server", agent.options.server, "The server's address, HOST:PORT, as this host reaches it")
+      ->required();
+  agent_cmd->add_option("--token-file", agent.token_file,
+                        "A copy of the server's 'agent-token' file (default: FERRY_AGENT_TOKEN, else the one in "
+                        "--state-dir)");
+  agent_cmd->add_option("--state-dir", agent.state_dir,
+                        "The server's state directory, when it is on this host (default: $FERRY_HOME, or ~/.ferry)");
+  agent_cmd->add_option("--name", agent.options.name, "This host's name (default: SLURMD_NODENAME, or the host name)");
+  agent_cmd->add_option("--cpus", agent.options.cpus,
+                        "CPUs offered to containers (default: the Slurm allocation's, or those this process may use)");
+  agent_cmd->add_option("--memory-mb", agent.options.memory_mb,
+                        "Memory offered, in MiB (default: the Slurm allocation's, or the host's)");
+  agent_cmd->add_option("--gpus", agent.options.gpus,
+                        "GPUs offered (default: the Slurm allocation's, or those CUDA_VISIBLE_DEVICES lists)");
+  agent_cmd->add_option("--label", agent.options.labels, "A label of this host (repeatable), for placement");
+  agent_cmd
+      ->add_option("--reconnect-window", agent.reconnect_window_s,
+                   "Seconds it keeps trying to reach the server (at start, or after losing it) before it exits")
+      ->capture_default_str();
+  agent_cmd->add_option("--cache-dir", agent.options.cache_dir,
+                        "Where binaries fetched from the server are kept (default: ~/.cache/ferry/binaries)");
+
   auto add_target = [&](CLI::App* command) {
     command->add_option("--server", target.address,
                         std::string("Server address host:port (default: $FERRY_SERVER, or ") + default_address + ")");
@@ -569,6 +646,7 @@ int run_cli(int argc, char** argv) {
       return 0;
     }
     if (*server_cmd) return serve(flags);
+    if (*agent_cmd) return run_agent(std::move(agent));
     if (*ps_cmd) return list_containers(target);
     if (*deploy_cmd) {
       return deploy(target, binary, deploy_name, deploy_args,

@@ -21,8 +21,8 @@ std::filesystem::path default_state_dir() {
   return std::filesystem::path("/tmp") / ("ferry-" + std::to_string(::getuid()));
 }
 
-std::string read_token(const std::filesystem::path& state_dir) {
-  const auto path = state_dir / "token";
+std::string read_token(const std::filesystem::path& state_dir, const std::string& file) {
+  const auto path = state_dir / file;
   std::ifstream in(path);
   const int open_error = errno;
   std::string token;
@@ -70,8 +70,8 @@ void check_state_dir(const std::filesystem::path& state_dir) {
   }
 }
 
-std::string load_or_create_token(const std::filesystem::path& state_dir) {
-  const auto path = state_dir / "token";
+std::string load_or_create_token(const std::filesystem::path& state_dir, const std::string& file) {
+  const auto path = state_dir / file;
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if (st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
@@ -81,7 +81,7 @@ std::string load_or_create_token(const std::filesystem::path& state_dir) {
                                "then need the new token), or run `chmod 600 " +
                                path.string() + "` if you are sure no one read it");
     }
-    return read_token(state_dir);
+    return read_token(state_dir, file);
   }
   std::string token = random_token();
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -1,11 +1,13 @@
-// How the server starts containers. A narrow interface, so that containers can later run on other hosts
-// (a cluster engine) without the scheduler changing; process_launcher runs them as local processes.
+// How the server starts containers. A narrow interface, so that where containers run is not the scheduler's
+// concern: process_launcher runs them as local processes, and the agent pool (agents.hpp) on the hosts of
+// the agents that connect, or locally.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -17,6 +19,7 @@ namespace ferry::server {
 struct container_spec {
   container_id id{};
   std::string executable;
+  std::string digest;                  // the binary's SHA-256, when known (a deployed app's); "" otherwise
   std::vector<std::string> arguments;  // argv[1] on (argv[0] is the executable)
   std::string app;
   std::string function;
@@ -50,10 +53,19 @@ class container_process {
 struct container_exit {
   std::string how;  // "exited with code 3", "was killed by signal 9 (SIGKILL)"
   int signal = 0;   // the signal that killed it; 0 when it exited (or its status is unknown)
+  /// It was lost with the host it ran on (its agent went): no fault of its own, nor of what it ran.
+  bool host_lost = false;
 
   /// Killed by a signal sent from outside (kill, the OOM killer, a shutdown), not by a fault of its own
   /// (SIGSEGV, SIGABRT, ...): another start may well succeed.
   bool killed_from_outside() const;
+};
+
+/// No host can take a container now (no agent is connected, and the server runs none itself): the
+/// container's function waits until one joins.
+class no_capacity_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 class container_launcher {

@@ -179,7 +179,7 @@ void scheduler::launch_container(function_state& fn) {
   c->function = &fn;
   c->started_at = clock_.now();
   c->credential = random_token();
-  const container_spec spec{c->id,   fn.app->executable,      fn.app->arguments, fn.app->declared_name,
+  const container_spec spec{c->id,   fn.app->executable,      fn.app->digest, fn.app->arguments, fn.app->declared_name,
                             fn.name, options_.server_address, c->credential};
   try {
     c->process = launcher_.launch(
@@ -187,6 +187,14 @@ void scheduler::launch_container(function_state& fn) {
         [this, id = c->id](int stream, std::string_view chunk) {
           if (container_record* found = find(id)) host_.output(*found, stream, chunk);
         });
+  } catch (const no_capacity_error& e) {
+    // Not a failure: what is queued waits for a host (the server dispatches again when an agent joins).
+    host_.warn_repeating("no capacity " + fn.app->name + "." + fn.name,
+                         fmt::format("'{}' has calls waiting for a host to run them on: {}; start `ferry agent` on "
+                                     "a host (docs/cluster.md)",
+                                     fn.name, e.what()),
+                         fmt::format("times '{}' waited for a host", fn.name));
+    return;
   } catch (const std::exception& e) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
     if (fn.containers.empty()) {
@@ -317,7 +325,7 @@ void scheduler::on_exit(container_id id, const container_exit& exit) {
   function_state& fn = *c->function;
   std::erase(fn.containers, c.get());
   host_.exiting(*c);
-  if (!c->stop_requested && !draining_) {
+  if (!c->stop_requested && !draining_ && !exit.host_lost) {
     // Died without being asked to: from the second in a row, starts back off (see crash_backoff).
     ++fn.crash_streak;
     if (const auto wait = crash_backoff(fn.crash_streak); wait.count() > 0) {
@@ -338,7 +346,8 @@ void scheduler::on_exit(container_id id, const container_exit& exit) {
     // With no other container on the way, nothing would run what is queued. A start killed from outside
     // (kill -9, the OOM killer) may well succeed next time: it costs the queued calls an attempt each. A
     // binary that cannot start (it exits, or faults, before connecting; or never connects) fails them now.
-    if (fn.containers.empty()) {
+    // A start lost with its host costs nothing: the dispatch below places another.
+    if (fn.containers.empty() && !exit.host_lost) {
       const std::string message =
           "could not start a container for '" + fn.name + "': the container process " + how +
           (c->process->reached_main()
@@ -373,8 +382,9 @@ void scheduler::on_exit(container_id id, const container_exit& exit) {
       if (draining_) {
         graph_.fail(*call, {status::server_shutdown, "", "the ferry server shut down before '" + fn.name + "' finished",
                             fn.name, call->call_id, ""});
-      } else if (c->replaced && !fn.app->stopped) {
-        // Not this call's fault: it runs again, and this attempt does not count.
+      } else if ((c->replaced || exit.host_lost) && !fn.app->stopped) {
+        // Not this call's fault (its container was replaced, or lost with its host): it runs again, and this
+        // attempt does not count.
         --call->attempts;
         call->timer.reset();
         call->state = call_state::queued;

@@ -25,7 +25,8 @@ namespace ferry::server {
 server::server(server_options options, std::unique_ptr<container_launcher> launcher)
     : state_(std::make_unique<state>()) {
   state_->options = std::move(options);
-  state_->launcher = launcher ? std::move(launcher) : make_process_launcher(state_->io.get_executor());
+  if (state_->options.local_agent && !launcher) launcher = make_process_launcher(state_->io.get_executor());
+  state_->agents = std::make_unique<agent_pool>(state_->options.local_agent ? std::move(launcher) : nullptr);
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(state_->options.host, ec);
   if (ec) {
@@ -55,7 +56,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   state_->time = make_steady_clock(state_->io.get_executor());
   state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
   state_->sched = std::make_unique<scheduler>(
-      *state_, state_->graph, *state_->time, *state_->launcher,
+      *state_, state_->graph, *state_->time, *state_->agents,
       scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address});
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
@@ -224,11 +225,24 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       if (!caller) break;
       on_request(s, f);
       return;
+    case message_kind::agent_ready:
+      if (s.role != session_role::agent) break;
+      on_agent_ready(s, f);
+      return;
+    case message_kind::launched:
+    case message_kind::container_output:
+    case message_kind::container_exited:
+    case message_kind::fetch_binary:
+      if (s.role != session_role::agent) break;
+      agents->on_frame(s.id, f);
+      return;
     default:
       break;
   }
   s.connection->close(std::string("unexpected ") + wire::to_string(f.kind) + " message from a " +
-                          (s.role == session_role::container ? "container" : "client"),
+                          (s.role == session_role::container ? "container"
+                           : s.role == session_role::agent   ? "agent"
+                                                             : "client"),
                       /*flush=*/true);
 }
 
@@ -249,7 +263,19 @@ void server::state::on_hello(session& s, const wire::frame& f) {
   // A container presents its own credential, made for its launch (container_spec::credential); programs
   // and the CLI the server's token.
   const bool is_container = role == static_cast<std::uint8_t>(wire::peer_role::container);
-  if (!is_container && !constant_time_equal(token, options.token)) {
+  const bool is_agent = role == static_cast<std::uint8_t>(wire::peer_role::agent);
+  if (is_agent) {
+    if (options.agent_token.empty()) {
+      refuse(s, "this server takes no agents (an embedded server runs containers itself; run `ferry server`)");
+      return;
+    }
+    if (!constant_time_equal(token, options.agent_token)) {
+      refuse(s,
+             "invalid agent credential; give the agent the 'agent-token' file of the server's state directory "
+             "(--token-file, or FERRY_AGENT_TOKEN)");
+      return;
+    }
+  } else if (!is_container && !constant_time_equal(token, options.token)) {
     refuse(s, "invalid token; set FERRY_TOKEN to the token in the server's state directory (the 'token' file)");
     return;
   }
@@ -270,6 +296,8 @@ void server::state::on_hello(session& s, const wire::frame& f) {
     s.app = c->function->app;
     c->session = &s;
     spdlog::debug("container {} for {}.{} connected (pid {})", c->id, c->function->app->name, c->function->name, pid);
+  } else if (is_agent) {
+    s.role = session_role::agent;  // (it joins the pool once it has said what it offers: agent_ready)
   } else if (role == static_cast<std::uint8_t>(wire::peer_role::client)) {
     s.role = session_role::client;
   } else {
@@ -279,6 +307,23 @@ void server::state::on_hello(session& s, const wire::frame& f) {
   s.connection->set_max_frame_size(options.max_frame_size);
   s.connection->send(message_kind::welcome, wire::welcome_header{ferry::version(), options.max_frame_size});
   if (s.container) sched->dispatch(*s.container->function);
+}
+
+void server::state::on_agent_ready(session& s, const wire::frame& f) {
+  if (agents->agents().contains(s.id)) throw wire::protocol_error("a second agent_ready");
+  auto host = f.decode_header<wire::agent_ready_header>();
+  spdlog::info("agent on {} joined from {}: {} CPUs, {} MiB, {} GPUs{}", host.name, s.connection->remote_address(),
+               host.cpus, host.memory_mb, host.gpus,
+               host.slurm_job_id.empty() ? "" : " (Slurm job " + host.slurm_job_id + ")");
+  agents->joined(s.id, s.connection, std::move(host));
+  // Calls that waited for a host may go now.
+  auto dispatch_waiting = [this](app_instance& app) {
+    for (auto& [name, fn] : app.functions) {
+      if (!fn.queue.empty()) sched->dispatch(fn);
+    }
+  };
+  for (auto& [owner, app] : apps) dispatch_waiting(*app);
+  for (auto& [name, app] : control->deployed()) dispatch_waiting(*app);
 }
 
 void server::state::on_register_app(session& s, const wire::frame& f) {
@@ -595,6 +640,12 @@ void server::state::on_closed(session_id id, const std::string& reason) {
     spdlog::warn("closed connection from {}: {}", s.connection->remote_address(), reason);
   }
   if (s.container) sched->disconnected(*s.container);
+  if (s.role == session_role::agent) {
+    if (!stopping && agents->agents().contains(id)) {
+      spdlog::warn("agent on {} left: {}", agents->agents().at(id).host.name, reason);
+    }
+    agents->left(id, reason);
+  }
   obs->unsubscribe_session(id);
   // Nobody will await or pass this session's calls any more: they are forgotten once they end.
   const session_role role = s.role;

@@ -22,6 +22,12 @@ struct server_options {
   std::uint16_t port = 0;  // 0: any free port
   /// Every connection must present it in its hello. Required.
   std::string token;
+  /// What agents (`ferry agent`) present in their hello instead; "": the server takes no agents. Never the
+  /// token: a host that runs containers need not be able to call, deploy or read results.
+  std::string agent_token;
+  /// Whether the server's own host runs containers (its built-in local agent). Off (`--agents manual`):
+  /// containers run only on agents that connect, and calls wait for one.
+  bool local_agent = true;
   std::uint64_t max_frame_size = wire::default_max_frame_size;
   /// A container that has not connected this long after it started is killed and counts as failed.
   std::chrono::milliseconds container_connect_timeout{30'000};
@@ -54,8 +60,8 @@ struct server_options {
 
 class server {
  public:
-  /// Binds the listening socket (throws std::system_error when it cannot). Containers are started by
-  /// `launcher`, or as local processes when it is null.
+  /// Binds the listening socket (throws std::system_error when it cannot). Containers on the server's own
+  /// host are started by `launcher`, or as its child processes when it is null.
   explicit server(server_options options, std::unique_ptr<container_launcher> launcher = nullptr);
   ~server();
   server(const server&) = delete;

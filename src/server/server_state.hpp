@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "server/agents.hpp"
 #include "server/apps.hpp"
 #include "server/call_graph.hpp"
 #include "server/control_service.hpp"
@@ -43,7 +44,7 @@ using wire::status;
 struct session;
 struct target_query;
 
-enum class session_role { handshake, client, container };
+enum class session_role { handshake, client, container, agent };
 
 struct session {
   session_id id{};
@@ -62,7 +63,7 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   tcp::acceptor acceptor{io};
   /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
   std::unique_ptr<asio::steady_timer> accept_retry_timer;
-  std::unique_ptr<container_launcher> launcher;
+  std::unique_ptr<agent_pool> agents;  // where containers run: the scheduler's launcher
   std::unique_ptr<clock> time;
   std::string address;
 
@@ -88,6 +89,8 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void on_frame(session& s, const wire::frame& f);
   void on_closed(session_id id, const std::string& reason);
   void on_hello(session& s, const wire::frame& f);
+  /// An agent has said what its host offers: containers may run there, and calls waiting for a host go.
+  void on_agent_ready(session& s, const wire::frame& f);
   void on_register_app(session& s, const wire::frame& f);
   void on_call(session& s, const wire::frame& f);
   void on_output(session& s, const wire::frame& f);

@@ -5,6 +5,8 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <system_error>
 
 namespace ferry::server {
 
@@ -74,6 +76,19 @@ std::string sha256_hex(std::span<const char> data) {
     for (int shift = 28; shift >= 0; shift -= 4) out.push_back(hex[(word >> shift) & 0xf]);
   }
   return out;
+}
+
+std::string sha256_file_hex(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!in || ec)
+    throw std::system_error(ec ? ec : std::make_error_code(std::errc::io_error), "cannot read " + path.string());
+  std::string image(size, '\0');
+  if (!in.read(image.data(), static_cast<std::streamsize>(size))) {
+    throw std::system_error(std::make_error_code(std::errc::io_error), "cannot read " + path.string());
+  }
+  return sha256_hex(image);
 }
 
 }  // namespace ferry::server

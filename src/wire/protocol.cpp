@@ -76,6 +76,22 @@ const char* to_string(message_kind kind) {
       return "log";
     case message_kind::progress:
       return "progress";
+    case message_kind::agent_ready:
+      return "agent_ready";
+    case message_kind::launch:
+      return "launch";
+    case message_kind::launched:
+      return "launched";
+    case message_kind::signal_container:
+      return "signal_container";
+    case message_kind::container_output:
+      return "container_output";
+    case message_kind::container_exited:
+      return "container_exited";
+    case message_kind::fetch_binary:
+      return "fetch_binary";
+    case message_kind::binary_chunk:
+      return "binary_chunk";
   }
   return "unknown";
 }

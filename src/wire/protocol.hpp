@@ -48,8 +48,17 @@ enum class message_kind : std::uint8_t {
   reply = 15,     // server -> client: its answer
   log = 16,       // server -> client: a line a container wrote, for a call the client made or follows
   progress = 17,  // container -> server: how far an input has got (ferry::progress)
+  // Between the server and its agents (`ferry agent`), which start containers on their hosts:
+  agent_ready = 18,       // agent -> server, after the welcome: the host and what it offers
+  launch = 19,            // server -> agent: start a container
+  launched = 20,          // agent -> server: it started (its pid)
+  signal_container = 21,  // server -> agent: send a container a signal (SIGTERM to stop, SIGKILL)
+  container_output = 22,  // agent -> server: a chunk a container wrote to stdout or stderr
+  container_exited = 23,  // agent -> server: a container's process ended (or could not start)
+  fetch_binary = 24,      // agent -> server: send me a piece of the binary with this digest
+  binary_chunk = 25,      // server -> agent: that piece
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::progress);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::binary_chunk);
 
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
@@ -70,7 +79,7 @@ inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(mess
 inline constexpr std::uint8_t deliver_result = 1;  // send it in a `result` when the call ends
 inline constexpr std::uint8_t keep_result = 2;     // keep it (for await_call, or to feed later calls) until `release`
 
-enum class peer_role : std::uint8_t { client = 0, container = 1 };
+enum class peer_role : std::uint8_t { client = 0, container = 1, agent = 2 };
 
 /// The outcome of a call. Anything but `ok` carries an error_record as its payload. What each means to
 /// the rest of ferry (its name, the HTTP API's status, the exception a caller gets, whether it is retried)
@@ -408,6 +417,84 @@ struct log_row {
   std::string text;  // without its newline
   FERRY_WIRE_FIELDS(log_row, seq, time, app, function, call_id, stream, text);
 };
+
+/// agent -> server, the first frame after the welcome: the host the agent runs on and what it offers its
+/// containers. Resources come from the Slurm allocation when the agent runs under Slurm, else from the host.
+struct agent_ready_header {
+  std::string name;  // the host's name (SLURMD_NODENAME under Slurm), or --name
+  std::uint32_t cpus;
+  std::uint64_t memory_mb;
+  std::uint32_t gpus;
+  std::vector<std::string> labels;  // free-form: Slurm features, node labels (--label)
+  std::string slurm_job_id;         // SLURM_JOB_ID when it runs in a Slurm job; "" otherwise
+  FERRY_WIRE_FIELDS(agent_ready_header, name, cpus, memory_mb, gpus, labels, slurm_job_id);
+};
+
+/// server -> agent: start container `container_id` running the binary whose SHA-256 is `digest` (fetched
+/// with fetch_binary unless the agent has it, in its cache or at `executable` on a shared filesystem), with
+/// `arguments`, serving `app`.`function`. The container connects to the server at the address the agent
+/// reached it on, presenting `credential` (given to it in its environment, never on its command line).
+struct launch_header {
+  std::uint64_t container_id;
+  std::string credential;
+  std::string digest;
+  std::string executable;  // where the binary is on the server's host
+  std::vector<std::string> arguments;
+  std::string app;
+  std::string function;
+  FERRY_WIRE_FIELDS(launch_header, container_id, credential, digest, executable, arguments, app, function);
+};
+
+/// agent -> server: container `container_id` started as process `pid` on the agent's host.
+struct launched_header {
+  std::uint64_t container_id;
+  std::int64_t pid;
+  FERRY_WIRE_FIELDS(launched_header, container_id, pid);
+};
+
+/// server -> agent: send container `container_id` signal `signal` (15: stop, SIGTERM; 9: kill, SIGKILL).
+struct signal_container_header {
+  std::uint64_t container_id;
+  std::int32_t signal;
+  FERRY_WIRE_FIELDS(signal_container_header, container_id, signal);
+};
+
+/// agent -> server: container `container_id` wrote the payload to `stream`, in order per stream.
+struct container_output_header {
+  std::uint64_t container_id;
+  log_stream stream;
+  FERRY_WIRE_FIELDS(container_output_header, container_id, stream);
+};
+
+/// agent -> server: container `container_id`'s process ended, `how` ("exited with code 3"), killed by
+/// `signal` (0: it exited); or, with `started` false, it could not be started at all (`how` says why). All
+/// it wrote has been sent before this.
+struct container_exited_header {
+  std::uint64_t container_id;
+  std::string how;
+  std::int32_t signal;
+  bool started;
+  bool reached_main;  // it had reached app.main (container_process::reached_main)
+  FERRY_WIRE_FIELDS(container_exited_header, container_id, how, signal, started, reached_main);
+};
+
+/// agent -> server: send the bytes of the binary `digest` from `offset` on (one binary_chunk answers).
+struct fetch_binary_header {
+  std::string digest;
+  std::uint64_t offset;
+  FERRY_WIRE_FIELDS(fetch_binary_header, digest, offset);
+};
+
+/// server -> agent: the bytes of binary `digest` from `offset` (the payload; at most binary_chunk_size of
+/// them), of `size` in all; or, unless `status` is ok, an error record saying why not.
+struct binary_chunk_header {
+  std::string digest;
+  std::uint64_t offset;
+  std::uint64_t size;
+  wire::status status;
+  FERRY_WIRE_FIELDS(binary_chunk_header, digest, offset, size, status);
+};
+inline constexpr std::uint64_t binary_chunk_size = 1 << 20;
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);

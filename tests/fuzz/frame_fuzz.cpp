@@ -119,6 +119,30 @@ void decode_frame(const wire::frame& f) {
     case message_kind::progress:
       decode_checked<wire::progress_header>(f);
       return;
+    case message_kind::agent_ready:
+      decode_checked<wire::agent_ready_header>(f);
+      return;
+    case message_kind::launch:
+      decode_checked<wire::launch_header>(f);
+      return;
+    case message_kind::launched:
+      decode_checked<wire::launched_header>(f);
+      return;
+    case message_kind::signal_container:
+      decode_checked<wire::signal_container_header>(f);
+      return;
+    case message_kind::container_output:
+      decode_checked<wire::container_output_header>(f);
+      return;
+    case message_kind::container_exited:
+      decode_checked<wire::container_exited_header>(f);
+      return;
+    case message_kind::fetch_binary:
+      decode_checked<wire::fetch_binary_header>(f);
+      return;
+    case message_kind::binary_chunk:
+      decode_payload(f, decode_checked<wire::binary_chunk_header>(f).status);
+      return;
   }
   fuzz_fail("parse_frame accepted a kind that is not a message kind");
 }

@@ -12,8 +12,9 @@ declare -A below=(
   [client]="base codec wire"
   [container]="base codec wire client"
   [server]="base codec wire"
+  [agent]="base codec wire server"
   [runtime]="base codec wire client container server"
-  [cli]="base codec wire client server runtime"
+  [cli]="base codec wire client server agent runtime"
 )
 problems=0
 for layer in "${!below[@]}"; do

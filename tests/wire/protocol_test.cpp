@@ -296,6 +296,14 @@ TEST(protocol, docs_protocol_names_each_kinds_header_fields_as_the_structs_do) {
       {"reply", fields_in_code<reply_header>()},
       {"log", fields_in_code<log_row>()},
       {"progress", fields_in_code<progress_header>()},
+      {"agent_ready", fields_in_code<agent_ready_header>()},
+      {"launch", fields_in_code<launch_header>()},
+      {"launched", fields_in_code<launched_header>()},
+      {"signal_container", fields_in_code<signal_container_header>()},
+      {"container_output", fields_in_code<container_output_header>()},
+      {"container_exited", fields_in_code<container_exited_header>()},
+      {"fetch_binary", fields_in_code<fetch_binary_header>()},
+      {"binary_chunk", fields_in_code<binary_chunk_header>()},
   };
   ASSERT_EQ(in_code.size(), last_message_kind);
   std::map<std::string, field_list> documented;

@@ -1,0 +1,413 @@
+#include "agent/agent.hpp"
+
+#include <sched.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdlib>
+#include <ferry/errors.hpp>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "server/container_launcher.hpp"
+#include "server/sha256.hpp"
+#include "wire/connection.hpp"
+#include "wire/protocol.hpp"
+
+namespace ferry::agent {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using wire::message_kind;
+
+namespace {
+
+std::string env_or_empty(const char* name) {
+  const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
+  return value ? value : "";
+}
+
+/// "4", "4(x2)" (Slurm's per-node counts may carry a repeat): the leading number, or 0.
+std::uint64_t leading_number(const std::string& text) {
+  std::uint64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') break;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n;
+}
+
+std::string host_name() {
+  std::array<char, 256> name{};
+  if (::gethostname(name.data(), name.size() - 1) != 0) return "unknown";
+  return name.data();
+}
+
+/// The digest of the file at a path, hashed once per path, size and modification time.
+class digest_cache {
+ public:
+  /// "" when there is no such file.
+  std::string of(const std::filesystem::path& path) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) return "";
+    const auto modified = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+    if (ec) return "";
+    auto& known = known_[path.string()];
+    if (known.digest.empty() || known.size != size || known.modified != modified) {
+      try {
+        known = {size, modified, server::sha256_file_hex(path)};
+      } catch (const std::system_error&) {
+        return "";
+      }
+    }
+    return known.digest;
+  }
+
+ private:
+  struct entry {
+    std::uintmax_t size = 0;
+    std::int64_t modified = 0;
+    std::string digest;
+  };
+  std::unordered_map<std::string, entry> known_;
+};
+
+class agent {
+ public:
+  explicit agent(const agent_options& options)
+      : options_(options),
+        launcher_(server::make_process_launcher(io_.get_executor())),
+        signals_(io_, SIGINT, SIGTERM) {}
+
+  int run() {
+    const auto colon = options_.server.rfind(':');
+    if (colon == std::string::npos) throw Error("--server " + options_.server + ": expected HOST:PORT");
+    host_ = options_.server.substr(0, colon);
+    if (host_.size() > 2 && host_.front() == '[' && host_.back() == ']') host_ = host_.substr(1, host_.size() - 2);
+    port_ = options_.server.substr(colon + 1);
+    signals_.async_wait([this](boost::system::error_code signal_ec, int sig) {
+      if (signal_ec) return;
+      spdlog::info("received {}, stopping its containers", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      stop(0);
+    });
+    connect();
+    wire::run_batched(io_);
+    return exit_code_;
+  }
+
+ private:
+  /// Connects, and says hello; a failure tries again (see reconnect()).
+  void connect() {
+    auto socket = std::make_shared<tcp::socket>(io_);
+    auto resolver = std::make_shared<tcp::resolver>(io_);
+    resolver->async_resolve(
+        host_, port_,
+        [this, socket, resolver](boost::system::error_code ec, const tcp::resolver::results_type& endpoints) {
+          if (ec) return reconnect(ec.message());
+          asio::async_connect(
+              *socket, endpoints, [this, socket](boost::system::error_code connect_ec, const tcp::endpoint&) {
+                if (stopping_) return finish_if_done();
+                if (connect_ec) return reconnect(connect_ec.message());
+                closed_ = false;
+                connection_ = std::make_shared<wire::connection>(std::move(*socket), wire::max_hello_frame_size);
+                connection_->start([this](const wire::frame& f) { on_frame(f); },
+                                   [this](const std::string& reason) { on_closed(reason); });
+                connection_->send(message_kind::hello,
+                                  wire::hello_header{wire::protocol_version, options_.token,
+                                                     static_cast<std::uint8_t>(wire::peer_role::agent), 0,
+                                                     static_cast<std::int64_t>(::getpid())});
+              });
+        });
+  }
+
+  /// The server could not be reached, or the connection was lost (its containers have exited): tries again,
+  /// a second apart and then up to 10 s, for the reconnect window; then gives up.
+  void reconnect(const std::string& why) {
+    if (stopping_) return finish_if_done();
+    const auto now = std::chrono::steady_clock::now();
+    if (!lost_since_) lost_since_ = now;
+    if (now - *lost_since_ >= options_.reconnect_window) {
+      spdlog::error("cannot reach the ferry server at {} ({}) for {} s: giving up (--reconnect-window)",
+                    options_.server, why, options_.reconnect_window.count());
+      exit_code_ = 1;
+      stop(1);
+      return;
+    }
+    retry_delay_ = std::min(std::chrono::milliseconds(10'000), retry_delay_ * 2);
+    if (!warned_unreachable_) {
+      spdlog::warn("cannot reach the ferry server at {} ({}); trying again for up to {} s", options_.server, why,
+                   options_.reconnect_window.count());
+      warned_unreachable_ = true;
+    }
+    retry_timer_.emplace(io_, retry_delay_);
+    retry_timer_->async_wait([this](boost::system::error_code ec) {
+      if (!ec) connect();
+    });
+  }
+
+  struct running {
+    std::unique_ptr<server::container_process> process;
+  };
+  struct download {
+    std::string bytes;
+    std::vector<wire::launch_header> waiting;  // launches that need it
+  };
+
+  void on_frame(const wire::frame& f) {
+    switch (f.kind) {
+      case message_kind::welcome: {
+        auto [version, max_frame_size] = f.decode_header<wire::welcome_header>();
+        connection_->set_peer_max_frame_size(max_frame_size + wire::header_allowance);
+        connection_->set_max_frame_size(wire::binary_chunk_size + wire::header_allowance);
+        lost_since_.reset();
+        warned_unreachable_ = false;
+        retry_delay_ = std::chrono::milliseconds(500);
+        const std::string name = options_.name;
+        spdlog::info("connected to the ferry server {} at {} as {}: {} CPUs, {} MiB, {} GPUs", version, options_.server,
+                     name, options_.cpus, options_.memory_mb, options_.gpus);
+        connection_->send(message_kind::agent_ready,
+                          wire::agent_ready_header{name, options_.cpus, options_.memory_mb,
+                                                   static_cast<std::uint32_t>(std::max(0, options_.gpus)),
+                                                   options_.labels, env_or_empty("SLURM_JOB_ID")});
+        return;
+      }
+      case message_kind::refused: {
+        auto [reason] = f.decode_header<wire::refused_header>();
+        spdlog::error("the ferry server at {} refused this agent: {}", options_.server, reason);
+        refused_ = true;
+        return;
+      }
+      case message_kind::launch:
+        return on_launch(f.decode_header<wire::launch_header>());
+      case message_kind::signal_container: {
+        auto [id, sig] = f.decode_header<wire::signal_container_header>();
+        auto it = running_.find(id);
+        if (it == running_.end()) return;  // it has exited (its exit is on the way)
+        if (sig == SIGKILL) {
+          it->second.process->kill();
+        } else {
+          it->second.process->terminate();
+        }
+        return;
+      }
+      case message_kind::binary_chunk:
+        return on_binary_chunk(f);
+      default:
+        throw wire::protocol_error(std::string("unexpected ") + wire::to_string(f.kind) + " message from the server");
+    }
+  }
+
+  void on_closed(const std::string& reason) {
+    closed_ = true;
+    if (stopping_) return finish_if_done();
+    if (refused_) return stop(1);
+    // The server has gone (stopped, restarted, unreachable): so has its record of these containers, which
+    // connect to it themselves and have lost it too. Stop them; then connect again.
+    spdlog::error(
+        "lost the connection to the ferry server at {}: {}; stopping this agent's containers and "
+        "connecting again",
+        options_.server, reason);
+    downloads_.clear();
+    for (auto& [id, r] : running_) r.process->kill();
+    reconnect_when_idle_ = true;
+    if (running_.empty()) {
+      reconnect_when_idle_ = false;
+      reconnect(reason);
+    }
+  }
+
+  /// Stops the containers (SIGTERM, then SIGKILL after a grace period), then the event loop once they have
+  /// exited and their exits have been sent.
+  void stop(int code) {
+    if (stopping_) return;
+    stopping_ = true;
+    exit_code_ = code;
+    signals_.cancel();
+    if (retry_timer_) retry_timer_->cancel();
+    for (auto& [id, r] : running_) r.process->terminate();
+    kill_timer_.emplace(io_, std::chrono::seconds(5));
+    kill_timer_->async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      for (auto& [id, r] : running_) r.process->kill();
+    });
+    downloads_.clear();
+    finish_if_done();
+  }
+
+  /// Once stopping and every container's exit is sent: closes the connection (after what is queued has been
+  /// written), and then ends the event loop.
+  void finish_if_done() {
+    if (reconnect_when_idle_ && running_.empty()) {
+      reconnect_when_idle_ = false;
+      if (!stopping_) return reconnect("its containers have stopped");
+    }
+    if (!stopping_ || !running_.empty()) return;
+    if (kill_timer_) kill_timer_->cancel();
+    if (closed_ || !connection_) {
+      io_.stop();
+    } else {
+      connection_->close("agent stopped", /*flush=*/true);  // (on_closed comes back here)
+    }
+  }
+
+  std::filesystem::path cached(const std::string& digest) const { return options_.cache_dir / digest; }
+
+  void on_launch(wire::launch_header launch) {
+    if (stopping_) return exited(launch.container_id, "was not started: the agent is stopping", 0, false);
+    // A binary it has, or that a shared filesystem shows at the server's path, runs from there.
+    if (std::filesystem::exists(cached(launch.digest))) return start(launch, cached(launch.digest));
+    if (digests_.of(launch.executable) == launch.digest) return start(launch, launch.executable);
+    auto [it, first] = downloads_.try_emplace(launch.digest);
+    it->second.waiting.push_back(std::move(launch));
+    if (first) {
+      spdlog::info("fetching binary {} from the server", it->first.substr(0, 12));
+      connection_->send(message_kind::fetch_binary, wire::fetch_binary_header{it->first, 0});
+    }
+  }
+
+  void on_binary_chunk(const wire::frame& f) {
+    auto [digest, offset, size, status] = f.decode_header<wire::binary_chunk_header>();
+    auto it = downloads_.find(digest);
+    if (it == downloads_.end()) return;
+    download& d = it->second;
+    auto fail_all = [&](const std::string& why) {
+      auto waiting = std::move(d.waiting);
+      downloads_.erase(it);
+      for (const auto& launch : waiting) exited(launch.container_id, why, 0, false);
+    };
+    if (status != wire::status::ok) return fail_all(wire::decode_error(f.payload).message);
+    if (offset != d.bytes.size()) throw wire::protocol_error("binary_chunk at an offset not asked for");
+    d.bytes.append(f.payload.data(), f.payload.size());
+    if (d.bytes.size() < size && !f.payload.empty()) {
+      connection_->send(message_kind::fetch_binary, wire::fetch_binary_header{digest, d.bytes.size()});
+      return;
+    }
+    if (server::sha256_hex(d.bytes) != digest) {
+      return fail_all("the binary fetched from the server does not have the digest " + digest +
+                      " (it changed on the server's host since the app started?)");
+    }
+    std::string problem = store(digest, d.bytes);
+    if (!problem.empty()) return fail_all(problem);
+    auto waiting = std::move(d.waiting);
+    downloads_.erase(it);
+    for (auto& launch : waiting) start(launch, cached(digest));
+  }
+
+  /// Writes a fetched binary into the cache (through a file of its own and a rename, so that another agent
+  /// sharing the cache never runs half a binary); returns what went wrong, or "".
+  std::string store(const std::string& digest, const std::string& bytes) {
+    std::error_code ec;
+    std::filesystem::create_directories(options_.cache_dir, ec);
+    const auto part = options_.cache_dir / (digest + ".part-" + std::to_string(::getpid()));
+    {
+      std::ofstream out(part, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!out) return "cannot write " + part.string() + " (the agent's --cache-dir)";
+    }
+    ::chmod(part.c_str(), 0700);
+    std::filesystem::rename(part, cached(digest), ec);
+    if (ec) return "cannot write " + cached(digest).string() + ": " + ec.message();
+    return "";
+  }
+
+  void start(const wire::launch_header& launch, const std::filesystem::path& binary) {
+    const std::uint64_t id = launch.container_id;
+    server::container_spec spec;
+    spec.id = server::container_id{id};
+    spec.executable = binary.string();
+    spec.arguments = launch.arguments;
+    spec.app = launch.app;
+    spec.function = launch.function;
+    spec.server_address = options_.server;  // where this host reached the server
+    spec.credential = launch.credential;
+    try {
+      auto process = launcher_->launch(
+          spec,
+          [this, id](const server::container_exit& exit) {
+            auto it = running_.find(id);
+            const bool reached_main = it != running_.end() && it->second.process->reached_main();
+            running_.erase(id);
+            exited(id, exit.how, exit.signal, true, reached_main);
+            finish_if_done();
+          },
+          [this, id](int stream, std::string_view chunk) {
+            connection_->send(message_kind::container_output,
+                              wire::container_output_header{id, static_cast<wire::log_stream>(stream)},
+                              [&](detail::buffer& out) { out.append(chunk.data(), chunk.size()); });
+          });
+      const std::int64_t pid = process->pid();
+      running_.emplace(id, running{std::move(process)});
+      connection_->send(message_kind::launched, wire::launched_header{id, pid});
+    } catch (const std::exception& e) {
+      exited(id, e.what(), 0, false);
+    }
+  }
+
+  void exited(std::uint64_t id, const std::string& how, int signal, bool started, bool reached_main = false) {
+    connection_->send(message_kind::container_exited,
+                      wire::container_exited_header{id, how, signal, started, reached_main});
+  }
+
+  agent_options options_;
+  asio::io_context io_{1};
+  std::unique_ptr<server::container_launcher> launcher_;
+  asio::signal_set signals_;
+  std::shared_ptr<wire::connection> connection_;
+  std::map<std::uint64_t, running> running_;   // by container id
+  std::map<std::string, download> downloads_;  // by digest
+  digest_cache digests_;
+  std::optional<asio::steady_timer> kill_timer_;
+  std::string host_, port_;                                          // the server's
+  std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then
+  std::chrono::milliseconds retry_delay_{500};
+  std::optional<asio::steady_timer> retry_timer_;
+  bool warned_unreachable_ = false;
+  bool reconnect_when_idle_ = false;  // the connection was lost: connect again once the containers have exited
+  bool refused_ = false;
+  bool closed_ = true;  // the connection has closed (or not been made)
+  bool stopping_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+agent_options with_detected_resources(agent_options options) {
+  if (options.name.empty()) options.name = env_or_empty("SLURMD_NODENAME");
+  if (options.name.empty()) options.name = host_name();
+  if (options.cpus == 0) options.cpus = static_cast<std::uint32_t>(leading_number(env_or_empty("SLURM_CPUS_ON_NODE")));
+  if (options.cpus == 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    options.cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<std::uint32_t>(CPU_COUNT(&set))
+                                                                 : std::max(1u, std::thread::hardware_concurrency());
+  }
+  if (options.memory_mb == 0) options.memory_mb = leading_number(env_or_empty("SLURM_MEM_PER_NODE"));
+  if (options.memory_mb == 0) {
+    options.memory_mb = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                        static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)) / (1024 * 1024);
+  }
+  if (options.gpus < 0) {
+    options.gpus = static_cast<std::int32_t>(leading_number(env_or_empty("SLURM_GPUS_ON_NODE")));
+    if (options.gpus == 0) {
+      const std::string visible = env_or_empty("CUDA_VISIBLE_DEVICES");
+      if (!visible.empty())
+        options.gpus = static_cast<std::int32_t>(std::count(visible.begin(), visible.end(), ',') + 1);
+    }
+  }
+  return options;
+}
+
+int run_agent(const agent_options& options) { return agent(options).run(); }
+
+}  // namespace ferry::agent

@@ -1,0 +1,45 @@
+// `ferry agent`: the pilot that runs containers on one host for a ferry server. It connects to the server
+// with the agents' credential (the server's 'agent-token', never its token), says what the host offers
+// (CPUs, memory, GPUs: the Slurm allocation's when it runs in a Slurm job), and then starts the containers
+// the server places on it, as local processes (process_launcher), with the binaries it fetches from the
+// server by digest into its cache. It sends what they write over its connection, and reports their exits.
+// Its containers connect to the server themselves, at the address the agent reached it on.
+//
+// When its connection is lost (the server stopped, restarted, or is unreachable), it stops its containers
+// (which have lost the server too) and connects again, for up to the reconnect window; then it exits, so
+// that a Slurm job holding an allocation for a server that has gone for good ends.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ferry::agent {
+
+struct agent_options {
+  std::string server;  // host:port
+  std::string token;   // the agents' credential
+  std::string name;    // "": SLURMD_NODENAME, or the host's name
+  // What the host offers its containers; 0: found out (the Slurm allocation, or the host).
+  std::uint32_t cpus = 0;
+  std::uint64_t memory_mb = 0;
+  std::int32_t gpus = -1;  // -1: found out
+  std::vector<std::string> labels;
+  std::filesystem::path cache_dir;  // where fetched binaries are kept, by digest
+  /// How long it keeps trying to reach the server (at start, or once the connection is lost) before it exits.
+  std::chrono::seconds reconnect_window{300};
+};
+
+/// The host's resources as the agent reports them when not told: those of the Slurm allocation it runs in
+/// (SLURM_CPUS_ON_NODE, SLURM_MEM_PER_NODE, SLURM_GPUS_ON_NODE), else the host's (the CPUs it may run on,
+/// its memory, the GPUs CUDA_VISIBLE_DEVICES lists).
+agent_options with_detected_resources(agent_options options);
+
+/// Serves until SIGINT or SIGTERM, the server refuses it, or the server stays unreachable for the reconnect
+/// window; stops its containers before it returns. Returns the process's exit code: 0 after a signal, 1
+/// otherwise.
+int run_agent(const agent_options& options);
+
+}  // namespace ferry::agent
