@@ -126,6 +126,7 @@ struct bench_host final : call_graph::host, scheduler::host {
   void output(container_record&, int, std::string_view) override {}
   void exiting(container_record&) override {}
   void exited() override {}
+  void unplaced(ferry::server::function_state&, std::size_t) override {}
   void warn_repeating(const std::string&, const std::string&, const std::string&) override {}
 
   scheduler* sched = nullptr;

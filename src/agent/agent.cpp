@@ -264,7 +264,7 @@ class agent {
   std::filesystem::path cached(const std::string& digest) const { return options_.cache_dir / digest; }
 
   void on_launch(wire::launch_header launch) {
-    if (stopping_) return exited(launch.container_id, "was not started: the agent is stopping", 0, false);
+    if (stopping_) return exited(launch.container_id, "was not started: its agent is stopping", 0, false);
     // A binary it has, or that a shared filesystem shows at the server's path, runs from there.
     if (std::filesystem::exists(cached(launch.digest))) return start(launch, cached(launch.digest));
     if (digests_.of(launch.executable) == launch.digest) return start(launch, launch.executable);
@@ -354,9 +354,10 @@ class agent {
     }
   }
 
+  /// Reports container `id`'s end; while the agent stops, as lost with its host (see container_exited).
   void exited(std::uint64_t id, const std::string& how, int signal, bool started, bool reached_main = false) {
     connection_->send(message_kind::container_exited,
-                      wire::container_exited_header{id, how, signal, started, reached_main});
+                      wire::container_exited_header{id, how, signal, started, reached_main, stopping_});
   }
 
   agent_options options_;

@@ -23,6 +23,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <vector>
@@ -53,6 +54,10 @@ struct server_flags {
   std::size_t log_lines = server::server_options{}.max_log_lines;
   std::uint64_t idle_timeout_ms = static_cast<std::uint64_t>(server::server_options{}.idle_timeout.count());
   std::string agents = "local";
+  std::string advertise;
+  server::slurm_options slurm;
+  std::string slurm_args;
+  std::uint64_t slurm_idle_s = 60;
 };
 
 /// `ferry agent`'s flags.
@@ -391,6 +396,18 @@ int serve(const server_flags& flags) {
   options.idle_timeout = std::chrono::milliseconds(flags.idle_timeout_ms);
   options.agent_token = runtime::load_or_create_token(state_dir, "agent-token");
   options.local_agent = flags.agents == "local";
+  options.advertise = flags.advertise;
+  if (flags.agents == "slurm") {
+    server::slurm_options slurm = flags.slurm;
+    std::istringstream words(flags.slurm_args);
+    for (std::string word; words >> word;) slurm.extra_arguments.push_back(word);
+    slurm.ferry_path = std::filesystem::read_symlink("/proc/self/exe").string();
+    slurm.token_file = state_dir / "agent-token";
+    slurm.job_dir = state_dir / "slurm";
+    std::filesystem::create_directories(slurm.job_dir);
+    slurm.idle_window = std::chrono::seconds(flags.slurm_idle_s);
+    options.slurm = std::move(slurm);
+  }
 
   options.stop_on_signals = true;  // SIGINT and SIGTERM stop it gracefully
 
@@ -412,11 +429,17 @@ int serve(const server_flags& flags) {
                state_dir.string());
   spdlog::info("dashboard and HTTP API at http://{}/ (the token is in {})", srv.address(),
                (state_dir / "token").string());
-  if (!options.local_agent) {
+  const std::string reach = flags.advertise.empty() ? srv.address() : flags.advertise;
+  if (flags.agents == "manual") {
     spdlog::info(
-        "containers run only on agents (--agents {}): start `ferry agent --server {} --token-file {}` on "
-        "each host",
-        flags.agents, srv.address(), (state_dir / "agent-token").string());
+        "containers run only on agents (--agents manual): start `ferry agent --server {} --token-file {}` "
+        "on each host",
+        reach, (state_dir / "agent-token").string());
+  } else if (flags.agents == "slurm") {
+    spdlog::info(
+        "containers run on agents in Slurm jobs, asked for as work waits (--agents slurm); they "
+        "connect to {} (--advertise) and write their output to {}",
+        reach, (state_dir / "slurm").string());
   }
   srv.run();
   return 0;
@@ -523,9 +546,28 @@ int run_cli(int argc, char** argv) {
   server_target target;
   server_cmd
       ->add_option("--agents", flags.agents,
-                   "Where containers run: local (this host, and any agent that connects) or manual (only on "
-                   "agents that connect: `ferry agent`)")
-      ->check(CLI::IsMember({"local", "manual"}))
+                   "Where containers run: local (this host, and any agent that connects), manual (only on "
+                   "agents that connect: `ferry agent`) or slurm (on agents the server asks Slurm for)")
+      ->check(CLI::IsMember({"local", "manual", "slurm"}))
+      ->capture_default_str();
+  server_cmd->add_option("--advertise", flags.advertise,
+                         "HOST:PORT at which other hosts (agents) reach this server (default: its address)");
+  server_cmd->add_option("--slurm-partition", flags.slurm.partition,
+                         "With --agents slurm: the partition agents' jobs go to (default: the cluster's)");
+  server_cmd->add_option("--slurm-args", flags.slurm_args,
+                         "With --agents slurm: more sbatch options for agents' jobs, as one string "
+                         "('--account=A --time=8:00:00')");
+  server_cmd
+      ->add_option("--slurm-cpus-per-agent", flags.slurm.cpus_per_agent,
+                   "With --agents slurm: the most CPUs one agent's job asks for")
+      ->capture_default_str();
+  server_cmd
+      ->add_option("--slurm-max-agents", flags.slurm.max_agents,
+                   "With --agents slurm: the most agents' jobs, pending and running, at once")
+      ->capture_default_str();
+  server_cmd
+      ->add_option("--slurm-idle", flags.slurm_idle_s,
+                   "With --agents slurm: seconds an agent may be idle before its job is cancelled")
       ->capture_default_str();
 
   agent_flags agent;

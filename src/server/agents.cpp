@@ -71,19 +71,22 @@ agent_pool::~agent_pool() = default;
 
 std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec, exit_handler on_exit,
                                                       output_handler on_output) {
-  // The host with the fewest containers per CPU; the server's own first among equals.
+  // The host with the fewest containers per CPU; the server's own first among equals. An agent takes a
+  // container per CPU it offers, never more; the server's own host takes what it is given, as it always has.
   agent_record* best = nullptr;
   double best_load = std::numeric_limits<double>::infinity();
   if (local_) best_load = static_cast<double>(local_containers_) / local_cpus();
   for (auto& [id, agent] : agents_) {
-    const double load = static_cast<double>(agent.containers.size()) / std::max<std::uint32_t>(1, agent.host.cpus);
+    const std::uint32_t cpus = std::max<std::uint32_t>(1, agent.host.cpus);
+    if (agent.containers.size() >= cpus || agent.draining) continue;  // full, or stopping
+    const double load = static_cast<double>(agent.containers.size()) / cpus;
     if (load < best_load) {
       best = &agent;
       best_load = load;
     }
   }
   if (!best) {
-    if (!local_) throw no_capacity_error("no agent is connected");
+    if (!local_) throw no_capacity_error(agents_.empty() ? "no agent is connected" : "every agent is full");
     auto process = local_->launch(
         spec,
         [this, handler = std::move(on_exit)](container_exit exit) {
@@ -168,11 +171,14 @@ void agent_pool::on_frame(session_id id, const wire::frame& f) {
       return;
     }
     case wire::message_kind::container_exited: {
-      auto [cid, how, signal, started, reached_main] = f.decode_header<wire::container_exited_header>();
+      auto [cid, how, signal, started, reached_main, host_lost] = f.decode_header<wire::container_exited_header>();
+      agent.draining |= host_lost;  // (it is stopping: nothing more goes there)
       remote_container* c = container(cid);
       if (!c) return;
       agent.containers.erase(container_id{cid});
-      c->exit({started ? how : "could not be started on " + agent.host.name + ": " + how, signal}, reached_main);
+      std::string what = started ? how : "could not be started on " + agent.host.name + ": " + how;
+      if (host_lost) what = "was stopped as its agent on " + agent.host.name + " stopped (it " + what + ")";
+      c->exit({std::move(what), signal, host_lost}, reached_main);
       return;
     }
     case wire::message_kind::fetch_binary: {

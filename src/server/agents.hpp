@@ -35,6 +35,7 @@ struct agent_record {
   std::shared_ptr<wire::connection> connection;
   wire::agent_ready_header host;  // what it said it offers
   std::unordered_map<container_id, remote_container*> containers;
+  bool draining = false;  // it is stopping (it reported a container lost with its host): nothing goes there
 };
 
 class agent_pool final : public container_launcher {

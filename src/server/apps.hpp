@@ -47,6 +47,8 @@ struct function_state {
   int crash_streak = 0;
   clock::time_point next_launch{};
   std::unique_ptr<clock::timer> launch_timer;
+  /// Containers it wants that no host can take now (no agent has room): they wait for one to join.
+  std::size_t unplaced_containers = 0;
 
   // The control service's (control_requests.cpp): spawned calls beyond what the server keeps queued in
   // memory wait in the store (the backlog), and are loaded in spawn order as the queue drains; those up to

@@ -134,7 +134,7 @@ void scheduler::scale(function_state& fn) {
   std::size_t wanted = (fn.queue.size() + busy + per_container - 1) / per_container;
   if (wanted > 0) wanted += static_cast<std::size_t>(fn.buffer_containers);
   wanted = std::clamp(wanted, static_cast<std::size_t>(fn.min_containers), static_cast<std::size_t>(fn.max_containers));
-  if (wanted <= live) return;
+  if (wanted <= live) return set_unplaced(fn, 0);
   if (clock_.now() < fn.next_launch) {  // backing off after crashes: come back when the wait is over
     if (!fn.launch_timer) {
       fn.launch_timer = clock_.at(fn.next_launch, [this, &fn] {
@@ -145,10 +145,38 @@ void scheduler::scale(function_state& fn) {
     return;
   }
   for (std::size_t i = live; i < wanted; ++i) {
-    const std::size_t before = fn.containers.size();
-    launch_container(fn);
-    if (fn.containers.size() == before) break;  // it could not start; the queue has been failed
+    switch (launch_container(fn)) {
+      case launch_result::started:
+        continue;
+      case launch_result::no_capacity:
+        reclaim_idle(fn, wanted - i);
+        return set_unplaced(fn, wanted - i);
+      case launch_result::failed:  // the queue has been failed
+        return set_unplaced(fn, 0);
+    }
   }
+  set_unplaced(fn, 0);
+}
+
+void scheduler::reclaim_idle(const function_state& fn, std::size_t n) {
+  for (auto& [id, c] : containers_) {
+    if (n == 0) return;
+    function_state& other = *c->function;
+    if (&other == &fn || c->state != container_state::ready || !c->in_flight.empty()) continue;
+    std::size_t live = 0;
+    for (const container_record* sibling : other.containers) live += sibling->state != container_state::stopping;
+    if (live <= static_cast<std::size_t>(other.min_containers)) continue;  // kept warm on purpose
+    spdlog::debug("stopping idle container {} of '{}' to make room for '{}'", c->id, other.name, fn.name);
+    stop_container(*c);
+    --n;
+  }
+}
+
+void scheduler::set_unplaced(function_state& fn, std::size_t n) {
+  if (fn.unplaced_containers == n) return;
+  const std::size_t was = fn.unplaced_containers;
+  fn.unplaced_containers = n;
+  host_.unplaced(fn, was);
 }
 
 void scheduler::arm_idle_timer(container_record& c) {
@@ -173,7 +201,7 @@ void scheduler::arm_idle_timer(container_record& c) {
   });
 }
 
-void scheduler::launch_container(function_state& fn) {
+scheduler::launch_result scheduler::launch_container(function_state& fn) {
   auto c = std::make_unique<container_record>();
   c->id = container_id{next_container_++};
   c->function = &fn;
@@ -194,13 +222,13 @@ void scheduler::launch_container(function_state& fn) {
                                      "a host (docs/cluster.md)",
                                      fn.name, e.what()),
                          fmt::format("times '{}' waited for a host", fn.name));
-    return;
+    return launch_result::no_capacity;
   } catch (const std::exception& e) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());
     if (fn.containers.empty()) {
       fail_queue(fn, status::container_start_failed, "could not start a container for '" + fn.name + "': " + e.what());
     }
-    return;
+    return launch_result::failed;
   }
   spdlog::debug("started container {} (pid {}) for {}.{}", c->id, c->process->pid(), fn.app->name, fn.name);
   c->connect_timer = clock_.after(options_.connect_timeout, [this, &record = *c] {
@@ -211,6 +239,7 @@ void scheduler::launch_container(function_state& fn) {
   });
   fn.containers.push_back(c.get());
   containers_.emplace(c->id, std::move(c));
+  return launch_result::started;
 }
 
 container_record* scheduler::connected(container_id id, const std::string& credential) {

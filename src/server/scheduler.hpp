@@ -105,6 +105,8 @@ class scheduler {
     virtual void exiting(container_record& c) = 0;
     /// A container has gone (the stop of the server, or of an app, may be complete).
     virtual void exited() = 0;
+    /// `fn.unplaced_containers` has changed from `was`: more (or fewer) hosts are wanted.
+    virtual void unplaced(function_state& fn, std::size_t was) = 0;
     /// A warning that may repeat many times over: logged once per `key` and window, then counted.
     virtual void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) = 0;
 
@@ -172,7 +174,14 @@ class scheduler {
   /// Gives a container `cancel_grace` to stop an attempt; after that it is replaced.
   void await_attempt_stop(container_record& c, attempt_id attempt);
   void replace_container(container_record& c, const std::string& why);
-  void launch_container(function_state& fn);
+  enum class launch_result { started, no_capacity, failed };
+  launch_result launch_container(function_state& fn);
+  /// No host has room for `n` of `fn`'s containers: stops up to `n` idle containers of other functions (not
+  /// below their minimum), whose room `fn`'s take once they have exited. Waiting work comes before warm
+  /// containers that wait for work.
+  void reclaim_idle(const function_state& fn, std::size_t n);
+  /// `n` of `fn`'s containers wait for a host (see function_state::unplaced_containers).
+  void set_unplaced(function_state& fn, std::size_t n);
   void on_exit(container_id id, const container_exit& exit);
   /// A container of `fn` died before it connected, killed from outside, and no other is on the way: each
   /// queued call counts that as a failed attempt, under its retry policy; those out of retries fail.

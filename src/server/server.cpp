@@ -62,6 +62,11 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
       control_options{o.state_dir, o.max_queued_inputs, o.retention});
+  if (o.slurm) {
+    slurm_options slurm = *o.slurm;
+    if (slurm.server_address.empty()) slurm.server_address = o.advertise.empty() ? state_->address : o.advertise;
+    state_->slurm = std::make_unique<slurm_capacity>(state_->io.get_executor(), *state_->agents, std::move(slurm));
+  }
 }
 
 server::~server() = default;
@@ -315,8 +320,12 @@ void server::state::on_agent_ready(session& s, const wire::frame& f) {
   spdlog::info("agent on {} joined from {}: {} CPUs, {} MiB, {} GPUs{}", host.name, s.connection->remote_address(),
                host.cpus, host.memory_mb, host.gpus,
                host.slurm_job_id.empty() ? "" : " (Slurm job " + host.slurm_job_id + ")");
+  if (slurm) slurm->joined(host.slurm_job_id);
   agents->joined(s.id, s.connection, std::move(host));
-  // Calls that waited for a host may go now.
+  dispatch_waiting_for_hosts();
+}
+
+void server::state::dispatch_waiting_for_hosts() {
   auto dispatch_waiting = [this](app_instance& app) {
     for (auto& [name, fn] : app.functions) {
       if (!fn.queue.empty()) sched->dispatch(fn);
@@ -641,8 +650,14 @@ void server::state::on_closed(session_id id, const std::string& reason) {
   }
   if (s.container) sched->disconnected(*s.container);
   if (s.role == session_role::agent) {
-    if (!stopping && agents->agents().contains(id)) {
-      spdlog::warn("agent on {} left: {}", agents->agents().at(id).host.name, reason);
+    if (auto it = agents->agents().find(id); it != agents->agents().end() && !stopping) {
+      const std::size_t running = it->second.containers.size();
+      if (running > 0) {
+        spdlog::warn("agent on {} left with {}: {}", it->second.host.name,
+                     plural(static_cast<std::int64_t>(running), "container"), reason);
+      } else {
+        spdlog::info("agent on {} left: {}", it->second.host.name, reason);
+      }
     }
     agents->left(id, reason);
   }
@@ -726,6 +741,7 @@ void server::state::finish_stop_if_done() {
   control->collect_retired();
   if (!stopping || !sched->containers().empty() || finishing) return;
   finishing = true;
+  if (slurm) slurm->cancel_all();  // (its agents' containers have all exited)
   obs->flush_repeating_warnings();
   try {
     control->flush();

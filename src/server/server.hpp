@@ -10,9 +10,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "server/container_launcher.hpp"
+#include "server/slurm_capacity.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
@@ -25,9 +27,13 @@ struct server_options {
   /// What agents (`ferry agent`) present in their hello instead; "": the server takes no agents. Never the
   /// token: a host that runs containers need not be able to call, deploy or read results.
   std::string agent_token;
-  /// Whether the server's own host runs containers (its built-in local agent). Off (`--agents manual`):
-  /// containers run only on agents that connect, and calls wait for one.
+  /// Whether the server's own host runs containers (its built-in local agent). Off (`--agents manual` or
+  /// `slurm`): containers run only on agents that connect, and calls wait for one.
   bool local_agent = true;
+  /// Set (`--agents slurm`): the server asks Slurm for agents when containers wait for a host.
+  std::optional<slurm_options> slurm;
+  /// host:port other hosts reach this server at (agents started for it, what it prints); "": its address.
+  std::string advertise;
   std::uint64_t max_frame_size = wire::default_max_frame_size;
   /// A container that has not connected this long after it started is killed and counts as failed.
   std::chrono::milliseconds container_connect_timeout{30'000};

@@ -63,7 +63,9 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   tcp::acceptor acceptor{io};
   /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
   std::unique_ptr<asio::steady_timer> accept_retry_timer;
-  std::unique_ptr<agent_pool> agents;  // where containers run: the scheduler's launcher
+  std::unique_ptr<agent_pool> agents;     // where containers run: the scheduler's launcher
+  std::unique_ptr<slurm_capacity> slurm;  // asks Slurm for agents (--agents slurm)
+  std::size_t unplaced_containers = 0;    // of every function: what waits for a host
   std::unique_ptr<clock> time;
   std::string address;
 
@@ -137,7 +139,16 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void warn_repeating(const std::string& key, const std::string& message, const std::string& repeated) override {
     obs->warn_repeating(key, message, repeated);
   }
-  void exited() override { finish_stop_if_done(); }
+  void exited() override {
+    if (unplaced_containers > 0 && !stopping) dispatch_waiting_for_hosts();  // a host may have room now
+    finish_stop_if_done();
+  }
+  /// Dispatches the functions whose containers wait for a host (an agent has joined, or room was made).
+  void dispatch_waiting_for_hosts();
+  void unplaced(function_state& fn, std::size_t was) override {
+    unplaced_containers = unplaced_containers + fn.unplaced_containers - was;
+    if (slurm) slurm->demand(unplaced_containers);
+  }
   void remove_app(session_id owner);
 
   void send_error(session_id id, std::uint64_t call_id, const wire::error_record& error);

@@ -468,14 +468,16 @@ struct container_output_header {
 
 /// agent -> server: container `container_id`'s process ended, `how` ("exited with code 3"), killed by
 /// `signal` (0: it exited); or, with `started` false, it could not be started at all (`how` says why). All
-/// it wrote has been sent before this.
+/// it wrote has been sent before this. `host_lost`: the agent stopped it because the agent is stopping (a
+/// scancel, a node drained): not the container's fault, and the agent takes no more containers.
 struct container_exited_header {
   std::uint64_t container_id;
   std::string how;
   std::int32_t signal;
   bool started;
   bool reached_main;  // it had reached app.main (container_process::reached_main)
-  FERRY_WIRE_FIELDS(container_exited_header, container_id, how, signal, started, reached_main);
+  bool host_lost;
+  FERRY_WIRE_FIELDS(container_exited_header, container_id, how, signal, started, reached_main, host_lost);
 };
 
 /// agent -> server: send the bytes of the binary `digest` from `offset` on (one binary_chunk answers).

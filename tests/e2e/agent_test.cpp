@@ -45,7 +45,8 @@ std::int64_t host_hold_body(std::string dir, std::int64_t x) {
 ferry::Function<std::int64_t(std::string, std::int64_t)> host_hold =
     app().function("host_hold", host_hold_body, {.max_containers = 2});
 
-/// A `ferry agent` for `server`, its containers marked E2E_HOST=`name`; stopped (SIGTERM) when destroyed.
+/// A `ferry agent` for `server` offering 2 CPUs (so 2 containers: one is warm_hold's, which this app keeps
+/// warm), its containers marked E2E_HOST=`name`; stopped (SIGTERM) when destroyed.
 class ferry_agent {
  public:
   ferry_agent(ferry_server& server, const std::string& name, std::vector<std::string> prefix = {},
@@ -53,7 +54,7 @@ class ferry_agent {
       : cache_(scratch_dir()) {
     std::vector<std::string> argv = std::move(prefix);
     argv.insert(argv.end(), {FERRY_CLI_PATH, "agent", "--server", server.address(), "--state-dir", server.state_dir(),
-                             "--name", name, "--cpus", "1", "--cache-dir", cache_});
+                             "--name", name, "--cpus", "2", "--cache-dir", cache_});
     env.emplace("E2E_HOST", name);
     proc_ = std::make_unique<process>(argv, env);
   }
@@ -92,8 +93,8 @@ TEST(agents, a_server_with_agents_only_runs_a_functions_containers_across_their_
   std::vector<std::string> met;
   std::vector<std::int64_t> squares;
   EXPECT_EQ(run_app([&] {
-              // Two inputs that wait for each other: two containers at once, one on each host (each offers
-              // one CPU), since placement spreads a function's containers.
+              // Two inputs that wait for each other: two containers at once, one on each host, since placement
+              // spreads containers (the host with the fewest per CPU).
               const std::string dir = scratch_dir();
               met = host_rendezvous.starmap({{dir, 0, 2}, {dir, 1, 2}});
               std::vector<std::int64_t> items(50);
@@ -138,10 +139,12 @@ TEST(agents, killing_an_agent_mid_map_runs_its_inputs_again_on_another_host_with
   std::vector<std::int64_t> results;
   EXPECT_EQ(run_app([&] {
               std::thread chaos([&] {
-                // Inputs 0 and 1 hold a container each, one on each host; then one host goes.
+                // Inputs 0 and 1 hold a container each, one on each host (placement spreads them); then one
+                // host goes.
                 EXPECT_TRUE(wait_for_file(dir + "/started-0") && wait_for_file(dir + "/started-1"));
                 a->proc().signal(SIGKILL);
-                EXPECT_TRUE(server.proc().wait_for_output("agent on doomed-host left")) << server.proc().err();
+                EXPECT_TRUE(server.proc().wait_for_output("agent on doomed-host left with 2 containers"))
+                    << server.proc().err();
                 std::ofstream(dir + "/gate").put('x');
               });
               try {

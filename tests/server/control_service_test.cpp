@@ -85,6 +85,7 @@ class parts final : public call_graph::host, public scheduler::host, public cont
   void output(container_record&, int, std::string_view) override {}
   void exiting(container_record&) override {}
   void exited() override {}
+  void unplaced(ferry::server::function_state&, std::size_t) override {}
   void warn_repeating(const std::string&, const std::string&, const std::string&) override {}
 
   void reply(const control_answer& answer, status code, const std::function<void(detail::buffer&)>& write) override {

@@ -83,6 +83,7 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
   void output(container_record&, int, std::string_view) override {}
   void exiting(container_record&) override {}
   void exited() override {}
+  void unplaced(ferry::server::function_state&, std::size_t) override {}
   void warn_repeating(const std::string&, const std::string& message, const std::string&) override {
     warnings.push_back(message);
   }

@@ -1,0 +1,217 @@
+#include "server/slurm_capacity.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <sstream>
+
+#include "server/command.hpp"
+
+namespace ferry::server {
+
+namespace {
+
+constexpr std::chrono::milliseconds command_timeout{30'000};
+constexpr std::chrono::seconds check_period{3};
+constexpr std::chrono::milliseconds gather_window{250};
+
+/// `text` as one word for sh -c.
+std::string shell_quoted(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+slurm_capacity::slurm_capacity(boost::asio::any_io_executor executor, const agent_pool& agents, slurm_options options)
+    : executor_(std::move(executor)), agents_(agents), options_(std::move(options)) {}
+
+std::uint32_t slurm_capacity::pending_cpus() const {
+  std::uint32_t cpus = 0;
+  for (const auto& [id, j] : pending_) cpus += j.cpus;
+  return cpus;
+}
+
+void slurm_capacity::demand(std::size_t containers) {
+  demand_ = containers;
+  // Work arrives over a moment (a map's items in several reads): ask for it together, in jobs of
+  // cpus_per_agent, not for each container as it comes.
+  if (gather_timer_) return;
+  gather_timer_.emplace(executor_, gather_window);
+  gather_timer_->async_wait([this](boost::system::error_code ec) {
+    gather_timer_.reset();
+    if (!ec) ask();
+  });
+}
+
+void slurm_capacity::ask() {
+  const std::size_t containers = demand_;
+  const std::size_t coming = pending_cpus() + submitting_cpus_;
+  if (containers <= coming || std::chrono::steady_clock::now() < next_submit_) return;
+  std::size_t missing = containers - coming;
+  while (missing > 0 && pending_.size() + submitting_jobs_ + running_.size() < options_.max_agents) {
+    const auto cpus = static_cast<std::uint32_t>(std::min<std::size_t>(missing, options_.cpus_per_agent));
+    submit(cpus);
+    missing -= cpus;
+  }
+  if (missing > 0 && !warned_max_) {
+    spdlog::warn(
+        "containers wait for hosts, but {} Slurm jobs for agents are already asked for or running "
+        "(--slurm-max-agents)",
+        options_.max_agents);
+    warned_max_ = true;
+  }
+}
+
+void slurm_capacity::submit(std::uint32_t cpus) {
+  std::vector<std::string> argv{"sbatch",
+                                "--parsable",
+                                "--job-name=ferry-agent",
+                                "--nodes=1",
+                                "--ntasks=1",
+                                "--cpus-per-task=" + std::to_string(cpus),
+                                "--output=" + (options_.job_dir / "agent-%j.out").string()};
+  if (!options_.partition.empty()) argv.push_back("--partition=" + options_.partition);
+  argv.insert(argv.end(), options_.extra_arguments.begin(), options_.extra_arguments.end());
+  // The agent reads the credential from the file: it is never on a command line (nor in the job's script).
+  argv.push_back("--wrap=exec " + shell_quoted(options_.ferry_path) + " agent --server " +
+                 shell_quoted(options_.server_address) + " --token-file " + shell_quoted(options_.token_file.string()) +
+                 " --reconnect-window 60");
+  ++submitting_jobs_;
+  submitting_cpus_ += cpus;
+  run_command(executor_, argv, command_timeout, [this, cpus](command_result r) {
+    --submitting_jobs_;
+    submitting_cpus_ -= cpus;
+    const std::string id = trimmed(r.out.substr(0, r.out.find(';')));
+    if (r.exit_code != 0 || id.empty()) {
+      failed_submission("sbatch failed: " + trimmed(r.err.empty() ? r.out : r.err));
+      return;
+    }
+    spdlog::info("asked Slurm for an agent with {} CPUs: job {}", cpus, id);
+    pending_[id] = {cpus, std::chrono::steady_clock::now()};
+    arm_check();
+  });
+}
+
+void slurm_capacity::failed_submission(const std::string& why) {
+  ++failures_;
+  const auto wait = std::chrono::seconds(std::min(60, 2 << std::min(failures_, 5)));
+  next_submit_ = std::chrono::steady_clock::now() + wait;
+  spdlog::error("{}; asking Slurm again in {} s (check --slurm-partition and --slurm-args)", why, wait.count());
+  arm_check();
+}
+
+void slurm_capacity::joined(const std::string& job_id) {
+  auto it = pending_.find(job_id);
+  if (it == pending_.end()) return;
+  pending_.erase(it);
+  running_.emplace(job_id, std::nullopt);
+  failures_ = 0;
+  next_submit_ = {};
+  arm_check();
+}
+
+void slurm_capacity::arm_check() {
+  if (check_timer_ || (pending_.empty() && running_.empty() && failures_ == 0)) return;
+  check_timer_.emplace(executor_, check_period);
+  check_timer_->async_wait([this](boost::system::error_code ec) {
+    check_timer_.reset();
+    if (!ec) check();
+  });
+}
+
+void slurm_capacity::check() {
+  const auto now = std::chrono::steady_clock::now();
+  // Agents that have left are gone from our jobs; idle ones past the window are cancelled.
+  std::map<std::string, const agent_record*> by_job;
+  for (const auto& [id, agent] : agents_.agents()) {
+    if (!agent.host.slurm_job_id.empty()) by_job[agent.host.slurm_job_id] = &agent;
+  }
+  std::vector<std::string> idle;
+  for (auto it = running_.begin(); it != running_.end();) {
+    auto agent = by_job.find(it->first);
+    if (agent == by_job.end()) {
+      it = running_.erase(it);
+      continue;
+    }
+    if (!agent->second->containers.empty()) {
+      it->second.reset();
+    } else if (!it->second) {
+      it->second = now;
+    } else if (now - *it->second >= options_.idle_window) {
+      idle.push_back(it->first);
+    }
+    ++it;
+  }
+  if (!idle.empty()) {
+    std::vector<std::string> argv{"scancel"};
+    for (const auto& id : idle) {
+      spdlog::info("cancelling Slurm job {}: its agent has been idle for {} s", id, options_.idle_window.count());
+      running_.erase(id);
+      argv.push_back(id);
+    }
+    run_command(executor_, argv, command_timeout, [](command_result r) {
+      if (r.exit_code != 0) spdlog::warn("scancel failed: {}", trimmed(r.err));
+    });
+  }
+  if (!pending_.empty() && !checking_) {
+    // Pending jobs that squeue no longer lists ended without their agent joining.
+    std::string ids;
+    for (const auto& [id, j] : pending_) ids += (ids.empty() ? "" : ",") + id;
+    checking_ = true;
+    run_command(executor_, {"squeue", "--noheader", "--format=%i", "--jobs=" + ids}, command_timeout,
+                [this](command_result r) {
+                  checking_ = false;
+                  // (squeue fails with "Invalid job id" when none of them is known any more.)
+                  if (r.exit_code != 0 && r.err.find("Invalid job id") == std::string::npos) {
+                    spdlog::warn("squeue failed: {}", trimmed(r.err));
+                    return;
+                  }
+                  std::set<std::string> listed;
+                  std::istringstream lines(r.exit_code == 0 ? r.out : "");
+                  for (std::string line; std::getline(lines, line);) listed.insert(trimmed(line));
+                  bool lost = false;
+                  for (auto it = pending_.begin(); it != pending_.end();) {
+                    if (listed.contains(it->first)) {
+                      ++it;
+                      continue;
+                    }
+                    failed_submission("Slurm job " + it->first + " ended before its agent joined (see " +
+                                      (options_.job_dir / ("agent-" + it->first + ".out")).string() + ")");
+                    it = pending_.erase(it);
+                    lost = true;
+                  }
+                  if (lost) ask();
+                });
+  }
+  if (failures_ > 0 && now >= next_submit_) ask();
+  arm_check();
+}
+
+void slurm_capacity::cancel_all() {
+  std::vector<std::string> ids;
+  for (const auto& [id, j] : pending_) ids.push_back(id);
+  for (const auto& [id, since] : running_) ids.push_back(id);
+  pending_.clear();
+  running_.clear();
+  check_timer_.reset();
+  gather_timer_.reset();
+  if (ids.empty()) return;
+  // Synchronously: the server is on its way out, and the jobs must not outlive it.
+  std::string command = "scancel";
+  for (const auto& id : ids) command += " " + id;
+  spdlog::info("cancelling the Slurm jobs of its agents: {}", command.substr(8));
+  const int status = std::system(command.c_str());  // NOLINT(concurrency-mt-unsafe): only ids, on the way out
+  if (status != 0) spdlog::warn("{} exited with status {}", command, WEXITSTATUS(status));
+}
+
+}  // namespace ferry::server

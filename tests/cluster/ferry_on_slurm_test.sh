@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# ferry on a Slurm cluster, as docs/cluster.md runs it: `ferry server --agents slurm` asks Slurm for agents
+# when work waits; examples/cluster_map maps 400 items, each reporting the node it ran on. Mid-map (every item
+# held at a gate) one agent's job is cancelled: its containers' items run again elsewhere, Slurm is asked for
+# the capacity again, and every result comes back right, from at least two nodes. Stopping the server cancels
+# its agents' jobs; `slurm-cluster.sh down` then finds no process left. Needs root: skipped (77) otherwise.
+#
+#   ferry_on_slurm_test.sh SOURCE_DIR SCRATCH_DIR FERRY CLUSTER_MAP
+set -euo pipefail
+script=$1/scripts/slurm-cluster.sh
+scratch=$2
+ferry=$3
+cluster_map=$4
+[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
+dir=$scratch/slurm
+state=$scratch/state
+cluster() { bash "$script" --dir "$dir" --port 17827 "$@"; }
+fail() {
+  echo "FAILED: $*" >&2
+  [ -f "$scratch/server.log" ] && { echo "--- server log:" >&2; tail -n 40 "$scratch/server.log" >&2; }
+  exit 1
+}
+# Waits (up to $1 s) until the command in the other arguments succeeds.
+wait_until() {
+  local limit=$1
+  shift
+  for _ in $(seq $((limit * 10))); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+cluster down 2>/dev/null || true  # what an interrupted earlier run left
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
+  cluster down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+eval "$(cluster up --nodes 3)"
+rm -rf "$state" "$scratch/gate" && mkdir -p -m 700 "$state"
+
+"$ferry" server --port 0 --state-dir "$state" --agents slurm --slurm-cpus-per-agent 4 >"$scratch/server.log" 2>&1 &
+server_pid=$!
+wait_until 30 grep -q " listening on " "$scratch/server.log" || fail "the server did not start"
+address=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$scratch/server.log")
+
+"$ferry" run --server "$address" --state-dir "$state" "$cluster_map" 400 "$scratch/gate" >"$scratch/map.out" 2>&1 &
+map_pid=$!
+
+# 8 containers wait (the function's maximum): two agents of 4 CPUs, a node each (nodes have 4 CPUs).
+joined() { [ "$(grep -c ' joined from ' "$scratch/server.log")" -ge "$1" ]; }
+wait_until 60 joined 2 || fail "two agents did not join within 60 s: $(squeue 2>&1)"
+ready() { [ "$("$ferry" ps --server "$address" --state-dir "$state" | grep -c ' ready ')" -ge 8 ]; }
+wait_until 60 ready || fail "8 containers were not ready within 60 s: $("$ferry" ps --server "$address" --state-dir "$state")"
+nodes=$(squeue -h -o %N | sort -u | wc -l)
+[ "$nodes" -ge 2 ] || fail "the agents' jobs run on $nodes node(s): $(squeue 2>&1)"
+
+# One agent's job goes, with 4 items in flight: they run again, on capacity asked for again (none of them
+# uses a retry: the function has none).
+job=$(sed -n 's/.*(Slurm job \([0-9]*\)).*/\1/p' "$scratch/server.log" | head -n 1)
+scancel "$job"
+wait_until 60 grep -q "stopped as its agent on .* stopped" "$scratch/server.log" ||
+  fail "the cancelled agent's containers were not reported stopped with it"
+asked() { [ "$(grep -c 'asked Slurm for an agent' "$scratch/server.log")" -ge 3 ]; }
+wait_until 60 asked || fail "the server did not ask Slurm again for the lost capacity"
+# Its replacement joins, and 8 items are held again, on two nodes.
+wait_until 60 joined 3 || fail "no agent replaced the cancelled one within 60 s: $(squeue 2>&1)"
+wait_until 60 ready || fail "8 containers were not ready again: $("$ferry" ps --server "$address" --state-dir "$state")"
+touch "$scratch/gate"
+
+status=0
+wait "$map_pid" || status=$?
+[ "$status" -eq 0 ] || fail "the map exited with $status: $(cat "$scratch/map.out")"
+result=$(grep ' items, ' "$scratch/map.out") || fail "no result line: $(cat "$scratch/map.out")"
+echo "$result"
+[[ "$result" =~ ^400\ items,\ 0\ wrong,\ on\ ([0-9]+)\ nodes ]] || fail "unexpected result: $result"
+[ "${BASH_REMATCH[1]}" -ge 2 ] || fail "the map ran on fewer than two nodes: $result"
+
+# Stopping the server cancels its agents' jobs.
+kill -TERM "$server_pid"
+wait "$server_pid" || fail "the server exited with $?"
+server_pid=""
+empty() { [ -z "$(squeue -h -o %i)" ]; }
+wait_until 60 empty || fail "jobs left after the server stopped: $(squeue 2>&1)"
+cluster down
+trap - EXIT
+! pgrep -f "$ferry agent" >/dev/null || fail "an agent outlived the cluster: $(pgrep -af "$ferry agent")"
