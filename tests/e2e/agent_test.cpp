@@ -161,6 +161,24 @@ TEST(agents, killing_an_agent_mid_map_runs_its_inputs_again_on_another_host_with
   EXPECT_THAT(server.proc().err(), HasSubstr("was lost with its host: its agent on doomed-host went"));
 }
 
+TEST(agents, the_cluster_map_example_prints_how_many_items_each_node_ran) {
+  const auto r = run({FERRY_EXAMPLES_DIR "/cluster_map", "20"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, testing::MatchesRegex("20 items, 0 wrong, on 1 nodes: [^ =]+=20\n"));
+}
+
+TEST(agents, a_restarted_server_finds_its_agents_again) {
+  ferry_server server({"--agents", "manual"});
+  auto agent = join(server, "steady-host");
+  server.kill_and_restart();
+  EXPECT_TRUE(server.proc().wait_for_output("agent on steady-host joined")) << agent->proc().err();
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::int64_t sum = 0;
+  EXPECT_EQ(run_app([&] { sum = add.remote(20, 22); }), 0);
+  EXPECT_EQ(sum, 42);
+  EXPECT_THAT(agent->proc().err(), HasSubstr("lost the connection to the ferry server"));
+}
+
 TEST(agents, an_agent_is_refused_without_the_agents_credential_and_the_servers_token_is_not_it) {
   ferry_server server({"--agents", "manual"});
   for (const std::string& token : {std::string("not-a-credential"), server.token()}) {
