@@ -150,7 +150,7 @@ class agent {
                    options_.reconnect_window.count());
       warned_unreachable_ = true;
     }
-    retry_timer_.emplace(io_, retry_delay_);
+    retry_timer_ = std::make_unique<asio::steady_timer>(io_, retry_delay_);
     retry_timer_->async_wait([this](boost::system::error_code ec) {
       if (!ec) connect();
     });
@@ -236,7 +236,7 @@ class agent {
     signals_.cancel();
     if (retry_timer_) retry_timer_->cancel();
     for (auto& [id, r] : running_) r.process->terminate();
-    kill_timer_.emplace(io_, std::chrono::seconds(5));
+    kill_timer_ = std::make_unique<asio::steady_timer>(io_, std::chrono::seconds(5));
     kill_timer_->async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       for (auto& [id, r] : running_) r.process->kill();
@@ -368,11 +368,11 @@ class agent {
   std::map<std::uint64_t, running> running_;   // by container id
   std::map<std::string, download> downloads_;  // by digest
   digest_cache digests_;
-  std::optional<asio::steady_timer> kill_timer_;
+  std::unique_ptr<asio::steady_timer> kill_timer_;
   std::string host_, port_;                                          // the server's
   std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then
   std::chrono::milliseconds retry_delay_{500};
-  std::optional<asio::steady_timer> retry_timer_;
+  std::unique_ptr<asio::steady_timer> retry_timer_;
   bool warned_unreachable_ = false;
   bool reconnect_when_idle_ = false;  // the connection was lost: connect again once the containers have exited
   bool refused_ = false;
@@ -396,7 +396,7 @@ agent_options with_detected_resources(agent_options options) {
   if (options.memory_mb == 0) options.memory_mb = leading_number(env_or_empty("SLURM_MEM_PER_NODE"));
   if (options.memory_mb == 0) {
     options.memory_mb = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                        static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)) / (1024 * 1024);
+                        static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)) / (std::uint64_t{1024} * 1024);
   }
   if (options.gpus < 0) {
     options.gpus = static_cast<std::int32_t>(leading_number(env_or_empty("SLURM_GPUS_ON_NODE")));

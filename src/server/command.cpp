@@ -26,7 +26,7 @@ namespace {
 /// One running command: two pipes and a pidfd, read until all three report the end.
 struct running_command : std::enable_shared_from_this<running_command> {
   running_command(asio::any_io_executor executor, pid_t pid, int pidfd, int out_fd, int err_fd,
-                  std::chrono::milliseconds timeout, std::function<void(command_result)> done)
+                  std::chrono::milliseconds timeout, std::function<void(const command_result&)> done)
       : pid(pid),
         exit_watch(executor, pidfd),
         pipes{{executor, out_fd}, {executor, err_fd}},
@@ -68,7 +68,7 @@ struct running_command : std::enable_shared_from_this<running_command> {
     if (!exited || !closed[0] || !closed[1] || !done) return;
     if (timed_out) result.err += "(killed: it did not finish in time)";
     auto handler = std::move(done);
-    handler(std::move(result));
+    handler(result);
   }
 
   pid_t pid;
@@ -80,15 +80,15 @@ struct running_command : std::enable_shared_from_this<running_command> {
   bool exited = false;
   bool timed_out = false;
   command_result result;
-  std::function<void(command_result)> done;
+  std::function<void(const command_result&)> done;
 };
 
 }  // namespace
 
 void run_command(asio::any_io_executor executor, std::vector<std::string> argv, std::chrono::milliseconds timeout,
-                 std::function<void(command_result)> done) {
+                 std::function<void(const command_result&)> done) {
   auto fail = [&](const std::string& why) {
-    asio::post(executor, [done = std::move(done), why] { done({-1, "", why}); });
+    asio::post(executor, [done = std::move(done), why] { done(command_result{-1, "", why}); });
   };
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return fail("pipe2: " + std::generic_category().message(errno));

@@ -20,6 +20,6 @@ struct command_result {
 /// calls `done` on `executor` once it has exited and its output is read. A command still running after
 /// `timeout` is killed (a hung sbatch must not hang the server's capacity requests).
 void run_command(boost::asio::any_io_executor executor, std::vector<std::string> argv,
-                 std::chrono::milliseconds timeout, std::function<void(command_result)> done);
+                 std::chrono::milliseconds timeout, std::function<void(const command_result&)> done);
 
 }  // namespace ferry::server

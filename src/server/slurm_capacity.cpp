@@ -17,6 +17,8 @@ namespace {
 constexpr std::chrono::milliseconds command_timeout{30'000};
 constexpr std::chrono::seconds check_period{3};
 constexpr std::chrono::milliseconds gather_window{250};
+/// In `running_`: the agent has containers (it is not idle).
+constexpr auto busy = std::chrono::steady_clock::time_point::max();
 
 /// `text` as one word for sh -c.
 std::string shell_quoted(const std::string& text) {
@@ -46,7 +48,7 @@ void slurm_capacity::demand(std::size_t containers) {
   // Work arrives over a moment (a map's items in several reads): ask for it together, in jobs of
   // cpus_per_agent, not for each container as it comes.
   if (gather_timer_) return;
-  gather_timer_.emplace(executor_, gather_window);
+  gather_timer_ = std::make_unique<boost::asio::steady_timer>(executor_, gather_window);
   gather_timer_->async_wait([this](boost::system::error_code ec) {
     gather_timer_.reset();
     if (!ec) ask();
@@ -88,7 +90,7 @@ void slurm_capacity::submit(std::uint32_t cpus) {
                  " --reconnect-window 60");
   ++submitting_jobs_;
   submitting_cpus_ += cpus;
-  run_command(executor_, argv, command_timeout, [this, cpus](command_result r) {
+  run_command(executor_, argv, command_timeout, [this, cpus](const command_result& r) {
     --submitting_jobs_;
     submitting_cpus_ -= cpus;
     const std::string id = trimmed(r.out.substr(0, r.out.find(';')));
@@ -114,7 +116,7 @@ void slurm_capacity::joined(const std::string& job_id) {
   auto it = pending_.find(job_id);
   if (it == pending_.end()) return;
   pending_.erase(it);
-  running_.emplace(job_id, std::nullopt);
+  running_.emplace(job_id, busy);
   failures_ = 0;
   next_submit_ = {};
   arm_check();
@@ -122,7 +124,7 @@ void slurm_capacity::joined(const std::string& job_id) {
 
 void slurm_capacity::arm_check() {
   if (check_timer_ || (pending_.empty() && running_.empty() && failures_ == 0)) return;
-  check_timer_.emplace(executor_, check_period);
+  check_timer_ = std::make_unique<boost::asio::steady_timer>(executor_, check_period);
   check_timer_->async_wait([this](boost::system::error_code ec) {
     check_timer_.reset();
     if (!ec) check();
@@ -144,10 +146,10 @@ void slurm_capacity::check() {
       continue;
     }
     if (!agent->second->containers.empty()) {
-      it->second.reset();
-    } else if (!it->second) {
+      it->second = busy;
+    } else if (it->second == busy) {
       it->second = now;
-    } else if (now - *it->second >= options_.idle_window) {
+    } else if (now - it->second >= options_.idle_window) {
       idle.push_back(it->first);
     }
     ++it;
@@ -159,7 +161,7 @@ void slurm_capacity::check() {
       running_.erase(id);
       argv.push_back(id);
     }
-    run_command(executor_, argv, command_timeout, [](command_result r) {
+    run_command(executor_, argv, command_timeout, [](const command_result& r) {
       if (r.exit_code != 0) spdlog::warn("scancel failed: {}", trimmed(r.err));
     });
   }
@@ -169,7 +171,7 @@ void slurm_capacity::check() {
     for (const auto& [id, j] : pending_) ids += (ids.empty() ? "" : ",") + id;
     checking_ = true;
     run_command(executor_, {"squeue", "--noheader", "--format=%i", "--jobs=" + ids}, command_timeout,
-                [this](command_result r) {
+                [this](const command_result& r) {
                   checking_ = false;
                   // (squeue fails with "Invalid job id" when none of them is known any more.)
                   if (r.exit_code != 0 && r.err.find("Invalid job id") == std::string::npos) {
@@ -199,6 +201,7 @@ void slurm_capacity::check() {
 
 void slurm_capacity::cancel_all() {
   std::vector<std::string> ids;
+  ids.reserve(pending_.size() + running_.size());
   for (const auto& [id, j] : pending_) ids.push_back(id);
   for (const auto& [id, since] : running_) ids.push_back(id);
   pending_.clear();

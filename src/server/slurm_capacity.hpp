@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -80,13 +81,13 @@ class slurm_capacity {
   std::size_t submitting_jobs_ = 0;     // sbatch runs not yet answered
   std::size_t submitting_cpus_ = 0;     // and the CPUs they ask for
   std::map<std::string, job> pending_;  // by job id: submitted, its agent not joined yet
-  /// Our jobs whose agent has joined, by job id: since when the agent has had no container.
-  std::map<std::string, std::optional<std::chrono::steady_clock::time_point>> running_;
+  /// Our jobs whose agent has joined, by job id: since when the agent has had no container (max(): it has).
+  std::map<std::string, std::chrono::steady_clock::time_point> running_;
   int failures_ = 0;  // in a row
   std::chrono::steady_clock::time_point next_submit_{};
   bool warned_max_ = false;
-  std::optional<boost::asio::steady_timer> check_timer_;
-  std::optional<boost::asio::steady_timer> gather_timer_;
+  std::unique_ptr<boost::asio::steady_timer> check_timer_;
+  std::unique_ptr<boost::asio::steady_timer> gather_timer_;
   bool checking_ = false;  // a squeue is running
 };
 
