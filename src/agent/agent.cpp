@@ -53,36 +53,6 @@ std::string host_name() {
   return name.data();
 }
 
-/// The digest of the file at a path, hashed once per path, size and modification time.
-class digest_cache {
- public:
-  /// "" when there is no such file.
-  std::string of(const std::filesystem::path& path) {
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(path, ec);
-    if (ec) return "";
-    const auto modified = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
-    if (ec) return "";
-    auto& known = known_[path.string()];
-    if (known.digest.empty() || known.size != size || known.modified != modified) {
-      try {
-        known = {size, modified, server::sha256_file_hex(path)};
-      } catch (const std::system_error&) {
-        return "";
-      }
-    }
-    return known.digest;
-  }
-
- private:
-  struct entry {
-    std::uintmax_t size = 0;
-    std::int64_t modified = 0;
-    std::string digest;
-  };
-  std::unordered_map<std::string, entry> known_;
-};
-
 class agent {
  public:
   explicit agent(const agent_options& options)
@@ -140,7 +110,6 @@ class agent {
     if (now - *lost_since_ >= options_.reconnect_window) {
       spdlog::error("cannot reach the ferry server at {} ({}) for {} s: giving up (--reconnect-window)",
                     options_.server, why, options_.reconnect_window.count());
-      exit_code_ = 1;
       stop(1);
       return;
     }
@@ -367,7 +336,7 @@ class agent {
   std::shared_ptr<wire::connection> connection_;
   std::map<std::uint64_t, running> running_;   // by container id
   std::map<std::string, download> downloads_;  // by digest
-  digest_cache digests_;
+  server::file_digests digests_;               // of binaries at the server's paths, seen here (a shared filesystem)
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::string host_, port_;                                          // the server's
   std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then

@@ -97,7 +97,8 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
     ++local_containers_;  // (once it has started: a launch that throws starts nothing)
     return process;
   }
-  const std::string digest = spec.digest.empty() ? digest_of(spec.executable) : spec.digest;
+  const std::string digest = spec.digest.empty() ? digests_.of(spec.executable) : spec.digest;
+  if (digest.empty()) throw std::system_error(errno, std::generic_category(), "cannot read " + spec.executable);
   binaries_[digest] = spec.executable;
   auto c = std::make_unique<remote_container>(*this, best->id, spec.id, std::move(on_exit), std::move(on_output));
   best->containers.emplace(spec.id, c.get());
@@ -106,18 +107,6 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
                                              spec.app, spec.function});
   spdlog::debug("container {} for {}.{} placed on agent {}", spec.id, spec.app, spec.function, best->host.name);
   return c;
-}
-
-std::string agent_pool::digest_of(const std::string& path) {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  const auto modified = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
-  if (ec) throw std::system_error(ec, "cannot read " + path);
-  auto& known = digests_[path];
-  if (known.digest.empty() || known.size != size || known.modified != modified) {
-    known = {size, modified, sha256_file_hex(path)};
-  }
-  return known.digest;
 }
 
 void agent_pool::joined(session_id id, std::shared_ptr<wire::connection> connection, wire::agent_ready_header host) {

@@ -22,6 +22,7 @@
 
 #include "server/container_launcher.hpp"
 #include "server/ids.hpp"
+#include "server/sha256.hpp"
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
 
@@ -64,8 +65,6 @@ class agent_pool final : public container_launcher {
 
  private:
   friend class remote_container;
-  /// The digest of the binary at `path` (hashed once per path, size and modification time).
-  std::string digest_of(const std::string& path);
   void send_signal(const remote_container& c, int signal);
   void forget(const remote_container& c);
   /// Sends the piece of binary `digest` that begins at `offset`, or an error saying why not.
@@ -74,12 +73,7 @@ class agent_pool final : public container_launcher {
   std::unique_ptr<container_launcher> local_;
   std::size_t local_containers_ = 0;  // containers the local agent runs
   std::map<session_id, agent_record> agents_;
-  struct hashed_file {
-    std::uintmax_t size = 0;
-    std::int64_t modified = 0;
-    std::string digest;
-  };
-  std::unordered_map<std::string, hashed_file> digests_;   // by path
+  file_digests digests_;                                   // of the binaries placed on agents
   std::unordered_map<std::string, std::string> binaries_;  // path by digest: what agents may fetch
 };
 

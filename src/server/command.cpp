@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +13,8 @@
 #include <cerrno>
 #include <memory>
 #include <system_error>
+
+#include "server/pidfd.hpp"
 
 extern char** environ;
 
@@ -118,7 +119,7 @@ void run_command(asio::any_io_executor executor, std::vector<std::string> argv, 
     ::close(err[0]);
     return fail("cannot run " + argv[0] + ": " + std::generic_category().message(spawn_error));
   }
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  const int pidfd = open_pidfd(pid);
   if (pidfd < 0) {
     const int e = errno;
     ::kill(pid, SIGKILL);

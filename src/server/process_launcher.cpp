@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/container_launcher.hpp"
+#include "server/pidfd.hpp"
 
 extern char** environ;
 
@@ -159,9 +160,6 @@ class process_handle final : public container_process {
  private:
   std::shared_ptr<process> p_;
 };
-
-// glibc's <sys/pidfd.h> lacks extern "C" in Debian 12; the system call is stable.
-int open_pidfd(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 [[noreturn]] void throw_errno(int err, const std::string& what) {
   throw std::system_error(err, std::generic_category(), what);

@@ -91,4 +91,22 @@ std::string sha256_file_hex(const std::filesystem::path& path) {
   return sha256_hex(image);
 }
 
+std::string file_digests::of(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return "";
+  const auto modified = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  if (ec) return "";
+  auto& known = known_[path.string()];
+  if (known.digest.empty() || known.size != size || known.modified != modified) {
+    try {
+      known = {size, modified, sha256_file_hex(path)};
+    } catch (const std::system_error&) {
+      known_.erase(path.string());
+      return "";
+    }
+  }
+  return known.digest;
+}
+
 }  // namespace ferry::server
