@@ -70,9 +70,12 @@ namespace {
 /// thread that can: by the next connect(), or at exit. Touched only then, never per call.
 class orphanage {
  public:
-  void adopt(client* c, std::thread::id io_thread) {
+  /// Keeps `c`. Returns false when the process is exiting and the orphans have been destroyed already: then
+  /// nothing will destroy `c`, which stays here (reachable) and whose thread its caller detaches.
+  bool adopt(client* c, std::thread::id io_thread) {
     std::lock_guard lock(mu_);
     orphans_.push_back({io_thread, std::unique_ptr<client>(c)});
+    return !exited_;
   }
   /// Destroys the clients adopted so far, on the calling thread (but one whose I/O thread this is).
   void destroy_orphans() {
@@ -85,6 +88,12 @@ class orphanage {
       orphans_.erase(mine, orphans_.end());
     }
   }
+  /// At exit: destroys the orphans, and marks that later ones will not be.
+  void destroy_at_exit() {
+    destroy_orphans();
+    std::lock_guard lock(mu_);
+    exited_ = true;
+  }
 
  private:
   struct orphan {
@@ -93,6 +102,7 @@ class orphanage {
   };
   std::mutex mu_;
   std::vector<orphan> orphans_;  // guarded by mu_
+  bool exited_ = false;          // guarded by mu_
 };
 
 /// Never destroyed, so that a client orphaned while the process exits still finds it; the clients in it are
@@ -103,7 +113,7 @@ orphanage& orphans() {
 }
 
 struct destroy_orphans_at_exit {
-  ~destroy_orphans_at_exit() { orphans().destroy_orphans(); }
+  ~destroy_orphans_at_exit() { orphans().destroy_at_exit(); }
 };
 
 }  // namespace
@@ -113,7 +123,9 @@ void client::drop_last_reference(client* c) {
     delete c;
     return;
   }
-  orphans().adopt(c, c->io_thread_.get_id());
+  // A client orphaned while the process exits, after the orphans were destroyed, is not joined by anyone:
+  // its thread is detached (it ends with the process; a thread neither joined nor detached is a leak).
+  if (!orphans().adopt(c, c->io_thread_.get_id())) c->io_thread_.detach();
   c->orphaned_ = true;
   c->close();
   if (c->closed_.load()) c->io_.stop();  // otherwise on_close stops it, once it has failed what is pending
