@@ -1,14 +1,16 @@
 #include "agent/agent.hpp"
 
 #include <sched.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdlib>
 #include <ferry/errors.hpp>
@@ -56,9 +58,7 @@ std::string host_name() {
 class agent {
  public:
   explicit agent(const agent_options& options)
-      : options_(options),
-        launcher_(server::make_process_launcher(io_.get_executor())),
-        signals_(io_, SIGINT, SIGTERM) {}
+      : options_(options), launcher_(server::make_process_launcher(io_.get_executor())), signals_(io_) {}
 
   int run() {
     const auto colon = options_.server.rfind(':');
@@ -66,17 +66,40 @@ class agent {
     host_ = options_.server.substr(0, colon);
     if (host_.size() > 2 && host_.front() == '[' && host_.back() == ']') host_ = host_.substr(1, host_.size() - 2);
     port_ = options_.server.substr(colon + 1);
-    signals_.async_wait([this](boost::system::error_code signal_ec, int sig) {
-      if (signal_ec) return;
-      spdlog::info("received {}, stopping its containers", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      stop(0);
-    });
+    // SIGINT and SIGTERM are blocked and read from a signalfd, so that a container's exit can be checked
+    // against a stop signal already sent: `scancel` signals every process of the job, the containers with
+    // the agent, and a container that exits first must still count as stopped with its agent.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    const int signal_fd = ::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (signal_fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+    signals_.assign(signal_fd);
+    wait_for_signal();
     connect();
     wire::run_batched(io_);
     return exit_code_;
   }
 
  private:
+  void wait_for_signal() {
+    signals_.async_wait(asio::posix::descriptor_base::wait_read, [this](boost::system::error_code ec) {
+      if (ec) return;
+      if (!take_stop_signal()) wait_for_signal();
+    });
+  }
+
+  /// Reads a stop signal sent to the agent, if one is pending, and begins to stop; true if it did.
+  bool take_stop_signal() {
+    signalfd_siginfo info{};
+    if (::read(signals_.native_handle(), &info, sizeof info) != static_cast<ssize_t>(sizeof info)) return false;
+    spdlog::info("received {}, stopping its containers", info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+    stop(0);
+    return true;
+  }
+
   /// Connects, and says hello; a failure tries again (see reconnect()).
   void connect() {
     auto socket = std::make_shared<tcp::socket>(io_);
@@ -202,7 +225,8 @@ class agent {
     if (stopping_) return;
     stopping_ = true;
     exit_code_ = code;
-    signals_.cancel();
+    boost::system::error_code ignored;
+    signals_.cancel(ignored);
     if (retry_timer_) retry_timer_->cancel();
     for (auto& [id, r] : running_) r.process->terminate();
     kill_timer_ = std::make_unique<asio::steady_timer>(io_, std::chrono::seconds(5));
@@ -304,6 +328,7 @@ class agent {
       auto process = launcher_->launch(
           spec,
           [this, id](const server::container_exit& exit) {
+            if (!stopping_) take_stop_signal();  // (the agent's own SIGTERM may be on its way with this exit)
             auto it = running_.find(id);
             const bool reached_main = it != running_.end() && it->second.process->reached_main();
             running_.erase(id);
@@ -332,7 +357,7 @@ class agent {
   agent_options options_;
   asio::io_context io_{1};
   std::unique_ptr<server::container_launcher> launcher_;
-  asio::signal_set signals_;
+  asio::posix::stream_descriptor signals_;  // a signalfd of SIGINT and SIGTERM
   std::shared_ptr<wire::connection> connection_;
   std::map<std::uint64_t, running> running_;   // by container id
   std::map<std::string, download> downloads_;  // by digest
