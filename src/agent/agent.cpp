@@ -148,9 +148,6 @@ class agent {
     });
   }
 
-  struct running {
-    std::unique_ptr<server::container_process> process;
-  };
   struct download {
     std::string bytes;
     std::vector<wire::launch_header> waiting;  // launches that need it
@@ -187,9 +184,9 @@ class agent {
         auto it = running_.find(id);
         if (it == running_.end()) return;  // it has exited (its exit is on the way)
         if (sig == SIGKILL) {
-          it->second.process->kill();
+          it->second->kill();
         } else {
-          it->second.process->terminate();
+          it->second->terminate();
         }
         return;
       }
@@ -211,7 +208,7 @@ class agent {
         "connecting again",
         options_.server, reason);
     downloads_.clear();
-    for (auto& [id, r] : running_) r.process->kill();
+    for (auto& [id, r] : running_) r->kill();
     reconnect_when_idle_ = true;
     if (running_.empty()) {
       reconnect_when_idle_ = false;
@@ -228,11 +225,11 @@ class agent {
     boost::system::error_code ignored;
     signals_.cancel(ignored);
     if (retry_timer_) retry_timer_->cancel();
-    for (auto& [id, r] : running_) r.process->terminate();
+    for (auto& [id, r] : running_) r->terminate();
     kill_timer_ = std::make_unique<asio::steady_timer>(io_, std::chrono::seconds(5));
     kill_timer_->async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      for (auto& [id, r] : running_) r.process->kill();
+      for (auto& [id, r] : running_) r->kill();
     });
     downloads_.clear();
     finish_if_done();
@@ -330,7 +327,7 @@ class agent {
           [this, id](const server::container_exit& exit) {
             if (!stopping_) take_stop_signal();  // (the agent's own SIGTERM may be on its way with this exit)
             auto it = running_.find(id);
-            const bool reached_main = it != running_.end() && it->second.process->reached_main();
+            const bool reached_main = it != running_.end() && it->second->reached_main();
             running_.erase(id);
             exited(id, exit.how, exit.signal, true, reached_main);
             finish_if_done();
@@ -341,7 +338,7 @@ class agent {
                               [&](detail::buffer& out) { out.append(chunk.data(), chunk.size()); });
           });
       const std::int64_t pid = process->pid();
-      running_.emplace(id, running{std::move(process)});
+      running_.emplace(id, std::move(process));
       connection_->send(message_kind::launched, wire::launched_header{id, pid});
     } catch (const std::exception& e) {
       exited(id, e.what(), 0, false);
@@ -359,9 +356,9 @@ class agent {
   std::unique_ptr<server::container_launcher> launcher_;
   asio::posix::stream_descriptor signals_;  // a signalfd of SIGINT and SIGTERM
   std::shared_ptr<wire::connection> connection_;
-  std::map<std::uint64_t, running> running_;   // by container id
-  std::map<std::string, download> downloads_;  // by digest
-  server::file_digests digests_;               // of binaries at the server's paths, seen here (a shared filesystem)
+  std::map<std::uint64_t, std::unique_ptr<server::container_process>> running_;  // by container id
+  std::map<std::string, download> downloads_;                                    // by digest
+  server::file_digests digests_;  // of binaries at the server's paths, seen here (a shared filesystem)
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::string host_, port_;                                          // the server's
   std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "agent/agent.hpp"
+#include "base/exec_array.hpp"
 #include "client/client.hpp"
 #include "codec/json.hpp"
 #include "runtime/logging.hpp"
@@ -90,15 +91,6 @@ std::vector<std::string> environment_with(const std::map<std::string, std::strin
   }
   for (const auto& [name, value] : set) env.push_back(name + "=" + value);
   return env;
-}
-
-/// `strings` as the null-terminated array of pointers exec takes.
-std::vector<char*> exec_array(std::vector<std::string>& strings) {
-  std::vector<char*> pointers;
-  pointers.reserve(strings.size() + 1);
-  for (auto& s : strings) pointers.push_back(s.data());
-  pointers.push_back(nullptr);
-  return pointers;
 }
 
 std::shared_ptr<client::client> connect_to(const server_target& target) {

@@ -63,6 +63,11 @@ namespace {
 
 std::uint32_t local_cpus() { return std::max(1u, std::thread::hardware_concurrency()); }
 
+/// An agent takes a container per CPU it offers, never more, and none while it stops.
+bool has_room(const agent_record& agent) {
+  return !agent.draining && agent.containers.size() < std::max<std::uint32_t>(1, agent.host.cpus);
+}
+
 }  // namespace
 
 agent_pool::agent_pool(std::unique_ptr<container_launcher> local) : local_(std::move(local)) {}
@@ -77,16 +82,15 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
   double best_load = std::numeric_limits<double>::infinity();
   if (local_) best_load = static_cast<double>(local_containers_) / local_cpus();
   for (auto& [id, agent] : agents_) {
-    const std::uint32_t cpus = std::max<std::uint32_t>(1, agent.host.cpus);
-    if (agent.containers.size() >= cpus || agent.draining) continue;  // full, or stopping
-    const double load = static_cast<double>(agent.containers.size()) / cpus;
+    if (!has_room(agent)) continue;
+    const double load = static_cast<double>(agent.containers.size()) / std::max<std::uint32_t>(1, agent.host.cpus);
     if (load < best_load) {
       best = &agent;
       best_load = load;
     }
   }
   if (!best) {
-    if (!local_) throw no_capacity_error(agents_.empty() ? "no agent is connected" : "every agent is full");
+    if (!local_) throw no_capacity_error(no_room());
     auto process = local_->launch(
         spec,
         [this, handler = std::move(on_exit)](container_exit exit) {
@@ -107,6 +111,13 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
                                              spec.app, spec.function});
   spdlog::debug("container {} for {}.{} placed on agent {}", spec.id, spec.app, spec.function, best->host.name);
   return c;
+}
+
+std::string agent_pool::no_room() const {
+  if (local_ || std::any_of(agents_.begin(), agents_.end(), [](const auto& a) { return has_room(a.second); })) {
+    return "";
+  }
+  return agents_.empty() ? "no agent is connected" : "every agent is full";
 }
 
 void agent_pool::joined(session_id id, std::shared_ptr<wire::connection> connection, wire::agent_ready_header host) {

@@ -50,6 +50,7 @@ class agent_pool final : public container_launcher {
   /// agent connected), std::system_error when the local one cannot start it.
   std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
                                             output_handler on_output) override;
+  std::string no_room() const override;
 
   // What the server's network layer reports of the agents' connections.
   /// Agent `id` has said what it offers; containers may be placed on it from now on.

@@ -14,6 +14,7 @@
 #include <memory>
 #include <system_error>
 
+#include "base/exec_array.hpp"
 #include "server/pidfd.hpp"
 
 extern char** environ;
@@ -99,10 +100,7 @@ void run_command(asio::any_io_executor executor, std::vector<std::string> argv, 
     ::close(out[1]);
     return fail("pipe2: " + std::generic_category().message(e));
   }
-  std::vector<char*> args;
-  args.reserve(argv.size() + 1);
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
+  const std::vector<char*> args = exec_array(argv);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);

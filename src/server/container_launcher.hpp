@@ -77,6 +77,8 @@ class container_launcher {
   using output_handler = std::function<void(int stream, std::string_view chunk)>;
 
   virtual ~container_launcher() = default;
+  /// Why no container can be started now (launch would throw no_capacity_error), or "" when one can.
+  virtual std::string no_room() const { return ""; }
   /// Starts a container. Throws std::system_error when the process cannot be started at all.
   virtual std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
                                                     output_handler on_output) = 0;

@@ -13,6 +13,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/exec_array.hpp"
 #include "server/container_launcher.hpp"
 #include "server/pidfd.hpp"
 
@@ -207,16 +208,10 @@ class process_launcher final : public container_launcher {
     env_storage.push_back("FERRY_FUNCTION=" + spec.function);
     env_storage.push_back("FERRY_PARENT_PID=" + std::to_string(::getpid()));
     env_storage.push_back("FERRY_MAIN_FD=" + std::to_string(main_fd_in_container));
-    std::vector<char*> envp;
-    envp.reserve(env_storage.size() + 1);
-    for (auto& s : env_storage) envp.push_back(s.data());
-    envp.push_back(nullptr);
+    const std::vector<char*> envp = exec_array(env_storage);
     std::vector<std::string> arguments{spec.executable};
     arguments.insert(arguments.end(), spec.arguments.begin(), spec.arguments.end());
-    std::vector<char*> argv;
-    argv.reserve(arguments.size() + 1);
-    for (auto& a : arguments) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    const std::vector<char*> argv = exec_array(arguments);
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);

@@ -145,17 +145,33 @@ void scheduler::scale(function_state& fn) {
     return;
   }
   for (std::size_t i = live; i < wanted; ++i) {
+    // (Asked first: while work waits for a host, every dispatch comes here, and a launch that throws
+    // would cost a record, a credential and an exception each time.)
+    if (std::string why = launcher_.no_room(); !why.empty()) return wait_for_host(fn, wanted - i, why);
     switch (launch_container(fn)) {
       case launch_result::started:
         continue;
       case launch_result::no_capacity:
-        reclaim_idle(fn, wanted - i);
-        return set_unplaced(fn, wanted - i);
+        return wait_for_host(fn, wanted - i, "no host has room");
       case launch_result::failed:  // the queue has been failed
         return set_unplaced(fn, 0);
     }
   }
   set_unplaced(fn, 0);
+}
+
+void scheduler::wait_for_host(function_state& fn, std::size_t n, const std::string& why) {
+  // Not a failure: what is queued waits for a host (the server dispatches again when one has room). Said,
+  // and room made, when the shortfall changes, not on every dispatch meanwhile.
+  if (n != fn.unplaced_containers) {
+    host_.warn_repeating("no capacity " + fn.app->name + "." + fn.name,
+                         fmt::format("'{}' has calls waiting for a host to run them on: {}; start `ferry agent` on "
+                                     "a host (docs/cluster.md)",
+                                     fn.name, why),
+                         fmt::format("times '{}' waited for a host", fn.name));
+    reclaim_idle(fn, n);
+  }
+  set_unplaced(fn, n);
 }
 
 void scheduler::reclaim_idle(const function_state& fn, std::size_t n) {
@@ -215,13 +231,7 @@ scheduler::launch_result scheduler::launch_container(function_state& fn) {
         [this, id = c->id](int stream, std::string_view chunk) {
           if (container_record* found = find(id)) host_.output(*found, stream, chunk);
         });
-  } catch (const no_capacity_error& e) {
-    // Not a failure: what is queued waits for a host (the server dispatches again when an agent joins).
-    host_.warn_repeating("no capacity " + fn.app->name + "." + fn.name,
-                         fmt::format("'{}' has calls waiting for a host to run them on: {}; start `ferry agent` on "
-                                     "a host (docs/cluster.md)",
-                                     fn.name, e.what()),
-                         fmt::format("times '{}' waited for a host", fn.name));
+  } catch (const no_capacity_error&) {
     return launch_result::no_capacity;
   } catch (const std::exception& e) {
     spdlog::error("cannot start a container for {}.{}: {}", fn.app->name, fn.name, e.what());

@@ -180,6 +180,8 @@ class scheduler {
   /// below their minimum), whose room `fn`'s take once they have exited. Waiting work comes before warm
   /// containers that wait for work.
   void reclaim_idle(const function_state& fn, std::size_t n);
+  /// No host has room for `n` of `fn`'s containers (`why`): they wait, and idle ones make room.
+  void wait_for_host(function_state& fn, std::size_t n, const std::string& why);
   /// `n` of `fn`'s containers wait for a host (see function_state::unplaced_containers).
   void set_unplaced(function_state& fn, std::size_t n);
   void on_exit(container_id id, const container_exit& exit);
