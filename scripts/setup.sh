@@ -12,6 +12,7 @@ packages=(
   clang-format  # the style check (tests/support/check_format.sh)
   clang-tidy-16  # the house rules in .clang-tidy (tests/support/check_tidy.sh)
   curl jq  # docs/http-api.md's examples, which tests/docs/http_api_doc_test.mjs runs
+  python3-yaml  # PyYAML: tests/docs/kubernetes_manifest_test.py parses deploy/kubernetes/'s manifests
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # Boost.URL: the HTTP API's request targets
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libdw-dev  # elfutils: names the frames of remote stacks
