@@ -7,6 +7,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <string>
 
 namespace ferry {
 
@@ -49,6 +51,20 @@ struct FunctionOptions {
   int buffer_containers = 0;
   /// A container with no input for this long stops (unless that would leave fewer than min_containers).
   std::chrono::milliseconds scaledown_window{60'000};
+
+  // What each container needs of the host it runs on; the server places it on a host that has that much
+  // free, and never gives the same CPUs, memory or GPUs to two containers (docs/cluster.md, "Placement").
+  /// CPUs reserved for each container (fractions allowed). 0: none reserved; the container shares the
+  /// server's own host as containers always have, and counts as one CPU on an agent's.
+  double cpu = 0;
+  /// Memory reserved for each container, in MiB; 0: none.
+  std::int64_t memory_mb = 0;
+  /// GPUs each container gets to itself, named by its CUDA_VISIBLE_DEVICES (which is empty in a container
+  /// that asks for none on a host that has some).
+  int gpus = 0;
+  /// A label the host must have: one an agent was started with (`ferry agent --label L`), or a Slurm
+  /// feature under `ferry server --agents slurm` (the agents' jobs ask for it with --constraint). "": any.
+  std::string placement;
 };
 
 }  // namespace ferry

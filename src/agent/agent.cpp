@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "server/container_launcher.hpp"
+#include "server/resources.hpp"
 #include "server/sha256.hpp"
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
@@ -37,16 +38,6 @@ namespace {
 std::string env_or_empty(const char* name) {
   const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
   return value ? value : "";
-}
-
-/// "4", "4(x2)" (Slurm's per-node counts may carry a repeat): the leading number, or 0.
-std::uint64_t leading_number(const std::string& text) {
-  std::uint64_t n = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') break;
-    n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  return n;
 }
 
 std::string host_name() {
@@ -321,6 +312,16 @@ class agent {
     spec.function = launch.function;
     spec.server_address = options_.server;  // where this host reached the server
     spec.credential = launch.credential;
+    if (!options_.gpu_ids.empty()) {  // its own GPUs, and no other's (none when it asked for none)
+      std::string visible;
+      for (std::uint32_t index : launch.gpus) {
+        if (index >= options_.gpu_ids.size()) {
+          return exited(id, "was given GPU " + std::to_string(index) + ", which this host does not have", 0, false);
+        }
+        visible += (visible.empty() ? "" : ",") + options_.gpu_ids[index];
+      }
+      spec.environment.push_back("CUDA_VISIBLE_DEVICES=" + visible);
+    }
     try {
       auto process = launcher_->launch(
           spec,
@@ -377,26 +378,17 @@ class agent {
 agent_options with_detected_resources(agent_options options) {
   if (options.name.empty()) options.name = env_or_empty("SLURMD_NODENAME");
   if (options.name.empty()) options.name = host_name();
-  if (options.cpus == 0) options.cpus = static_cast<std::uint32_t>(leading_number(env_or_empty("SLURM_CPUS_ON_NODE")));
-  if (options.cpus == 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    options.cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<std::uint32_t>(CPU_COUNT(&set))
-                                                                 : std::max(1u, std::thread::hardware_concurrency());
-  }
-  if (options.memory_mb == 0) options.memory_mb = leading_number(env_or_empty("SLURM_MEM_PER_NODE"));
-  if (options.memory_mb == 0) {
-    options.memory_mb = static_cast<std::uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                        static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)) / (std::uint64_t{1024} * 1024);
-  }
-  if (options.gpus < 0) {
-    options.gpus = static_cast<std::int32_t>(leading_number(env_or_empty("SLURM_GPUS_ON_NODE")));
-    if (options.gpus == 0) {
-      const std::string visible = env_or_empty("CUDA_VISIBLE_DEVICES");
-      if (!visible.empty())
-        options.gpus = static_cast<std::int32_t>(std::count(visible.begin(), visible.end(), ',') + 1);
+  if (options.cpus == 0) options.cpus = server::host_cpus();
+  if (options.memory_mb == 0) options.memory_mb = server::host_memory_mb();
+  std::vector<std::string> ids = server::host_gpus();
+  if (options.gpus >= 0) {  // told: the first of those it has, then by number
+    ids.resize(static_cast<std::size_t>(options.gpus));
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i].empty()) ids[i] = std::to_string(i);
     }
   }
+  options.gpus = static_cast<std::int32_t>(ids.size());
+  options.gpu_ids = std::move(ids);
   return options;
 }
 

@@ -25,16 +25,16 @@ struct agent_options {
   // What the host offers its containers; 0: found out (the Slurm allocation, or the host).
   std::uint32_t cpus = 0;
   std::uint64_t memory_mb = 0;
-  std::int32_t gpus = -1;  // -1: found out
+  std::int32_t gpus = -1;            // -1: found out
+  std::vector<std::string> gpu_ids;  // their CUDA_VISIBLE_DEVICES ids (found out)
   std::vector<std::string> labels;
   std::filesystem::path cache_dir;  // where fetched binaries are kept, by digest
   /// How long it keeps trying to reach the server (at start, or once the connection is lost) before it exits.
   std::chrono::seconds reconnect_window{300};
 };
 
-/// The host's resources as the agent reports them when not told: those of the Slurm allocation it runs in
-/// (SLURM_CPUS_ON_NODE, SLURM_MEM_PER_NODE, SLURM_GPUS_ON_NODE), else the host's (the CPUs it may run on,
-/// its memory, the GPUs CUDA_VISIBLE_DEVICES lists).
+/// The host's resources as the agent reports them when not told (server/resources.hpp): those of the Slurm
+/// allocation it runs in, else the host's. Told a number of GPUs, it uses the first that many the host has.
 agent_options with_detected_resources(agent_options options);
 
 /// Serves until SIGINT or SIGTERM, the server refuses it, or the server stays unreachable for the reconnect

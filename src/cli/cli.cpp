@@ -362,10 +362,18 @@ int list_containers(const server_target& target) {
   const auto rows = ferry::decode<std::vector<wire::container_row>>(r);
   std::printf("%-6s %-16s %-20s %-9s %6s %8s %9s %10s\n", "ID", "APP", "FUNCTION", "STATE", "INPUTS", "PID", "UPTIME",
               "MEMORY");
-  for (const auto& [id, app, function, state, inputs, pid, uptime, rss] : rows) {
+  std::map<std::string, std::string> waiting;  // why, by APP.FUNCTION
+  for (const auto& [id, app, function, state, inputs, pid, uptime, rss, waiting_for] : rows) {
+    if (state == "waiting") {  // wanted, but no host has room for it yet: no process
+      std::printf("%-6s %-16s %-20s %-9s %6s %8s %9s %10s\n", "-", app.c_str(), function.c_str(), state.c_str(), "-",
+                  "-", "-", "-");
+      waiting[app + "." + function] = waiting_for;
+      continue;
+    }
     std::printf("%-6llu %-16s %-20s %-9s %6u %8lld %8.1fs %10s\n", static_cast<unsigned long long>(id), app.c_str(),
                 function.c_str(), state.c_str(), inputs, static_cast<long long>(pid), uptime, human_bytes(rss).c_str());
   }
+  for (const auto& [function, why] : waiting) std::printf("%s waits for a host: %s\n", function.c_str(), why.c_str());
   return 0;
 }
 

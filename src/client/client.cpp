@@ -325,7 +325,11 @@ wire::function_spec spec_of(const detail::function_entry& f) {
           o.min_containers,
           o.buffer_containers,
           ms(o.scaledown_window),
-          f.structs};
+          f.structs,
+          o.cpu,
+          static_cast<std::uint64_t>(o.memory_mb),
+          static_cast<std::uint32_t>(o.gpus),
+          o.placement};
 }
 
 detail::buffer client::request(detail::control_verb verb, const std::string& subject,

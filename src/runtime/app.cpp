@@ -77,7 +77,7 @@ std::string options_problem(const FunctionOptions& o) {
   if (o.timeout.count() < 0 || o.scaledown_window.count() < 0 || o.stall_threshold.count() <= 0) {
     return "timeout and scaledown_window must be at least 0, and stall_threshold more than 0";
   }
-  return "";
+  return wire::resources_problem(o.cpu, o.memory_mb, o.gpus, o.placement);
 }
 
 void print_error(const std::exception& e) {

@@ -1,6 +1,7 @@
 #include "server/agents.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -20,9 +22,14 @@ namespace ferry::server {
 /// reports of it (its pid, its output, its exit) comes back through the pool.
 class remote_container final : public container_process {
  public:
-  remote_container(agent_pool& pool, session_id agent, container_id id, container_launcher::exit_handler on_exit,
-                   container_launcher::output_handler on_output)
-      : pool_(pool), agent_(agent), id_(id), on_exit_(std::move(on_exit)), on_output_(std::move(on_output)) {}
+  remote_container(agent_pool& pool, session_id agent, container_id id, host_grant grant,
+                   container_launcher::exit_handler on_exit, container_launcher::output_handler on_output)
+      : pool_(pool),
+        agent_(agent),
+        id_(id),
+        grant_(std::move(grant)),
+        on_exit_(std::move(on_exit)),
+        on_output_(std::move(on_output)) {}
   ~remote_container() override { pool_.forget(*this); }
 
   std::int64_t pid() const override { return pid_; }
@@ -35,6 +42,7 @@ class remote_container final : public container_process {
 
   session_id agent() const { return agent_; }
   container_id id() const { return id_; }
+  const host_grant& grant() const { return grant_; }
 
   void started(std::int64_t pid) { pid_ = pid; }
   void output(int stream, std::string_view chunk) {
@@ -52,6 +60,7 @@ class remote_container final : public container_process {
   agent_pool& pool_;
   session_id agent_;
   container_id id_;
+  host_grant grant_;
   std::int64_t pid_ = 0;
   bool exited_ = false;
   bool reached_main_ = false;
@@ -61,63 +70,146 @@ class remote_container final : public container_process {
 
 namespace {
 
-std::uint32_t local_cpus() { return std::max(1u, std::thread::hardware_concurrency()); }
+/// The share of `host` (with `used` taken) a container that needs `need` would get, if it has room for it.
+std::optional<host_grant> fit(const wire::agent_ready_header& host, const host_usage& used, const resources& need,
+                              bool local) {
+  host_grant g;
+  g.weight = need.cpu > 0 ? need.cpu : 1;
+  g.cpu = need.cpu > 0 ? need.cpu : (local ? 0 : 1);
+  g.memory_mb = need.memory_mb;
+  constexpr double rounding = 1e-9;  // (fractions of CPUs add up inexactly)
+  if (used.cpu + g.cpu > std::max<std::uint32_t>(1, host.cpus) + rounding) return std::nullopt;
+  if (need.memory_mb > 0 && used.memory_mb + need.memory_mb > host.memory_mb) return std::nullopt;
+  if (!need.placement.empty() &&
+      std::find(host.labels.begin(), host.labels.end(), need.placement) == host.labels.end()) {
+    return std::nullopt;
+  }
+  for (std::uint32_t i = 0; i < host.gpus && g.gpus.size() < need.gpus; ++i) {
+    if (i >= used.gpus.size() || !used.gpus[i]) g.gpus.push_back(i);
+  }
+  if (g.gpus.size() < need.gpus) return std::nullopt;
+  return g;
+}
 
-/// An agent takes a container per CPU it offers, never more, and none while it stops.
-bool has_room(const agent_record& agent) {
-  return !agent.draining && agent.containers.size() < std::max<std::uint32_t>(1, agent.host.cpus);
+void take(host_usage& used, const host_grant& g) {
+  used.weight += g.weight;
+  used.cpu += g.cpu;
+  used.memory_mb += g.memory_mb;
+  for (std::uint32_t i : g.gpus) {
+    if (i >= used.gpus.size()) used.gpus.resize(i + 1);
+    used.gpus[i] = true;
+  }
+}
+
+void give_back(host_usage& used, const host_grant& g) {
+  used.weight -= g.weight;
+  used.cpu -= g.cpu;
+  used.memory_mb -= g.memory_mb;
+  for (std::uint32_t i : g.gpus) used.gpus[i] = false;
+}
+
+double load(const wire::agent_ready_header& host, const host_usage& used) {
+  return used.weight / std::max<std::uint32_t>(1, host.cpus);
+}
+
+std::string offer_text(const wire::agent_ready_header& host) {
+  std::string labels;
+  for (const auto& l : host.labels) labels += (labels.empty() ? ", labels " : " ") + l;
+  return fmt::format("{} ({} CPUs, {} MiB, {} GPUs{})", host.name, host.cpus, host.memory_mb, host.gpus, labels);
 }
 
 }  // namespace
 
-agent_pool::agent_pool(std::unique_ptr<container_launcher> local) : local_(std::move(local)) {}
+agent_pool::agent_pool(std::unique_ptr<container_launcher> local) : local_(std::move(local)) {
+  if (!local_) return;
+  local_gpu_ids_ = host_gpus();
+  local_host_ = {"the server's own host",
+                 host_cpus(),
+                 host_memory_mb(),
+                 static_cast<std::uint32_t>(local_gpu_ids_.size()),
+                 {},
+                 ""};
+}
 
 agent_pool::~agent_pool() = default;
 
 std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec, exit_handler on_exit,
                                                       output_handler on_output) {
-  // The host with the fewest containers per CPU; the server's own first among equals. An agent takes a
-  // container per CPU it offers, never more; the server's own host takes what it is given, as it always has.
+  // Among the hosts with room, the one whose containers count for the fewest CPUs per CPU it has; the
+  // server's own first among equals, then agents in the order they joined.
   agent_record* best = nullptr;
+  std::optional<host_grant> grant;
   double best_load = std::numeric_limits<double>::infinity();
-  if (local_) best_load = static_cast<double>(local_containers_) / local_cpus();
+  if (local_) {
+    grant = fit(local_host_, local_used_, spec.need, true);
+    if (grant) best_load = load(local_host_, local_used_);
+  }
   for (auto& [id, agent] : agents_) {
-    if (!has_room(agent)) continue;
-    const double load = static_cast<double>(agent.containers.size()) / std::max<std::uint32_t>(1, agent.host.cpus);
-    if (load < best_load) {
+    if (agent.draining) continue;
+    const double l = load(agent.host, agent.used);
+    if (l >= best_load) continue;
+    if (auto g = fit(agent.host, agent.used, spec.need, false)) {
       best = &agent;
-      best_load = load;
+      best_load = l;
+      grant = std::move(g);
     }
   }
+  if (!grant) throw no_capacity_error(no_room(spec.need));
+  auto gpu_list = [&](const std::vector<std::string>* ids) {
+    std::string visible;
+    for (std::uint32_t i : grant->gpus) visible += (visible.empty() ? "" : ",") + (ids ? (*ids)[i] : std::to_string(i));
+    return visible;
+  };
   if (!best) {
-    if (!local_) throw no_capacity_error(no_room());
+    container_spec local_spec = spec;
+    if (!local_gpu_ids_.empty()) local_spec.environment.push_back("CUDA_VISIBLE_DEVICES=" + gpu_list(&local_gpu_ids_));
     auto process = local_->launch(
-        spec,
-        [this, handler = std::move(on_exit)](container_exit exit) {
-          --local_containers_;
+        local_spec,
+        [this, g = *grant, handler = std::move(on_exit)](container_exit exit) {
+          give_back(local_used_, g);
           handler(std::move(exit));
         },
         std::move(on_output));
-    ++local_containers_;  // (once it has started: a launch that throws starts nothing)
+    take(local_used_, *grant);  // (once it has started: a launch that throws starts nothing)
     return process;
   }
   const std::string digest = spec.digest.empty() ? digests_.of(spec.executable) : spec.digest;
   if (digest.empty()) throw std::system_error(errno, std::generic_category(), "cannot read " + spec.executable);
   binaries_[digest] = spec.executable;
-  auto c = std::make_unique<remote_container>(*this, best->id, spec.id, std::move(on_exit), std::move(on_output));
+  take(best->used, *grant);
+  auto c =
+      std::make_unique<remote_container>(*this, best->id, spec.id, *grant, std::move(on_exit), std::move(on_output));
   best->containers.emplace(spec.id, c.get());
   best->connection->send(wire::message_kind::launch,
                          wire::launch_header{number(spec.id), spec.credential, digest, spec.executable, spec.arguments,
-                                             spec.app, spec.function});
-  spdlog::debug("container {} for {}.{} placed on agent {}", spec.id, spec.app, spec.function, best->host.name);
+                                             spec.app, spec.function, grant->gpus});
+  spdlog::debug("container {} for {}.{} placed on agent {}{}", spec.id, spec.app, spec.function, best->host.name,
+                grant->gpus.empty() ? "" : " with GPUs " + gpu_list(nullptr));
   return c;
 }
 
-std::string agent_pool::no_room() const {
-  if (local_ || std::any_of(agents_.begin(), agents_.end(), [](const auto& a) { return has_room(a.second); })) {
-    return "";
+std::string agent_pool::no_room(const resources& need) const {
+  if (local_ && fit(local_host_, local_used_, need, true)) return "";
+  for (const auto& [id, agent] : agents_) {
+    if (!agent.draining && fit(agent.host, agent.used, need, false)) return "";
   }
-  return agents_.empty() ? "no agent is connected" : "every agent is full";
+  if (!local_ && agents_.empty()) return "no agent is connected";
+  if (!need.any()) return "every agent is full";
+  return "no host has " + need.describe() + " free for another container";
+}
+
+std::string agent_pool::never_fits(const resources& need) const {
+  if (!local_) return "";
+  const host_usage none;
+  std::string hosts = offer_text(local_host_);
+  if (fit(local_host_, none, need, true)) return "";
+  for (const auto& [id, agent] : agents_) {
+    if (fit(agent.host, none, need, false)) return "";
+    hosts += "; " + offer_text(agent.host);
+  }
+  return "no host can ever give one of its containers " + need.describe() + ": the hosts are " + hosts +
+         ". Lower the function's cpu, memory_mb, gpus or placement options, or run the server with agents on hosts "
+         "that have them (`ferry server --agents manual` or `--agents slurm`, docs/cluster.md)";
 }
 
 void agent_pool::joined(session_id id, std::shared_ptr<wire::connection> connection, wire::agent_ready_header host) {
@@ -176,6 +268,7 @@ void agent_pool::on_frame(session_id id, const wire::frame& f) {
       remote_container* c = container(cid);
       if (!c) return;
       agent.containers.erase(container_id{cid});
+      give_back(agent.used, c->grant());
       std::string what = started ? how : "could not be started on " + agent.host.name + ": " + how;
       if (host_lost) what = "was stopped as its agent on " + agent.host.name + " stopped (it " + what + ")";
       c->exit({std::move(what), signal, host_lost}, reached_main);
@@ -232,7 +325,10 @@ void agent_pool::forget(const remote_container& c) {
   auto it = agents_.find(c.agent());
   if (it == agents_.end()) return;
   auto found = it->second.containers.find(c.id());
-  if (found != it->second.containers.end() && found->second == &c) it->second.containers.erase(found);
+  if (found != it->second.containers.end() && found->second == &c) {
+    it->second.containers.erase(found);
+    give_back(it->second.used, c.grant());
+  }
 }
 
 }  // namespace ferry::server

@@ -16,6 +16,10 @@ std::string add_functions(app_instance& app, const std::vector<wire::function_sp
       problem = "min_containers and buffer_containers must be at least 0, and min_containers at most max_containers";
     } else if (r.max_retries < 0 || !(r.backoff_coefficient >= 1.0 && r.backoff_coefficient <= 10.0)) {
       problem = "retries: max_retries must be at least 0 and backoff_coefficient between 1 and 10";
+    } else if (std::string wrong = wire::resources_problem(spec.cpu, static_cast<std::int64_t>(spec.memory_mb),
+                                                           spec.gpus, spec.placement);
+               !wrong.empty()) {
+      problem = wrong;
     } else if (app.functions.contains(spec.name)) {
       problem = "declared twice";
     }
@@ -34,6 +38,7 @@ std::string add_functions(app_instance& app, const std::vector<wire::function_sp
     fn.timeout = std::chrono::milliseconds(spec.timeout_ms);
     fn.retries = Retries(r.max_retries, std::chrono::milliseconds(r.initial_delay_ms), r.backoff_coefficient,
                          std::chrono::milliseconds(r.max_delay_ms));
+    fn.need = {spec.cpu, spec.memory_mb, spec.gpus, spec.placement};
   }
   return "";
 }

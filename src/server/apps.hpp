@@ -15,6 +15,7 @@
 
 #include "server/clock.hpp"
 #include "server/ids.hpp"
+#include "server/resources.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
@@ -37,6 +38,7 @@ struct function_state {
   std::chrono::milliseconds scaledown_window{60'000};
   std::chrono::milliseconds timeout{0};  // per attempt; 0: none
   Retries retries;
+  resources need;                       // of each container's host
   function_metrics* metrics = nullptr;  // counters that outlive redeployments, by app and function name
 
   // The scheduler's (scheduler.cpp): the calls waiting for a slot, and the containers.
@@ -47,8 +49,9 @@ struct function_state {
   int crash_streak = 0;
   clock::time_point next_launch{};
   std::unique_ptr<clock::timer> launch_timer;
-  /// Containers it wants that no host can take now (no agent has room): they wait for one to join.
+  /// Containers it wants that no host can take now (no agent has room): they wait for one to join, and why.
   std::size_t unplaced_containers = 0;
+  std::string waiting_for;  // "" unless unplaced_containers
 
   // The control service's (control_requests.cpp): spawned calls beyond what the server keeps queued in
   // memory wait in the store (the backlog), and are loaded in spawn order as the queue drains; those up to

@@ -10,8 +10,10 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "server/ids.hpp"
+#include "server/resources.hpp"
 
 namespace ferry::server {
 
@@ -23,11 +25,14 @@ struct container_spec {
   std::vector<std::string> arguments;  // argv[1] on (argv[0] is the executable)
   std::string app;
   std::string function;
+  resources need;              // of its host
   std::string server_address;  // host:port the container connects to
   /// The container's own credential, which it presents when it connects: made for this launch alone, never
   /// the server's token (what a body can read, or a late container from before a server restart, cannot
   /// pass for another). Passed in the environment (FERRY_TOKEN), never on the command line.
   std::string credential;
+  /// More of its environment (`KEY=VALUE`, over the server's): CUDA_VISIBLE_DEVICES, naming its GPUs.
+  std::vector<std::string> environment;
 };
 
 /// A started container. Confined to the server's executor.
@@ -77,8 +82,12 @@ class container_launcher {
   using output_handler = std::function<void(int stream, std::string_view chunk)>;
 
   virtual ~container_launcher() = default;
-  /// Why no container can be started now (launch would throw no_capacity_error), or "" when one can.
-  virtual std::string no_room() const { return ""; }
+  /// Why no container that needs `need` can be started now (launch would throw no_capacity_error), or ""
+  /// when one can.
+  virtual std::string no_room(const resources& /*need*/) const { return ""; }
+  /// Why no container that needs `need` will ever start, whatever stops (so that its calls had better fail
+  /// than wait), or "".
+  virtual std::string never_fits(const resources& /*need*/) const { return ""; }
   /// Starts a container. Throws std::system_error when the process cannot be started at all.
   virtual std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
                                                     output_handler on_output) = 0;

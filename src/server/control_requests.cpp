@@ -43,7 +43,7 @@ void server::state::on_request(session& s, const wire::frame& f) {
   using detail::control_verb;
   switch (*verb) {
     case control_verb::containers: {
-      const auto rows = control->container_rows();
+      const auto rows = container_rows();
       return reply(answer, status::ok,
                    [&](detail::buffer& out) { codec<std::vector<wire::container_row>>::encode(out, rows); });
     }
@@ -154,6 +154,20 @@ void server::state::follow_logs(session& s, const control_answer& answer, const 
                     auto it = sessions.find(session_id);
                     if (it != sessions.end()) it->second->connection->send(message_kind::log, event.log->row());
                   }});
+}
+
+std::vector<wire::container_row> server::state::container_rows() const {
+  std::vector<wire::container_row> rows = control->container_rows();
+  auto add_waiting = [&rows](const app_instance& app) {
+    for (const auto& [name, fn] : app.functions) {
+      for (std::size_t i = 0; i < fn.unplaced_containers; ++i) {
+        rows.emplace_back(0, app.name, name, "waiting", 0, 0, 0.0, 0, fn.waiting_for);
+      }
+    }
+  };
+  for (const auto& [owner, app] : apps) add_waiting(*app);
+  for (const auto& [name, app] : control->deployed()) add_waiting(*app);
+  return rows;
 }
 
 }  // namespace ferry::server

@@ -79,7 +79,7 @@ std::vector<wire::container_row> control_service::container_rows() const {
     const std::chrono::duration<double> uptime = now - c->started_at;
     rows.emplace_back(number(c->id), c->function->app->name, c->function->name, to_string(c->state),
                       static_cast<std::uint32_t>(c->running_inputs()), c->process->pid(), uptime.count(),
-                      c->process->rss_bytes());
+                      c->process->rss_bytes(), "");
   }
   std::sort(rows.begin(), rows.end());
   return rows;

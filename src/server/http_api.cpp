@@ -163,10 +163,16 @@ json::object app_json(const app_instance& app) {
                                  {"buffer_containers", fn.buffer_containers},
                                  {"scaledown_window_s", static_cast<double>(fn.scaledown_window.count()) / 1000},
                                  {"timeout_s", static_cast<double>(fn.timeout.count()) / 1000},
-                                 {"max_retries", fn.retries.max_retries}}},
+                                 {"max_retries", fn.retries.max_retries},
+                                 {"cpu", fn.need.cpu},
+                                 {"memory_mb", fn.need.memory_mb},
+                                 {"gpus", fn.need.gpus},
+                                 {"placement", fn.need.placement}}},
         {"queued", fn.queue.size()},
         {"running", running},
-        {"containers", fn.containers.size()}});
+        {"containers", fn.containers.size()},
+        {"waiting_containers", fn.unplaced_containers},
+        {"waiting_for", fn.waiting_for}});
   }
   return {{"name", app.name},
           {"kind", app.deployed() ? "deployed" : "running"},
@@ -271,15 +277,11 @@ void server::state::on_http(const http_request& req, const std::shared_ptr<http_
     }
     if (get && resource == "containers" && p.size() == 2) {
       json::array rows;
-      for (const auto& [id, app, function, state, inputs, pid, uptime_s, rss_bytes] : control->container_rows()) {
-        rows.push_back(json::object{{"id", id},
-                                    {"app", app},
-                                    {"function", function},
-                                    {"state", state},
-                                    {"inputs", inputs},
-                                    {"pid", pid},
-                                    {"uptime_s", uptime_s},
-                                    {"rss_bytes", rss_bytes}});
+      for (const auto& [id, app, function, state, inputs, pid, uptime_s, rss_bytes, waiting_for] : container_rows()) {
+        json::object row{{"id", id},         {"app", app}, {"function", function}, {"state", state},
+                         {"inputs", inputs}, {"pid", pid}, {"uptime_s", uptime_s}, {"rss_bytes", rss_bytes}};
+        if (!waiting_for.empty()) row["waiting_for"] = waiting_for;
+        rows.push_back(std::move(row));
       }
       return conn->respond(json_response(http::status::ok, json::object{{"containers", std::move(rows)}}));
     }

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <cerrno>
 #include <cstring>
@@ -194,13 +195,20 @@ class process_launcher final : public container_launcher {
 
     std::vector<std::string> env_storage;
     // The server's own settings stay with it, but for those meant for containers too.
+    auto overridden = [&spec](std::string_view entry) {
+      const std::string_view key = entry.substr(0, entry.find('=') + 1);
+      return std::any_of(spec.environment.begin(), spec.environment.end(),
+                         [key](const std::string& e) { return e.starts_with(key); });
+    };
     for (char** e = environ; *e; ++e) {
       const std::string_view entry(*e);
-      if (!entry.starts_with("FERRY_") || entry.starts_with("FERRY_FULL_STACKS=") ||
-          entry.starts_with("FERRY_LOG_LEVEL=")) {
+      if ((!entry.starts_with("FERRY_") || entry.starts_with("FERRY_FULL_STACKS=") ||
+           entry.starts_with("FERRY_LOG_LEVEL=")) &&
+          !overridden(entry)) {
         env_storage.emplace_back(entry);
       }
     }
+    env_storage.insert(env_storage.end(), spec.environment.begin(), spec.environment.end());
     env_storage.push_back("FERRY_CONTAINER_ID=" + std::to_string(number(spec.id)));
     env_storage.push_back("FERRY_SERVER=" + spec.server_address);
     env_storage.push_back("FERRY_TOKEN=" + spec.credential);

@@ -134,7 +134,7 @@ void scheduler::scale(function_state& fn) {
   std::size_t wanted = (fn.queue.size() + busy + per_container - 1) / per_container;
   if (wanted > 0) wanted += static_cast<std::size_t>(fn.buffer_containers);
   wanted = std::clamp(wanted, static_cast<std::size_t>(fn.min_containers), static_cast<std::size_t>(fn.max_containers));
-  if (wanted <= live) return set_unplaced(fn, 0);
+  if (wanted <= live) return set_unplaced(fn, 0, "");
   if (clock_.now() < fn.next_launch) {  // backing off after crashes: come back when the wait is over
     if (!fn.launch_timer) {
       fn.launch_timer = clock_.at(fn.next_launch, [this, &fn] {
@@ -144,20 +144,26 @@ void scheduler::scale(function_state& fn) {
     }
     return;
   }
+  if (std::string why = launcher_.never_fits(fn.need); !why.empty()) {
+    fail_queue(fn, status::container_start_failed, "'" + fn.name + "' cannot run: " + why);
+    host_.warn_repeating("never fits " + fn.app->name + "." + fn.name, "'" + fn.name + "' cannot run: " + why,
+                         fmt::format("times calls of '{}' failed as no host fits it", fn.name));
+    return set_unplaced(fn, 0, "");
+  }
   for (std::size_t i = live; i < wanted; ++i) {
     // (Asked first: while work waits for a host, every dispatch comes here, and a launch that throws
     // would cost a record, a credential and an exception each time.)
-    if (std::string why = launcher_.no_room(); !why.empty()) return wait_for_host(fn, wanted - i, why);
+    if (std::string why = launcher_.no_room(fn.need); !why.empty()) return wait_for_host(fn, wanted - i, why);
     switch (launch_container(fn)) {
       case launch_result::started:
         continue;
       case launch_result::no_capacity:
-        return wait_for_host(fn, wanted - i, "no host has room");
+        return wait_for_host(fn, wanted - i, launcher_.no_room(fn.need));
       case launch_result::failed:  // the queue has been failed
-        return set_unplaced(fn, 0);
+        return set_unplaced(fn, 0, "");
     }
   }
-  set_unplaced(fn, 0);
+  set_unplaced(fn, 0, "");
 }
 
 void scheduler::wait_for_host(function_state& fn, std::size_t n, const std::string& why) {
@@ -166,12 +172,12 @@ void scheduler::wait_for_host(function_state& fn, std::size_t n, const std::stri
   if (n != fn.unplaced_containers) {
     host_.warn_repeating("no capacity " + fn.app->name + "." + fn.name,
                          fmt::format("'{}' has calls waiting for a host to run them on: {}; start `ferry agent` on "
-                                     "a host (docs/cluster.md)",
+                                     "a host that has room (docs/cluster.md)",
                                      fn.name, why),
                          fmt::format("times '{}' waited for a host", fn.name));
     reclaim_idle(fn, n);
   }
-  set_unplaced(fn, n);
+  set_unplaced(fn, n, why);
 }
 
 void scheduler::reclaim_idle(const function_state& fn, std::size_t n) {
@@ -188,7 +194,8 @@ void scheduler::reclaim_idle(const function_state& fn, std::size_t n) {
   }
 }
 
-void scheduler::set_unplaced(function_state& fn, std::size_t n) {
+void scheduler::set_unplaced(function_state& fn, std::size_t n, const std::string& why) {
+  fn.waiting_for = why;
   if (fn.unplaced_containers == n) return;
   const std::size_t was = fn.unplaced_containers;
   fn.unplaced_containers = n;
@@ -223,8 +230,16 @@ scheduler::launch_result scheduler::launch_container(function_state& fn) {
   c->function = &fn;
   c->started_at = clock_.now();
   c->credential = random_token();
-  const container_spec spec{c->id,   fn.app->executable,      fn.app->digest, fn.app->arguments, fn.app->declared_name,
-                            fn.name, options_.server_address, c->credential};
+  const container_spec spec{c->id,
+                            fn.app->executable,
+                            fn.app->digest,
+                            fn.app->arguments,
+                            fn.app->declared_name,
+                            fn.name,
+                            fn.need,
+                            options_.server_address,
+                            c->credential,
+                            {}};
   try {
     c->process = launcher_.launch(
         spec, [this, id = c->id](const container_exit& exit) { on_exit(id, exit); },

@@ -182,8 +182,8 @@ class scheduler {
   void reclaim_idle(const function_state& fn, std::size_t n);
   /// No host has room for `n` of `fn`'s containers (`why`): they wait, and idle ones make room.
   void wait_for_host(function_state& fn, std::size_t n, const std::string& why);
-  /// `n` of `fn`'s containers wait for a host (see function_state::unplaced_containers).
-  void set_unplaced(function_state& fn, std::size_t n);
+  /// `n` of `fn`'s containers wait for a host, for reason `why` (see function_state::unplaced_containers).
+  void set_unplaced(function_state& fn, std::size_t n, const std::string& why);
   void on_exit(container_id id, const container_exit& exit);
   /// A container of `fn` died before it connected, killed from outside, and no other is on the way: each
   /// queued call counts that as a failed attempt, under its retry policy; those out of retries fail.

@@ -65,7 +65,9 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   if (o.slurm) {
     slurm_options slurm = *o.slurm;
     if (slurm.server_address.empty()) slurm.server_address = o.advertise.empty() ? state_->address : o.advertise;
-    state_->slurm = std::make_unique<slurm_capacity>(state_->io.get_executor(), *state_->agents, std::move(slurm));
+    state_->slurm = std::make_unique<slurm_capacity>(
+        state_->io.get_executor(), *state_->agents, std::move(slurm),
+        [s = state_.get()](const resources& need, const std::string& why) { s->no_host_will_fit(need, why); });
   }
 }
 
@@ -325,14 +327,44 @@ void server::state::on_agent_ready(session& s, const wire::frame& f) {
   dispatch_waiting_for_hosts();
 }
 
+void server::state::for_each_function(const std::function<void(function_state&)>& visit) {
+  for (auto& [owner, app] : apps) {
+    for (auto& [name, fn] : app->functions) visit(fn);
+  }
+  for (auto& [name, app] : control->deployed()) {
+    for (auto& [fname, fn] : app->functions) visit(fn);
+  }
+}
+
+void server::state::unplaced(function_state& fn, std::size_t was) {
+  unplaced_containers = unplaced_containers + fn.unplaced_containers - was;
+  if (!slurm) return;
+  std::map<resources, std::size_t> by_need;
+  for_each_function([&by_need](function_state& f) {
+    if (f.unplaced_containers > 0) by_need[f.need] += f.unplaced_containers;
+  });
+  slurm->demand(std::move(by_need));
+}
+
+void server::state::no_host_will_fit(const resources& need, const std::string& why) {
+  std::vector<function_state*> refused;
+  for_each_function([&](function_state& fn) {
+    if (fn.need == need && fn.unplaced_containers > 0) refused.push_back(&fn);
+  });
+  for (function_state* fn : refused) {
+    sched->fail_queue(*fn, status::container_start_failed,
+                      "'" + fn->name + "' cannot run: Slurm will not give an agent" +
+                          (need.any() ? " with " + need.describe() : "") + " (" + why +
+                          "); lower the function's cpu, memory_mb, gpus or placement options, or check "
+                          "--slurm-partition and --slurm-args");
+    sched->scale(*fn);  // (nothing queued: it wants no more containers)
+  }
+}
+
 void server::state::dispatch_waiting_for_hosts() {
-  auto dispatch_waiting = [this](app_instance& app) {
-    for (auto& [name, fn] : app.functions) {
-      if (!fn.queue.empty()) sched->dispatch(fn);
-    }
-  };
-  for (auto& [owner, app] : apps) dispatch_waiting(*app);
-  for (auto& [name, app] : control->deployed()) dispatch_waiting(*app);
+  for_each_function([this](function_state& fn) {
+    if (!fn.queue.empty()) sched->dispatch(fn);
+  });
 }
 
 void server::state::on_register_app(session& s, const wire::frame& f) {

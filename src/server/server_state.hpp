@@ -145,10 +145,14 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   }
   /// Dispatches the functions whose containers wait for a host (an agent has joined, or room was made).
   void dispatch_waiting_for_hosts();
-  void unplaced(function_state& fn, std::size_t was) override {
-    unplaced_containers = unplaced_containers + fn.unplaced_containers - was;
-    if (slurm) slurm->demand(unplaced_containers);
-  }
+  /// The containers, as `ferry ps` and GET /v1/containers list them: the scheduler's, then those that
+  /// functions want and that wait for a host (state "waiting", id 0), as `kubectl get pods` lists pending ones.
+  std::vector<wire::container_row> container_rows() const;
+  void unplaced(function_state& fn, std::size_t was) override;
+  /// Slurm will never give an agent for `need` (slurm_capacity): the calls waiting for one fail.
+  void no_host_will_fit(const resources& need, const std::string& why);
+  /// Every function of every app, registered or deployed.
+  void for_each_function(const std::function<void(function_state&)>& visit);
   void remove_app(session_id owner);
 
   void send_error(session_id id, std::uint64_t call_id, const wire::error_record& error);

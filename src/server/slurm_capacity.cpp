@@ -4,8 +4,8 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
-#include <set>
 #include <sstream>
 
 #include "server/command.hpp"
@@ -32,19 +32,43 @@ std::string trimmed(std::string text) {
   return text;
 }
 
-}  // namespace
-
-slurm_capacity::slurm_capacity(boost::asio::any_io_executor executor, const agent_pool& agents, slurm_options options)
-    : executor_(std::move(executor)), agents_(agents), options_(std::move(options)) {}
-
-std::uint32_t slurm_capacity::pending_cpus() const {
-  std::uint32_t cpus = 0;
-  for (const auto& [id, j] : pending_) cpus += j.cpus;
-  return cpus;
+/// Whether sbatch's refusal says the job can never run as asked (not that Slurm is busy or unreachable).
+bool never_runs(const std::string& error) {
+  for (const char* reason :
+       {"Invalid generic resource", "Invalid feature specification", "Requested node configuration is not available",
+        "Memory specification can not be satisfied", "More processors requested than permitted",
+        "Invalid partition name"}) {
+    if (error.find(reason) != std::string::npos) return true;
+  }
+  return false;
 }
 
-void slurm_capacity::demand(std::size_t containers) {
-  demand_ = containers;
+/// Why squeue says a job pends, when that will not pass by itself: the job asks for more than the partition's
+/// nodes have, or for features none has.
+bool pends_for_ever(const std::string& reason) {
+  return reason == "PartitionConfig" || reason == "BadConstraints" || reason == "PartitionNodeLimit";
+}
+
+constexpr std::chrono::seconds refusal_memory{60};
+
+}  // namespace
+
+slurm_capacity::slurm_capacity(boost::asio::any_io_executor executor, const agent_pool& agents, slurm_options options,
+                               refusal_handler on_refused)
+    : executor_(std::move(executor)),
+      agents_(agents),
+      options_(std::move(options)),
+      on_refused_(std::move(on_refused)) {}
+
+std::size_t slurm_capacity::coming(const resources& need) const {
+  std::size_t n = 0;
+  if (auto it = submitting_.find(need); it != submitting_.end()) n += it->second;
+  for (const auto& [id, j] : pending_) n += j.need == need ? j.containers : 0;
+  return n;
+}
+
+void slurm_capacity::demand(std::map<resources, std::size_t> containers) {
+  demand_ = std::move(containers);
   // Work arrives over a moment (a map's items in several reads): ask for it together, in jobs of
   // cpus_per_agent, not for each container as it comes.
   if (gather_timer_) return;
@@ -56,25 +80,44 @@ void slurm_capacity::demand(std::size_t containers) {
 }
 
 void slurm_capacity::ask() {
-  const std::size_t containers = demand_;
-  const std::size_t coming = pending_cpus() + submitting_cpus_;
-  if (containers <= coming || std::chrono::steady_clock::now() < next_submit_) return;
-  std::size_t missing = containers - coming;
-  while (missing > 0 && pending_.size() + submitting_jobs_ + running_.size() < options_.max_agents) {
-    const auto cpus = static_cast<std::uint32_t>(std::min<std::size_t>(missing, options_.cpus_per_agent));
-    submit(cpus);
-    missing -= cpus;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<resources, std::string>> refused_now;  // (reported once the loop is done: the server
+                                                               // then changes what is demanded)
+  std::size_t missing_total = 0;
+  for (const auto& [need, containers] : demand_) {
+    if (auto r = refusals_.find(need); r != refusals_.end()) {
+      if (now - r->second.second < refusal_memory) {
+        refused_now.emplace_back(need, r->second.first);
+        continue;
+      }
+      refusals_.erase(r);
+    }
+    const std::size_t on_the_way = coming(need);
+    if (containers <= on_the_way || now < next_submit_) continue;
+    std::size_t missing = containers - on_the_way;
+    // As many of these containers per job as fit in cpus_per_agent CPUs (one, at least).
+    const double cpus_each = need.cpu > 0 ? need.cpu : 1.0;
+    const auto per_job = std::max<std::size_t>(1, static_cast<std::size_t>(options_.cpus_per_agent / cpus_each + 1e-9));
+    while (missing > 0 && pending_.size() + submitting_jobs_ + running_.size() < options_.max_agents) {
+      const std::size_t n = std::min(missing, per_job);
+      submit(need, n);
+      missing -= n;
+    }
+    missing_total += missing;
   }
-  if (missing > 0 && !warned_max_) {
+  if (missing_total > 0 && !warned_max_) {
     spdlog::warn(
         "containers wait for hosts, but {} Slurm jobs for agents are already asked for or running "
         "(--slurm-max-agents)",
         options_.max_agents);
     warned_max_ = true;
   }
+  for (const auto& [need, why] : refused_now) on_refused_(need, why);
 }
 
-void slurm_capacity::submit(std::uint32_t cpus) {
+void slurm_capacity::submit(const resources& need, std::size_t containers) {
+  const double cpus_each = need.cpu > 0 ? need.cpu : 1.0;
+  const auto cpus = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(cpus_each * containers - 1e-9)));
   std::vector<std::string> argv{"sbatch",
                                 "--parsable",
                                 "--job-name=ferry-agent",
@@ -82,26 +125,40 @@ void slurm_capacity::submit(std::uint32_t cpus) {
                                 "--ntasks=1",
                                 "--cpus-per-task=" + std::to_string(cpus),
                                 "--output=" + (options_.job_dir / "agent-%j.out").string()};
+  if (need.memory_mb > 0) argv.push_back("--mem=" + std::to_string(need.memory_mb * containers) + "M");
+  if (need.gpus > 0) argv.push_back("--gres=gpu:" + std::to_string(need.gpus * containers));
+  if (!need.placement.empty()) argv.push_back("--constraint=" + need.placement);
   if (!options_.partition.empty()) argv.push_back("--partition=" + options_.partition);
   argv.insert(argv.end(), options_.extra_arguments.begin(), options_.extra_arguments.end());
   // The agent reads the credential from the file: it is never on a command line (nor in the job's script).
-  argv.push_back("--wrap=exec " + shell_quoted(options_.ferry_path) + " agent --server " +
-                 shell_quoted(options_.server_address) + " --token-file " + shell_quoted(options_.token_file.string()) +
-                 " --reconnect-window 60");
+  std::string command = "exec " + shell_quoted(options_.ferry_path) + " agent --server " +
+                        shell_quoted(options_.server_address) + " --token-file " +
+                        shell_quoted(options_.token_file.string()) + " --reconnect-window 60";
+  if (!need.placement.empty()) command += " --label " + shell_quoted(need.placement);
+  argv.push_back("--wrap=" + command);
   ++submitting_jobs_;
-  submitting_cpus_ += cpus;
-  run_command(executor_, argv, command_timeout, [this, cpus](const command_result& r) {
+  submitting_[need] += containers;
+  const std::string what = need.any() ? " for containers of " + need.describe() : "";
+  run_command(executor_, argv, command_timeout, [this, need, containers, cpus, what](const command_result& r) {
     --submitting_jobs_;
-    submitting_cpus_ -= cpus;
+    if ((submitting_[need] -= containers) == 0) submitting_.erase(need);
     const std::string id = trimmed(r.out.substr(0, r.out.find(';')));
     if (r.exit_code != 0 || id.empty()) {
-      failed_submission("sbatch failed: " + trimmed(r.err.empty() ? r.out : r.err));
+      const std::string error = trimmed(r.err.empty() ? r.out : r.err);
+      if (never_runs(error)) return refused(need, error);
+      failed_submission("sbatch failed: " + error);
       return;
     }
-    spdlog::info("asked Slurm for an agent with {} CPUs: job {}", cpus, id);
-    pending_[id] = {cpus, std::chrono::steady_clock::now()};
+    spdlog::info("asked Slurm for an agent with {} CPUs{}: job {}", cpus, what, id);
+    pending_[id] = {need, containers, std::chrono::steady_clock::now()};
     arm_check();
   });
+}
+
+void slurm_capacity::refused(const resources& need, const std::string& why) {
+  spdlog::error("Slurm will not run an agent's job{}: {}", need.any() ? " for " + need.describe() : "", why);
+  refusals_[need] = {why, std::chrono::steady_clock::now()};
+  on_refused_(need, why);
 }
 
 void slurm_capacity::failed_submission(const std::string& why) {
@@ -170,7 +227,7 @@ void slurm_capacity::check() {
     std::string ids;
     for (const auto& [id, j] : pending_) ids += (ids.empty() ? "" : ",") + id;
     checking_ = true;
-    run_command(executor_, {"squeue", "--noheader", "--format=%i", "--jobs=" + ids}, command_timeout,
+    run_command(executor_, {"squeue", "--noheader", "--format=%i %r", "--jobs=" + ids}, command_timeout,
                 [this](const command_result& r) {
                   checking_ = false;
                   // (squeue fails with "Invalid job id" when none of them is known any more.)
@@ -178,19 +235,33 @@ void slurm_capacity::check() {
                     spdlog::warn("squeue failed: {}", trimmed(r.err));
                     return;
                   }
-                  std::set<std::string> listed;
+                  std::map<std::string, std::string> listed;  // why each pends, by job id
                   std::istringstream lines(r.exit_code == 0 ? r.out : "");
-                  for (std::string line; std::getline(lines, line);) listed.insert(trimmed(line));
+                  for (std::string id, reason; lines >> id >> reason;) listed[id] = reason;
                   bool lost = false;
+                  std::vector<std::string> hopeless;
                   for (auto it = pending_.begin(); it != pending_.end();) {
-                    if (listed.contains(it->first)) {
-                      ++it;
+                    if (auto found = listed.find(it->first); found != listed.end()) {
+                      if (!pends_for_ever(found->second)) {
+                        ++it;
+                        continue;
+                      }
+                      hopeless.push_back(it->first);
+                      refused(it->second.need, "Slurm job " + it->first + " cannot start: squeue says it pends for " +
+                                                   found->second +
+                                                   " (it asks for more than the partition's nodes have)");
+                      it = pending_.erase(it);
                       continue;
                     }
                     failed_submission("Slurm job " + it->first + " ended before its agent joined (see " +
                                       (options_.job_dir / ("agent-" + it->first + ".out")).string() + ")");
                     it = pending_.erase(it);
                     lost = true;
+                  }
+                  if (!hopeless.empty()) {
+                    std::vector<std::string> argv{"scancel"};
+                    argv.insert(argv.end(), hopeless.begin(), hopeless.end());
+                    run_command(executor_, argv, command_timeout, [](const command_result&) {});
                   }
                   if (lost) ask();
                 });

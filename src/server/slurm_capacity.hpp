@@ -1,6 +1,12 @@
 // Capacity from Slurm (`ferry server --agents slurm`): when containers wait for a host, the server asks
-// Slurm for agents, one batch job per agent (`ferry agent` in the job, connecting back), sized to what waits;
-// and it cancels the agents it started once they have been idle for the idle window.
+// Slurm for agents, one batch job per agent (`ferry agent` in the job, connecting back), sized to what waits:
+// each job is for containers that need the same (resources.hpp), as many as fit in --slurm-cpus-per-agent
+// CPUs, and asks for their CPUs, memory (--mem), GPUs (--gres=gpu:N) and label (--constraint, which the agent
+// then reports as its label). It cancels the agents it started once they have been idle for the idle window.
+//
+// What Slurm will never give (sbatch refuses the job: no such feature, GPUs or memory; or the job stays
+// pending for a reason that will not pass, such as PartitionConfig) is reported to the server, which fails
+// the calls waiting for it, rather than letting them wait for ever.
 //
 // Jobs are submitted with `sbatch`, not Slurm's C API or slurmrestd: libslurm's ABI changes with every
 // Slurm release (a ferry built against one would not load against another), and slurmrestd needs a daemon
@@ -19,6 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,13 +50,17 @@ struct slurm_options {
 
 class slurm_capacity {
  public:
-  slurm_capacity(boost::asio::any_io_executor executor, const agent_pool& agents, slurm_options options);
+  /// Slurm will not give an agent for containers that need `need` (`why` says what it said).
+  using refusal_handler = std::function<void(const resources& need, const std::string& why)>;
+
+  slurm_capacity(boost::asio::any_io_executor executor, const agent_pool& agents, slurm_options options,
+                 refusal_handler on_refused);
   slurm_capacity(const slurm_capacity&) = delete;
   slurm_capacity& operator=(const slurm_capacity&) = delete;
 
-  /// `containers` containers wait for a host now (each takes one CPU of an agent): submits jobs for those
-  /// that neither the agents connected nor the jobs pending will take.
-  void demand(std::size_t containers);
+  /// Containers wait for a host now, this many for each need: submits jobs for those that neither the agents
+  /// connected nor the jobs pending will take.
+  void demand(std::map<resources, std::size_t> containers);
   /// An agent has joined, from Slurm job `job_id` ("" when not in a job): if the job is one of ours, it no
   /// longer counts as pending.
   void joined(const std::string& job_id);
@@ -60,27 +71,34 @@ class slurm_capacity {
 
  private:
   struct job {
-    std::uint32_t cpus = 0;
+    resources need;              // of each of the containers it is for
+    std::size_t containers = 0;  // it is for
     std::chrono::steady_clock::time_point submitted;
   };
   /// Submits jobs for what waits and is neither placed nor coming.
   void ask();
-  void submit(std::uint32_t cpus);
+  void submit(const resources& need, std::size_t containers);
+  /// Containers that need `need` on the way: in jobs submitted or pending.
+  std::size_t coming(const resources& need) const;
   /// A submission failed, or a job ended before its agent joined: says why, and backs the next off.
   void failed_submission(const std::string& why);
+  /// Slurm will never run a job for `need`: remembered for a while (demand for it is refused at once), and
+  /// reported to the server.
+  void refused(const resources& need, const std::string& why);
   /// Every few seconds while it has jobs: drops pending jobs that ended without an agent, cancels agents
   /// idle past the window, and submits again after a failure's back-off.
   void arm_check();
   void check();
-  std::uint32_t pending_cpus() const;
 
   boost::asio::any_io_executor executor_;
   const agent_pool& agents_;
   slurm_options options_;
-  std::size_t demand_ = 0;
-  std::size_t submitting_jobs_ = 0;     // sbatch runs not yet answered
-  std::size_t submitting_cpus_ = 0;     // and the CPUs they ask for
-  std::map<std::string, job> pending_;  // by job id: submitted, its agent not joined yet
+  refusal_handler on_refused_;
+  std::map<resources, std::size_t> demand_;
+  std::size_t submitting_jobs_ = 0;              // sbatch runs not yet answered
+  std::map<resources, std::size_t> submitting_;  // and the containers they are for
+  std::map<std::string, job> pending_;           // by job id: submitted, its agent not joined yet
+  std::map<resources, std::pair<std::string, std::chrono::steady_clock::time_point>> refusals_;  // why, since
   /// Our jobs whose agent has joined, by job id: since when the agent has had no container (max(): it has).
   std::map<std::string, std::chrono::steady_clock::time_point> running_;
   int failures_ = 0;  // in a row

@@ -23,16 +23,16 @@ struct frame {
   std::span<const char> payload;  // the rest of the frame
 
   /// Decodes the header fields as `Header` (a message's header struct); throws DecodeError when they do not
-  /// match.
+  /// match. Fields an older peer leaves out (wire::required_fields) keep their defaults.
   template <class Header>
   Header decode_header() const {
-    if (header_fields != field_count<Header>) {
+    if (header_fields < required_fields<Header>() || header_fields > field_count<Header>) {
       throw DecodeError(std::to_string(field_count<Header>) + " header fields for " + to_string(kind),
                         std::to_string(header_fields));
     }
-    Header h;
+    Header h{};
     detail::reader r = header;
-    decode_fields(r, h);
+    decode_fields(r, h, header_fields);
     return h;
   }
 };

@@ -61,12 +61,26 @@ void decode_field(detail::reader& in, Field& field) {
   }
 }
 
-/// Reads `field_count<T>` values into the fields of `value`, in order. Throws DecodeError, its path naming
-/// the field (`.call_id`, or `[1]` for a tuple).
+/// How many of T's fields a peer must send: all of them, unless T says that its last ones came later
+/// (`static constexpr std::size_t required_fields = N;`), so that a peer built before them may leave them
+/// out. A field is only ever added at the end, with a default that means what the older peer meant.
 template <class T>
-void decode_fields(detail::reader& in, T& value) {
+constexpr std::size_t required_fields() {
+  if constexpr (requires { T::required_fields; }) {
+    static_assert(T::required_fields <= field_count<T>);
+    return T::required_fields;
+  } else {
+    return field_count<T>;
+  }
+}
+
+/// Reads `n` values (`required_fields<T>()` <= n <= `field_count<T>`) into the first n fields of `value`, in
+/// order; the others keep their defaults. Throws DecodeError, its path naming the field (`.call_id`, or `[1]`
+/// for a tuple).
+template <class T>
+void decode_fields(detail::reader& in, T& value, std::size_t n = field_count<T>) {
   [&]<std::size_t... I>(auto&& fields, std::index_sequence<I...>) {
-    (decode_field<T, I>(in, std::get<I>(fields)), ...);
+    ((I < n ? decode_field<T, I>(in, std::get<I>(fields)) : void()), ...);
   }
   (fields_of(value), std::make_index_sequence<field_count<T>>{});
 }
@@ -85,8 +99,10 @@ struct codec<T> {
   }
   static void decode(detail::reader& in, T& value) {
     const std::uint32_t n = detail::decode_container_header(in, MP_ARRAY, &name);
-    if (n != wire::field_count<T>) throw DecodeError(name(), "array of " + std::to_string(n));
-    wire::decode_fields(in, value);
+    if (n < wire::required_fields<T>() || n > wire::field_count<T>) {
+      throw DecodeError(name(), "array of " + std::to_string(n));
+    }
+    wire::decode_fields(in, value, n);
   }
   /// Its qualified name (`ferry::wire::call_row`), in decoding errors.
   static std::string name() { return detail::demangle(typeid(T).name()); }

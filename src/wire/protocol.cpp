@@ -34,6 +34,19 @@ bool valid_name(std::string_view name) {
   return true;
 }
 
+std::string resources_problem(double cpu, std::int64_t memory_mb, std::int64_t gpus, std::string_view placement) {
+  if (!(cpu >= 0 && cpu <= 4096)) return "cpu must be between 0 and 4096";
+  if (memory_mb < 0 || gpus < 0 || gpus > 1024) return "memory_mb must be at least 0, and gpus between 0 and 1024";
+  if (placement.size() > 128) return "placement must be at most 128 characters";
+  for (char ch : placement) {
+    const bool letter_or_digit = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+    if (!letter_or_digit && std::string_view("-_.:=/").find(ch) == std::string_view::npos) {
+      return "placement must be one label: letters, digits and '-_.:=/' (such as \"a100\" or \"zone=eu\")";
+    }
+  }
+  return "";
+}
+
 bool bound_error(error_record& e) {
   const bool message_cut = bound_text(e.message, max_error_message_size);
   const bool stack_cut = bound_text(e.stack, max_error_stack_size);

@@ -189,6 +189,10 @@ bool valid_name(std::string_view name);
 inline constexpr const char* name_rule =
     "1 to 128 letters, digits, '-' and '_' (no '.', which separates app and function)";
 
+/// What is wrong with what a function asks of its containers' hosts (FunctionOptions::cpu, memory_mb, gpus,
+/// placement), or "". Programs check it when a function is declared, the server when one is registered.
+std::string resources_problem(double cpu, std::int64_t memory_mb, std::int64_t gpus, std::string_view placement);
+
 /// The most of an error's message and of its stack that travel and are kept. A body's exception may say
 /// anything at any length, and an error passed along a chain of calls must not grow with the chain.
 inline constexpr std::size_t max_error_message_size = std::size_t{8} * 1024;
@@ -250,8 +254,15 @@ struct function_spec {
   std::int32_t buffer_containers;
   std::uint32_t scaledown_window_ms;
   std::string structs;  // the fields of the structs the signature mentions (function_entry::structs)
+  // What each container needs of its host (FunctionOptions::cpu ...). Added after the fields above: a
+  // program or a stored deployment from before sends none, and asks for nothing.
+  double cpu = 0;
+  std::uint64_t memory_mb = 0;
+  std::uint32_t gpus = 0;
+  std::string placement;
+  static constexpr std::size_t required_fields = 10;
   FERRY_WIRE_FIELDS(function_spec, name, signature, max_inputs, max_containers, timeout_ms, retries, min_containers,
-                    buffer_containers, scaledown_window_ms, structs);
+                    buffer_containers, scaledown_window_ms, structs, cpu, memory_mb, gpus, placement);
 };
 
 /// client -> server: the app this program runs and its functions. `arguments` are the program's own
@@ -393,12 +404,14 @@ struct container_row {
   std::uint64_t id;
   std::string app;
   std::string function;
-  std::string state;  // "starting", "ready", "stopping"
+  std::string state;  // "starting", "ready", "stopping"; "waiting" for a host (no id yet: 0)
   std::uint32_t inputs_in_flight;
   std::int64_t pid;
   double uptime_s;
   std::uint64_t rss_bytes;
-  FERRY_WIRE_FIELDS(container_row, id, app, function, state, inputs_in_flight, pid, uptime_s, rss_bytes);
+  std::string waiting_for;  // why it waits for a host (added later: optional)
+  static constexpr std::size_t required_fields = 8;
+  FERRY_WIRE_FIELDS(container_row, id, app, function, state, inputs_in_flight, pid, uptime_s, rss_bytes, waiting_for);
 };
 
 /// A line a container wrote to stdout or stderr, tagged with the call it wrote it for ("" when unknown);
@@ -442,7 +455,8 @@ struct launch_header {
   std::vector<std::string> arguments;
   std::string app;
   std::string function;
-  FERRY_WIRE_FIELDS(launch_header, container_id, credential, digest, executable, arguments, app, function);
+  std::vector<std::uint32_t> gpus;  // the host's GPUs it may use, by index in the agent's list (not its ids)
+  FERRY_WIRE_FIELDS(launch_header, container_id, credential, digest, executable, arguments, app, function, gpus);
 };
 
 /// agent -> server: container `container_id` started as process `pid` on the agent's host.

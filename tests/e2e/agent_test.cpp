@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -45,16 +46,43 @@ std::int64_t host_hold_body(std::string dir, std::int64_t x) {
 ferry::Function<std::int64_t(std::string, std::int64_t)> host_hold =
     app().function("host_hold", host_hold_body, {.max_containers = 2});
 
-/// A `ferry agent` for `server` offering 2 CPUs (so 2 containers: one is warm_hold's, which this app keeps
-/// warm), its containers marked E2E_HOST=`name`; stopped (SIGTERM) when destroyed.
+/// Like host_rendezvous, but returns "HOST:CUDA_VISIBLE_DEVICES" ("unset" when it is not set): what the
+/// container was given of its host.
+std::string host_devices_body(std::string dir, std::int64_t x, std::int64_t together) {
+  const std::string met = host_rendezvous_body(std::move(dir), x, together);
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  return met.substr(0, met.find(':')) + ":" + (visible ? visible : "unset");
+}
+ferry::Function<std::string(std::string, std::int64_t, std::int64_t)> one_gpu =
+    app().function("one_gpu", host_devices_body, {.max_containers = 3, .gpus = 1});
+ferry::Function<std::string(std::string, std::int64_t, std::int64_t)> no_gpu =
+    app().function("no_gpu", host_devices_body, {.max_containers = 1});
+ferry::Function<std::string(std::string, std::int64_t, std::int64_t)> big_memory =
+    app().function("big_memory", host_rendezvous_body, {.max_containers = 2, .memory_mb = 3000});
+ferry::Function<std::string(std::string, std::int64_t, std::int64_t)> three_cpus =
+    app().function("three_cpus", host_rendezvous_body, {.max_containers = 2, .cpu = 3});
+ferry::Function<std::string(std::string, std::int64_t, std::int64_t)> on_b =
+    app().function("on_b", host_rendezvous_body, {.max_containers = 2, .placement = "zone-b"});
+ferry::Function<std::int64_t(std::int64_t, std::int64_t)> many_gpus =
+    app().function("many_gpus", [](std::int64_t a, std::int64_t b) { return a + b; }, {.gpus = 64});
+ferry::Function<std::int64_t(std::int64_t, std::int64_t)> huge_memory = app().function(
+    "huge_memory", [](std::int64_t a, std::int64_t b) { return a + b; }, {.memory_mb = std::int64_t{1} << 40});
+ferry::Function<std::int64_t(std::int64_t, std::int64_t)> labelled =
+    app().function("labelled", [](std::int64_t a, std::int64_t b) { return a + b; }, {.placement = "no-such-label"});
+
+/// A `ferry agent` for `server` offering 2 CPUs unless `extra` says otherwise (so 2 containers: one is
+/// warm_hold's, which this app keeps warm, on the first agent to join) and what `extra` says, its containers marked
+/// E2E_HOST=`name`; stopped (SIGTERM) when destroyed.
 class ferry_agent {
  public:
   ferry_agent(ferry_server& server, const std::string& name, std::vector<std::string> prefix = {},
-              std::map<std::string, std::string> env = {})
+              std::vector<std::string> extra = {}, std::map<std::string, std::string> env = {})
       : cache_(scratch_dir()) {
     std::vector<std::string> argv = std::move(prefix);
     argv.insert(argv.end(), {FERRY_CLI_PATH, "agent", "--server", server.address(), "--state-dir", server.state_dir(),
-                             "--name", name, "--cpus", "2", "--cache-dir", cache_});
+                             "--name", name, "--cache-dir", cache_});
+    if (std::find(extra.begin(), extra.end(), "--cpus") == extra.end()) argv.insert(argv.end(), {"--cpus", "2"});
+    argv.insert(argv.end(), extra.begin(), extra.end());
     env.emplace("E2E_HOST", name);
     proc_ = std::make_unique<process>(argv, env);
   }
@@ -71,9 +99,10 @@ class ferry_agent {
   std::unique_ptr<process> proc_;
 };
 
-/// Starts an agent and waits until the server has it.
-std::unique_ptr<ferry_agent> join(ferry_server& server, const std::string& name, std::vector<std::string> prefix = {}) {
-  auto agent = std::make_unique<ferry_agent>(server, name, std::move(prefix));
+/// Starts an agent (with `extra` options) and waits until the server has it.
+std::unique_ptr<ferry_agent> join(ferry_server& server, const std::string& name, std::vector<std::string> prefix = {},
+                                  std::vector<std::string> extra = {}) {
+  auto agent = std::make_unique<ferry_agent>(server, name, std::move(prefix), std::move(extra));
   EXPECT_TRUE(server.proc().wait_for_output("agent on " + name + " joined"))
       << server.proc().err() << agent->proc().err();
   return agent;
@@ -207,6 +236,136 @@ TEST(agents, an_agent_that_cannot_see_the_servers_files_fetches_the_binary_by_di
   const std::string name = sum_line.out.substr(0, 64);
   EXPECT_TRUE(std::filesystem::exists(agent->cache() + "/" + name)) << agent->proc().err();
   EXPECT_THAT(agent->proc().err(), HasSubstr("fetching binary " + name.substr(0, 12)));
+}
+
+TEST(agents, each_gpu_container_gets_gpus_of_its_own_and_others_none) {
+  ferry_server server({"--agents", "manual"});
+  auto a = join(server, "gpu-host", {}, {"--gpus", "2", "--cpus", "4"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> together, after, plain;
+  EXPECT_EQ(run_app([&] {
+              // Two containers at once (the inputs wait for each other), each with one of the host's 2 GPUs;
+              // then three inputs, the third once a GPU is free again; and a container that asked for none.
+              const std::string dir = scratch_dir();
+              together = one_gpu.starmap({{dir, 0, 2}, {dir, 1, 2}});
+              const std::string more = scratch_dir();
+              after = one_gpu.starmap({{more, 0, 1}, {more, 1, 1}, {more, 2, 1}});
+              plain = no_gpu.starmap({{scratch_dir(), 0, 1}});
+            }),
+            0);
+  EXPECT_EQ(std::set<std::string>(together.begin(), together.end()),
+            (std::set<std::string>{"gpu-host:0", "gpu-host:1"}));
+  for (const auto& r : after) EXPECT_THAT(r, testing::AnyOf("gpu-host:0", "gpu-host:1"));
+  EXPECT_EQ(plain, std::vector<std::string>{"gpu-host:"});  // set, and empty: no GPU of the host's is its
+}
+
+TEST(agents, containers_go_where_their_memory_fits) {
+  ferry_server server({"--agents", "manual"});
+  auto small = join(server, "small-host", {}, {"--memory-mb", "1000"});
+  auto big = join(server, "big-host", {}, {"--memory-mb", "8000"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> met;
+  EXPECT_EQ(run_app([&] {
+              // 3000 MiB each: both containers at once on the host with 8000, none on the one with 1000
+              // (where placement by load alone would put one).
+              const std::string dir = scratch_dir();
+              met = big_memory.starmap({{dir, 0, 2}, {dir, 1, 2}});
+            }),
+            0);
+  EXPECT_EQ(met, (std::vector<std::string>{"big-host:0", "big-host:1"}));
+}
+
+TEST(agents, containers_go_only_to_hosts_with_the_cpus_they_reserve_free) {
+  ferry_server server({"--agents", "manual"});
+  auto b = join(server, "roomy-host", {}, {"--cpus", "8"});  // (it takes warm_hold's container: 1 of 8)
+  auto a = join(server, "idle-host", {}, {"--cpus", "2"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> met;
+  EXPECT_EQ(run_app([&] {
+              // 3 CPUs each: both on the host of 8 (1 + 3 + 3), though the idle host of 2 is the less loaded.
+              const std::string dir = scratch_dir();
+              met = three_cpus.starmap({{dir, 0, 2}, {dir, 1, 2}});
+            }),
+            0);
+  EXPECT_EQ(met, (std::vector<std::string>{"roomy-host:0", "roomy-host:1"}));
+}
+
+TEST(agents, a_placement_label_puts_a_functions_containers_on_the_hosts_that_have_it) {
+  ferry_server server({"--agents", "manual"});
+  auto a = join(server, "host-in-a", {}, {"--label", "zone-a"});
+  auto b = join(server, "host-in-b", {}, {"--label", "zone-b", "--label", "ssd"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> met;
+  EXPECT_EQ(run_app([&] {
+              const std::string dir = scratch_dir();
+              met = on_b.starmap({{dir, 0, 1}, {dir, 1, 1}, {dir, 2, 1}});
+            }),
+            0);
+  EXPECT_EQ(met, (std::vector<std::string>{"host-in-b:0", "host-in-b:1", "host-in-b:2"}));
+}
+
+TEST(agents, a_container_no_host_has_room_for_shows_as_waiting_with_why_and_runs_once_one_joins) {
+  ferry_server server({"--agents", "manual"});
+  auto plain = join(server, "plain-host");
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> met;
+  std::string ps, api;
+  std::unique_ptr<ferry_agent> gpu_host;
+  EXPECT_EQ(run_app([&] {
+              std::thread joiner([&] {
+                EXPECT_TRUE(server.proc().wait_for_output("'one_gpu' has calls waiting for a host"))
+                    << server.proc().err();
+                ps = server.cli({"ps"}).out;
+                api = server.http_get("/v1/containers");
+                gpu_host = join(server, "gpu-host", {}, {"--gpus", "1"});
+              });
+              met = one_gpu.starmap({{scratch_dir(), 0, 1}});
+              joiner.join();
+            }),
+            0);
+  EXPECT_EQ(met, std::vector<std::string>{"gpu-host:0"});
+  EXPECT_THAT(ps, testing::ContainsRegex("one_gpu +waiting"));
+  EXPECT_THAT(ps, HasSubstr(".one_gpu waits for a host: no host has 1 GPU free for another container"));
+  EXPECT_THAT(api, HasSubstr(R"("state":"waiting")"));
+  EXPECT_THAT(api, HasSubstr(R"("waiting_for":"no host has 1 GPU free for another container")"));
+}
+
+TEST(agents, a_function_no_host_can_ever_fit_fails_at_once_saying_why_and_the_server_serves_on) {
+  ferry_server server;  // the default: the server's own host (with no GPUs here), and agents that connect
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> errors;
+  std::int64_t sum = 0;
+  EXPECT_EQ(run_app([&] {
+              for (auto* f : {&many_gpus, &huge_memory, &labelled}) {
+                try {
+                  f->remote(1, 2);
+                  ADD_FAILURE() << f->name() << " ran";
+                } catch (const ferry::ContainerStartError& e) {
+                  errors.emplace_back(e.what());
+                }
+              }
+              sum = add.remote(20, 22);
+            }),
+            0);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_THAT(errors[0], HasSubstr("'many_gpus' cannot run: no host can ever give one of its containers 64 GPUs: "
+                                   "the hosts are the server's own host ("));
+  EXPECT_THAT(errors[0], HasSubstr("--agents manual"));
+  EXPECT_THAT(errors[1], HasSubstr("can ever give one of its containers 1099511627776 MiB"));
+  EXPECT_THAT(errors[2], HasSubstr("a host labelled 'no-such-label'"));
+  EXPECT_EQ(sum, 42);
+}
+
+TEST(agents, resource_options_out_of_range_are_refused_where_the_function_is_declared) {
+  ferry::App a{"resources-app"};
+  EXPECT_THROW(a.function("f", [] { return 1; }, {.cpu = -1}), std::invalid_argument);
+  EXPECT_THROW(a.function("g", [] { return 1; }, {.gpus = -2}), std::invalid_argument);
+  try {
+    a.function("h", [] { return 1; }, {.placement = "two words"});
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_THAT(e.what(), HasSubstr("placement must be one label"));
+  }
 }
 
 }  // namespace

@@ -32,8 +32,12 @@ using hello = std::tuple<std::uint32_t, std::string, std::uint8_t, std::uint64_t
 using welcome = std::tuple<std::string, std::uint64_t>;
 using refused = std::tuple<std::string>;
 using retry_spec = std::tuple<std::int32_t, std::uint32_t, double, std::uint32_t>;
-using function_spec = std::tuple<std::string, std::string, std::int32_t, std::int32_t, std::uint32_t, retry_spec,
-                                 std::int32_t, std::int32_t, std::uint32_t, std::string>;
+/// As programs built before the resource options (cpu, memory_mb, gpus, placement) send it.
+using function_spec_v1 = std::tuple<std::string, std::string, std::int32_t, std::int32_t, std::uint32_t, retry_spec,
+                                    std::int32_t, std::int32_t, std::uint32_t, std::string>;
+using function_spec =
+    std::tuple<std::string, std::string, std::int32_t, std::int32_t, std::uint32_t, retry_spec, std::int32_t,
+               std::int32_t, std::uint32_t, std::string, double, std::uint64_t, std::uint32_t, std::string>;
 using register_app = std::tuple<std::string, std::string, std::vector<function_spec>, std::vector<std::string>>;
 using status_only = std::tuple<std::uint8_t>;  // app_registered
 using dependency = std::tuple<std::uint32_t, std::uint64_t>;
@@ -45,8 +49,10 @@ using request = std::tuple<std::uint64_t, std::string, std::string>;
 using progress = std::tuple<std::uint64_t, double, double, std::string>;
 using app_row = std::tuple<std::string, std::string, double, std::vector<std::tuple<std::string, std::string>>>;
 using call_row = std::tuple<std::string, std::string, std::string, std::string, double, double>;
+using container_row_v1 = std::tuple<std::uint64_t, std::string, std::string, std::string, std::uint32_t, std::int64_t,
+                                    double, std::uint64_t>;
 using container_row = std::tuple<std::uint64_t, std::string, std::string, std::string, std::uint32_t, std::int64_t,
-                                 double, std::uint64_t>;
+                                 double, std::uint64_t, std::string>;
 using log_row = std::tuple<std::uint64_t, double, std::string, std::string, std::string, std::uint8_t, std::string>;
 using error_record = std::tuple<std::uint8_t, std::string, std::string, std::string, std::string, std::string>;
 }  // namespace tuples
@@ -98,10 +104,12 @@ void expect_encoded_as_before(const T& value, const std::tuple<Field...>& before
   EXPECT_TRUE(r.at_end());
 }
 
-const function_spec spec{"square", "int64(int64)",         2, 8, 30'000, {3, 500, 1.5, 70'000}, 1, 1,
-                         60'000,   "shop::Order{id:int64}"};
-const tuples::function_spec spec_tuple{"square", "int64(int64)",         2, 8, 30'000, {3, 500, 1.5, 70'000}, 1, 1,
-                                       60'000,   "shop::Order{id:int64}"};
+const function_spec spec{
+    "square", "int64(int64)", 2, 8,     30'000, {3, 500, 1.5, 70'000}, 1, 1, 60'000, "shop::Order{id:int64}",
+    2.5,      4096,           1, "a100"};
+const tuples::function_spec spec_tuple{
+    "square", "int64(int64)", 2, 8,     30'000, {3, 500, 1.5, 70'000}, 1, 1, 60'000, "shop::Order{id:int64}",
+    2.5,      4096,           1, "a100"};
 
 TEST(protocol, every_header_is_the_frame_its_tuple_was) {
   expect_frame_as_before(message_kind::hello, hello_header{protocol_version, "token", 1, 70'000, -5},
@@ -136,6 +144,41 @@ TEST(protocol, every_header_is_the_frame_its_tuple_was) {
                          tuples::progress{77, 1, 10, "one of ten"});
 }
 
+TEST(protocol, fields_added_later_may_be_left_out_by_an_older_peer_and_keep_their_defaults) {
+  // A program built before the resource options registers its functions with 10 fields: they decode, asking
+  // for nothing.
+  const tuples::function_spec_v1 old_spec{"square", "int64(int64)",         2, 8, 30'000, {3, 500, 1.5, 70'000}, 1, 1,
+                                          60'000,   "shop::Order{id:int64}"};
+  const std::string old_bytes = encoded(old_spec);
+  detail::reader r{std::span<const char>(old_bytes.data(), old_bytes.size())};
+  const auto decoded = ferry::decode<function_spec>(r);
+  function_spec expected = spec;
+  expected.cpu = 0;
+  expected.memory_mb = 0;
+  expected.gpus = 0;
+  expected.placement = "";
+  EXPECT_EQ(decoded, expected);
+  // So does a register_app frame that carries them, and a `ferry ps` reply from an older server.
+  const std::string frame =
+      tuple_frame(message_kind::register_app,
+                  std::tuple<std::string, std::string, std::vector<tuples::function_spec_v1>, std::vector<std::string>>{
+                      "app", "/bin/app", {old_spec}, {}});
+  std::string error;
+  const auto f = parse_frame(std::span<const char>(frame.data(), frame.size()).subspan(length_prefix_size), error);
+  ASSERT_TRUE(f) << error;
+  EXPECT_EQ(f->decode_header<register_app_header>().functions, std::vector<function_spec>{expected});
+  const std::string old_row = encoded(tuples::container_row_v1{1, "app", "square", "ready", 2, 99, 1.5, 7});
+  detail::reader rr{std::span<const char>(old_row.data(), old_row.size())};
+  EXPECT_EQ(ferry::decode<container_row>(rr), (container_row{1, "app", "square", "ready", 2, 99, 1.5, 7, ""}));
+  // Fewer than the fields it always had, or more than it has, are still an error.
+  const std::string short_spec = encoded(std::tuple<std::string, std::string>{"square", "int64(int64)"});
+  detail::reader sr{std::span<const char>(short_spec.data(), short_spec.size())};
+  EXPECT_THROW(ferry::decode<function_spec>(sr), DecodeError);
+  const std::string long_row = encoded(std::tuple_cat(tuples::container_row{}, std::tuple<int>{1}));
+  detail::reader lr{std::span<const char>(long_row.data(), long_row.size())};
+  EXPECT_THROW(ferry::decode<container_row>(lr), DecodeError);
+}
+
 TEST(protocol, rows_and_nested_structs_encode_as_their_tuples_did) {
   expect_encoded_as_before(spec, spec_tuple);
   expect_encoded_as_before(retry_spec{-1, 0, 10.0, 1}, tuples::retry_spec{-1, 0, 10.0, 1});
@@ -144,8 +187,8 @@ TEST(protocol, rows_and_nested_structs_encode_as_their_tuples_did) {
                            tuples::app_row{"app", "ab12", 1.5e9, {{"square", "int64(int64)"}, {"f", "void()"}}});
   expect_encoded_as_before(call_row{"fc-1", "app", "square", "ok", 1.5e9, -1},
                            tuples::call_row{"fc-1", "app", "square", "ok", 1.5e9, -1});
-  expect_encoded_as_before(container_row{1, "app", "square", "ready", 2, 99, 1.5, 1ull << 32},
-                           tuples::container_row{1, "app", "square", "ready", 2, 99, 1.5, 1ull << 32});
+  expect_encoded_as_before(container_row{1, "app", "square", "ready", 2, 99, 1.5, 1ull << 32, ""},
+                           tuples::container_row{1, "app", "square", "ready", 2, 99, 1.5, 1ull << 32, ""});
   expect_encoded_as_before(log_row{1, 2.5, "app", "square", "", log_stream::stdout_stream, "text"},
                            tuples::log_row{1, 2.5, "app", "square", "", 1, "text"});
   expect_encoded_as_before(error_record{status::remote_exception, "std::out_of_range", "at", "f", "fc-2", "#0 f"},
@@ -218,7 +261,7 @@ TEST(protocol, a_status_or_stream_no_enum_value_has_is_a_decoding_error_naming_t
 
 TEST(protocol, rows_order_as_their_tuples_did) {
   // The containers request sorts its rows, by id first.
-  std::vector<container_row> rows{{2, "a", "f", "ready", 0, 1, 0, 0}, {1, "b", "f", "ready", 0, 2, 0, 0}};
+  std::vector<container_row> rows{{2, "a", "f", "ready", 0, 1, 0, 0, ""}, {1, "b", "f", "ready", 0, 2, 0, 0, ""}};
   std::sort(rows.begin(), rows.end());
   EXPECT_EQ(rows.front().id, 1u);
   EXPECT_LT((call_row{"fc-1", "a", "f", "ok", 1, 1}), (call_row{"fc-1", "a", "f", "ok", 2, 0}));

@@ -161,20 +161,28 @@ function renderApps(apps) {
       app.deployed_at ? el('span', { class: 'dim' }, `deployed ${fmtDate(app.deployed_at)}`) : null),
     el('table', { class: 'functions' },
       el('thead', {}, el('tr', {}, ['function', 'signature', 'max inputs', 'max containers', 'min', 'buffer',
-        'timeout', 'retries', 'scaledown', 'queued', 'running', 'containers']
+        'timeout', 'retries', 'scaledown', 'per container', 'queued', 'running', 'containers']
         .map((h, i) => el('th', { class: i >= 2 ? 'num' : null }, h)))),
-      el('tbody', {}, (app.functions || []).map((f) => {
+      el('tbody', {}, (app.functions || []).flatMap((f) => {
         const o = f.options || {};
+        const needs = [o.cpu ? `${o.cpu} CPU` : '', o.memory_mb ? `${o.memory_mb} MiB` : '',
+          o.gpus ? `${o.gpus} GPU` : '', o.placement ? `on ${o.placement}` : ''].filter(Boolean).join(', ');
         const cells = [
           ['max_inputs', o.max_inputs], ['max_containers', o.max_containers], ['min_containers', o.min_containers],
           ['buffer_containers', o.buffer_containers], ['timeout_s', o.timeout_s ? `${o.timeout_s} s` : 'none'],
           ['max_retries', o.max_retries], ['scaledown_window_s', o.scaledown_window_s === undefined ? '' : `${o.scaledown_window_s} s`],
-          ['queued', f.queued], ['running', f.running], ['containers', f.containers],
+          ['resources', needs || 'any host'],
+          ['queued', f.queued], ['running', f.running],
+          ['containers', f.waiting_containers ? `${f.containers} +${f.waiting_containers} waiting` : f.containers],
         ];
-        return el('tr', { 'data-function': `${app.name}.${f.name}` },
+        const row = el('tr', { 'data-function': `${app.name}.${f.name}` },
           el('td', { class: 'mono strong' }, f.name),
           el('td', { class: 'mono dim' }, f.signature),
           cells.map(([name, v]) => el('td', { class: 'num', 'data-option': name }, v ?? '')));
+        // Containers it wants that no host has room for: say why, under the function.
+        return f.waiting_containers ? [row, el('tr', { class: 'waiting', 'data-waiting': `${app.name}.${f.name}` },
+          el('td', { colspan: 13 }, `${f.waiting_containers} container${f.waiting_containers === 1 ? '' : 's'} `
+            + `waiting for a host: ${f.waiting_for}`))] : [row];
       }))))));
 }
 
