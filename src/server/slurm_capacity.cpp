@@ -97,7 +97,10 @@ void slurm_capacity::ask() {
     std::size_t missing = containers - on_the_way;
     // As many of these containers per job as fit in cpus_per_agent CPUs (one, at least).
     const double cpus_each = need.cpu > 0 ? need.cpu : 1.0;
-    const auto per_job = std::max<std::size_t>(1, static_cast<std::size_t>(options_.cpus_per_agent / cpus_each + 1e-9));
+    const std::size_t per_job =
+        one_per_job_.contains(need)
+            ? 1
+            : std::max<std::size_t>(1, static_cast<std::size_t>(options_.cpus_per_agent / cpus_each + 1e-9));
     while (missing > 0 && pending_.size() + submitting_jobs_ + running_.size() < options_.max_agents) {
       const std::size_t n = std::min(missing, per_job);
       submit(need, n);
@@ -145,11 +148,16 @@ void slurm_capacity::submit(const resources& need, std::size_t containers) {
     const std::string id = trimmed(r.out.substr(0, r.out.find(';')));
     if (r.exit_code != 0 || id.empty()) {
       const std::string error = trimmed(r.err.empty() ? r.out : r.err);
+      if (never_runs(error) && containers > 1 && one_per_job_.insert(need).second) {
+        spdlog::info("Slurm refused a job for {} containers of {} ({}); asking for one a job", containers,
+                     need.describe(), error);
+        return ask();
+      }
       if (never_runs(error)) return refused(need, error);
       failed_submission("sbatch failed: " + error);
       return;
     }
-    spdlog::info("asked Slurm for an agent with {} CPUs{}: job {}", cpus, what, id);
+    spdlog::info("asked Slurm for an agent with {} CPU{}{}: job {}", cpus, cpus == 1 ? "" : "s", what, id);
     pending_[id] = {need, containers, std::chrono::steady_clock::now()};
     arm_check();
   });

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -99,6 +100,9 @@ class slurm_capacity {
   std::map<resources, std::size_t> submitting_;  // and the containers they are for
   std::map<std::string, job> pending_;           // by job id: submitted, its agent not joined yet
   std::map<resources, std::pair<std::string, std::chrono::steady_clock::time_point>> refusals_;  // why, since
+  /// Needs whose jobs for several containers Slurm refused (more memory or GPUs than a node has): one
+  /// container a job for those.
+  std::set<resources> one_per_job_;
   /// Our jobs whose agent has joined, by job id: since when the agent has had no container (max(): it has).
   std::map<std::string, std::chrono::steady_clock::time_point> running_;
   int failures_ = 0;  // in a row

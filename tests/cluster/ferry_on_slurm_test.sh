@@ -3,14 +3,17 @@
 # when work waits; examples/cluster_map maps 400 items, each reporting the node it ran on. Mid-map (every item
 # held at a gate) one agent's job is cancelled: its containers' items run again elsewhere, Slurm is asked for
 # the capacity again, and every result comes back right, from at least two nodes. Stopping the server cancels
-# its agents' jobs; `slurm-cluster.sh down` then finds no process left. Needs root: skipped (77) otherwise.
+# its agents' jobs. Then, on a new server, tests/cluster/slurm_shapes_app.cpp: jobs are sized to what the
+# functions ask (memory), and what Slurm will never run (a GPU, 64 CPUs) fails the call saying so. `slurm-
+# cluster.sh down` then finds no process left. Needs root: skipped (77) otherwise.
 #
-#   ferry_on_slurm_test.sh SOURCE_DIR SCRATCH_DIR FERRY CLUSTER_MAP
+#   ferry_on_slurm_test.sh SOURCE_DIR SCRATCH_DIR FERRY CLUSTER_MAP SHAPES_APP
 set -euo pipefail
 script=$1/scripts/slurm-cluster.sh
 scratch=$2
 ferry=$3
 cluster_map=$4
+shapes_app=$5
 [ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
 dir=$scratch/slurm
 state=$scratch/state
@@ -84,6 +87,27 @@ wait "$server_pid" || fail "the server exited with $?"
 server_pid=""
 empty() { [ -z "$(squeue -h -o %i)" ]; }
 wait_until 60 empty || fail "jobs left after the server stopped: $(squeue 2>&1)"
+
+# Jobs sized to what functions need, on a new server (no agent left over from the map to take them).
+rm -rf "$state" "$scratch/shapes" && mkdir -p -m 700 "$state" "$scratch/shapes"
+"$ferry" server --port 0 --state-dir "$state" --agents slurm >"$scratch/server.log" 2>&1 &
+server_pid=$!
+wait_until 30 grep -q " listening on " "$scratch/server.log" || fail "the second server did not start"
+address=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$scratch/server.log")
+"$ferry" run --server "$address" --state-dir "$state" "$shapes_app" "$scratch/shapes" >"$scratch/shapes.out" 2>&1 ||
+  fail "the shapes app failed: $(cat "$scratch/shapes.out")"
+cat "$scratch/shapes.out"
+# Two containers of 1500 MiB at once: one job for both (3000 MiB) is more than a node has, so one job each.
+grep -Eq '^memory: n[1-3]:1500 n[1-3]:1500$' "$scratch/shapes.out" || fail "needs_memory: $(cat "$scratch/shapes.out")"
+grep -q "Slurm refused a job for 2 containers of 1500 MiB" "$scratch/server.log" || fail "no job was tried for both"
+grep -q "^needs_gpu: 'needs_gpu' cannot run: Slurm will not give an agent with 1 GPU (sbatch: error: Invalid generic resource" \
+  "$scratch/shapes.out" || fail "needs_gpu did not fail as Slurm refused it"
+grep -q "^needs_64_cpus: 'needs_64_cpus' cannot run: Slurm will not give an agent with 64 CPUs (.*pends for PartitionConfig" \
+  "$scratch/shapes.out" || fail "needs_64_cpus did not fail as its job can never start"
+kill -TERM "$server_pid"
+wait "$server_pid" || fail "the second server exited with $?"
+server_pid=""
+wait_until 60 empty || fail "jobs left after the second server stopped: $(squeue 2>&1)"
 cluster down
 trap - EXIT
 ! pgrep -f "$ferry agent" >/dev/null || fail "an agent outlived the cluster: $(pgrep -af "$ferry agent")"
