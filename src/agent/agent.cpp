@@ -150,6 +150,7 @@ class agent {
         auto [version, max_frame_size] = f.decode_header<wire::welcome_header>();
         connection_->set_peer_max_frame_size(max_frame_size + wire::header_allowance);
         connection_->set_max_frame_size(wire::binary_chunk_size + wire::header_allowance);
+        connection_->keep_alive(wire::heartbeat_interval, wire::heartbeat_timeout);
         lost_since_.reset();
         warned_unreachable_ = false;
         retry_delay_ = std::chrono::milliseconds(500);

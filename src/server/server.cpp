@@ -305,6 +305,7 @@ void server::state::on_hello(session& s, const wire::frame& f) {
     spdlog::debug("container {} for {}.{} connected (pid {})", c->id, c->function->app->name, c->function->name, pid);
   } else if (is_agent) {
     s.role = session_role::agent;  // (it joins the pool once it has said what it offers: agent_ready)
+    s.connection->keep_alive(wire::heartbeat_interval, wire::heartbeat_timeout);
   } else if (role == static_cast<std::uint8_t>(wire::peer_role::client)) {
     s.role = session_role::client;
   } else {

@@ -25,12 +25,35 @@ connection::connection(tcp::socket socket, std::uint64_t max_frame_size)
     : socket_(std::move(socket)),
       max_frame_size_(max_frame_size),
       remote_address_(describe_endpoint(socket_)),
-      close_deadline_(socket_.get_executor()) {
+      close_deadline_(socket_.get_executor()),
+      heartbeat_timer_(socket_.get_executor()) {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
 }
 
 connection::~connection() = default;
+
+void connection::keep_alive(std::chrono::milliseconds interval, std::chrono::milliseconds timeout) {
+  heartbeat_interval_ = interval;
+  heartbeat_timeout_ = timeout;
+  last_received_ = std::chrono::steady_clock::now();
+  arm_heartbeat();
+}
+
+void connection::arm_heartbeat() {
+  heartbeat_timer_.expires_after(heartbeat_interval_);
+  heartbeat_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->shut_ || self->is_closing()) return;
+    const auto silent = std::chrono::steady_clock::now() - self->last_received_;
+    if (silent >= self->heartbeat_timeout_) {
+      const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(self->heartbeat_timeout_).count();
+      self->close("no frame from the peer for " + std::to_string(seconds) + " s (heartbeats)");
+      return;
+    }
+    self->send(message_kind::heartbeat, heartbeat_header{++self->heartbeats_sent_});
+    self->arm_heartbeat();
+  });
+}
 
 asio::any_io_executor connection::executor() const { return const_cast<tcp::socket&>(socket_).get_executor(); }
 
@@ -200,6 +223,9 @@ void connection::read_more() {
                             }
                             self->received_.resize(self->received_.size() + n);
                             ++self->reads_completed_;
+                            if (self->heartbeat_timeout_.count() > 0) {
+                              self->last_received_ = std::chrono::steady_clock::now();
+                            }
                             self->process_received();
                             self->read_more();
                           });
@@ -247,6 +273,7 @@ void connection::process_received() {
       close("malformed frame: " + error, /*flush=*/true);
       return;
     }
+    if (f->kind == message_kind::heartbeat && heartbeat_timeout_.count() > 0) continue;  // (its bytes were news)
     try {
       on_frame_(*f);
     } catch (const DecodeError& e) {
@@ -317,6 +344,7 @@ void connection::close_now(const std::string& reason, bool linger) {
   // connection, once the read in progress has ended.
   shut_ = true;
   close_deadline_.cancel();
+  heartbeat_timer_.cancel();
   boost::system::error_code ec;
   if (peer_finished_ || !linger) {
     socket_.shutdown(tcp::socket::shutdown_both, ec);

@@ -89,6 +89,12 @@ class connection : public std::enable_shared_from_this<connection> {
   /// How long a closing connection waits for its peer to take what is queued, and then to close.
   static constexpr std::chrono::seconds flush_timeout{10};
 
+  /// Sends a `heartbeat` every `interval`, and closes the connection when nothing has been received for
+  /// `timeout` (the peer, its host or the network between them is gone, though TCP has not said so).
+  /// Heartbeats received are taken here, never handed to the frame handler. Both peers of a connection
+  /// must use it (agents and the server do). Call on the executor, after start().
+  void keep_alive(std::chrono::milliseconds interval, std::chrono::milliseconds timeout);
+
   /// The largest frame the peer accepts (from its welcome); sends above it throw.
   void set_peer_max_frame_size(std::uint64_t n);
   /// The largest frame this side accepts (plus header_allowance); a larger one closes the connection.
@@ -123,6 +129,7 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Closes at once (what is queued is dropped) and reports the close. With `linger` (after a flush: the
   /// peer is to read all that was sent), reads until the peer closes too, or for flush_timeout.
   void close_now(const std::string& reason, bool linger);
+  void arm_heartbeat();
   [[noreturn]] void throw_too_large(message_kind kind, std::uint64_t size) const;
 
   tcp::socket socket_;
@@ -139,6 +146,12 @@ class connection : public std::enable_shared_from_this<connection> {
   asio::steady_timer close_deadline_;  // a closing connection's flush_timeout, then its lingering's
   std::uint64_t reads_completed_ = 1;
   bool close_reported_ = false;
+  // keep_alive's: off while heartbeat_timeout_ is 0.
+  asio::steady_timer heartbeat_timer_;
+  std::chrono::milliseconds heartbeat_interval_{0};
+  std::chrono::milliseconds heartbeat_timeout_{0};
+  std::chrono::steady_clock::time_point last_received_;
+  std::uint64_t heartbeats_sent_ = 0;
 
   // Owned by whoever set writing_: the direct writer, or the executor's flush().
   detail::buffer in_flight_;  // the bytes of the write in progress

@@ -105,6 +105,8 @@ const char* to_string(message_kind kind) {
       return "fetch_binary";
     case message_kind::binary_chunk:
       return "binary_chunk";
+    case message_kind::heartbeat:
+      return "heartbeat";
   }
   return "unknown";
 }

@@ -6,6 +6,7 @@
 // server forwards without decoding.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <ferry/codec.hpp>
 #include <ferry/errors.hpp>
@@ -57,8 +58,9 @@ enum class message_kind : std::uint8_t {
   container_exited = 23,  // agent -> server: a container's process ended (or could not start)
   fetch_binary = 24,      // agent -> server: send me a piece of the binary with this digest
   binary_chunk = 25,      // server -> agent: that piece
+  heartbeat = 26,         // agent <-> server: still here (connection::keep_alive)
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::binary_chunk);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::heartbeat);
 
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
@@ -511,6 +513,16 @@ struct binary_chunk_header {
   FERRY_WIRE_FIELDS(binary_chunk_header, digest, offset, size, status);
 };
 inline constexpr std::uint64_t binary_chunk_size = 1 << 20;
+
+/// agent <-> server, every heartbeat_interval: the sender is alive and reaches the peer. A connection that
+/// has received nothing for heartbeat_timeout is taken for dead (the peer, its host, or the network between
+/// them): a partition that TCP would take minutes to notice is noticed within seconds.
+struct heartbeat_header {
+  std::uint64_t seq;  // the sender's count, from 1
+  FERRY_WIRE_FIELDS(heartbeat_header, seq);
+};
+inline constexpr std::chrono::milliseconds heartbeat_interval{1'000};
+inline constexpr std::chrono::milliseconds heartbeat_timeout{5'000};
 
 /// Encodes an error record as a payload, and back.
 void encode_error(detail::buffer& out, const error_record& error);

@@ -190,6 +190,40 @@ TEST(agents, killing_an_agent_mid_map_runs_its_inputs_again_on_another_host_with
   EXPECT_THAT(server.proc().err(), HasSubstr("was lost with its host: its agent on doomed-host went"));
 }
 
+TEST(agents, an_agent_that_falls_silent_is_dropped_by_heartbeats_and_its_inputs_run_elsewhere) {
+  ferry_server server({"--agents", "manual"});
+  auto a = join(server, "frozen-host");
+  auto b = join(server, "live-host");
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  const std::string dir = scratch_dir();
+  std::vector<std::int64_t> results;
+  EXPECT_EQ(run_app([&] {
+              std::thread chaos([&] {
+                // Inputs 0 and 1 hold a container each, one on each host; then one agent freezes (SIGSTOP):
+                // its connection stays open, as across a network partition, and only heartbeats tell. (Its
+                // other container is warm_hold's.)
+                EXPECT_TRUE(wait_for_file(dir + "/started-0") && wait_for_file(dir + "/started-1"));
+                a->proc().signal(SIGSTOP);
+                EXPECT_TRUE(server.proc().wait_for_output(
+                    "agent on frozen-host left with 2 containers: no frame from the peer for 5 s (heartbeats)"))
+                    << server.proc().err();
+                std::ofstream(dir + "/gate").put('x');
+              });
+              try {
+                results = host_hold.starmap(numbered(dir, 10));
+              } catch (const std::exception& e) {
+                ADD_FAILURE() << "the map failed: " << e.what();
+              }
+              chaos.join();
+            }),
+            0);
+  a->proc().signal(SIGCONT);  // (to stop it as the others)
+  std::vector<std::int64_t> expected;
+  for (std::int64_t x = 0; x < 10; ++x) expected.push_back(x * 10);
+  EXPECT_EQ(results, expected);
+  EXPECT_THAT(server.proc().err(), HasSubstr("was lost with its host: its agent on frozen-host went"));
+}
+
 TEST(agents, the_cluster_map_example_prints_how_many_items_each_node_ran) {
   const auto r = run({FERRY_EXAMPLES_DIR "/cluster_map", "20"});
   EXPECT_EQ(r.code, 0) << r.err;

@@ -143,6 +143,9 @@ void decode_frame(const wire::frame& f) {
     case message_kind::binary_chunk:
       decode_payload(f, decode_checked<wire::binary_chunk_header>(f).status);
       return;
+    case message_kind::heartbeat:
+      decode_checked<wire::heartbeat_header>(f);
+      return;
   }
   fuzz_fail("parse_frame accepted a kind that is not a message kind");
 }
@@ -213,6 +216,27 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"log", frame_bytes(message_kind::log,
                           wire::log_row{1, 1.5e9, "app", "square", "fc-1", wire::log_stream::stdout_stream, "a line"})},
       {"progress", frame_bytes(message_kind::progress, wire::progress_header{3, 1, 10, "one of ten"})},
+      {"register_app_with_resources",
+       frame_bytes(message_kind::register_app,
+                   wire::register_app_header{
+                       "app",
+                       "/bin/app",
+                       {wire::function_spec{"train", "int64(int64)", 1, 4, 0, wire::retry_spec{0, 1000, 2.0, 60'000}, 0,
+                                            0, 60'000, "", 2.5, 4096, 1, "a100"}},
+                       {}})},
+      {"reply_containers_waiting",
+       frame_bytes(message_kind::reply, wire::reply_header{4, wire::status::ok},
+                   values(std::vector<wire::container_row>{{0, "app", "train", "waiting", 0, 0, 0, 0, "no host"}}))},
+      {"agent_ready",
+       frame_bytes(message_kind::agent_ready, wire::agent_ready_header{"n1", 4, 2000, 2, {"a100", "zone=eu"}, "17"})},
+      {"launch",
+       frame_bytes(
+           message_kind::launch,
+           wire::launch_header{5, "credential", std::string(64, 'a'), "/bin/app", {"--flag"}, "app", "train", {0, 1}})},
+      {"container_exited", frame_bytes(message_kind::container_exited,
+                                       wire::container_exited_header{5, "exited with code 0", 0, true, true, false})},
+      {"fetch_binary", frame_bytes(message_kind::fetch_binary, wire::fetch_binary_header{std::string(64, 'a'), 0})},
+      {"heartbeat", frame_bytes(message_kind::heartbeat, wire::heartbeat_header{1})},
   };
   // The target reads a frame's body: without the length prefix.
   std::vector<std::pair<std::string, std::string>> seeds;
