@@ -160,7 +160,7 @@ class agent {
         connection_->send(message_kind::agent_ready,
                           wire::agent_ready_header{name, options_.cpus, options_.memory_mb,
                                                    static_cast<std::uint32_t>(std::max(0, options_.gpus)),
-                                                   options_.labels, env_or_empty("SLURM_JOB_ID")});
+                                                   options_.labels, env_or_empty("SLURM_JOB_ID"), options_.server_job});
         return;
       }
       case message_kind::refused: {

@@ -28,6 +28,7 @@ struct agent_options {
   std::int32_t gpus = -1;            // -1: found out
   std::vector<std::string> gpu_ids;  // their CUDA_VISIBLE_DEVICES ids (found out)
   std::vector<std::string> labels;
+  bool server_job = false;          // started in a Slurm job the server submitted (agent_ready_header::server_job)
   std::filesystem::path cache_dir;  // where fetched binaries are kept, by digest
   /// How long it keeps trying to reach the server (at start, or once the connection is lost) before it exits.
   std::chrono::seconds reconnect_window{300};

@@ -588,6 +588,10 @@ int run_cli(int argc, char** argv) {
                         "GPUs offered (default: the Slurm allocation's, or those CUDA_VISIBLE_DEVICES lists)");
   agent_cmd->add_option("--label", agent.options.labels, "A label of this host (repeatable), for placement");
   agent_cmd
+      ->add_flag("--server-job", agent.options.server_job,
+                 "Its Slurm job was submitted by the server (--agents slurm), which may cancel it")
+      ->group("");  // (the server's own sbatch passes it)
+  agent_cmd
       ->add_option("--reconnect-window", agent.reconnect_window_s,
                    "Seconds it keeps trying to reach the server (at start, or after losing it) before it exits")
       ->capture_default_str();

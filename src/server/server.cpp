@@ -323,7 +323,7 @@ void server::state::on_agent_ready(session& s, const wire::frame& f) {
   spdlog::info("agent on {} joined from {}: {} CPUs, {} MiB, {} GPUs{}", host.name, s.connection->remote_address(),
                host.cpus, host.memory_mb, host.gpus,
                host.slurm_job_id.empty() ? "" : " (Slurm job " + host.slurm_job_id + ")");
-  if (slurm) slurm->joined(host.slurm_job_id);
+  if (slurm) slurm->joined(host.slurm_job_id, host.server_job);
   agents->joined(s.id, s.connection, std::move(host));
   dispatch_waiting_for_hosts();
 }

@@ -136,7 +136,7 @@ void slurm_capacity::submit(const resources& need, std::size_t containers) {
   // The agent reads the credential from the file: it is never on a command line (nor in the job's script).
   std::string command = "exec " + shell_quoted(options_.ferry_path) + " agent --server " +
                         shell_quoted(options_.server_address) + " --token-file " +
-                        shell_quoted(options_.token_file.string()) + " --reconnect-window 60";
+                        shell_quoted(options_.token_file.string()) + " --reconnect-window 60 --server-job";
   if (!need.placement.empty()) command += " --label " + shell_quoted(need.placement);
   argv.push_back("--wrap=" + command);
   ++submitting_jobs_;
@@ -177,9 +177,14 @@ void slurm_capacity::failed_submission(const std::string& why) {
   arm_check();
 }
 
-void slurm_capacity::joined(const std::string& job_id) {
+void slurm_capacity::joined(const std::string& job_id, bool server_job) {
   auto it = pending_.find(job_id);
-  if (it == pending_.end()) return;
+  if (it == pending_.end()) {
+    if (!server_job || job_id.empty() || running_.contains(job_id)) return;
+    spdlog::info("adopted Slurm job {}: its agent was started for this server before it restarted", job_id);
+    running_.emplace(job_id, busy);
+    return arm_check();
+  }
   pending_.erase(it);
   running_.emplace(job_id, busy);
   failures_ = 0;

@@ -63,8 +63,9 @@ class slurm_capacity {
   /// connected nor the jobs pending will take.
   void demand(std::map<resources, std::size_t> containers);
   /// An agent has joined, from Slurm job `job_id` ("" when not in a job): if the job is one of ours, it no
-  /// longer counts as pending.
-  void joined(const std::string& job_id);
+  /// longer counts as pending. One a server submitted (`server_job`) that this one does not know is adopted:
+  /// it was this server's before it restarted, and is cancelled when idle, or when the server stops.
+  void joined(const std::string& job_id, bool server_job);
   /// Cancels every job it submitted (the server is stopping); returns once scancel has run.
   void cancel_all();
 

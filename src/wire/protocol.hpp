@@ -442,7 +442,10 @@ struct agent_ready_header {
   std::uint32_t gpus;
   std::vector<std::string> labels;  // free-form: Slurm features, node labels (--label)
   std::string slurm_job_id;         // SLURM_JOB_ID when it runs in a Slurm job; "" otherwise
-  FERRY_WIRE_FIELDS(agent_ready_header, name, cpus, memory_mb, gpus, labels, slurm_job_id);
+  /// Its job was submitted by the server (`--agents slurm`), which cancels it when idle; a restarted server
+  /// adopts it. False for an agent a user started (in an allocation of theirs, which is not the server's).
+  bool server_job = false;
+  FERRY_WIRE_FIELDS(agent_ready_header, name, cpus, memory_mb, gpus, labels, slurm_job_id, server_job);
 };
 
 /// server -> agent: start container `container_id` running the binary whose SHA-256 is `digest` (fetched

@@ -4,8 +4,9 @@
 # held at a gate) one agent's job is cancelled: its containers' items run again elsewhere, Slurm is asked for
 # the capacity again, and every result comes back right, from at least two nodes. Stopping the server cancels
 # its agents' jobs. Then, on a new server, tests/cluster/slurm_shapes_app.cpp: jobs are sized to what the
-# functions ask (memory), and what Slurm will never run (a GPU, 64 CPUs) fails the call saying so. `slurm-
-# cluster.sh down` then finds no process left. Needs root: skipped (77) otherwise.
+# functions ask (memory), and what Slurm will never run (a GPU, 64 CPUs) fails the call saying so; killed
+# and started again, that server adopts its agents' jobs and cancels them once idle. `slurm-cluster.sh down`
+# then finds no process left. Needs root: skipped (77) otherwise.
 #
 #   ferry_on_slurm_test.sh SOURCE_DIR SCRATCH_DIR FERRY CLUSTER_MAP SHAPES_APP
 set -euo pipefail
@@ -104,10 +105,22 @@ grep -q "^needs_gpu: 'needs_gpu' cannot run: Slurm will not give an agent with 1
   "$scratch/shapes.out" || fail "needs_gpu did not fail as Slurm refused it"
 grep -q "^needs_64_cpus: 'needs_64_cpus' cannot run: Slurm will not give an agent with 64 CPUs (.*pends for PartitionConfig" \
   "$scratch/shapes.out" || fail "needs_64_cpus did not fail as its job can never start"
+
+# The server dies (kill -9) with its two agents' jobs running; started again on the same port and state, it
+# adopts them as their agents reconnect, and cancels them once they are idle.
+[ "$(squeue -h -o %i | wc -l)" -eq 2 ] || fail "expected the 2 jobs of needs_memory: $(squeue 2>&1)"
+port=${address##*:}
+kill -KILL "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+"$ferry" server --port "$port" --state-dir "$state" --agents slurm --slurm-idle 3 >"$scratch/server.log" 2>&1 &
+server_pid=$!
+adopted() { [ "$(grep -c 'adopted Slurm job' "$scratch/server.log")" -ge 2 ]; }
+wait_until 60 adopted || fail "the restarted server did not adopt its agents' jobs"
+wait_until 60 empty || fail "the adopted jobs were not cancelled once idle: $(squeue 2>&1)"
+grep -q "cancelling Slurm job .*: its agent has been idle for 3 s" "$scratch/server.log" || fail "no idle cancel"
 kill -TERM "$server_pid"
 wait "$server_pid" || fail "the second server exited with $?"
 server_pid=""
-wait_until 60 empty || fail "jobs left after the second server stopped: $(squeue 2>&1)"
 cluster down
 trap - EXIT
 ! pgrep -f "$ferry agent" >/dev/null || fail "an agent outlived the cluster: $(pgrep -af "$ferry agent")"

@@ -227,8 +227,8 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"reply_containers_waiting",
        frame_bytes(message_kind::reply, wire::reply_header{4, wire::status::ok},
                    values(std::vector<wire::container_row>{{0, "app", "train", "waiting", 0, 0, 0, 0, "no host"}}))},
-      {"agent_ready",
-       frame_bytes(message_kind::agent_ready, wire::agent_ready_header{"n1", 4, 2000, 2, {"a100", "zone=eu"}, "17"})},
+      {"agent_ready", frame_bytes(message_kind::agent_ready,
+                                  wire::agent_ready_header{"n1", 4, 2000, 2, {"a100", "zone=eu"}, "17", true})},
       {"launch",
        frame_bytes(
            message_kind::launch,
