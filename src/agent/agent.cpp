@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -34,6 +35,9 @@ using tcp = asio::ip::tcp;
 using wire::message_kind;
 
 namespace {
+
+/// How long an exit nobody asked for waits for a stop signal to the agent before it is reported.
+constexpr std::chrono::milliseconds unasked_exit_grace{250};
 
 std::string env_or_empty(const char* name) {
   const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
@@ -175,6 +179,7 @@ class agent {
         auto [id, sig] = f.decode_header<wire::signal_container_header>();
         auto it = running_.find(id);
         if (it == running_.end()) return;  // it has exited (its exit is on the way)
+        stopped_by_server_.insert(id);
         if (sig == SIGKILL) {
           it->second->kill();
         } else {
@@ -234,7 +239,7 @@ class agent {
       reconnect_when_idle_ = false;
       if (!stopping_) return reconnect("its containers have stopped");
     }
-    if (!stopping_ || !running_.empty()) return;
+    if (!stopping_ || !running_.empty() || unasked_exits_ > 0) return;
     if (kill_timer_) kill_timer_->cancel();
     if (closed_ || !connection_) {
       io_.stop();
@@ -327,12 +332,25 @@ class agent {
       auto process = launcher_->launch(
           spec,
           [this, id](const server::container_exit& exit) {
-            if (!stopping_) take_stop_signal();  // (the agent's own SIGTERM may be on its way with this exit)
             auto it = running_.find(id);
             const bool reached_main = it != running_.end() && it->second->reached_main();
             running_.erase(id);
-            exited(id, exit.how, exit.signal, true, reached_main);
-            finish_if_done();
+            if (stopping_ || stopped_by_server_.erase(id) > 0) {
+              exited(id, exit.how, exit.signal, true, reached_main);
+              return finish_if_done();
+            }
+            // An exit nobody asked for. A signal sent to a whole Slurm job (scancel) reaches its processes in
+            // no set order: the container's may end it before the agent's own has arrived. So the agent
+            // waits a moment for a stop signal of its own before it reports the exit as the container's.
+            ++unasked_exits_;
+            auto grace = std::make_shared<asio::steady_timer>(io_, unasked_exit_grace);
+            grace->async_wait(
+                [this, grace, id, how = exit.how, signal = exit.signal, reached_main](boost::system::error_code) {
+                  --unasked_exits_;
+                  if (!stopping_) take_stop_signal();
+                  exited(id, how, signal, true, reached_main);
+                  finish_if_done();
+                });
           },
           [this, id](int stream, std::string_view chunk) {
             connection_->send(message_kind::container_output,
@@ -359,8 +377,10 @@ class agent {
   asio::posix::stream_descriptor signals_;  // a signalfd of SIGINT and SIGTERM
   std::shared_ptr<wire::connection> connection_;
   std::map<std::uint64_t, std::unique_ptr<server::container_process>> running_;  // by container id
-  std::map<std::string, download> downloads_;                                    // by digest
-  server::file_digests digests_;  // of binaries at the server's paths, seen here (a shared filesystem)
+  std::set<std::uint64_t> stopped_by_server_;  // running containers the server has signalled
+  std::size_t unasked_exits_ = 0;              // exits waiting out unasked_exit_grace
+  std::map<std::string, download> downloads_;  // by digest
+  server::file_digests digests_;               // of binaries at the server's paths, seen here (a shared filesystem)
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::string host_, port_;                                          // the server's
   std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then
