@@ -60,7 +60,7 @@ struct FunctionOptions {
   /// Memory reserved for each container, in MiB; 0: none.
   std::int64_t memory_mb = 0;
   /// GPUs each container gets to itself, named by its CUDA_VISIBLE_DEVICES (which is empty in a container
-  /// that asks for none on a host that has some).
+  /// that asks for none on an agent's host that has some).
   int gpus = 0;
   /// A label the host must have: one an agent was started with (`ferry agent --label L`), or a Slurm
   /// feature under `ferry server --agents slurm` (the agents' jobs ask for it with --constraint). "": any.

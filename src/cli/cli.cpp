@@ -585,7 +585,8 @@ int run_cli(int argc, char** argv) {
   agent_cmd->add_option("--memory-mb", agent.options.memory_mb,
                         "Memory offered, in MiB (default: the Slurm allocation's, or the host's)");
   agent_cmd->add_option("--gpus", agent.options.gpus,
-                        "GPUs offered (default: the Slurm allocation's, or those CUDA_VISIBLE_DEVICES lists)");
+                        "GPUs offered (default: those CUDA_VISIBLE_DEVICES lists, else the Slurm allocation's, "
+                        "else the NVIDIA devices /dev/nvidiaN)");
   agent_cmd->add_option("--label", agent.options.labels, "A label of this host (repeatable), for placement");
   agent_cmd
       ->add_flag("--server-job", agent.options.server_job,

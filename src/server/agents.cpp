@@ -162,7 +162,8 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
   };
   if (!best) {
     container_spec local_spec = spec;
-    if (!local_gpu_ids_.empty()) local_spec.environment.push_back("CUDA_VISIBLE_DEVICES=" + gpu_list(&local_gpu_ids_));
+    // (A container that asked for no GPU keeps the environment it always had on the server's own host.)
+    if (!grant->gpus.empty()) local_spec.environment.push_back("CUDA_VISIBLE_DEVICES=" + gpu_list(&local_gpu_ids_));
     auto process = local_->launch(
         local_spec,
         [this, g = *grant, handler = std::move(on_exit)](container_exit exit) {

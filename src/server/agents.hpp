@@ -9,7 +9,8 @@
 // host whose containers count for the fewest CPUs per CPU it has (which spreads a function's containers
 // across hosts). A container that reserves no CPUs counts as one on an agent's host (an agent takes one
 // such container per CPU), and reserves none of the server's own host, which takes those as it always has.
-// Each GPU container's CUDA_VISIBLE_DEVICES names the GPUs it was given.
+// Each GPU container's CUDA_VISIBLE_DEVICES names the GPUs it was given; on an agent's host, one that asked
+// for none gets an empty one (the server's own host leaves it as it always was).
 //
 // A remote container's binary is the app's, named by its SHA-256: the agent fetches it from
 // the server (fetch_binary) unless it has it. An agent that goes (its connection closes: it was killed, its

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 namespace ferry::server {
@@ -65,7 +66,18 @@ std::vector<std::string> host_gpus() {
     }
     return ids;
   }
-  const auto n = leading_number(env_or_empty("SLURM_GPUS_ON_NODE"));
+  auto n = leading_number(env_or_empty("SLURM_GPUS_ON_NODE"));
+  if (n == 0) {
+    // The NVIDIA driver's device files: /dev/nvidia0, /dev/nvidia1, ... (not nvidiactl, nvidia-uvm).
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/dev", ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() > 6 && name.starts_with("nvidia") &&
+          name.find_first_not_of("0123456789", 6) == std::string::npos) {
+        ++n;
+      }
+    }
+  }
   for (std::uint64_t i = 0; i < n; ++i) ids.push_back(std::to_string(i));
   return ids;
 }

@@ -29,7 +29,7 @@ struct resources {
 std::uint32_t host_cpus();
 std::uint64_t host_memory_mb();
 /// The GPUs' ids as CUDA_VISIBLE_DEVICES names them ("0", "1", or UUIDs); without it, "0" to "N-1" for the
-/// SLURM_GPUS_ON_NODE GPUs of a Slurm allocation; none otherwise.
+/// SLURM_GPUS_ON_NODE GPUs of a Slurm allocation, or for the NVIDIA GPUs the host has (/dev/nvidiaN).
 std::vector<std::string> host_gpus();
 
 }  // namespace ferry::server

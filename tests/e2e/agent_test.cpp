@@ -293,6 +293,22 @@ TEST(agents, each_gpu_container_gets_gpus_of_its_own_and_others_none) {
   EXPECT_EQ(plain, std::vector<std::string>{"gpu-host:"});  // set, and empty: no GPU of the host's is its
 }
 
+TEST(agents, on_the_servers_own_host_gpu_containers_get_its_gpus_one_each_and_others_keep_their_environment) {
+  // The server's host has the two GPUs its CUDA_VISIBLE_DEVICES names.
+  ferry_server server({}, {"env", "CUDA_VISIBLE_DEVICES=GPU-aaaa,GPU-bbbb"});
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> together, plain;
+  EXPECT_EQ(run_app([&] {
+              const std::string dir = scratch_dir();
+              together = one_gpu.starmap({{dir, 0, 2}, {dir, 1, 2}});
+              plain = no_gpu.starmap({{scratch_dir(), 0, 1}});
+            }),
+            0);
+  EXPECT_EQ(std::set<std::string>(together.begin(), together.end()),
+            (std::set<std::string>{"none:GPU-aaaa", "none:GPU-bbbb"}));
+  EXPECT_EQ(plain, std::vector<std::string>{"none:GPU-aaaa,GPU-bbbb"});  // as containers always had it
+}
+
 TEST(agents, containers_go_where_their_memory_fits) {
   ferry_server server({"--agents", "manual"});
   auto small = join(server, "small-host", {}, {"--memory-mb", "1000"});
