@@ -18,7 +18,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <thread>
 #include <unordered_map>
 
@@ -36,8 +35,9 @@ using wire::message_kind;
 
 namespace {
 
-/// How long an exit nobody asked for waits for a stop signal to the agent before it is reported.
-constexpr std::chrono::milliseconds unasked_exit_grace{250};
+/// How long a container's exit waits for a stop signal to the agent before it is reported (while the agent
+/// is not stopping).
+constexpr std::chrono::milliseconds exit_report_grace{250};
 
 std::string env_or_empty(const char* name) {
   const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
@@ -179,7 +179,6 @@ class agent {
         auto [id, sig] = f.decode_header<wire::signal_container_header>();
         auto it = running_.find(id);
         if (it == running_.end()) return;  // it has exited (its exit is on the way)
-        stopped_by_server_.insert(id);
         if (sig == SIGKILL) {
           it->second->kill();
         } else {
@@ -239,7 +238,7 @@ class agent {
       reconnect_when_idle_ = false;
       if (!stopping_) return reconnect("its containers have stopped");
     }
-    if (!stopping_ || !running_.empty() || unasked_exits_ > 0) return;
+    if (!stopping_ || !running_.empty() || pending_exits_ > 0) return;
     if (kill_timer_) kill_timer_->cancel();
     if (closed_ || !connection_) {
       io_.stop();
@@ -335,18 +334,19 @@ class agent {
             auto it = running_.find(id);
             const bool reached_main = it != running_.end() && it->second->reached_main();
             running_.erase(id);
-            if (stopping_ || stopped_by_server_.erase(id) > 0) {
+            if (stopping_) {
               exited(id, exit.how, exit.signal, true, reached_main);
               return finish_if_done();
             }
-            // An exit nobody asked for. A signal sent to a whole Slurm job (scancel) reaches its processes in
-            // no set order: the container's may end it before the agent's own has arrived. So the agent
-            // waits a moment for a stop signal of its own before it reports the exit as the container's.
-            ++unasked_exits_;
-            auto grace = std::make_shared<asio::steady_timer>(io_, unasked_exit_grace);
+            // A signal sent to a whole Slurm job (scancel) reaches its processes in no set order: the
+            // container's may end it before the agent's own has arrived, and the container's connection
+            // closing may have made the server ask for its stop meanwhile. So the agent waits a moment for a
+            // stop signal of its own before it reports the exit as the container's.
+            ++pending_exits_;
+            auto grace = std::make_shared<asio::steady_timer>(io_, exit_report_grace);
             grace->async_wait(
                 [this, grace, id, how = exit.how, signal = exit.signal, reached_main](boost::system::error_code) {
-                  --unasked_exits_;
+                  --pending_exits_;
                   if (!stopping_) take_stop_signal();
                   exited(id, how, signal, true, reached_main);
                   finish_if_done();
@@ -377,10 +377,9 @@ class agent {
   asio::posix::stream_descriptor signals_;  // a signalfd of SIGINT and SIGTERM
   std::shared_ptr<wire::connection> connection_;
   std::map<std::uint64_t, std::unique_ptr<server::container_process>> running_;  // by container id
-  std::set<std::uint64_t> stopped_by_server_;  // running containers the server has signalled
-  std::size_t unasked_exits_ = 0;              // exits waiting out unasked_exit_grace
-  std::map<std::string, download> downloads_;  // by digest
-  server::file_digests digests_;               // of binaries at the server's paths, seen here (a shared filesystem)
+  std::size_t pending_exits_ = 0;                                                // exits waiting out exit_report_grace
+  std::map<std::string, download> downloads_;                                    // by digest
+  server::file_digests digests_;  // of binaries at the server's paths, seen here (a shared filesystem)
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::string host_, port_;                                          // the server's
   std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then
