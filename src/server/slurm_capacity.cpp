@@ -120,7 +120,8 @@ void slurm_capacity::ask() {
 
 void slurm_capacity::submit(const resources& need, std::size_t containers) {
   const double cpus_each = need.cpu > 0 ? need.cpu : 1.0;
-  const auto cpus = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(std::ceil(cpus_each * containers - 1e-9)));
+  const auto cpus = std::max<std::uint64_t>(
+      1, static_cast<std::uint64_t>(std::ceil(cpus_each * static_cast<double>(containers) - 1e-9)));
   std::vector<std::string> argv{"sbatch",
                                 "--parsable",
                                 "--job-name=ferry-agent",
@@ -144,7 +145,8 @@ void slurm_capacity::submit(const resources& need, std::size_t containers) {
   const std::string what = need.any() ? " for containers of " + need.describe() : "";
   run_command(executor_, argv, command_timeout, [this, need, containers, cpus, what](const command_result& r) {
     --submitting_jobs_;
-    if ((submitting_[need] -= containers) == 0) submitting_.erase(need);
+    submitting_[need] -= containers;
+    if (submitting_[need] == 0) submitting_.erase(need);
     const std::string id = trimmed(r.out.substr(0, r.out.find(';')));
     if (r.exit_code != 0 || id.empty()) {
       const std::string error = trimmed(r.err.empty() ? r.out : r.err);
