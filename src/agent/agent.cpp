@@ -155,6 +155,7 @@ class agent {
         connection_->set_peer_max_frame_size(max_frame_size + wire::header_allowance);
         connection_->set_max_frame_size(wire::binary_chunk_size + wire::header_allowance);
         connection_->keep_alive(wire::heartbeat_interval, wire::heartbeat_timeout);
+        send_stats_later();
         lost_since_.reset();
         warned_unreachable_ = false;
         retry_delay_ = std::chrono::milliseconds(500);
@@ -221,6 +222,7 @@ class agent {
     boost::system::error_code ignored;
     signals_.cancel(ignored);
     if (retry_timer_) retry_timer_->cancel();
+    if (stats_timer_) stats_timer_->cancel();
     for (auto& [id, r] : running_) r->terminate();
     kill_timer_ = std::make_unique<asio::steady_timer>(io_, std::chrono::seconds(5));
     kill_timer_->async_wait([this](boost::system::error_code ec) {
@@ -365,6 +367,21 @@ class agent {
     }
   }
 
+  /// Every container_stats_interval while connected: what each running container uses.
+  void send_stats_later() {
+    stats_timer_ = std::make_unique<asio::steady_timer>(io_, wire::container_stats_interval);
+    stats_timer_->async_wait([this](boost::system::error_code ec) {
+      if (ec || closed_ || !connection_) return;
+      if (!running_.empty()) {
+        wire::container_stats_header stats;
+        stats.containers.reserve(running_.size());
+        for (const auto& [id, process] : running_) stats.containers.push_back({id, process->rss_bytes()});
+        connection_->send(message_kind::container_stats, stats);
+      }
+      send_stats_later();
+    });
+  }
+
   /// Reports container `id`'s end; while the agent stops, as lost with its host (see container_exited).
   void exited(std::uint64_t id, const std::string& how, int signal, bool started, bool reached_main = false) {
     connection_->send(message_kind::container_exited,
@@ -381,6 +398,7 @@ class agent {
   std::map<std::string, download> downloads_;                                    // by digest
   server::file_digests digests_;  // of binaries at the server's paths, seen here (a shared filesystem)
   std::unique_ptr<asio::steady_timer> kill_timer_;
+  std::unique_ptr<asio::steady_timer> stats_timer_;
   std::string host_, port_;                                          // the server's
   std::optional<std::chrono::steady_clock::time_point> lost_since_;  // unreachable since then
   std::chrono::milliseconds retry_delay_{500};

@@ -37,7 +37,7 @@ class remote_container final : public container_process {
   void kill() override { pool_.send_signal(*this, SIGKILL); }
   /// Its output arrives over the agent's connection, as the agent reads it; there is nothing to read here.
   void drain_output() override {}
-  std::uint64_t rss_bytes() const override { return 0; }  // (not reported by agents yet)
+  std::uint64_t rss_bytes() const override { return exited_ ? 0 : rss_; }  // as its agent last reported
   bool reached_main() override { return reached_main_; }
 
   session_id agent() const { return agent_; }
@@ -45,6 +45,7 @@ class remote_container final : public container_process {
   const host_grant& grant() const { return grant_; }
 
   void started(std::int64_t pid) { pid_ = pid; }
+  void used(std::uint64_t rss_bytes) { rss_ = rss_bytes; }
   void output(int stream, std::string_view chunk) {
     if (on_output_ && !exited_) on_output_(stream, chunk);
   }
@@ -62,6 +63,7 @@ class remote_container final : public container_process {
   container_id id_;
   host_grant grant_;
   std::int64_t pid_ = 0;
+  std::uint64_t rss_ = 0;
   bool exited_ = false;
   bool reached_main_ = false;
   container_launcher::exit_handler on_exit_;
@@ -273,6 +275,13 @@ void agent_pool::on_frame(session_id id, const wire::frame& f) {
       std::string what = started ? how : "could not be started on " + agent.host.name + ": " + how;
       if (host_lost) what = "was stopped as its agent on " + agent.host.name + " stopped (it " + what + ")";
       c->exit({std::move(what), signal, host_lost}, reached_main);
+      return;
+    }
+    case wire::message_kind::container_stats: {
+      auto [usage] = f.decode_header<wire::container_stats_header>();
+      for (const auto& [cid, rss] : usage) {
+        if (remote_container* c = container(cid)) c->used(rss);
+      }
       return;
     }
     case wire::message_kind::fetch_binary: {

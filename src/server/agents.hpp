@@ -85,7 +85,7 @@ class agent_pool final : public container_launcher {
   void joined(session_id id, std::shared_ptr<wire::connection> connection, wire::agent_ready_header host);
   /// Agent `id`'s connection has closed: its containers are lost with it.
   void left(session_id id, const std::string& reason);
-  /// A frame from agent `id` (launched, container_output, container_exited, fetch_binary). Throws
+  /// A frame from agent `id` (launched, container_output, container_exited, container_stats, fetch_binary). Throws
   /// wire::protocol_error for one out of place.
   void on_frame(session_id id, const wire::frame& f);
 

@@ -239,6 +239,7 @@ void server::state::on_frame(session& s, const wire::frame& f) {
     case message_kind::launched:
     case message_kind::container_output:
     case message_kind::container_exited:
+    case message_kind::container_stats:
     case message_kind::fetch_binary:
       if (s.role != session_role::agent) break;
       agents->on_frame(s.id, f);

@@ -107,6 +107,8 @@ const char* to_string(message_kind kind) {
       return "binary_chunk";
     case message_kind::heartbeat:
       return "heartbeat";
+    case message_kind::container_stats:
+      return "container_stats";
   }
   return "unknown";
 }

@@ -59,8 +59,9 @@ enum class message_kind : std::uint8_t {
   fetch_binary = 24,      // agent -> server: send me a piece of the binary with this digest
   binary_chunk = 25,      // server -> agent: that piece
   heartbeat = 26,         // agent <-> server: still here (connection::keep_alive)
+  container_stats = 27,   // agent -> server: what its containers use
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::heartbeat);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::container_stats);
 
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
@@ -524,6 +525,19 @@ struct heartbeat_header {
   std::uint64_t seq;  // the sender's count, from 1
   FERRY_WIRE_FIELDS(heartbeat_header, seq);
 };
+/// One container's use of its host, in container_stats.
+struct container_usage {
+  std::uint64_t container_id;
+  std::uint64_t rss_bytes;  // resident memory
+  FERRY_WIRE_FIELDS(container_usage, container_id, rss_bytes);
+};
+/// agent -> server, every container_stats_interval while it runs containers: what each uses (`ferry ps`).
+struct container_stats_header {
+  std::vector<container_usage> containers;
+  FERRY_WIRE_FIELDS(container_stats_header, containers);
+};
+inline constexpr std::chrono::milliseconds container_stats_interval{2'000};
+
 inline constexpr std::chrono::milliseconds heartbeat_interval{1'000};
 inline constexpr std::chrono::milliseconds heartbeat_timeout{5'000};
 

@@ -224,6 +224,25 @@ TEST(agents, an_agent_that_falls_silent_is_dropped_by_heartbeats_and_its_inputs_
   EXPECT_THAT(server.proc().err(), HasSubstr("was lost with its host: its agent on frozen-host went"));
 }
 
+TEST(agents, a_containers_memory_on_an_agents_host_shows_in_the_api_as_its_agent_reports_it) {
+  ferry_server server({"--agents", "manual"});
+  auto a = join(server, "reporting-host");
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::uint64_t rss = 0;
+  EXPECT_EQ(run_app([&] {
+              EXPECT_EQ(add.remote(20, 22), 42);
+              // Its container stays (idle, for the scale-down window); the agent reports what it uses every
+              // 2 s. (Polled until it shows, for up to 20 s.)
+              const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+              while (rss == 0 && std::chrono::steady_clock::now() < deadline) {
+                for (const auto& c : server.containers("add")) rss = std::max(rss, c.rss_bytes);
+                if (rss == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+              }
+            }),
+            0);
+  EXPECT_GT(rss, 1u << 20);  // a container's resident memory is megabytes
+}
+
 TEST(agents, the_cluster_map_example_prints_how_many_items_each_node_ran) {
   const auto r = run({FERRY_EXAMPLES_DIR "/cluster_map", "20"});
   EXPECT_EQ(r.code, 0) << r.err;

@@ -279,6 +279,7 @@ std::vector<ferry_server::container_row> ferry_server::containers(const std::str
     row.state = c.at("state").as_string().c_str();
     row.inputs = c.at("inputs").to_number<int>();
     row.pid = c.at("pid").to_number<pid_t>();
+    row.rss_bytes = c.at("rss_bytes").to_number<std::uint64_t>();
     if (function.empty() || row.function == function) rows.push_back(std::move(row));
   }
   return rows;

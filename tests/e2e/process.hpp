@@ -87,6 +87,7 @@ class ferry_server {
     std::string app, function, state;
     int inputs = 0;
     pid_t pid = -1;
+    std::uint64_t rss_bytes = 0;
   };
   /// The server's containers (GET /v1/containers), optionally only those of `function`.
   std::vector<container_row> containers(const std::string& function = "") const;

@@ -146,6 +146,9 @@ void decode_frame(const wire::frame& f) {
     case message_kind::heartbeat:
       decode_checked<wire::heartbeat_header>(f);
       return;
+    case message_kind::container_stats:
+      decode_checked<wire::container_stats_header>(f);
+      return;
   }
   fuzz_fail("parse_frame accepted a kind that is not a message kind");
 }
@@ -237,6 +240,8 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
                                        wire::container_exited_header{5, "exited with code 0", 0, true, true, false})},
       {"fetch_binary", frame_bytes(message_kind::fetch_binary, wire::fetch_binary_header{std::string(64, 'a'), 0})},
       {"heartbeat", frame_bytes(message_kind::heartbeat, wire::heartbeat_header{1})},
+      {"container_stats",
+       frame_bytes(message_kind::container_stats, wire::container_stats_header{{{5, 1 << 20}, {6, 3 << 20}}})},
   };
   // The target reads a frame's body: without the length prefix.
   std::vector<std::pair<std::string, std::string>> seeds;
