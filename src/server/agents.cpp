@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <limits>
-#include <optional>
 #include <system_error>
 #include <thread>
 
@@ -72,25 +71,31 @@ class remote_container final : public container_process {
 
 namespace {
 
-/// The share of `host` (with `used` taken) a container that needs `need` would get, if it has room for it.
-std::optional<host_grant> fit(const wire::agent_ready_header& host, const host_usage& used, const resources& need,
-                              bool local) {
-  host_grant g;
+/// Whether `host` (with `used` taken) has room for a container that needs `need`; if so, `g` is its share.
+/// (Not an optional: clang-tidy 16's optional-access check crashes on the loop in launch.)
+bool fit(const wire::agent_ready_header& host, const host_usage& used, const resources& need, bool local,
+         host_grant& g) {
+  g = host_grant{};
   g.weight = need.cpu > 0 ? need.cpu : 1;
   g.cpu = need.cpu > 0 ? need.cpu : (local ? 0 : 1);
   g.memory_mb = need.memory_mb;
   constexpr double rounding = 1e-9;  // (fractions of CPUs add up inexactly)
-  if (used.cpu + g.cpu > std::max<std::uint32_t>(1, host.cpus) + rounding) return std::nullopt;
-  if (need.memory_mb > 0 && used.memory_mb + need.memory_mb > host.memory_mb) return std::nullopt;
+  if (used.cpu + g.cpu > std::max<std::uint32_t>(1, host.cpus) + rounding) return false;
+  if (need.memory_mb > 0 && used.memory_mb + need.memory_mb > host.memory_mb) return false;
   if (!need.placement.empty() &&
       std::find(host.labels.begin(), host.labels.end(), need.placement) == host.labels.end()) {
-    return std::nullopt;
+    return false;
   }
   for (std::uint32_t i = 0; i < host.gpus && g.gpus.size() < need.gpus; ++i) {
     if (i >= used.gpus.size() || !used.gpus[i]) g.gpus.push_back(i);
   }
-  if (g.gpus.size() < need.gpus) return std::nullopt;
-  return g;
+  return g.gpus.size() == need.gpus;
+}
+
+/// Whether `host` (with `used` taken) has room for a container that needs `need`.
+bool has_room(const wire::agent_ready_header& host, const host_usage& used, const resources& need, bool local) {
+  host_grant unused;
+  return fit(host, used, need, local, unused);
 }
 
 void take(host_usage& used, const host_grant& g) {
@@ -140,61 +145,64 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
   // Among the hosts with room, the one whose containers count for the fewest CPUs per CPU it has; the
   // server's own first among equals, then agents in the order they joined.
   agent_record* best = nullptr;
-  std::optional<host_grant> grant;
+  bool found = false;
+  host_grant grant;
+  host_grant candidate;
   double best_load = std::numeric_limits<double>::infinity();
-  if (local_) {
-    grant = fit(local_host_, local_used_, spec.need, true);
-    if (grant) best_load = load(local_host_, local_used_);
+  if (local_ && fit(local_host_, local_used_, spec.need, true, grant)) {
+    found = true;
+    best_load = load(local_host_, local_used_);
   }
   for (auto& [id, agent] : agents_) {
     if (agent.draining) continue;
     const double l = load(agent.host, agent.used);
     if (l >= best_load) continue;
-    if (auto g = fit(agent.host, agent.used, spec.need, false)) {
+    if (fit(agent.host, agent.used, spec.need, false, candidate)) {
       best = &agent;
       best_load = l;
-      grant = std::move(g);
+      grant = std::move(candidate);
+      found = true;
     }
   }
-  if (!grant) throw no_capacity_error(no_room(spec.need));
+  if (!found) throw no_capacity_error(no_room(spec.need));
   auto gpu_list = [&](const std::vector<std::string>* ids) {
     std::string visible;
-    for (std::uint32_t i : grant->gpus) visible += (visible.empty() ? "" : ",") + (ids ? (*ids)[i] : std::to_string(i));
+    for (std::uint32_t i : grant.gpus) visible += (visible.empty() ? "" : ",") + (ids ? (*ids)[i] : std::to_string(i));
     return visible;
   };
   if (!best) {
     container_spec local_spec = spec;
     // (A container that asked for no GPU keeps the environment it always had on the server's own host.)
-    if (!grant->gpus.empty()) local_spec.environment.push_back("CUDA_VISIBLE_DEVICES=" + gpu_list(&local_gpu_ids_));
+    if (!grant.gpus.empty()) local_spec.environment.push_back("CUDA_VISIBLE_DEVICES=" + gpu_list(&local_gpu_ids_));
     auto process = local_->launch(
         local_spec,
-        [this, g = *grant, handler = std::move(on_exit)](container_exit exit) {
+        [this, g = grant, handler = std::move(on_exit)](container_exit exit) {
           give_back(local_used_, g);
           handler(std::move(exit));
         },
         std::move(on_output));
-    take(local_used_, *grant);  // (once it has started: a launch that throws starts nothing)
+    take(local_used_, grant);  // (once it has started: a launch that throws starts nothing)
     return process;
   }
   const std::string digest = spec.digest.empty() ? digests_.of(spec.executable) : spec.digest;
   if (digest.empty()) throw std::system_error(errno, std::generic_category(), "cannot read " + spec.executable);
   binaries_[digest] = spec.executable;
-  take(best->used, *grant);
+  take(best->used, grant);
   auto c =
-      std::make_unique<remote_container>(*this, best->id, spec.id, *grant, std::move(on_exit), std::move(on_output));
+      std::make_unique<remote_container>(*this, best->id, spec.id, grant, std::move(on_exit), std::move(on_output));
   best->containers.emplace(spec.id, c.get());
   best->connection->send(wire::message_kind::launch,
                          wire::launch_header{number(spec.id), spec.credential, digest, spec.executable, spec.arguments,
-                                             spec.app, spec.function, grant->gpus});
+                                             spec.app, spec.function, grant.gpus});
   spdlog::debug("container {} for {}.{} placed on agent {}{}", spec.id, spec.app, spec.function, best->host.name,
-                grant->gpus.empty() ? "" : " with GPUs " + gpu_list(nullptr));
+                grant.gpus.empty() ? "" : " with GPUs " + gpu_list(nullptr));
   return c;
 }
 
 std::string agent_pool::no_room(const resources& need) const {
-  if (local_ && fit(local_host_, local_used_, need, true)) return "";
+  if (local_ && has_room(local_host_, local_used_, need, true)) return "";
   for (const auto& [id, agent] : agents_) {
-    if (!agent.draining && fit(agent.host, agent.used, need, false)) return "";
+    if (!agent.draining && has_room(agent.host, agent.used, need, false)) return "";
   }
   if (!local_ && agents_.empty()) return "no agent is connected";
   if (!need.any()) return "every agent is full";
@@ -205,9 +213,9 @@ std::string agent_pool::never_fits(const resources& need) const {
   if (!local_) return "";
   const host_usage none;
   std::string hosts = offer_text(local_host_);
-  if (fit(local_host_, none, need, true)) return "";
+  if (has_room(local_host_, none, need, true)) return "";
   for (const auto& [id, agent] : agents_) {
-    if (fit(agent.host, none, need, false)) return "";
+    if (has_room(agent.host, none, need, false)) return "";
     hosts += "; " + offer_text(agent.host);
   }
   return "no host can ever give one of its containers " + need.describe() + ": the hosts are " + hosts +
