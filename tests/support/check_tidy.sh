@@ -18,7 +18,13 @@ fi
 # (run-clang-tidy takes regular expressions of the files to check, matched against compile_commands.json.)
 if ! out=$("$run" -clang-tidy-binary "$tidy" -p "$build" -quiet -j "$(nproc)" \
   -header-filter "^$src/(src|include)/" "^$src/src/.*\\.cpp\$" 2>&1); then
-  grep -E '(warning|error): ' <<<"$out" | sort -u >&2 || true
-  echo "check_tidy: clang-tidy found the above (checks in .clang-tidy)" >&2
+  if grep -qE '(warning|error): ' <<<"$out"; then
+    grep -E '(warning|error): ' <<<"$out" | sort -u >&2
+    echo "check_tidy: clang-tidy found the above (checks in .clang-tidy)" >&2
+  else
+    # No finding: clang-tidy itself failed (it crashes on some code: see the stack dump's file and check).
+    grep -E 'Program arguments|^[0-9]+\.\s|Stack dump|error' <<<"$out" | head -n 20 >&2 || tail -n 20 <<<"$out" >&2
+    echo "check_tidy: clang-tidy failed without a finding (above: what it was doing)" >&2
+  fi
   exit 1
 fi
