@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "base/env.hpp"
 #include "server/container_launcher.hpp"
 #include "server/resources.hpp"
 #include "server/sha256.hpp"
@@ -38,11 +39,6 @@ namespace {
 /// How long a container's exit waits for a stop signal to the agent before it is reported (while the agent
 /// is not stopping).
 constexpr std::chrono::milliseconds exit_report_grace{250};
-
-std::string env_or_empty(const char* name) {
-  const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before any thread starts
-  return value ? value : "";
-}
 
 std::string host_name() {
   std::array<char, 256> name{};

@@ -24,6 +24,7 @@
 #include <optional>
 #include <thread>
 
+#include "base/env.hpp"
 #include "client/client.hpp"
 #include "container/current.hpp"
 #include "container/input_executor.hpp"
@@ -36,11 +37,6 @@ namespace ferry::container {
 namespace asio = boost::asio;
 
 namespace {
-
-std::string env_or_empty(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
 
 /// What an input ended with, ready to send: the value, or an error record.
 struct outcome {

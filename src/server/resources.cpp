@@ -9,14 +9,11 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/env.hpp"
+
 namespace ferry::server {
 
 namespace {
-
-std::string env_or_empty(const char* name) {
-  const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read before threads change it
-  return value ? value : "";
-}
 
 /// The number `text` starts with ("4096M" gives 4096, "2(x2)" gives 2); 0 for none.
 std::uint64_t leading_number(const std::string& text) {
