@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
   ferry::server::testing::fake_clock time;
   quiet_host host;
   call_graph graph{host};
-  agent_pool pool(nullptr);
+  agent_pool pool(io.get_executor(), nullptr);
   scheduler sched{host, graph, time, pool, scheduler_options{}};
   host.sched = &sched;
 

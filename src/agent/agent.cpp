@@ -139,9 +139,13 @@ class agent {
     });
   }
 
+  /// A binary being fetched from the server: written to a file of its own and hashed as it arrives.
   struct download {
-    std::string bytes;
-    std::vector<wire::launch_header> waiting;  // launches that need it
+    std::filesystem::path part;
+    std::ofstream out;
+    server::sha256 hash;
+    std::uint64_t received = 0;
+    std::vector<std::uint64_t> waiting;  // the launches (in preparing_) that need it
   };
 
   void on_frame(const wire::frame& f) {
@@ -174,6 +178,7 @@ class agent {
         return on_launch(f.decode_header<wire::launch_header>());
       case message_kind::signal_container: {
         auto [id, sig] = f.decode_header<wire::signal_container_header>();
+        if (preparing_.erase(id) > 0) return exited(id, "was stopped before it started", sig, false);
         auto it = running_.find(id);
         if (it == running_.end()) return;  // it has exited (its exit is on the way)
         if (sig == SIGKILL) {
@@ -200,7 +205,8 @@ class agent {
         "lost the connection to the ferry server at {}: {}; stopping this agent's containers and "
         "connecting again",
         options_.server, reason);
-    downloads_.clear();
+    forget_downloads();
+    preparing_.clear();
     for (auto& [id, r] : running_) r->kill();
     reconnect_when_idle_ = true;
     if (running_.empty()) {
@@ -225,7 +231,9 @@ class agent {
       if (ec) return;
       for (auto& [id, r] : running_) r->kill();
     });
-    downloads_.clear();
+    forget_downloads();
+    for (const auto& [id, launch] : preparing_) exited(id, "was not started: its agent is stopping", 0, false);
+    preparing_.clear();
     finish_if_done();
   }
 
@@ -248,16 +256,36 @@ class agent {
   std::filesystem::path cached(const std::string& digest) const { return options_.cache_dir / digest; }
 
   void on_launch(wire::launch_header launch) {
-    if (stopping_) return exited(launch.container_id, "was not started: its agent is stopping", 0, false);
-    // A binary it has, or that a shared filesystem shows at the server's path, runs from there.
+    const std::uint64_t id = launch.container_id;
+    if (stopping_) return exited(id, "was not started: its agent is stopping", 0, false);
     if (std::filesystem::exists(cached(launch.digest))) return start(launch, cached(launch.digest));
-    if (digests_.of(launch.executable) == launch.digest) return start(launch, launch.executable);
-    auto [it, first] = downloads_.try_emplace(launch.digest);
-    it->second.waiting.push_back(std::move(launch));
-    if (first) {
-      spdlog::info("fetching binary {} from the server", it->first.substr(0, 12));
-      connection_->send(message_kind::fetch_binary, wire::fetch_binary_header{it->first, 0});
-    }
+    // A shared filesystem may show the binary at the server's path: hashed off the event loop (it may take
+    // seconds), and run from there if it is the one asked for; else fetched from the server.
+    const std::string executable = launch.executable;
+    preparing_.emplace(id, std::move(launch));
+    digests_.of(executable, [this, id](const std::string& digest) {
+      auto it = preparing_.find(id);
+      if (it == preparing_.end()) return;  // stopped meanwhile, or the connection it came over has gone
+      if (digest == it->second.digest) {
+        const wire::launch_header launch = take_prepared(id);
+        return start(launch, launch.executable);
+      }
+      fetch(id, it->second.digest);
+    });
+  }
+
+  wire::launch_header take_prepared(std::uint64_t id) {
+    auto node = preparing_.extract(id);
+    return std::move(node.mapped());
+  }
+
+  /// Has launch `id` wait for binary `digest` from the server; asks for it unless it is on its way.
+  void fetch(std::uint64_t id, const std::string& digest) {
+    auto [it, first] = downloads_.try_emplace(digest);
+    it->second.waiting.push_back(id);
+    if (!first) return;
+    spdlog::info("fetching binary {} from the server", digest.substr(0, 12));
+    connection_->send(message_kind::fetch_binary, wire::fetch_binary_header{digest, 0});
   }
 
   void on_binary_chunk(const wire::frame& f) {
@@ -267,42 +295,58 @@ class agent {
     download& d = it->second;
     auto fail_all = [&](const std::string& why) {
       auto waiting = std::move(d.waiting);
+      discard(d);
       downloads_.erase(it);
-      for (const auto& launch : waiting) exited(launch.container_id, why, 0, false);
+      for (std::uint64_t id : waiting) {
+        if (preparing_.erase(id) > 0) exited(id, why, 0, false);
+      }
     };
     if (status != wire::status::ok) return fail_all(wire::decode_error(f.payload).message);
-    if (offset != d.bytes.size()) throw wire::protocol_error("binary_chunk at an offset not asked for");
-    d.bytes.append(f.payload.data(), f.payload.size());
-    if (d.bytes.size() < size && !f.payload.empty()) {
-      connection_->send(message_kind::fetch_binary, wire::fetch_binary_header{digest, d.bytes.size()});
+    if (offset != d.received) throw wire::protocol_error("binary_chunk at an offset not asked for");
+    if (!d.out.is_open()) {
+      // (A file of its own, renamed into place once whole: another agent sharing the cache never runs half
+      // a binary.)
+      std::error_code ec;
+      std::filesystem::create_directories(options_.cache_dir, ec);
+      d.part = options_.cache_dir / (digest + ".part-" + std::to_string(::getpid()));
+      d.out.open(d.part, std::ios::binary | std::ios::trunc);
+    }
+    d.out.write(f.payload.data(), static_cast<std::streamsize>(f.payload.size()));
+    if (!d.out) return fail_all("cannot write " + d.part.string() + " (the agent's --cache-dir)");
+    d.hash.update(std::span<const char>(f.payload.data(), f.payload.size()));
+    d.received += f.payload.size();
+    if (d.received < size && !f.payload.empty()) {
+      connection_->send(message_kind::fetch_binary, wire::fetch_binary_header{digest, d.received});
       return;
     }
-    if (server::sha256_hex(d.bytes) != digest) {
+    if (d.hash.hex() != digest) {
       return fail_all("the binary fetched from the server does not have the digest " + digest +
                       " (it changed on the server's host since the app started?)");
     }
-    std::string problem = store(digest, d.bytes);
-    if (!problem.empty()) return fail_all(problem);
+    d.out.close();
+    if (!d.out) return fail_all("cannot write " + d.part.string() + " (the agent's --cache-dir)");
+    std::error_code ec;
+    ::chmod(d.part.c_str(), 0700);
+    std::filesystem::rename(d.part, cached(digest), ec);
+    if (ec) return fail_all("cannot write " + cached(digest).string() + ": " + ec.message());
     auto waiting = std::move(d.waiting);
     downloads_.erase(it);
-    for (auto& launch : waiting) start(launch, cached(digest));
+    for (std::uint64_t id : waiting) {
+      if (preparing_.contains(id)) start(take_prepared(id), cached(digest));
+    }
   }
 
-  /// Writes a fetched binary into the cache (through a file of its own and a rename, so that another agent
-  /// sharing the cache never runs half a binary); returns what went wrong, or "".
-  std::string store(const std::string& digest, const std::string& bytes) {
-    std::error_code ec;
-    std::filesystem::create_directories(options_.cache_dir, ec);
-    const auto part = options_.cache_dir / (digest + ".part-" + std::to_string(::getpid()));
-    {
-      std::ofstream out(part, std::ios::binary | std::ios::trunc);
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      if (!out) return "cannot write " + part.string() + " (the agent's --cache-dir)";
-    }
-    ::chmod(part.c_str(), 0700);
-    std::filesystem::rename(part, cached(digest), ec);
-    if (ec) return "cannot write " + cached(digest).string() + ": " + ec.message();
-    return "";
+  /// Removes what a download has written so far.
+  static void discard(download& d) {
+    if (d.part.empty()) return;
+    d.out.close();
+    std::error_code ignored;
+    std::filesystem::remove(d.part, ignored);
+  }
+
+  void forget_downloads() {
+    for (auto& [digest, d] : downloads_) discard(d);
+    downloads_.clear();
   }
 
   void start(const wire::launch_header& launch, const std::filesystem::path& binary) {
@@ -391,8 +435,9 @@ class agent {
   std::shared_ptr<wire::connection> connection_;
   std::map<std::uint64_t, std::unique_ptr<server::container_process>> running_;  // by container id
   std::size_t pending_exits_ = 0;                                                // exits waiting out exit_report_grace
-  std::map<std::string, download> downloads_;                                    // by digest
-  server::file_digests digests_;  // of binaries at the server's paths, seen here (a shared filesystem)
+  std::map<std::uint64_t, wire::launch_header> preparing_;  // launches waiting for their binary, by container id
+  std::map<std::string, download> downloads_;               // by digest
+  server::file_digests digests_{io_.get_executor()};        // of binaries at the server's paths (a shared filesystem)
   std::unique_ptr<asio::steady_timer> kill_timer_;
   std::unique_ptr<asio::steady_timer> stats_timer_;
   std::string host_, port_;                                          // the server's

@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "server/sha256.hpp"
 
@@ -43,6 +45,13 @@ class remote_container final : public container_process {
   container_id id() const { return id_; }
   const host_grant& grant() const { return grant_; }
 
+  /// Its launch waits for its binary's digest (agent_pool::send_held); a signal meanwhile is kept for then.
+  void hold(wire::launch_header launch) { held_ = std::move(launch); }
+  bool holding() const { return held_.has_value(); }
+  /// Its held launch (and it holds none from then on); none if it holds none.
+  std::optional<wire::launch_header> take_held() { return std::exchange(held_, std::nullopt); }
+  int signal_while_held = 0;
+
   void started(std::int64_t pid) { pid_ = pid; }
   void used(std::uint64_t rss_bytes) { rss_ = rss_bytes; }
   void output(int stream, std::string_view chunk) {
@@ -65,6 +74,7 @@ class remote_container final : public container_process {
   std::uint64_t rss_ = 0;
   bool exited_ = false;
   bool reached_main_ = false;
+  std::optional<wire::launch_header> held_;
   container_launcher::exit_handler on_exit_;
   container_launcher::output_handler on_output_;
 };
@@ -127,7 +137,8 @@ std::string offer_text(const wire::agent_ready_header& host) {
 
 }  // namespace
 
-agent_pool::agent_pool(std::unique_ptr<container_launcher> local) : local_(std::move(local)) {
+agent_pool::agent_pool(boost::asio::any_io_executor executor, std::unique_ptr<container_launcher> local)
+    : local_(std::move(local)), digests_(std::move(executor)) {
   if (!local_) return;
   local_gpu_ids_ = host_gpus();
   local_host_ = {"the server's own host",
@@ -184,19 +195,49 @@ std::unique_ptr<container_process> agent_pool::launch(const container_spec& spec
     take(local_used_, grant);  // (once it has started: a launch that throws starts nothing)
     return process;
   }
-  const std::string digest = spec.digest.empty() ? digests_.of(spec.executable) : spec.digest;
-  if (digest.empty()) throw std::system_error(errno, std::generic_category(), "cannot read " + spec.executable);
-  binaries_[digest] = spec.executable;
   take(best->used, grant);
   auto c =
       std::make_unique<remote_container>(*this, best->id, spec.id, grant, std::move(on_exit), std::move(on_output));
   best->containers.emplace(spec.id, c.get());
-  best->connection->send(wire::message_kind::launch,
-                         wire::launch_header{number(spec.id), spec.credential, digest, spec.executable, spec.arguments,
-                                             spec.app, spec.function, grant.gpus});
+  wire::launch_header launch{number(spec.id), spec.credential, spec.digest,   spec.executable,
+                             spec.arguments,  spec.app,        spec.function, grant.gpus};
   spdlog::debug("container {} for {}.{} placed on agent {}{}", spec.id, spec.app, spec.function, best->host.name,
                 grant.gpus.empty() ? "" : " with GPUs " + gpu_list(nullptr));
+  if (launch.digest.empty()) launch.digest = digests_.known(spec.executable);
+  if (!launch.digest.empty()) {
+    binaries_[launch.digest] = spec.executable;
+    best->connection->send(wire::message_kind::launch, launch);
+    return c;
+  }
+  // A program's own binary, not hashed yet: hashed off the event loop (a large one takes seconds), and the
+  // launch sent then.
+  c->hold(std::move(launch));
+  digests_.of(spec.executable,
+              [this, agent = best->id, id = spec.id](const std::string& digest) { send_held(agent, id, digest); });
   return c;
+}
+
+void agent_pool::send_held(session_id agent_id, container_id id, const std::string& digest) {
+  auto agent = agents_.find(agent_id);
+  if (agent == agents_.end()) return;  // it has gone, and its containers with it (left)
+  auto found = agent->second.containers.find(id);
+  if (found == agent->second.containers.end()) return;
+  remote_container* c = found->second;
+  auto held = c->take_held();
+  if (!held) return;
+  wire::launch_header launch = std::move(*held);
+  std::string not_started;
+  if (c->signal_while_held != 0) not_started = "was stopped before it started";
+  if (digest.empty()) not_started = "could not be started: cannot read " + launch.executable + " on the server's host";
+  if (!not_started.empty()) {
+    agent->second.containers.erase(found);
+    give_back(agent->second.used, c->grant());
+    c->exit({std::move(not_started), c->signal_while_held, false}, false);
+    return;
+  }
+  launch.digest = digest;
+  binaries_[digest] = launch.executable;
+  agent->second.connection->send(wire::message_kind::launch, launch);
 }
 
 std::string agent_pool::no_room(const resources& need) const {
@@ -332,7 +373,11 @@ void agent_pool::send_binary_chunk(agent_record& agent, const std::string& diges
                          [&](detail::buffer& out) { out.append(bytes.data(), bytes.size()); });
 }
 
-void agent_pool::send_signal(const remote_container& c, int signal) {
+void agent_pool::send_signal(remote_container& c, int signal) {
+  if (c.holding()) {
+    c.signal_while_held = signal;
+    return;
+  }
   auto it = agents_.find(c.agent());
   if (it == agents_.end()) return;
   it->second.connection->send(wire::message_kind::signal_container,

@@ -67,7 +67,7 @@ class agent_pool final : public container_launcher {
  public:
   /// `local` starts containers on the server's own host (the built-in local agent); null when containers run
   /// only on agents that connect (`ferry server --agents manual`).
-  explicit agent_pool(std::unique_ptr<container_launcher> local);
+  agent_pool(boost::asio::any_io_executor executor, std::unique_ptr<container_launcher> local);
   ~agent_pool() override;
 
   /// Places the container on a host. Throws no_capacity_error when none has room for it now,
@@ -94,7 +94,9 @@ class agent_pool final : public container_launcher {
 
  private:
   friend class remote_container;
-  void send_signal(const remote_container& c, int signal);
+  void send_signal(remote_container& c, int signal);
+  /// Sends container `id`'s launch, held until its binary's `digest` was known ("": it cannot be read).
+  void send_held(session_id agent, container_id id, const std::string& digest);
   void forget(const remote_container& c);
   /// Sends the piece of binary `digest` that begins at `offset`, or an error saying why not.
   void send_binary_chunk(agent_record& agent, const std::string& digest, std::uint64_t offset);
@@ -104,7 +106,7 @@ class agent_pool final : public container_launcher {
   std::vector<std::string> local_gpu_ids_;
   host_usage local_used_;
   std::map<session_id, agent_record> agents_;
-  file_digests digests_;                                   // of the binaries placed on agents
+  file_digests digests_;                                   // of programs' binaries placed on agents
   std::unordered_map<std::string, std::string> binaries_;  // path by digest: what agents may fetch
 };
 

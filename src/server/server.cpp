@@ -26,7 +26,8 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
     : state_(std::make_unique<state>()) {
   state_->options = std::move(options);
   if (state_->options.local_agent && !launcher) launcher = make_process_launcher(state_->io.get_executor());
-  state_->agents = std::make_unique<agent_pool>(state_->options.local_agent ? std::move(launcher) : nullptr);
+  state_->agents = std::make_unique<agent_pool>(state_->io.get_executor(),
+                                                state_->options.local_agent ? std::move(launcher) : nullptr);
   boost::system::error_code ec;
   const auto addr = asio::ip::make_address(state_->options.host, ec);
   if (ec) {

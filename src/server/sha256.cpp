@@ -2,11 +2,18 @@
 // libcrypto.so.3 costs every process that links ferry (servers and containers) 3.4 MiB of resident memory.
 #include "server/sha256.hpp"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <array>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <system_error>
+#include <vector>
 
 namespace ferry::server {
 
@@ -53,60 +60,127 @@ void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
 
 }  // namespace
 
-std::string sha256_hex(std::span<const char> data) {
-  std::array<std::uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+void sha256::update(std::span<const char> data) {
   const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
-  std::size_t full = data.size() / 64;
-  for (std::size_t i = 0; i < full; ++i) compress(h, bytes + 64 * i);
+  std::size_t n = data.size();
+  length_ += n;
+  if (filled_ > 0) {
+    const std::size_t take = std::min(n, block_.size() - filled_);
+    std::memcpy(block_.data() + filled_, bytes, take);
+    filled_ += take;
+    bytes += take;
+    n -= take;
+    if (filled_ < block_.size()) return;
+    compress(h_, block_.data());
+    filled_ = 0;
+  }
+  for (; n >= 64; bytes += 64, n -= 64) compress(h_, bytes);
+  std::memcpy(block_.data(), bytes, n);
+  filled_ = n;
+}
+
+std::string sha256::hex() {
   // The tail, a 1 bit, zeros, and the length in bits: one or two more blocks.
   unsigned char tail[128] = {};
-  const std::size_t rest = data.size() - 64 * full;
-  if (rest) std::memcpy(tail, bytes + 64 * full, rest);
-  tail[rest] = 0x80;
-  const std::size_t tail_size = rest < 56 ? 64 : 128;
-  const std::uint64_t bits = static_cast<std::uint64_t>(data.size()) * 8;
+  std::memcpy(tail, block_.data(), filled_);
+  tail[filled_] = 0x80;
+  const std::size_t tail_size = filled_ < 56 ? 64 : 128;
+  const std::uint64_t bits = length_ * 8;
   for (int i = 0; i < 8; ++i) tail[tail_size - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-  compress(h, tail);
-  if (tail_size == 128) compress(h, tail + 64);
+  compress(h_, tail);
+  if (tail_size == 128) compress(h_, tail + 64);
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(64);
-  for (std::uint32_t word : h) {
+  for (std::uint32_t word : h_) {
     for (int shift = 28; shift >= 0; shift -= 4) out.push_back(hex[(word >> shift) & 0xf]);
   }
   return out;
 }
 
-std::string sha256_file_hex(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (!in || ec)
-    throw std::system_error(ec ? ec : std::make_error_code(std::errc::io_error), "cannot read " + path.string());
-  std::string image(size, '\0');
-  if (!in.read(image.data(), static_cast<std::streamsize>(size))) {
-    throw std::system_error(std::make_error_code(std::errc::io_error), "cannot read " + path.string());
-  }
-  return sha256_hex(image);
+std::string sha256_hex(std::span<const char> data) {
+  sha256 s;
+  s.update(data);
+  return s.hex();
 }
 
-std::string file_digests::of(const std::filesystem::path& path) {
+namespace {
+
+/// The file's size and modification time, or nothing when it cannot be seen.
+bool stamp(const std::filesystem::path& path, std::uintmax_t& size, std::int64_t& modified) {
   std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) return "";
-  const auto modified = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
-  if (ec) return "";
-  auto& known = known_[path.string()];
-  if (known.digest.empty() || known.size != size || known.modified != modified) {
-    try {
-      known = {size, modified, sha256_file_hex(path)};
-    } catch (const std::system_error&) {
-      known_.erase(path.string());
-      return "";
-    }
+  size = std::filesystem::file_size(path, ec);
+  if (ec) return false;
+  modified = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  return !ec;
+}
+
+/// The digest of the file, read a piece at a time; "" when it cannot be read or `abandoned` turns true.
+std::string hash_file(const std::filesystem::path& path, const std::atomic<bool>& abandoned) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  sha256 s;
+  std::vector<char> piece(1 << 20);
+  while (in && !abandoned) {
+    in.read(piece.data(), static_cast<std::streamsize>(piece.size()));
+    s.update(std::span<const char>(piece.data(), static_cast<std::size_t>(in.gcount())));
   }
-  return known.digest;
+  return in.bad() || abandoned ? "" : s.hex();
+}
+
+}  // namespace
+
+file_digests::file_digests(boost::asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+file_digests::~file_digests() {
+  *abandoned_ = true;
+  if (hasher_) hasher_->join();
+}
+
+std::string file_digests::known(const std::filesystem::path& path) {
+  entry now;
+  auto it = known_.find(path.string());
+  if (it == known_.end() || !stamp(path, now.size, now.modified)) return "";
+  if (it->second.size != now.size || it->second.modified != now.modified) return "";
+  return it->second.digest;
+}
+
+void file_digests::of(const std::filesystem::path& path, handler done) {
+  if (std::string digest = known(path); !digest.empty()) {
+    boost::asio::post(executor_, [done = std::move(done), digest = std::move(digest)] { done(digest); });
+    return;
+  }
+  auto [waiting, first] = hashing_.try_emplace(path.string());
+  waiting->second.push_back(std::move(done));
+  if (!first) return;
+  if (!hasher_) {
+    // Its thread takes no signal: they are the event loop's (a signalfd, or the default action).
+    sigset_t all, previous;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &previous);
+    hasher_ = std::make_unique<boost::asio::thread_pool>(1);
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  // (The executor, tracked: its loop's run() waits for the answer.)
+  auto tracked = boost::asio::prefer(executor_, boost::asio::execution::outstanding_work.tracked);
+  boost::asio::post(*hasher_, [this, path, abandoned = abandoned_, executor = std::move(tracked)] {
+    entry e;
+    // (Stamped before reading: a file changed while it is read is hashed again when next asked for.)
+    if (stamp(path, e.size, e.modified)) e.digest = hash_file(path, *abandoned);
+    boost::asio::post(executor, [this, path = path.string(), e = std::move(e), abandoned] {
+      if (!*abandoned) finished(path, e);
+    });
+  });
+}
+
+void file_digests::finished(const std::string& path, const entry& e) {
+  auto waiting = hashing_.extract(path);
+  if (e.digest.empty()) {
+    known_.erase(path);
+  } else {
+    known_[path] = e;
+  }
+  for (auto& done : waiting.mapped()) done(e.digest);
 }
 
 }  // namespace ferry::server
