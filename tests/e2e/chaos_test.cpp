@@ -120,13 +120,12 @@ delivery_count count_deliveries(const std::vector<std::int64_t>& values, std::in
 }
 
 /// SIGKILLs a random ready container of `function` that holds inputs, each time the server has ended
-/// another `every` calls of it with success, until stopped. Only processes the server started (their
-/// parent is the server) are ever signalled.
+/// another `every` calls of it with success, until stopped. Only processes the server started (its children
+/// or its agents') are ever signalled.
 class container_killer {
  public:
   container_killer(ferry_server& server, std::string function, std::int64_t every)
       : server_(server),
-        server_pid_(server.proc().pid()),
         function_(std::move(function)),
         every_(every),
         thread_([this] { run(); }) {}
@@ -148,7 +147,7 @@ class container_killer {
         if (done >= next_kill_at) {
           std::vector<ferry_server::container_row> victims;
           for (auto& c : server_.containers(function_)) {
-            if (c.state == "ready" && c.inputs > 0 && parent_of(c.pid) == server_pid_) victims.push_back(c);
+            if (c.state == "ready" && c.inputs > 0 && server_.started(c.pid)) victims.push_back(c);
           }
           if (!victims.empty()) {
             const auto& victim = victims[std::uniform_int_distribution<std::size_t>(0, victims.size() - 1)(random)];
@@ -166,7 +165,6 @@ class container_killer {
     }
   }
   const ferry_server& server_;
-  const pid_t server_pid_;
   const std::string function_;
   const std::int64_t every_;
   std::atomic<bool> stop_{false};
@@ -271,7 +269,6 @@ TEST(chaos, containers_killed_while_they_start_cost_the_queued_inputs_an_attempt
   scoped_env slow({{"E2E_SLOW_START_MS", std::string("300")}});  // (the server's containers inherit it)
   ferry_server server;
   scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
-  const pid_t server_pid = server.proc().pid();
   std::atomic<bool> done{false};
   std::atomic<int> kills{0}, kills_while_starting{0};
   std::string killer_error;
@@ -289,7 +286,7 @@ TEST(chaos, containers_killed_while_they_start_cost_the_queued_inputs_an_attempt
                       std::vector<ferry_server::container_row> victims;
                       for (auto& c : server.containers("chaos_patient")) {
                         const bool wanted = replacement ? c.state == "starting" : c.state != "stopping";
-                        if (wanted && parent_of(c.pid) == server_pid) victims.push_back(c);
+                        if (wanted && server.started(c.pid)) victims.push_back(c);
                       }
                       if (!victims.empty()) {
                         const auto& v =
@@ -388,16 +385,16 @@ TEST(chaos, kill_9_of_the_server_with_10000_spawned_calls_pending_loses_none_aft
   EXPECT_EQ(wrong, 0);
 }
 
-/// Resumes and kills a container the test froze, unless the server already got rid of it (its parent is
-/// no longer the server), so that a failing test leaves no stopped process behind.
+/// Resumes and kills a container the test froze, unless the server already got rid of it (it is no longer
+/// the server's, or its agent's, child), so that a failing test leaves no stopped process behind.
 struct frozen_container {
-  frozen_container(pid_t p, pid_t s) : pid(p), server(s) {}
+  frozen_container(pid_t p, const ferry_server& s) : pid(p), server(s) {}
   frozen_container(const frozen_container&) = delete;  // one owner: a copy's destructor would kill it early
   frozen_container& operator=(const frozen_container&) = delete;
   pid_t pid;
-  pid_t server;
+  const ferry_server& server;
   ~frozen_container() {
-    if (parent_of(pid) == server) {
+    if (server.started(pid)) {
       ::kill(pid, SIGKILL);
       ::kill(pid, SIGCONT);
     }
@@ -405,11 +402,11 @@ struct frozen_container {
 };
 
 /// Waits until the server has killed and reaped container `id` (process `pid`): it is no longer the server's
-/// child, nor listed. False after 30 s.
+/// (or its agent's) child, nor listed. False after 30 s.
 bool container_gone(ferry_server& server, std::uint64_t id, pid_t pid) {
   for (int poll = 0; poll < 1500; ++poll) {
     const auto rows = server.containers();
-    if (parent_of(pid) != server.proc().pid() &&
+    if (!server.started(pid) &&
         std::none_of(rows.begin(), rows.end(), [&](const auto& r) { return r.id == id; })) {
       return true;
     }
@@ -465,8 +462,8 @@ TEST(chaos, a_container_frozen_with_sigstop_has_its_inputs_time_out_and_retried_
               ASSERT_EQ(rows.size(), 2u);
               ASSERT_EQ(rows[0].inputs, 2);
               ASSERT_TRUE(bodies_started()) << "the bodies did not record their attempts";
-              ASSERT_EQ(parent_of(rows[0].pid), server.proc().pid());
-              frozen.emplace(rows[0].pid, server.proc().pid());
+              ASSERT_TRUE(server.started(rows[0].pid));
+              frozen.emplace(rows[0].pid, server);
               frozen_id = rows[0].id;
               ASSERT_EQ(::kill(frozen->pid, SIGSTOP), 0);
               // Open the gate only once every thread has stopped: one that was running could still see it.
@@ -525,8 +522,8 @@ TEST(chaos, a_frozen_container_the_server_stops_is_killed_after_the_grace_period
               EXPECT_EQ(chaos_stoppable.remote(dir, 7).value, expected_for(7));
               const auto rows = server.containers("chaos_stoppable");
               ASSERT_EQ(rows.size(), 1u);  // idle now, kept for its scale-down window
-              ASSERT_EQ(parent_of(rows[0].pid), server.proc().pid());
-              frozen.emplace(rows[0].pid, server.proc().pid());
+              ASSERT_TRUE(server.started(rows[0].pid));
+              frozen.emplace(rows[0].pid, server);
               frozen_id = rows[0].id;
               ASSERT_EQ(::kill(frozen->pid, SIGSTOP), 0);
               ASSERT_TRUE(wait_until_stopped(frozen->pid, 10s)) << "container " << frozen->pid << " did not stop";

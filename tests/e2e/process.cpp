@@ -151,6 +151,12 @@ void ferry_server::start(const std::string& port) {
   std::vector<std::string> argv = command_prefix_;
   argv.insert(argv.end(), {FERRY_CLI_PATH, "server", "--port", port, "--state-dir", state_dir_});
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
+  // The suite's core run on a Slurm cluster (tests/cluster/e2e_core_on_slurm_test.sh) gives every server
+  // its agents this way.
+  if (const char* more = std::getenv("E2E_SERVER_ARGS")) {
+    std::istringstream words(more);
+    for (std::string word; words >> word;) argv.push_back(word);
+  }
   proc_ = std::make_unique<process>(argv, std::map<std::string, std::string>{{"FERRY_LOG_LEVEL", "info"}});
   if (!proc_->wait_for_output(" listening on ")) {
     throw std::runtime_error("ferry server did not start: " + proc_->err());
@@ -336,6 +342,19 @@ std::optional<std::pair<char, pid_t>> read_stat(const std::string& path) {
   return std::pair{state, ppid};
 }
 }  // namespace
+
+bool ferry_server::started(pid_t pid) const {
+  const pid_t parent = parent_of(pid);
+  if (parent <= 0) return false;
+  if (parent == proc_->pid()) return true;
+  std::ifstream in("/proc/" + std::to_string(parent) + "/cmdline", std::ios::binary);
+  std::vector<std::string> argv;
+  for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
+  for (std::size_t i = 2; i < argv.size(); ++i) {
+    if (argv[1] == "agent" && argv[i - 1] == "--server" && argv[i] == address_) return true;
+  }
+  return false;
+}
 
 pid_t parent_of(pid_t pid) {
   const auto stat = read_stat("/proc/" + std::to_string(pid) + "/stat");

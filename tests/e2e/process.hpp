@@ -68,6 +68,9 @@ class ferry_server {
   const std::string& address() const { return address_; }
   const std::string& state_dir() const { return state_dir_; }
   std::string token() const;
+  /// Whether process `pid` is one this server started: its child, or the child of one of its agents
+  /// (`ferry agent --server ADDRESS` on this host). Tests signal only such processes.
+  bool started(pid_t pid) const;
   process& proc() { return *proc_; }
   /// kill -9, then starts it again on the same port and state directory.
   void kill_and_restart();
