@@ -53,12 +53,14 @@ void observation::add_line(container_record& c, wire::log_stream stream, std::st
   // A line a body wrote through the standard streams names its input; any other goes to the input
   // running, when there is just one.
   const call_record* in = nullptr;
+  const std::string* ended_call = nullptr;  // the call of a tagged line whose attempt has ended
   if (line.size() > 2 && line.front() == wire::log_tag) {
     const auto close = line.find(wire::log_tag, 1);
     std::uint64_t attempt = 0;
     if (close != std::string_view::npos &&
         std::from_chars(line.data() + 1, line.data() + close, attempt).ec == std::errc{}) {
       if (auto a = c.in_flight.find(attempt_id{attempt}); a != c.in_flight.end()) in = a->second;
+      if (!in) ended_call = c.ended_call(attempt_id{attempt});
       line.remove_prefix(close + 1);
     }
   } else if (c.in_flight.size() == 1) {
@@ -70,6 +72,7 @@ void observation::add_line(container_record& c, wire::log_stream stream, std::st
   entry.app = c.function->app->name;
   entry.function = c.function->name;
   if (in) entry.call_id = in->call_id;
+  if (ended_call) entry.call_id = *ended_call;
   entry.container_id = number(c.id);
   entry.stream = stream;
   entry.text = line;

@@ -76,6 +76,7 @@ void scheduler::start_attempt(call_record& call, container_record& c, attempt_id
 
 void scheduler::detach_attempt(call_record& call, bool abandon) {
   if (!call.container) return;
+  call.container->attempt_ended(call.attempt_id, call.call_id);
   if (abandon) {
     call.container->in_flight[call.attempt_id] = nullptr;
   } else {

@@ -10,6 +10,7 @@
 // Internal to the server; everything here runs on the server's one thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -68,6 +69,28 @@ struct container_record {
   static constexpr std::size_t recent_stderr_lines = 30;
   /// The recent stderr lines of call `call_id` and of no call (those a crash writes), as text; "" for all.
   std::string stderr_of(const std::string& call_id) const;
+  /// The calls of the last attempts here to end, by attempt id: a line tagged with one of them that arrives
+  /// after it ended still names its call. (A remote container's output comes over its agent's connection,
+  /// which is not ordered with the container's own.) A ring, whose strings keep their capacity: recording
+  /// an end allocates nothing once it has gone round.
+  struct ended_attempt {
+    attempt_id attempt{};
+    std::string call_id;
+  };
+  std::array<ended_attempt, 16> ended_attempts;
+  std::size_t next_ended = 0;
+  void attempt_ended(attempt_id attempt, const std::string& call_id) {
+    ended_attempt& e = ended_attempts[next_ended++ % ended_attempts.size()];
+    e.attempt = attempt;
+    e.call_id = call_id;
+  }
+  /// The call attempt `attempt` ran, if it is among the last to end; null if not.
+  const std::string* ended_call(attempt_id attempt) const {
+    for (const auto& e : ended_attempts) {
+      if (e.attempt == attempt && !e.call_id.empty()) return &e.call_id;
+    }
+    return nullptr;
+  }
 
   /// Attempts it runs (not counting those given up on that still hold a slot).
   std::size_t running_inputs() const {

@@ -190,6 +190,27 @@ TEST(agents, killing_an_agent_mid_map_runs_its_inputs_again_on_another_host_with
   EXPECT_THAT(server.proc().err(), HasSubstr("was lost with its host: its agent on doomed-host went"));
 }
 
+// A container's output comes over its agent's connection, not in order with its calls' results: a line an
+// earlier call wrote may arrive after that call ended, and must not be quoted as the crashing call's.
+TEST(agents, a_crash_report_from_an_agents_host_quotes_that_calls_stderr_not_earlier_calls_lines) {
+  ferry_server server({"--agents", "manual"});
+  auto agent = join(server, "only-host");
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(run_app([] {
+              EXPECT_TRUE(stderr_then_exit.remote("an earlier call's line", false));
+              try {
+                stderr_then_exit.remote("the last words", true);
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::ContainerCrashedError& e) {
+                const std::string what = e.what();
+                EXPECT_THAT(what, HasSubstr("exited with code 3"));
+                EXPECT_THAT(what, HasSubstr("its stderr ended with:\nthe last words\n"));
+                EXPECT_THAT(what, Not(HasSubstr("an earlier call's line")));
+              }
+            }),
+            0);
+}
+
 TEST(agents, an_agent_that_falls_silent_is_dropped_by_heartbeats_and_its_inputs_run_elsewhere) {
   ferry_server server({"--agents", "manual"});
   auto a = join(server, "frozen-host");

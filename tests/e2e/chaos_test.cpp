@@ -125,10 +125,7 @@ delivery_count count_deliveries(const std::vector<std::int64_t>& values, std::in
 class container_killer {
  public:
   container_killer(ferry_server& server, std::string function, std::int64_t every)
-      : server_(server),
-        function_(std::move(function)),
-        every_(every),
-        thread_([this] { run(); }) {}
+      : server_(server), function_(std::move(function)), every_(every), thread_([this] { run(); }) {}
   ~container_killer() { stop(); }
   void stop() {
     stop_ = true;
@@ -406,8 +403,7 @@ struct frozen_container {
 bool container_gone(ferry_server& server, std::uint64_t id, pid_t pid) {
   for (int poll = 0; poll < 1500; ++poll) {
     const auto rows = server.containers();
-    if (!server.started(pid) &&
-        std::none_of(rows.begin(), rows.end(), [&](const auto& r) { return r.id == id; })) {
+    if (!server.started(pid) && std::none_of(rows.begin(), rows.end(), [&](const auto& r) { return r.id == id; })) {
       return true;
     }
     std::this_thread::sleep_for(20ms);
