@@ -312,6 +312,61 @@ TEST(agents, an_agent_that_cannot_see_the_servers_files_fetches_the_binary_by_di
   EXPECT_THAT(agent->proc().err(), HasSubstr("fetching binary " + name.substr(0, 12)));
 }
 
+/// Another host, as far as networking goes: a network namespace that reaches this one only through a veth
+/// pair, with `address()` inside and `gateway()` (this side's end) outside. Removed when destroyed.
+class network_host {
+ public:
+  network_host() {
+    const int n = static_cast<int>(::getpid() % 60) * 4;  // a /30 of 10.213.213.0/24 of this test's own
+    ns_ = "ferry-e2e-" + std::to_string(::getpid());
+    outside_ = "fe2e-" + std::to_string(::getpid() % 100000);
+    gateway_ = "10.213.213." + std::to_string(n + 1);
+    address_ = "10.213.213." + std::to_string(n + 2);
+    const auto r = run({"sh", "-ec",
+                        "ip netns add \"$0\"; ip link add \"$1\" type veth peer name inside; "
+                        "ip link set inside netns \"$0\"; ip addr add \"$2/30\" dev \"$1\"; ip link set \"$1\" up; "
+                        "ip -n \"$0\" addr add \"$3/30\" dev inside; ip -n \"$0\" link set inside up; "
+                        "ip -n \"$0\" link set lo up",
+                        ns_, outside_, gateway_, address_});
+    error_ = r.code == 0 ? "" : "cannot make a network namespace: " + r.err;
+  }
+  ~network_host() {
+    run({"ip", "link", "del", outside_});
+    run({"ip", "netns", "del", ns_});
+  }
+  const std::string& error() const { return error_; }
+  const std::string& gateway() const { return gateway_; }
+  const std::string& address() const { return address_; }
+  /// The command prefix that runs a program inside.
+  std::vector<std::string> inside() const { return {"ip", "netns", "exec", ns_}; }
+
+ private:
+  std::string ns_, outside_, gateway_, address_, error_;
+};
+
+// The agent, and the containers it starts, on "another host": a network namespace whose only way to the
+// server is a veth pair (its loopback has no server on it). The server listens on every interface; the
+// agent dials the server's address on the link, and its containers reach the server where it did.
+TEST(agents, an_agent_on_another_network_runs_containers_that_reach_the_server_over_it) {
+  if (::geteuid() != 0) GTEST_SKIP() << "a network namespace of the agent's own takes root";
+  network_host other;
+  ASSERT_EQ(other.error(), "");
+  ferry_server server({"--agents", "manual", "--host", "0.0.0.0"});
+  const std::string port = server.address().substr(server.address().rfind(':') + 1);
+  std::vector<std::string> argv = other.inside();
+  argv.insert(argv.end(), {FERRY_CLI_PATH, "agent", "--server", other.gateway() + ":" + port, "--state-dir",
+                           server.state_dir(), "--name", "far-host", "--cpus", "2", "--cache-dir", scratch_dir()});
+  process agent(argv, {{"E2E_HOST", "far-host"}});
+  ASSERT_TRUE(server.proc().wait_for_output("agent on far-host joined from " + other.address() + ":"))
+      << server.proc().err() << agent.err();
+  scoped_env env({{"FERRY_SERVER", "127.0.0.1:" + port}, {"FERRY_TOKEN", server.token()}});
+  std::vector<std::string> met;
+  EXPECT_EQ(run_app([&] { met = host_rendezvous.starmap({{scratch_dir(), 0, 1}, {scratch_dir(), 1, 1}}); }), 0);
+  EXPECT_EQ(met, (std::vector<std::string>{"far-host:0", "far-host:1"})) << server.proc().err() << agent.err();
+  agent.signal(SIGTERM);
+  EXPECT_EQ(agent.wait(30s), 0) << agent.err();
+}
+
 TEST(agents, each_gpu_container_gets_gpus_of_its_own_and_others_none) {
   ferry_server server({"--agents", "manual"});
   auto a = join(server, "gpu-host", {}, {"--gpus", "2", "--cpus", "4"});
