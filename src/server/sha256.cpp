@@ -4,6 +4,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
 
 #include <array>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -58,7 +62,70 @@ void compress(std::array<std::uint32_t, 8>& h, const unsigned char* block) {
   h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
 }
 
+using compress_fn = void (*)(std::array<std::uint32_t, 8>& h, const unsigned char* data, std::size_t blocks);
+
+void compress_portable(std::array<std::uint32_t, 8>& h, const unsigned char* data, std::size_t blocks) {
+  for (; blocks > 0; --blocks, data += 64) compress(h, data);
+}
+
+#if defined(__x86_64__)
+/// The same with the x86 SHA extensions (Intel since Goldmont and Ice Lake, AMD since Zen): about six times
+/// as fast, which matters for binaries of hundreds of MiB. After Intel's reference code; checked against
+/// the portable code by tests/server/sha256_test.cpp.
+__attribute__((target("sha,sse4.1,ssse3"))) void compress_sha_ni(std::array<std::uint32_t, 8>& h,
+                                                                 const unsigned char* data, std::size_t blocks) {
+  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  // The state as the instructions take it: ABEF and CDGH.
+  __m128i cdab = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&h[0])), 0xB1);
+  __m128i efgh = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(&h[4])), 0x1B);
+  __m128i abef = _mm_alignr_epi8(cdab, efgh, 8);
+  __m128i cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+  for (; blocks > 0; --blocks, data += 64) {
+    const __m128i abef_before = abef;
+    const __m128i cdgh_before = cdgh;
+    __m128i w[4];  // w[j % 4]: the message words 4j..4j+3
+    for (std::size_t i = 0; i < 4; ++i) {
+      w[i] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + 16 * i)), byte_swap);
+    }
+    for (std::size_t j = 0; j < 16; ++j) {
+      if (j >= 4) {  // W[t] = sigma1(W[t-2]) + W[t-7] + sigma0(W[t-15]) + W[t-16], four at a time
+        __m128i next = _mm_sha256msg1_epu32(w[j % 4], w[(j + 1) % 4]);
+        next = _mm_add_epi32(next, _mm_alignr_epi8(w[(j + 3) % 4], w[(j + 2) % 4], 4));
+        w[j % 4] = _mm_sha256msg2_epu32(next, w[(j + 3) % 4]);
+      }
+      const __m128i message = _mm_add_epi32(w[j % 4], _mm_loadu_si128(reinterpret_cast<const __m128i*>(&k[4 * j])));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, message);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(message, 0x0E));
+    }
+    abef = _mm_add_epi32(abef, abef_before);
+    cdgh = _mm_add_epi32(cdgh, cdgh_before);
+  }
+  const __m128i feba = _mm_shuffle_epi32(abef, 0x1B);
+  const __m128i dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&h[0]), _mm_blend_epi16(feba, dchg, 0xF0));  // DCBA
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(&h[4]), _mm_alignr_epi8(dchg, feba, 8));     // HGFE
+}
+
+bool cpu_has_sha_extensions() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3)) return false;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#endif
+
+/// The fastest this CPU has.
+compress_fn compress_blocks() {
+#if defined(__x86_64__)
+  static const compress_fn chosen = cpu_has_sha_extensions() ? compress_sha_ni : compress_portable;
+  return chosen;
+#else
+  return compress_portable;
+#endif
+}
+
 }  // namespace
+
+bool sha256::uses_cpu_extensions() { return compress_blocks() != compress_portable; }
 
 void sha256::update(std::span<const char> data) {
   const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
@@ -71,10 +138,12 @@ void sha256::update(std::span<const char> data) {
     bytes += take;
     n -= take;
     if (filled_ < block_.size()) return;
-    compress(h_, block_.data());
+    compress_(h_, block_.data(), 1);
     filled_ = 0;
   }
-  for (; n >= 64; bytes += 64, n -= 64) compress(h_, bytes);
+  compress_(h_, bytes, n / 64);
+  bytes += n / 64 * 64;
+  n %= 64;
   std::memcpy(block_.data(), bytes, n);
   filled_ = n;
 }
@@ -87,8 +156,7 @@ std::string sha256::hex() {
   const std::size_t tail_size = filled_ < 56 ? 64 : 128;
   const std::uint64_t bits = length_ * 8;
   for (int i = 0; i < 8; ++i) tail[tail_size - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-  compress(h_, tail);
-  if (tail_size == 128) compress(h_, tail + 64);
+  compress_(h_, tail, tail_size / 64);
   static constexpr char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(64);
@@ -96,6 +164,14 @@ std::string sha256::hex() {
     for (int shift = 28; shift >= 0; shift -= 4) out.push_back(hex[(word >> shift) & 0xf]);
   }
   return out;
+}
+
+sha256::sha256() : compress_(compress_blocks()) {}
+
+sha256 sha256::portable() {
+  sha256 s;
+  s.compress_ = compress_portable;
+  return s;
 }
 
 std::string sha256_hex(std::span<const char> data) {

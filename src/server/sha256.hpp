@@ -19,11 +19,19 @@ namespace ferry::server {
 /// A SHA-256 digest computed piece by piece (a binary as it arrives, or as it is read).
 class sha256 {
  public:
+  /// Uses the CPU's SHA extensions when it has them.
+  sha256();
+  /// One that does not (to check the two against each other).
+  static sha256 portable();
+  /// Whether this CPU's SHA extensions are used.
+  static bool uses_cpu_extensions();
+
   void update(std::span<const char> data);
   /// The digest of everything given, as 64 lowercase hex digits; the object is spent.
   std::string hex();
 
  private:
+  void (*compress_)(std::array<std::uint32_t, 8>& h, const unsigned char* data, std::size_t blocks);
   std::array<std::uint32_t, 8> h_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   std::array<unsigned char, 64> block_{};

@@ -41,6 +41,27 @@ TEST(sha256, a_digest_taken_piece_by_piece_is_the_digest_of_the_whole) {
   }
 }
 
+TEST(sha256, the_cpus_sha_extensions_give_the_portable_codes_digests) {
+  if (!sha256::uses_cpu_extensions()) GTEST_SKIP() << "this CPU has no SHA extensions: the portable code is used";
+  std::string text(3 << 20, '\0');
+  std::uint32_t x = 12345;
+  for (auto& c : text) c = static_cast<char>((x = x * 1103515245 + 12345) >> 24);
+  // Every length up to a few blocks (each tail shape), and a large input given in uneven pieces.
+  for (std::size_t n = 0; n <= 300; ++n) {
+    sha256 portable = sha256::portable();
+    portable.update(std::span<const char>(text.data(), n));
+    EXPECT_EQ(digest(text.substr(0, n)), portable.hex()) << n << " bytes";
+  }
+  sha256 fast;
+  sha256 portable = sha256::portable();
+  for (std::size_t at = 0, piece = 1; at < text.size(); at += piece, piece = piece * 3 % 100'003 + 1) {
+    const std::span<const char> part(text.data() + at, std::min(piece, text.size() - at));
+    fast.update(part);
+    portable.update(part);
+  }
+  EXPECT_EQ(fast.hex(), portable.hex());
+}
+
 /// A file under the test's own temporary directory.
 class digests_of_files : public ::testing::Test {
  protected:
