@@ -42,9 +42,10 @@ class sha256 {
 /// The SHA-256 digest of `data` as 64 lowercase hex digits.
 std::string sha256_hex(std::span<const char> data);
 
-/// The digests of files, for an event loop: each is hashed on a thread of its own (a binary is hundreds of
-/// MiB, which takes seconds to hash: a loop that spent them would miss its heartbeats) and hashed again only
-/// when its size or modification time changes (a binary placed on agents is hashed once, not per container).
+/// The digests of files, for an event loop: each is hashed on a thread of its own (a binary of hundreds of
+/// MiB takes up to seconds to hash, on a loaded host or without the CPU's SHA extensions: a loop that spent
+/// them would miss its heartbeats) and hashed again only when its size or modification time changes (a
+/// binary placed on agents is hashed once, not per container).
 /// Used on one executor's thread.
 class file_digests {
  public:
