@@ -128,6 +128,7 @@ compress_fn compress_blocks() {
 bool sha256::uses_cpu_extensions() { return compress_blocks() != compress_portable; }
 
 void sha256::update(std::span<const char> data) {
+  if (data.empty()) return;  // (its data() may be null, which memcpy may not be given)
   const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
   std::size_t n = data.size();
   length_ += n;
