@@ -14,28 +14,13 @@
 #
 #   e2e_core_on_slurm_test.sh SOURCE_DIR SCRATCH_DIR FERRY E2E_TEST
 set -euo pipefail
-script=$1/scripts/slurm-cluster.sh
+source_dir=$1
 scratch=$2
 ferry=$3
 e2e_test=$4
-[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
-dir=$scratch/slurm
-state=$scratch/state
-cluster() { bash "$script" --dir "$dir" --port 17927 "$@"; }
-fail() {
-  echo "FAILED: $*" >&2
-  [ -f "$scratch/server.log" ] && { echo "--- server log:" >&2; tail -n 40 "$scratch/server.log" >&2; }
-  exit 1
-}
-wait_until() {
-  local limit=$1
-  shift
-  for _ in $(seq $((limit * 10))); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+slurm_port=17927
+# shellcheck source=tests/cluster/common.sh
+source "$source_dir/tests/cluster/common.sh"
 
 core='embedded.*:futures.*:async.every_caller*:async.inputs_*:async.gather*:async.create_task*:async.a_created_task*'
 core+=':async.a_gathered_future*:async.a_failing_gather*:async.a_cancelled_map_aio*:async.a_cancelled_get_aio*'
@@ -43,23 +28,11 @@ core+=':deploy.*spawn*:client.a_program_without_app_main_looks_up*:chaos.*'
 left_out='embedded.a_crash_stack*:embedded.hello_example*:futures.a_failure_at_the_head_of_a_long_reduce*'
 left_out+=':futures.a_call_task_not_yet_awaited*:futures.one_future_feeds_two_consumers*'
 
-cluster down 2>/dev/null || true  # what an interrupted earlier run left
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
-  cluster down >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-eval "$(cluster up --nodes 3)"
-rm -rf "$state" && mkdir -p "$scratch" && mkdir -m 700 "$state"
 # Agents idle for 5 s are cancelled: the servers of the tests share three nodes, and one's idle agents would
 # keep the next one's waiting in Slurm's queue.
 agents="--agents slurm --slurm-idle 5"
 # shellcheck disable=SC2086 # (two options and their values)
-"$ferry" server --port 0 --state-dir "$state" $agents >"$scratch/server.log" 2>&1 &
-server_pid=$!
-wait_until 30 grep -q " listening on " "$scratch/server.log" || fail "the server did not start"
-address=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$scratch/server.log")
+start_server $agents
 
 status=0
 FERRY_SERVER=$address FERRY_TOKEN=$(cat "$state/token") E2E_SERVER_ARGS=$agents \

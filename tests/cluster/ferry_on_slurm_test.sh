@@ -10,45 +10,17 @@
 #
 #   ferry_on_slurm_test.sh SOURCE_DIR SCRATCH_DIR FERRY CLUSTER_MAP SHAPES_APP
 set -euo pipefail
-script=$1/scripts/slurm-cluster.sh
+source_dir=$1
 scratch=$2
 ferry=$3
 cluster_map=$4
 shapes_app=$5
-[ "$(id -u)" -eq 0 ] || { echo "skipped: needs root"; exit 77; }
-dir=$scratch/slurm
-state=$scratch/state
-cluster() { bash "$script" --dir "$dir" --port 17827 "$@"; }
-fail() {
-  echo "FAILED: $*" >&2
-  [ -f "$scratch/server.log" ] && { echo "--- server log:" >&2; tail -n 40 "$scratch/server.log" >&2; }
-  exit 1
-}
-# Waits (up to $1 s) until the command in the other arguments succeeds.
-wait_until() {
-  local limit=$1
-  shift
-  for _ in $(seq $((limit * 10))); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+slurm_port=17827
+# shellcheck source=tests/cluster/common.sh
+source "$source_dir/tests/cluster/common.sh"
 
-cluster down 2>/dev/null || true  # what an interrupted earlier run left
-server_pid=""
-cleanup() {
-  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
-  cluster down >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-eval "$(cluster up --nodes 3)"
-rm -rf "$state" "$scratch/gate" && mkdir -p -m 700 "$state"
-
-"$ferry" server --port 0 --state-dir "$state" --agents slurm --slurm-cpus-per-agent 4 >"$scratch/server.log" 2>&1 &
-server_pid=$!
-wait_until 30 grep -q " listening on " "$scratch/server.log" || fail "the server did not start"
-address=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$scratch/server.log")
+rm -rf "$scratch/gate"
+start_server --agents slurm --slurm-cpus-per-agent 4
 
 "$ferry" run --server "$address" --state-dir "$state" "$cluster_map" 400 "$scratch/gate" >"$scratch/map.out" 2>&1 &
 map_pid=$!
@@ -90,11 +62,8 @@ empty() { [ -z "$(squeue -h -o %i)" ]; }
 wait_until 60 empty || fail "jobs left after the server stopped: $(squeue 2>&1)"
 
 # Jobs sized to what functions need, on a new server (no agent left over from the map to take them).
-rm -rf "$state" "$scratch/shapes" && mkdir -p -m 700 "$state" "$scratch/shapes"
-"$ferry" server --port 0 --state-dir "$state" --agents slurm >"$scratch/server.log" 2>&1 &
-server_pid=$!
-wait_until 30 grep -q " listening on " "$scratch/server.log" || fail "the second server did not start"
-address=$(sed -n 's/.* listening on \([^ ]*\) .*/\1/p' "$scratch/server.log")
+rm -rf "$scratch/shapes" && mkdir -p "$scratch/shapes"
+start_server --agents slurm
 "$ferry" run --server "$address" --state-dir "$state" "$shapes_app" "$scratch/shapes" >"$scratch/shapes.out" 2>&1 ||
   fail "the shapes app failed: $(cat "$scratch/shapes.out")"
 cat "$scratch/shapes.out"

@@ -1,5 +1,6 @@
 #include "test_app.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/time.h>
@@ -140,6 +141,21 @@ ferry::Function<rendezvous_report(std::int64_t)> rendezvous =
     app().function("rendezvous", rendezvous_body, {.max_inputs = 4, .max_containers = 1});
 ferry::Function<std::int64_t(std::int64_t)> sum_of_squares = app().function("sum_of_squares", sum_of_squares_body);
 ferry::Function<std::uint64_t(ferry::bytes)> length_of = app().function("length_of", length_of_body);
+
+std::string expect_crash_report_quotes_only_its_calls_stderr() {
+  EXPECT_TRUE(stderr_then_exit.remote("an earlier call's line", false));
+  try {
+    stderr_then_exit.remote("the last words", true);
+    ADD_FAILURE() << "no exception";
+  } catch (const ferry::ContainerCrashedError& e) {
+    const std::string what = e.what();
+    EXPECT_THAT(what, testing::HasSubstr("exited with code 3"));
+    EXPECT_THAT(what, testing::HasSubstr("its stderr ended with:\nthe last words\n"));
+    EXPECT_THAT(what, testing::Not(testing::HasSubstr("an earlier call's line")));
+    return what;
+  }
+  return "";
+}
 
 void expect_rendezvous(const std::vector<rendezvous_report>& reports, std::int64_t in_flight, std::size_t threads) {
   std::set<std::string> seen;

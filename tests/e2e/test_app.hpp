@@ -87,6 +87,10 @@ int run_app(Entry entry) {
 /// Checks rendezvous reports: every input saw `in_flight` inputs running at once, on `threads` distinct threads.
 void expect_rendezvous(const std::vector<rendezvous_report>& reports, std::int64_t in_flight, std::size_t threads);
 
+/// Calls stderr_then_exit twice, the second call crashing its container, and checks that the crash report
+/// quotes the crashing call's stderr and not the earlier call's line; returns the report ("" if none came).
+std::string expect_crash_report_quotes_only_its_calls_stderr();
+
 }  // namespace e2e
 
 namespace e2e {
