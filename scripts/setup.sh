@@ -16,6 +16,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # Boost.URL: the HTTP API's request targets
   libmsgpuck-dev libsqlite3-dev libcli11-dev libfmt-dev libspdlog-dev
   libdw-dev  # elfutils: names the frames of remote stacks
+  libssl-dev  # OpenSSL 3: TLS between hosts
   libgtest-dev libgmock-dev libbenchmark-dev
   chromium nodejs
   clang-16 libclang-rt-16-dev llvm-16  # scripts/fuzz.sh: libFuzzer (clang 14 lacks std::source_location), its symbolizer

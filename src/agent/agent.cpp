@@ -27,6 +27,7 @@
 #include "server/sha256.hpp"
 #include "wire/connection.hpp"
 #include "wire/protocol.hpp"
+#include "wire/tls.hpp"
 
 namespace ferry::agent {
 
@@ -103,16 +104,36 @@ class agent {
               *socket, endpoints, [this, socket](boost::system::error_code connect_ec, const tcp::endpoint&) {
                 if (stopping_) return finish_if_done();
                 if (connect_ec) return reconnect(connect_ec.message());
-                closed_ = false;
-                connection_ = std::make_shared<wire::connection>(std::move(*socket), wire::max_hello_frame_size);
-                connection_->start([this](const wire::frame& f) { on_frame(f); },
-                                   [this](const std::string& reason) { on_closed(reason); });
-                connection_->send(message_kind::hello,
-                                  wire::hello_header{wire::protocol_version, options_.token,
-                                                     static_cast<std::uint8_t>(wire::peer_role::agent), 0,
-                                                     static_cast<std::int64_t>(::getpid())});
+                auto stream = wire::tls::client_stream(std::move(*socket));
+                if (!stream->is_tls()) return say_hello(std::move(*stream));
+                if (options_.server_cert.empty()) {
+                  spdlog::error(
+                      "the ferry server at {} is on another host, and ferry talks to other hosts over TLS, "
+                      "accepting only the server's own certificate: give its fingerprint (sha256:..., which "
+                      "`ferry server` prints at start) or a copy of its tls-cert.pem with --server-cert",
+                      options_.server);
+                  return stop(1);
+                }
+                wire::tls::async_client_handshake(stream, options_.server_cert,
+                                                  [this, stream](const std::string& error, bool wrong_certificate) {
+                                                    if (stopping_) return finish_if_done();
+                                                    if (error.empty()) return say_hello(std::move(*stream));
+                                                    if (!wrong_certificate) return reconnect(error);
+                                                    spdlog::error("the ferry server at {}: {}", options_.server, error);
+                                                    stop(1);
+                                                  });
               });
         });
+  }
+
+  void say_hello(wire::stream stream) {
+    closed_ = false;
+    connection_ = std::make_shared<wire::connection>(std::move(stream), wire::max_hello_frame_size);
+    connection_->start([this](const wire::frame& f) { on_frame(f); },
+                       [this](const std::string& reason) { on_closed(reason); });
+    connection_->send(message_kind::hello, wire::hello_header{wire::protocol_version, options_.token,
+                                                              static_cast<std::uint8_t>(wire::peer_role::agent), 0,
+                                                              static_cast<std::int64_t>(::getpid())});
   }
 
   /// The server could not be reached, or the connection was lost (its containers have exited): tries again,
@@ -358,6 +379,7 @@ class agent {
     spec.app = launch.app;
     spec.function = launch.function;
     spec.server_address = options_.server;  // where this host reached the server
+    spec.server_cert = options_.server_cert;
     spec.credential = launch.credential;
     if (!options_.gpu_ids.empty()) {  // its own GPUs, and no other's (none when it asked for none)
       std::string visible;

@@ -3,7 +3,8 @@
 // (CPUs, memory, GPUs: the Slurm allocation's when it runs in a Slurm job), and then starts the containers
 // the server places on it, as local processes (process_launcher), with the binaries it fetches from the
 // server by digest into its cache. It sends what they write over its connection, and reports their exits.
-// Its containers connect to the server themselves, at the address the agent reached it on.
+// Its containers connect to the server themselves, at the address the agent reached it on (over TLS, with
+// the agent's pin of the server's certificate, when that is another host).
 //
 // When its connection is lost (the server stopped, restarted, or is unreachable), it stops its containers
 // (which have lost the server too) and connects again, for up to the reconnect window; then it exits, so
@@ -21,7 +22,10 @@ namespace ferry::agent {
 struct agent_options {
   std::string server;  // host:port
   std::string token;   // the agents' credential
-  std::string name;    // "": SLURMD_NODENAME, or the host's name
+  /// The fingerprint of the server's TLS certificate (wire::tls::parse_pin): required when the server is on
+  /// another host, whose connections are TLS; passed on to the containers.
+  std::string server_cert;
+  std::string name;  // "": SLURMD_NODENAME, or the host's name
   // What the host offers its containers; 0: found out (the Slurm allocation, or the host).
   std::uint32_t cpus = 0;
   std::uint64_t memory_mb = 0;

@@ -36,6 +36,7 @@
 #include "runtime/process_client.hpp"
 #include "runtime/server_config.hpp"
 #include "server/server.hpp"
+#include "wire/tls.hpp"
 
 namespace ferry::cli {
 
@@ -66,6 +67,7 @@ struct agent_flags {
   agent::agent_options options;
   std::string token_file;
   std::string state_dir;
+  std::string server_cert;
   std::uint64_t reconnect_window_s = 300;
 };
 
@@ -418,12 +420,11 @@ int serve(const server_flags& flags) {
   }
   server::server srv(options);
   // Before the "listening" line, which tells a supervisor (and the tests) that start-up is over.
-  if (!boost::asio::ip::make_address(flags.host).is_loopback()) {
-    spdlog::warn(
-        "--host {}: other hosts can connect. They need the token, but it travels unencrypted, as "
-        "do every call's arguments and results; on a network you do not trust, keep --host 127.0.0.1 and "
-        "reach the server through a tunnel (ssh -L, a VPN)",
-        flags.host);
+  if (const std::string pin = srv.tls_fingerprint(); !pin.empty()) {
+    spdlog::info(
+        "other hosts connect over TLS, and pin this server's certificate {} ({}): agents with --server-cert, "
+        "programs and containers with FERRY_SERVER_CERT, either the fingerprint or a copy of the file",
+        pin, (state_dir / wire::tls::certificate_file).string());
   }
   spdlog::info("ferry server {} listening on {} (state directory {})", ferry::version(), srv.address(),
                state_dir.string());
@@ -450,6 +451,26 @@ int run_agent(agent_flags flags) {
   runtime::init_logging("info");
   auto& options = flags.options;
   options.reconnect_window = std::chrono::seconds(flags.reconnect_window_s);
+  const std::filesystem::path state_dir =
+      flags.state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(flags.state_dir);
+  std::string cert = flags.server_cert;
+  std::string cert_from = "--server-cert";
+  if (const char* env = std::getenv("FERRY_SERVER_CERT");
+      cert.empty() && env && *env) {  // NOLINT(concurrency-mt-unsafe)
+    cert = env;
+    cert_from = "FERRY_SERVER_CERT";
+  }
+  if (cert.empty() && std::filesystem::exists(state_dir / wire::tls::certificate_file)) {
+    cert = (state_dir / wire::tls::certificate_file).string();  // (the server's, on a shared filesystem)
+    cert_from = "--state-dir";
+  }
+  if (!cert.empty()) {
+    try {
+      options.server_cert = wire::tls::parse_pin(cert);
+    } catch (const Error& e) {
+      throw Error(cert_from + ": " + e.what());
+    }
+  }
   if (const char* token = std::getenv("FERRY_AGENT_TOKEN"); token && *token) {  // NOLINT(concurrency-mt-unsafe)
     options.token = token;
   } else if (!flags.token_file.empty()) {
@@ -459,9 +480,7 @@ int run_agent(agent_flags flags) {
                   " (--token-file): copy the server's 'agent-token' file (in its state directory) to this host");
     }
   } else {
-    const std::filesystem::path dir =
-        flags.state_dir.empty() ? runtime::default_state_dir() : std::filesystem::path(flags.state_dir);
-    options.token = runtime::read_token(dir, "agent-token");
+    options.token = runtime::read_token(state_dir, "agent-token");
   }
   if (options.cache_dir.empty()) {
     const char* cache = std::getenv("XDG_CACHE_HOME");  // NOLINT(concurrency-mt-unsafe): no threads yet
@@ -577,6 +596,10 @@ int run_cli(int argc, char** argv) {
   agent_cmd->add_option("--token-file", agent.token_file,
                         "A copy of the server's 'agent-token' file (default: FERRY_AGENT_TOKEN, else the one in "
                         "--state-dir)");
+  agent_cmd->add_option("--server-cert", agent.server_cert,
+                        "The server's TLS certificate, needed when it is on another host: its fingerprint "
+                        "(sha256:..., as `ferry server` prints it) or a copy of its tls-cert.pem (default: "
+                        "FERRY_SERVER_CERT, else the tls-cert.pem in --state-dir)");
   agent_cmd->add_option("--state-dir", agent.state_dir,
                         "The server's state directory, when it is on this host (default: $FERRY_HOME, or ~/.ferry)");
   agent_cmd->add_option("--name", agent.options.name, "This host's name (default: SLURMD_NODENAME, or the host name)");

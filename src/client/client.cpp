@@ -20,6 +20,7 @@
 #include "base/check.hpp"
 #include "client/terminal.hpp"
 #include "wire/connection.hpp"
+#include "wire/tls.hpp"
 
 namespace ferry::client {
 
@@ -149,25 +150,32 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
   tcp::socket socket(c->io_);
   boost::system::error_code ec;
   bool timed_out = false;
-  try {
-    tcp::resolver resolver(c->io_);
-    // Through the event loop, which resumes what a signal interrupts (a program's SIGALRM timer, a
-    // profiler's SIGPROF), where a blocking connect() fails with EINTR; and bounded, for a host that drops
-    // the connection attempt without an answer.
+  // Runs the loop until what `start` starts calls the `done` it is given, or for the timeout; then closes
+  // `closing`, which ends what is in progress with an error.
+  const auto run_with_deadline = [&](tcp::socket& closing, const std::function<void(std::function<void()>)>& start) {
     asio::steady_timer deadline(c->io_, options.timeout);
     deadline.async_wait([&](boost::system::error_code timer_ec) {
       if (timer_ec) return;
       timed_out = true;
       boost::system::error_code ignored;
-      socket.close(ignored);
+      closing.close(ignored);
     });
-    asio::async_connect(socket, resolver.resolve(options.server.host, std::to_string(options.server.port)),
-                        [&](boost::system::error_code connect_ec, const tcp::endpoint&) {
-                          ec = connect_ec;
-                          deadline.cancel();
-                        });
+    start([&] { deadline.cancel(); });
     c->io_.run();
     c->io_.restart();
+  };
+  try {
+    tcp::resolver resolver(c->io_);
+    // Through the event loop, which resumes what a signal interrupts (a program's SIGALRM timer, a
+    // profiler's SIGPROF), where a blocking connect() fails with EINTR; and bounded, for a host that drops
+    // the connection attempt without an answer.
+    const auto endpoints = resolver.resolve(options.server.host, std::to_string(options.server.port));
+    run_with_deadline(socket, [&](const std::function<void()>& done) {
+      asio::async_connect(socket, endpoints, [&, done](boost::system::error_code connect_ec, const tcp::endpoint&) {
+        ec = connect_ec;
+        done();
+      });
+    });
   } catch (const boost::system::system_error& e) {
     ec = e.code();
   }
@@ -180,8 +188,30 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
                           "; start one with `ferry server`, or set FERRY_SERVER to a running one's address (a "
                           "program's app.main uses an embedded server when FERRY_SERVER is unset)");
   }
+  auto stream = wire::tls::client_stream(std::move(socket));
+  if (stream->is_tls()) {
+    if (options.server_cert.empty()) {
+      throw ConnectionError("the ferry server at " + where +
+                            " is on another host, and ferry talks to other hosts over TLS, accepting only the "
+                            "server's own certificate: set FERRY_SERVER_CERT to its fingerprint (sha256:..., "
+                            "which `ferry server` prints at start) or to a copy of its tls-cert.pem (in its "
+                            "state directory)");
+    }
+    std::string error;
+    run_with_deadline(stream->socket(), [&](const std::function<void()>& done) {
+      wire::tls::async_client_handshake(stream, options.server_cert, [&, done](const std::string& e, bool) {
+        error = e;
+        done();
+      });
+    });
+    if (timed_out) {
+      throw ConnectionError("the server at " + where + " did not finish a TLS handshake within " + seconds() + ": is " +
+                            where + " a ferry server? Check FERRY_SERVER or --server");
+    }
+    if (!error.empty()) throw ConnectionError("cannot connect to the ferry server at " + where + ": " + error);
+  }
   const std::string token = options.token.empty() && options.read_token ? options.read_token() : options.token;
-  c->connection_ = std::make_shared<wire::connection>(std::move(socket), wire::default_max_frame_size);
+  c->connection_ = std::make_shared<wire::connection>(std::move(*stream), wire::default_max_frame_size);
   c->connection_->start([raw = c.get()](const wire::frame& f) { raw->on_frame(f); },
                         [raw = c.get()](const std::string& reason) { raw->on_close(reason); });
   c->io_thread_ = std::thread([raw = c.get()] {

@@ -51,6 +51,9 @@ struct connect_options {
   std::function<std::string()> read_token;
   wire::peer_role role = wire::peer_role::client;
   std::uint64_t container_id = 0;
+  /// The fingerprint of the server's TLS certificate ("sha256:…", wire::tls::parse_pin), which a server on
+  /// another host must present (connections to it are TLS); unused for one on this host. FERRY_SERVER_CERT.
+  std::string server_cert;
   /// How long connecting and the handshake may take together: a port that accepts and stays silent (or
   /// answers in another protocol) is not a ferry server. FERRY_CONNECT_TIMEOUT (seconds) overrides it.
   std::chrono::milliseconds timeout = default_connect_timeout();

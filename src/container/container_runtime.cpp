@@ -460,6 +460,7 @@ int run_container(const served_app& app) {
   client::connect_options options;
   options.server = client::endpoint::parse(env_or_empty("FERRY_SERVER"));
   options.token = token;
+  options.server_cert = env_or_empty("FERRY_SERVER_CERT");  // (a fingerprint: its agent's or server's pin)
   options.role = wire::peer_role::container;
   options.container_id = std::strtoull(env_or_empty("FERRY_CONTAINER_ID").c_str(), nullptr, 10);
   std::shared_ptr<client::client> c;

@@ -16,6 +16,7 @@
 
 #include "container/current.hpp"
 #include "runtime/server_config.hpp"
+#include "wire/tls.hpp"
 
 namespace ferry::runtime {
 
@@ -47,6 +48,13 @@ client::connect_options server_connect_options(std::string address, std::filesys
   }
   client::connect_options options;
   options.server = client::endpoint::parse(address);
+  if (const char* cert = std::getenv("FERRY_SERVER_CERT"); cert && *cert) {
+    try {
+      options.server_cert = wire::tls::parse_pin(cert);
+    } catch (const Error& e) {
+      throw ConnectionError(std::string("FERRY_SERVER_CERT: ") + e.what());
+    }
+  }
   if (const char* token = std::getenv("FERRY_TOKEN"); token && *token) {
     options.token = token;
   } else {

@@ -12,13 +12,13 @@ namespace ferry::server {
 
 namespace asio = boost::asio;
 
-http_connection::http_connection(asio::ip::tcp::socket socket, std::uint64_t body_limit,
-                                 std::chrono::milliseconds idle_timeout, request_handler handler)
-    : socket_(std::move(socket)),
+http_connection::http_connection(wire::stream stream, std::uint64_t body_limit, std::chrono::milliseconds idle_timeout,
+                                 request_handler handler)
+    : stream_(std::move(stream)),
       body_limit_(body_limit),
       idle_timeout_(idle_timeout),
-      idle_timer_(socket_.get_executor()),
-      write_timer_(socket_.get_executor()),
+      idle_timer_(stream_.get_executor()),
+      write_timer_(stream_.get_executor()),
       handler_(std::move(handler)) {}
 
 void http_connection::start(std::string_view already_received) {
@@ -36,7 +36,7 @@ void http_connection::read_request() {
   idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (!ec) self->close();  // no request header within the idle timeout: a gone or a slow client
   });
-  http::async_read_header(socket_, buffer_, *parser_,
+  http::async_read_header(stream_, buffer_, *parser_,
                           [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                             self->idle_timer_.cancel();
                             if (ec) return self->read_failed(ec);
@@ -45,7 +45,7 @@ void http_connection::read_request() {
 }
 
 void http_connection::read_body() {
-  http::async_read(socket_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+  http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
     if (ec) return self->read_failed(ec);
     http_request request = self->parser_->release();
     self->keep_alive_ = request.keep_alive();
@@ -60,7 +60,7 @@ void http_connection::read_failed(boost::system::error_code ec) {
     return;
   }
   if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::operation_aborted ||
-      !socket_.is_open()) {
+      !stream_.socket().is_open()) {
     return close();
   }
   const bool too_large = ec == http::error::body_limit;
@@ -72,7 +72,7 @@ void http_connection::read_failed(boost::system::error_code ec) {
 }
 
 void http_connection::respond(http_response response) {
-  if (!socket_.is_open()) return;
+  if (!stream_.socket().is_open()) return;
   response.set(http::field::server, "ferry");
   response.keep_alive(keep_alive_ && !close_after_write_);
   response.prepare_payload();
@@ -92,14 +92,14 @@ void http_connection::begin_events() {
       "Connection: close\r\n\r\n");
   // A client says nothing more on an event stream: a read that ends means it has gone.
   auto sink = std::make_shared<char>();
-  socket_.async_read_some(asio::buffer(sink.get(), 1),
+  stream_.async_read_some(asio::buffer(sink.get(), 1),
                           [self = shared_from_this(), sink](boost::system::error_code, std::size_t) {
                             if (self->streaming_) self->close();
                           });
 }
 
 bool http_connection::send_event(std::string_view name, std::string_view data) {
-  if (!streaming_ || !socket_.is_open()) return false;
+  if (!streaming_ || !stream_.socket().is_open()) return false;
   std::string event;
   event.reserve(name.size() + data.size() + 16);
   event += "event: ";
@@ -138,7 +138,7 @@ void http_connection::write_next() {
     if (!ec) self->close();
   });
   const std::string& next = outgoing_.front();
-  socket_.async_write_some(asio::buffer(next.data() + written_, next.size() - written_),
+  stream_.async_write_some(asio::buffer(next.data() + written_, next.size() - written_),
                            [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                              self->write_timer_.cancel();
                              if (ec) return self->close();
@@ -156,18 +156,22 @@ void http_connection::close_after_last_response() {
   // client has not read yet: the end of the responses. So stop sending (the client reads them, then the
   // end), and read and drop what the client still sends until it closes too, or for idle_timeout_.
   streaming_ = false;
-  boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  if (ec) return close();
   idle_timer_.expires_after(idle_timeout_);
   idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
     if (!wait_ec) self->close();
   });
+  if (stream_.is_tls()) {  // TLS ends with its close_notify, each way (a client may take a bare close for a cut)
+    stream_.tls().async_shutdown([self = shared_from_this()](boost::system::error_code) { self->close(); });
+    return;
+  }
+  boost::system::error_code ec;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) return close();
   drain(std::make_shared<std::array<char, 4096>>());
 }
 
 void http_connection::drain(const std::shared_ptr<std::array<char, 4096>>& sink) {
-  socket_.async_read_some(asio::buffer(*sink),
+  stream_.async_read_some(asio::buffer(*sink),
                           [self = shared_from_this(), sink](boost::system::error_code ec, std::size_t) {
                             if (ec) return self->close();  // the client's end (or a failure): done
                             self->drain(sink);
@@ -178,10 +182,10 @@ void http_connection::close() {
   streaming_ = false;
   idle_timer_.cancel();
   write_timer_.cancel();
-  if (socket_.is_open()) {
+  if (stream_.socket().is_open()) {
     boost::system::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
   }
   if (auto handler = std::move(on_close_)) {
     on_close_ = nullptr;

@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 
+#include "wire/stream.hpp"
+
 namespace ferry::server {
 
 namespace http = boost::beast::http;
@@ -36,7 +38,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   /// request (keep-alive), and a client must take some of what is written to it within `idle_timeout`;
   /// otherwise the connection is closed. (Bodies, up to `body_limit` bytes, are not timed: a large upload
   /// on a slow link is legitimate.)
-  http_connection(boost::asio::ip::tcp::socket socket, std::uint64_t body_limit, std::chrono::milliseconds idle_timeout,
+  http_connection(wire::stream stream, std::uint64_t body_limit, std::chrono::milliseconds idle_timeout,
                   request_handler handler);
 
   /// Starts reading requests, after `already_received` (the bytes the server sniffed).
@@ -54,7 +56,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
 
   /// Runs once when the connection closes (an event stream's subscription ends with it).
   void on_close(std::function<void()> handler) { on_close_ = std::move(handler); }
-  bool open() const { return socket_.is_open(); }
+  bool open() const { return stream_.socket().is_open(); }
 
  private:
   void read_request();
@@ -68,7 +70,7 @@ class http_connection : public std::enable_shared_from_this<http_connection> {
   void drain(const std::shared_ptr<std::array<char, 4096>>& sink);
   void close();
 
-  boost::asio::ip::tcp::socket socket_;
+  wire::stream stream_;  // plain, or TLS from another host
   std::uint64_t body_limit_;
   std::chrono::milliseconds idle_timeout_;
   boost::asio::steady_timer idle_timer_;

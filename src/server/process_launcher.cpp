@@ -212,6 +212,7 @@ class process_launcher final : public container_launcher {
     env_storage.push_back("FERRY_CONTAINER_ID=" + std::to_string(number(spec.id)));
     env_storage.push_back("FERRY_SERVER=" + spec.server_address);
     env_storage.push_back("FERRY_TOKEN=" + spec.credential);
+    if (!spec.server_cert.empty()) env_storage.push_back("FERRY_SERVER_CERT=" + spec.server_cert);
     env_storage.push_back("FERRY_APP=" + spec.app);
     env_storage.push_back("FERRY_FUNCTION=" + spec.function);
     env_storage.push_back("FERRY_PARENT_PID=" + std::to_string(::getpid()));

@@ -239,6 +239,7 @@ scheduler::launch_result scheduler::launch_container(function_state& fn) {
                             fn.name,
                             fn.need,
                             options_.server_address,
+                            options_.server_cert,
                             c->credential,
                             {}};
   try {

@@ -54,11 +54,16 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   std::random_device rd;
   state_->numbers = call_numbering((std::uint64_t{rd()} << 32) | rd());
   const auto& o = state_->options;
+  if (!wire::tls::is_local(addr)) {
+    state_->tls = o.state_dir.empty() ? wire::tls::create_identity() : wire::tls::load_or_create_identity(o.state_dir);
+    state_->tls_context = wire::tls::server_context(*state_->tls);
+  }
   state_->time = make_steady_clock(state_->io.get_executor());
   state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
-  state_->sched = std::make_unique<scheduler>(
-      *state_, state_->graph, *state_->time, *state_->agents,
-      scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout, state_->address});
+  state_->sched =
+      std::make_unique<scheduler>(*state_, state_->graph, *state_->time, *state_->agents,
+                                  scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout,
+                                                    state_->address, state_->tls ? state_->tls->fingerprint : ""});
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
@@ -66,6 +71,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   if (o.slurm) {
     slurm_options slurm = *o.slurm;
     if (slurm.server_address.empty()) slurm.server_address = o.advertise.empty() ? state_->address : o.advertise;
+    if (state_->tls) slurm.server_cert = state_->tls->fingerprint;
     state_->slurm = std::make_unique<slurm_capacity>(
         state_->io.get_executor(), *state_->agents, std::move(slurm),
         [s = state_.get()](const resources& need, const std::string& why) { s->no_host_will_fit(need, why); });
@@ -75,6 +81,8 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
 server::~server() = default;
 
 std::string server::address() const { return state_->address; }
+
+std::string server::tls_fingerprint() const { return state_->tls ? state_->tls->fingerprint : ""; }
 
 void server::run() {
   if (state_->options.stop_on_signals) {
@@ -120,41 +128,81 @@ void server::state::accept() {
         accept_retry_timer.reset();
         spdlog::info("accepting connections again");
       }
-      sniff(std::move(socket));
+      sniff(wire::stream(std::move(socket)));
     }
     accept();
   });
 }
 
-void server::state::sniff(tcp::socket socket) {
-  // One port for both: an HTTP request starts with an upper-case method ("GET ", "POST"); a wire frame
-  // with its length, little-endian, whose fourth byte is 0 for any frame under 16 MiB (a hello is tiny).
+void server::state::sniff(wire::stream stream) {
+  // One port for all: an HTTP request starts with an upper-case method ("GET ", "POST"); a wire frame with
+  // its length, little-endian, whose fourth byte is 0 for any frame under 16 MiB (a hello is tiny); TLS
+  // with a handshake record: 0x16, then version 3.x (a frame starting so would be a hello of 790 bytes).
   struct first_bytes {
-    explicit first_bytes(tcp::socket s, asio::io_context& io, std::chrono::milliseconds timeout)
-        : socket(std::move(s)), timer(io, timeout) {}
-    tcp::socket socket;
+    explicit first_bytes(wire::stream s, asio::io_context& io, std::chrono::milliseconds timeout)
+        : stream(std::move(s)), timer(io, timeout) {}
+    wire::stream stream;
     std::array<char, 4> bytes{};
     asio::steady_timer timer;
   };
-  auto pending = std::make_shared<first_bytes>(std::move(socket), io, options.idle_timeout);
-  pending->timer.async_wait([pending](boost::system::error_code ec) {
+  auto pending = std::make_shared<first_bytes>(std::move(stream), io, options.idle_timeout);
+  boost::system::error_code peer_ec;
+  const auto peer = pending->stream.socket().remote_endpoint(peer_ec);
+  const std::string from = peer_ec ? "an unknown peer" : peer.address().to_string();
+  const bool other_host = !peer_ec && !wire::tls::is_local(peer.address());
+  pending->timer.async_wait([pending, from](boost::system::error_code ec) {
     if (ec) return;
+    spdlog::warn("closed connection from {}: it sent nothing within the idle timeout", from);
     boost::system::error_code ignored;
-    const auto peer = pending->socket.remote_endpoint(ignored);
-    spdlog::warn("closed connection from {}: it sent nothing within the idle timeout", peer.address().to_string());
-    pending->socket.close(ignored);
+    pending->stream.socket().close(ignored);
   });
   asio::async_read(
-      pending->socket, asio::buffer(pending->bytes), [this, pending](boost::system::error_code ec, std::size_t) {
-        pending->timer.cancel();
-        if (ec || stopping) return;
+      pending->stream, asio::buffer(pending->bytes),
+      [this, pending, from, other_host](boost::system::error_code ec, std::size_t) {
+        if (ec || stopping) {
+          pending->timer.cancel();
+          return;
+        }
         const std::string_view first(pending->bytes.data(), pending->bytes.size());
+        const bool tls_hello = first[0] == 0x16 && first[1] == 0x03;
+        if (tls_hello && !pending->stream.is_tls()) {
+          if (!tls_context) {
+            pending->timer.cancel();
+            spdlog::warn(
+                "closed connection from {}: it began TLS, which this server, listening on loopback only, does "
+                "not speak (connections within a host are plain)",
+                from);
+            return;
+          }
+          // (The idle timer still runs: the handshake, and the first bytes inside it, must come within it.)
+          auto secured = std::make_shared<wire::stream>(std::move(pending->stream.socket()), tls_context);
+          wire::tls::async_server_handshake(secured, std::string(first),
+                                            [this, pending, secured, from](const std::string& error, bool) {
+                                              pending->timer.cancel();
+                                              if (stopping) return;
+                                              if (!error.empty()) {
+                                                spdlog::warn("closed connection from {}: {}", from, error);
+                                                return;
+                                              }
+                                              sniff(std::move(*secured));
+                                            });
+          return;
+        }
+        pending->timer.cancel();
+        const bool refuse_plain = other_host && !pending->stream.is_tls();
         const bool http =
             std::all_of(first.begin(), first.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == ' '; });
         if (http) {
           auto conn = std::make_shared<http_connection>(
-              std::move(pending->socket), options.max_frame_size, options.idle_timeout,
-              [this](const http_request& req, const std::shared_ptr<http_connection>& c) {
+              std::move(pending->stream), options.max_frame_size, options.idle_timeout,
+              [this, refuse_plain](const http_request& req, const std::shared_ptr<http_connection>& c) {
+                if (refuse_plain) {
+                  c->respond(json_error(http::status::forbidden, "tls_required",
+                                        "this server takes connections from other hosts over TLS only: use https:// "
+                                        "(its certificate is the tls-cert.pem in its state directory: curl --cacert "
+                                        "tls-cert.pem)"));
+                  return;
+                }
                 try {
                   on_http(req, c);
                 } catch (const std::exception& e) {
@@ -166,14 +214,15 @@ void server::state::sniff(tcp::socket socket) {
           conn->start(first);
           return;
         }
-        start_session(std::move(pending->socket), first);
+        start_session(std::move(pending->stream), first, refuse_plain);
       });
 }
 
-void server::state::start_session(tcp::socket socket, std::string_view already_received) {
+void server::state::start_session(wire::stream stream, std::string_view already_received, bool refuse_plain) {
   auto s = std::make_unique<session>();
   s->id = session_id{next_session++};
-  s->connection = std::make_shared<wire::connection>(std::move(socket), wire::max_hello_frame_size);
+  s->refuse_plain = refuse_plain;
+  s->connection = std::make_shared<wire::connection>(std::move(stream), wire::max_hello_frame_size);
   s->connection->set_peer_max_frame_size(options.max_frame_size + wire::header_allowance);
   s->handshake_timer = std::make_unique<asio::steady_timer>(io, options.idle_timeout);
   s->handshake_timer->async_wait([this, id = s->id](boost::system::error_code timer_ec) {
@@ -264,6 +313,13 @@ void server::state::refuse(session& s, const std::string& reason) {
 void server::state::on_hello(session& s, const wire::frame& f) {
   auto [version, token, role, container, pid] = f.decode_header<wire::hello_header>();
   s.handshake_timer.reset();
+  if (s.refuse_plain) {
+    refuse(s,
+           "this server takes connections from other hosts over TLS only, and this one is plain TCP: connect with a "
+           "ferry of this release, which uses TLS to other hosts (with FERRY_SERVER_CERT, or an agent's "
+           "--server-cert)");
+    return;
+  }
   if (version != wire::protocol_version) {
     refuse(s, "protocol version " + std::to_string(version) + " is not supported: this server speaks version " +
                   std::to_string(wire::protocol_version) + "; use a ferry library and server of the same release");
@@ -322,8 +378,8 @@ void server::state::on_hello(session& s, const wire::frame& f) {
 void server::state::on_agent_ready(session& s, const wire::frame& f) {
   if (agents->agents().contains(s.id)) throw wire::protocol_error("a second agent_ready");
   auto host = f.decode_header<wire::agent_ready_header>();
-  spdlog::info("agent on {} joined from {}: {} CPUs, {} MiB, {} GPUs{}", host.name, s.connection->remote_address(),
-               host.cpus, host.memory_mb, host.gpus,
+  spdlog::info("agent on {} joined from {}{}: {} CPUs, {} MiB, {} GPUs{}", host.name, s.connection->remote_address(),
+               s.connection->is_tls() ? " over TLS" : "", host.cpus, host.memory_mb, host.gpus,
                host.slurm_job_id.empty() ? "" : " (Slurm job " + host.slurm_job_id + ")");
   if (slurm) slurm->joined(host.slurm_job_id, host.server_job);
   agents->joined(s.id, s.connection, std::move(host));

@@ -34,6 +34,8 @@ struct server_options {
   std::optional<slurm_options> slurm;
   /// host:port other hosts reach this server at (agents started for it, what it prints); "": its address.
   std::string advertise;
+  // A server that listens beyond loopback talks to other hosts over TLS only, with the certificate in
+  // state_dir (wire/tls.hpp; made on first start, or for this run when state_dir is "").
   std::uint64_t max_frame_size = wire::default_max_frame_size;
   /// A container that has not connected this long after it started is killed and counts as failed.
   std::chrono::milliseconds container_connect_timeout{30'000};
@@ -75,6 +77,9 @@ class server {
 
   /// "host:port" that programs and containers connect to.
   std::string address() const;
+  /// The fingerprint of the certificate that other hosts pin (wire::tls::parse_pin); "" when it listens on
+  /// loopback only.
+  std::string tls_fingerprint() const;
 
   /// Serves until stop(); on the way out, stops every container it started.
   void run();

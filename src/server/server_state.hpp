@@ -33,6 +33,7 @@
 #include "server/server.hpp"
 #include "server/state_store.hpp"
 #include "wire/connection.hpp"
+#include "wire/tls.hpp"
 
 namespace ferry::server {
 
@@ -53,6 +54,7 @@ struct session {
   app_instance* app = nullptr;            // the app whose functions this session's calls reach
   container_record* container = nullptr;  // for containers
   std::unique_ptr<asio::steady_timer> handshake_timer;
+  bool refuse_plain = false;  // plain TCP from another host: refused at its hello
   /// The calls this session made that it may still await, pass or cancel, by its call id.
   std::unordered_map<std::uint64_t, call_record*> open_calls;
 };
@@ -68,6 +70,9 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::size_t unplaced_containers = 0;    // of every function: what waits for a host
   std::unique_ptr<clock> time;
   std::string address;
+  /// Set when other hosts can connect: they must use TLS, with this certificate.
+  std::optional<wire::tls::identity> tls;
+  std::shared_ptr<asio::ssl::context> tls_context;
 
   std::uint64_t next_session = 1;
   call_numbering numbers{0};  // (its base is set, at random, when the server starts)
@@ -85,9 +90,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::unique_ptr<asio::steady_timer> stop_timer;
 
   void accept();
-  /// Tells an accepted connection's protocol by its first bytes: HTTP, or ferry's wire protocol.
-  void sniff(tcp::socket socket);
-  void start_session(tcp::socket socket, std::string_view already_received);
+  /// Tells an accepted connection's protocol by its first bytes: TLS (then again, inside it), HTTP, or
+  /// ferry's wire protocol. A connection from another host must be TLS.
+  void sniff(wire::stream stream);
+  void start_session(wire::stream stream, std::string_view already_received, bool refuse_plain);
   void on_frame(session& s, const wire::frame& f);
   void on_closed(session_id id, const std::string& reason);
   void on_hello(session& s, const wire::frame& f);

@@ -138,6 +138,7 @@ void slurm_capacity::submit(const resources& need, std::size_t containers) {
   std::string command = "exec " + shell_quoted(options_.ferry_path) + " agent --server " +
                         shell_quoted(options_.server_address) + " --token-file " +
                         shell_quoted(options_.token_file.string()) + " --reconnect-window 60 --server-job";
+  if (!options_.server_cert.empty()) command += " --server-cert " + shell_quoted(options_.server_cert);
   if (!need.placement.empty()) command += " --label " + shell_quoted(need.placement);
   argv.push_back("--wrap=" + command);
   ++submitting_jobs_;

@@ -43,6 +43,7 @@ struct slurm_options {
   std::string ferry_path;                    // the `ferry` binary the jobs run (this server's own)
   std::string server_address;                // where the agents connect (--advertise)
   std::filesystem::path token_file;          // the agents' credential, read by the agents from this file
+  std::string server_cert;                   // the pin of the server's TLS certificate ("": loopback only)
   std::filesystem::path job_dir;             // where the jobs write their output (agent-JOBID.out)
   std::uint32_t cpus_per_agent = 4;          // the most CPUs one job asks for
   std::uint32_t max_agents = 16;             // jobs (pending and running) at most

@@ -21,14 +21,14 @@ std::string describe_endpoint(const tcp::socket& socket) {
 }
 }  // namespace
 
-connection::connection(tcp::socket socket, std::uint64_t max_frame_size)
-    : socket_(std::move(socket)),
+connection::connection(stream s, std::uint64_t max_frame_size)
+    : stream_(std::move(s)),
       max_frame_size_(max_frame_size),
-      remote_address_(describe_endpoint(socket_)),
-      close_deadline_(socket_.get_executor()),
-      heartbeat_timer_(socket_.get_executor()) {
+      remote_address_(describe_endpoint(stream_.socket())),
+      close_deadline_(stream_.get_executor()),
+      heartbeat_timer_(stream_.get_executor()) {
   boost::system::error_code ec;
-  socket_.set_option(tcp::no_delay(true), ec);
+  stream_.socket().set_option(tcp::no_delay(true), ec);
 }
 
 connection::~connection() = default;
@@ -55,13 +55,13 @@ void connection::arm_heartbeat() {
   });
 }
 
-asio::any_io_executor connection::executor() const { return const_cast<tcp::socket&>(socket_).get_executor(); }
+asio::any_io_executor connection::executor() const { return const_cast<stream&>(stream_).get_executor(); }
 
 void connection::start(frame_handler on_frame, close_handler on_close, std::string_view already_received) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
   received_.append(already_received.data(), already_received.size());
-  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+  asio::post(stream_.get_executor(), [self = shared_from_this()] {
     self->process_received();
     self->read_more();
   });
@@ -132,13 +132,17 @@ void connection::end_batch() {
 
 void connection::write_directly(std::unique_lock<std::mutex>& lock) {
   writing_ = true;
+  if (stream_.is_tls()) {
+    post_flush();
+    return;
+  }
   while (!pending_.empty() && !closed_) {
     std::swap(pending_, in_flight_);
     lock.unlock();
     std::size_t written = 0;
     while (written < in_flight_.size()) {
-      const ssize_t n = ::send(socket_.native_handle(), in_flight_.data() + written, in_flight_.size() - written,
-                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      const ssize_t n = ::send(stream_.socket().native_handle(), in_flight_.data() + written,
+                               in_flight_.size() - written, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n <= 0) break;  // would block, or an error the executor's write will report
       written += static_cast<std::size_t>(n);
     }
@@ -163,7 +167,7 @@ void connection::write_directly(std::unique_lock<std::mutex>& lock) {
 }
 
 void connection::post_flush() {
-  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->flush(); });
+  asio::post(stream_.get_executor(), [self = shared_from_this()] { self->flush(); });
 }
 
 void connection::flush() {
@@ -188,7 +192,7 @@ void connection::flush() {
     close_now(closing_reason(""), /*linger=*/true);
     return;
   }
-  asio::async_write(socket_, asio::buffer(in_flight_.data(), in_flight_.size()),
+  asio::async_write(stream_, asio::buffer(in_flight_.data(), in_flight_.size()),
                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                       self->in_flight_.clear();
                       self->in_flight_.shrink_if_empty(keep_capacity);
@@ -207,7 +211,7 @@ void connection::read_more() {
   if (peer_finished_) return;
   char* at = received_.reserve(read_chunk);
   const std::size_t room = received_.capacity() - received_.size();
-  socket_.async_read_some(asio::buffer(at, room),
+  stream_.async_read_some(asio::buffer(at, room),
                           [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
                             if (ec) {
                               self->peer_finished_ = true;
@@ -235,10 +239,12 @@ void connection::on_read_end(boost::system::error_code ec) {
   if (shut_) {  // lingering after the close: the peer has closed its side too
     close_deadline_.cancel();
     boost::system::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     return;
   }
-  if (ec == asio::error::eof) {
+  // (TLS without its close_notify: ferry's peers end TLS by closing the socket, and a frame cut short
+  // is incomplete anyway.)
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
     // The peer has finished sending; it may still be reading (a half-close): what was sent in answer to
     // its last frames, and waits in this sweep's batch, goes out before the connection closes.
     close("peer closed the connection", /*flush=*/true);
@@ -316,7 +322,7 @@ void connection::close(std::string reason, bool flush_first) {
     lock.unlock();
     if (start) post_flush();
     // A peer that does not read what is flushed to it must not keep the connection for ever.
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
       if (self->shut_) return;
       self->close_deadline_.expires_after(flush_timeout);
       self->close_deadline_.async_wait([self](boost::system::error_code ec) {
@@ -330,7 +336,7 @@ void connection::close(std::string reason, bool flush_first) {
   }
   closed_ = true;
   lock.unlock();
-  asio::post(socket_.get_executor(),
+  asio::post(stream_.get_executor(),
              [self = shared_from_this(), reason = std::move(reason)] { self->close_now(reason, /*linger=*/false); });
 }
 
@@ -347,17 +353,17 @@ void connection::close_now(const std::string& reason, bool linger) {
   heartbeat_timer_.cancel();
   boost::system::error_code ec;
   if (peer_finished_ || !linger) {
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
   } else {
     // Lingering: releasing a descriptor with unread bytes resets the connection, and a reset discards
     // what the peer has not read yet (a refusal, the replies before a malformed frame). So stop sending
     // only, and read and drop what the peer still sends until it closes too, or for flush_timeout.
-    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     close_deadline_.expires_after(flush_timeout);
     close_deadline_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
       if (wait_ec) return;
       boost::system::error_code ignored;
-      self->socket_.shutdown(tcp::socket::shutdown_both, ignored);  // ends the read
+      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);  // ends the read
     });
   }
   if (!close_reported_) {

@@ -1,4 +1,5 @@
-// A framed connection: length-prefixed MessagePack frames over a TCP socket, with writes coalesced.
+// A framed connection: length-prefixed MessagePack frames over a stream (TCP, or TLS to another host),
+// with writes coalesced.
 //
 // Concurrency: reading, the handlers and the socket's asynchronous operations are confined to the
 // connection's executor. send() and close() may be called from any thread. send() appends the frame to a
@@ -12,6 +13,7 @@
 //  - otherwise the frame joins what the writer in progress writes next.
 // What the socket does not take at once is written by the executor. The socket's descriptor stays open
 // until the connection is destroyed (close only shuts it down), so a writer never sends on a reused one.
+// Over TLS every write is the executor's (the TLS state is confined to it): a sender only appends.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -26,6 +28,7 @@
 #include <string>
 
 #include "wire/frame.hpp"
+#include "wire/stream.hpp"
 
 namespace ferry::wire {
 
@@ -46,7 +49,10 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Called once on the executor when the connection closes, with why.
   using close_handler = std::function<void(const std::string& reason)>;
 
-  connection(tcp::socket socket, std::uint64_t max_frame_size);
+  /// Over `s`, ready for frames (a TLS stream has been handshaken).
+  connection(stream s, std::uint64_t max_frame_size);
+  connection(tcp::socket socket, std::uint64_t max_frame_size)
+      : connection(stream(std::move(socket)), max_frame_size) {}
   ~connection();
 
   /// Starts reading, after `already_received` (bytes read off the socket before it became a connection).
@@ -103,6 +109,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::uint64_t peer_max_frame_size() const;
 
   const std::string& remote_address() const noexcept { return remote_address_; }
+  bool is_tls() const noexcept { return stream_.is_tls(); }
   /// How many reads have been handled, counting the bytes given to start() as the first; a handler
   /// tells frames of one read from the next by it. Call on the executor.
   std::uint64_t reads_completed() const noexcept { return reads_completed_; }
@@ -132,7 +139,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void arm_heartbeat();
   [[noreturn]] void throw_too_large(message_kind kind, std::uint64_t size) const;
 
-  tcp::socket socket_;
+  stream stream_;
   std::uint64_t max_frame_size_;  // executor-confined after start()
   std::string remote_address_;
   frame_handler on_frame_;

@@ -305,12 +305,14 @@ def main():
 
     # docs/cluster.md tells how to create the Secret the pods mount, by the same name and key.
     doc_path = os.path.join(source_dir, "docs/cluster.md")
-    created = re.findall(r"create secret generic (\S+) --from-file=([\w.-]+)=",
-                         open(doc_path, encoding="utf-8").read())
+    created = [(m.group(1), set(re.findall(r"--from-file=([\w.-]+)=", m.group(2))))
+               for m in re.finditer(r"create secret generic (\S+)((?: --from-file=[\w.-]+=\S+)+)",
+                                    open(doc_path, encoding="utf-8").read())]
     for name, keys in secret_refs:
-        if name not in secrets and not any(n == name and all(k == key for k in keys) for n, key in created):
-            problems.append(f"docs/cluster.md has no `kubectl create secret generic {name} "
-                            f"--from-file={keys[0] if keys else 'KEY'}=...` for the Secret the agents mount")
+        if name not in secrets and not any(n == name and set(keys) <= made for n, made in created):
+            files = " ".join(f"--from-file={key}=..." for key in (keys or ["KEY"]))
+            problems.append(f"docs/cluster.md has no `kubectl create secret generic {name} {files}` "
+                            "for the Secret the agents mount")
 
     # The Dockerfile's build context lets its binary through.
     ignore = os.path.join(source_dir, "deploy/kubernetes/Dockerfile.dockerignore")

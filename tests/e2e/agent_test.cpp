@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "process.hpp"
+#include "raw_socket.hpp"
 #include "test_app.hpp"
 
 namespace e2e {
@@ -345,14 +346,85 @@ TEST(agents, an_agent_on_another_network_runs_containers_that_reach_the_server_o
   argv.insert(argv.end(), {FERRY_CLI_PATH, "agent", "--server", other.gateway() + ":" + port, "--state-dir",
                            server.state_dir(), "--name", "far-host", "--cpus", "2", "--cache-dir", scratch_dir()});
   process agent(argv, {{"E2E_HOST", "far-host"}});
-  ASSERT_TRUE(server.proc().wait_for_output("agent on far-host joined from " + other.address() + ":"))
+  // (The agent found the server's certificate in its state directory, as on a shared filesystem, and its
+  // containers were given it.)
+  ASSERT_TRUE(server.proc().wait_for_output(" joined from " + other.address() + ":"))
       << server.proc().err() << agent.err();
+  EXPECT_THAT(server.proc().err(), testing::ContainsRegex("agent on far-host joined from [0-9.:]+ over TLS"));
   scoped_env env({{"FERRY_SERVER", "127.0.0.1:" + port}, {"FERRY_TOKEN", server.token()}});
   std::vector<std::string> met;
   EXPECT_EQ(run_app([&] { met = host_rendezvous.starmap({{scratch_dir(), 0, 1}, {scratch_dir(), 1, 1}}); }), 0);
   EXPECT_EQ(met, (std::vector<std::string>{"far-host:0", "far-host:1"})) << server.proc().err() << agent.err();
   agent.signal(SIGTERM);
   EXPECT_EQ(agent.wait(30s), 0) << agent.err();
+}
+
+/// The fingerprint of a PEM certificate as `openssl x509 -fingerprint -sha256` gives it, written the way
+/// ferry prints it ("sha256:" and lower-case hex).
+std::string openssl_fingerprint(const std::string& certificate) {
+  const auto r = run({"openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", certificate});
+  std::string hex;
+  for (const char c : r.out.substr(r.out.find('=') + 1)) {
+    if (std::isxdigit(static_cast<unsigned char>(c))) hex += static_cast<char>(std::tolower(c));
+  }
+  return "sha256:" + hex;
+}
+
+// Seen from another host (the test connects to the server's address on the veth link, so the server sees
+// a peer that is not on loopback), the server takes TLS alone, and programs and agents take only the
+// server's own certificate.
+TEST(tls, from_another_host_only_tls_with_the_servers_pinned_certificate_connects) {
+  if (::geteuid() != 0) GTEST_SKIP() << "an address of this host's that is not loopback takes a veth pair (root)";
+  network_host other;
+  ASSERT_EQ(other.error(), "");
+  ferry_server server({"--host", "0.0.0.0"});
+  const std::string far = other.gateway() + server.address().substr(server.address().rfind(':'));
+  const std::string cert = server.state_dir() + "/tls-cert.pem";
+  const std::string pin = openssl_fingerprint(cert);
+  ASSERT_EQ(pin.size(), 7U + 64U);
+  EXPECT_TRUE(server.proc().wait_for_output("pin this server's certificate " + pin)) << server.proc().err();
+  const std::string another = "sha256:" + std::string(64, 'a');
+
+  // A program: with the fingerprint, or with a copy of the file, it is served over TLS.
+  for (const std::string& given : {pin, cert}) {
+    const auto r =
+        run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", far}, {"FERRY_TOKEN", server.token()}, {"FERRY_SERVER_CERT", given}});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "42\n");
+  }
+  const auto without = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", far}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_NE(without.code, 0);
+  EXPECT_THAT(without.err, HasSubstr("is on another host, and ferry talks to other hosts over TLS"));
+  EXPECT_THAT(without.err, HasSubstr("set FERRY_SERVER_CERT"));
+  const auto wrong =
+      run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", far}, {"FERRY_TOKEN", server.token()}, {"FERRY_SERVER_CERT", another}});
+  EXPECT_NE(wrong.code, 0);
+  EXPECT_THAT(wrong.err, HasSubstr("it presents the TLS certificate " + pin + ", not the pinned " + another));
+
+  // An agent: a certificate that is not the server's is an error it exits on, and so is none.
+  std::string agent_token;
+  std::getline(std::ifstream(server.state_dir() + "/agent-token"), agent_token);
+  const auto wrong_agent =
+      run({FERRY_CLI_PATH, "agent", "--server", far, "--server-cert", another, "--reconnect-window", "0"},
+          {{"FERRY_AGENT_TOKEN", agent_token}});
+  EXPECT_EQ(wrong_agent.code, 1);
+  EXPECT_THAT(wrong_agent.err, HasSubstr("not the pinned " + another));
+  const auto blind_agent = run({FERRY_CLI_PATH, "agent", "--server", far, "--reconnect-window", "0"},
+                               {{"FERRY_AGENT_TOKEN", agent_token}, {"FERRY_HOME", scratch_dir()}});
+  EXPECT_EQ(blind_agent.code, 1);
+  EXPECT_THAT(blind_agent.err, HasSubstr("with --server-cert"));
+
+  // Plain TCP from another host is refused, with why: ferry's protocol, and HTTP.
+  raw_socket plain(far);
+  plain.send(hello(server.token()));
+  EXPECT_THAT(plain.read_until_closed(), HasSubstr("takes connections from other hosts over TLS only"));
+  const auto http = run({"curl", "-sS", "-H", "Authorization: Bearer " + server.token(), "http://" + far + "/v1/apps"});
+  EXPECT_THAT(http.out, HasSubstr("\"tls_required\""));
+  // HTTPS is served, and its certificate names the host's addresses (curl checks the address against it).
+  const auto https = run({"curl", "-sS", "--fail", "--cacert", cert, "-H", "Authorization: Bearer " + server.token(),
+                          "https://" + far + "/v1/apps"});
+  EXPECT_EQ(https.code, 0) << https.err;
+  EXPECT_THAT(https.out, HasSubstr("\"apps\""));
 }
 
 TEST(agents, each_gpu_container_gets_gpus_of_its_own_and_others_none) {

@@ -68,15 +68,17 @@ TEST(security, a_token_file_others_can_read_is_refused_as_possibly_leaked) {
   std::filesystem::remove_all(state_dir);
 }
 
-TEST(security, the_server_listens_on_loopback_by_default_and_warns_when_told_to_serve_other_hosts) {
+TEST(security, the_server_listens_on_loopback_by_default_and_serves_other_hosts_over_tls_only_when_told_to) {
   ferry_server local;
   EXPECT_THAT(local.address(), testing::StartsWith("127.0.0.1:"));
-  // The warning comes before the "listening" line the constructor waited for.
-  EXPECT_THAT(local.proc().err(), Not(HasSubstr("other hosts can connect")));
+  // The line comes before the "listening" line the constructor waited for.
+  EXPECT_THAT(local.proc().err(), Not(HasSubstr("other hosts connect over TLS")));
+  EXPECT_FALSE(std::filesystem::exists(local.state_dir() + "/tls-key.pem"));
 
   ferry_server everywhere({"--host", "0.0.0.0"});
-  EXPECT_THAT(everywhere.proc().err(), HasSubstr("--host 0.0.0.0: other hosts can connect"));
-  EXPECT_THAT(everywhere.proc().err(), HasSubstr("travels unencrypted"));
+  EXPECT_THAT(everywhere.proc().err(), HasSubstr("other hosts connect over TLS, and pin this server's certificate"));
+  EXPECT_EQ(std::filesystem::status(everywhere.state_dir() + "/tls-key.pem").permissions(),
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   // Containers still reach it on loopback.
   scoped_env env({{"FERRY_SERVER", everywhere.address()}, {"FERRY_TOKEN", everywhere.token()}});
   EXPECT_EQ(run_app([] { EXPECT_EQ(add.remote(40, 2), 42); }), 0);

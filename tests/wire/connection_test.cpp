@@ -10,6 +10,7 @@
 #include <boost/asio/connect.hpp>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "wire/protocol.hpp"
+#include "wire/tls.hpp"
 
 namespace {
 
@@ -42,13 +44,39 @@ std::string payload_of(std::uint64_t id, std::size_t big_every = 0) {
   return p;
 }
 
-/// A sending connection and a receiving one, each on its own event loop thread (run as ferry runs them).
+/// `a` and `b` as the two ends of TLS, handshaken (`a` the client, pinning `b`'s new certificate).
+std::pair<ferry::wire::stream, ferry::wire::stream> over_tls(tcp::socket a, tcp::socket b) {
+  namespace tls = ferry::wire::tls;
+  const tls::identity id = tls::create_identity();
+  auto client = std::make_shared<ferry::wire::stream>(std::move(a), tls::client_context());
+  auto server = std::make_shared<ferry::wire::stream>(std::move(b), tls::server_context(id));
+  std::promise<std::string> client_done, server_done;
+  tls::async_client_handshake(client, id.fingerprint,
+                              [&](const std::string& error, bool) { client_done.set_value(error); });
+  tls::async_server_handshake(server, "", [&](const std::string& error, bool) { server_done.set_value(error); });
+  EXPECT_EQ(client_done.get_future().get(), "");
+  EXPECT_EQ(server_done.get_future().get(), "");
+  return {std::move(*client), std::move(*server)};
+}
+
+/// A sending connection and a receiving one, each on its own event loop thread (run as ferry runs them),
+/// over plain TCP or (connected_pair_over_tls) TLS.
 class connected_pair : public ::testing::Test {
  public:
+  virtual bool tls() const { return false; }
   void SetUp() override {
     auto [a, b] = socket_pair(io_sender, io_receiver);
-    sender = std::make_shared<connection>(std::move(a), ferry::wire::default_max_frame_size);
-    receiver = std::make_shared<connection>(std::move(b), ferry::wire::default_max_frame_size);
+    threads.emplace_back([this] { ferry::wire::run_batched(io_sender); });
+    threads.emplace_back([this] { ferry::wire::run_batched(io_receiver); });
+    if (tls()) {
+      auto [sa, sb] = over_tls(std::move(a), std::move(b));
+      ASSERT_TRUE(sa.is_tls() && sb.is_tls());
+      sender = std::make_shared<connection>(std::move(sa), ferry::wire::default_max_frame_size);
+      receiver = std::make_shared<connection>(std::move(sb), ferry::wire::default_max_frame_size);
+    } else {
+      sender = std::make_shared<connection>(std::move(a), ferry::wire::default_max_frame_size);
+      receiver = std::make_shared<connection>(std::move(b), ferry::wire::default_max_frame_size);
+    }
     sender->start([](const ferry::wire::frame&) {}, [](const std::string&) {});
     receiver->start(
         [this](const ferry::wire::frame& f) {
@@ -60,8 +88,6 @@ class connected_pair : public ::testing::Test {
           changed.notify_all();
         },
         [](const std::string&) {});
-    threads.emplace_back([this] { ferry::wire::run_batched(io_sender); });
-    threads.emplace_back([this] { ferry::wire::run_batched(io_receiver); });
   }
   void TearDown() override {
     sender->close("test over");
@@ -108,30 +134,44 @@ void send_from_threads(connected_pair& t, int per_thread) {
   for (auto& s : senders) s.join();
 }
 
-TEST_F(connected_pair, frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
-  constexpr int per_thread = 5000;
-  send_from_threads(*this, per_thread);
-  wait_for(4 * per_thread);
-  std::lock_guard lock(mu);
-  EXPECT_TRUE(corrupted.empty()) << corrupted.size() << " frames arrived with the wrong payload";
-  ASSERT_EQ(received.size(), 4u);
-  for (const auto& [thread, seqs] : received) {
+/// Four threads sent `per_thread` frames each: every one arrived whole, and each thread's in its order.
+void expect_every_threads_frames_whole_and_in_order(connected_pair& t, int per_thread) {
+  t.wait_for(4 * per_thread);
+  std::lock_guard lock(t.mu);
+  EXPECT_TRUE(t.corrupted.empty()) << t.corrupted.size() << " frames arrived with the wrong payload";
+  ASSERT_EQ(t.received.size(), 4u);
+  for (const auto& [thread, seqs] : t.received) {
     ASSERT_EQ(seqs.size(), static_cast<std::size_t>(per_thread)) << "thread " << thread;
     for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i) << "thread " << thread;
   }
 }
 
+TEST_F(connected_pair, frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
+  send_from_threads(*this, 5000);
+  expect_every_threads_frames_whole_and_in_order(*this, 5000);
+}
+
 TEST_F(connected_pair, frames_larger_than_the_socket_takes_at_once_arrive_whole_among_small_ones) {
   big_every = 97;  // the sender's rest goes to its event loop while other threads keep sending
-  constexpr int per_thread = 400;
-  send_from_threads(*this, per_thread);
-  wait_for(4 * per_thread);
-  std::lock_guard lock(mu);
-  EXPECT_TRUE(corrupted.empty()) << corrupted.size() << " frames arrived with the wrong payload";
-  for (const auto& [thread, seqs] : received) {
-    ASSERT_EQ(seqs.size(), static_cast<std::size_t>(per_thread)) << "thread " << thread;
-    for (std::size_t i = 0; i < seqs.size(); ++i) ASSERT_EQ(seqs[i], i) << "thread " << thread;
-  }
+  send_from_threads(*this, 400);
+  expect_every_threads_frames_whole_and_in_order(*this, 400);
+}
+
+// Over TLS every write is the event loop's: senders on other threads only append.
+class connected_pair_over_tls : public connected_pair {
+ public:
+  bool tls() const override { return true; }
+};
+
+TEST_F(connected_pair_over_tls, frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
+  send_from_threads(*this, 5000);
+  expect_every_threads_frames_whole_and_in_order(*this, 5000);
+}
+
+TEST_F(connected_pair_over_tls, frames_larger_than_a_tls_record_arrive_whole_among_small_ones) {
+  big_every = 97;
+  send_from_threads(*this, 400);
+  expect_every_threads_frames_whole_and_in_order(*this, 400);
 }
 
 TEST_F(connected_pair, sends_racing_a_close_return_false_from_the_close_on) {
