@@ -55,15 +55,17 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   state_->numbers = call_numbering((std::uint64_t{rd()} << 32) | rd());
   const auto& o = state_->options;
   if (!wire::tls::is_local(addr)) {
-    state_->tls = o.state_dir.empty() ? wire::tls::create_identity() : wire::tls::load_or_create_identity(o.state_dir);
-    state_->tls_context = wire::tls::server_context(*state_->tls);
+    const wire::tls::identity id =
+        o.state_dir.empty() ? wire::tls::create_identity() : wire::tls::load_or_create_identity(o.state_dir);
+    state_->tls_context = wire::tls::server_context(id);
+    state_->tls_fingerprint = id.fingerprint;
   }
   state_->time = make_steady_clock(state_->io.get_executor());
   state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
   state_->sched =
       std::make_unique<scheduler>(*state_, state_->graph, *state_->time, *state_->agents,
                                   scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout,
-                                                    state_->address, state_->tls ? state_->tls->fingerprint : ""});
+                                                    state_->address, state_->tls_fingerprint});
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
@@ -71,7 +73,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   if (o.slurm) {
     slurm_options slurm = *o.slurm;
     if (slurm.server_address.empty()) slurm.server_address = o.advertise.empty() ? state_->address : o.advertise;
-    if (state_->tls) slurm.server_cert = state_->tls->fingerprint;
+    slurm.server_cert = state_->tls_fingerprint;
     state_->slurm = std::make_unique<slurm_capacity>(
         state_->io.get_executor(), *state_->agents, std::move(slurm),
         [s = state_.get()](const resources& need, const std::string& why) { s->no_host_will_fit(need, why); });
@@ -82,7 +84,7 @@ server::~server() = default;
 
 std::string server::address() const { return state_->address; }
 
-std::string server::tls_fingerprint() const { return state_->tls ? state_->tls->fingerprint : ""; }
+std::string server::tls_fingerprint() const { return state_->tls_fingerprint; }
 
 void server::run() {
   if (state_->options.stop_on_signals) {
@@ -174,11 +176,19 @@ void server::state::sniff(wire::stream stream) {
                 from);
             return;
           }
-          // (The idle timer still runs: the handshake, and the first bytes inside it, must come within it.)
+          // The handshake, like the first bytes, must come within the idle timeout.
+          pending->timer.cancel();
           auto secured = std::make_shared<wire::stream>(std::move(pending->stream.socket()), tls_context);
+          auto deadline = std::make_shared<asio::steady_timer>(io, options.idle_timeout);
+          deadline->async_wait([secured, from](boost::system::error_code timer_ec) {
+            if (timer_ec) return;
+            spdlog::warn("closed connection from {}: its TLS handshake did not end within the idle timeout", from);
+            boost::system::error_code ignored;
+            secured->socket().close(ignored);  // (ends the handshake; nothing once the stream has moved on)
+          });
           wire::tls::async_server_handshake(secured, std::string(first),
-                                            [this, pending, secured, from](const std::string& error, bool) {
-                                              pending->timer.cancel();
+                                            [this, secured, deadline, from](const std::string& error, bool) {
+                                              deadline->cancel();
                                               if (stopping) return;
                                               if (!error.empty()) {
                                                 spdlog::warn("closed connection from {}: {}", from, error);

@@ -70,9 +70,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::size_t unplaced_containers = 0;    // of every function: what waits for a host
   std::unique_ptr<clock> time;
   std::string address;
-  /// Set when other hosts can connect: they must use TLS, with this certificate.
-  std::optional<wire::tls::identity> tls;
+  /// Set when other hosts can connect, which they must do over TLS, with this server's certificate (and
+  /// its fingerprint, which the containers and agents it starts pin).
   std::shared_ptr<asio::ssl::context> tls_context;
+  std::string tls_fingerprint;
 
   std::uint64_t next_session = 1;
   call_numbering numbers{0};  // (its base is set, at random, when the server starts)

@@ -178,6 +178,22 @@ TEST(raw_socket, a_connection_silent_before_its_hello_is_closed_after_the_idle_t
   expect_server_serves(server);
 }
 
+// A server that other hosts can reach speaks TLS (also from loopback): a handshake begun and left is closed
+// too, as is one that a server on loopback alone, which has no certificate, is offered.
+TEST(raw_socket, a_tls_handshake_left_unfinished_is_closed_after_the_idle_timeout) {
+  ferry_server server({"--idle-timeout", "500", "--host", "0.0.0.0"});
+  raw_socket stalled(server.address());
+  stalled.send(std::string("\x16\x03\x01\x00", 4));  // a TLS record's header, and no more
+  EXPECT_EQ(stalled.read_until_closed(), "");
+  EXPECT_TRUE(server.proc().wait_for_output("its TLS handshake did not end within the idle timeout"));
+  expect_server_serves(server);
+  ferry_server local;
+  raw_socket offered(local.address());
+  offered.send(std::string("\x16\x03\x01\x00", 4));
+  EXPECT_EQ(offered.read_until_closed(), "");
+  EXPECT_TRUE(local.proc().wait_for_output("it began TLS, which this server, listening on loopback only"));
+}
+
 TEST(raw_socket, an_http_client_stopping_mid_header_or_idling_after_a_reply_is_closed_after_the_idle_timeout) {
   ferry_server server({"--idle-timeout", "500"});
   raw_socket slow(server.address());
