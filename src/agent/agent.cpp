@@ -209,6 +209,13 @@ class agent {
         }
         return;
       }
+      case message_kind::drain_output: {
+        auto [id] = f.decode_header<wire::drain_output_header>();
+        // What the output handler sends goes before the answer, on this one connection.
+        if (auto it = running_.find(id); it != running_.end()) it->second->drain_output();
+        connection_->send(message_kind::output_drained, wire::drain_output_header{id});
+        return;
+      }
       case message_kind::binary_chunk:
         return on_binary_chunk(f);
       default:

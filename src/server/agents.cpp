@@ -38,6 +38,15 @@ class remote_container final : public container_process {
   void kill() override { pool_.send_signal(*this, SIGKILL); }
   /// Its output arrives over the agent's connection, as the agent reads it; there is nothing to read here.
   void drain_output() override {}
+  bool output_comes_apart() const override { return true; }
+  void drain_output_then(std::function<void()> drained) override {
+    if (exited_ || !pool_.send_drain(*this)) return drained();
+    drained_ = std::move(drained);
+  }
+  /// Its agent has sent what it had written (output_drained).
+  void output_drained() {
+    if (auto handler = std::move(drained_)) handler();
+  }
   std::uint64_t rss_bytes() const override { return exited_ ? 0 : rss_; }  // as its agent last reported
   bool reached_main() override { return reached_main_; }
 
@@ -60,6 +69,7 @@ class remote_container final : public container_process {
   /// Reports the exit once; the handler may destroy this object.
   void exit(container_exit how, bool reached_main) {
     if (exited_) return;
+    output_drained();  // (its agent sent all it wrote before the exit; an output waiting for it goes first)
     exited_ = true;
     reached_main_ = reached_main;
     if (auto handler = std::move(on_exit_)) handler(std::move(how));
@@ -75,6 +85,7 @@ class remote_container final : public container_process {
   bool exited_ = false;
   bool reached_main_ = false;
   std::optional<wire::launch_header> held_;
+  std::function<void()> drained_;  // a drain_output_then() waiting for output_drained
   container_launcher::exit_handler on_exit_;
   container_launcher::output_handler on_output_;
 };
@@ -326,6 +337,11 @@ void agent_pool::on_frame(session_id id, const wire::frame& f) {
       c->exit({std::move(what), signal, host_lost}, reached_main);
       return;
     }
+    case wire::message_kind::output_drained: {
+      auto [cid] = f.decode_header<wire::drain_output_header>();
+      if (remote_container* c = container(cid)) c->output_drained();
+      return;
+    }
     case wire::message_kind::container_stats: {
       auto [usage] = f.decode_header<wire::container_stats_header>();
       for (const auto& [cid, rss] : usage) {
@@ -382,6 +398,12 @@ void agent_pool::send_signal(remote_container& c, int signal) {
   if (it == agents_.end()) return;
   it->second.connection->send(wire::message_kind::signal_container,
                               wire::signal_container_header{number(c.id()), signal});
+}
+
+bool agent_pool::send_drain(remote_container& c) {
+  auto it = agents_.find(c.agent());
+  return !c.holding() && it != agents_.end() &&
+         it->second.connection->send(wire::message_kind::drain_output, wire::drain_output_header{number(c.id())});
 }
 
 void agent_pool::forget(const remote_container& c) {

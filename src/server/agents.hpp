@@ -95,6 +95,8 @@ class agent_pool final : public container_launcher {
  private:
   friend class remote_container;
   void send_signal(remote_container& c, int signal);
+  /// Asks `c`'s agent to send what `c` has written; false when it cannot be asked (nothing to wait for).
+  bool send_drain(remote_container& c);
   /// Sends container `id`'s launch, held until its binary's `digest` was known ("": it cannot be read).
   void send_held(session_id agent, container_id id, const std::string& digest);
   void forget(const remote_container& c);

@@ -48,6 +48,16 @@ class container_process {
   /// Hands what the container has written and the server has not read yet to the output handler, now.
   /// (The server calls it before it takes an output, so that the lines the body wrote come first.)
   virtual void drain_output() = 0;
+  /// Whether what it writes reaches the server another way than its outputs (its agent's connection), so
+  /// that an output must wait for drain_output_then() before the lines the body wrote before it are in.
+  virtual bool output_comes_apart() const { return false; }
+  /// Calls `drained` once what the container wrote before this call has gone to the output handler: at
+  /// once here, after a round trip to its agent for a remote container (at once, too, when it or its agent
+  /// has gone, and before its exit is reported). One at a time.
+  virtual void drain_output_then(std::function<void()> drained) {
+    drain_output();
+    drained();
+  }
   /// Its resident memory now, in bytes (0 once it has exited, or when unknown).
   virtual std::uint64_t rss_bytes() const = 0;
   /// Whether the program has reached app.main (so far): a container that ends before it connects without

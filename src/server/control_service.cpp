@@ -162,40 +162,58 @@ void control_service::deploy(const control_answer& answer, const std::string& ap
   auto app = std::make_unique<app_instance>();
   app->name = app_name;
   app->declared_name = declared_name;
-  app->arguments = arguments;
+  app->arguments = std::move(arguments);
   if (auto problem = add_functions(*app, specs, metrics_); !problem.empty()) return refuse_deploy(problem);
-  app->digest = sha256_hex(image);
-  app->deployed_at = unix_now();
-  // Content-addressed: the same binary deployed twice (or under two names) is stored once.
-  const auto dir = options_.state_dir / "binaries";
-  const auto path = dir / app->digest;
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (!std::filesystem::exists(path, ec)) {
-    const auto partial = path.string() + ".partial";
-    {
-      std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-      out.write(image.data(), static_cast<std::streamsize>(image.size()));
-      if (!out) return refuse_deploy("cannot write " + partial + " on the server");
+  // Hashed and stored off the loop (from a copy: the frame's bytes are the connection's), answered on it.
+  struct deployment {
+    std::unique_ptr<app_instance> app;
+    std::string image;
+    std::filesystem::path path;
+    std::string error;
+    std::vector<wire::function_spec> specs;
+  };
+  auto d =
+      std::make_shared<deployment>(deployment{std::move(app), std::string(image.data(), image.size()), {}, {}, specs});
+  auto work = [d, dir = options_.state_dir / "binaries"] {
+    d->app->digest = sha256_hex(d->image);
+    // Content-addressed: the same binary deployed twice (or under two names) is stored once.
+    d->path = dir / d->app->digest;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (!std::filesystem::exists(d->path, ec)) {
+      const auto partial = d->path.string() + ".partial";
+      {
+        std::ofstream out(partial, std::ios::binary | std::ios::trunc);
+        out.write(d->image.data(), static_cast<std::streamsize>(d->image.size()));
+        if (!out) d->error = "cannot write " + partial + " on the server";
+      }
+      std::filesystem::permissions(partial, std::filesystem::perms::owner_all, ec);
+      if (d->error.empty()) std::filesystem::rename(partial, d->path, ec);
+      if (d->error.empty() && ec) d->error = "cannot store the binary on the server: " + ec.message();
     }
-    std::filesystem::permissions(partial, std::filesystem::perms::owner_all, ec);
-    std::filesystem::rename(partial, path, ec);
-    if (ec) return refuse_deploy("cannot store the binary on the server: " + ec.message());
-  }
-  app->executable = path.string();
-  detail::buffer encoded_specs;
-  codec<std::vector<wire::function_spec>>::encode(encoded_specs, specs);
-  store_->put_deployment(
-      {app_name, declared_name, app->digest, app->deployed_at, std::move(encoded_specs), std::move(arguments)});
-  app_instance& fresh = *app;
-  std::unique_ptr<app_instance> previous;
-  if (auto it = deployed_.find(app_name); it != deployed_.end()) previous = std::move(it->second);
-  deployed_[app_name] = std::move(app);
-  spdlog::info("deployed app '{}' ({} functions, binary sha256:{})", app_name, fresh.functions.size(),
-               fresh.digest.substr(0, 12));
-  if (previous) retire(std::move(previous), &fresh);
-  for (auto& [fname, fn] : fresh.functions) sched_.scale(fn);
-  host_.reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
+    std::string().swap(d->image);  // (its memory goes back now, not with the answer)
+  };
+  auto then = [this, d, answer] {
+    if (!d->error.empty()) return reply_error(answer, {status::bad_arguments, "", d->error, "", "", ""});
+    d->app->deployed_at = unix_now();
+    d->app->executable = d->path.string();
+    detail::buffer encoded_specs;
+    codec<std::vector<wire::function_spec>>::encode(encoded_specs, d->specs);
+    store_->put_deployment({d->app->name, d->app->declared_name, d->app->digest, d->app->deployed_at,
+                            std::move(encoded_specs), d->app->arguments});
+    app_instance& fresh = *d->app;
+    std::unique_ptr<app_instance> previous;
+    if (auto it = deployed_.find(fresh.name); it != deployed_.end()) previous = std::move(it->second);
+    deployed_[fresh.name] = std::move(d->app);
+    spdlog::info("deployed app '{}' ({} functions, binary sha256:{})", fresh.name, fresh.functions.size(),
+                 fresh.digest.substr(0, 12));
+    if (previous) retire(std::move(previous), &fresh);
+    for (auto& [fname, fn] : fresh.functions) sched_.scale(fn);
+    host_.reply(answer, status::ok, [&](detail::buffer& out) { codec<std::string>::encode(out, fresh.digest); });
+  };
+  if (options_.off_loop) return options_.off_loop(std::move(work), std::move(then));
+  work();
+  then();
 }
 
 void control_service::retire(std::unique_ptr<app_instance> app, app_instance* successor) {

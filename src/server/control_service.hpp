@@ -43,6 +43,10 @@ struct control_options {
   std::filesystem::path state_dir;                // where deployed binaries are kept; empty: none (no deployments)
   std::size_t max_queued_inputs = 100'000;        // per function, in memory; spawned calls beyond wait in the store
   std::chrono::seconds retention{7 * 24 * 3600};  // how long spawned calls' results are kept
+  /// Runs `work` off the service's thread, then `then` on it, in the order given: what takes long
+  /// (hashing and storing a deployed binary of GiBs) holds up no other request, nor agents' heartbeats.
+  /// Unset: both at once, here (the unit tests').
+  std::function<void(std::function<void()> work, std::function<void()> then)> off_loop;
 };
 
 class control_service {

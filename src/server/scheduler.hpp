@@ -62,7 +62,16 @@ struct container_record {
   // The network's and observation's (server.cpp, observation.cpp); the scheduler does not read them.
   struct session* session = nullptr;  // its connection, once it has connected
   std::uint64_t drained_at_read = 0;  // the connection's reads_completed() when its pipes were last drained
-  std::string partial_line[2];        // what it wrote to stdout / stderr after its last newline
+  /// A remote container's outputs, held until its agent has sent the lines written before them
+  /// (server::state::on_output); while drain_pending, the agent has been asked.
+  struct held_output {
+    attempt_id attempt{};
+    wire::status outcome{};
+    std::string payload;
+  };
+  std::deque<held_output> held_outputs;
+  bool drain_pending = false;
+  std::string partial_line[2];  // what it wrote to stdout / stderr after its last newline
   /// The last lines it wrote to stderr, each with the call it was written for ("" for none), for the
   /// error that reports its crash.
   std::deque<std::pair<std::string, std::string>> recent_stderr;

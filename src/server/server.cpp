@@ -4,11 +4,13 @@
 #include "server/server.hpp"
 
 #include <malloc.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/read.hpp>
 #include <ferry/errors.hpp>
 #include <ferry/version.hpp>
@@ -69,7 +71,10 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
-      control_options{o.state_dir, o.max_queued_inputs, o.retention});
+      control_options{o.state_dir, o.max_queued_inputs, o.retention,
+                      [s = state_.get()](std::function<void()> work, std::function<void()> then) {
+                        s->off_loop(std::move(work), std::move(then));
+                      }});
   if (o.slurm) {
     slurm_options slurm = *o.slurm;
     if (slurm.server_address.empty()) slurm.server_address = o.advertise.empty() ? state_->address : o.advertise;
@@ -85,6 +90,23 @@ server::~server() = default;
 std::string server::address() const { return state_->address; }
 
 std::string server::tls_fingerprint() const { return state_->tls_fingerprint; }
+
+void server::state::off_loop(std::function<void()> work, std::function<void()> then) {
+  if (!off_loop_thread) {
+    // Its thread takes no signal: they are the event loop's.
+    sigset_t all, previous;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &previous);
+    off_loop_thread = std::make_unique<asio::thread_pool>(1);
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  }
+  // (Tracked: the loop's run() waits for `then`, so a stopping server still answers a deploy in progress.)
+  auto loop = asio::prefer(io.get_executor(), asio::execution::outstanding_work.tracked);
+  asio::post(*off_loop_thread, [work = std::move(work), then = std::move(then), loop = std::move(loop)]() mutable {
+    work();
+    asio::post(loop, std::move(then));
+  });
+}
 
 void server::run() {
   if (state_->options.stop_on_signals) {
@@ -300,6 +322,7 @@ void server::state::on_frame(session& s, const wire::frame& f) {
     case message_kind::container_output:
     case message_kind::container_exited:
     case message_kind::container_stats:
+    case message_kind::output_drained:
     case message_kind::fetch_binary:
       if (s.role != session_role::agent) break;
       agents->on_frame(s.id, f);
@@ -627,15 +650,47 @@ void server::state::on_output(session& s, const wire::frame& f) {
     return;
   }
   container_record& c = *s.container;
+  if (c.process->output_comes_apart()) {
+    // Its lines come over its agent's connection: the output waits until the agent has sent those written
+    // before it. (Outputs that arrive while the agent is asked wait for the next round.)
+    c.held_outputs.push_back(
+        {ferry::server::attempt_id{attempt_id}, outcome, std::string(f.payload.data(), f.payload.size())});
+    if (!c.drain_pending) drain_then_take_outputs(c);
+    return;
+  }
   // The lines the body wrote before its output come first. Lines written before any frame of one read
   // are in the pipes when that read is handled, so one drain per read covers all of its outputs.
   if (c.drained_at_read != s.connection->reads_completed()) {
     c.process->drain_output();
     c.drained_at_read = s.connection->reads_completed();
   }
-  const auto answer = sched->answered(c, ferry::server::attempt_id{attempt_id}, outcome);
+  take_output(s, c, ferry::server::attempt_id{attempt_id}, outcome, f.payload);
+}
+
+void server::state::drain_then_take_outputs(container_record& c) {
+  c.drain_pending = true;
+  const std::size_t covered = c.held_outputs.size();
+  c.process->drain_output_then([this, id = c.id, covered] { take_held_outputs(id, covered); });
+}
+
+void server::state::take_held_outputs(container_id id, std::size_t count) {
+  container_record* c = sched->find(id);
+  if (c) c->drain_pending = false;
+  // (Found again each time: taking an output may end calls, and what hangs on them.)
+  for (std::size_t i = 0; i < count && (c = sched->find(id)) && c->session && !c->held_outputs.empty(); ++i) {
+    const container_record::held_output held = std::move(c->held_outputs.front());
+    c->held_outputs.pop_front();
+    take_output(*c->session, *c, held.attempt, held.outcome, held.payload);
+  }
+  c = sched->find(id);
+  if (c && c->session && !c->held_outputs.empty() && !c->drain_pending) drain_then_take_outputs(*c);
+}
+
+void server::state::take_output(session& s, container_record& c, attempt_id attempt, status outcome,
+                                std::span<const char> payload) {
+  const auto answer = sched->answered(c, attempt, outcome);
   if (!answer.known) {
-    s.connection->close("output for input " + std::to_string(attempt_id) + ", which this container is not running",
+    s.connection->close("output for input " + std::to_string(number(attempt)) + ", which this container is not running",
                         /*flush=*/true);
     return;
   }
@@ -650,9 +705,9 @@ void server::state::on_output(session& s, const wire::frame& f) {
     return sched->dispatch(fn);
   }
   if (retryable(outcome) && fn.retries.max_retries > 0) {  // (without retries the error goes on as it came)
-    sched->retry_or_fail(in, wire::decode_error(f.payload));
+    sched->retry_or_fail(in, wire::decode_error(payload));
   } else if (outcome == status::tail_call) {
-    detail::reader r{f.payload};
+    detail::reader r{payload};
     const auto target_id = ferry::decode<std::uint64_t>(r);
     call_record* target = open_call(s, target_id);
     if (!target) {
@@ -662,7 +717,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
     }
     tail_call(in, *target);
   } else {
-    complete(in, outcome, f.payload);
+    complete(in, outcome, payload);
   }
   sched->dispatch(fn);
 }
@@ -749,7 +804,11 @@ void server::state::on_closed(session_id id, const std::string& reason) {
   } else {
     spdlog::warn("closed connection from {}: {}", s.connection->remote_address(), reason);
   }
-  if (s.container) sched->disconnected(*s.container);
+  if (s.container) {
+    // Outputs that came before the close are answers: taken now, whatever their agent has sent.
+    if (!s.container->held_outputs.empty()) take_held_outputs(s.container->id, s.container->held_outputs.size());
+    sched->disconnected(*s.container);
+  }
   if (s.role == session_role::agent) {
     if (auto it = agents->agents().find(id); it != agents->agents().end() && !stopping) {
       const std::size_t running = it->second.containers.size();

@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
 #include <ferry/errors.hpp>
@@ -84,6 +85,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::unique_ptr<scheduler> sched;                // the containers, and the calls queued for them or running in them
   std::unique_ptr<control_service> control;        // deployments, spawned calls, the state store
   std::unique_ptr<asio::steady_timer> trim_timer;  // see trim_memory_when_idle
+  /// Where long work runs off the loop (control_options::off_loop), on one thread, in order; made when
+  /// first needed. (Destroyed before `io`: a work item that ends meanwhile still posts into it.)
+  std::unique_ptr<asio::thread_pool> off_loop_thread;
+  void off_loop(std::function<void()> work, std::function<void()> then);
 
   bool stopping = false;
   bool finishing = false;
@@ -103,6 +108,11 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void on_register_app(session& s, const wire::frame& f);
   void on_call(session& s, const wire::frame& f);
   void on_output(session& s, const wire::frame& f);
+  /// What a container's output means: a result, an error (retried?), a tail call.
+  void take_output(session& s, container_record& c, attempt_id attempt, status outcome, std::span<const char> payload);
+  /// A remote container's held outputs: asks its agent for what the container wrote, then takes them.
+  void drain_then_take_outputs(container_record& c);
+  void take_held_outputs(container_id id, std::size_t count);
   void on_cancel(session& s, const wire::frame& f);
   void on_await(session& s, const wire::frame& f);
   void on_release(session& s, const wire::frame& f);

@@ -109,6 +109,10 @@ const char* to_string(message_kind kind) {
       return "heartbeat";
     case message_kind::container_stats:
       return "container_stats";
+    case message_kind::drain_output:
+      return "drain_output";
+    case message_kind::output_drained:
+      return "output_drained";
   }
   return "unknown";
 }

@@ -19,7 +19,7 @@
 
 namespace ferry::wire {
 
-inline constexpr std::uint32_t protocol_version = 2;
+inline constexpr std::uint32_t protocol_version = 3;
 /// The default upper bound of a frame a program sends; the server announces its own in `welcome`.
 inline constexpr std::uint64_t default_max_frame_size = 256ull << 20;
 /// The largest limit a 4-byte length prefix allows, less room for headers.
@@ -60,8 +60,10 @@ enum class message_kind : std::uint8_t {
   binary_chunk = 25,      // server -> agent: that piece
   heartbeat = 26,         // agent <-> server: still here (connection::keep_alive)
   container_stats = 27,   // agent -> server: what its containers use
+  drain_output = 28,      // server -> agent: send what a container has written so far, then output_drained
+  output_drained = 29,    // agent -> server: it has (every container_output before this one)
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::container_stats);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::output_drained);
 
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
@@ -484,6 +486,15 @@ struct container_output_header {
   std::uint64_t container_id;
   log_stream stream;
   FERRY_WIRE_FIELDS(container_output_header, container_id, stream);
+};
+
+/// server -> agent, and the agent's answer: `drain_output` asks it to read what container `container_id`
+/// has written to its pipes so far and send it (container_output); `output_drained` says it has. The server
+/// holds a remote container's outputs (results) until then, so that the lines a body wrote before it
+/// returned reach the caller before its result, as they do from a container on the server's host.
+struct drain_output_header {
+  std::uint64_t container_id;
+  FERRY_WIRE_FIELDS(drain_output_header, container_id);
 };
 
 /// agent -> server: container `container_id`'s process ended, `how` ("exited with code 3"), killed by

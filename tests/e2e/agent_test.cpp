@@ -427,6 +427,24 @@ TEST(tls, from_another_host_only_tls_with_the_servers_pinned_certificate_connect
   EXPECT_THAT(https.out, HasSubstr("\"apps\""));
 }
 
+// A remote container's lines come over its agent's connection, its results over its own: the server holds
+// each result until the agent has sent what the container wrote before it (as the server reads a local
+// container's pipes before it takes a result).
+TEST(agents, the_lines_a_body_writes_on_an_agents_host_reach_the_caller_before_its_result) {
+  ferry_server server({"--agents", "manual"});
+  auto a = join(server, "far-host");
+  const auto r =
+      run({"/proc/self/exe"},
+          {{"E2E_SCENARIO", "logs_then_results"}, {"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (int i = 0; i < 200; ++i) {
+    const auto line = r.out.find("] line " + std::to_string(i) + "\n");
+    ASSERT_NE(line, std::string::npos) << "call " << i << "'s line is missing:\n" << r.out;
+    EXPECT_LT(line, r.out.find("returned " + std::to_string(i) + "\n"))
+        << "call " << i << "'s line came after its result";
+  }
+}
+
 TEST(agents, each_gpu_container_gets_gpus_of_its_own_and_others_none) {
   ferry_server server({"--agents", "manual"});
   auto a = join(server, "gpu-host", {}, {"--gpus", "2", "--cpus", "4"});

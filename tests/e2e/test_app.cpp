@@ -365,6 +365,14 @@ int run_scenario(const std::string& name) {
       std::cout << "caller done" << std::endl;
     });
   }
+  if (name == "logs_then_results") {  // each call's line, then its result
+    return run_app([] {
+      for (int i = 0; i < 200; ++i) {
+        shout.remote("line " + std::to_string(i));
+        std::cout << "returned " << i << std::endl;
+      }
+    });
+  }
   if (name == "map_progress") {
     return run_app([] {
       std::vector<std::int64_t> xs(40);

@@ -149,6 +149,10 @@ void decode_frame(const wire::frame& f) {
     case message_kind::container_stats:
       decode_checked<wire::container_stats_header>(f);
       return;
+    case message_kind::drain_output:
+    case message_kind::output_drained:
+      decode_checked<wire::drain_output_header>(f);
+      return;
   }
   fuzz_fail("parse_frame accepted a kind that is not a message kind");
 }
@@ -242,6 +246,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"heartbeat", frame_bytes(message_kind::heartbeat, wire::heartbeat_header{1})},
       {"container_stats",
        frame_bytes(message_kind::container_stats, wire::container_stats_header{{{5, 1 << 20}, {6, 3 << 20}}})},
+      {"output_drained", frame_bytes(message_kind::output_drained, wire::drain_output_header{5})},
   };
   // The target reads a frame's body: without the length prefix.
   std::vector<std::pair<std::string, std::string>> seeds;

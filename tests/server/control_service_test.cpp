@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "scheduler_fakes.hpp"
+#include "server/sha256.hpp"
 
 namespace ferry::server {
 namespace {
@@ -171,6 +172,34 @@ class control_service_test : public ::testing::Test {
  protected:
   temp_dir dir;
 };
+
+// A deployed binary is hashed and stored off the service's thread (control_options::off_loop): the deploy is
+// answered after that, in order with other deploys, and other requests are answered meanwhile.
+TEST_F(control_service_test, a_deploys_binary_is_hashed_and_stored_off_the_loop_and_answered_after) {
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> off_loop;  // run by the test
+  control_options options{dir.path};
+  options.off_loop = [&](std::function<void()> work, std::function<void()> then) {
+    off_loop.emplace_back(std::move(work), std::move(then));
+  };
+  parts p(std::move(options));
+  answered first, second;
+  const std::string image_a = "ELF a", image_b = "ELF b";
+  p.control.deploy(parts::into(first), "app", {spec("f")}, {image_a.data(), image_a.size()}, "app", {});
+  p.control.deploy(parts::into(second), "app", {spec("f"), spec("g")}, {image_b.data(), image_b.size()}, "app", {});
+  EXPECT_FALSE(first.done);
+  EXPECT_TRUE(p.control.app_rows().empty());  // (nothing deployed yet, and the service answers meanwhile)
+  ASSERT_EQ(off_loop.size(), 2U);
+  for (auto& [work, then] : off_loop) work();  // (on another thread in the server)
+  EXPECT_FALSE(first.done);                    // answered on the service's thread only
+  EXPECT_TRUE(std::filesystem::exists(dir.path / "binaries" / ferry::server::sha256_hex(image_a)));
+  off_loop[0].second();
+  ASSERT_TRUE(first.done);
+  EXPECT_EQ(first.value<std::string>(), ferry::server::sha256_hex(image_a));
+  off_loop[1].second();
+  ASSERT_TRUE(second.done);
+  EXPECT_EQ(p.control.deployed().at("app")->digest, ferry::server::sha256_hex(image_b));  // the later one stands
+  EXPECT_EQ(p.control.deployed().at("app")->functions.size(), 2U);
+}
 
 TEST_F(control_service_test, a_spawn_is_answered_once_stored_runs_and_its_outcome_is_kept_for_get) {
   parts p({dir.path});

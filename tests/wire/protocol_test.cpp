@@ -349,6 +349,8 @@ TEST(protocol, docs_protocol_names_each_kinds_header_fields_as_the_structs_do) {
       {"binary_chunk", fields_in_code<binary_chunk_header>()},
       {"heartbeat", fields_in_code<heartbeat_header>()},
       {"container_stats", fields_in_code<container_stats_header>()},
+      {"drain_output", fields_in_code<drain_output_header>()},
+      {"output_drained", fields_in_code<drain_output_header>()},
   };
   ASSERT_EQ(in_code.size(), last_message_kind);
   std::map<std::string, field_list> documented;
