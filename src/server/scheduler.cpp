@@ -182,10 +182,20 @@ void scheduler::wait_for_host(function_state& fn, std::size_t n, const std::stri
 }
 
 void scheduler::reclaim_idle(const function_state& fn, std::size_t n) {
+  // Those idle longest first: the container that has just answered is the likeliest to be called next (two
+  // functions that take turns on a full host would otherwise stop each other's newest containers).
+  std::vector<container_record*> idle;
   for (auto& [id, c] : containers_) {
+    if (c->function != &fn && c->state == container_state::ready && c->in_flight.empty() && c->idle_since) {
+      idle.push_back(c.get());
+    }
+  }
+  std::sort(idle.begin(), idle.end(), [](const container_record* a, const container_record* b) {
+    return *a->idle_since < *b->idle_since;  // NOLINT(bugprone-unchecked-optional-access): checked above
+  });
+  for (container_record* c : idle) {
     if (n == 0) return;
     function_state& other = *c->function;
-    if (&other == &fn || c->state != container_state::ready || !c->in_flight.empty()) continue;
     std::size_t live = 0;
     for (const container_record* sibling : other.containers) live += sibling->state != container_state::stopping;
     if (live <= static_cast<std::size_t>(other.min_containers)) continue;  // kept warm on purpose

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -85,6 +86,7 @@ class fake_launcher final : public container_launcher {
   std::unique_ptr<container_process> launch(const container_spec& spec, exit_handler on_exit,
                                             output_handler on_output) override {
     if (!fail_with.empty()) throw std::runtime_error(fail_with);
+    if (!no_room(spec.need).empty()) throw no_capacity_error("full");
     auto& r = launched[number(spec.id)];
     r = std::make_unique<process_record>(process_record{spec, std::move(on_exit), std::move(on_output)});
     return std::make_unique<process>(*r);
@@ -97,6 +99,10 @@ class fake_launcher final : public container_launcher {
     r.exited = true;
     r.on_exit(container_exit{std::move(how), signal});
   }
+  /// With `room` set, a host that holds that many processes (exited ones give theirs back).
+  std::string no_room(const resources&) const override { return room && running() >= *room ? "the host is full" : ""; }
+  std::optional<std::size_t> room;
+
   std::size_t running() const {
     std::size_t n = 0;
     for (const auto& [id, r] : launched) n += !r->exited;

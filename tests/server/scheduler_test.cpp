@@ -88,13 +88,13 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
     warnings.push_back(message);
   }
 
-  /// A call of `fn` a program makes, ready at once.
-  graph_id call() {
+  /// A call of `fn` (or `of`) a program makes, ready at once.
+  graph_id call(function_state* of = nullptr) {
     auto c = std::make_unique<call_record>();
     c->id = graph_id{next_call++};
     c->call_id = "fc-" + std::to_string(number(c->id));
     c->flags = wire::deliver_result;
-    c->function = &fn;
+    c->function = of ? of : &fn;
     ferry::encode(c->arguments, std::tuple<std::int64_t>{1});
     const graph_id id = c->id;
     graph.start_when_ready(graph.add(std::move(c)));  // (which may end it, and forget it)
@@ -195,6 +195,38 @@ TEST_F(scheduler_test, calls_go_to_the_least_loaded_container_and_never_past_max
   EXPECT_EQ(sent[4].container, sent[0].container);
   EXPECT_EQ(sent[4].call, graph_id{5});
   EXPECT_EQ(ends.at(graph_id{1}).outcome, status::ok);
+}
+
+// A full host makes room for a waiting call by stopping another function's idle container: the one idle
+// longest, not the one that has just answered (the likeliest to be called again).
+TEST_F(scheduler_test, a_full_host_makes_room_by_stopping_the_container_idle_longest) {
+  launcher.room = 2;
+  function_state& g = app.functions["g"];
+  function_state& h = app.functions["h"];
+  for (function_state* other : {&g, &h}) {
+    other->app = &app;
+    other->name = other == &g ? "g" : "h";
+    other->max_inputs = 1;
+    other->max_containers = 1;
+    other->scaledown_window = 60s;
+  }
+  call(&h);  // container 1
+  call(&g);  // container 2
+  connect_all();
+  sched.dispatch(h);
+  sched.dispatch(g);
+  ASSERT_EQ(sent.size(), 2u);
+  const auto input_of = [&](std::uint64_t c) {
+    return *std::find_if(sent.begin(), sent.end(), [&](const sent_input& s) { return s.container == container(c); });
+  };
+  answer(input_of(1));  // h's container is idle from here
+  sched.dispatch(h);
+  time.advance(10s);
+  answer(input_of(2));  // g's from here
+  sched.dispatch(g);
+  call();  // f's: the host is full
+  EXPECT_EQ(process(1).terminated, 1);
+  EXPECT_EQ(process(2).terminated, 0);
 }
 
 TEST_F(scheduler_test, an_idle_container_stops_after_its_scaledown_window_counted_from_its_last_call) {
