@@ -432,10 +432,11 @@ int serve(const server_flags& flags) {
                (state_dir / "token").string());
   const std::string reach = flags.advertise.empty() ? srv.address() : flags.advertise;
   if (flags.agents == "manual") {
+    const std::string pin = srv.tls_fingerprint();
     spdlog::info(
-        "containers run only on agents (--agents manual): start `ferry agent --server {} --token-file {}` "
+        "containers run only on agents (--agents manual): start `ferry agent --server {} --token-file {}{}` "
         "on each host",
-        reach, (state_dir / "agent-token").string());
+        reach, (state_dir / "agent-token").string(), pin.empty() ? "" : " --server-cert " + pin);
   } else if (flags.agents == "slurm") {
     spdlog::info(
         "containers run on agents in Slurm jobs, asked for as work waits (--agents slurm); they "

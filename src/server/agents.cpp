@@ -39,9 +39,9 @@ class remote_container final : public container_process {
   /// Its output arrives over the agent's connection, as the agent reads it; there is nothing to read here.
   void drain_output() override {}
   bool output_comes_apart() const override { return true; }
-  void drain_output_then(std::function<void()> drained) override {
+  void drain_output_then(const std::function<void()>& drained) override {
     if (exited_ || !pool_.send_drain(*this)) return drained();
-    drained_ = std::move(drained);
+    drained_ = drained;
   }
   /// Its agent has sent what it had written (output_drained).
   void output_drained() {

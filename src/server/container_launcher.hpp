@@ -54,7 +54,7 @@ class container_process {
   /// Calls `drained` once what the container wrote before this call has gone to the output handler: at
   /// once here, after a round trip to its agent for a remote container (at once, too, when it or its agent
   /// has gone, and before its exit is reported). One at a time.
-  virtual void drain_output_then(std::function<void()> drained) {
+  virtual void drain_output_then(const std::function<void()>& drained) {
     drain_output();
     drained();
   }

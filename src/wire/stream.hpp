@@ -22,7 +22,7 @@ class stream {
 
   /// Plain TCP.
   explicit stream(tcp::socket socket) : plain_(std::move(socket)) {}
-  /// TLS over `socket`, set up by `context` (which the stream keeps): handshake() before anything else.
+  /// TLS over `socket`, set up by `context` (which the stream keeps); handshaken (tls.hpp) before any use.
   stream(tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> context)
       : plain_(socket.get_executor()),
         context_(std::move(context)),

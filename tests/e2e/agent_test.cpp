@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "process.hpp"
@@ -333,21 +335,43 @@ class network_host {
   std::string ns_, outside_, gateway_, address_, error_;
 };
 
+/// A TCP port that is free on every address now: for a server told in advance where others reach it.
+std::string free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t length = sizeof sa;
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &length) == 0;
+  ::close(fd);
+  return bound ? std::to_string(ntohs(sa.sin_port)) : "0";
+}
+
 // The agent, and the containers it starts, on "another host": a network namespace whose only way to the
-// server is a veth pair (its loopback has no server on it). The server listens on every interface; the
-// agent dials the server's address on the link, and its containers reach the server where it did.
+// server is a veth pair (its loopback has no server on it). The server listens on every interface and
+// advertises its address on the link; the agent runs the command the server logs for other hosts, as an
+// operator would copy it, and so dials that address over TLS, pinning the certificate the command names.
+// Its containers reach the server where it did, over TLS too.
 TEST(agents, an_agent_on_another_network_runs_containers_that_reach_the_server_over_it) {
   if (::geteuid() != 0) GTEST_SKIP() << "a network namespace of the agent's own takes root";
   network_host other;
   ASSERT_EQ(other.error(), "");
-  ferry_server server({"--agents", "manual", "--host", "0.0.0.0"});
-  const std::string port = server.address().substr(server.address().rfind(':') + 1);
+  const std::string port = free_port();
+  ferry_server server(
+      {"--agents", "manual", "--host", "0.0.0.0", "--port", port, "--advertise", other.gateway() + ":" + port});
+  ASSERT_TRUE(server.proc().wait_for_output("` on each host")) << server.proc().err();
+  std::smatch logged;
+  const std::string log = server.proc().err();
+  ASSERT_TRUE(std::regex_search(log, logged, std::regex("start `ferry agent ([^`]*)` on each host"))) << log;
   std::vector<std::string> argv = other.inside();
-  argv.insert(argv.end(), {FERRY_CLI_PATH, "agent", "--server", other.gateway() + ":" + port, "--state-dir",
-                           server.state_dir(), "--name", "far-host", "--cpus", "2", "--cache-dir", scratch_dir()});
+  argv.emplace_back(FERRY_CLI_PATH);
+  argv.emplace_back("agent");
+  std::istringstream words(logged[1].str());
+  for (std::string word; words >> word;) argv.push_back(word);
+  EXPECT_THAT(logged[1].str(), HasSubstr("--server " + other.gateway() + ":" + port + " "));
+  argv.insert(argv.end(), {"--name", "far-host", "--cpus", "2", "--cache-dir", scratch_dir()});
   process agent(argv, {{"E2E_HOST", "far-host"}});
-  // (The agent found the server's certificate in its state directory, as on a shared filesystem, and its
-  // containers were given it.)
   ASSERT_TRUE(server.proc().wait_for_output(" joined from " + other.address() + ":"))
       << server.proc().err() << agent.err();
   EXPECT_THAT(server.proc().err(), testing::ContainsRegex("agent on far-host joined from [0-9.:]+ over TLS"));
@@ -413,6 +437,15 @@ TEST(tls, from_another_host_only_tls_with_the_servers_pinned_certificate_connect
                                {{"FERRY_AGENT_TOKEN", agent_token}, {"FERRY_HOME", scratch_dir()}});
   EXPECT_EQ(blind_agent.code, 1);
   EXPECT_THAT(blind_agent.err, HasSubstr("with --server-cert"));
+
+  // With the server's state directory in sight (a shared filesystem), an agent finds the certificate there.
+  process shared_fs({FERRY_CLI_PATH, "agent", "--server", far, "--state-dir", server.state_dir(), "--name",
+                     "shared-fs-host", "--cache-dir", scratch_dir()});
+  EXPECT_TRUE(server.proc().wait_for_output("agent on shared-fs-host joined from " + other.gateway() + ":"))
+      << server.proc().err() << shared_fs.err();
+  EXPECT_THAT(server.proc().err(), testing::ContainsRegex("agent on shared-fs-host joined from [0-9.:]+ over TLS"));
+  shared_fs.signal(SIGTERM);
+  EXPECT_EQ(shared_fs.wait(30s), 0) << shared_fs.err();
 
   // Plain TCP from another host is refused, with why: ferry's protocol, and HTTP.
   raw_socket plain(far);

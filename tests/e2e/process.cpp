@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -138,7 +139,14 @@ ferry_server::ferry_server(std::vector<std::string> extra_args, std::vector<std:
   char dir_template[] = "/tmp/ferry-e2e-XXXXXX";
   if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp");
   state_dir_ = dir_template;
-  start("0");
+  // On a free port, unless told one (`--port P`: a server that must know its port to advertise it).
+  std::string port = "0";
+  if (auto at = std::find(extra_args_.begin(), extra_args_.end(), "--port");
+      at != extra_args_.end() && at + 1 != extra_args_.end()) {
+    port = *(at + 1);
+    extra_args_.erase(at, at + 2);
+  }
+  start(port);
 }
 
 void ferry_server::kill_and_restart() {

@@ -62,7 +62,8 @@ run_result run(std::vector<std::string> argv, std::map<std::string, std::string>
 /// A `ferry server` on a free port with its own state directory, stopped (SIGTERM) when destroyed.
 class ferry_server {
  public:
-  /// `command_prefix` runs the server under another command (`prlimit --nofile=64:64`, say).
+  /// On a free port, unless `extra_args` give `--port P`. `command_prefix` runs the server under another
+  /// command (`prlimit --nofile=64:64`, say).
   explicit ferry_server(std::vector<std::string> extra_args = {}, std::vector<std::string> command_prefix = {});
   ~ferry_server();
   const std::string& address() const { return address_; }
