@@ -335,19 +335,6 @@ class network_host {
   std::string ns_, outside_, gateway_, address_, error_;
 };
 
-/// A TCP port that is free on every address now: for a server told in advance where others reach it.
-std::string free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_ANY);
-  socklen_t length = sizeof sa;
-  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
-                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &length) == 0;
-  ::close(fd);
-  return bound ? std::to_string(ntohs(sa.sin_port)) : "0";
-}
-
 // The agent, and the containers it starts, on "another host": a network namespace whose only way to the
 // server is a veth pair (its loopback has no server on it). The server listens on every interface and
 // advertises its address on the link; the agent runs the command the server logs for other hosts, as an

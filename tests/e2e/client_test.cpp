@@ -94,18 +94,8 @@ TEST(client, a_program_pointed_at_an_http_server_is_told_it_is_not_a_ferry_serve
   EXPECT_THAT(r.err, HasSubstr("is " + http.address() + " a ferry server"));
 }
 
-/// host:port of a loopback port nobody listens on (bound for a moment, never listened on, then closed).
-std::string closed_port_address() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
-}
+/// host:port of a loopback port nobody listens on.
+std::string closed_port_address() { return "127.0.0.1:" + free_port(); }
 
 TEST(client, an_unreachable_server_is_reported_before_a_missing_token_file) {
   const std::string no_token = scratch_dir();  // a state directory without a token file

@@ -134,6 +134,18 @@ std::string scratch_dir() {
   return templ;
 }
 
+std::string free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t length = sizeof sa;
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &length) == 0;
+  ::close(fd);
+  return bound ? std::to_string(ntohs(sa.sin_port)) : "0";
+}
+
 ferry_server::ferry_server(std::vector<std::string> extra_args, std::vector<std::string> command_prefix)
     : extra_args_(std::move(extra_args)), command_prefix_(std::move(command_prefix)) {
   char dir_template[] = "/tmp/ferry-e2e-XXXXXX";

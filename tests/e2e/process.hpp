@@ -51,6 +51,10 @@ class process {
 /// A fresh directory under the system's temporary directory, for files that bodies and tests share.
 std::string scratch_dir();
 
+/// A TCP port free on every address now (bound for a moment, never listened on, then closed): for a server
+/// told in advance where others reach it, or an address nobody answers at.
+std::string free_port();
+
 /// Runs a command to completion and returns {exit code, stdout, stderr}.
 struct run_result {
   int code;
