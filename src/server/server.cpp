@@ -19,6 +19,7 @@
 
 #include "base/secrets.hpp"
 #include "server/backoff.hpp"
+#include "server/quiet_thread.hpp"
 #include "server/server_state.hpp"
 #include "wire/connection.hpp"
 
@@ -92,14 +93,7 @@ std::string server::address() const { return state_->address; }
 std::string server::tls_fingerprint() const { return state_->tls_fingerprint; }
 
 void server::state::off_loop(std::function<void()> work, std::function<void()> then) {
-  if (!off_loop_thread) {
-    // Its thread takes no signal: they are the event loop's.
-    sigset_t all, previous;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_BLOCK, &all, &previous);
-    off_loop_thread = std::make_unique<asio::thread_pool>(1);
-    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  }
+  if (!off_loop_thread) off_loop_thread = make_quiet_thread();
   // (Tracked: the loop's run() waits for `then`, so a stopping server still answers a deploy in progress.)
   auto loop = asio::prefer(io.get_executor(), asio::execution::outstanding_work.tracked);
   asio::post(*off_loop_thread, [work = std::move(work), then = std::move(then), loop = std::move(loop)]() mutable {

@@ -2,8 +2,6 @@
 // libcrypto.so.3 costs every process that links ferry (servers and containers) 3.4 MiB of resident memory.
 #include "server/sha256.hpp"
 
-#include <pthread.h>
-#include <signal.h>
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
@@ -18,6 +16,8 @@
 #include <fstream>
 #include <system_error>
 #include <vector>
+
+#include "server/quiet_thread.hpp"
 
 namespace ferry::server {
 
@@ -230,14 +230,7 @@ void file_digests::of(const std::filesystem::path& path, handler done) {
   auto [waiting, first] = hashing_.try_emplace(path.string());
   waiting->second.push_back(std::move(done));
   if (!first) return;
-  if (!hasher_) {
-    // Its thread takes no signal: they are the event loop's (a signalfd, or the default action).
-    sigset_t all, previous;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_BLOCK, &all, &previous);
-    hasher_ = std::make_unique<boost::asio::thread_pool>(1);
-    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  }
+  if (!hasher_) hasher_ = make_quiet_thread();
   // (The executor, tracked: its loop's run() waits for the answer.)
   auto tracked = boost::asio::prefer(executor_, boost::asio::execution::outstanding_work.tracked);
   boost::asio::post(*hasher_, [this, path, abandoned = abandoned_, executor = std::move(tracked)] {
