@@ -50,12 +50,17 @@ std::string fingerprint_of(X509* cert) {
   return out;
 }
 
+// What was written into a memory BIO, as text.
+std::string text_of(BIO* bio) {
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio, &data);
+  return {data, static_cast<std::size_t>(size)};
+}
+
 std::string pem_of(X509* cert) {
   bio_ptr bio(BIO_new(BIO_s_mem()));
   if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) fail("cannot write a certificate");
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return {data, static_cast<std::size_t>(size)};
+  return text_of(bio.get());
 }
 
 std::string pem_of(EVP_PKEY* key) {
@@ -63,9 +68,7 @@ std::string pem_of(EVP_PKEY* key) {
   if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     fail("cannot write a private key");
   }
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return {data, static_cast<std::size_t>(size)};
+  return text_of(bio.get());
 }
 
 x509_ptr read_certificate(std::string_view pem) {
