@@ -4,14 +4,15 @@
 #          soak, docs, the dashboard in a browser, the out-of-tree SDK install
 #   tidy   clang-tidy over src/ and the headers it includes (.clang-tidy), on the dev build's compile commands
 #   fuzz   the libFuzzer targets, a bounded time each (scripts/fuzz.sh; FERRY_FUZZ_SECONDS, default 60)
-#   asan   AddressSanitizer + UndefinedBehaviorSanitizer build: every test but the soak, browser and install
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer build: the tests that run ferry's code, but the soak,
+#          browser and install tests
 #   tsan   ThreadSanitizer build: the same tests
 # `scripts/test.sh STAGE...` runs only those stages (`scripts/test.sh dev` while developing). Stops at the
 # first stage that fails; exit code 0 when all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
 all_stages=(dev tidy fuzz asan tsan)
 stages=()
 for arg in "$@"; do
