@@ -21,7 +21,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <ferry/codec.hpp>
 #include <ferry/detail/buffer.hpp>
 #include <ferry/detail/msgpack.hpp>
@@ -161,7 +160,13 @@ struct codec<std::string> {
     const auto n = static_cast<std::uint32_t>(v.size());
     b.commit(mp_encode_str(b.reserve(mp_sizeof_str(n)), v.data(), n));
   }
-  static void decode(detail::reader& r, std::string& out) { out.assign(detail::decode_bytes(r, MP_STR, "string")); }
+  static void decode(detail::reader& r, std::string& out) {
+    const std::string_view s = detail::decode_bytes(r, MP_STR, "string");
+    out.clear();
+    out.reserve(s.size());
+    detail::advise_huge_pages(out.data(), s.size());
+    out.append(s);
+  }
   static std::string name() { return "string"; }
 };
 
@@ -174,8 +179,12 @@ struct codec<bytes> {
   }
   static void decode(detail::reader& r, bytes& out) {
     const std::string_view b = detail::decode_bytes(r, MP_BIN, "bytes");
-    out.resize(b.size());
-    if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());
+    // (Reserved, advised, then written once: resize would zero-fill, touching every page a first time.)
+    out.clear();
+    out.reserve(b.size());
+    detail::advise_huge_pages(out.data(), b.size());
+    const auto* first = reinterpret_cast<const std::byte*>(b.data());
+    out.insert(out.end(), first, first + b.size());
   }
   static std::string name() { return "bytes"; }
 };

@@ -1,6 +1,18 @@
+#include <sys/mman.h>
+
+#include <cstdint>
 #include <ferry/codec.hpp>
 
 namespace ferry::detail {
+
+void advise_huge_pages_within(void* p, std::size_t n) noexcept {
+  constexpr std::uintptr_t page = huge_payload;
+  const auto start = reinterpret_cast<std::uintptr_t>(p);
+  const std::uintptr_t begin = (start + page - 1) & ~(page - 1);
+  const std::uintptr_t end = (start + n) & ~(page - 1);
+  // (Advice: a kernel without transparent huge pages, or with them off, refuses it, and nothing changes.)
+  if (begin < end) ::madvise(static_cast<char*>(p) + (begin - start), end - begin, MADV_HUGEPAGE);
+}
 
 std::string describe_next(const reader& r) {
   if (r.at_end()) return "end of input";

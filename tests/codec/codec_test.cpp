@@ -233,6 +233,49 @@ TEST(codec, round_trips_bytes_as_messagepack_bin) {
   EXPECT_EQ(encoded(std::vector<std::uint8_t>{1, 2}), raw({0x92, 0x01, 0x02}));
 }
 
+// Payloads from detail::huge_payload up take another path (memory advised to be huge pages, written once):
+// sizes that end inside a huge page, decoded into new values and into ones that held something before.
+TEST(codec, payloads_larger_than_a_huge_page_round_trip_whole_into_new_and_reused_values) {
+  for (const std::size_t size :
+       {ferry::detail::huge_payload, ferry::detail::huge_payload + 1, std::size_t{5 << 20} + 3}) {
+    SCOPED_TRACE(size);
+    ferry::bytes data(size);
+    std::string text(size, ' ');
+    for (std::size_t i = 0; i < size; ++i) {
+      data[i] = static_cast<std::byte>(i * 7 + i / 4096);
+      text[i] = static_cast<char>('a' + (i * 13 + i / 65536) % 26);
+    }
+    EXPECT_EQ(round_trip(data), data);
+    EXPECT_EQ(round_trip(text), text);
+
+    buffer encoded_data;
+    ferry::codec<ferry::bytes>::encode(encoded_data, data);
+    ferry::bytes reused(100, std::byte{1});
+    reader r(encoded_data.view());
+    ferry::codec<ferry::bytes>::decode(r, reused);
+    EXPECT_EQ(reused, data);
+
+    buffer encoded_text;
+    ferry::codec<std::string>::encode(encoded_text, text);
+    std::string reused_text(100, 'z');
+    reader t(encoded_text.view());
+    ferry::codec<std::string>::decode(t, reused_text);
+    EXPECT_EQ(reused_text, text);
+  }
+}
+
+// A buffer that grows past a huge page in small appends keeps every byte it held.
+TEST(codec, a_buffer_growing_past_a_huge_page_keeps_what_it_held) {
+  buffer b;
+  std::string expected;
+  for (std::size_t i = 0; expected.size() < 3 * ferry::detail::huge_payload; ++i) {
+    const std::string piece = std::to_string(i) + ",";
+    b.append(piece.data(), piece.size());
+    expected += piece;
+  }
+  EXPECT_EQ(std::string(b.data(), b.size()), expected);
+}
+
 TEST(codec, round_trips_vectors_including_vector_bool_and_nested_vectors) {
   EXPECT_EQ(encoded(std::vector<std::int64_t>{}), raw({0x90}));
   EXPECT_EQ(round_trip(std::vector<std::int64_t>{}), std::vector<std::int64_t>{});
@@ -655,7 +698,7 @@ boost::json::value as_json(const std::string& bytes) {
 }
 
 TEST(codec_json, a_value_reads_as_json_with_bytes_as_hex_and_other_keys_as_their_json_text) {
-  ferry::detail::buffer b;
+  buffer b;
   ferry::encode(b, std::make_tuple(std::int64_t{-3}, std::string("s"), ferry::bytes{std::byte{0x0f}, std::byte{0xa0}},
                                    std::map<std::int32_t, bool>{{7, true}}));
   EXPECT_EQ(boost::json::serialize(as_json(std::string(b.data(), b.size()))), R"([-3,"s","0fa0",{"7":true}])");

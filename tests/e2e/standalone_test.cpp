@@ -129,6 +129,26 @@ TEST(standalone, an_oversized_payload_is_refused_and_the_server_keeps_serving) {
             0);
 }
 
+// Payloads of many huge pages each (detail::huge_payload), through the server to a container and back: every
+// byte as sent, whatever their size's remainder in pages, and again on the same connections.
+TEST(standalone, payloads_of_tens_of_mib_go_to_a_container_and_back_whole) {
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  EXPECT_EQ(run_app([] {
+              for (const std::size_t size : {std::size_t{24 << 20} + 5, std::size_t{9 << 20}}) {
+                ferry::bytes data(size);
+                std::string text(size / 3, ' ');
+                for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::byte>(i ^ (i >> 12));
+                for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>('a' + (i ^ (i >> 16)) % 26);
+                const auto [data_back, text_back] = echo_payloads.remote(data, text);
+                EXPECT_EQ(data_back.size(), data.size());
+                EXPECT_TRUE(data_back == data) << "the bytes came back changed (" << size << " bytes)";
+                EXPECT_TRUE(text_back == text) << "the string came back changed (" << text.size() << " bytes)";
+              }
+            }),
+            0);
+}
+
 TEST(standalone, sigterm_stops_the_server_and_its_containers) {
   ferry_server server;
   {

@@ -96,6 +96,10 @@ std::int64_t sum_of_squares_body(std::int64_t n) {
 
 std::uint64_t length_of_body(ferry::bytes data) { return data.size(); }
 
+std::pair<ferry::bytes, std::string> echo_payloads_body(ferry::bytes data, std::string text) {
+  return {std::move(data), std::move(text)};
+}
+
 ferry::Function<std::int64_t(std::int64_t, std::int64_t)> add = app().function("add", add_body);
 ferry::Function<std::int64_t(std::int64_t)> square = app().function("square", square_body);
 ferry::Function<sample(sample)> echo = app().function("echo", echo_body);
@@ -141,6 +145,8 @@ ferry::Function<rendezvous_report(std::int64_t)> rendezvous =
     app().function("rendezvous", rendezvous_body, {.max_inputs = 4, .max_containers = 1});
 ferry::Function<std::int64_t(std::int64_t)> sum_of_squares = app().function("sum_of_squares", sum_of_squares_body);
 ferry::Function<std::uint64_t(ferry::bytes)> length_of = app().function("length_of", length_of_body);
+ferry::Function<std::pair<ferry::bytes, std::string>(ferry::bytes, std::string)> echo_payloads =
+    app().function("echo_payloads", echo_payloads_body);
 
 std::string expect_crash_report_quotes_only_its_calls_stderr() {
   EXPECT_TRUE(stderr_then_exit.remote("an earlier call's line", false));

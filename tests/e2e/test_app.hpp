@@ -63,6 +63,8 @@ extern ferry::Function<std::int64_t()> never_starts;
 extern ferry::Function<rendezvous_report(std::int64_t)> rendezvous;
 extern ferry::Function<std::int64_t(std::int64_t)> sum_of_squares;
 extern ferry::Function<std::uint64_t(ferry::bytes)> length_of;
+/// Its arguments back, as they came (large payloads there and back).
+extern ferry::Function<std::pair<ferry::bytes, std::string>(ferry::bytes, std::string)> echo_payloads;
 /// Throws a registered_error with `message`.
 extern ferry::Function<void(std::string)> raise_registered;
 /// Calls another function that fails and lets its exception through: "element_at" (std::out_of_range),

@@ -13,6 +13,20 @@
 
 namespace ferry::detail {
 
+/// Payloads from this size up are held in memory backed by transparent huge pages where the kernel offers
+/// them (`madvise` mode): first touching a 64 MiB buffer then takes 32 page faults, not 16,384, which on
+/// a virtual machine cost more than copying the bytes (docs/benchmarks.md, W9).
+inline constexpr std::size_t huge_payload = std::size_t{2} << 20;
+
+/// MADV_HUGEPAGE on the whole 2 MiB pages inside [p, p + n); the kernel may refuse it (THP off).
+void advise_huge_pages_within(void* p, std::size_t n) noexcept;
+
+/// Advises the kernel to back [p, p + n) with huge pages when it is a large payload's memory; for memory
+/// not yet touched, which is where it pays.
+inline void advise_huge_pages(void* p, std::size_t n) noexcept {
+  if (n >= huge_payload) advise_huge_pages_within(p, n);
+}
+
 /// A growable byte buffer that, unlike std::vector<char>, never zero-fills what it is about to overwrite.
 /// Encoders ask for room with reserve(n), write through the pointer it returns, and commit the new end.
 class buffer {
@@ -75,6 +89,7 @@ class buffer {
     if (!p) throw std::bad_alloc{};
     data_ = static_cast<char*>(p);
     capacity_ = capacity;
+    advise_huge_pages(data_ + size_, capacity_ - size_);  // (what is new: the rest may be touched already)
   }
 
   char* data_ = nullptr;
