@@ -594,7 +594,7 @@ int main(int argc, char** argv) {
     auto at_least = [](double t, std::string text) { return target{text, [t](double v) { return v >= t; }}; };
     auto at_most = [](double t, std::string text) { return target{text, [t](double v) { return v <= t; }}; };
     if (metric == "W1 p50 (µs)") {
-      const double ratio = embedded ? 1.5 : 2.5;
+      const double ratio = embedded ? 1.5 : 2.0;
       return at_most(ratio * rtt.median, "≤ " + fmt(ratio, 1) + "x floor");
     }
     if (metric == "W2 calls/s") return at_least(200'000, "≥ 200,000");
@@ -606,7 +606,7 @@ int main(int argc, char** argv) {
     if (metric == "W7 hops/s") return at_least(50'000, "≥ 50,000");
     if (metric.starts_with("W7 server RSS growth")) return at_most(1, "flat (≤ 1)");
     if (metric == "W8 drain after the last submit (s)") return at_most(20, "≤ 20");
-    if (metric == "W9 64 MiB round trip (GB/s)") return at_least(1, "≥ 1");
+    if (metric == "W9 64 MiB round trip (GB/s)") return at_least(2, "≥ 2");
     if (metric == "RSS idle server (MiB)") return at_most(10, "≤ 10");
     if (metric == "RSS idle container (MiB)") return at_most(5, "≤ 5");
     return std::nullopt;
