@@ -3,6 +3,7 @@
 // ping-pong between two processes on 127.0.0.1.
 //
 //   ferry_bench [--runs N] [--out FILE] [--only W1,W2,...] [--w8-calls N] [--embedded-once]
+//   ferry_bench --curves DIR      scale curves instead: cost against callers, map size and payload size
 //
 // docs/benchmarks.md says what each workload does and what bounds it.
 #include <signal.h>
@@ -517,6 +518,167 @@ std::string fmt(double v, int precision = -1) {
   return s;
 }
 
+// --- scale curves (--curves DIR): how cost grows with the work, on the embedded server ---
+
+/// One curve: a column per figure, a row per point; written as DIR/NAME.tsv and plotted to DIR/NAME.png.
+struct curve {
+  std::string name, title, x_label;
+  std::vector<std::string> columns;  // the x value first, then the figures
+  std::vector<std::vector<double>> rows;
+  std::vector<std::string> plotted;  // the figures drawn, each against the x value (log-log)
+};
+
+/// Callers: c threads each making blocking calls, and c async callers each awaiting one call at a time.
+curve curve_callers() {
+  if (!selected("callers")) return {};
+  curve c{"callers",
+          "W1/W2 with c concurrent callers",
+          "concurrent callers",
+          {"callers", "blocking calls/s", "blocking p50 (µs)", "aio calls/s"},
+          {},
+          {"blocking calls/s", "aio calls/s"}};
+  for (int i = 0; i < 200; ++i) double_it.remote(i);  // containers started
+  for (const int callers : {1, 10, 100, 1000}) {
+    const int per_caller = std::max(20, 4000 / callers);
+    std::vector<std::vector<double>> latencies(static_cast<std::size_t>(callers));
+    auto t0 = clock_type::now();
+    {
+      std::vector<std::jthread> threads;
+      for (int t = 0; t < callers; ++t) {
+        threads.emplace_back([&, t] {
+          for (std::int64_t i = 0; i < per_caller; ++i) {
+            const auto t1 = clock_type::now();
+            if (double_it.remote(i) != 2 * i) throw std::runtime_error("callers: wrong result");
+            latencies[t].push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t1).count());
+          }
+        });
+      }
+    }
+    const double blocking = callers * per_caller / seconds_since(t0);
+    std::vector<double> all;
+    for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    t0 = clock_type::now();
+    ferry::run([&]() -> ferry::Task<void> {
+      std::vector<ferry::Task<void>> workers;
+      for (int t = 0; t < callers; ++t) {
+        workers.push_back([](int n) -> ferry::Task<void> {
+          for (std::int64_t i = 0; i < n; ++i) {
+            if (co_await double_it.remote.aio(i) != 2 * i) throw std::runtime_error("callers: wrong result");
+          }
+        }(per_caller));
+      }
+      co_await ferry::gather(std::move(workers));
+    }());
+    const double aio = callers * per_caller / seconds_since(t0);
+    c.rows.push_back({static_cast<double>(callers), blocking, percentile(all, 0.5), aio});
+  }
+  return c;
+}
+
+/// Map: items/s and the caller's peak resident set, from 10^3 to 10^7 items.
+curve curve_map() {
+  if (!selected("map")) return {};
+  curve c{"map",   "map of n items",
+          "items", {"items", "items/s", "caller peak RSS (MiB)"},
+          {},      {"items/s", "caller peak RSS (MiB)"}};
+  for (std::int64_t n = 1000; n <= 10'000'000; n *= 10) {
+    std::vector<std::int64_t> items(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) items[static_cast<std::size_t>(i)] = i;
+    reset_peak_rss(::getpid());
+    const auto t0 = clock_type::now();
+    const auto results = double_it.map(items);
+    const double elapsed = seconds_since(t0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (results[static_cast<std::size_t>(i)] != 2 * i) throw std::runtime_error("map: wrong result");
+    }
+    c.rows.push_back({static_cast<double>(n), static_cast<double>(n) / elapsed, peak_rss_mib(::getpid())});
+  }
+  return c;
+}
+
+/// Payloads: GB/s of a byte string's round trip (argument and result), from 8 B to 256 MiB (less the room a
+/// frame's header takes under the default --max-frame-size).
+curve curve_payload() {
+  if (!selected("payload")) return {};
+  curve c{"payload", "round trip of a byte string", "bytes", {"bytes", "GB/s", "round trip (µs)"}, {}, {"GB/s"}};
+  echo_bytes.remote(ferry::bytes(16));  // container started
+  constexpr std::size_t KiB = 1024, MiB = KiB * KiB;
+  for (const std::size_t size :
+       {std::size_t{8}, 64 * std::size_t{1}, 512 * std::size_t{1}, 4 * KiB, 32 * KiB, 256 * KiB, 2 * MiB, 16 * MiB,
+        64 * MiB, 256 * MiB - KiB}) {  // (the default frame limit)
+    ferry::bytes payload(size);
+    for (std::size_t i = 0; i < size; i += 4096) payload[i] = static_cast<std::byte>(i >> 12);
+    const int reps = size <= MiB ? 200 : size <= 16 * MiB ? 10 : 3;
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = clock_type::now();
+      const ferry::bytes back = echo_bytes.remote(payload);
+      times.push_back(seconds_since(t0));
+      if (back.size() != payload.size()) throw std::runtime_error("payload: wrong result");
+    }
+    const double t = percentile(times, 0.5);
+    c.rows.push_back({static_cast<double>(size), static_cast<double>(size) / t / 1e9, t * 1e6});
+  }
+  return c;
+}
+
+/// Writes the curve's TSV and Markdown table; plots it when gnuplot is there (scripts/bench.sh installs it).
+void write_curve(const curve& c, const std::filesystem::path& dir, std::ostream& md) {
+  std::ofstream tsv(dir / (c.name + ".tsv"));
+  md << "\n### " << c.title << "\n\n|";
+  for (const auto& column : c.columns) {
+    tsv << (&column == &c.columns.front() ? "" : "\t") << column;
+    md << ' ' << column << " |";
+  }
+  tsv << '\n';
+  md << "\n|";
+  for (std::size_t i = 0; i < c.columns.size(); ++i) md << " ---: |";
+  md << '\n';
+  for (const auto& row : c.rows) {
+    md << '|';
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      tsv << (i ? "\t" : "") << row[i];
+      md << ' ' << fmt(row[i], i == 0 || row[i] >= 100 ? 0 : -1) << " |";
+    }
+    tsv << '\n';
+    md << '\n';
+  }
+  tsv.close();
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return;
+  std::ofstream plot(dir / (c.name + ".gp"));
+  plot << "set terminal pngcairo size 900,420 font ',10'\nset output '" << c.name
+       << ".png'\nset datafile separator '\\t'\nset key autotitle columnhead left top\nset logscale xy\nset grid\n"
+       << "set xlabel '" << c.x_label << "'\nset multiplot layout 1," << c.plotted.size() << " title '" << c.title
+       << " (embedded server)'\n";
+  for (const auto& figure : c.plotted) {
+    const auto column = std::find(c.columns.begin(), c.columns.end(), figure) - c.columns.begin() + 1;
+    plot << "set ylabel '" << figure << "'\nplot '" << c.name << ".tsv' using 1:" << column
+         << " with linespoints lw 2 pt 7\n";
+  }
+  plot << "unset multiplot\n";
+  plot.close();
+  const std::string command = "cd '" + dir.string() + "' && gnuplot " + c.name + ".gp";  // (its paths are relative)
+  if (std::system(command.c_str()) != 0) std::cerr << "ferry_bench: gnuplot failed on " << c.name << ".gp\n";
+}
+
+/// --curves DIR: every curve on the embedded server; the tables to stdout and DIR/curves.md.
+int run_curves(const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  std::ostringstream md;
+  char name[] = "ferry_bench";
+  char* argv[] = {name, nullptr};
+  const int code = app.main(1, argv, [&] {
+    for (auto* make : {curve_callers, curve_map, curve_payload}) {
+      const curve c = make();
+      if (c.rows.empty()) continue;  // (not selected)
+      write_curve(c, dir, md);
+    }
+  });
+  std::cout << md.str();
+  std::ofstream(dir / "curves.md") << md.str();
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -529,6 +691,7 @@ int main(int argc, char** argv) {
   }
   int runs = 3;
   bool embedded_once = false;
+  std::string curves_dir;
   std::string out_file = "bench-results.md";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -543,21 +706,26 @@ int main(int argc, char** argv) {
       w8_calls = std::max<std::int64_t>(1000, std::atoll(argv[++i]));
     } else if (a == "--out" && i + 1 < argc) {
       out_file = argv[++i];
+    } else if (a == "--curves" && i + 1 < argc) {
+      curves_dir = argv[++i];
     } else {
       const bool help = a == "--help" || a == "-h";
       if (!help) std::cerr << "ferry_bench: unknown option '" << a << "'\n";
       (help ? std::cout : std::cerr)
           << "usage: ferry_bench [--runs N (>= 3)] [--out FILE] [--only W1,...,W9,RSS] [--w8-calls N] "
-             "[--embedded-once]\n"
+             "[--embedded-once] [--curves DIR]\n"
              "  --runs N         runs of every workload, embedded and standalone (default 3)\n"
              "  --out FILE       where the Markdown table goes too (default bench-results.md)\n"
-             "  --only LIST      these workloads only\n"
+             "  --only LIST      these workloads only (with --curves: callers, map, payload)\n"
              "  --w8-calls N     W8's spawned calls (default 1,000,000)\n"
-             "  --embedded-once  one run on the embedded server, figures as plain lines (for profiling)\n";
+             "  --embedded-once  one run on the embedded server, figures as plain lines (for profiling)\n"
+             "  --curves DIR     instead of the table, how cost grows with the work (callers, map size, payload\n"
+             "                   size) on the embedded server: DIR/NAME.tsv, DIR/NAME.png (with gnuplot), curves.md\n";
       return help ? 0 : 2;
     }
   }
 
+  if (!curves_dir.empty()) return run_curves(curves_dir);
   if (embedded_once) {
     for (const auto& [metric, value] : run_workloads({})) std::cout << metric << ": " << value << '\n';
     return 0;
