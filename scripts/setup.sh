@@ -4,6 +4,8 @@
 # packages depend on Boost 1.74's dev package and conflict with 1.81's.
 # The dashboard's browser test needs chromium, node and tests/browser's npm packages (playwright-core);
 # the fuzz targets, clang 16 with its sanitizer and libFuzzer runtimes.
+#
+#   setup.sh [PACKAGE...]     also these packages (scripts/bench.sh --curves: gnuplot-nox)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,7 @@ packages=(
   chromium nodejs
   clang-16 libclang-rt-16-dev llvm-16  # scripts/fuzz.sh: libFuzzer (clang 14 lacks std::source_location), its symbolizer
   slurmctld slurmd slurm-client munge  # scripts/slurm-cluster.sh: the local Slurm cluster of the cluster tests
+  "$@"
 )
 
 missing=()
