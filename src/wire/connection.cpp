@@ -6,6 +6,8 @@
 #include <boost/asio/write.hpp>
 #include <cstring>
 #include <ferry/errors.hpp>
+#include <limits>
+#include <utility>
 
 namespace ferry::wire {
 
@@ -13,6 +15,12 @@ namespace {
 constexpr std::size_t read_chunk = std::size_t{64} * 1024;
 // Buffers that grew for a large payload give their memory back once they are empty again.
 constexpr std::size_t keep_capacity = 1 << 20;
+
+// async_write's completion condition: all of it, in as few writes as the socket allows (asio's default,
+// transfer_all, writes 64 KiB at a time: a thousand system calls for a 64 MiB frame).
+std::size_t transfer_all_at_once(const boost::system::error_code& ec, std::size_t /*written*/) {
+  return ec ? 0 : std::numeric_limits<std::size_t>::max();
+}
 
 std::string describe_endpoint(const tcp::socket& socket) {
   boost::system::error_code ec;
@@ -148,10 +156,7 @@ void connection::write_directly(std::unique_lock<std::mutex>& lock) {
     }
     lock.lock();
     if (written < in_flight_.size()) {  // the executor writes the rest, then what is pending
-      if (written > 0) {
-        std::memmove(in_flight_.data(), in_flight_.data() + written, in_flight_.size() - written);
-        in_flight_.resize(in_flight_.size() - written);
-      }
+      in_flight_written_ = written;
       post_flush();
       return;
     }
@@ -175,6 +180,7 @@ void connection::flush() {
     std::lock_guard lock(mu_);
     if (shut_) {
       in_flight_.clear();
+      in_flight_written_ = 0;
       writing_ = false;
       return;
     }
@@ -192,7 +198,8 @@ void connection::flush() {
     close_now(closing_reason(""), /*linger=*/true);
     return;
   }
-  asio::async_write(stream_, asio::buffer(in_flight_.data(), in_flight_.size()),
+  const std::size_t from = std::exchange(in_flight_written_, 0);
+  asio::async_write(stream_, asio::buffer(in_flight_.data() + from, in_flight_.size() - from), transfer_all_at_once,
                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                       self->in_flight_.clear();
                       self->in_flight_.shrink_if_empty(keep_capacity);
@@ -209,30 +216,44 @@ void connection::flush() {
 // resetting the connection (see close_now).
 void connection::read_more() {
   if (peer_finished_) return;
-  char* at = received_.reserve(read_chunk);
-  const std::size_t room = received_.capacity() - received_.size();
-  stream_.async_read_some(asio::buffer(at, room),
-                          [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-                            if (ec) {
-                              self->peer_finished_ = true;
-                              self->on_read_end(ec);
-                              return;
-                            }
-                            if (self->shut_ || self->is_closing()) {  // nothing read after a close is handled
-                              self->received_.clear();
-                              self->received_.shrink_if_empty(keep_capacity);  // (it may have grown for a large frame)
-                              self->consumed_ = 0;
-                              self->read_more();
-                              return;
-                            }
-                            self->received_.resize(self->received_.size() + n);
-                            ++self->reads_completed_;
-                            if (self->heartbeat_timeout_.count() > 0) {
-                              self->last_received_ = std::chrono::steady_clock::now();
-                            }
-                            self->process_received();
-                            self->read_more();
-                          });
+  const bool into_large = large_expected_ > 0;
+  std::size_t room = into_large ? large_expected_ - large_.size() : read_chunk;
+  char* at = into_large ? large_.reserve(room) : received_.reserve(room);
+  if (!into_large) room = received_.capacity() - received_.size();
+  stream_.async_read_some(
+      asio::buffer(at, room), [self = shared_from_this(), into_large](boost::system::error_code ec, std::size_t n) {
+        if (ec) {
+          self->peer_finished_ = true;
+          self->on_read_end(ec);
+          return;
+        }
+        if (self->shut_ || self->is_closing()) {  // nothing read after a close is handled
+          self->received_.clear();
+          self->received_.shrink_if_empty(keep_capacity);  // (it may have grown for a frame that did not come)
+          self->consumed_ = 0;
+          self->large_ = {};
+          self->large_expected_ = 0;
+          self->read_more();
+          return;
+        }
+        ++self->reads_completed_;
+        if (self->heartbeat_timeout_.count() > 0) self->last_received_ = std::chrono::steady_clock::now();
+        if (into_large) {
+          self->large_.resize(self->large_.size() + n);
+          if (self->large_.size() < self->large_expected_) {
+            self->read_more();
+            return;
+          }
+          self->large_expected_ = 0;
+          // (A close it causes stops process_received below.)
+          self->handle_frame({self->large_.data() + length_prefix_size, self->large_.size() - length_prefix_size});
+          self->large_ = {};
+        } else {
+          self->received_.resize(self->received_.size() + n);
+        }
+        self->process_received();
+        self->read_more();
+      });
 }
 
 void connection::on_read_end(boost::system::error_code ec) {
@@ -267,29 +288,18 @@ void connection::process_received() {
       return;
     }
     if (available < length_prefix_size + length) {
+      if (length_prefix_size + length > keep_capacity) {
+        start_large_frame(length, available);
+        break;
+      }
       // Make room for the whole frame now, so the next reads complete it without regrowing.
       const std::size_t needed = consumed_ + length_prefix_size + length;
       if (received_.capacity() < needed) received_.reserve(needed - received_.size());
       break;
     }
-    std::string error;
-    auto f = parse_frame({received_.data() + consumed_ + length_prefix_size, length}, error);
+    const char* body = received_.data() + consumed_ + length_prefix_size;
     consumed_ += length_prefix_size + length;
-    if (!f) {
-      close("malformed frame: " + error, /*flush=*/true);
-      return;
-    }
-    if (f->kind == message_kind::heartbeat && heartbeat_timeout_.count() > 0) continue;  // (its bytes were news)
-    try {
-      on_frame_(*f);
-    } catch (const DecodeError& e) {
-      close(std::string("malformed ") + to_string(f->kind) + " message: " + e.what(), /*flush=*/true);
-      return;
-    } catch (const std::exception& e) {
-      close(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what(), /*flush=*/true);
-      return;
-    }
-    if (is_closing()) return;  // the handler closed the connection: frames after that are not handled
+    if (!handle_frame({body, length})) return;
   }
   // Move the unprocessed tail to the front.
   const std::size_t rest = received_.size() - consumed_;
@@ -298,7 +308,35 @@ void connection::process_received() {
     received_.resize(rest);
     consumed_ = 0;
   }
-  received_.shrink_if_empty(keep_capacity);
+  received_.shrink_if_empty(keep_capacity);  // (a read's leftovers never make it grow by much)
+}
+
+void connection::start_large_frame(std::uint32_t length, std::size_t available) {
+  large_expected_ = length_prefix_size + length;
+  large_.clear();
+  large_.reserve(large_expected_);
+  large_.append(received_.data() + consumed_, available);
+  consumed_ += available;  // (all of it is this frame's: it is incomplete)
+}
+
+bool connection::handle_frame(std::span<const char> body) {
+  std::string error;
+  auto f = parse_frame(body, error);
+  if (!f) {
+    close("malformed frame: " + error, /*flush=*/true);
+    return false;
+  }
+  if (f->kind == message_kind::heartbeat && heartbeat_timeout_.count() > 0) return true;  // (its bytes were news)
+  try {
+    on_frame_(*f);
+  } catch (const DecodeError& e) {
+    close(std::string("malformed ") + to_string(f->kind) + " message: " + e.what(), /*flush=*/true);
+    return false;
+  } catch (const std::exception& e) {
+    close(std::string("cannot handle ") + to_string(f->kind) + " message: " + e.what(), /*flush=*/true);
+    return false;
+  }
+  return !is_closing();  // the handler closed the connection: frames after that are not handled
 }
 
 std::string connection::closing_reason(const std::string& otherwise) const {

@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "wire/frame.hpp"
@@ -129,6 +130,11 @@ class connection : public std::enable_shared_from_this<connection> {
   void read_more();
   void on_read_end(boost::system::error_code ec);
   void process_received();
+  /// Takes the frame of `length` bytes whose first `available` bytes are in received_ at consumed_ into
+  /// large_, which the reads then fill with the rest of it alone.
+  void start_large_frame(std::uint32_t length, std::size_t available);
+  /// Hands one frame (its bytes after the length prefix) to on_frame_; false when that closed the connection.
+  bool handle_frame(std::span<const char> body);
   bool is_closing() const;
   /// The reason close() was given, while the close flushes; otherwise `otherwise`. (A peer that goes
   /// while a close flushes fails the write or read in progress: the close's reason stands.)
@@ -159,9 +165,14 @@ class connection : public std::enable_shared_from_this<connection> {
   std::chrono::milliseconds heartbeat_timeout_{0};
   std::chrono::steady_clock::time_point last_received_;
   std::uint64_t heartbeats_sent_ = 0;
+  // A frame larger than keep_capacity (connection.cpp) arrives in a buffer of its own, sized for it, which the reads
+  // fill with its bytes alone: the small frames' buffer never grows for it, and nothing is moved to make room.
+  detail::buffer large_;
+  std::size_t large_expected_ = 0;  // the length of the frame in large_, with its prefix; 0 with none
 
   // Owned by whoever set writing_: the direct writer, or the executor's flush().
-  detail::buffer in_flight_;  // the bytes of the write in progress
+  detail::buffer in_flight_;           // the bytes of the write in progress
+  std::size_t in_flight_written_ = 0;  // how many of them a direct writer sent before leaving the rest to flush()
 
   mutable std::mutex mu_;
   detail::buffer pending_;          // guarded by mu_: frames waiting for the next write
