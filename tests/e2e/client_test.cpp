@@ -116,18 +116,8 @@ TEST(client, an_unreachable_server_is_reported_before_a_missing_token_file) {
               HasSubstr("cannot read the server's token from " + no_token + "/token (No such file or directory)"));
 }
 
-/// The server, with this test binary deployed on it as app "plain".
-struct deployed_server {
-  ferry_server server;
-  scoped_env env{{{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}}};
-  deployed_server() {
-    const auto r = server.cli({"deploy", "--name", "plain", E2E_BINARY});
-    EXPECT_EQ(r.code, 0) << r.err;
-  }
-};
-
 TEST(client, a_program_without_app_main_looks_up_calls_spawns_maps_and_fetches_deployed_functions) {
-  deployed_server d;
+  deployed_server d("plain");
   // No run_app: this is a plain program (a web server, a script) that connects on first use.
   const auto square_of = Square::from_name("plain", "square");
   EXPECT_EQ(square_of.remote(7), 49);
@@ -140,7 +130,7 @@ TEST(client, a_program_without_app_main_looks_up_calls_spawns_maps_and_fetches_d
 }
 
 TEST(client, local_on_a_function_looked_up_by_name_is_a_clear_error) {
-  deployed_server d;
+  deployed_server d("plain");
   const auto square_of = Square::from_name("plain", "square");
   try {
     square_of.local(3);  // (it used to dereference a null body)
@@ -152,7 +142,7 @@ TEST(client, local_on_a_function_looked_up_by_name_is_a_clear_error) {
 }
 
 TEST(client, a_program_without_app_main_reconnects_after_the_server_restarts) {
-  deployed_server d;
+  deployed_server d("plain");
   const auto square_of = Square::from_name("plain", "square");
   EXPECT_EQ(square_of.remote(3), 9);
   d.server.kill_and_restart();  // the deployment survives; this program's connection does not

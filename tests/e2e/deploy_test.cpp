@@ -19,17 +19,6 @@ using Square = ferry::Function<std::int64_t(std::int64_t)>;
 using Add = ferry::Function<std::int64_t(std::int64_t, std::int64_t)>;
 using Hold = ferry::Function<bool(std::string)>;
 
-/// The server, with this test binary deployed on it as app "platform".
-struct deployed_server {
-  ferry_server server;
-  scoped_env env{{{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}}};
-  deployed_server() {
-    const auto r = server.cli({"deploy", "--name", "platform", E2E_BINARY});
-    EXPECT_EQ(r.code, 0) << r.err;
-    EXPECT_THAT(r.out, HasSubstr("deployed app 'platform'"));
-  }
-};
-
 /// Waits until `ferry ps` shows a container of `function` running one input; false after 30 s.
 bool one_input_running(const ferry_server& server, const std::string& function) {
   for (int i = 0; i < 1500; ++i) {

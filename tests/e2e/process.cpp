@@ -401,4 +401,12 @@ bool wait_until_stopped(pid_t pid, std::chrono::milliseconds limit) {
   return false;
 }
 
+deployed_server::deployed_server(const std::string& app)
+    : env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}}) {
+  const auto r = server.cli({"deploy", "--name", app, E2E_BINARY});
+  if (r.code != 0 || r.out.find("deployed app '" + app + "'") == std::string::npos) {
+    throw std::runtime_error("ferry deploy --name " + app + " failed (exit " + std::to_string(r.code) + "): " + r.err);
+  }
+}
+
 }  // namespace e2e

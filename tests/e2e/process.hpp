@@ -136,4 +136,12 @@ class scoped_env {
   std::map<std::string, std::optional<std::string>> saved_;
 };
 
+/// A server with this test binary deployed on it as `app`, and the environment that points programs at
+/// it (FERRY_SERVER, FERRY_TOKEN). Throws when the deploy fails.
+struct deployed_server {
+  explicit deployed_server(const std::string& app = "platform");
+  ferry_server server;
+  scoped_env env;
+};
+
 }  // namespace e2e
