@@ -216,10 +216,9 @@ void connection::flush() {
 // resetting the connection (see close_now).
 void connection::read_more() {
   if (peer_finished_) return;
-  const bool into_large = large_expected_ > 0;
-  std::size_t room = into_large ? large_expected_ - large_.size() : read_chunk;
-  char* at = into_large ? large_.reserve(room) : received_.reserve(room);
-  if (!into_large) room = received_.capacity() - received_.size();
+  const bool into_large = large_expected_ > 0;  // (large_ holds room for the whole frame)
+  char* at = into_large ? large_.data() + large_.size() : received_.reserve(read_chunk);
+  const std::size_t room = into_large ? large_expected_ - large_.size() : received_.capacity() - received_.size();
   stream_.async_read_some(
       asio::buffer(at, room), [self = shared_from_this(), into_large](boost::system::error_code ec, std::size_t n) {
         if (ec) {
@@ -313,8 +312,7 @@ void connection::process_received() {
 
 void connection::start_large_frame(std::uint32_t length, std::size_t available) {
   large_expected_ = length_prefix_size + length;
-  large_.clear();
-  large_.reserve(large_expected_);
+  large_.reserve(large_expected_);  // (it is empty between large frames)
   large_.append(received_.data() + consumed_, available);
   consumed_ += available;  // (all of it is this frame's: it is incomplete)
 }
