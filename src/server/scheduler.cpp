@@ -373,7 +373,7 @@ void scheduler::replace_container(container_record& c, const std::string& why) {
   fail_each(cancelled, [](const call_record& call) {
     return wire::error_record{status::cancelled,
                               "",
-                              "'" + call.function->name + "' was cancelled (call " + call.call_id +
+                              "'" + call.function->name + "' was cancelled while it ran (call " + call.call_id +
                                   "); its body did not stop within the grace period, so its container was replaced",
                               call.function->name,
                               call.call_id,
