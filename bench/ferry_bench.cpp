@@ -3,7 +3,8 @@
 // ping-pong between two processes on 127.0.0.1.
 //
 //   ferry_bench [--runs N] [--out FILE] [--only W1,W2,...] [--w8-calls N] [--embedded-once]
-//   ferry_bench --curves DIR      scale curves instead: cost against callers, map size and payload size
+//   ferry_bench --curves DIR      scale curves instead: cost against callers, map size, payload size and the
+//                                 number of functions deployed
 //
 // docs/benchmarks.md says what each workload does and what bounds it.
 #include <signal.h>
@@ -67,6 +68,20 @@ ferry::Future<std::int64_t> count_body(std::int64_t n) {
   if (n == 0) return double_it.future(0);
   return count_fn.future(n - 1);
 }
+
+/// The functions curve: a copy of this binary run with BENCH_DEPLOYED_FUNCTIONS=N declares N more functions,
+/// f0 ... f<N-1>, all deployed by its app.main; so do its containers, which inherit the variable (a FERRY_
+/// one they would not: the server keeps its own settings from them).
+std::vector<ferry::Function<std::int64_t(std::int64_t)>> declare_counted_functions() {
+  std::vector<ferry::Function<std::int64_t(std::int64_t)>> declared;
+  const char* count = std::getenv("BENCH_DEPLOYED_FUNCTIONS");
+  for (int i = 0, n = count ? std::atoi(count) : 0; i < n; ++i) {
+    declared.push_back(app.function("f" + std::to_string(i), [](std::int64_t x) { return 2 * x; },
+                                    {.max_inputs = 256, .max_containers = 1}));
+  }
+  return declared;
+}
+auto counted_functions = declare_counted_functions();
 
 namespace {
 
@@ -342,17 +357,15 @@ void run_w7(figures& out, const std::vector<pid_t>& other_processes) {
   out["W7 server RSS growth, n = 1,000 -> 10,000 (MiB)"] = status_mib(server, "VmRSS") - rss0;
 }
 
-/// W6: from the exec of a fresh copy of this binary to its first remote result (a new server when embedded,
-/// and a new container either way). The child prints the steady clock (system-wide) at its first result.
-double cold_start_ms() {
+/// Runs a fresh copy of this binary with `variable`=`value` in its environment and returns what it printed.
+std::string run_copy(const char* variable, const std::string& value) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe");
-  const auto t0 = clock_type::now();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(fds[1], 1);
     ::close(fds[0]);
-    ::setenv("FERRY_BENCH_COLD_START", "1", 1);
+    ::setenv(variable, value.c_str(), 1);
     ::execl("/proc/self/exe", "ferry_bench", nullptr);
     ::_exit(127);
   }
@@ -363,8 +376,17 @@ double cold_start_ms() {
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  if (text.empty() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("W6: the child failed");
-  const clock_type::time_point first_result{clock_type::duration{std::stoll(text)}};
+  if (text.empty() || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw std::runtime_error(std::string("the copy run with ") + variable + " failed");
+  }
+  return text;
+}
+
+/// W6: from the exec of a fresh copy of this binary to its first remote result (a new server when embedded,
+/// and a new container either way). The child prints the steady clock (system-wide) at its first result.
+double cold_start_ms() {
+  const auto t0 = clock_type::now();
+  const clock_type::time_point first_result{clock_type::duration{std::stoll(run_copy("FERRY_BENCH_COLD_START", "1"))}};
   return std::chrono::duration<double, std::milli>(first_result - t0).count();
 }
 
@@ -621,6 +643,70 @@ curve curve_payload() {
   return c;
 }
 
+/// Functions: what a call costs with 1 to 1,000 functions deployed. Each point is a fresh program (an embedded
+/// server of its own) declaring that many functions: the time its app.main takes to deploy them and make the
+/// first call, then calls/s to one of them (blocking, and 256 aio calls in flight), blocking calls/s spread
+/// round-robin over up to 10 of them (a container each), and the program's resident set at the end.
+curve curve_functions() {
+  if (!selected("functions")) return {};
+  curve c{"functions",
+          "calls with n functions deployed",
+          "functions deployed",
+          {"functions", "start to first result (ms)", "blocking calls/s", "aio calls/s", "round-robin calls/s",
+           "RSS (MiB)"},
+          {},
+          {"blocking calls/s", "aio calls/s", "start to first result (ms)"}};
+  for (const int n : {1, 10, 100, 1000}) {
+    std::istringstream point(run_copy("BENCH_DEPLOYED_FUNCTIONS", std::to_string(n)));
+    std::vector<double> row{static_cast<double>(n)};
+    for (double figure; point >> figure;) row.push_back(figure);
+    if (row.size() != c.columns.size()) throw std::runtime_error("functions: the copy printed the wrong figures");
+    c.rows.push_back(std::move(row));
+  }
+  return c;
+}
+
+/// One point of the functions curve, in the copy that declares the functions: prints its figures.
+int functions_point(int argc, char** argv) {
+  const auto t0 = clock_type::now();
+  return app.main(argc, argv, [&] {
+    auto& first = counted_functions.front();
+    if (first.remote(1) != 2) throw std::runtime_error("functions: wrong result");
+    const double start_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+    constexpr int calls = 4000;
+    auto t1 = clock_type::now();
+    for (std::int64_t i = 0; i < calls; ++i) {
+      if (first.remote(i) != 2 * i) throw std::runtime_error("functions: wrong result");
+    }
+    const double blocking = calls / seconds_since(t1);
+    constexpr int aio_calls = 50'000;
+    t1 = clock_type::now();
+    ferry::run([&]() -> ferry::Task<void> {
+      std::vector<ferry::Task<void>> workers;
+      for (int w = 0; w < 256; ++w) {
+        workers.push_back([](auto& f, int n) -> ferry::Task<void> {
+          for (std::int64_t i = 0; i < n; ++i) {
+            if (co_await f.remote.aio(i) != 2 * i) throw std::runtime_error("functions: wrong result");
+          }
+        }(first, aio_calls / 256));
+      }
+      co_await ferry::gather(std::move(workers));
+    }());
+    const double aio = (aio_calls / 256) * 256 / seconds_since(t1);
+    const std::size_t spread = std::min<std::size_t>(counted_functions.size(), 10);
+    for (std::size_t k = 0; k < spread; ++k) counted_functions[k].remote(0);  // their containers started
+    t1 = clock_type::now();
+    for (std::int64_t i = 0; i < calls; ++i) {
+      if (counted_functions[static_cast<std::size_t>(i) % spread].remote(i) != 2 * i) {
+        throw std::runtime_error("functions: wrong result");
+      }
+    }
+    const double round_robin = calls / seconds_since(t1);
+    std::cout << start_ms << ' ' << blocking << ' ' << aio << ' ' << round_robin << ' '
+              << status_mib(::getpid(), "VmRSS") << std::flush;
+  });
+}
+
 /// Writes the curve's TSV and Markdown table; plots it when gnuplot is there (scripts/bench.sh installs it).
 void write_curve(const curve& c, const std::filesystem::path& dir, std::ostream& md) {
   std::ofstream tsv(dir / (c.name + ".tsv"));
@@ -667,7 +753,7 @@ int run_curves(const std::filesystem::path& dir) {
   char name[] = "ferry_bench";
   char* argv[] = {name, nullptr};
   const int code = app.main(1, argv, [&] {
-    for (auto* make : {curve_callers, curve_map, curve_payload}) {
+    for (auto* make : {curve_callers, curve_map, curve_payload, curve_functions}) {
       const curve c = make();
       if (c.rows.empty()) continue;  // (not selected)
       write_curve(c, dir, md);
@@ -682,6 +768,7 @@ int run_curves(const std::filesystem::path& dir) {
 
 int main(int argc, char** argv) {
   if (std::getenv("FERRY_CONTAINER_ID")) return app.main(argc, argv, [] {});
+  if (std::getenv("BENCH_DEPLOYED_FUNCTIONS")) return functions_point(argc, argv);
   if (std::getenv("FERRY_BENCH_COLD_START")) {  // W6's fresh program
     return app.main(argc, argv, [] {
       double_it.remote(1);
@@ -715,11 +802,12 @@ int main(int argc, char** argv) {
              "[--embedded-once] [--curves DIR]\n"
              "  --runs N         runs of every workload, embedded and standalone (default 3)\n"
              "  --out FILE       where the Markdown table goes too (default bench-results.md)\n"
-             "  --only LIST      these workloads only (with --curves: callers, map, payload)\n"
+             "  --only LIST      these workloads only (with --curves: callers, map, payload, functions)\n"
              "  --w8-calls N     W8's spawned calls (default 1,000,000)\n"
              "  --embedded-once  one run on the embedded server, figures as plain lines (for profiling)\n"
              "  --curves DIR     instead of the table, how cost grows with the work (callers, map size, payload\n"
-             "                   size) on the embedded server: DIR/NAME.tsv, DIR/NAME.png (with gnuplot), curves.md\n";
+             "                   size, functions deployed) on the embedded server: DIR/NAME.tsv, DIR/NAME.png (with\n"
+             "                   gnuplot), curves.md\n";
       return help ? 0 : 2;
     }
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (Debian packages), builds and runs ferry's whole test suite, in stages:
-#   dev    Debug build: unit and end-to-end tests with real server and container processes, chaos and
-#          soak, docs, the dashboard in a browser, the out-of-tree SDK install
+#   dev    Debug build (build/dev-unity): unit and end-to-end tests with real server and container
+#          processes, chaos and soak, docs, the dashboard in a browser, the out-of-tree SDK install
 #   tidy   clang-tidy over src/ and the headers it includes (.clang-tidy), on the dev build's compile commands
 #   fuzz   the libFuzzer targets, a bounded time each (scripts/fuzz.sh; FERRY_FUZZ_SECONDS, default 60)
 #   asan   AddressSanitizer + UndefinedBehaviorSanitizer build: the tests that run ferry's code, but the soak,
@@ -36,9 +36,13 @@ run_stage() {
       bash tests/support/check_tidy.sh . build/dev
       ;;
     *)
-      cmake --preset "$stage" >/dev/null
-      cmake --build --preset "$stage"
-      ctest --preset "$stage"
+      # The dev stage builds as unity batches, in a directory of its own (build/dev stays per-file, for
+      # clang-tidy and incremental builds).
+      local preset=$stage
+      [ "$stage" = dev ] && preset=dev-unity
+      cmake --preset "$preset" >/dev/null
+      cmake --build --preset "$preset"
+      ctest --preset "$preset"
       ;;
   esac
   echo "== test.sh: stage $stage passed in $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s" >&2

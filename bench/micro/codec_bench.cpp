@@ -53,7 +53,7 @@ std::map<std::string, std::int64_t> make_map() {
   return m;
 }
 
-const std::string function_name = "bench_fn";
+const std::string codec_function_name = "bench_fn";
 
 void count_bytes(benchmark::State& state, std::size_t encoded, bool bytes_per_second) {
   if (bytes_per_second) state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * encoded));
@@ -80,7 +80,7 @@ void BM_DecodeArguments(benchmark::State& state, T value, bool bytes_per_second)
   ferry::detail::encode_arguments(encoded, value);
   for (auto _ : state) {
     reader r{encoded.view()};
-    auto decoded = ferry::detail::decode_arguments<T>(function_name, r);
+    auto decoded = ferry::detail::decode_arguments<T>(codec_function_name, r);
     benchmark::DoNotOptimize(decoded);
   }
   count_bytes(state, encoded.size(), bytes_per_second);
@@ -106,7 +106,7 @@ void BM_DecodeResult(benchmark::State& state, T value, bool bytes_per_second) {
   buffer encoded;
   ferry::detail::encode_value(encoded, value);
   for (auto _ : state) {
-    T decoded = ferry::detail::decode_call_result<T>(function_name, encoded);
+    T decoded = ferry::detail::decode_call_result<T>(codec_function_name, encoded);
     benchmark::DoNotOptimize(decoded);
   }
   count_bytes(state, encoded.size(), bytes_per_second);

@@ -31,7 +31,7 @@ constexpr std::size_t small_frames = 1000;
 constexpr std::size_t large_frames = 64;
 
 const std::string app_name = "bench";
-const std::string function_name = "double_it";
+const std::string framed_function_name = "double_it";
 
 std::int64_t int64_argument() { return 21; }
 ferry::bytes bytes_argument_64k() { return ferry::bytes(64 << 10, std::byte{0x5a}); }
@@ -40,7 +40,7 @@ ferry::bytes bytes_argument_64k() { return ferry::bytes(64 << 10, std::byte{0x5a
 /// function's entry, as send_call does), then the argument array encoded straight into the frame.
 template <class A>
 void write_call_frame(buffer& out, std::uint64_t id, const A& argument) {
-  frame_writer writer(out, message_kind::call, call_header{id, app_name, function_name, deliver_result, {}, 0});
+  frame_writer writer(out, message_kind::call, call_header{id, app_name, framed_function_name, deliver_result, {}, 0});
   ferry::detail::encode_arguments(writer.payload(), argument);
   writer.finish();
 }
