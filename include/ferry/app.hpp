@@ -75,8 +75,8 @@ void encode_value(buffer& out, V&& value) {
   codec<std::decay_t<V>>::encode(out, value);
 }
 
-/// Encodes what a body returned, or, for a Future (a tail call), hands its call to the server: returns
-/// that call's id, 0 otherwise.
+/// Encodes what a body returned, or, for a Future (a tail call), passes its call on (hand_over): returns
+/// the call id when the server takes it, 0 otherwise.
 template <class R>
 std::uint64_t finish_body(buffer& result, R&& returned) {
   if constexpr (is_future_v<std::remove_cvref_t<R>>) {

@@ -77,8 +77,11 @@ void on_future_result(const std::shared_ptr<future_state>& state,
                       std::function<void(std::exception_ptr, const buffer&)> done);
 /// Makes sure it is submitted (as an argument: the server keeps the result), and returns its call id.
 std::uint64_t submit_as_argument(future_state& state);
-/// For a tail call: submits it and gives it to the server, which delivers its result to the caller of the
-/// function that returned it. Returns its call id.
+/// For a tail call, which takes the place of the body that returns it. A call of the function the container
+/// runs, with no futures among its arguments and never started, runs next in the same slot: its arguments
+/// go to the current input's `next_hop` and this returns 0 (the input runner runs it, and tells the server).
+/// Any other is submitted and given to the server, which delivers its result to the caller of the function
+/// that returned it: this returns its call id.
 std::uint64_t hand_over(future_state& state);
 const std::string& future_function_name(const future_state& state);
 /// A future that is done already, with an encoded value (no call behind it; it cannot be an argument).

@@ -495,6 +495,11 @@ void client::send_output(std::uint64_t input_id, wire::status status,
   connection_->send(wire::message_kind::output, wire::output_header{input_id, status}, write);
 }
 
+void client::send_tail_hop(std::uint64_t input_id, const detail::buffer& arguments) {
+  connection_->send(wire::message_kind::tail_hop, wire::tail_hop_header{input_id},
+                    [&](detail::buffer& out) { out.append(arguments.data(), arguments.size()); });
+}
+
 void client::send_progress(std::uint64_t input_id, double done, double total, const std::string& message) {
   connection_->send(wire::message_kind::progress, wire::progress_header{input_id, done, total, message});
 }

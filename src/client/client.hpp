@@ -152,6 +152,10 @@ class client {
   /// Sends a container's output for an input. `write` appends the payload (the result, or an error record).
   void send_output(std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write);
 
+  /// Tells the server that input `input_id` goes on in this container with a tail call of its own function,
+  /// whose encoded arguments are `arguments` (a container's input runner).
+  void send_tail_hop(std::uint64_t input_id, const detail::buffer& arguments);
+
   /// Sends how far input `input_id` has got (a container's ferry::progress).
   void send_progress(std::uint64_t input_id, double done, double total, const std::string& message);
 

@@ -73,9 +73,10 @@ int run_container(const served_app& app) {
   }
   app.connected(c);  // before any body runs: bodies make nested calls through it
   runner->set_sender(
-      [c](std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write) {
-        c->send_output(input_id, status, write);
-      });
+      {[c](std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write) {
+         c->send_output(input_id, status, write);
+       },
+       [c](std::uint64_t input_id, const detail::buffer& arguments) { c->send_tail_hop(input_id, arguments); }});
   // SIGTERM (the server stopping it) and SIGINT end it as the server's closing the connection does: what it
   // counted and wrote goes out before it exits.
   asio::signal_set stop_signals(c->executor(), SIGTERM, SIGINT);

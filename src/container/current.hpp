@@ -8,18 +8,26 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstdint>
+#include <ferry/detail/buffer.hpp>
+#include <ferry/detail/function_entry.hpp>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace ferry::container {
 
 /// One input a container runs: what cancellation and the stall watchdog need to know about it.
-/// Shared between the threads that touch it; `cancelled` is the only mutable part.
+/// Shared between the threads that touch it; `cancelled` is the only mutable part, besides `next_hop`, which
+/// only the thread running the body touches.
 struct input_context {
   std::uint64_t input_id = 0;  // as the server knows this attempt
   std::string function;
   std::string call_id;
+  const detail::function_entry* entry = nullptr;  // the function the container serves (what `function` names)
   std::atomic<bool> cancelled{false};
+  /// Set when the body returned a tail call that runs here, in this input's slot, instead of through the
+  /// server: that call's encoded arguments (detail::hand_over sets it, the input runner takes it).
+  std::optional<detail::buffer> next_hop;
   /// Async inputs: the executor its coroutine runs on (tasks it creates run there too). Reset when the
   /// input ends, since that executor refers back to this context.
   boost::asio::any_io_executor executor;

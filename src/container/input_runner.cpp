@@ -9,6 +9,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <condition_variable>
 #include <deque>
 #include <ferry/errors.hpp>
@@ -18,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/check.hpp"
 #include "container/current.hpp"
 #include "container/input_executor.hpp"
 #include "container/output_capture.hpp"
@@ -93,6 +96,7 @@ class runner_base : public input_runner {
     std::vector<tracked_input> held;
     {
       std::lock_guard lock(mu_);
+      FERRY_CHECK(!send_.output, "an input runner's sender is set once");
       send_ = std::move(send);
       held.swap(held_);
     }
@@ -106,10 +110,11 @@ class runner_base : public input_runner {
     input->input_id = in.id;
     input->function = function_.name;
     input->call_id = in.call_id;
+    input->entry = &function_;
     {
       std::lock_guard lock(mu_);
       tracked_.emplace(in.id, input);
-      if (!send_) {
+      if (!send_.output) {
         held_.emplace_back(std::move(in), std::move(input));
         return;
       }
@@ -139,8 +144,18 @@ class runner_base : public input_runner {
   void flush() override {}
 
  protected:
+  /// The tail call the body left in `input.next_hop`, which runs next in this slot as the same input: the
+  /// server is told first (a retry starts from it). Throws CancelledError, without running it, when the input
+  /// has been cancelled meanwhile.
+  detail::buffer take_next_hop(container::input_context& input) {
+    detail::buffer arguments = std::move(*input.next_hop);
+    input.next_hop.reset();
+    if (input.cancelled.load()) throw CancelledError("cancelled between tail calls");
+    send_.tail_hop(input.input_id, arguments);
+    return arguments;
+  }
+
   void finish(std::uint64_t input_id, outcome& out) {
-    output_sender send;
     std::shared_ptr<container::input_context> input;
     {
       std::lock_guard lock(mu_);
@@ -149,8 +164,8 @@ class runner_base : public input_runner {
         input = std::move(it->second);
         tracked_.erase(it);
       }
-      send = send_;
     }
+    const auto& send = send_.output;
     if (input) flush_output(*input);  // the lines it wrote reach the server before its output
     if (out.error.code == wire::status::ok && out.tail_call != 0) {
       send(input_id, wire::status::tail_call, [&](detail::buffer& payload) { ferry::encode(payload, out.tail_call); });
@@ -179,7 +194,8 @@ class runner_base : public input_runner {
 
   const detail::function_entry& function_;
   std::mutex mu_;
-  output_sender send_;                                                          // guarded by mu_
+  /// Set once, under mu_, before any input starts; read without the lock by the inputs' threads after that.
+  output_sender send_;
   std::vector<tracked_input> held_;                                             // guarded by mu_
   std::map<std::uint64_t, std::shared_ptr<container::input_context>> tracked_;  // guarded by mu_: held or running
 };
@@ -248,8 +264,13 @@ class thread_runner final : public runner_base {
         set_cancelled(out, *input, /*ran=*/false);
       } else {
         container::input_scope scope(input.get());
-        capture_outcome(out, *input,
-                        [&] { out.tail_call = function_.invoke(detail::reader{in.arguments.view()}, out.result); });
+        capture_outcome(out, *input, [&] {
+          out.tail_call = function_.invoke(detail::reader{in.arguments.view()}, out.result);
+          while (input->next_hop) {  // a tail call of this function: the next hop runs here
+            const detail::buffer arguments = take_next_hop(*input);
+            out.tail_call = function_.invoke(detail::reader{arguments.view()}, out.result);
+          }
+        });
       }
       finish(in.id, out);
       lock.lock();
@@ -332,6 +353,12 @@ class coroutine_runner final : public runner_base, public step_observer {
     } else {
       try {
         out.tail_call = co_await function_.invoke_async(std::move(in.arguments), out.result);
+        while (input->next_hop) {  // a tail call of this function: the next hop runs here
+          detail::buffer arguments = take_next_hop(*input);
+          // Between hops, the other inputs' coroutines get their turn (and a cancel, its chance to land).
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+          out.tail_call = co_await function_.invoke_async(std::move(arguments), out.result);
+        }
       } catch (...) {
         capture_outcome(out, *input, [] { throw; });
       }

@@ -45,7 +45,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
   }
 
   const std::shared_ptr<const function_entry> function;
-  const buffer arguments;
+  buffer arguments;  // guarded by mu once shared: a tail call that runs in its container takes them
   /// The argument calls, until this call is submitted (the server has their results from then on).
   /// Guarded by mu.
   std::vector<future_dependency> deps;
@@ -58,6 +58,7 @@ class future_state : public std::enable_shared_from_this<future_state> {
   bool delivering = false;                 // the result comes to this program; guarded by mu
   bool run_called = false;                 // guarded by mu
   bool handed_over = false;                // guarded by mu
+  bool ran_in_container = false;           // a tail call run in the slot of the body that returned it; guarded by mu
   /// Submitted as another call's argument (or handed over as a tail call): something besides this program's
   /// waits needs it, so a cancelled await does not cancel it. Guarded by mu.
   bool passed = false;
@@ -73,6 +74,10 @@ class future_state : public std::enable_shared_from_this<future_state> {
     if (!function) {  // a ready value, no call behind it
       if (!deliver) throw Error("a future made from a value cannot be passed as an argument; pass the value");
       return;
+    }
+    if (ran_in_container) {
+      throw Error("the future of '" + function->name +
+                  "' was returned as a tail call and ran in its container already; make a fresh one to call it again");
     }
     if (client) {
       if (deliver && !delivering) {
@@ -218,12 +223,27 @@ std::uint64_t submit_as_argument(future_state& state) {
   return state.call_id;
 }
 
+namespace {
+/// A tail call runs in the slot of the body that returned it when the container serves its function, and
+/// nothing else has a claim on it: never started, no futures among its arguments. Requires state.mu.
+bool runs_in_this_slot(const future_state& state, const container::input_context& input) {
+  return state.function && !state.client && !state.run_called && state.deps.empty() && input.entry &&
+         state.function->name == input.entry->name && state.function->app == input.entry->app;
+}
+}  // namespace
+
 std::uint64_t hand_over(future_state& state) {
   std::lock_guard lock(state.mu);
   if (state.delivering) {
     throw Error(
         "a future whose result this container awaits cannot be returned as a tail call: return a fresh "
         "f.future(...)");
+  }
+  if (container::input_context* input = container::current_input(); input && runs_in_this_slot(state, *input)) {
+    input->next_hop = std::move(state.arguments);
+    state.ran_in_container = true;
+    state.handed_over = true;
+    return 0;
   }
   state.submit(/*deliver=*/false);
   state.handed_over = true;

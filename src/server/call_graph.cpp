@@ -252,9 +252,10 @@ void call_graph::hand_over(call_record& original, call_record& target) {
   target.caller_call_id = original.caller_call_id;
   target.flags = original.flags;
   if (original.durable) {
-    // The spawned call's id now names the target, whose outcome is the spawned call's.
+    // The spawned call's id now names the target, whose outcome is the spawned call's (and its hops too).
     target.durable = true;
     target.call_id = original.call_id;
+    target.tail_hops += original.tail_hops;
   }
   for (call_record* consumer : original.consumers) {
     for (auto& dep : consumer->deps) {

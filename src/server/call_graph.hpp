@@ -53,7 +53,8 @@ struct call_record {
   /// re-queueing when a container is replaced.
   detail::buffer arguments;
   ferry::server::attempt_id attempt_id{};  // the running attempt, as its container knows it (from input_header)
-  int attempts = 0;                        // attempts started
+  int attempts = 0;                        // attempts started (since the last tail_hop)
+  std::uint32_t tail_hops = 0;             // tail calls its body took in its container (tail_hop)
   bool cancelled = false;                  // by its caller: never retried
   bool durable = false;                    // spawned: stored, and its outcome is stored when it ends
   std::unique_ptr<clock::timer> timer;     // the running attempt's timeout, or the delay before a retry

@@ -20,6 +20,7 @@ struct call_summary {
   double created_at = 0;
   double ended_at = 0;  // 0 while live
   int attempts = 0;
+  std::uint32_t tail_hops = 0;  // tail calls of its own function its body took in its container
   std::uint64_t container_id = 0;
   wire::status outcome = wire::status::ok;
   std::string error_type;     // when failed

@@ -104,6 +104,7 @@ json::object call_json(const call_summary& c) {
                  {"ended_at", nullable(c.ended_at)},
                  {"duration_s", c.ended_at > 0 ? json::value(std::max(0.0, c.ended_at - c.created_at)) : nullptr},
                  {"attempts", c.attempts},
+                 {"tail_hops", c.tail_hops},
                  {"container_id", c.container_id ? json::value(c.container_id) : nullptr},
                  {"parent", nullable(c.parent)},
                  {"tail_call", nullable(c.tail_call)}};

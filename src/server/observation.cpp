@@ -170,6 +170,7 @@ void summarize(const call_record& in, call_summary& out) {
   out.created_at = in.created_at;
   out.ended_at = 0;
   out.attempts = in.attempts;
+  out.tail_hops = in.tail_hops;
   out.container_id = number(in.last_container);
   out.outcome = in.outcome;
   out.error_type.clear();

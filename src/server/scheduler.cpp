@@ -74,6 +74,21 @@ void scheduler::start_attempt(call_record& call, container_record& c, attempt_id
   c.idle_since.reset();
 }
 
+void scheduler::arm_timeout(call_record& call) {
+  const auto timeout = call.function->timeout;
+  if (timeout.count() > 0) {
+    call.timer = clock_.after(timeout, [this, id = call.id, attempt = call.attempt_id] { time_out(id, attempt); });
+  }
+}
+
+void scheduler::tail_hopped(call_record& call, std::span<const char> arguments) {
+  call.arguments.clear();
+  call.arguments.append(arguments.data(), arguments.size());
+  call.attempts = 1;
+  ++call.tail_hops;
+  arm_timeout(call);
+}
+
 void scheduler::detach_attempt(call_record& call, bool abandon) {
   if (!call.container) return;
   call.container->attempt_ended(call.attempt_id, call.call_id);
@@ -110,9 +125,7 @@ void scheduler::dispatch(function_state& fn) {
     }
     fn.queue.pop_front();
     start_attempt(call, *target, attempt);
-    if (fn.timeout.count() > 0) {
-      call.timer = clock_.after(fn.timeout, [this, id = call.id, attempt] { time_out(id, attempt); });
-    }
+    arm_timeout(call);
   }
   scale(fn);
 }

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -183,6 +184,10 @@ class scheduler {
   /// After a failed attempt (let go of by `answered`): queues another after the retry delay, or fails the
   /// call with `error`, saying how many attempts it had.
   void retry_or_fail(call_record& call, wire::error_record error);
+  /// The running `call`'s body took a tail call of its own function in its container, with `arguments`
+  /// (wire tail_hop). Each hop is a call of its own: a retry runs from it, and the timeout and the retries
+  /// start over.
+  void tail_hopped(call_record& call, std::span<const char> arguments);
   /// Asks the container running `call` to stop it; one that has not within the cancel grace is replaced.
   void cancel_running(call_record& call);
 
@@ -200,6 +205,8 @@ class scheduler {
 
  private:
   void start_attempt(call_record& call, container_record& c, attempt_id attempt);
+  /// Times the running attempt of `call` out after its function's timeout (if it has one), from now.
+  void arm_timeout(call_record& call);
   /// Ends the running attempt's hold on its container (the slot stays taken when `abandon`, until the
   /// container answers or is replaced).
   void detach_attempt(call_record& call, bool abandon);

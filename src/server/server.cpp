@@ -304,6 +304,10 @@ void server::state::on_frame(session& s, const wire::frame& f) {
       if (s.role != session_role::container) break;
       on_progress(s, f);
       return;
+    case message_kind::tail_hop:
+      if (s.role != session_role::container) break;
+      on_tail_hop(s, f);
+      return;
     case message_kind::request:  // containers too: a body may spawn, get or look up
       if (!caller) break;
       on_request(s, f);
@@ -778,6 +782,19 @@ void server::state::on_progress(session& s, const wire::frame& f) {
   if (it == s.container->in_flight.end() || !it->second) return;  // ended meanwhile
   call_record& in = *it->second;
   obs->progress(in, done, total, std::move(message));
+}
+
+void server::state::on_tail_hop(session& s, const wire::frame& f) {
+  const auto [attempt] = f.decode_header<wire::tail_hop_header>();
+  if (!s.container) return;
+  auto it = s.container->in_flight.find(attempt_id{attempt});
+  if (it == s.container->in_flight.end()) {
+    s.connection->close("tail_hop for input " + std::to_string(attempt) + ", which this container is not running",
+                        /*flush=*/true);
+    return;
+  }
+  if (!it->second) return;  // given up on (timed out, cancelled): its answer no longer counts
+  sched->tail_hopped(*it->second, f.payload);
 }
 
 void server::state::send_error(session_id id, std::uint64_t call_id, const wire::error_record& error) {

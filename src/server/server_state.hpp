@@ -182,6 +182,7 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   /// The session whose terminal shows the logs of `in`: the program at the root of its calls.
   session* log_recipient(const call_record& in);
   void on_progress(session& s, const wire::frame& f);
+  void on_tail_hop(session& s, const wire::frame& f);
   /// Starts a `logs` request's answer: the kept lines, then (with follow) every new one.
   void follow_logs(session& s, const control_answer& answer, const std::string& app, std::span<const char> payload);
 

@@ -113,6 +113,8 @@ const char* to_string(message_kind kind) {
       return "drain_output";
     case message_kind::output_drained:
       return "output_drained";
+    case message_kind::tail_hop:
+      return "tail_hop";
   }
   return "unknown";
 }

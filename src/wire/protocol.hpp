@@ -19,7 +19,7 @@
 
 namespace ferry::wire {
 
-inline constexpr std::uint32_t protocol_version = 3;
+inline constexpr std::uint32_t protocol_version = 4;
 /// The default upper bound of a frame a program sends; the server announces its own in `welcome`.
 inline constexpr std::uint64_t default_max_frame_size = 256ull << 20;
 /// The largest limit a 4-byte length prefix allows, less room for headers.
@@ -62,8 +62,9 @@ enum class message_kind : std::uint8_t {
   container_stats = 27,   // agent -> server: what its containers use
   drain_output = 28,      // server -> agent: send what a container has written so far, then output_drained
   output_drained = 29,    // agent -> server: it has (every container_output before this one)
+  tail_hop = 30,          // container -> server: an input goes on here with a tail call of its own function
 };
-inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::output_drained);
+inline constexpr std::uint8_t last_message_kind = static_cast<std::uint8_t>(message_kind::tail_hop);
 
 /// What a `request` asks for; its `subject` and payload, and the reply's payload on success:
 ///   containers  -                     -> vector<container_row>
@@ -366,6 +367,14 @@ struct reply_header {
   std::uint64_t request_id;
   wire::status status;
   FERRY_WIRE_FIELDS(reply_header, request_id, status);
+};
+
+/// container -> server: attempt `attempt_id`'s body returned a tail call of the function it runs, which the
+/// container runs next as the same attempt; the payload is that call's encoded arguments (what a retry of
+/// the attempt's call runs from now on). Sent before the hop's body runs.
+struct tail_hop_header {
+  std::uint64_t attempt_id;
+  FERRY_WIRE_FIELDS(tail_hop_header, attempt_id);
 };
 
 /// container -> server: how far attempt `attempt_id` has got (ferry::progress).

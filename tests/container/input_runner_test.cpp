@@ -11,9 +11,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <ferry/codec.hpp>
 #include <future>
 #include <map>
 #include <mutex>
+#include <vector>
+
+#include "container/current.hpp"
 
 namespace ferry::container {
 namespace {
@@ -25,13 +29,30 @@ using ::testing::HasSubstr;
 class outputs {
  public:
   output_sender sender() {
-    return [this](std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write) {
-      detail::buffer payload;
-      write(payload);
-      std::lock_guard lock(mu_);
-      sent_.emplace(input_id, std::make_pair(status, std::move(payload)));
-      changed_.notify_all();
-    };
+    return {[this](std::uint64_t input_id, wire::status status, const std::function<void(detail::buffer&)>& write) {
+              detail::buffer payload;
+              write(payload);
+              std::lock_guard lock(mu_);
+              sent_.emplace(input_id, std::make_pair(status, std::move(payload)));
+              changed_.notify_all();
+            },
+            [this](std::uint64_t input_id, const detail::buffer&) {
+              std::lock_guard lock(mu_);
+              ++hops_[input_id];
+            }};
+  }
+
+  /// The int64 input `id` returned (its output must have been sent).
+  std::int64_t value_of(std::uint64_t id) {
+    std::lock_guard lock(mu_);
+    detail::reader r{sent_.at(id).second.view()};
+    return ferry::decode<std::int64_t>(r);
+  }
+
+  /// How many tail hops input `id` told of.
+  int hops(std::uint64_t id) {
+    std::lock_guard lock(mu_);
+    return hops_[id];
   }
 
   /// The status and error message input `id` ended with (waits up to 30 s for it: a failing runner ends the
@@ -48,6 +69,7 @@ class outputs {
   std::mutex mu_;
   std::condition_variable changed_;
   std::map<std::uint64_t, std::pair<wire::status, detail::buffer>> sent_;
+  std::map<std::uint64_t, int> hops_;
 };
 
 detail::function_entry blocking_function(std::function<void()> body, int max_inputs = 1) {
@@ -151,6 +173,93 @@ TEST(input_runner, a_cancel_for_an_input_already_answered_changes_nothing) {
   runner->cancel(99);  // never submitted
   runner->submit(input(2));
   EXPECT_EQ(sent.of(2).first, wire::status::ok);
+}
+
+// A body's tail call of its own function, as detail::hand_over leaves it: the next hop's arguments in the input.
+std::uint64_t tail_call_self(std::int64_t n) {
+  detail::buffer arguments;
+  ferry::encode(arguments, n);
+  container::current_input()->next_hop = std::move(arguments);
+  return 0;
+}
+
+std::int64_t decode_int(detail::reader r) { return ferry::decode<std::int64_t>(r); }
+
+client::input input_of(std::uint64_t id, std::int64_t n) {
+  client::input in = input(id);
+  ferry::encode(in.arguments, n);
+  return in;
+}
+
+TEST(input_runner, a_blocking_tail_call_of_its_own_function_runs_in_the_slot_each_hop_told_before_it_runs) {
+  std::vector<std::int64_t> ran;  // (one thread runs them all: max_inputs is 1)
+  detail::function_entry f;
+  f.name = "count";
+  f.options.max_inputs = 1;
+  f.invoke = [&](detail::reader args, detail::buffer& result) -> std::uint64_t {
+    const std::int64_t n = decode_int(args);
+    ran.push_back(n);
+    if (n > 0) return tail_call_self(n - 1);
+    ferry::encode(result, std::int64_t{42});
+    return 0;
+  };
+  auto runner = input_runner::make(f);
+  outputs sent;
+  runner->set_sender(sent.sender());
+  runner->submit(input_of(1, 5));
+  EXPECT_EQ(sent.of(1).first, wire::status::ok);
+  EXPECT_EQ(sent.hops(1), 5);
+  EXPECT_EQ(ran, (std::vector<std::int64_t>{5, 4, 3, 2, 1, 0}));
+}
+
+TEST(input_runner, a_cancel_stops_a_chain_of_tail_calls_before_its_next_hop) {
+  std::promise<void> hopping;
+  std::atomic<int> ran = 0;
+  detail::function_entry f;
+  f.name = "forever";
+  f.options.max_inputs = 1;
+  f.invoke = [&](detail::reader, detail::buffer&) -> std::uint64_t {
+    if (++ran == 3) hopping.set_value();
+    return tail_call_self(0);  // never ends on its own
+  };
+  auto runner = input_runner::make(f);
+  outputs sent;
+  runner->set_sender(sent.sender());
+  runner->submit(input(4));
+  hopping.get_future().wait();
+  runner->cancel(4);
+  EXPECT_EQ(sent.of(4),
+            std::make_pair(wire::status::cancelled, std::string("'forever' was cancelled while it ran (call fc-4)")));
+  const int ran_by_then = ran.load();
+  EXPECT_EQ(sent.hops(4), ran_by_then - 1);  // the last hop told of is the last that ran
+}
+
+// Hops of an async body run as separate steps of the executor: other inputs' coroutines run between them.
+TEST(input_runner, an_async_chain_of_tail_calls_lets_the_other_inputs_run_between_its_hops) {
+  std::atomic<bool> other_ran = false;
+  detail::function_entry f;
+  f.name = "chain";
+  f.options.max_inputs = 2;
+  f.invoke_async = [&](detail::buffer args, detail::buffer& result) -> Task<std::uint64_t> {
+    const std::int64_t n = decode_int(detail::reader{args.view()});
+    if (n == -1) {  // the other input
+      other_ran = true;
+      co_return 0;
+    }
+    // Hops until the other input has run (or, should it never get a turn, 10,000 times).
+    if (!other_ran && n < 10'000) co_return tail_call_self(n + 1);
+    ferry::encode(result, n);
+    co_return 0;
+  };
+  auto runner = input_runner::make(f);
+  outputs sent;
+  runner->set_sender(sent.sender());
+  runner->submit(input_of(1, 0));
+  runner->submit(input_of(2, -1));
+  EXPECT_EQ(sent.of(2), std::make_pair(wire::status::ok, std::string()));
+  EXPECT_EQ(sent.of(1), std::make_pair(wire::status::ok, std::string()));
+  EXPECT_LT(sent.value_of(1), 10'000);
+  EXPECT_EQ(sent.hops(1), sent.value_of(1));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/use_future.hpp>
+#include <boost/json.hpp>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -14,6 +15,7 @@ namespace e2e {
 namespace {
 
 using testing::HasSubstr;
+using testing::Not;
 
 TEST(futures, a_future_is_lazy_runs_once_and_gives_its_value_in_every_form) {
   EXPECT_EQ(run_app([] {
@@ -278,6 +280,49 @@ TEST(futures, reduce_begins_before_the_maps_last_item_finishes) {
               std::vector<ferry::Future<std::int64_t>> doubled;
               for (std::int64_t i = 0; i < 5; ++i) doubled.push_back(gated_double.future(i, i == 4));
               EXPECT_EQ(marking_add.reduce(doubled), 2 * (0 + 1 + 2 + 3 + 4));
+            }),
+            0);
+}
+
+// A tail call of the function's own runs next in its container slot, as the same call; the server hears of
+// each hop, so a retry after a crash starts from the hop that crashed, not from the top of the chain.
+TEST(futures, a_tail_call_of_its_own_function_runs_in_its_container_and_a_retry_starts_from_the_latest_hop) {
+  const std::string dir = scratch_dir();
+  ferry_server server;
+  scoped_env env({{"FERRY_SERVER", server.address()}, {"FERRY_TOKEN", server.token()}});
+  std::string call_id;
+  EXPECT_EQ(run_app([&] {
+              auto call = crash_hop.spawn(dir, 10, 4);
+              call_id = call.id();
+              EXPECT_EQ(call.get(), 0);
+            }),
+            0);
+  for (int n = 10; n >= 0; --n) {
+    EXPECT_EQ(read_count(dir + "/" + std::to_string(n)), n == 4 ? 2 : 1) << "the runs of hop " << n;
+  }
+  const auto row = boost::json::parse(server.http_get("/v1/calls/" + call_id)).as_object();
+  EXPECT_EQ(row.at("status"), "succeeded");
+  EXPECT_EQ(row.at("tail_hops"), 10);  // 10 -> 4, then, retried from 4, 4 -> 0: all one call
+  EXPECT_EQ(row.at("tail_call"), nullptr);
+}
+
+TEST(futures, a_cancel_stops_a_chain_of_tail_calls_running_in_its_container) {
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&] {
+              auto call = hop_forever.spawn(dir);
+              const auto give_up = std::chrono::steady_clock::now() + 60s;
+              while (read_count(dir + "/hops") < 3 && std::chrono::steady_clock::now() < give_up) {
+                std::this_thread::sleep_for(5ms);  // (polling the chain's progress, with a deadline)
+              }
+              call.cancel();
+              try {
+                call.get();
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::CancelledError& e) {
+                // Stopped by the container before its next hop, not replaced after the grace period.
+                EXPECT_THAT(e.what(), HasSubstr("'hop_forever' was cancelled while it ran"));
+                EXPECT_THAT(e.what(), Not(HasSubstr("grace period")));
+              }
             }),
             0);
 }

@@ -597,6 +597,24 @@ ferry::Function<std::int64_t(std::string)> stall_once_no_timeout =
     app().function("stall_once_no_timeout", stall_once_body, {.max_inputs = 2, .max_containers = 1});
 ferry::Function<bool(std::string)> hold =
     app().function("hold", hold_body, {.max_containers = 3, .scaledown_window = 300ms});
+
+/// Tail-calls itself from n down to 0 (then add(0, 0)), counting the runs of each hop in file `dir/N`; the
+/// first run of hop `crash_at` kills its own container.
+ferry::Future<std::int64_t> crash_hop_body(std::string dir, std::int64_t n, std::int64_t crash_at) {
+  if (bump_count(dir + "/" + std::to_string(n)) == 1 && n == crash_at) ::kill(::getpid(), SIGKILL);
+  if (n == 0) return add.future(0, 0);
+  return crash_hop.future(dir, n - 1, crash_at);
+}
+ferry::Function<ferry::Future<std::int64_t>(std::string, std::int64_t, std::int64_t)> crash_hop = app().function(
+    "crash_hop", crash_hop_body, {.max_inputs = 1, .max_containers = 1, .retries = ferry::Retries(1, 10ms)});
+
+/// Tail-calls itself for ever, counting its hops in file `dir/hops`.
+ferry::Future<std::int64_t> hop_forever_body(std::string dir) {
+  bump_count(dir + "/hops");
+  return hop_forever.future(dir);
+}
+ferry::Function<ferry::Future<std::int64_t>(std::string)> hop_forever =
+    app().function("hop_forever", hop_forever_body, {.max_inputs = 1, .max_containers = 1});
 /// Waits for file `gate`, then returns x * x.
 std::int64_t slow_square_body(std::string gate, std::int64_t x) {
   hold_body(gate);

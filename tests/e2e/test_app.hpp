@@ -135,6 +135,11 @@ extern ferry::Function<std::vector<std::int64_t>(std::vector<std::int64_t>)> ech
 /// Each x as the pair (x, x).
 extern ferry::Function<std::vector<std::tuple<std::int64_t, std::int64_t>>(std::vector<std::int64_t>)> pair_up;
 extern ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> async_count_down;
+/// Tail-calls itself from n down to 0 (then add(0, 0)), counting the runs of each hop in file `dir/N`; the
+/// first run of hop `crash_at` kills its own container. One retry.
+extern ferry::Function<ferry::Future<std::int64_t>(std::string, std::int64_t, std::int64_t)> crash_hop;
+/// Tail-calls itself for ever, counting its hops in file `dir/hops`.
+extern ferry::Function<ferry::Future<std::int64_t>(std::string)> hop_forever;
 
 }  // namespace e2e
 

@@ -153,6 +153,9 @@ void decode_frame(const wire::frame& f) {
     case message_kind::output_drained:
       decode_checked<wire::drain_output_header>(f);
       return;
+    case message_kind::tail_hop:
+      decode_checked<wire::tail_hop_header>(f);
+      return;
   }
   fuzz_fail("parse_frame accepted a kind that is not a message kind");
 }
@@ -223,6 +226,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"log", frame_bytes(message_kind::log,
                           wire::log_row{1, 1.5e9, "app", "square", "fc-1", wire::log_stream::stdout_stream, "a line"})},
       {"progress", frame_bytes(message_kind::progress, wire::progress_header{3, 1, 10, "one of ten"})},
+      {"tail_hop", frame_bytes(message_kind::tail_hop, wire::tail_hop_header{3}, values(std::tuple<std::int64_t>{9}))},
       {"register_app_with_resources",
        frame_bytes(message_kind::register_app,
                    wire::register_app_header{

@@ -125,6 +125,7 @@ std::vector<std::pair<std::string, std::string>> fuzz_seeds() {
       {"logs_follow", client + request(1, "logs", "fuzz", values(std::tuple<std::string, bool>{"", true}))},
       {"output_from_a_client",
        client + frame_bytes(message_kind::output, wire::output_header{1, wire::status::ok}, values(1))},
+      {"tail_hop_from_a_client", client + frame_bytes(message_kind::tail_hop, wire::tail_hop_header{1}, values(1))},
       {"frame_over_the_limit", client + std::string("\xff\xff\x7f\x00", 4)},
   };
 }

@@ -207,7 +207,7 @@ TEST(frame, parse_frame_rejects_array_without_a_kind) {
 TEST(frame, parse_frame_rejects_unknown_kind) {
   EXPECT_EQ(rejection(raw({0x91, 99})), "unknown message kind 99");
   EXPECT_EQ(rejection(raw({0x91, 0})), "unknown message kind 0");
-  EXPECT_EQ(rejection(raw({0x91, 30})), "unknown message kind 30");  // one past output_drained
+  EXPECT_EQ(rejection(raw({0x91, 31})), "unknown message kind 31");  // one past tail_hop
   EXPECT_EQ(rejection(raw({0x91, 0xcd, 0x01, 0x06})), "unknown message kind 262");
 }
 

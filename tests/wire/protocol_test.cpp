@@ -132,6 +132,7 @@ TEST(protocol, every_header_is_the_frame_its_tuple_was) {
   expect_frame_as_before(message_kind::output, output_header{77, status::tail_call}, tuples::id_and_status{77, 11});
   expect_frame_as_before(message_kind::cancel, cancel_header{3}, tuples::id_only{3});
   expect_frame_as_before(message_kind::cancel_input, cancel_input_header{70'000}, tuples::id_only{70'000});
+  expect_frame_as_before(message_kind::tail_hop, tail_hop_header{77}, tuples::id_only{77});
   expect_frame_as_before(message_kind::await_call, await_call_header{4}, tuples::id_only{4});
   expect_frame_as_before(message_kind::release, release_header{5}, tuples::id_only{5});
   expect_frame_as_before(message_kind::request, request_header{6, "spawn", "app.square"},
@@ -351,6 +352,7 @@ TEST(protocol, docs_protocol_names_each_kinds_header_fields_as_the_structs_do) {
       {"container_stats", fields_in_code<container_stats_header>()},
       {"drain_output", fields_in_code<drain_output_header>()},
       {"output_drained", fields_in_code<drain_output_header>()},
+      {"tail_hop", fields_in_code<tail_hop_header>()},
   };
   ASSERT_EQ(in_code.size(), last_message_kind);
   std::map<std::string, field_list> documented;

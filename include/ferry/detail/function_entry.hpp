@@ -23,8 +23,9 @@ struct function_entry {
   std::string structs;
   FunctionOptions options;
   /// Blocking bodies: decodes the arguments (a MessagePack array), runs the body and appends the encoded
-  /// result to `result`, returning 0; or, when the body returns a Future (a tail call), hands that future's
-  /// call to the server and returns its call id. Throws ArgumentError for arguments that do not decode, and
+  /// result to `result`, returning 0; or, when the body returns a Future (a tail call), passes that future's
+  /// call on (detail::hand_over): returns its call id when the server runs it, 0 with the input's next_hop
+  /// set when it runs next in this container. Throws ArgumentError for arguments that do not decode, and
   /// whatever the body throws.
   std::function<std::uint64_t(reader args, buffer& result)> invoke;
   /// Async bodies (set instead of invoke): the same as a coroutine, run on the container's executor thread.
