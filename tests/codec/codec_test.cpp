@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <boost/json/serialize.hpp>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <ferry/codec.hpp>
 #include <limits>
 #include <map>
@@ -15,6 +17,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -262,6 +265,33 @@ TEST(codec, payloads_larger_than_a_huge_page_round_trip_whole_into_new_and_reuse
     ferry::codec<std::string>::decode(t, reused_text);
     EXPECT_EQ(reused_text, text);
   }
+}
+
+// A large buffer's memory is kept for the next buffer of its size, which then writes into memory faulted
+// in already, and unmapped once nothing has reused it for a second.
+TEST(codec, a_large_buffers_memory_is_reused_by_the_next_of_its_size_and_released_once_idle) {
+  using ferry::detail::large_blocks_kept;
+  constexpr std::size_t size = std::size_t{20} << 20;  // a 32 MiB block, a size no other test here uses
+  const char* first = nullptr;
+  {
+    buffer b(size);
+    b.resize(size);
+    std::memset(b.data(), 1, size);
+    first = b.data();
+    EXPECT_EQ(b.capacity(), std::size_t{32} << 20);
+  }
+  EXPECT_GE(large_blocks_kept(), std::size_t{32} << 20);
+  {
+    buffer again(size + 5);
+    EXPECT_EQ(again.data(), first);
+    again.resize(3);
+    EXPECT_EQ(again.data()[2], 1);  // the same memory, not a fresh page
+  }
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (large_blocks_kept() > 0 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // (polling the release, with a deadline)
+  }
+  EXPECT_EQ(large_blocks_kept(), 0u);
 }
 
 // A buffer that grows past a huge page in small appends keeps every byte it held.

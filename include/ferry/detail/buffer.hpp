@@ -27,6 +27,19 @@ inline void advise_huge_pages(void* p, std::size_t n) noexcept {
   if (n >= huge_payload) advise_huge_pages_within(p, n);
 }
 
+/// Buffers from this capacity up hold a large block: mapped memory of a power-of-two size (advised as huge
+/// pages), which, once let go of, is kept for a second (up to 512 MiB of blocks in a process) for the next
+/// buffer of that size, whose bytes are then written into memory that is faulted in already instead of
+/// fresh pages the kernel must zero. A thread of the cache's own unmaps the blocks not reused (large_blocks.cpp).
+inline constexpr std::size_t large_block = std::size_t{1} << 20;
+/// The size of the block that holds `at_least` bytes (at least large_block).
+std::size_t large_block_size(std::size_t at_least) noexcept;
+/// A block of `size` (a large_block_size): a kept one if there is one, else a new mapping.
+void* take_large_block(std::size_t size);
+void give_back_large_block(void* p, std::size_t size) noexcept;
+/// The bytes of blocks kept for reuse now.
+std::size_t large_blocks_kept();
+
 /// A growable byte buffer that, unlike std::vector<char>, never zero-fills what it is about to overwrite.
 /// Encoders ask for room with reserve(n), write through the pointer it returns, and commit the new end.
 class buffer {
@@ -45,7 +58,7 @@ class buffer {
   }
   buffer(const buffer&) = delete;
   buffer& operator=(const buffer&) = delete;
-  ~buffer() { std::free(data_); }
+  ~buffer() { free_memory(); }
 
   /// Room for at least n more bytes at the end; returns where they start. Invalidates earlier pointers.
   char* reserve(std::size_t n) {
@@ -67,7 +80,7 @@ class buffer {
   /// Gives memory back when a large payload has passed and the buffer is empty again.
   void shrink_if_empty(std::size_t keep) {
     if (size_ == 0 && capacity_ > keep) {
-      std::free(data_);
+      free_memory();
       data_ = nullptr;
       capacity_ = 0;
     }
@@ -85,11 +98,27 @@ class buffer {
     // The first allocation fits what is asked (a result held per map item is often a few bytes), then doubles.
     std::size_t capacity = capacity_ ? capacity_ : std::max<std::size_t>(at_least, 64);
     while (capacity < at_least) capacity *= 2;
-    void* p = std::realloc(data_, capacity);
-    if (!p) throw std::bad_alloc{};
-    data_ = static_cast<char*>(p);
+    if (capacity < large_block) {
+      void* p = std::realloc(data_, capacity);
+      if (!p) throw std::bad_alloc{};
+      data_ = static_cast<char*>(p);
+      capacity_ = capacity;
+      return;
+    }
+    capacity = large_block_size(capacity);
+    char* p = static_cast<char*>(take_large_block(capacity));
+    if (size_ > 0) std::memcpy(p, data_, size_);
+    free_memory();
+    data_ = p;
     capacity_ = capacity;
-    advise_huge_pages(data_ + size_, capacity_ - size_);  // (what is new: the rest may be touched already)
+  }
+
+  void free_memory() noexcept {
+    if (capacity_ >= large_block) {
+      give_back_large_block(data_, capacity_);
+    } else {
+      std::free(data_);
+    }
   }
 
   char* data_ = nullptr;
