@@ -34,8 +34,7 @@ connection::connection(stream s, std::uint64_t max_frame_size)
       max_frame_size_(max_frame_size),
       remote_address_(describe_endpoint(stream_.socket())),
       close_deadline_(stream_.get_executor()),
-      heartbeat_timer_(stream_.get_executor()),
-      large_release_(stream_.get_executor()) {
+      heartbeat_timer_(stream_.get_executor()) {
   boost::system::error_code ec;
   stream_.socket().set_option(tcp::no_delay(true), ec);
 }
@@ -247,8 +246,7 @@ void connection::read_more() {
           self->large_expected_ = 0;
           // (A close it causes stops process_received below.)
           self->handle_frame({self->large_.data() + length_prefix_size, self->large_.size() - length_prefix_size});
-          self->large_.clear();
-          self->release_large_buffer_when_idle();
+          self->large_ = {};  // (its block is kept for the next large frame: detail::buffer's large blocks)
         } else {
           self->received_.resize(self->received_.size() + n);
         }
@@ -314,18 +312,9 @@ void connection::process_received() {
 
 void connection::start_large_frame(std::uint32_t length, std::size_t available) {
   large_expected_ = length_prefix_size + length;
-  large_.reserve(large_expected_);  // (empty between large frames; kept from the last one, it may have room)
+  large_.reserve(large_expected_);
   large_.append(received_.data() + consumed_, available);
   consumed_ += available;  // (all of it is this frame's: it is incomplete)
-}
-
-void connection::release_large_buffer_when_idle() {
-  large_release_.expires_after(large_buffer_idle_);  // (cancels the wait for the frame before)
-  large_release_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    const auto self = weak.lock();
-    if (ec || !self || self->large_expected_ > 0) return;  // (a frame under way releases it when it is done)
-    self->large_ = {};
-  });
 }
 
 bool connection::handle_frame(std::span<const char> body) {
@@ -398,9 +387,6 @@ void connection::close_now(const std::string& reason, bool linger) {
   shut_ = true;
   close_deadline_.cancel();
   heartbeat_timer_.cancel();
-  large_release_.cancel();
-  if (large_expected_ == 0)
-    large_ = {};  // (kept for a next frame that will not be handled; a read fills one under way)
   boost::system::error_code ec;
   if (peer_finished_ || !linger) {
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);

@@ -115,13 +115,6 @@ class connection : public std::enable_shared_from_this<connection> {
   /// tells frames of one read from the next by it. Call on the executor.
   std::uint64_t reads_completed() const noexcept { return reads_completed_; }
 
-  /// A frame larger than 1 MiB is received into a buffer of its own, kept after the frame for the next one
-  /// (memory already faulted in) until `idle` passes without one; then it is freed. So a connection holds
-  /// at most one frame's worth (the max frame size) beyond its small buffers, and only while frames that
-  /// size keep coming. Default 1 s. Call on the executor.
-  void set_large_buffer_idle(std::chrono::milliseconds idle) { large_buffer_idle_ = idle; }
-  /// The capacity of that buffer now (0 once freed). Call on the executor.
-  std::size_t large_buffer_capacity() const noexcept { return large_.capacity(); }
   asio::any_io_executor executor() const;
 
  private:
@@ -141,8 +134,6 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Takes the frame of `length` bytes whose first `available` bytes are in received_ at consumed_ into
   /// large_, which the reads then fill with the rest of it alone.
   void start_large_frame(std::uint32_t length, std::size_t available);
-  /// Frees large_ once large_buffer_idle_ passes without another large frame.
-  void release_large_buffer_when_idle();
   /// Hands one frame (its bytes after the length prefix) to on_frame_; false when that closed the connection.
   bool handle_frame(std::span<const char> body);
   bool is_closing() const;
@@ -177,10 +168,9 @@ class connection : public std::enable_shared_from_this<connection> {
   std::uint64_t heartbeats_sent_ = 0;
   // A frame larger than keep_capacity (connection.cpp) arrives in a buffer of its own, sized for it, which the reads
   // fill with its bytes alone: the small frames' buffer never grows for it, and nothing is moved to make room.
+  // It is let go of after the frame; its memory, a large block, is kept for the next (detail/buffer.hpp).
   detail::buffer large_;
   std::size_t large_expected_ = 0;  // the length of the frame in large_, with its prefix; 0 with none
-  std::chrono::milliseconds large_buffer_idle_{1000};
-  asio::steady_timer large_release_;
 
   // Owned by whoever set writing_: the direct writer, or the executor's flush().
   detail::buffer in_flight_;           // the bytes of the write in progress

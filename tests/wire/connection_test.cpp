@@ -103,15 +103,6 @@ class connected_pair : public ::testing::Test {
                         [&](ferry::detail::buffer& out) { out.append(p.data(), p.size()); });
   }
 
-  /// Runs `f` on the receiver's event loop (where its connection's state lives) and returns what it returns.
-  template <class F>
-  auto on_receiver(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    asio::post(io_receiver, [&task] { task(); });
-    return result.get();
-  }
-
   void wait_for(std::size_t n) {
     std::unique_lock lock(mu);
     ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(60), [&] { return count >= n; }))
@@ -164,33 +155,6 @@ TEST_F(connected_pair, frames_larger_than_the_socket_takes_at_once_arrive_whole_
   big_every = 97;  // the sender's rest goes to its event loop while other threads keep sending
   send_from_threads(*this, 400);
   expect_every_threads_frames_whole_and_in_order(*this, 400);
-}
-
-// Frames one after another the size of a model's weights reuse memory already faulted in; once they stop,
-// the connection gives it back.
-TEST_F(connected_pair, the_buffer_a_large_frame_arrives_in_is_kept_for_the_next_and_freed_once_they_stop) {
-  big_every = 1;  // every frame 8 MiB
-  on_receiver([this] {
-    receiver->set_large_buffer_idle(std::chrono::hours(1));
-    return 0;
-  });
-  ASSERT_TRUE(send(0));
-  wait_for(1);
-  EXPECT_GE(on_receiver([this] { return receiver->large_buffer_capacity(); }), std::size_t{8} << 20);
-  on_receiver([this] {
-    receiver->set_large_buffer_idle(std::chrono::milliseconds(20));
-    return 0;
-  });
-  ASSERT_TRUE(send(1));  // (its release comes 20 ms after it)
-  wait_for(2);
-  // Each check is a turn of the receiver's event loop, the one the release runs on (30 s at most).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (on_receiver([this] { return receiver->large_buffer_capacity(); }) != 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-  }
-  EXPECT_EQ(on_receiver([this] { return receiver->large_buffer_capacity(); }), 0u) << "still held after 30 s idle";
-  std::lock_guard lock(mu);
-  EXPECT_TRUE(corrupted.empty());
 }
 
 // Over TLS every write is the event loop's: senders on other threads only append.
