@@ -52,23 +52,24 @@ class block_cache {
   }
 
   void give_back(void* p, std::size_t size) noexcept {
+    bool first_kept = false;
     {
       std::lock_guard lock(mu_);
       if (kept_bytes_ + size <= kept_limit) {
         try {
+          start_releaser();
+          first_kept = kept_.empty();
           kept_.push_back({p, size, clock::now()});
           kept_bytes_ += size;
-          start_releaser();
           p = nullptr;
-        } catch (...) {  // no room to note it down (or no thread): it goes now
+        } catch (...) {  // no thread, or no room to note it down: it goes now
+          first_kept = false;
         }
       }
     }
-    if (p) {
-      unmap_block(p, size);
-    } else {
-      wake_.notify_one();
-    }
+    if (p) unmap_block(p, size);
+    // (The releaser sleeps until the oldest block's second is up, which a newer block does not change.)
+    if (first_kept) wake_.notify_one();
   }
 
   std::size_t kept_bytes() {
