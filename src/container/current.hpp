@@ -11,7 +11,6 @@
 #include <ferry/detail/buffer.hpp>
 #include <ferry/detail/function_entry.hpp>
 #include <mutex>
-#include <optional>
 #include <string>
 
 namespace ferry::container {
@@ -26,8 +25,9 @@ struct input_context {
   const detail::function_entry* entry = nullptr;  // the function the container serves (what `function` names)
   std::atomic<bool> cancelled{false};
   /// Set when the body returned a tail call that runs here, in this input's slot, instead of through the
-  /// server: that call's encoded arguments (detail::hand_over sets it, the input runner takes it).
-  std::optional<detail::buffer> next_hop;
+  /// server: that call's encoded arguments (detail::hand_over sets it, the input runner takes it). Empty
+  /// when there is none (encoded arguments never are).
+  detail::buffer next_hop;
   /// Async inputs: the executor its coroutine runs on (tasks it creates run there too). Reset when the
   /// input ends, since that executor refers back to this context.
   boost::asio::any_io_executor executor;

@@ -148,8 +148,7 @@ class runner_base : public input_runner {
   /// server is told first (a retry starts from it). Throws CancelledError, without running it, when the input
   /// has been cancelled meanwhile.
   detail::buffer take_next_hop(container::input_context& input) {
-    detail::buffer arguments = std::move(*input.next_hop);
-    input.next_hop.reset();
+    detail::buffer arguments = std::move(input.next_hop);
     if (input.cancelled.load()) throw CancelledError("cancelled between tail calls");
     send_.tail_hop(input.input_id, arguments);
     return arguments;
@@ -266,7 +265,7 @@ class thread_runner final : public runner_base {
         container::input_scope scope(input.get());
         capture_outcome(out, *input, [&] {
           out.tail_call = function_.invoke(detail::reader{in.arguments.view()}, out.result);
-          while (input->next_hop) {  // a tail call of this function: the next hop runs here
+          while (!input->next_hop.empty()) {  // a tail call of this function: the next hop runs here
             const detail::buffer arguments = take_next_hop(*input);
             out.tail_call = function_.invoke(detail::reader{arguments.view()}, out.result);
           }
@@ -353,7 +352,7 @@ class coroutine_runner final : public runner_base, public step_observer {
     } else {
       try {
         out.tail_call = co_await function_.invoke_async(std::move(in.arguments), out.result);
-        while (input->next_hop) {  // a tail call of this function: the next hop runs here
+        while (!input->next_hop.empty()) {  // a tail call of this function: the next hop runs here
           detail::buffer arguments = take_next_hop(*input);
           // Between hops, the other inputs' coroutines get their turn (and a cancel, its chance to land).
           co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);

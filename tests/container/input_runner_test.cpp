@@ -179,7 +179,7 @@ TEST(input_runner, a_cancel_for_an_input_already_answered_changes_nothing) {
 std::uint64_t tail_call_self(std::int64_t n) {
   detail::buffer arguments;
   ferry::encode(arguments, n);
-  container::current_input()->next_hop = std::move(arguments);
+  container::current_input()->next_hop = std::move(arguments);  // (as detail::hand_over does)
   return 0;
 }
 

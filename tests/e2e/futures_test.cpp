@@ -327,6 +327,20 @@ TEST(futures, a_cancel_stops_a_chain_of_tail_calls_running_in_its_container) {
             0);
 }
 
+// Each hop of a chain run in the container is a call of its own: it gets the function's whole timeout.
+TEST(futures, each_tail_hop_in_the_container_gets_the_functions_whole_timeout) {
+  EXPECT_EQ(run_app([&] {
+              EXPECT_EQ(sleepy_hop.remote(4, -1), 0);  // five hops of 150 ms, 750 ms in all, under a 400 ms timeout
+              try {
+                sleepy_hop.remote(4, 2);  // the third hop runs past it
+                ADD_FAILURE() << "no exception";
+              } catch (const ferry::TimeoutError& e) {
+                EXPECT_THAT(e.what(), HasSubstr("'sleepy_hop' timed out: an attempt may run 400 ms"));
+              }
+            }),
+            0);
+}
+
 TEST(futures, a_function_tail_calling_itself_1000_deep_with_one_slot_completes) {
   EXPECT_EQ(run_app([] {
               EXPECT_EQ(count_down.remote(1000), 0);       // blocking body returning Future<int64>

@@ -615,6 +615,17 @@ ferry::Future<std::int64_t> hop_forever_body(std::string dir) {
 }
 ferry::Function<ferry::Future<std::int64_t>(std::string)> hop_forever =
     app().function("hop_forever", hop_forever_body, {.max_inputs = 1, .max_containers = 1});
+
+/// Tail-calls itself from n down to 0 (then add(0, 0)); each hop takes 150 ms, hop `slow_at` 3 s (both
+/// stop early once cancelled).
+ferry::Future<std::int64_t> sleepy_hop_body(std::int64_t n, std::int64_t slow_at) {
+  const auto until = std::chrono::steady_clock::now() + (n == slow_at ? 3000ms : 150ms);
+  while (std::chrono::steady_clock::now() < until && !ferry::cancelled()) std::this_thread::sleep_for(5ms);
+  if (n == 0) return add.future(0, 0);
+  return sleepy_hop.future(n - 1, slow_at);
+}
+ferry::Function<ferry::Future<std::int64_t>(std::int64_t, std::int64_t)> sleepy_hop =
+    app().function("sleepy_hop", sleepy_hop_body, {.max_inputs = 1, .max_containers = 1, .timeout = 400ms});
 /// Waits for file `gate`, then returns x * x.
 std::int64_t slow_square_body(std::string gate, std::int64_t x) {
   hold_body(gate);

@@ -140,6 +140,8 @@ extern ferry::Function<ferry::Task<ferry::Future<std::int64_t>>(std::int64_t)> a
 extern ferry::Function<ferry::Future<std::int64_t>(std::string, std::int64_t, std::int64_t)> crash_hop;
 /// Tail-calls itself for ever, counting its hops in file `dir/hops`.
 extern ferry::Function<ferry::Future<std::int64_t>(std::string)> hop_forever;
+/// Tail-calls itself from n down to 0; each hop takes 150 ms, hop `slow_at` 3 s; timeout 400 ms.
+extern ferry::Function<ferry::Future<std::int64_t>(std::int64_t, std::int64_t)> sleepy_hop;
 
 }  // namespace e2e
 
