@@ -20,9 +20,8 @@ namespace ferry::container {
 /// only the thread running the body touches.
 struct input_context {
   std::uint64_t input_id = 0;  // as the server knows this attempt
-  std::string function;
   std::string call_id;
-  const detail::function_entry* entry = nullptr;  // the function the container serves (what `function` names)
+  const detail::function_entry* entry = nullptr;  // the function the container serves; set for every input
   std::atomic<bool> cancelled{false};
   /// Set when the body returned a tail call that runs here, in this input's slot, instead of through the
   /// server: that call's encoded arguments (detail::hand_over sets it, the input runner takes it). Empty

@@ -43,7 +43,7 @@ struct outcome {
 /// The error of a cancelled input: one that `ran` stopped (the server says the same of one that returned).
 void set_cancelled(outcome& out, const container::input_context& input, bool ran) {
   out.error.code = wire::status::cancelled;
-  out.error.message = "'" + input.function + "' was cancelled " + (ran ? "while it ran" : "before it started") +
+  out.error.message = "'" + input.entry->name + "' was cancelled " + (ran ? "while it ran" : "before it started") +
                       " (call " + input.call_id + ")";
 }
 
@@ -68,7 +68,7 @@ void capture_outcome(outcome& out, const container::input_context& input, Run&& 
       out.error.message = remote->message();
       out.error.function = remote->function();
       out.error.call_id = remote->call_id();
-      out.error.stack = remote->stack() + "  (passed on by '" + input.function + "', call " + input.call_id + ")\n";
+      out.error.stack = remote->stack() + "  (passed on by '" + input.entry->name + "', call " + input.call_id + ")\n";
     } else {
       out.error.type = detail::demangle(typeid(e).name());
       out.error.message = e.what();
@@ -108,7 +108,6 @@ class runner_base : public input_runner {
   void submit(client::input in) override {
     auto input = std::make_shared<container::input_context>();
     input->input_id = in.id;
-    input->function = function_.name;
     input->call_id = in.call_id;
     input->entry = &function_;
     {
@@ -388,7 +387,7 @@ class coroutine_runner final : public runner_base, public step_observer {
       spdlog::warn(
           "async function '{}' (call {}) held the event loop for {} ms without suspending; every other input of "
           "this container waited meanwhile: co_await instead of blocking, or make the work a blocking function",
-          input.function, input.call_id, ms(held));
+          input.entry->name, input.call_id, ms(held));
       return;
     }
     ++stalls_counted_;
@@ -423,7 +422,7 @@ class coroutine_runner final : public runner_base, public step_observer {
           "async function '{}' (call {}) has held the event loop for {} ms without suspending, and still does; "
           "every other input of this container waits meanwhile: co_await instead of blocking, or make the work "
           "a blocking function",
-          step_input_->function, step_input_->call_id, ms(now - step_started_));
+          step_input_->entry->name, step_input_->call_id, ms(now - step_started_));
     }
   }
 

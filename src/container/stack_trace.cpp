@@ -197,7 +197,7 @@ void on_fatal_signal(int sig) {
   const container::input_context* input = container::current_input();
   const int n =
       input ? std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s) in '%s' (call %s); stack:\n",
-                            sig, name ? name : "?", input->function.c_str(), input->call_id.c_str())
+                            sig, name ? name : "?", input->entry->name.c_str(), input->call_id.c_str())
             : std::snprintf(header, sizeof header, "ferry container: signal %d (SIG%s); stack:\n", sig,
                             name ? name : "?");
   write_text(header, n);
