@@ -1,6 +1,6 @@
 // ferry's benchmark (see shared bench.md for the workloads). Each figure is the median of several runs
 // after a warm-up, with min and max, printed beside the floor measured in the same run: a plain Asio TCP
-// ping-pong between two processes on 127.0.0.1.
+// ping-pong between two processes on 127.0.0.1 (and the same over a Unix socket, for comparison).
 //
 //   ferry_bench [--runs N] [--out FILE] [--only W1,W2,...] [--w8-calls N] [--embedded-once]
 //   ferry_bench --curves DIR      scale curves instead: cost against callers, map size, payload size and the
@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
@@ -149,41 +150,37 @@ double cpu_seconds(const std::vector<pid_t>& other_processes) {
   return total;
 }
 
-// --- the floor: Asio TCP ping-pong between two processes ---
+// --- the floor: Asio ping-pong between two processes, over TCP on 127.0.0.1 and over a Unix socket ---
 
 struct floor_result {
-  double rtt_p50_us;
-  double pipelined_per_s;
+  double rtt_p50_us;       // TCP
+  double unix_rtt_p50_us;  // the same ping-pong over a Unix socket
+  double pipelined_per_s;  // TCP
 };
 
-floor_result measure_floor(int round_trips) {
-  asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  const auto port = acceptor.local_endpoint().port();
-  const pid_t child = ::fork();
-  if (child == 0) {  // echo server: 32-byte requests, 8-byte replies
-    tcp::socket s = acceptor.accept();
-    s.set_option(tcp::no_delay(true));
-    std::vector<char> req(32 * 128);
-    const char reply[8 * 128] = {};
-    boost::system::error_code ec;
-    for (;;) {
-      const std::size_t n = s.read_some(asio::buffer(req), ec);
-      if (ec) break;
-      // Answer every complete request received (pipelining sends many at once).
-      static std::size_t partial = 0;
-      const std::size_t total = partial + n;
-      const std::size_t complete = total / 32;
-      partial = total % 32;
-      if (complete) asio::write(s, asio::buffer(reply, complete * 8), ec);
-      if (ec) break;
-    }
-    ::_exit(0);
+/// The child's side: answers each complete 32-byte request with 8 bytes (pipelining sends many at once),
+/// until the peer closes.
+template <class Socket>
+[[noreturn]] void echo_requests(Socket& s) {
+  std::vector<char> req(32 * 128);
+  const char reply[8 * 128] = {};
+  boost::system::error_code ec;
+  std::size_t partial = 0;
+  for (;;) {
+    const std::size_t n = s.read_some(asio::buffer(req), ec);
+    if (ec) break;
+    const std::size_t total = partial + n;
+    const std::size_t complete = total / 32;
+    partial = total % 32;
+    if (complete) asio::write(s, asio::buffer(reply, complete * 8), ec);
+    if (ec) break;
   }
-  acceptor.close();
-  tcp::socket s(io);
-  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  s.set_option(tcp::no_delay(true));
+  ::_exit(0);
+}
+
+/// The median round trip of `round_trips` 32-byte requests answered with 8 bytes, after 200 to warm up.
+template <class Socket>
+double ping_pong_p50_us(Socket& s, int round_trips) {
   char req[32] = {1};
   char reply[8];
   std::vector<double> rtts;
@@ -193,11 +190,53 @@ floor_result measure_floor(int round_trips) {
     asio::read(s, asio::buffer(reply));
     if (i >= 200) rtts.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
   }
+  return percentile(rtts, 0.5);
+}
+
+/// The Unix socket's round trip: whether a container's hop would gain from one instead of TCP here.
+double unix_socket_rtt_us(int round_trips) {
+  using unix_socket = asio::local::stream_protocol;
+  char dir_template[] = "/tmp/ferry-bench-XXXXXX";
+  const std::filesystem::path dir = ::mkdtemp(dir_template);
+  const std::string path = (dir / "floor.sock").string();
+  asio::io_context io;
+  unix_socket::acceptor acceptor(io, unix_socket::endpoint(path));
+  const pid_t child = ::fork();
+  if (child == 0) {
+    unix_socket::socket s = acceptor.accept();
+    echo_requests(s);
+  }
+  acceptor.close();
+  unix_socket::socket s(io);
+  s.connect(unix_socket::endpoint(path));
+  const double p50 = ping_pong_p50_us(s, round_trips);
+  s.close();
+  ::waitpid(child, nullptr, 0);
+  std::filesystem::remove_all(dir);
+  return p50;
+}
+
+floor_result measure_floor(int round_trips) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const auto port = acceptor.local_endpoint().port();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    tcp::socket s = acceptor.accept();
+    s.set_option(tcp::no_delay(true));
+    echo_requests(s);
+  }
+  acceptor.close();
+  tcp::socket s(io);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  s.set_option(tcp::no_delay(true));
+  const double rtt = ping_pong_p50_us(s, round_trips);
   // Pipelined: keep up to 128 requests in flight, writing them in batches.
   const int total = 200'000;
   std::vector<char> batch(32 * 128, 1);
   std::vector<char> replies(8 * 128);
   int sent = 0, received = 0;
+  std::size_t partial = 0;
   const auto t0 = clock_type::now();
   while (received < total) {
     const int can_send = std::min(128 - (sent - received), total - sent);
@@ -206,14 +245,13 @@ floor_result measure_floor(int round_trips) {
       sent += can_send;
     }
     const std::size_t n = s.read_some(asio::buffer(replies));
-    static std::size_t partial = 0;
     received += static_cast<int>((partial + n) / 8);
     partial = (partial + n) % 8;
   }
   const double seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
   s.close();
   ::waitpid(child, nullptr, 0);
-  return {percentile(rtts, 0.5), total / seconds};
+  return {rtt, unix_socket_rtt_us(round_trips), total / seconds};
 }
 
 // --- the workloads, run inside one app.main per server mode ---
@@ -818,12 +856,13 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::vector<double> floor_rtt, floor_pipelined;
+  std::vector<double> floor_rtt, floor_unix_rtt, floor_pipelined;
   std::map<std::string, std::vector<double>> embedded, standalone;  // metric -> one figure per run
   for (int r = 0; r < runs; ++r) {
     std::cerr << "run " << r + 1 << "/" << runs << ": floor" << std::flush;
     const floor_result f = measure_floor(2000);
     floor_rtt.push_back(f.rtt_p50_us);
+    floor_unix_rtt.push_back(f.unix_rtt_p50_us);
     floor_pipelined.push_back(f.pipelined_per_s);
     std::cerr << ", embedded" << std::flush;
     ::unsetenv("FERRY_SERVER");
@@ -878,6 +917,8 @@ int main(int argc, char** argv) {
   };
   row("floor", "-", "TCP ping-pong RTT p50 (µs)", rtt, "1.0x", std::nullopt);
   row("floor", "-", "pipelined requests/s", pipelined, "1.0x", std::nullopt);
+  row("floor", "-", "Unix socket ping-pong RTT p50 (µs)", summarize(floor_unix_rtt),
+      fmt(summarize(floor_unix_rtt).median / rtt.median, 2) + "x", std::nullopt);
   // Latencies compare with the floor's round trip, throughputs with its pipelined rate.
   auto ratio = [&](const std::string& metric, const stats& s) -> std::string {
     if (metric.find("(µs)") != std::string::npos && metric.find("CPU") == std::string::npos) {
