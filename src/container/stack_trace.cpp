@@ -17,7 +17,9 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
+#include <type_traits>
 #include <typeinfo>
+#include <utility>
 
 #include "container/current.hpp"
 
@@ -28,10 +30,54 @@ namespace {
 constexpr int max_frames = 64;
 constexpr int short_stack_frames = 16;
 
-/// elfutils' view of this process's modules, made once at start. Not thread-safe: guarded by symbols_mu.
-/// It reads symbol tables and debug information lazily, a compilation unit at a time, so a stack costs
-/// little memory however large the binary's debug information.
+/// elfutils' libdw, loaded at the first stack (dlopen) rather than linked: a process that never reports a
+/// stack (most programs, and containers whose bodies do not fail) neither maps it nor its libraries (libelf,
+/// libz, liblzma, libbz2), which costs each process's start about 0.7 ms and some memory. Without it (not
+/// installed), frames are named from the dynamic symbol table alone, without files and lines.
+struct libdw_functions {
+  decltype(&dwfl_begin) begin = nullptr;
+  decltype(&dwfl_end) end = nullptr;
+  decltype(&dwfl_linux_proc_report) linux_proc_report = nullptr;
+  decltype(&dwfl_report_end) report_end = nullptr;
+  decltype(&dwfl_addrmodule) addrmodule = nullptr;
+  decltype(&dwfl_module_addrname) module_addrname = nullptr;
+  decltype(&dwfl_module_getsrc) module_getsrc = nullptr;
+  decltype(&dwfl_lineinfo) lineinfo = nullptr;
+  Dwfl_Callbacks callbacks{};
+
+  /// Loads libdw and its functions; false (and nothing loaded) when any is missing.
+  bool load() {
+    void* lib = ::dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) return false;
+    bool all = true;
+    auto find = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(lib, name));
+      all = all && fn;
+    };
+    find(begin, "dwfl_begin");
+    find(end, "dwfl_end");
+    find(linux_proc_report, "dwfl_linux_proc_report");
+    find(report_end, "dwfl_report_end");
+    find(addrmodule, "dwfl_addrmodule");
+    find(module_addrname, "dwfl_module_addrname");
+    find(module_getsrc, "dwfl_module_getsrc");
+    find(lineinfo, "dwfl_lineinfo");
+    find(callbacks.find_elf, "dwfl_linux_proc_find_elf");
+    find(callbacks.find_debuginfo, "dwfl_standard_find_debuginfo");
+    if (!all) {
+      ::dlclose(lib);
+      *this = {};
+    }
+    return all;
+  }
+};
+
+/// libdw and its view of this process's modules, made at the first stack. Not thread-safe: guarded by
+/// symbols_mu. It reads symbol tables and debug information lazily, a compilation unit at a time, so a
+/// stack costs little memory however large the binary's debug information.
+libdw_functions dw;
 Dwfl* symbols = nullptr;
+bool symbols_tried = false;
 std::mutex symbols_mu;
 bool full_stacks = false;
 const void* program_base = nullptr;  // where the executable (with libferry in it) is loaded
@@ -43,16 +89,15 @@ struct throw_stack {
 };
 thread_local throw_stack last;
 
-/// Made at the first stack (not at start: it reads the process's modules, which costs a start milliseconds).
-/// Requires symbols_mu.
+/// Made at the first stack (not at start: it loads libdw and reads the process's modules, which costs a
+/// start milliseconds). Requires symbols_mu.
 void make_symbols() {
-  if (symbols) return;
-  static const Dwfl_Callbacks callbacks = {dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, nullptr};
-  Dwfl* session = dwfl_begin(&callbacks);
-  if (session && dwfl_linux_proc_report(session, ::getpid()) == 0 && dwfl_report_end(session, nullptr, nullptr) == 0) {
+  if (std::exchange(symbols_tried, true) || !dw.load()) return;
+  Dwfl* session = dw.begin(&dw.callbacks);
+  if (session && dw.linux_proc_report(session, ::getpid()) == 0 && dw.report_end(session, nullptr, nullptr) == 0) {
     symbols = session;
   } else if (session) {
-    dwfl_end(session);
+    dw.end(session);
   }
 }
 
@@ -90,12 +135,12 @@ void symbolize(const std::uintptr_t* pcs, int n, frame_list& list) {
     Dl_info info{};
     // NOLINTNEXTLINE(performance-no-int-to-ptr): dladdr takes the frame's address as a pointer
     f.in_program = ::dladdr(reinterpret_cast<void*>(pcs[i]), &info) && info.dli_fbase == program_base;
-    Dwfl_Module* module = symbols ? dwfl_addrmodule(symbols, pcs[i]) : nullptr;
-    if (module) f.function = dwfl_module_addrname(module, pcs[i]);
+    Dwfl_Module* module = symbols ? dw.addrmodule(symbols, pcs[i]) : nullptr;
+    if (module) f.function = dw.module_addrname(module, pcs[i]);
     if (!f.function) f.function = info.dli_sname;
     if (module && f.in_program) {
-      if (Dwfl_Line* line = dwfl_module_getsrc(module, pcs[i])) {
-        f.file = dwfl_lineinfo(line, nullptr, &f.line, nullptr, nullptr, nullptr);
+      if (Dwfl_Line* line = dw.module_getsrc(module, pcs[i])) {
+        f.file = dw.lineinfo(line, nullptr, &f.line, nullptr, nullptr, nullptr);
       }
     }
     char* name = list.names[list.size - 1];

@@ -153,6 +153,24 @@ TEST(embedded, a_remote_stack_starts_at_the_throw_site_with_names_and_lines_even
             0);
 }
 
+// A remote stack's symbolizer (elfutils' libdw and the libraries it needs) is loaded when a process first
+// names a stack, not at every program's and container's start (docs/benchmarks.md, W6).
+TEST(embedded, a_container_loads_the_stack_symbolizer_at_its_first_stack_not_at_its_start) {
+  EXPECT_EQ(run_app([] {
+              EXPECT_FALSE(libdw_mapped.remote(false));  // started and serving, no stack named yet
+              try {
+                libdw_mapped.remote(true);
+                ADD_FAILURE() << "no exception";
+              } catch (const std::runtime_error& e) {
+                const auto* details = ferry::remote_details(e);
+                ASSERT_NE(details, nullptr);
+                EXPECT_THAT(details->stack(), HasSubstr("libdw_mapped_body")) << details->stack();
+              }
+              EXPECT_TRUE(libdw_mapped.remote(false));  // the same container, once it has named one
+            }),
+            0);
+}
+
 /// The stacks a crashing program's terminal shows: the lines of `stderr` that are frames ("  #...").
 std::vector<std::string> frame_lines(const std::string& stderr_text) {
   std::vector<std::string> frames;

@@ -59,6 +59,14 @@ std::int64_t throw_deep_body() {
 
 std::int64_t crash_thrice_body() { std::abort(); }
 
+bool libdw_mapped_body(bool then_throw) {
+  std::ifstream maps("/proc/self/maps");
+  bool mapped = false;
+  for (std::string line; std::getline(maps, line);) mapped = mapped || line.find("/libdw") != std::string::npos;
+  if (then_throw) throw std::runtime_error("a stack to name");
+  return mapped;
+}
+
 std::int64_t crash_body() {
   std::fputs("crash: about to abort\n", stderr);
   std::fflush(stderr);
@@ -138,6 +146,7 @@ ferry::Function<void(std::int64_t)> raise_long = app().function("raise_long", []
 ferry::Function<void()> raise_test_error = app().function("raise_test_error", raise_test_error_body);
 ferry::Function<std::int64_t()> crash = app().function("crash", crash_body);
 ferry::Function<std::int64_t()> throw_deep = app().function("throw_deep", throw_deep_body);
+ferry::Function<bool(bool)> libdw_mapped = app().function("libdw_mapped", libdw_mapped_body, {.max_containers = 1});
 ferry::Function<std::int64_t()> crash_thrice =
     app().function("crash_thrice", crash_thrice_body, {.retries = ferry::Retries(2, std::chrono::milliseconds(10))});
 ferry::Function<std::int64_t()> never_starts = app().function("never_starts", never_starts_body);

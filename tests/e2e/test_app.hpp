@@ -57,6 +57,9 @@ extern ferry::Function<void()> raise_test_error;
 extern ferry::Function<std::int64_t()> crash;
 /// Throws std::runtime_error from a static helper in an anonymous namespace, three calls deep.
 extern ferry::Function<std::int64_t()> throw_deep;
+/// Whether its container has elfutils' libdw mapped (/proc/self/maps); then throws std::runtime_error if
+/// asked, which makes the container name a stack. One container.
+extern ferry::Function<bool(bool)> libdw_mapped;
 /// Calls abort(), on each of its three attempts (two retries).
 extern ferry::Function<std::int64_t()> crash_thrice;
 extern ferry::Function<std::int64_t()> never_starts;
