@@ -194,7 +194,7 @@ void server::state::sniff(wire::stream stream) {
           }
           // The handshake, like the first bytes, must come within the idle timeout.
           pending->timer.cancel();
-          auto secured = std::make_shared<wire::stream>(std::move(pending->stream.socket()), tls_context);
+          auto secured = wire::tls::stream_over(std::move(pending->stream.socket()), tls_context);
           auto deadline = std::make_shared<asio::steady_timer>(io, options.idle_timeout);
           deadline->async_wait([secured, from](boost::system::error_code timer_ec) {
             if (timer_ec) return;

@@ -73,7 +73,7 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::string address;
   /// Set when other hosts can connect, which they must do over TLS, with this server's certificate (and
   /// its fingerprint, which the containers and agents it starts pin).
-  std::shared_ptr<asio::ssl::context> tls_context;
+  std::shared_ptr<wire::tls::context> tls_context;
   std::string tls_fingerprint;
 
   std::uint64_t next_session = 1;

@@ -264,7 +264,7 @@ void connection::on_read_end(boost::system::error_code ec) {
   }
   // (TLS without its close_notify: ferry's peers end TLS by closing the socket, and a frame cut short
   // is incomplete anyway.)
-  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+  if (is_end_of_stream(ec)) {
     // The peer has finished sending; it may still be reading (a half-close): what was sent in answer to
     // its last frames, and waits in this sweep's batch, goes out before the connection closes.
     close("peer closed the connection", /*flush=*/true);

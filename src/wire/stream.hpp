@@ -2,44 +2,66 @@
 // are TLS (tls.hpp); those on one host (loopback) stay plain TCP, which costs less and is as private.
 // It is an Asio AsyncStream, so wire::connection and the server's HTTP read and write it alike.
 //
+// TLS sits behind tls_layer, which wire/tls.cpp implements with Asio's OpenSSL stream: OpenSSL's and Asio's
+// SSL headers stay in that one file instead of every file that reads or writes a stream.
+//
 // Concurrency: like the socket under it, confined to its executor; only socket() may be used elsewhere,
 // and only while the stream is plain (TLS keeps state of its own around each read and write).
 #pragma once
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstddef>
 #include <memory>
 #include <utility>
 
 namespace ferry::wire {
 
+/// TLS over a TCP socket, as a stream needs it. Reads and writes take one buffer: a partial read or write
+/// is what their `_some` contract allows, and the composed operations above ask again for the rest.
+class tls_layer {
+ public:
+  using tcp = boost::asio::ip::tcp;
+  using io_handler = boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
+  using shutdown_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+
+  virtual ~tls_layer() = default;
+  virtual tcp::socket& socket() noexcept = 0;
+  virtual void async_read_some(boost::asio::mutable_buffer buffer, io_handler handler) = 0;
+  virtual void async_write_some(boost::asio::const_buffer buffer, io_handler handler) = 0;
+  /// Sends TLS's close_notify and waits for the peer's.
+  virtual void async_shutdown(shutdown_handler handler) = 0;
+};
+
+/// Whether a read's error means the peer finished sending: a TCP end of stream, or a TLS peer that closed
+/// without its close_notify.
+bool is_end_of_stream(const boost::system::error_code& ec);
+
 class stream {
  public:
   using tcp = boost::asio::ip::tcp;
-  using tls_stream = boost::asio::ssl::stream<tcp::socket>;
   using executor_type = tcp::socket::executor_type;
 
   /// Plain TCP.
   explicit stream(tcp::socket socket) : plain_(std::move(socket)) {}
-  /// TLS over `socket`, set up by `context` (which the stream keeps); handshaken (tls.hpp) before any use.
-  stream(tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> context)
-      : plain_(socket.get_executor()),
-        context_(std::move(context)),
-        tls_(std::make_unique<tls_stream>(std::move(socket), *context_)) {}
+  /// TLS (tls.hpp makes it), handshaken before any use; `executor` is its socket's.
+  stream(executor_type executor, std::unique_ptr<tls_layer> tls) : plain_(std::move(executor)), tls_(std::move(tls)) {}
 
   bool is_tls() const noexcept { return tls_ != nullptr; }
   /// The TCP socket under it (for its addresses, options and shutdown).
-  tcp::socket& socket() noexcept { return tls_ ? tls_->next_layer() : plain_; }
-  const tcp::socket& socket() const noexcept { return tls_ ? tls_->next_layer() : plain_; }
-  /// The TLS stream; only when is_tls().
-  tls_stream& tls() noexcept { return *tls_; }
+  tcp::socket& socket() noexcept { return tls_ ? tls_->socket() : plain_; }
+  const tcp::socket& socket() const noexcept { return tls_ ? tls_->socket() : plain_; }
+  /// The TLS layer; only when is_tls().
+  tls_layer& tls() noexcept { return *tls_; }
   executor_type get_executor() noexcept { return plain_.get_executor(); }
 
   template <class MutableBuffers, class Handler>
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
     if (tls_) {
-      tls_->async_read_some(buffers, std::forward<Handler>(handler));
+      tls_->async_read_some(first_of<boost::asio::mutable_buffer>(buffers),
+                            tls_layer::io_handler(std::forward<Handler>(handler)));
     } else {
       plain_.async_read_some(buffers, std::forward<Handler>(handler));
     }
@@ -47,16 +69,26 @@ class stream {
   template <class ConstBuffers, class Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
     if (tls_) {
-      tls_->async_write_some(buffers, std::forward<Handler>(handler));
+      tls_->async_write_some(first_of<boost::asio::const_buffer>(buffers),
+                             tls_layer::io_handler(std::forward<Handler>(handler)));
     } else {
       plain_.async_write_some(buffers, std::forward<Handler>(handler));
     }
   }
 
  private:
+  /// The first non-empty buffer of a sequence (or an empty one).
+  template <class Buffer, class Buffers>
+  static Buffer first_of(const Buffers& buffers) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      Buffer b(*it);
+      if (b.size() > 0) return b;
+    }
+    return Buffer();
+  }
+
   tcp::socket plain_;  // the socket, when plain; otherwise closed (it keeps the executor)
-  std::shared_ptr<boost::asio::ssl::context> context_;
-  std::unique_ptr<tls_stream> tls_;
+  std::unique_ptr<tls_layer> tls_;
 };
 
 }  // namespace ferry::wire

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <cctype>
 #include <cstring>
 #include <ferry/errors.hpp>
@@ -36,6 +39,40 @@ using x509_ptr = std::unique_ptr<X509, openssl_deleter<X509, X509_free>>;
 using pkey_ptr = std::unique_ptr<EVP_PKEY, openssl_deleter<EVP_PKEY, EVP_PKEY_free>>;
 
 [[noreturn]] void fail(const std::string& what) { throw Error("TLS: " + what); }
+
+}  // namespace
+
+class context {
+ public:
+  explicit context(ssl::context::method method) : ssl(method) {}
+  ssl::context ssl;
+};
+
+namespace {
+
+/// TLS over a socket, with Asio's OpenSSL stream; it keeps its context alive.
+class openssl_layer final : public tls_layer {
+ public:
+  openssl_layer(tcp::socket socket, std::shared_ptr<context> c)
+      : context_(std::move(c)), ssl_(std::move(socket), context_->ssl) {}
+
+  tcp::socket& socket() noexcept override { return ssl_.next_layer(); }
+  void async_read_some(asio::mutable_buffer buffer, io_handler handler) override {
+    ssl_.async_read_some(buffer, std::move(handler));
+  }
+  void async_write_some(asio::const_buffer buffer, io_handler handler) override {
+    ssl_.async_write_some(buffer, std::move(handler));
+  }
+  void async_shutdown(shutdown_handler handler) override { ssl_.async_shutdown(std::move(handler)); }
+
+  ssl::stream<tcp::socket>& ssl() noexcept { return ssl_; }
+
+ private:
+  std::shared_ptr<context> context_;
+  ssl::stream<tcp::socket> ssl_;
+};
+
+ssl::stream<stream::tcp::socket>& ssl_of(stream& s) { return static_cast<openssl_layer&>(s.tls()).ssl(); }
 
 std::string fingerprint_of(X509* cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -205,8 +242,9 @@ std::string parse_pin(const std::string& text) {
               "`ferry server` prints it at start) or a copy of its tls-cert.pem (in its state directory)");
 }
 
-std::shared_ptr<ssl::context> server_context(const identity& id) {
-  auto c = std::make_shared<ssl::context>(ssl::context::tls_server);
+std::shared_ptr<context> server_context(const identity& id) {
+  auto made = std::make_shared<context>(ssl::context::tls_server);
+  ssl::context* c = &made->ssl;
   SSL_CTX_set_min_proto_version(c->native_handle(), TLS1_3_VERSION);
   try {
     c->use_certificate_chain(asio::buffer(id.certificate_pem));
@@ -220,16 +258,16 @@ std::shared_ptr<ssl::context> server_context(const identity& id) {
     fail(std::string(key_file) + " is not the key of " + std::string(certificate_file) +
          "; delete both and the server makes new ones");
   }
-  return c;
+  return made;
 }
 
-std::shared_ptr<ssl::context> client_context() {
-  static const std::shared_ptr<ssl::context> context = [] {
-    auto c = std::make_shared<ssl::context>(ssl::context::tls_client);
-    SSL_CTX_set_min_proto_version(c->native_handle(), TLS1_3_VERSION);
-    return c;
+std::shared_ptr<context> client_context() {
+  static const std::shared_ptr<context> shared = [] {
+    auto made = std::make_shared<context>(ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(made->ssl.native_handle(), TLS1_3_VERSION);
+    return made;
   }();
-  return context;
+  return shared;
 }
 
 bool is_local(const asio::ip::address& address) {
@@ -242,22 +280,28 @@ std::shared_ptr<stream> client_stream(stream::tcp::socket socket) {
   boost::system::error_code ec;
   const auto peer = socket.remote_endpoint(ec);
   if (!ec && is_local(peer.address())) return std::make_shared<stream>(std::move(socket));
-  return std::make_shared<stream>(std::move(socket), client_context());
+  return stream_over(std::move(socket), client_context());
+}
+
+std::shared_ptr<stream> stream_over(stream::tcp::socket socket, std::shared_ptr<context> context) {
+  auto executor = socket.get_executor();
+  return std::make_shared<stream>(std::move(executor),
+                                  std::make_unique<openssl_layer>(std::move(socket), std::move(context)));
 }
 
 void async_client_handshake(const std::shared_ptr<stream>& s, const std::string& pin, handshake_done done) {
   // Only the pinned certificate passes: the chain's other certificates (a self-signed one has none) are
   // not what the server proves to hold the key of.
   auto presented = std::make_shared<std::string>();
-  s->tls().set_verify_mode(ssl::verify_peer);
-  s->tls().set_verify_callback([pin, presented](bool, ssl::verify_context& ctx) {
+  ssl_of(*s).set_verify_mode(ssl::verify_peer);
+  ssl_of(*s).set_verify_callback([pin, presented](bool, ssl::verify_context& ctx) {
     X509_STORE_CTX* store = ctx.native_handle();
     if (X509_STORE_CTX_get_error_depth(store) > 0) return true;
     *presented = fingerprint_of(X509_STORE_CTX_get_current_cert(store));
     return *presented == pin;
   });
-  s->tls().async_handshake(ssl::stream_base::client, [s, pin, presented,
-                                                      done = std::move(done)](boost::system::error_code ec) {
+  ssl_of(*s).async_handshake(ssl::stream_base::client, [s, pin, presented,
+                                                        done = std::move(done)](boost::system::error_code ec) {
     if (!ec) return done("", false);
     if (!presented->empty() && *presented != pin) {
       return done("it presents the TLS certificate " + *presented + ", not the pinned " + pin +
@@ -271,10 +315,18 @@ void async_client_handshake(const std::shared_ptr<stream>& s, const std::string&
 
 void async_server_handshake(const std::shared_ptr<stream>& s, std::string already_received, handshake_done done) {
   auto received = std::make_shared<std::string>(std::move(already_received));
-  s->tls().async_handshake(ssl::stream_base::server, asio::buffer(*received),
-                           [s, received, done = std::move(done)](boost::system::error_code ec, std::size_t) {
-                             done(ec ? "the TLS handshake failed: " + ec.message() : "", false);
-                           });
+  ssl_of(*s).async_handshake(ssl::stream_base::server, asio::buffer(*received),
+                             [s, received, done = std::move(done)](boost::system::error_code ec, std::size_t) {
+                               done(ec ? "the TLS handshake failed: " + ec.message() : "", false);
+                             });
 }
 
 }  // namespace ferry::wire::tls
+
+namespace ferry::wire {
+
+bool is_end_of_stream(const boost::system::error_code& ec) {
+  return ec == boost::asio::error::eof || ec == boost::asio::ssl::error::stream_truncated;
+}
+
+}  // namespace ferry::wire

@@ -45,11 +45,15 @@ std::string fingerprint_of_pem(std::string_view certificate_pem);
 /// the server's tls-cert.pem). Throws ferry::Error saying what it expected.
 std::string parse_pin(const std::string& text);
 
-/// The context of a server's TLS connections.
-std::shared_ptr<boost::asio::ssl::context> server_context(const identity& id);
+/// What TLS connections of one side share: the server's (its certificate and key) or clients' (TLS 1.3;
+/// the server's certificate is checked by its pin alone). Opaque: defined in tls.cpp.
+class context;
 
-/// The context of clients' TLS connections (TLS 1.3; the certificate is checked by its pin alone).
-std::shared_ptr<boost::asio::ssl::context> client_context();
+/// The context of a server's TLS connections. Throws naming the fix when the key is not the certificate's.
+std::shared_ptr<context> server_context(const identity& id);
+
+/// The context of clients' TLS connections.
+std::shared_ptr<context> client_context();
 
 /// Whether a peer at `address` is on this host, so that a connection with it stays plain.
 bool is_local(const boost::asio::ip::address& address);
@@ -67,5 +71,9 @@ void async_server_handshake(const std::shared_ptr<stream>& s, std::string alread
 
 /// The stream a client at `socket` uses: TLS (not yet handshaken) when the server is on another host.
 std::shared_ptr<stream> client_stream(stream::tcp::socket socket);
+
+/// A TLS stream over `socket` in `context` (the server's, for a client that began with a TLS hello; or
+/// clients'), not yet handshaken.
+std::shared_ptr<stream> stream_over(stream::tcp::socket socket, std::shared_ptr<context> context);
 
 }  // namespace ferry::wire::tls

@@ -48,8 +48,8 @@ std::string payload_of(std::uint64_t id, std::size_t big_every = 0) {
 std::pair<ferry::wire::stream, ferry::wire::stream> over_tls(tcp::socket a, tcp::socket b) {
   namespace tls = ferry::wire::tls;
   const tls::identity id = tls::create_identity();
-  auto client = std::make_shared<ferry::wire::stream>(std::move(a), tls::client_context());
-  auto server = std::make_shared<ferry::wire::stream>(std::move(b), tls::server_context(id));
+  auto client = tls::stream_over(std::move(a), tls::client_context());
+  auto server = tls::stream_over(std::move(b), tls::server_context(id));
   std::promise<std::string> client_done, server_done;
   tls::async_client_handshake(client, id.fingerprint,
                               [&](const std::string& error, bool) { client_done.set_value(error); });

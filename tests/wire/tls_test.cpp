@@ -90,8 +90,8 @@ TEST(tls_handshake, with_another_certificate_than_the_pinned_one_fails_naming_bo
   auto b = acceptor.accept();
   const tls::identity id = tls::create_identity();
   const std::string other = tls::create_identity().fingerprint;
-  auto client = std::make_shared<ferry::wire::stream>(std::move(a), tls::client_context());
-  auto server = std::make_shared<ferry::wire::stream>(std::move(b), tls::server_context(id));
+  auto client = tls::stream_over(std::move(a), tls::client_context());
+  auto server = tls::stream_over(std::move(b), tls::server_context(id));
   std::string client_error, server_error;
   bool wrong = false;
   tls::async_client_handshake(client, other, [&](const std::string& e, bool w) {
