@@ -47,7 +47,7 @@ class stream {
   /// Plain TCP.
   explicit stream(tcp::socket socket) : plain_(std::move(socket)) {}
   /// TLS (tls.hpp makes it), handshaken before any use; `executor` is its socket's.
-  stream(executor_type executor, std::unique_ptr<tls_layer> tls) : plain_(std::move(executor)), tls_(std::move(tls)) {}
+  stream(const executor_type& executor, std::unique_ptr<tls_layer> tls) : plain_(executor), tls_(std::move(tls)) {}
 
   bool is_tls() const noexcept { return tls_ != nullptr; }
   /// The TCP socket under it (for its addresses, options and shutdown).
