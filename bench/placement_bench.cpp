@@ -106,8 +106,8 @@ int main(int argc, char** argv) {
       std::perror("socketpair");
       return 1;
     }
-    wire::tcp::socket socket(io);
-    socket.assign(wire::tcp::v4(), fds[0]);
+    wire::socket_type socket(io);
+    socket.assign(boost::asio::generic::stream_protocol(AF_UNIX, 0), fds[0]);
     far_ends.push_back(fds[1]);
     pool.joined(session_id{i + 1}, std::make_shared<wire::connection>(std::move(socket), 1 << 20),
                 wire::agent_ready_header{"sim-" + std::to_string(i), 128, 512 * 1024, 8, {}, "", false});

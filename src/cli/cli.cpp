@@ -426,6 +426,10 @@ int serve(const server_flags& flags) {
         "programs and containers with FERRY_SERVER_CERT, either the fingerprint or a copy of the file",
         pin, (state_dir / wire::tls::certificate_file).string());
   }
+  if (const std::string local = srv.local_address(); !local.empty()) {
+    spdlog::info("containers on this host connect at {}, which programs on this host may use too (FERRY_SERVER={})",
+                 local, local);
+  }
   spdlog::info("ferry server {} listening on {} (state directory {})", ferry::version(), srv.address(),
                state_dir.string());
   spdlog::info("dashboard and HTTP API at http://{}/ (the token is in {})", srv.address(),

@@ -1,5 +1,6 @@
 #include "client/client.hpp"
 
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <climits>
@@ -16,6 +18,7 @@
 #include <iterator>
 #include <mutex>
 #include <string_view>
+#include <vector>
 
 #include "base/check.hpp"
 #include "client/terminal.hpp"
@@ -28,9 +31,24 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 endpoint endpoint::parse(const std::string& text) {
+  if (text.starts_with("unix:")) {
+    endpoint e;
+    e.path = text.substr(5);
+    if (e.path.empty() || e.path.front() != '/') {
+      throw ConnectionError("'" + text + "' is not a Unix socket address; write unix: and an absolute path, e.g. " +
+                            "unix:/tmp/ferry-ab12cd/server.sock");
+    }
+    if (e.path.size() >= sizeof(sockaddr_un::sun_path)) {
+      throw ConnectionError("'" + text + "': a Unix socket's path may have at most " +
+                            std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " characters");
+    }
+    return e;
+  }
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    throw ConnectionError("'" + text + "' is not a server address; write host:port, e.g. 127.0.0.1:7700");
+    throw ConnectionError("'" + text +
+                          "' is not a server address; write host:port, e.g. 127.0.0.1:7700, or unix:PATH for a Unix "
+                          "socket");
   }
   endpoint e;
   e.host = text.substr(0, colon);
@@ -147,12 +165,13 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
     return std::to_string(options.timeout.count() / 1000) +
            (options.timeout.count() % 1000 ? "." + std::to_string(options.timeout.count() % 1000 / 100) : "") + " s";
   };
-  tcp::socket socket(c->io_);
+  wire::socket_type socket(c->io_);
   boost::system::error_code ec;
   bool timed_out = false;
   // Runs the loop until what `start` starts calls the `done` it is given, or for the timeout; then closes
   // `closing`, which ends what is in progress with an error.
-  const auto run_with_deadline = [&](tcp::socket& closing, const std::function<void(std::function<void()>)>& start) {
+  const auto run_with_deadline = [&](wire::socket_type& closing,
+                                     const std::function<void(std::function<void()>)>& start) {
     asio::steady_timer deadline(c->io_, options.timeout);
     deadline.async_wait([&](boost::system::error_code timer_ec) {
       if (timer_ec) return;
@@ -165,16 +184,24 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
     c->io_.restart();
   };
   try {
-    tcp::resolver resolver(c->io_);
     // Through the event loop, which resumes what a signal interrupts (a program's SIGALRM timer, a
     // profiler's SIGPROF), where a blocking connect() fails with EINTR; and bounded, for a host that drops
     // the connection attempt without an answer.
-    const auto endpoints = resolver.resolve(options.server.host, std::to_string(options.server.port));
+    std::vector<wire::socket_type::endpoint_type> endpoints;
+    if (!options.server.path.empty()) {
+      endpoints.emplace_back(asio::local::stream_protocol::endpoint(options.server.path));
+    } else {
+      tcp::resolver resolver(c->io_);
+      for (const auto& entry : resolver.resolve(options.server.host, std::to_string(options.server.port))) {
+        endpoints.emplace_back(entry.endpoint());
+      }
+    }
     run_with_deadline(socket, [&](const std::function<void()>& done) {
-      asio::async_connect(socket, endpoints, [&, done](boost::system::error_code connect_ec, const tcp::endpoint&) {
-        ec = connect_ec;
-        done();
-      });
+      asio::async_connect(socket, endpoints,
+                          [&, done](boost::system::error_code connect_ec, const wire::socket_type::endpoint_type&) {
+                            ec = connect_ec;
+                            done();
+                          });
     });
   } catch (const boost::system::system_error& e) {
     ec = e.code();

@@ -35,12 +35,14 @@
 
 namespace ferry::client {
 
+/// Where a server is: host and port (TCP), or the path of a Unix socket on this host.
 struct endpoint {
   std::string host;
   std::uint16_t port = 0;
-  /// Parses "host:port"; throws ConnectionError naming the bad value.
+  std::string path;  // set: a Unix socket (host and port unused)
+  /// Parses "host:port" or "unix:PATH" (an absolute path); throws ConnectionError naming the bad value.
   static endpoint parse(const std::string& text);
-  std::string to_string() const { return host + ":" + std::to_string(port); }
+  std::string to_string() const { return path.empty() ? host + ":" + std::to_string(port) : "unix:" + path; }
 };
 
 struct connect_options {

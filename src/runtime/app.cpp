@@ -104,7 +104,11 @@ class embedded_server {
     server_->stop();
     thread_.join();
   }
-  std::string address() const { return server_->address(); }
+  /// Its Unix socket (the program's connection costs less so), else its loopback TCP address.
+  std::string address() const {
+    std::string local = server_->local_address();
+    return local.empty() ? server_->address() : local;
+  }
   const std::string& token() const { return token_; }
 
  private:

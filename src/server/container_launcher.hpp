@@ -26,7 +26,7 @@ struct container_spec {
   std::string app;
   std::string function;
   resources need;              // of its host
-  std::string server_address;  // host:port the container connects to
+  std::string server_address;  // where the container connects: unix:PATH (this host) or host:port
   std::string server_cert;     // the pin of the server's TLS certificate, when it may be on another host
   /// The container's own credential, which it presents when it connects: made for this launch alone, never
   /// the server's token (what a body can read, or a late container from before a server restart, cannot

@@ -114,7 +114,7 @@ struct scheduler_options {
   std::chrono::milliseconds cancel_grace{5'000};  // for a cancelled attempt to stop before its container is replaced
   std::chrono::milliseconds stop_grace{5'000};    // for a container asked to exit before it is killed
   std::chrono::milliseconds connect_timeout{30'000};  // for a started container to connect
-  std::string server_address;                         // host:port containers connect to
+  std::string server_address;                         // where containers connect: unix:PATH or host:port
   std::string server_cert;  // the pin of its TLS certificate ("": it listens on loopback only)
 };
 

@@ -6,12 +6,16 @@
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/read.hpp>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <ferry/errors.hpp>
 #include <ferry/version.hpp>
 #include <filesystem>
@@ -56,8 +60,9 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound.port());
   std::random_device rd;
   state_->numbers = call_numbering((std::uint64_t{rd()} << 32) | rd());
+  state_->open_local_socket();
   const auto& o = state_->options;
-  if (!wire::tls::is_local(addr)) {
+  if (!wire::is_local(addr)) {
     const wire::tls::identity id =
         o.state_dir.empty() ? wire::tls::create_identity() : wire::tls::load_or_create_identity(o.state_dir);
     state_->tls_context = wire::tls::server_context(id);
@@ -65,10 +70,11 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   }
   state_->time = make_steady_clock(state_->io.get_executor());
   state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
-  state_->sched =
-      std::make_unique<scheduler>(*state_, state_->graph, *state_->time, *state_->agents,
-                                  scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout,
-                                                    state_->address, state_->tls_fingerprint});
+  state_->sched = std::make_unique<scheduler>(
+      *state_, state_->graph, *state_->time, *state_->agents,
+      scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout,
+                        state_->local_address.empty() ? state_->address : state_->local_address,
+                        state_->tls_fingerprint});
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
@@ -86,9 +92,15 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   }
 }
 
-server::~server() = default;
+server::~server() {
+  if (state_->local_socket_dir.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(state_->local_socket_dir, ignored);
+}
 
 std::string server::address() const { return state_->address; }
+
+std::string server::local_address() const { return state_->local_address; }
 
 std::string server::tls_fingerprint() const { return state_->tls_fingerprint; }
 
@@ -111,7 +123,8 @@ void server::run() {
           s->begin_stop();
         });
   }
-  state_->accept();
+  state_->accept(state_->acceptor);
+  if (state_->local_acceptor.is_open()) state_->accept(state_->local_acceptor);
   asio::post(state_->io, [s = state_.get()] { s->control->recover(); });
   wire::run_batched(state_->io);
 }
@@ -120,9 +133,37 @@ void server::stop() {
   asio::post(state_->io, [s = state_.get()] { s->begin_stop(); });
 }
 
-void server::state::accept() {
-  acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (stopping || !acceptor.is_open()) return;
+void server::state::open_local_socket() {
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string dir = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/ferry-XXXXXX";
+  const std::string socket_name = "/server.sock";
+  if (dir.size() + socket_name.size() >= sizeof(sockaddr_un::sun_path)) {
+    spdlog::debug("no Unix socket for containers: {} is too long a path for one", dir + socket_name);
+    return;
+  }
+  if (::mkdtemp(dir.data()) == nullptr) {
+    spdlog::debug("no Unix socket for containers: cannot make {}: {}", dir, std::strerror(errno));
+    return;
+  }
+  local_socket_dir = dir;
+  const std::string path = dir + socket_name;
+  boost::system::error_code ec;
+  local_acceptor.open(asio::local::stream_protocol(), ec);
+  if (!ec) local_acceptor.bind(asio::local::stream_protocol::endpoint(path), ec);
+  if (!ec) local_acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    spdlog::debug("no Unix socket for containers: cannot listen on {}: {}", path, ec.message());
+    boost::system::error_code ignored;
+    local_acceptor.close(ignored);
+    return;
+  }
+  local_address = "unix:" + path;
+}
+
+template <class Acceptor>
+void server::state::accept(Acceptor& on) {
+  on.async_accept([this, &on](boost::system::error_code ec, typename Acceptor::protocol_type::socket socket) {
+    if (stopping || !on.is_open()) return;
     const bool out_of_resources = ec == asio::error::no_descriptors || ec.value() == ENFILE ||
                                   ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
     if (out_of_resources) {
@@ -135,7 +176,9 @@ void server::state::accept() {
       }
       accept_retry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(100));
       accept_retry_timer->async_wait([this](boost::system::error_code timer_ec) {
-        if (!timer_ec) accept();
+        if (timer_ec) return;
+        accept(acceptor);
+        if (local_acceptor.is_open()) accept(local_acceptor);
       });
       return;
     }
@@ -148,7 +191,7 @@ void server::state::accept() {
       }
       sniff(wire::stream(std::move(socket)));
     }
-    accept();
+    accept(on);
   });
 }
 
@@ -164,10 +207,9 @@ void server::state::sniff(wire::stream stream) {
     asio::steady_timer timer;
   };
   auto pending = std::make_shared<first_bytes>(std::move(stream), io, options.idle_timeout);
-  boost::system::error_code peer_ec;
-  const auto peer = pending->stream.socket().remote_endpoint(peer_ec);
-  const std::string from = peer_ec ? "an unknown peer" : peer.address().to_string();
-  const bool other_host = !peer_ec && !wire::tls::is_local(peer.address());
+  const wire::peer peer = wire::peer_of(pending->stream.socket());
+  const std::string from = peer.description;
+  const bool other_host = peer.known && !peer.on_this_host;
   pending->timer.async_wait([pending, from](boost::system::error_code ec) {
     if (ec) return;
     spdlog::warn("closed connection from {}: it sent nothing within the idle timeout", from);
@@ -887,6 +929,7 @@ void server::state::begin_stop() {
   stopping = true;
   boost::system::error_code ec;
   acceptor.close(ec);
+  local_acceptor.close(ec);
   // Queued inputs will not start; spawned ones stay unfinished in the store and run after a restart.
   auto fail_all = [this](app_instance& app) {
     for (auto& [name, fn] : app.functions) {

@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -16,6 +17,7 @@
 #include <deque>
 #include <ferry/errors.hpp>
 #include <ferry/options.hpp>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -64,6 +66,12 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  /// The Unix socket containers on this host connect to (a round trip costs less than over loopback TCP),
+  /// in a directory of its own (mode 0700: this user's processes only), removed with the server. Closed
+  /// when the host has none to offer (see open_local_socket).
+  asio::local::stream_protocol::acceptor local_acceptor{io};
+  std::filesystem::path local_socket_dir;
+  std::string local_address;  // "unix:" and the socket's path; "" when local_acceptor is closed
   /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
   std::unique_ptr<asio::steady_timer> accept_retry_timer;
   std::unique_ptr<agent_pool> agents;     // where containers run: the scheduler's launcher
@@ -95,7 +103,12 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::optional<asio::signal_set> stop_signals;  // see server_options::stop_on_signals
   std::unique_ptr<asio::steady_timer> stop_timer;
 
-  void accept();
+  /// Listens on a Unix socket in a new private directory under $TMPDIR (or /tmp); without one (a path
+  /// too long for a socket's address, a full disk) everything stays on TCP, which works the same.
+  void open_local_socket();
+  /// Accepts connections on `on` (acceptor or local_acceptor) until it closes.
+  template <class Acceptor>
+  void accept(Acceptor& on);
   /// Tells an accepted connection's protocol by its first bytes: TLS (then again, inside it), HTTP, or
   /// ferry's wire protocol. A connection from another host must be TLS.
   void sniff(wire::stream stream);

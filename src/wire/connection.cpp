@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
@@ -22,21 +23,16 @@ std::size_t transfer_all_at_once(const boost::system::error_code& ec, std::size_
   return ec ? 0 : std::numeric_limits<std::size_t>::max();
 }
 
-std::string describe_endpoint(const tcp::socket& socket) {
-  boost::system::error_code ec;
-  auto ep = socket.remote_endpoint(ec);
-  return ec ? std::string("unknown peer") : ep.address().to_string() + ":" + std::to_string(ep.port());
-}
 }  // namespace
 
 connection::connection(stream s, std::uint64_t max_frame_size)
     : stream_(std::move(s)),
       max_frame_size_(max_frame_size),
-      remote_address_(describe_endpoint(stream_.socket())),
+      remote_address_(peer_of(stream_.socket()).description),
       close_deadline_(stream_.get_executor()),
       heartbeat_timer_(stream_.get_executor()) {
   boost::system::error_code ec;
-  stream_.socket().set_option(tcp::no_delay(true), ec);
+  stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);  // (a Unix socket has no such option)
 }
 
 connection::~connection() = default;
@@ -259,7 +255,7 @@ void connection::on_read_end(boost::system::error_code ec) {
   if (shut_) {  // lingering after the close: the peer has closed its side too
     close_deadline_.cancel();
     boost::system::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().shutdown(socket_type::shutdown_both, ignored);
     return;
   }
   // (TLS without its close_notify: ferry's peers end TLS by closing the socket, and a frame cut short
@@ -389,17 +385,17 @@ void connection::close_now(const std::string& reason, bool linger) {
   heartbeat_timer_.cancel();
   boost::system::error_code ec;
   if (peer_finished_ || !linger) {
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().shutdown(socket_type::shutdown_both, ec);
   } else {
     // Lingering: releasing a descriptor with unread bytes resets the connection, and a reset discards
     // what the peer has not read yet (a refusal, the replies before a malformed frame). So stop sending
     // only, and read and drop what the peer still sends until it closes too, or for flush_timeout.
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().shutdown(socket_type::shutdown_send, ec);
     close_deadline_.expires_after(flush_timeout);
     close_deadline_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
       if (wait_ec) return;
       boost::system::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);  // ends the read
+      self->stream_.socket().shutdown(socket_type::shutdown_both, ignored);  // ends the read
     });
   }
   if (!close_reported_) {

@@ -17,7 +17,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
@@ -34,7 +33,6 @@
 namespace ferry::wire {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 
 /// A message that breaks the protocol's rules for its sender (a role's forbidden message, say).
 class protocol_error : public std::runtime_error {
@@ -52,7 +50,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
   /// Over `s`, ready for frames (a TLS stream has been handshaken).
   connection(stream s, std::uint64_t max_frame_size);
-  connection(tcp::socket socket, std::uint64_t max_frame_size)
+  connection(socket_type socket, std::uint64_t max_frame_size)
       : connection(stream(std::move(socket)), max_frame_size) {}
   ~connection();
 

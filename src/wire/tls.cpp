@@ -53,10 +53,10 @@ namespace {
 /// TLS over a socket, with Asio's OpenSSL stream; it keeps its context alive.
 class openssl_layer final : public tls_layer {
  public:
-  openssl_layer(tcp::socket socket, std::shared_ptr<context> c)
+  openssl_layer(socket_type socket, std::shared_ptr<context> c)
       : context_(std::move(c)), ssl_(std::move(socket), context_->ssl) {}
 
-  tcp::socket& socket() noexcept override { return ssl_.next_layer(); }
+  socket_type& socket() noexcept override { return ssl_.next_layer(); }
   void async_read_some(asio::mutable_buffer buffer, io_handler handler) override {
     ssl_.async_read_some(buffer, std::move(handler));
   }
@@ -65,14 +65,14 @@ class openssl_layer final : public tls_layer {
   }
   void async_shutdown(shutdown_handler handler) override { ssl_.async_shutdown(std::move(handler)); }
 
-  ssl::stream<tcp::socket>& ssl() noexcept { return ssl_; }
+  ssl::stream<socket_type>& ssl() noexcept { return ssl_; }
 
  private:
   std::shared_ptr<context> context_;
-  ssl::stream<tcp::socket> ssl_;
+  ssl::stream<socket_type> ssl_;
 };
 
-ssl::stream<stream::tcp::socket>& ssl_of(stream& s) { return static_cast<openssl_layer&>(s.tls()).ssl(); }
+ssl::stream<socket_type>& ssl_of(stream& s) { return static_cast<openssl_layer&>(s.tls()).ssl(); }
 
 std::string fingerprint_of(X509* cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -270,20 +270,12 @@ std::shared_ptr<context> client_context() {
   return shared;
 }
 
-bool is_local(const asio::ip::address& address) {
-  if (address.is_loopback()) return true;
-  return address.is_v6() && address.to_v6().is_v4_mapped() &&
-         asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
-}
-
-std::shared_ptr<stream> client_stream(stream::tcp::socket socket) {
-  boost::system::error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  if (!ec && is_local(peer.address())) return std::make_shared<stream>(std::move(socket));
+std::shared_ptr<stream> client_stream(socket_type socket) {
+  if (const peer p = peer_of(socket); p.known && p.on_this_host) return std::make_shared<stream>(std::move(socket));
   return stream_over(std::move(socket), client_context());
 }
 
-std::shared_ptr<stream> stream_over(stream::tcp::socket socket, std::shared_ptr<context> context) {
+std::shared_ptr<stream> stream_over(socket_type socket, std::shared_ptr<context> context) {
   auto executor = socket.get_executor();
   return std::make_shared<stream>(std::move(executor),
                                   std::make_unique<openssl_layer>(std::move(socket), std::move(context)));

@@ -1,13 +1,12 @@
 // TLS between hosts (OpenSSL through Asio). A server that other hosts can reach has a certificate of its
 // own, self-signed and made on its first start; its agents, their containers and remote programs accept
 // that certificate alone, named by its SHA-256 fingerprint (a "pin"), so no certificate authority is
-// involved and nothing else can stand in for the server. Connections within one host (loopback) stay plain
-// TCP: no one else sees them, and they are the hot path.
+// involved and nothing else can stand in for the server. Connections within one host (a Unix socket, or
+// loopback TCP) stay plain: no one else sees them, and they are the hot path.
 //
 // Thread-safe, except where a function says it works on a stream (which is confined to its executor).
 #pragma once
 
-#include <boost/asio/ip/address.hpp>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -55,9 +54,6 @@ std::shared_ptr<context> server_context(const identity& id);
 /// The context of clients' TLS connections.
 std::shared_ptr<context> client_context();
 
-/// Whether a peer at `address` is on this host, so that a connection with it stays plain.
-bool is_local(const boost::asio::ip::address& address);
-
 /// Called once with "" when a handshake has succeeded, or with why it failed; `wrong_certificate` when the
 /// server presented another certificate than the pinned one (trying again will not help).
 using handshake_done = std::function<void(const std::string& error, bool wrong_certificate)>;
@@ -70,10 +66,10 @@ void async_client_handshake(const std::shared_ptr<stream>& s, const std::string&
 void async_server_handshake(const std::shared_ptr<stream>& s, std::string already_received, handshake_done done);
 
 /// The stream a client at `socket` uses: TLS (not yet handshaken) when the server is on another host.
-std::shared_ptr<stream> client_stream(stream::tcp::socket socket);
+std::shared_ptr<stream> client_stream(socket_type socket);
 
 /// A TLS stream over `socket` in `context` (the server's, for a client that began with a TLS hello; or
 /// clients'), not yet handshaken.
-std::shared_ptr<stream> stream_over(stream::tcp::socket socket, std::shared_ptr<context> context);
+std::shared_ptr<stream> stream_over(socket_type socket, std::shared_ptr<context> context);
 
 }  // namespace ferry::wire::tls

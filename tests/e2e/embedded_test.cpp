@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -169,6 +170,25 @@ TEST(embedded, a_container_loads_the_stack_symbolizer_at_its_first_stack_not_at_
               EXPECT_TRUE(libdw_mapped.remote(false));  // the same container, once it has named one
             }),
             0);
+}
+
+// On one host, a container and the program both reach the embedded server over its Unix socket, not TCP
+// (a round trip costs less: docs/benchmarks.md, the floor).
+TEST(embedded, the_program_and_its_containers_reach_the_embedded_server_over_a_unix_socket) {
+  EXPECT_EQ(
+      run_app([] {
+        const auto [address, peers] = server_connection.remote();
+        EXPECT_THAT(address, StartsWith("unix:/"));
+        // The container's one connection is to the socket FERRY_SERVER names.
+        EXPECT_EQ(peers, std::vector<std::string>{address});
+        // This process: the program's end of that connection, and the server's ends (unnamed) of it and
+        // the container's; no TCP.
+        const auto here = connected_sockets();
+        EXPECT_EQ(std::count(here.begin(), here.end(), address), 1) << testing::PrintToString(here);
+        EXPECT_EQ(std::count_if(here.begin(), here.end(), [](const std::string& p) { return p.starts_with("ip:"); }), 0)
+            << testing::PrintToString(here);
+      }),
+      0);
 }
 
 /// The stacks a crashing program's terminal shows: the lines of `stderr` that are frames ("  #...").

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
 #include <regex>
 #include <thread>
 
@@ -37,6 +38,31 @@ TEST(standalone, FERRY_SERVER_points_app_main_at_the_server) {
             0);
   // The server outlives the program and serves the next one.
   EXPECT_EQ(run_app([] { EXPECT_EQ(square.remote(9), 81); }), 0);
+}
+
+// The Unix socket `ferry server` prints: its containers use it, a program on the host may too, and it goes
+// with the server.
+TEST(standalone, programs_and_containers_on_the_servers_host_reach_it_over_its_unix_socket) {
+  std::string socket_path;
+  {
+    ferry_server server;
+    std::smatch m;
+    const std::string err = server.proc().err();
+    ASSERT_TRUE(std::regex_search(err, m, std::regex(R"(containers on this host connect at unix:(\S+),)"))) << err;
+    socket_path = m[1];
+    EXPECT_TRUE(std::filesystem::is_socket(socket_path));
+    scoped_env env({{"FERRY_SERVER", "unix:" + socket_path}, {"FERRY_TOKEN", server.token()}});
+    EXPECT_EQ(run_app([&] {
+                EXPECT_EQ(add.remote(20, 22), 42);
+                const auto [address, peers] = server_connection.remote();
+                EXPECT_EQ(address, "unix:" + socket_path);
+                EXPECT_EQ(peers, std::vector<std::string>{address});
+                const auto here = connected_sockets();
+                EXPECT_EQ(std::count(here.begin(), here.end(), address), 1) << testing::PrintToString(here);
+              }),
+              0);
+  }
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(socket_path).parent_path()));
 }
 
 TEST(standalone, containers_start_with_no_signal_blocked_and_sigint_and_sigterm_at_their_defaults) {
@@ -195,6 +221,15 @@ TEST(standalone, a_malformed_server_address_or_an_unreadable_token_is_a_clear_er
   const auto nonsense = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "nonsense"}, {"FERRY_TOKEN", "x"}});
   EXPECT_EQ(nonsense.code, 1);
   EXPECT_THAT(nonsense.err, HasSubstr("'nonsense' is not a server address; write host:port, e.g. 127.0.0.1:7700"));
+  const auto relative = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "unix:server.sock"}, {"FERRY_TOKEN", "x"}});
+  EXPECT_EQ(relative.code, 1);
+  EXPECT_THAT(relative.err,
+              HasSubstr("'unix:server.sock' is not a Unix socket address; write unix: and an absolute path"));
+  const auto missing =
+      run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "unix:/nonexistent/server.sock"}, {"FERRY_TOKEN", "x"}});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.err,
+              HasSubstr("cannot connect to the ferry server at unix:/nonexistent/server.sock: No such file"));
   ferry_server server;  // (reached first: with no server, "Connection refused" is the problem to report)
   const std::string empty_home = scratch_dir();
   const auto no_token =

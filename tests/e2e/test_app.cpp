@@ -1,9 +1,12 @@
 #include "test_app.hpp"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,8 +17,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -712,5 +717,37 @@ std::string signal_state_body() {
   return state;
 }
 ferry::Function<std::string()> signal_state = app().function("signal_state", signal_state_body);
+
+std::vector<std::string> connected_sockets() {
+  std::vector<std::string> peers;
+  for (const auto& fd_entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(fd_entry.path().filename().string());
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) continue;  // not a connected socket
+    if (peer.ss_family == AF_UNIX) {
+      const auto& un = reinterpret_cast<const sockaddr_un&>(peer);
+      const std::size_t path_length =
+          length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
+      peers.push_back("unix:" + std::string(un.sun_path, strnlen(un.sun_path, path_length)));
+    } else if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+      char text[INET6_ADDRSTRLEN] = {};
+      const void* address = peer.ss_family == AF_INET
+                                ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in&>(peer).sin_addr)
+                                : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr);
+      ::inet_ntop(peer.ss_family, address, text, sizeof text);
+      peers.push_back(std::string("ip:") + text);
+    }
+  }
+  std::sort(peers.begin(), peers.end());
+  return peers;
+}
+
+std::pair<std::string, std::vector<std::string>> server_connection_body() {
+  const char* server = std::getenv("FERRY_SERVER");
+  return {server ? server : "", connected_sockets()};
+}
+ferry::Function<std::pair<std::string, std::vector<std::string>>()> server_connection =
+    app().function("server_connection", server_connection_body);
 
 }  // namespace e2e

@@ -192,5 +192,10 @@ struct container_view {
 FERRY_STRUCT(container_view, pid, command_line, token_in_environment)
 extern ferry::Function<container_view()> container_exposure;
 extern ferry::Function<std::string()> signal_state;
+/// The peers of this process's connected sockets, sorted: "unix:PATH" ("unix:" for an unnamed one) or
+/// "ip:ADDRESS".
+std::vector<std::string> connected_sockets();
+/// Its container's FERRY_SERVER, and connected_sockets() there.
+extern ferry::Function<std::pair<std::string, std::vector<std::string>>()> server_connection;
 
 }  // namespace e2e

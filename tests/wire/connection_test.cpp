@@ -8,6 +8,9 @@
 
 #include <atomic>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/connect_pair.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <future>
@@ -60,15 +63,20 @@ std::pair<ferry::wire::stream, ferry::wire::stream> over_tls(tcp::socket a, tcp:
 }
 
 /// A sending connection and a receiving one, each on its own event loop thread (run as ferry runs them),
-/// over plain TCP or (connected_pair_over_tls) TLS.
+/// over plain TCP, or TLS (connected_pair_over_tls), or a Unix socket (connected_pair_over_a_unix_socket).
 class connected_pair : public ::testing::Test {
  public:
-  virtual bool tls() const { return false; }
+  enum class transport { tcp, tls, unix_socket };
+  virtual transport over() const { return transport::tcp; }
   void SetUp() override {
-    auto [a, b] = socket_pair(io_sender, io_receiver);
     threads.emplace_back([this] { ferry::wire::run_batched(io_sender); });
     threads.emplace_back([this] { ferry::wire::run_batched(io_receiver); });
-    if (tls()) {
+    if (over() == transport::unix_socket) {
+      asio::local::stream_protocol::socket a(io_sender), b(io_receiver);
+      asio::local::connect_pair(a, b);
+      sender = std::make_shared<connection>(std::move(a), ferry::wire::default_max_frame_size);
+      receiver = std::make_shared<connection>(std::move(b), ferry::wire::default_max_frame_size);
+    } else if (auto [a, b] = socket_pair(io_sender, io_receiver); over() == transport::tls) {
       auto [sa, sb] = over_tls(std::move(a), std::move(b));
       ASSERT_TRUE(sa.is_tls() && sb.is_tls());
       sender = std::make_shared<connection>(std::move(sa), ferry::wire::default_max_frame_size);
@@ -160,7 +168,7 @@ TEST_F(connected_pair, frames_larger_than_the_socket_takes_at_once_arrive_whole_
 // Over TLS every write is the event loop's: senders on other threads only append.
 class connected_pair_over_tls : public connected_pair {
  public:
-  bool tls() const override { return true; }
+  transport over() const override { return transport::tls; }
 };
 
 TEST_F(connected_pair_over_tls, frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
@@ -169,6 +177,24 @@ TEST_F(connected_pair_over_tls, frames_sent_by_many_threads_at_once_all_arrive_w
 }
 
 TEST_F(connected_pair_over_tls, frames_larger_than_a_tls_record_arrive_whole_among_small_ones) {
+  big_every = 97;
+  send_from_threads(*this, 400);
+  expect_every_threads_frames_whole_and_in_order(*this, 400);
+}
+
+// How a container reaches a server on its own host.
+class connected_pair_over_a_unix_socket : public connected_pair {
+ public:
+  transport over() const override { return transport::unix_socket; }
+};
+
+TEST_F(connected_pair_over_a_unix_socket,
+       frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
+  send_from_threads(*this, 5000);
+  expect_every_threads_frames_whole_and_in_order(*this, 5000);
+}
+
+TEST_F(connected_pair_over_a_unix_socket, frames_larger_than_the_socket_takes_at_once_arrive_whole_among_small_ones) {
   big_every = 97;
   send_from_threads(*this, 400);
   expect_every_threads_frames_whole_and_in_order(*this, 400);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdlib>
 #include <ferry/errors.hpp>
 #include <filesystem>
