@@ -15,11 +15,11 @@
 #include <boost/asio/read.hpp>
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <ferry/errors.hpp>
 #include <ferry/version.hpp>
 #include <filesystem>
 #include <random>
+#include <system_error>
 
 #include "base/secrets.hpp"
 #include "server/backoff.hpp"
@@ -142,7 +142,7 @@ void server::state::open_local_socket() {
     return;
   }
   if (::mkdtemp(dir.data()) == nullptr) {
-    spdlog::debug("no Unix socket for containers: cannot make {}: {}", dir, std::strerror(errno));
+    spdlog::debug("no Unix socket for containers: cannot make {}: {}", dir, std::generic_category().message(errno));
     return;
   }
   local_socket_dir = dir;
