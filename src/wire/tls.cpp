@@ -1,4 +1,8 @@
-#include "wire/tls.hpp"
+// The OpenSSL functions this file calls are bound at the first use of TLS (openssl.cpp): first of all,
+// their names become those of openssl.cpp's stand-ins, in OpenSSL's and Asio's headers as in this file.
+#if FERRY_LAZY_OPENSSL
+#include "wire/openssl_renames.hpp"
+#endif
 
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -23,6 +27,9 @@
 #include <sstream>
 #include <system_error>
 
+#include "wire/openssl.hpp"
+#include "wire/tls.hpp"
+
 namespace ferry::wire::tls {
 
 namespace asio = boost::asio;
@@ -44,8 +51,14 @@ using pkey_ptr = std::unique_ptr<EVP_PKEY, openssl_deleter<EVP_PKEY, EVP_PKEY_fr
 
 class context {
  public:
-  explicit context(ssl::context::method method) : ssl(method) {}
+  explicit context(ssl::context::method method) : ssl(after_loading_openssl(method)) {}
   ssl::context ssl;
+
+ private:
+  static ssl::context::method after_loading_openssl(ssl::context::method method) {
+    openssl::load();  // (before ssl::context's constructor calls OpenSSL)
+    return method;
+  }
 };
 
 namespace {
@@ -161,6 +174,7 @@ void write_new_file(const std::filesystem::path& path, const std::string& text, 
 }  // namespace
 
 identity create_identity() {
+  openssl::load();
   pkey_ptr key(EVP_EC_gen("P-256"));
   if (!key) fail("cannot make a key");
   x509_ptr cert(X509_new());
@@ -213,6 +227,7 @@ identity load_or_create_identity(const std::filesystem::path& dir) {
 }
 
 std::string fingerprint_of_pem(std::string_view certificate_pem) {
+  openssl::load();
   x509_ptr cert = read_certificate(certificate_pem);
   if (!cert) throw Error("not a PEM certificate (it should begin with -----BEGIN CERTIFICATE-----)");
   return fingerprint_of(cert.get());

@@ -191,6 +191,17 @@ TEST(embedded, the_program_and_its_containers_reach_the_embedded_server_over_a_u
       0);
 }
 
+// OpenSSL is loaded at the first use of TLS, which a container on the server's host never makes
+// (docs/benchmarks.md, W6).
+TEST(embedded, a_container_on_the_servers_host_does_not_load_openssl) {
+  EXPECT_EQ(run_app([] {
+              EXPECT_TRUE(library_mapped.remote("libc.so"));  // (what the body reads names libraries)
+              EXPECT_FALSE(library_mapped.remote("libssl.so"));
+              EXPECT_FALSE(library_mapped.remote("libcrypto.so"));
+            }),
+            0);
+}
+
 /// The stacks a crashing program's terminal shows: the lines of `stderr` that are frames ("  #...").
 std::vector<std::string> frame_lines(const std::string& stderr_text) {
   std::vector<std::string> frames;

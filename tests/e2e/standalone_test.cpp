@@ -65,6 +65,24 @@ TEST(standalone, programs_and_containers_on_the_servers_host_reach_it_over_its_u
   EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(socket_path).parent_path()));
 }
 
+// A server on loopback, its containers and the programs on its host speak no TLS, and do not load OpenSSL
+// (docs/benchmarks.md, W6); a server that other hosts reach does, at its start (its certificate).
+TEST(standalone, a_server_on_loopback_does_not_load_openssl_and_one_other_hosts_reach_does) {
+  ferry_server loopback;
+  scoped_env env({{"FERRY_SERVER", loopback.address()}, {"FERRY_TOKEN", loopback.token()}});
+  EXPECT_EQ(run_app([] {
+              EXPECT_EQ(add.remote(20, 22), 42);
+              EXPECT_FALSE(library_mapped.remote("libssl.so"));
+            }),
+            0);
+  const std::string maps = "/proc/" + std::to_string(loopback.proc().pid()) + "/maps";
+  EXPECT_TRUE(maps_library(maps, "libc.so"));
+  EXPECT_FALSE(maps_library(maps, "libssl.so"));
+  EXPECT_FALSE(maps_library(maps, "libcrypto.so"));
+  ferry_server everywhere({"--host", "0.0.0.0"});
+  EXPECT_TRUE(maps_library("/proc/" + std::to_string(everywhere.proc().pid()) + "/maps", "libssl.so"));
+}
+
 TEST(standalone, containers_start_with_no_signal_blocked_and_sigint_and_sigterm_at_their_defaults) {
   // `ferry server` handles SIGINT and SIGTERM itself; its containers must not inherit how (blocked, the
   // server would stop them with a SIGTERM they never see), whatever thread starts them.

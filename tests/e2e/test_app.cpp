@@ -750,4 +750,15 @@ std::pair<std::string, std::vector<std::string>> server_connection_body() {
 ferry::Function<std::pair<std::string, std::vector<std::string>>()> server_connection =
     app().function("server_connection", server_connection_body);
 
+bool maps_library(const std::string& maps_path, const std::string& library) {
+  std::ifstream maps(maps_path);
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("/" + library) != std::string::npos) return true;
+  }
+  return false;
+}
+
+bool library_mapped_body(std::string library) { return maps_library("/proc/self/maps", library); }
+ferry::Function<bool(std::string)> library_mapped = app().function("library_mapped", library_mapped_body);
+
 }  // namespace e2e

@@ -195,6 +195,10 @@ extern ferry::Function<std::string()> signal_state;
 /// The peers of this process's connected sockets, sorted: "unix:PATH" ("unix:" for an unnamed one) or
 /// "ip:ADDRESS".
 std::vector<std::string> connected_sockets();
+/// Whether the process whose /proc/PID/maps is at `maps_path` has a file `library`* mapped ("libssl.so").
+bool maps_library(const std::string& maps_path, const std::string& library);
+/// Whether its container has a file `library`* mapped.
+extern ferry::Function<bool(std::string)> library_mapped;
 /// Its container's FERRY_SERVER, and connected_sockets() there.
 extern ferry::Function<std::pair<std::string, std::vector<std::string>>()> server_connection;
 
