@@ -34,9 +34,10 @@ endpoint endpoint::parse(const std::string& text) {
   if (text.starts_with("unix:")) {
     endpoint e;
     e.path = text.substr(5);
-    if (e.path.empty() || e.path.front() != '/') {
-      throw ConnectionError("'" + text + "' is not a Unix socket address; write unix: and an absolute path, e.g. " +
-                            "unix:/tmp/ferry-ab12cd/server.sock");
+    if (e.path.size() < 2 || (e.path.front() != '/' && e.path.front() != '@')) {
+      throw ConnectionError("'" + text +
+                            "' is not a Unix socket address; write unix: and an absolute path, or unix:@NAME for a "
+                            "name in the abstract namespace (what `ferry server` prints)");
     }
     if (e.path.size() >= sizeof(sockaddr_un::sun_path)) {
       throw ConnectionError("'" + text + "': a Unix socket's path may have at most " +
@@ -189,7 +190,7 @@ std::shared_ptr<client> client::connect(const connect_options& options, containe
     // the connection attempt without an answer.
     std::vector<wire::socket_type::endpoint_type> endpoints;
     if (!options.server.path.empty()) {
-      endpoints.emplace_back(asio::local::stream_protocol::endpoint(options.server.path));
+      endpoints.emplace_back(wire::unix_endpoint(options.server.path));
     } else {
       tcp::resolver resolver(c->io_);
       for (const auto& entry : resolver.resolve(options.server.host, std::to_string(options.server.port))) {

@@ -39,8 +39,9 @@ namespace ferry::client {
 struct endpoint {
   std::string host;
   std::uint16_t port = 0;
-  std::string path;  // set: a Unix socket (host and port unused)
-  /// Parses "host:port" or "unix:PATH" (an absolute path); throws ConnectionError naming the bad value.
+  std::string path;  // set: a Unix socket's path, or @NAME in the abstract namespace (host and port unused)
+  /// Parses "host:port", "unix:PATH" (an absolute path) or "unix:@NAME"; throws ConnectionError naming the
+  /// bad value.
   static endpoint parse(const std::string& text);
   std::string to_string() const { return path.empty() ? host + ":" + std::to_string(port) : "unix:" + path; }
 };

@@ -6,20 +6,16 @@
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/read.hpp>
-#include <cerrno>
-#include <cstdlib>
 #include <ferry/errors.hpp>
 #include <ferry/version.hpp>
 #include <filesystem>
 #include <random>
-#include <system_error>
 
 #include "base/secrets.hpp"
 #include "server/backoff.hpp"
@@ -92,11 +88,7 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   }
 }
 
-server::~server() {
-  if (state_->local_socket_dir.empty()) return;
-  std::error_code ignored;
-  std::filesystem::remove_all(state_->local_socket_dir, ignored);
-}
+server::~server() = default;
 
 std::string server::address() const { return state_->address; }
 
@@ -134,22 +126,11 @@ void server::stop() {
 }
 
 void server::state::open_local_socket() {
-  const char* tmpdir = std::getenv("TMPDIR");
-  std::string dir = std::string(tmpdir && *tmpdir ? tmpdir : "/tmp") + "/ferry-XXXXXX";
-  const std::string socket_name = "/server.sock";
-  if (dir.size() + socket_name.size() >= sizeof(sockaddr_un::sun_path)) {
-    spdlog::debug("no Unix socket for containers: {} is too long a path for one", dir + socket_name);
-    return;
-  }
-  if (::mkdtemp(dir.data()) == nullptr) {
-    spdlog::debug("no Unix socket for containers: cannot make {}: {}", dir, std::generic_category().message(errno));
-    return;
-  }
-  local_socket_dir = dir;
-  const std::string path = dir + socket_name;
+  std::random_device rd;
+  const std::string path = fmt::format("@ferry-{}-{:08x}", ::getpid(), rd());
   boost::system::error_code ec;
   local_acceptor.open(asio::local::stream_protocol(), ec);
-  if (!ec) local_acceptor.bind(asio::local::stream_protocol::endpoint(path), ec);
+  if (!ec) local_acceptor.bind(wire::unix_endpoint(path), ec);
   if (!ec) local_acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     spdlog::debug("no Unix socket for containers: cannot listen on {}: {}", path, ec.message());

@@ -77,7 +77,7 @@ class server {
 
   /// "host:port" that programs, and containers on other hosts, connect to (the HTTP API too).
   std::string address() const;
-  /// "unix:PATH" of the Unix socket that containers on this host connect to (faster than TCP); programs
+  /// "unix:@NAME" of the Unix socket that containers on this host connect to (faster than TCP); programs
   /// on this host may use it too, HTTP included. "" when the host offered none: they use address().
   std::string local_address() const;
   /// The fingerprint of the certificate that other hosts pin (wire::tls::parse_pin); "" when it listens on

@@ -17,7 +17,6 @@
 #include <deque>
 #include <ferry/errors.hpp>
 #include <ferry/options.hpp>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -66,12 +65,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   server_options options;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
-  /// The Unix socket containers on this host connect to (a round trip costs less than over loopback TCP),
-  /// in a directory of its own (mode 0700: this user's processes only), removed with the server. Closed
-  /// when the host has none to offer (see open_local_socket).
+  /// The Unix socket containers on this host connect to (a round trip costs less than over loopback TCP).
+  /// Closed when the host has none to offer (see open_local_socket).
   asio::local::stream_protocol::acceptor local_acceptor{io};
-  std::filesystem::path local_socket_dir;
-  std::string local_address;  // "unix:" and the socket's path; "" when local_acceptor is closed
+  std::string local_address;  // "unix:@NAME"; "" when local_acceptor is closed
   /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
   std::unique_ptr<asio::steady_timer> accept_retry_timer;
   std::unique_ptr<agent_pool> agents;     // where containers run: the scheduler's launcher
@@ -103,8 +100,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   std::optional<asio::signal_set> stop_signals;  // see server_options::stop_on_signals
   std::unique_ptr<asio::steady_timer> stop_timer;
 
-  /// Listens on a Unix socket in a new private directory under $TMPDIR (or /tmp); without one (a path
-  /// too long for a socket's address, a full disk) everything stays on TCP, which works the same.
+  /// Listens on a Unix socket in Linux's abstract namespace, named for this process and a random number:
+  /// no file to leave behind should the server die, and reachable from this host's (network namespace's)
+  /// processes only, as loopback TCP is; a connection still needs the token or a container's credential.
+  /// Without one (a kernel without Unix sockets) everything stays on TCP, which works the same.
   void open_local_socket();
   /// Accepts connections on `on` (acceptor or local_acceptor) until it closes.
   template <class Acceptor>

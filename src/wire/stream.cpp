@@ -15,6 +15,11 @@ bool is_local(const asio::ip::address& address) {
          asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).is_loopback();
 }
 
+asio::local::stream_protocol::endpoint unix_endpoint(const std::string& path) {
+  if (!path.empty() && path.front() == '@') return {std::string(1, '\0') + path.substr(1)};
+  return {path};
+}
+
 peer peer_of(const socket_type& socket) {
   boost::system::error_code ec;
   const socket_type::endpoint_type endpoint = socket.remote_endpoint(ec);

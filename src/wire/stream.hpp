@@ -15,6 +15,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <memory>
@@ -47,6 +48,10 @@ bool is_end_of_stream(const boost::system::error_code& ec);
 
 /// Whether an IP address is this host's loopback (IPv4, IPv6, or IPv4 mapped into IPv6).
 bool is_local(const boost::asio::ip::address& address);
+
+/// The Unix socket at `path`: a file's path, or "@NAME" for NAME in Linux's abstract namespace (no file;
+/// reachable from this network namespace, as loopback TCP is).
+boost::asio::local::stream_protocol::endpoint unix_endpoint(const std::string& path);
 
 /// A connected socket's peer, for choosing TLS and for messages.
 struct peer {

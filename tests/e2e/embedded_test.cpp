@@ -178,7 +178,7 @@ TEST(embedded, the_program_and_its_containers_reach_the_embedded_server_over_a_u
   EXPECT_EQ(
       run_app([] {
         const auto [address, peers] = server_connection.remote();
-        EXPECT_THAT(address, StartsWith("unix:/"));
+        EXPECT_THAT(address, StartsWith("unix:@ferry-"));
         // The container's one connection is to the socket FERRY_SERVER names.
         EXPECT_EQ(peers, std::vector<std::string>{address});
         // This process: the program's end of that connection, and the server's ends (unnamed) of it and

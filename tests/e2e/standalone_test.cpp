@@ -41,28 +41,29 @@ TEST(standalone, FERRY_SERVER_points_app_main_at_the_server) {
 }
 
 // The Unix socket `ferry server` prints: its containers use it, a program on the host may too, and it goes
-// with the server.
+// with the server (an abstract name: no file is left behind).
 TEST(standalone, programs_and_containers_on_the_servers_host_reach_it_over_its_unix_socket) {
-  std::string socket_path;
+  std::string address;
   {
     ferry_server server;
     std::smatch m;
     const std::string err = server.proc().err();
-    ASSERT_TRUE(std::regex_search(err, m, std::regex(R"(containers on this host connect at unix:(\S+),)"))) << err;
-    socket_path = m[1];
-    EXPECT_TRUE(std::filesystem::is_socket(socket_path));
-    scoped_env env({{"FERRY_SERVER", "unix:" + socket_path}, {"FERRY_TOKEN", server.token()}});
+    ASSERT_TRUE(std::regex_search(err, m, std::regex(R"(containers on this host connect at (unix:@\S+),)"))) << err;
+    address = m[1];
+    scoped_env env({{"FERRY_SERVER", address}, {"FERRY_TOKEN", server.token()}});
     EXPECT_EQ(run_app([&] {
                 EXPECT_EQ(add.remote(20, 22), 42);
-                const auto [address, peers] = server_connection.remote();
-                EXPECT_EQ(address, "unix:" + socket_path);
+                const auto [container_server, peers] = server_connection.remote();
+                EXPECT_EQ(container_server, address);
                 EXPECT_EQ(peers, std::vector<std::string>{address});
                 const auto here = connected_sockets();
                 EXPECT_EQ(std::count(here.begin(), here.end(), address), 1) << testing::PrintToString(here);
               }),
               0);
   }
-  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(socket_path).parent_path()));
+  const auto after = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", address}, {"FERRY_TOKEN", "x"}});
+  EXPECT_EQ(after.code, 1);
+  EXPECT_THAT(after.err, HasSubstr("cannot connect to the ferry server at " + address + ": Connection refused"));
 }
 
 // A server on loopback, its containers and the programs on its host speak no TLS, and do not load OpenSSL
@@ -242,7 +243,8 @@ TEST(standalone, a_malformed_server_address_or_an_unreadable_token_is_a_clear_er
   const auto relative = run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "unix:server.sock"}, {"FERRY_TOKEN", "x"}});
   EXPECT_EQ(relative.code, 1);
   EXPECT_THAT(relative.err,
-              HasSubstr("'unix:server.sock' is not a Unix socket address; write unix: and an absolute path"));
+              HasSubstr("'unix:server.sock' is not a Unix socket address; write unix: and an absolute path, or "
+                        "unix:@NAME"));
   const auto missing =
       run({FERRY_HELLO_PATH}, {{"FERRY_SERVER", "unix:/nonexistent/server.sock"}, {"FERRY_TOKEN", "x"}});
   EXPECT_EQ(missing.code, 1);

@@ -729,7 +729,9 @@ std::vector<std::string> connected_sockets() {
       const auto& un = reinterpret_cast<const sockaddr_un&>(peer);
       const std::size_t path_length =
           length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
-      peers.push_back("unix:" + std::string(un.sun_path, strnlen(un.sun_path, path_length)));
+      const bool abstract = path_length > 0 && un.sun_path[0] == '\0';  // then no terminating NUL
+      peers.push_back(abstract ? "unix:@" + std::string(un.sun_path + 1, path_length - 1)
+                               : "unix:" + std::string(un.sun_path, strnlen(un.sun_path, path_length)));
     } else if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
       char text[INET6_ADDRSTRLEN] = {};
       const void* address = peer.ss_family == AF_INET

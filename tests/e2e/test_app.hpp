@@ -192,8 +192,8 @@ struct container_view {
 FERRY_STRUCT(container_view, pid, command_line, token_in_environment)
 extern ferry::Function<container_view()> container_exposure;
 extern ferry::Function<std::string()> signal_state;
-/// The peers of this process's connected sockets, sorted: "unix:PATH" ("unix:" for an unnamed one) or
-/// "ip:ADDRESS".
+/// The peers of this process's connected sockets, sorted: "unix:PATH", "unix:@NAME" (abstract), "unix:"
+/// (unnamed), or "ip:ADDRESS".
 std::vector<std::string> connected_sockets();
 /// Whether the process whose /proc/PID/maps is at `maps_path` has a file `library`* mapped ("libssl.so").
 bool maps_library(const std::string& maps_path, const std::string& library);
