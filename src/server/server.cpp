@@ -115,8 +115,8 @@ void server::run() {
           s->begin_stop();
         });
   }
-  state_->accept(state_->acceptor);
-  if (state_->local_acceptor.is_open()) state_->accept(state_->local_acceptor);
+  state_->accept(state_->acceptor, state_->accept_retry_timer);
+  if (state_->local_acceptor.is_open()) state_->accept(state_->local_acceptor, state_->local_accept_retry_timer);
   asio::post(state_->io, [s = state_.get()] { s->control->recover(); });
   wire::run_batched(state_->io);
 }
@@ -142,38 +142,37 @@ void server::state::open_local_socket() {
 }
 
 template <class Acceptor>
-void server::state::accept(Acceptor& on) {
-  on.async_accept([this, &on](boost::system::error_code ec, typename Acceptor::protocol_type::socket socket) {
-    if (stopping || !on.is_open()) return;
-    const bool out_of_resources = ec == asio::error::no_descriptors || ec.value() == ENFILE ||
-                                  ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
-    if (out_of_resources) {
-      // Accepting again at once would fail again at once: a busy loop. Pause, say so once, and retry.
-      if (!accept_retry_timer) {
-        spdlog::warn(
-            "cannot accept connections: {}; retrying every 100 ms (close connections, or raise the "
-            "open-file limit: ulimit -n)",
-            ec.message());
-      }
-      accept_retry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(100));
-      accept_retry_timer->async_wait([this](boost::system::error_code timer_ec) {
-        if (timer_ec) return;
-        accept(acceptor);
-        if (local_acceptor.is_open()) accept(local_acceptor);
+void server::state::accept(Acceptor& on, std::unique_ptr<asio::steady_timer>& retry_timer) {
+  on.async_accept(
+      [this, &on, &retry_timer](boost::system::error_code ec, typename Acceptor::protocol_type::socket socket) {
+        if (stopping || !on.is_open()) return;
+        const bool out_of_resources = ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+                                      ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+        if (out_of_resources) {
+          // Accepting again at once would fail again at once: a busy loop. Pause, say so once, and retry.
+          if (!retry_timer) {
+            spdlog::warn(
+                "cannot accept connections: {}; retrying every 100 ms (close connections, or raise the "
+                "open-file limit: ulimit -n)",
+                ec.message());
+          }
+          retry_timer = std::make_unique<asio::steady_timer>(io, std::chrono::milliseconds(100));
+          retry_timer->async_wait([this, &on, &retry_timer](boost::system::error_code timer_ec) {
+            if (!timer_ec) accept(on, retry_timer);
+          });
+          return;
+        }
+        if (ec) {
+          if (ec != asio::error::operation_aborted) spdlog::warn("accept failed: {}", ec.message());
+        } else {
+          if (retry_timer) {
+            retry_timer.reset();
+            spdlog::info("accepting connections again");
+          }
+          sniff(wire::stream(std::move(socket)));
+        }
+        accept(on, retry_timer);
       });
-      return;
-    }
-    if (ec) {
-      if (ec != asio::error::operation_aborted) spdlog::warn("accept failed: {}", ec.message());
-    } else {
-      if (accept_retry_timer) {
-        accept_retry_timer.reset();
-        spdlog::info("accepting connections again");
-      }
-      sniff(wire::stream(std::move(socket)));
-    }
-    accept(on);
-  });
 }
 
 void server::state::sniff(wire::stream stream) {

@@ -69,8 +69,9 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   /// Closed when the host has none to offer (see open_local_socket).
   asio::local::stream_protocol::acceptor local_acceptor{io};
   std::string local_address;  // "unix:@NAME"; "" when local_acceptor is closed
-  /// Armed while accepting is paused for lack of descriptors or memory (see accept()).
-  std::unique_ptr<asio::steady_timer> accept_retry_timer;
+  /// Armed while accepting on acceptor (local_acceptor) is paused for lack of descriptors or memory (see
+  /// accept()).
+  std::unique_ptr<asio::steady_timer> accept_retry_timer, local_accept_retry_timer;
   std::unique_ptr<agent_pool> agents;     // where containers run: the scheduler's launcher
   std::unique_ptr<slurm_capacity> slurm;  // asks Slurm for agents (--agents slurm)
   std::size_t unplaced_containers = 0;    // of every function: what waits for a host
@@ -105,9 +106,10 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   /// processes only, as loopback TCP is; a connection still needs the token or a container's credential.
   /// Without one (a kernel without Unix sockets) everything stays on TCP, which works the same.
   void open_local_socket();
-  /// Accepts connections on `on` (acceptor or local_acceptor) until it closes.
+  /// Accepts connections on `on` (acceptor or local_acceptor) until it closes, pausing with `retry_timer`
+  /// (its own) while the process lacks descriptors or memory.
   template <class Acceptor>
-  void accept(Acceptor& on);
+  void accept(Acceptor& on, std::unique_ptr<asio::steady_timer>& retry_timer);
   /// Tells an accepted connection's protocol by its first bytes: TLS (then again, inside it), HTTP, or
   /// ferry's wire protocol. A connection from another host must be TLS.
   void sniff(wire::stream stream);
