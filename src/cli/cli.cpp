@@ -426,7 +426,7 @@ int serve(const server_flags& flags) {
         "programs and containers with FERRY_SERVER_CERT, either the fingerprint or a copy of the file",
         pin, (state_dir / wire::tls::certificate_file).string());
   }
-  if (const std::string local = srv.local_address(); !local.empty()) {
+  if (const std::string local = srv.local_address(); local != srv.address()) {
     spdlog::info("containers on this host connect at {}, which programs on this host may use too (FERRY_SERVER={})",
                  local, local);
   }

@@ -105,10 +105,7 @@ class embedded_server {
     thread_.join();
   }
   /// Its Unix socket (the program's connection costs less so), else its loopback TCP address.
-  std::string address() const {
-    std::string local = server_->local_address();
-    return local.empty() ? server_->address() : local;
-  }
+  std::string address() const { return server_->local_address(); }
   const std::string& token() const { return token_; }
 
  private:

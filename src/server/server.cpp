@@ -66,11 +66,10 @@ server::server(server_options options, std::unique_ptr<container_launcher> launc
   }
   state_->time = make_steady_clock(state_->io.get_executor());
   state_->obs = std::make_unique<observation>(*state_, *state_->time, o.max_log_lines);
-  state_->sched = std::make_unique<scheduler>(
-      *state_, state_->graph, *state_->time, *state_->agents,
-      scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout,
-                        state_->local_address.empty() ? state_->address : state_->local_address,
-                        state_->tls_fingerprint});
+  state_->sched =
+      std::make_unique<scheduler>(*state_, state_->graph, *state_->time, *state_->agents,
+                                  scheduler_options{o.cancel_grace, o.stop_grace, o.container_connect_timeout,
+                                                    state_->local_address, state_->tls_fingerprint});
   state_->control = std::make_unique<control_service>(
       *state_, state_->graph, state_->numbers, *state_->sched, *state_->time, state_->obs->metrics(),
       open_sqlite_store(o.state_dir.empty() ? std::filesystem::path(":memory:") : o.state_dir / "ferry.db"),
@@ -136,6 +135,7 @@ void server::state::open_local_socket() {
     spdlog::debug("no Unix socket for containers: cannot listen on {}: {}", path, ec.message());
     boost::system::error_code ignored;
     local_acceptor.close(ignored);
+    local_address = address;
     return;
   }
   local_address = "unix:" + path;

@@ -77,8 +77,8 @@ class server {
 
   /// "host:port" that programs, and containers on other hosts, connect to (the HTTP API too).
   std::string address() const;
-  /// "unix:@NAME" of the Unix socket that containers on this host connect to (faster than TCP); programs
-  /// on this host may use it too, HTTP included. "" when the host offered none: they use address().
+  /// Where containers on this host connect: "unix:@NAME", its Unix socket (faster than TCP), which
+  /// programs on this host may use too, HTTP included; address() when the host offered none.
   std::string local_address() const;
   /// The fingerprint of the certificate that other hosts pin (wire::tls::parse_pin); "" when it listens on
   /// loopback only.

@@ -68,7 +68,7 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   /// The Unix socket containers on this host connect to (a round trip costs less than over loopback TCP).
   /// Closed when the host has none to offer (see open_local_socket).
   asio::local::stream_protocol::acceptor local_acceptor{io};
-  std::string local_address;  // "unix:@NAME"; "" when local_acceptor is closed
+  std::string local_address;  // "unix:@NAME"; `address` when local_acceptor is closed
   /// Armed while accepting on acceptor (local_acceptor) is paused for lack of descriptors or memory (see
   /// accept()).
   std::unique_ptr<asio::steady_timer> accept_retry_timer, local_accept_retry_timer;

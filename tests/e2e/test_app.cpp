@@ -65,9 +65,7 @@ std::int64_t throw_deep_body() {
 std::int64_t crash_thrice_body() { std::abort(); }
 
 bool libdw_mapped_body(bool then_throw) {
-  std::ifstream maps("/proc/self/maps");
-  bool mapped = false;
-  for (std::string line; std::getline(maps, line);) mapped = mapped || line.find("/libdw") != std::string::npos;
+  const bool mapped = maps_library("/proc/self/maps", "libdw");
   if (then_throw) throw std::runtime_error("a stack to name");
   return mapped;
 }
