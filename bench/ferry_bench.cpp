@@ -1,6 +1,7 @@
 // ferry's benchmark (see shared bench.md for the workloads). Each figure is the median of several runs
 // after a warm-up, with min and max, printed beside the floor measured in the same run: a plain Asio TCP
-// ping-pong between two processes on 127.0.0.1 (and the same over a Unix socket, for comparison).
+// ping-pong between two processes on 127.0.0.1 (and the same over a Unix socket, for comparison), and for
+// large payloads, 64 MiB moved from one process to another over a Unix socket and through shared memory.
 //
 //   ferry_bench [--runs N] [--out FILE] [--only W1,W2,...] [--w8-calls N] [--embedded-once]
 //   ferry_bench --curves DIR      scale curves instead: cost against callers, map size, payload size and the
@@ -8,6 +9,8 @@
 //
 // docs/benchmarks.md says what each workload does and what bounds it.
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +23,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ferry/ferry.hpp>
 #include <filesystem>
 #include <fstream>
@@ -252,6 +256,152 @@ floor_result measure_floor(int round_trips) {
   s.close();
   ::waitpid(child, nullptr, 0);
   return {rtt, unix_socket_rtt_us(round_trips), total / seconds};
+}
+
+// --- the floor for large payloads: 64 MiB from one process to another (W9 moves it four times) ---
+//
+// Each way starts from the payload in the sender's memory and ends with it in memory the receiver had
+// faulted in already (as ferry's large blocks are), and counts until the receiver has all of it.
+
+struct payload_floor {
+  double memcpy_gbs;        // one copy within a process, for scale
+  double unix_socket_gbs;   // written to a Unix socket, read on the other side
+  double memfd_fresh_gbs;   // written into a new memfd, its descriptor passed, mapped and read on the other side
+  double memfd_reused_gbs;  // the same through one memfd used again (its pages allocated already)
+};
+
+constexpr std::size_t floor_payload = std::size_t{64} << 20;
+
+/// `n` bytes advised as huge pages and faulted in.
+char* faulted_block(std::size_t n) {
+  void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::runtime_error("floor: out of memory");
+  ::madvise(p, n, MADV_HUGEPAGE);
+  std::memset(p, 1, n);
+  return static_cast<char*>(p);
+}
+
+void send_descriptor(int socket, int fd) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  if (::sendmsg(socket, &m, 0) != 1) throw std::runtime_error("floor: sendmsg failed");
+}
+
+int receive_descriptor(int socket) {
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control;
+  m.msg_controllen = sizeof control;
+  if (::recvmsg(socket, &m, 0) != 1) return -1;
+  int fd = -1;
+  std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
+  return fd;
+}
+
+/// GB/s of the median of `n` transfers timed by `once`.
+template <class Transfer>
+double median_gbs(int n, Transfer&& once) {
+  std::vector<double> rates;
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = clock_type::now();
+    once();
+    rates.push_back(static_cast<double>(floor_payload) / std::chrono::duration<double>(clock_type::now() - t0).count() /
+                    1e9);
+  }
+  return percentile(rates, 0.5);
+}
+
+payload_floor measure_payload_floor() {
+  constexpr std::size_t n = floor_payload;
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) throw std::runtime_error("floor: socketpair failed");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // The receiver: reads payloads sent over the socket, or descriptors of memfds to map and read; answers
+    // each with one byte.
+    ::close(sv[0]);
+    char* into = faulted_block(n);
+    for (char kind = 0; ::read(sv[1], &kind, 1) == 1;) {
+      if (kind == 's') {
+        for (std::size_t got = 0; got < n;) {
+          const ssize_t r = ::read(sv[1], into + got, n - got);
+          if (r <= 0) ::_exit(1);
+          got += static_cast<std::size_t>(r);
+        }
+      } else {
+        const int fd = receive_descriptor(sv[1]);
+        void* p = ::mmap(nullptr, n, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+        if (p == MAP_FAILED) ::_exit(1);
+        std::memcpy(into, p, n);
+        ::munmap(p, n);
+        ::close(fd);
+      }
+      if (::write(sv[1], "k", 1) != 1) ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  ::close(sv[1]);
+  const int s = sv[0];
+  char* from = faulted_block(n);
+  char* copy = faulted_block(n);
+  auto write_all = [s](const char* p, std::size_t size) {
+    for (std::size_t put = 0; put < size;) {
+      const ssize_t w = ::write(s, p + put, size - put);
+      if (w <= 0) throw std::runtime_error("floor: write failed");
+      put += static_cast<std::size_t>(w);
+    }
+  };
+  auto await_reply = [s] {
+    char reply = 0;
+    if (::read(s, &reply, 1) != 1) throw std::runtime_error("floor: the receiver failed");
+  };
+  auto through_memfd = [&](int fd) {
+    void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("floor: mmap failed");
+    std::memcpy(p, from, n);
+    ::munmap(p, n);
+    write_all("m", 1);
+    send_descriptor(s, fd);
+    await_reply();
+  };
+  payload_floor f{};
+  f.memcpy_gbs = median_gbs(5, [&] { std::memcpy(copy, from, n); });
+  f.unix_socket_gbs = median_gbs(5, [&] {
+    write_all("s", 1);
+    write_all(from, n);
+    await_reply();
+  });
+  f.memfd_fresh_gbs = median_gbs(5, [&] {
+    const int fd = ::memfd_create("ferry-bench-floor", MFD_CLOEXEC);
+    if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(n)) != 0) throw std::runtime_error("floor: memfd failed");
+    through_memfd(fd);
+    ::close(fd);
+  });
+  const int reused = ::memfd_create("ferry-bench-floor", MFD_CLOEXEC);
+  if (reused < 0 || ::ftruncate(reused, static_cast<off_t>(n)) != 0) throw std::runtime_error("floor: memfd failed");
+  through_memfd(reused);  // (its pages allocated once, before the timing)
+  f.memfd_reused_gbs = median_gbs(5, [&] { through_memfd(reused); });
+  ::close(reused);
+  ::munmap(copy, n);
+  ::munmap(from, n);
+  ::close(s);
+  ::waitpid(child, nullptr, 0);
+  return f;
 }
 
 // --- the workloads, run inside one app.main per server mode ---
@@ -857,6 +1007,7 @@ int main(int argc, char** argv) {
   }
 
   std::vector<double> floor_rtt, floor_unix_rtt, floor_pipelined;
+  std::map<std::string, std::vector<double>> payload_floors;        // metric -> one figure per run
   std::map<std::string, std::vector<double>> embedded, standalone;  // metric -> one figure per run
   for (int r = 0; r < runs; ++r) {
     std::cerr << "run " << r + 1 << "/" << runs << ": floor" << std::flush;
@@ -864,6 +1015,11 @@ int main(int argc, char** argv) {
     floor_rtt.push_back(f.rtt_p50_us);
     floor_unix_rtt.push_back(f.unix_rtt_p50_us);
     floor_pipelined.push_back(f.pipelined_per_s);
+    const payload_floor pf = measure_payload_floor();
+    payload_floors["64 MiB memcpy within a process (GB/s)"].push_back(pf.memcpy_gbs);
+    payload_floors["64 MiB to another process over a Unix socket (GB/s)"].push_back(pf.unix_socket_gbs);
+    payload_floors["64 MiB to another process through a new memfd (GB/s)"].push_back(pf.memfd_fresh_gbs);
+    payload_floors["64 MiB to another process through a reused memfd (GB/s)"].push_back(pf.memfd_reused_gbs);
     std::cerr << ", embedded" << std::flush;
     ::unsetenv("FERRY_SERVER");
     for (const auto& [metric, value] : run_workloads({})) embedded[metric].push_back(value);
@@ -919,6 +1075,7 @@ int main(int argc, char** argv) {
   row("floor", "-", "pipelined requests/s", pipelined, "1.0x", std::nullopt);
   row("floor", "-", "Unix socket ping-pong RTT p50 (µs)", summarize(floor_unix_rtt),
       fmt(summarize(floor_unix_rtt).median / rtt.median, 2) + "x", std::nullopt);
+  for (const auto& [metric, values] : payload_floors) row("floor", "-", metric, summarize(values), "-", std::nullopt);
   // Latencies compare with the floor's round trip, throughputs with its pipelined rate.
   auto ratio = [&](const std::string& metric, const stats& s) -> std::string {
     if (metric.find("(µs)") != std::string::npos && metric.find("CPU") == std::string::npos) {

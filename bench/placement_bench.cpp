@@ -151,7 +151,9 @@ int main(int argc, char** argv) {
       c->call_id = "fc-" + std::to_string(next_call++);
       c->flags = wire::deliver_result;
       c->function = fn;
-      ferry::encode(c->arguments, std::tuple<std::int64_t>{1});
+      ferry::detail::buffer arguments;
+      ferry::encode(arguments, std::tuple<std::int64_t>{1});
+      c->arguments = wire::payload(std::move(arguments));
       graph.start_when_ready(graph.add(std::move(c)));
       --left;
       more = more || left > 0;

@@ -83,7 +83,7 @@ void BM_DispatchAcceptCall(benchmark::State& state) {
     in.caller_call_id = caller_call_id;
     in.flags = flags;
     in.function = &found->second;
-    in.arguments.append(f.payload.data(), f.payload.size());
+    in.arguments = wire::payload::keep(f);
     in.created = std::chrono::steady_clock::now();
     in.created_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     inputs.emplace(in.id, std::move(owned));
@@ -187,7 +187,7 @@ BENCHMARK(BM_DispatchPickContainer)->Arg(1)->Arg(8)->Arg(64);
 void BM_DispatchEncodeInput(benchmark::State& state) {
   call_record in;
   in.call_id = format_call_id(0x1234'5678'0000'0001);
-  in.arguments = make_arguments(state.range(0));
+  in.arguments = wire::payload(make_arguments(state.range(0)));
   buffer out;
   std::uint64_t attempt_id = 1;
   for (auto _ : state) {
@@ -230,12 +230,13 @@ void BM_DispatchCallToResult(benchmark::State& state) {
     owned->caller_call_id = 7;
     owned->flags = wire::deliver_result;
     owned->function = &f.fn;
-    owned->arguments.append(args.data(), args.size());
+    owned->arguments = wire::payload::copy_of(args.view());
     f.graph.start_when_ready(f.graph.add(std::move(owned)));  // sent to the container
     auto [attempt_id, st] = output.decode_header<wire::output_header>();
     benchmark::DoNotOptimize(attempt_id);
     const auto answer = f.sched.answered(*f.host.sent_to, f.host.sent_attempt, static_cast<wire::status>(st));
-    f.graph.complete(*answer.call, static_cast<wire::status>(st), output.payload);  // delivers, then forgets
+    f.graph.complete(*answer.call, static_cast<wire::status>(st),
+                     wire::payload::keep(output));  // delivers, then forgets
     benchmark::DoNotOptimize(f.host.out.data());
     benchmark::ClobberMemory();
   }

@@ -68,7 +68,7 @@ void call_graph::make_ready(call_record& in) {
       return fail(in, {status::bad_arguments, "", "the arguments of '" + in.function->name + "' are malformed",
                        in.function->name, in.call_id, ""});
     }
-    in.arguments = std::move(spliced);
+    in.arguments = wire::payload(std::move(spliced));
   }
   host_.ready(in);
 }
@@ -144,20 +144,19 @@ void call_graph::drop_if_unneeded(call_record& in) {
 void call_graph::fail(call_record& in, const wire::error_record& error) {
   detail::buffer payload;
   wire::encode_error(payload, error);
-  complete(in, error.code, payload.view());
+  complete(in, error.code, wire::payload(std::move(payload)));
 }
 
-void call_graph::complete(call_record& in, status outcome, std::span<const char> payload) {
+void call_graph::complete(call_record& in, status outcome, wire::payload payload) {
   const call_state was = in.state;
   detach_from_deps(in);
   in.state = call_state::done;
   in.outcome = outcome;
-  in.result.clear();
   if (outcome != status::ok && payload.size() > wire::max_bounded_error_size) {
     // What is kept (in memory, in the history, in the store) and passed on stays bounded.
     wire::error_record error;
     try {
-      error = wire::decode_error(payload);
+      error = wire::decode_error(payload.view());
     } catch (const DecodeError& e) {
       error = {outcome,
                "",
@@ -167,11 +166,13 @@ void call_graph::complete(call_record& in, status outcome, std::span<const char>
                ""};
     }
     wire::bound_error(error);
-    wire::encode_error(in.result, error);
+    detail::buffer bounded;
+    wire::encode_error(bounded, error);
+    in.result = wire::payload(std::move(bounded));
   } else {
-    in.result.append(payload.data(), payload.size());
+    in.result = std::move(payload);
   }
-  in.arguments = detail::buffer{};
+  in.arguments = {};
   host_.ended(in, was);
   settle(in);
 }

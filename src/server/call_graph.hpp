@@ -23,6 +23,7 @@
 
 #include "server/clock.hpp"
 #include "server/ids.hpp"
+#include "wire/payload.hpp"
 #include "wire/protocol.hpp"
 
 namespace ferry::server {
@@ -51,7 +52,7 @@ struct call_record {
   call_state state = call_state::waiting;
   /// With nil placeholders where deps go, until spliced. Kept until the call ends, for retries and for
   /// re-queueing when a container is replaced.
-  detail::buffer arguments;
+  wire::payload arguments;
   ferry::server::attempt_id attempt_id{};  // the running attempt, as its container knows it (from input_header)
   int attempts = 0;                        // attempts started (since the last tail_hop)
   std::uint32_t tail_hops = 0;             // tail calls its body took in its container (tail_hop)
@@ -65,7 +66,7 @@ struct call_record {
   std::size_t readers = 0;                  // consumers that will still read `result`
   container_record* container = nullptr;    // while running
   wire::status outcome = wire::status::ok;  // once done: the value, or an error record, in `result`
-  detail::buffer result;
+  wire::payload result;
   /// Failed because an argument call failed: how many calls up the chain of arguments the failure began
   /// (1: the argument call itself), and that first failure's message, shared along the chain so that an
   /// error passed down a long chain (a reduce) is told once, not once per step.
@@ -140,7 +141,7 @@ class call_graph {
   void start_when_ready(call_record& consumer);
   /// Ends `call` with `outcome` and `payload` (the value, or an encoded error record: kept bounded, see
   /// wire::bound_error). Its consumers go on, or fail naming it; its caller gets it if it awaits it.
-  void complete(call_record& call, wire::status outcome, std::span<const char> payload);
+  void complete(call_record& call, wire::status outcome, wire::payload payload);
   void fail(call_record& call, const wire::error_record& error);
   /// The caller awaits `call`'s result: delivered at once when it has ended, else when it ends.
   void await(call_record& call);

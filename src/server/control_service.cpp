@@ -308,7 +308,7 @@ call_record& control_service::add_call(function_state& fn, state_store::spawned_
   in.function = &fn;
   in.created = clock_.now();
   in.created_at = call.created_at;
-  in.arguments = std::move(call.arguments);
+  in.arguments = wire::payload(std::move(call.arguments));
   graph_.add(std::move(owned));
   live_calls_.emplace(in.call_id, &in);
   fn.loaded_seq = std::max(fn.loaded_seq, call.seq);

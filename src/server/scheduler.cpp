@@ -82,8 +82,7 @@ void scheduler::arm_timeout(call_record& call) {
 }
 
 void scheduler::tail_hopped(call_record& call, std::span<const char> arguments) {
-  call.arguments.clear();
-  call.arguments.append(arguments.data(), arguments.size());
+  call.arguments = wire::payload::copy_of(arguments);
   call.attempts = 1;
   ++call.tail_hops;
   arm_timeout(call);

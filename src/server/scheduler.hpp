@@ -68,7 +68,7 @@ struct container_record {
   struct held_output {
     attempt_id attempt{};
     wire::status outcome{};
-    std::string payload;
+    wire::payload payload;
   };
   std::deque<held_output> held_outputs;
   bool drain_pending = false;

@@ -556,7 +556,7 @@ void server::state::on_call(session& s, const wire::frame& f) {
   in.caller_call_id = caller_call_id;
   in.flags = flags;
   in.function = &fn->second;
-  in.arguments.append(f.payload.data(), f.payload.size());
+  in.arguments = wire::payload::keep(f);
   in.created = std::chrono::steady_clock::now();
   in.created_at = unix_now();
   if (parent_attempt != 0 && s.container) {
@@ -600,8 +600,7 @@ void server::state::deliver(call_record& in) {
   auto it = sessions.find(in.caller_session);
   if (it == sessions.end()) return;  // the caller has gone
   try {
-    it->second->connection->send(message_kind::result, wire::result_header{in.caller_call_id, in.outcome},
-                                 [&](detail::buffer& out) { out.append(in.result.data(), in.result.size()); });
+    it->second->connection->send(message_kind::result, wire::result_header{in.caller_call_id, in.outcome}, in.result);
   } catch (const PayloadTooLargeError& e) {
     send_error(in.caller_session, in.caller_call_id,
                {status::payload_too_large, "", e.what(), in.function->name, in.call_id, ""});
@@ -673,8 +672,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
   if (c.process->output_comes_apart()) {
     // Its lines come over its agent's connection: the output waits until the agent has sent those written
     // before it. (Outputs that arrive while the agent is asked wait for the next round.)
-    c.held_outputs.push_back(
-        {ferry::server::attempt_id{attempt_id}, outcome, std::string(f.payload.data(), f.payload.size())});
+    c.held_outputs.push_back({ferry::server::attempt_id{attempt_id}, outcome, wire::payload::keep(f)});
     if (!c.drain_pending) drain_then_take_outputs(c);
     return;
   }
@@ -684,7 +682,7 @@ void server::state::on_output(session& s, const wire::frame& f) {
     c.process->drain_output();
     c.drained_at_read = s.connection->reads_completed();
   }
-  take_output(s, c, ferry::server::attempt_id{attempt_id}, outcome, f.payload);
+  take_output(s, c, ferry::server::attempt_id{attempt_id}, outcome, wire::payload::keep(f));
 }
 
 void server::state::drain_then_take_outputs(container_record& c) {
@@ -698,16 +696,16 @@ void server::state::take_held_outputs(container_id id, std::size_t count) {
   if (c) c->drain_pending = false;
   // (Found again each time: taking an output may end calls, and what hangs on them.)
   for (std::size_t i = 0; i < count && (c = sched->find(id)) && c->session && !c->held_outputs.empty(); ++i) {
-    const container_record::held_output held = std::move(c->held_outputs.front());
+    container_record::held_output held = std::move(c->held_outputs.front());
     c->held_outputs.pop_front();
-    take_output(*c->session, *c, held.attempt, held.outcome, held.payload);
+    take_output(*c->session, *c, held.attempt, held.outcome, std::move(held.payload));
   }
   c = sched->find(id);
   if (c && c->session && !c->held_outputs.empty() && !c->drain_pending) drain_then_take_outputs(*c);
 }
 
 void server::state::take_output(session& s, container_record& c, attempt_id attempt, status outcome,
-                                std::span<const char> payload) {
+                                wire::payload payload) {
   const auto answer = sched->answered(c, attempt, outcome);
   if (!answer.known) {
     s.connection->close("output for input " + std::to_string(number(attempt)) + ", which this container is not running",
@@ -725,9 +723,9 @@ void server::state::take_output(session& s, container_record& c, attempt_id atte
     return sched->dispatch(fn);
   }
   if (retryable(outcome) && fn.retries.max_retries > 0) {  // (without retries the error goes on as it came)
-    sched->retry_or_fail(in, wire::decode_error(payload));
+    sched->retry_or_fail(in, wire::decode_error(payload.view()));
   } else if (outcome == status::tail_call) {
-    detail::reader r{payload};
+    detail::reader r{payload.view()};
     const auto target_id = ferry::decode<std::uint64_t>(r);
     call_record* target = open_call(s, target_id);
     if (!target) {
@@ -737,16 +735,15 @@ void server::state::take_output(session& s, container_record& c, attempt_id atte
     }
     tail_call(in, *target);
   } else {
-    complete(in, outcome, payload);
+    complete(in, outcome, std::move(payload));
   }
   sched->dispatch(fn);
 }
 
 bool server::state::send_input(container_record& c, attempt_id attempt, const call_record& call) {
   if (!c.session) return false;
-  return c.session->connection->send(
-      message_kind::input, wire::input_header{number(attempt), call.call_id},
-      [&](detail::buffer& out) { out.append(call.arguments.data(), call.arguments.size()); });
+  return c.session->connection->send(message_kind::input, wire::input_header{number(attempt), call.call_id},
+                                     call.arguments);
 }
 
 void server::state::send_cancel(container_record& c, attempt_id attempt) {

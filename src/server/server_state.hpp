@@ -123,7 +123,7 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void on_call(session& s, const wire::frame& f);
   void on_output(session& s, const wire::frame& f);
   /// What a container's output means: a result, an error (retried?), a tail call.
-  void take_output(session& s, container_record& c, attempt_id attempt, status outcome, std::span<const char> payload);
+  void take_output(session& s, container_record& c, attempt_id attempt, status outcome, wire::payload payload);
   /// A remote container's held outputs: asks its agent for what the container wrote, then takes them.
   void drain_then_take_outputs(container_record& c);
   void take_held_outputs(container_id id, std::size_t count);
@@ -149,8 +149,8 @@ struct server::state final : call_graph::host, scheduler::host, control_service:
   void forgetting(call_record& in) override;
   void emptied() override { trim_memory_when_idle(); }
   call_record* open_call(session& s, std::uint64_t call_id);
-  void complete(call_record& in, status outcome, std::span<const char> payload) {
-    graph.complete(in, outcome, payload);
+  void complete(call_record& in, status outcome, wire::payload payload) {
+    graph.complete(in, outcome, std::move(payload));
   }
   void fail(call_record& in, const wire::error_record& error) { graph.fail(in, error); }
   /// A second after the last open input has gone, if none has come since, gives the memory freed back to

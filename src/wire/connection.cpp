@@ -1,10 +1,13 @@
 #include "wire/connection.hpp"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/container/small_vector.hpp>
 #include <cstring>
 #include <ferry/errors.hpp>
 #include <limits>
@@ -24,6 +27,51 @@ std::size_t transfer_all_at_once(const boost::system::error_code& ec, std::size_
 }
 
 }  // namespace
+
+std::size_t connection::outgoing::size() const noexcept {
+  std::size_t n = bytes.size();
+  for (const reference& r : references) n += r.data.size();
+  return n;
+}
+
+void connection::outgoing::clear() noexcept {
+  bytes.clear();
+  references.clear();
+}
+
+template <class Piece>
+void connection::outgoing::for_each_piece(std::size_t from, Piece&& piece) const {
+  std::size_t at = 0;     // where the next piece starts in what is to be written
+  std::size_t taken = 0;  // bytes of `bytes` passed
+  auto next = [&](const char* data, std::size_t n) {
+    const std::size_t skip = from > at ? std::min(from - at, n) : 0;
+    at += n;
+    return n == skip || piece(data + skip, n - skip);
+  };
+  for (const reference& r : references) {
+    if (!next(bytes.data() + taken, r.after - taken)) return;
+    taken = r.after;
+    if (!next(r.data.data(), r.data.size())) return;
+  }
+  next(bytes.data() + taken, bytes.size() - taken);
+}
+
+ssize_t connection::outgoing::send_some(int fd, std::size_t from) const {
+  constexpr int flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+  if (references.empty()) return ::send(fd, bytes.data() + from, bytes.size() - from, flags);
+  constexpr std::size_t max_pieces = 64;  // (sendmsg takes up to IOV_MAX, 1024; the rest goes in the next call)
+  std::array<iovec, max_pieces> pieces{};
+  std::size_t count = 0;
+  for_each_piece(from, [&](const char* data, std::size_t n) {
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): iovec's pointer is not const; sendmsg only reads it
+    pieces[count++] = {const_cast<char*>(data), n};
+    return count < max_pieces;
+  });
+  msghdr message{};
+  message.msg_iov = pieces.data();
+  message.msg_iovlen = count;
+  return ::sendmsg(fd, &message, flags);
+}
 
 connection::connection(stream s, std::uint64_t max_frame_size)
     : stream_(std::move(s)),
@@ -143,23 +191,23 @@ void connection::write_directly(std::unique_lock<std::mutex>& lock) {
   while (!pending_.empty() && !closed_) {
     std::swap(pending_, in_flight_);
     lock.unlock();
+    const std::size_t size = in_flight_.size();
     std::size_t written = 0;
-    while (written < in_flight_.size()) {
-      const ssize_t n = ::send(stream_.socket().native_handle(), in_flight_.data() + written,
-                               in_flight_.size() - written, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (written < size) {
+      const ssize_t n = in_flight_.send_some(stream_.socket().native_handle(), written);
       if (n <= 0) break;  // would block, or an error the executor's write will report
       written += static_cast<std::size_t>(n);
     }
     lock.lock();
-    if (written < in_flight_.size()) {  // the executor writes the rest, then what is pending
+    if (written < size) {  // the executor writes the rest, then what is pending
       in_flight_written_ = written;
       post_flush();
       return;
     }
     in_flight_.clear();
   }
-  in_flight_.shrink_if_empty(keep_capacity);
-  pending_.shrink_if_empty(keep_capacity);
+  in_flight_.bytes.shrink_if_empty(keep_capacity);
+  pending_.bytes.shrink_if_empty(keep_capacity);
   if (close_after_flush_) {
     post_flush();  // flush() closes, now that everything is written
     return;
@@ -194,11 +242,15 @@ void connection::flush() {
     close_now(closing_reason(""), /*linger=*/true);
     return;
   }
-  const std::size_t from = std::exchange(in_flight_written_, 0);
-  asio::async_write(stream_, asio::buffer(in_flight_.data() + from, in_flight_.size() - from), transfer_all_at_once,
+  boost::container::small_vector<asio::const_buffer, 4> pieces;
+  in_flight_.for_each_piece(std::exchange(in_flight_written_, 0), [&](const char* data, std::size_t n) {
+    pieces.emplace_back(data, n);
+    return true;
+  });
+  asio::async_write(stream_, pieces, transfer_all_at_once,
                     [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
                       self->in_flight_.clear();
-                      self->in_flight_.shrink_if_empty(keep_capacity);
+                      self->in_flight_.bytes.shrink_if_empty(keep_capacity);
                       if (ec) {
                         self->close_now(self->closing_reason("write failed: " + ec.message()), /*linger=*/false);
                         return;
@@ -240,9 +292,12 @@ void connection::read_more() {
             return;
           }
           self->large_expected_ = 0;
+          // The frame's buffer is shared with the handler, which may keep the payload (wire::payload). Its
+          // block goes back to be reused once the last holder lets go (detail::buffer's large blocks).
           // (A close it causes stops process_received below.)
-          self->handle_frame({self->large_.data() + length_prefix_size, self->large_.size() - length_prefix_size});
-          self->large_ = {};  // (its block is kept for the next large frame: detail::buffer's large blocks)
+          auto storage = std::make_shared<const detail::buffer>(std::exchange(self->large_, {}));
+          const std::span<const char> body(storage->data() + length_prefix_size, storage->size() - length_prefix_size);
+          self->handle_frame(body, std::move(storage));
         } else {
           self->received_.resize(self->received_.size() + n);
         }
@@ -313,13 +368,14 @@ void connection::start_large_frame(std::uint32_t length, std::size_t available) 
   consumed_ += available;  // (all of it is this frame's: it is incomplete)
 }
 
-bool connection::handle_frame(std::span<const char> body) {
+bool connection::handle_frame(std::span<const char> body, std::shared_ptr<const detail::buffer> storage) {
   std::string error;
   auto f = parse_frame(body, error);
   if (!f) {
     close("malformed frame: " + error, /*flush=*/true);
     return false;
   }
+  f->storage = std::move(storage);
   if (f->kind == message_kind::heartbeat && heartbeat_timeout_.count() > 0) return true;  // (its bytes were news)
   try {
     on_frame_(*f);

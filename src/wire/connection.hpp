@@ -11,14 +11,18 @@
 //    pending with non-blocking sends, outside the lock (a thread hand-off costs more than the call itself),
 //    and keeps writing what other threads append meanwhile, so concurrent senders share its writes;
 //  - otherwise the frame joins what the writer in progress writes next.
-// What the socket does not take at once is written by the executor. The socket's descriptor stays open
-// until the connection is destroyed (close only shuts it down), so a writer never sends on a reused one.
-// Over TLS every write is the executor's (the TLS state is confined to it): a sender only appends.
+// What the socket does not take at once is written by the executor. A large payload kept from another
+// frame (wire::payload) is written from where it is, by scatter-gather, not copied into the buffer. The socket's
+// descriptor stays open until the connection is destroyed (close only shuts it down), so a writer never sends on a
+// reused one. Over TLS every write is the executor's (the TLS state is confined to it): a sender only appends.
 #pragma once
+
+#include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <ferry/detail/buffer.hpp>
 #include <functional>
@@ -26,8 +30,10 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "wire/frame.hpp"
+#include "wire/payload.hpp"
 #include "wire/stream.hpp"
 
 namespace ferry::wire {
@@ -62,10 +68,11 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Returns false when the connection is closed. Throws PayloadTooLargeError (and sends nothing) when
   /// the frame is larger than the peer accepts.
   template <class Header, class WritePayload>
+  requires std::invocable<WritePayload&, detail::buffer&>
   bool send(message_kind kind, const Header& header, WritePayload&& write) {
     std::unique_lock lock(mu_);
     if (closed_ || close_after_flush_) return false;
-    frame_writer writer(pending_, kind, header);
+    frame_writer writer(pending_.bytes, kind, header);
     try {
       write(writer.payload());
     } catch (...) {
@@ -85,6 +92,28 @@ class connection : public std::enable_shared_from_this<connection> {
   bool send(message_kind kind, const Header& header) {
     return send(kind, header, [](detail::buffer&) {});
   }
+  /// Appends one frame whose payload is `p`: a large payload kept from a received frame is written from
+  /// where it is (the connection holds it until then), a smaller one copied.
+  template <class Header>
+  bool send(message_kind kind, const Header& header, const payload& p) {
+    if (!p.storage() || p.size() < by_reference_from) {
+      return send(kind, header, [&](detail::buffer& out) { out.append(p.data(), p.size()); });
+    }
+    std::unique_lock lock(mu_);
+    if (closed_ || close_after_flush_) return false;
+    frame_writer writer(pending_.bytes, kind, header);
+    const std::uint64_t size = writer.finish(p.size());
+    if (size > peer_max_frame_size_) {
+      writer.discard();
+      lock.unlock();
+      throw_too_large(kind, size);
+    }
+    pending_.references.push_back({pending_.bytes.size(), p.view(), p.storage()});
+    if (!writing_) send_pending(lock);
+    return true;
+  }
+  /// Payloads from this size up are sent by reference (below it a copy costs less than a scatter-gather entry).
+  static constexpr std::size_t by_reference_from = std::size_t{64} << 10;
 
   /// Closes the connection; with `flush`, after writing what is already queued (send() refuses new frames
   /// from then on), or after flush_timeout if the peer does not take it; then the socket lingers until
@@ -117,6 +146,26 @@ class connection : public std::enable_shared_from_this<connection> {
 
  private:
   friend class send_batch;
+  /// Frames to write: their bytes, and the payloads written by reference, each after a given number of them.
+  struct outgoing {
+    struct reference {
+      std::size_t after;  // bytes of `bytes` written before it
+      std::span<const char> data;
+      std::shared_ptr<const detail::buffer> storage;  // keeps `data`
+    };
+    detail::buffer bytes;
+    std::vector<reference> references;  // in order of `after`
+
+    bool empty() const noexcept { return bytes.empty(); }  // (a reference follows a frame's header)
+    std::size_t size() const noexcept;
+    void clear() noexcept;
+    /// Calls `piece(data, size)` for each piece of what follows the first `from` bytes, in order, while it
+    /// returns true.
+    template <class Piece>
+    void for_each_piece(std::size_t from, Piece&& piece) const;
+    /// Sends what follows the first `from` bytes on socket `fd` without blocking; returns what send(2) does.
+    ssize_t send_some(int fd, std::size_t from) const;
+  };
   /// With no write in progress: within a send_batch, joins the batch; otherwise write_directly().
   void send_pending(std::unique_lock<std::mutex>& lock);
   /// Makes the calling thread the writer: writes what is pending, and what is appended meanwhile, with
@@ -132,8 +181,9 @@ class connection : public std::enable_shared_from_this<connection> {
   /// Takes the frame of `length` bytes whose first `available` bytes are in received_ at consumed_ into
   /// large_, which the reads then fill with the rest of it alone.
   void start_large_frame(std::uint32_t length, std::size_t available);
-  /// Hands one frame (its bytes after the length prefix) to on_frame_; false when that closed the connection.
-  bool handle_frame(std::span<const char> body);
+  /// Hands one frame (its bytes after the length prefix; `storage`, the buffer they are in if it is the
+  /// frame's own) to on_frame_; false when that closed the connection.
+  bool handle_frame(std::span<const char> body, std::shared_ptr<const detail::buffer> storage = nullptr);
   bool is_closing() const;
   /// The reason close() was given, while the close flushes; otherwise `otherwise`. (A peer that goes
   /// while a close flushes fails the write or read in progress: the close's reason stands.)
@@ -171,11 +221,11 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t large_expected_ = 0;  // the length of the frame in large_, with its prefix; 0 with none
 
   // Owned by whoever set writing_: the direct writer, or the executor's flush().
-  detail::buffer in_flight_;           // the bytes of the write in progress
+  outgoing in_flight_;                 // the frames of the write in progress
   std::size_t in_flight_written_ = 0;  // how many of them a direct writer sent before leaving the rest to flush()
 
   mutable std::mutex mu_;
-  detail::buffer pending_;          // guarded by mu_: frames waiting for the next write
+  outgoing pending_;                // guarded by mu_: frames waiting for the next write
   bool writing_ = false;            // guarded by mu_: a direct writer or the executor owns in_flight_
   bool in_batch_ = false;           // guarded by mu_: joined a send_batch that has not ended
   bool closed_ = false;             // guarded by mu_

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <ferry/codec.hpp>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,6 +22,9 @@ struct frame {
   detail::reader header;          // positioned at the first header field after the kind
   std::uint32_t header_fields;    // how many fields follow the kind
   std::span<const char> payload;  // the rest of the frame
+  /// The buffer the frame arrived in when it had one of its own (a large frame); null otherwise. Sharing it
+  /// keeps the payload past the handler without a copy (wire::payload::keep).
+  std::shared_ptr<const detail::buffer> storage;
 
   /// Decodes the header fields as `Header` (a message's header struct); throws DecodeError when they do not
   /// match. Fields an older peer leaves out (wire::required_fields) keep their defaults.
@@ -50,9 +54,10 @@ class frame_writer {
     encode_fields(out_, header);
   }
   detail::buffer& payload() { return out_; }
-  /// Patches the length prefix; returns the frame's size without the prefix.
-  std::uint64_t finish() {
-    const std::uint64_t n = out_.size() - start_ - length_prefix_size;
+  /// Patches the length prefix; returns the frame's size without the prefix. `sent_apart`: bytes of the
+  /// frame that follow in the write but not in the buffer (a payload sent by reference).
+  std::uint64_t finish(std::size_t sent_apart = 0) {
+    const std::uint64_t n = out_.size() - start_ - length_prefix_size + sent_apart;
     const auto n32 = static_cast<std::uint32_t>(n);
     const unsigned char le[4] = {static_cast<unsigned char>(n32), static_cast<unsigned char>(n32 >> 8),
                                  static_cast<unsigned char>(n32 >> 16), static_cast<unsigned char>(n32 >> 24)};

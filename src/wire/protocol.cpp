@@ -144,7 +144,7 @@ std::optional<frame> parse_frame(std::span<const char> body, std::string& error)
     }
   }
   return frame{static_cast<message_kind>(kind), header, fields - 1,
-               std::span<const char>(r.pos, static_cast<std::size_t>(r.end - r.pos))};
+               std::span<const char>(r.pos, static_cast<std::size_t>(r.end - r.pos)), nullptr};
 }
 
 }  // namespace ferry::wire

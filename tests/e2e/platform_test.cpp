@@ -92,6 +92,21 @@ TEST(platform, a_failing_body_is_retried_and_the_last_error_says_how_many_attemp
             0);
 }
 
+// An argument and a result of several MiB travel in frames of their own, which the server keeps without a
+// copy and sends on by reference: the attempt after a crash gets the argument whole, and the result
+// comes back whole.
+TEST(platform, the_retry_after_a_crash_gets_a_large_argument_whole) {
+  const std::string dir = scratch_dir();
+  EXPECT_EQ(run_app([&] {
+              ferry::bytes data(std::size_t{3} << 20);
+              for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>(i ^ (i >> 11));
+              EXPECT_TRUE(crash_first_echo.remote(dir + "/a", data) == data) << "the retry's argument changed";
+              EXPECT_EQ(read_count(dir + "/a"), 2);  // (the crash, then the retry)
+              EXPECT_TRUE(crash_first_echo.remote(dir + "/a", data) == data);
+            }),
+            0);
+}
+
 TEST(platform, a_container_killed_mid_input_is_retried_or_reported) {
   const std::string dir = scratch_dir();
   EXPECT_EQ(run_app([&] {

@@ -566,6 +566,12 @@ std::int64_t crash_first_body(std::string counter, std::int64_t crashes) {
   return attempt;
 }
 
+/// The first attempt kills its own container with SIGKILL mid-input; later ones return `data`.
+ferry::bytes crash_first_echo_body(std::string counter, ferry::bytes data) {
+  if (bump_count(counter) == 1) ::kill(::getpid(), SIGKILL);
+  return data;
+}
+
 /// The first attempt writes `counter + ".running"` and never returns, ignoring cancellation (a hung body);
 /// later attempts return their number.
 std::int64_t stall_once_body(std::string counter) {
@@ -603,6 +609,8 @@ ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first =
     app().function("crash_first", crash_first_body, {.retries = ferry::Retries(2, 10ms)});
 ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first_no_retries =
     app().function("crash_first_no_retries", crash_first_body);
+ferry::Function<ferry::bytes(std::string, ferry::bytes)> crash_first_echo =
+    app().function("crash_first_echo", crash_first_echo_body, {.retries = ferry::Retries(2, 10ms)});
 ferry::Function<std::int64_t(std::string)> stall_once =
     app().function("stall_once", stall_once_body, {.max_containers = 2, .timeout = 300ms, .retries = 1});
 ferry::Function<std::int64_t(std::string)> stall_once_no_timeout =

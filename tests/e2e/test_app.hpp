@@ -157,6 +157,7 @@ extern ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first;
 extern ferry::Function<std::int64_t(std::string, std::int64_t)> fail_first_no_retries;
 extern ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first;
 extern ferry::Function<std::int64_t(std::string, std::int64_t)> crash_first_no_retries;
+extern ferry::Function<ferry::bytes(std::string, ferry::bytes)> crash_first_echo;
 extern ferry::Function<std::int64_t(std::string)> stall_once;
 extern ferry::Function<std::int64_t(std::string)> stall_once_no_timeout;
 extern ferry::Function<bool(std::string)> hold;

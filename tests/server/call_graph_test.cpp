@@ -29,7 +29,7 @@ std::string encoded(const T& value) {
   return std::string(b.data(), b.size());
 }
 
-std::string bytes(const detail::buffer& b) { return std::string(b.data(), b.size()); }
+std::string bytes(const wire::payload& p) { return std::string(p.data(), p.size()); }
 
 /// Does what the server does, minus the I/O: a ready call is queued, an unneeded one cancelled (at once when
 /// it is not running, as the server does; a running one waits for its container), and everything is noted.
@@ -71,7 +71,7 @@ struct fake_host final : call_graph::host {
     c->call_id = "fc-" + std::to_string(number(c->id));
     c->flags = flags;
     c->function = &fn;
-    c->arguments.append(arguments.data(), arguments.size());
+    c->arguments = wire::payload::copy_of(arguments);
     return graph.add(std::move(c));
   }
   /// A call with no arguments from other calls, started.
@@ -84,7 +84,7 @@ struct fake_host final : call_graph::host {
   bool alive(graph_id id) const { return graph.find(id) != nullptr; }
   void succeed(call_record& c, int value) {
     const std::string v = encoded(value);
-    graph.complete(c, status::ok, std::span<const char>(v.data(), v.size()));
+    graph.complete(c, status::ok, wire::payload::copy_of(v));
   }
   void throw_in(call_record& c, const std::string& message) {
     graph.fail(c, {status::remote_exception, "std::runtime_error", message, c.function->name, c.call_id, "stack"});

@@ -148,7 +148,7 @@ class parts final : public call_graph::host, public scheduler::host, public cont
     function_state& f = *a.call->function;
     detail::buffer result;
     ferry::encode(result, value);
-    graph.complete(*a.call, status::ok, result.view());
+    graph.complete(*a.call, status::ok, wire::payload(std::move(result)));
     sched.dispatch(f);
   }
 

@@ -95,7 +95,9 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
     c->call_id = "fc-" + std::to_string(number(c->id));
     c->flags = wire::deliver_result;
     c->function = of ? of : &fn;
-    ferry::encode(c->arguments, std::tuple<std::int64_t>{1});
+    detail::buffer arguments;
+    ferry::encode(arguments, std::tuple<std::int64_t>{1});
+    c->arguments = wire::payload(std::move(arguments));
     const graph_id id = c->id;
     graph.start_when_ready(graph.add(std::move(c)));  // (which may end it, and forget it)
     return id;
@@ -117,7 +119,7 @@ class scheduler_test : public ::testing::Test, public call_graph::host, public s
     if (a.call && outcome == status::ok) {
       detail::buffer value;
       ferry::encode(value, std::int64_t{2});
-      graph.complete(*a.call, status::ok, {value.data(), value.size()});
+      graph.complete(*a.call, status::ok, wire::payload(std::move(value)));
     } else if (a.call) {
       sched.retry_or_fail(*a.call, {outcome, "", "the body threw", fn.name, a.call->call_id, ""});
     }

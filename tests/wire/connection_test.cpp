@@ -1,6 +1,6 @@
 // Tests of wire::connection's writing over real TCP sockets on 127.0.0.1: frames sent by many threads at once
-// (which share each other's writes), frames larger than the socket takes at once, sends racing a close,
-// and send_batch deferring writes to its end.
+// (which share each other's writes), frames larger than the socket takes at once, payloads kept from received
+// frames and sent on by reference, sends racing a close, and send_batch deferring writes to its end.
 #include "wire/connection.hpp"
 
 #include <gtest/gtest.h>
@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "wire/payload.hpp"
 #include "wire/protocol.hpp"
 #include "wire/tls.hpp"
 
@@ -91,6 +92,10 @@ class connected_pair : public ::testing::Test {
           auto [id] = f.decode_header<ferry::wire::cancel_header>();
           std::lock_guard lock(mu);
           if (std::string(f.payload.data(), f.payload.size()) != payload_of(id, big_every)) corrupted.push_back(id);
+          if (keep_large && f.storage) {  // a large frame: kept past the handler, sharing its buffer
+            kept.emplace(id, ferry::wire::payload::keep(f));
+            if (kept.at(id).data() != f.payload.data()) copied.push_back(id);
+          }
           received[id >> 32].push_back(id & 0xffffffff);
           ++count;
           changed.notify_all();
@@ -107,8 +112,21 @@ class connected_pair : public ::testing::Test {
 
   bool send(std::uint64_t id) {
     const std::string p = payload_of(id, big_every);
+    if (by_reference && p.size() >= connection::by_reference_from) {
+      return sender->send(message_kind::cancel, ferry::wire::cancel_header{id}, kept_from_a_frame(p));
+    }
     return sender->send(message_kind::cancel, ferry::wire::cancel_header{id},
                         [&](ferry::detail::buffer& out) { out.append(p.data(), p.size()); });
+  }
+
+  /// `bytes` as a payload kept from a received frame that had a buffer of its own: it shares that buffer.
+  static ferry::wire::payload kept_from_a_frame(const std::string& bytes) {
+    ferry::detail::buffer b;
+    b.append(bytes.data(), bytes.size());
+    auto storage = std::make_shared<const ferry::detail::buffer>(std::move(b));
+    const ferry::wire::frame f{message_kind::cancel, ferry::detail::reader{storage->view()}, 0, storage->view(),
+                               storage};
+    return ferry::wire::payload::keep(f);
   }
 
   void wait_for(std::size_t n) {
@@ -123,12 +141,16 @@ class connected_pair : public ::testing::Test {
   std::shared_ptr<connection> sender, receiver;
   std::vector<std::thread> threads;
   std::size_t big_every = 0;  // every Nth frame is 8 MiB, more than the socket takes at once
+  bool by_reference = false;  // the sender sends the 8 MiB payloads as kept payloads, by reference
+  bool keep_large = false;    // the receiver keeps the large frames' payloads (in `kept`)
 
   std::mutex mu;
   std::condition_variable changed;
   std::map<std::uint64_t, std::vector<std::uint64_t>> received;  // by sending thread: sequence numbers
   std::vector<std::uint64_t> corrupted;
   std::size_t count = 0;
+  std::map<std::uint64_t, ferry::wire::payload> kept;  // by frame id
+  std::vector<std::uint64_t> copied;                   // frames whose kept payload was a copy
 };
 
 /// Four threads send at once; each thread's frames arrive whole and in the order it sent them.
@@ -154,6 +176,26 @@ void expect_every_threads_frames_whole_and_in_order(connected_pair& t, int per_t
   }
 }
 
+/// Large payloads sent by reference among small frames from four threads: all arrive whole and in order;
+/// the receiver keeps each large one without a copy, and it stays intact after later frames have arrived.
+void expect_kept_payloads_sent_by_reference_to_arrive_whole(connected_pair& t) {
+  t.big_every = 97;
+  t.by_reference = true;
+  t.keep_large = true;
+  send_from_threads(t, 400);
+  expect_every_threads_frames_whole_and_in_order(t, 400);
+  std::lock_guard lock(t.mu);
+  std::size_t large = 0;
+  for (std::uint64_t thread = 0; thread < 4; ++thread) {
+    for (std::uint64_t seq = 0; seq < 400; ++seq) large += (thread << 32 | seq) % t.big_every == 0;
+  }
+  EXPECT_EQ(t.kept.size(), large);
+  EXPECT_TRUE(t.copied.empty()) << t.copied.size() << " large payloads were copied to be kept";
+  for (const auto& [id, p] : t.kept) {
+    EXPECT_EQ(std::string(p.data(), p.size()), payload_of(id, t.big_every)) << "frame " << id << ", kept";
+  }
+}
+
 TEST_F(connected_pair, frames_sent_by_many_threads_at_once_all_arrive_whole_and_in_each_threads_order) {
   send_from_threads(*this, 5000);
   expect_every_threads_frames_whole_and_in_order(*this, 5000);
@@ -163,6 +205,10 @@ TEST_F(connected_pair, frames_larger_than_the_socket_takes_at_once_arrive_whole_
   big_every = 97;  // the sender's rest goes to its event loop while other threads keep sending
   send_from_threads(*this, 400);
   expect_every_threads_frames_whole_and_in_order(*this, 400);
+}
+
+TEST_F(connected_pair, payloads_kept_from_received_frames_are_sent_on_by_reference_whole_among_small_frames) {
+  expect_kept_payloads_sent_by_reference_to_arrive_whole(*this);
 }
 
 // Over TLS every write is the event loop's: senders on other threads only append.
@@ -182,6 +228,10 @@ TEST_F(connected_pair_over_tls, frames_larger_than_a_tls_record_arrive_whole_amo
   expect_every_threads_frames_whole_and_in_order(*this, 400);
 }
 
+TEST_F(connected_pair_over_tls, payloads_kept_from_received_frames_are_sent_on_by_reference_whole_among_small_frames) {
+  expect_kept_payloads_sent_by_reference_to_arrive_whole(*this);
+}
+
 // How a container reaches a server on its own host.
 class connected_pair_over_a_unix_socket : public connected_pair {
  public:
@@ -198,6 +248,11 @@ TEST_F(connected_pair_over_a_unix_socket, frames_larger_than_the_socket_takes_at
   big_every = 97;
   send_from_threads(*this, 400);
   expect_every_threads_frames_whole_and_in_order(*this, 400);
+}
+
+TEST_F(connected_pair_over_a_unix_socket,
+       payloads_kept_from_received_frames_are_sent_on_by_reference_whole_among_small_frames) {
+  expect_kept_payloads_sent_by_reference_to_arrive_whole(*this);
 }
 
 TEST_F(connected_pair, sends_racing_a_close_return_false_from_the_close_on) {
