@@ -162,6 +162,11 @@ class call_graph {
   }
   std::size_t size() const { return calls_.size(); }
   bool empty() const { return calls_.empty(); }
+  /// With no calls left, frees the table's buckets, which an unordered_map keeps at the most calls it ever
+  /// held (a burst of a million would hold 8 MiB of them for good).
+  void release_memory() {
+    if (calls_.empty()) calls_ = decltype(calls_)();
+  }
   /// Every call, for listings. Not to be changed while iterating: collect ids, then act on them.
   const auto& calls() const { return calls_; }
 

@@ -266,6 +266,13 @@ void control_service::retire(std::unique_ptr<app_instance> app, app_instance* su
   retired_.push_back(std::move(app));
 }
 
+void control_service::release_memory() {
+  if (live_calls_.empty()) live_calls_ = decltype(live_calls_)();
+  if (unflushed_keys_.empty()) unflushed_keys_ = decltype(unflushed_keys_)();
+  if (get_waiters_.empty()) get_waiters_ = decltype(get_waiters_)();
+  store_->release_memory();
+}
+
 void control_service::spawn(function_state& fn, const std::string& key, std::span<const char> arguments,
                             control_answer answer) {
   if (!key.empty()) {

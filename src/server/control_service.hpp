@@ -121,6 +121,9 @@ class control_service {
   /// A spawned call the server has in memory, running or queued, by call id; nullptr otherwise.
   call_record* live_call(const std::string& call_id) const;
   state_store& store() { return *store_; }
+  /// Frees what the store caches, and the buckets of the tables that are empty (an unordered_map keeps
+  /// them at the most entries it ever held).
+  void release_memory();
 
  private:
   void reply_error(const control_answer& answer, const wire::error_record& error);

@@ -620,7 +620,8 @@ void server::state::trim_memory_when_idle() {
   trim_timer->async_wait([this](boost::system::error_code ec) {
     trim_timer.reset();
     if (ec || !graph.empty()) return;
-    control->store().release_memory();
+    graph.release_memory();
+    control->release_memory();
     ::malloc_trim(0);
   });
 }

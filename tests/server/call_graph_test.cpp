@@ -287,5 +287,22 @@ TEST(call_graph, a_tail_call_to_a_call_that_has_ended_already_settles_at_once) {
   EXPECT_TRUE(h.graph.empty());
 }
 
+// An unordered_map keeps its buckets at the most entries it ever held: a burst of calls would hold them
+// for good. Once the graph is empty again, release_memory (the server's, when idle) gives them back.
+TEST(call_graph, an_emptied_graph_gives_back_the_table_a_burst_of_calls_grew) {
+  fake_host h;
+  std::vector<call_record*> burst;
+  for (int i = 0; i < 100'000; ++i) burst.push_back(&h.started(wire::deliver_result));
+  const std::size_t grown = h.graph.calls().bucket_count();
+  for (call_record* c : burst) h.succeed(*c, 1);  // delivered, and forgotten
+  ASSERT_TRUE(h.graph.empty());
+  h.graph.release_memory();
+  EXPECT_LT(h.graph.calls().bucket_count(), grown / 1000) << "the buckets of 100,000 calls are still held";
+  call_record& again = h.started(wire::deliver_result);  // the graph takes calls again
+  const graph_id again_id = again.id;
+  h.succeed(again, 2);
+  EXPECT_EQ(h.delivered.back(), again_id);
+}
+
 }  // namespace
 }  // namespace ferry::server
