@@ -281,35 +281,37 @@ char* faulted_block(std::size_t n) {
   return static_cast<char*>(p);
 }
 
-void send_descriptor(int socket, int fd) {
+/// A one-byte message with room for one descriptor (SCM_RIGHTS), for sendmsg and recvmsg.
+struct descriptor_message {
   char byte = 0;
   iovec iov{&byte, 1};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  msghdr header{};
+  descriptor_message() {
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+  }
+  descriptor_message(const descriptor_message&) = delete;
+  descriptor_message& operator=(const descriptor_message&) = delete;
+};
+
+void send_descriptor(int socket, int fd) {
+  descriptor_message m;
+  cmsghdr* c = CMSG_FIRSTHDR(&m.header);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (::sendmsg(socket, &m, 0) != 1) throw std::runtime_error("floor: sendmsg failed");
+  if (::sendmsg(socket, &m.header, 0) != 1) throw std::runtime_error("floor: sendmsg failed");
 }
 
 int receive_descriptor(int socket) {
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  if (::recvmsg(socket, &m, 0) != 1) return -1;
+  descriptor_message m;
+  if (::recvmsg(socket, &m.header, 0) != 1) return -1;
   int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
+  std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m.header)), sizeof fd);
   return fd;
 }
 

@@ -11,7 +11,6 @@
 #include <ferry/detail/buffer.hpp>
 #include <memory>
 #include <span>
-#include <string_view>
 #include <utility>
 
 #include "wire/frame.hpp"
